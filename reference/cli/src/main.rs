@@ -1,0 +1,61 @@
+//! `tether`: the one command-line tool of the Tether reference implementation.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod vectors;
+
+/// Tether: drive a coding-agent host from another device, end-to-end encrypted through a
+/// relay that sees only ciphertext.
+#[derive(Parser)]
+#[command(name = "tether", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate or verify the protocol test vectors in `vectors/`.
+    Vectors {
+        #[command(subcommand)]
+        action: VectorsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum VectorsAction {
+    /// Check every committed vector file byte for byte against the generator, and run
+    /// every case through the protocol core. Exits 1 if any file fails.
+    Verify {
+        /// Directory holding the vector files.
+        #[arg(long, default_value = "vectors")]
+        dir: PathBuf,
+    },
+    /// Regenerate every vector file. The vectors are frozen: regenerate only with a
+    /// protocol change, and commit the spec, code and vectors together.
+    Generate {
+        /// Directory to write the vector files into.
+        #[arg(long, default_value = "vectors")]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Vectors { action } => match action {
+            VectorsAction::Verify { dir } => vectors::verify(&dir),
+            VectorsAction::Generate { dir } => vectors::generate(&dir),
+        },
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tether: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Session state machines: controller, host and relay routing.
+//!
+//! STUB: replaced by the state machines.
