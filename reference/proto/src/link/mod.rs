@@ -5,6 +5,8 @@
 
 pub mod codes;
 pub mod frame;
+pub mod registration;
+pub mod router;
 
 pub use codes::CloseCode;
 pub use frame::{FrameError, RelayFrame, Role, SessionId};

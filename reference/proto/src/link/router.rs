@@ -1,0 +1,3 @@
+//! The relay's routing state machine (`spec/03-relay-link.md`).
+//!
+//! STUB.
