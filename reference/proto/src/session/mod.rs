@@ -1,3 +1,7 @@
-//! Session state machines: controller, host and relay routing.
+//! Session state machines: the controller's and the host's side of one session.
 //!
-//! STUB: replaced by the state machines.
+//! The relay's routing state machine lives in [`crate::link::router`].
+
+pub mod ratelimit;
+
+pub use ratelimit::TokenBucket;
