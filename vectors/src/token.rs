@@ -786,7 +786,9 @@ mod tests {
     #[test]
     fn base32_matches_the_decoder() {
         for len in 0u8..12 {
-            let bytes: Vec<u8> = (0..len).map(|i| i * 37 + 11).collect();
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| i.wrapping_mul(37).wrapping_add(11))
+                .collect();
             let t = format!("TETHER:{}", base32(&bytes));
             let direct = PairingToken::decode_binary(&bytes);
             assert_eq!(PairingToken::from_text(&t), direct, "{t}");
