@@ -53,6 +53,18 @@ fn rekey_after(n: u64) -> bool {
 }
 
 impl Transport {
+    /// Wraps a finished snow handshake built with [`super::noise_builder`]. Tether code
+    /// gets its transports from [`super::Initiator::read_message2`] and
+    /// [`super::PendingResponder::write_message2`]; this is for replaying third-party
+    /// vectors whose prologue and payloads are not Tether's.
+    ///
+    /// # Errors
+    /// [`ChannelError::HandshakeFailed`] if the handshake is not finished.
+    #[doc(hidden)]
+    pub fn from_finished_handshake(hs: snow::HandshakeState) -> Result<Self, ChannelError> {
+        Self::from_handshake(hs)
+    }
+
     pub(super) fn from_handshake(hs: snow::HandshakeState) -> Result<Self, ChannelError> {
         let handshake_hash: [u8; 32] =
             hs.get_handshake_hash()
