@@ -161,7 +161,7 @@ def parse_chapter(path: Path, report: Report) -> Chapter:
 
     def scan(text: str, lineno: int, current: str | None) -> None:
         where = f"spec/{name}:{lineno}"
-        if MARKER_ANY.search(text):
+        if MARKER_ANY.search(INLINE_CODE.sub(" ", text)):
             report.error(where, "requirement marker not at the start of a paragraph or list item")
         words = normative_view(text)
         found = KW_MUST.findall(words) + KW_SHOULD.findall(words)
@@ -199,7 +199,7 @@ def parse_chapter(path: Path, report: Report) -> Chapter:
             line = re.sub(r"^\s*(>\s?)+", "", line)
             stripped = line.strip()
         if stripped.startswith("|"):
-            if MARKER_ANY.search(stripped):
+            if MARKER_ANY.search(INLINE_CODE.sub(" ", stripped)):
                 report.error(f"spec/{name}:{lineno}", "requirement marker inside a table")
             blank = False
             continue
