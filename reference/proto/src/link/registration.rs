@@ -35,12 +35,7 @@ use super::LinkError;
 pub const REGISTRATION_PROTOCOL: &str = "Noise_XN_25519_ChaChaPoly_BLAKE2s";
 /// The label that starts the registration prologue (`LINK-12`).
 pub const REGISTRATION_PROLOGUE_LABEL: &[u8] = b"TETHER-REG-V1";
-/// Length of registration message 1 (`-> e`), carried in `HELLO` (`LINK-9`).
-pub const REGISTRATION_MSG1_LEN: usize = 32;
-/// Length of registration message 2 (`<- e, ee`), carried in `HOST_CHALLENGE`.
-pub const REGISTRATION_MSG2_LEN: usize = 48;
-/// Length of registration message 3 (`-> s, se`), carried in `HOST_PROOF`.
-pub const REGISTRATION_MSG3_LEN: usize = 64;
+pub use super::frame::{REGISTRATION_MSG1_LEN, REGISTRATION_MSG2_LEN, REGISTRATION_MSG3_LEN};
 
 /// The registration prologue: `TETHER-REG-V1` || u8 len(workspace) || workspace (`LINK-12`).
 ///
