@@ -495,7 +495,7 @@ fn limits() -> RelayLimits {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn link17_link18_link23_link26_invariants_hold(ops in prop::collection::vec(op(), 10..150)) {

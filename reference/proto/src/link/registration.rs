@@ -24,12 +24,12 @@
 //! (drawn from a CSPRNG, a new one for every registration, `LINK-13`).
 
 use snow::params::{CipherChoice, DHChoice, HashChoice, NoiseParams};
-use snow::resolvers::{BoxedCryptoResolver, CryptoResolver, DefaultResolver};
+use snow::resolvers::{BoxedCryptoResolver, CryptoResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
 use snow::{Builder, HandshakeState};
-use subtle::ConstantTimeEq;
 
 use super::LinkError;
+use crate::channel::TetherResolver;
 
 /// The Noise protocol name of host registration (`LINK-12`).
 pub const REGISTRATION_PROTOCOL: &str = "Noise_XN_25519_ChaChaPoly_BLAKE2s";
@@ -215,12 +215,12 @@ impl RelayRegistration {
     }
 }
 
-/// The crypto resolver of registration: the default primitives, DH outputs of all zeros
-/// rejected (`CHAN-7`), and, where the caller supplied one, the ephemeral private key served
-/// as the only output of the RNG (sans-IO randomness).
+/// The crypto resolver of registration: Tether's [`TetherResolver`] (DH outputs of all
+/// zeros rejected, `CHAN-7`), with, where the caller supplied one, the ephemeral private key
+/// served as the only output of the RNG (sans-IO randomness).
 fn resolver(ephemeral: Option<[u8; 32]>) -> BoxedCryptoResolver {
     Box::new(RegistrationResolver {
-        inner: Box::new(DefaultResolver),
+        inner: Box::new(TetherResolver::default()),
         ephemeral,
     })
 }
@@ -239,9 +239,7 @@ impl CryptoResolver for RegistrationResolver {
     }
 
     fn resolve_dh(&self, choice: &DHChoice) -> Option<Box<dyn Dh>> {
-        self.inner
-            .resolve_dh(choice)
-            .map(|inner| Box::new(NonZeroDh { inner }) as Box<dyn Dh>)
+        self.inner.resolve_dh(choice)
     }
 
     fn resolve_hash(&self, choice: &HashChoice) -> Option<Box<dyn Hash>> {
@@ -268,52 +266,5 @@ impl Random for SuppliedRandom {
             }
             _ => Err(snow::Error::Rng),
         }
-    }
-}
-
-/// X25519 that fails on an all-zero shared secret (a low-order public key, `CHAN-7`).
-struct NonZeroDh {
-    inner: Box<dyn Dh>,
-}
-
-impl Dh for NonZeroDh {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-    fn pub_len(&self) -> usize {
-        self.inner.pub_len()
-    }
-    fn priv_len(&self) -> usize {
-        self.inner.priv_len()
-    }
-    fn set(&mut self, privkey: &[u8]) {
-        self.inner.set(privkey);
-    }
-    fn generate(&mut self, rng: &mut dyn Random) -> Result<(), snow::Error> {
-        self.inner.generate(rng)
-    }
-    fn pubkey(&self) -> &[u8] {
-        self.inner.pubkey()
-    }
-    fn privkey(&self) -> &[u8] {
-        self.inner.privkey()
-    }
-    fn dh(&self, pubkey: &[u8], out: &mut [u8]) -> Result<(), snow::Error> {
-        if pubkey.len() < self.inner.pub_len() {
-            return Err(snow::Error::Dh);
-        }
-        self.inner.dh(pubkey, out)?;
-        let len = self.inner.dh_len().min(out.len());
-        let zero = out
-            .get(..len)
-            .map(|s| s.iter().fold(0u8, |acc, b| acc | b).ct_eq(&0u8))
-            .ok_or(snow::Error::Dh)?;
-        if bool::from(zero) {
-            return Err(snow::Error::Dh);
-        }
-        Ok(())
-    }
-    fn dh_len(&self) -> usize {
-        self.inner.dh_len()
     }
 }

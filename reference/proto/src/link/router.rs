@@ -497,8 +497,8 @@ impl Relay {
     /// other end (`LINK-21`); a host's registration ends. Unknown ids are ignored.
     pub fn handle_link_closed(&mut self, link: LinkId, now: Instant) {
         if let Some(l) = self.links.get_mut(&link) {
-            l.state = LinkState::Closed;
-            self.deregister(link);
+            let old = std::mem::replace(&mut l.state, LinkState::Closed);
+            self.deregister(link, &old);
             self.dead.push(link);
             self.settle(now);
         }
@@ -952,10 +952,11 @@ impl Relay {
     }
 
     fn peer_going_away(&mut self, link: LinkId, code: CloseCode) {
-        if let Some(l) = self.links.get_mut(&link) {
-            l.state = LinkState::Closed;
-        }
-        self.deregister(link);
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        let old = std::mem::replace(&mut l.state, LinkState::Closed);
+        self.deregister(link, &old);
         self.dead.push(link);
         self.events
             .push_back(RelayEvent::PeerGoingAway { link, code });
@@ -1038,7 +1039,7 @@ impl Relay {
         if matches!(l.state, LinkState::Closed) {
             return;
         }
-        l.state = LinkState::Closed;
+        let old = std::mem::replace(&mut l.state, LinkState::Closed);
         if code == CloseCode::SLOW_READER {
             // LINK-23: the reader is not reading; what it has not taken is dropped (by
             // closing, LINK-26) so that the GOAWAY is not stuck behind it.
@@ -1058,7 +1059,7 @@ impl Relay {
             l.last_sent = now;
             self.pending.insert(link);
         }
-        self.deregister(link);
+        self.deregister(link, &old);
         self.dead.push(link);
         self.events.push_back(RelayEvent::Refused {
             link,
@@ -1070,8 +1071,17 @@ impl Relay {
     }
 
     /// Removes the host registration held by `link`, if it is still the registered one.
-    fn deregister(&mut self, link: LinkId) {
-        self.hosts.retain(|_, l| *l != link);
+    fn deregister(&mut self, link: LinkId, old: &LinkState) {
+        if let LinkState::Ready {
+            workspace,
+            host_key: Some(key),
+        } = old
+        {
+            let entry = (workspace.clone(), *key);
+            if self.hosts.get(&entry) == Some(&link) {
+                self.hosts.remove(&entry);
+            }
+        }
     }
 
     /// Tears down the sessions of every closed link: `CLOSE PEER_GONE` to the other end
