@@ -792,3 +792,9 @@ fn default_limits_are_the_protocol_limits() {
     assert_eq!(l.auth_deadline, Duration::from_secs(10));
     let _ = RelayConfig::default();
 }
+
+#[test]
+fn relay_is_send_for_async_drivers() {
+    fn assert_send<T: Send>() {}
+    assert_send::<tether_proto::link::router::Relay>();
+}

@@ -70,6 +70,45 @@
 //! session and direction and at most [`RelayLimits::link_queue_bytes`] of frames per link
 //! (plus the one final `GOAWAY`, at most 259 bytes); sessions are bounded per link; events
 //! wait in [`Relay::poll_event`] until the driver takes them.
+//!
+//! # Decisions where `spec/03` is silent or ambiguous
+//!
+//! Each is marked `SPEC:` at the point where the code makes it.
+//!
+//! 1. Allowed frames before `READY` (`LINK-8`): only `HELLO` (in `AWAIT_HELLO`) and
+//!    `HOST_PROOF` (in `AWAIT_PROOF`), plus a client's `GOAWAY` in any state. `PING` before
+//!    `READY` is unexpected: the auth deadline (10 s) is shorter than the keepalive (20 s).
+//! 2. Order of the `OPEN` checks: handshake length (`LINK-15`), id in use on the
+//!    controller's link (`LINK-16`), controller session limit (`LINK-20`), routing
+//!    (`LINK-17`), id in use on the host (`LINK-16`), host session limit (`LINK-20`).
+//!    Routing comes before every host-specific check, so that a controller cannot learn
+//!    anything (a `SESSION_LIMIT`, a `SESSION_ID_IN_USE`) about a host outside its
+//!    workspace.
+//! 3. An `OPEN` reusing an id already open on the same controller link: the `CLOSE
+//!    SESSION_ID_IN_USE` names that id, so the controller necessarily ends its existing
+//!    session on receipt; the relay ends it too (both ends get `CLOSE SESSION_ID_IN_USE`)
+//!    so that the two views agree.
+//! 4. `LINK-22` counts `DATA` payload bytes; `LINK-23` counts every queued frame's encoded
+//!    bytes. The per-session check is made first. A `DATA` that would pass the bound is not
+//!    queued: it triggers the close. Exactly the bound is still held.
+//! 5. `GOAWAY SLOW_READER` (`LINK-23`) discards what the link has not taken, so the `GOAWAY`
+//!    is not stuck behind 4 MiB. Other `GOAWAY`s go after what is already queued.
+//! 6. `LINK-21` "when a link closes" is taken as "when the relay stops serving it": the other
+//!    ends get `CLOSE PEER_GONE` as soon as `GOAWAY` is queued or the client's `GOAWAY`
+//!    arrives, not when the WebSocket finally closes. `DATA` queued before that `CLOSE` is
+//!    still delivered, in order, before it.
+//! 7. `LINK-25` "sent" is "queued" here (the core does not see the socket). The relay pings
+//!    only `READY` links; a `PING` counts as sending.
+//! 8. `LINK-24` "received" is any frame, even one that is then refused at session level.
+//! 9. The relay draws the registration ephemeral, and does any DH, only after the credential
+//!    checks pass (`LINK-10`, `LINK-11`): an unauthenticated peer costs no DH.
+//! 10. A client's `CLOSE` is forwarded with its code unchanged, whatever the code (including
+//!     codes of the relay's own range); a client's `GOAWAY` is not answered.
+//! 11. A host replaced under `LINK-14` is replaced only once the new registration's proof
+//!     verified, never on a `HELLO` alone.
+//! 12. Switching remote access off at run time ([`Relay::set_workspace`]) ends the
+//!     workspace's links with `GOAWAY REMOTE_ACCESS_DISABLED`; changing or removing a
+//!     credential ends them with `AUTH_FAILED`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
@@ -467,7 +506,7 @@ impl Relay {
         if matches!(l.state, LinkState::Closed) {
             return;
         }
-        // LINK-24: anything received resets the idle timer.
+        // LINK-24: anything received resets the idle timer (SPEC: decision 8).
         l.last_received = now;
         let ready = l.is_ready();
         let limits = &self.config.limits;
@@ -626,7 +665,7 @@ impl Relay {
         };
         match (&l.state, frame) {
             (LinkState::Closed, _) => {}
-            // A client leaving (LINK-27): allowed in every state.
+            // A client leaving (LINK-27): allowed in every state, not answered (SPEC: 1, 10).
             (_, RelayFrame::GoAway { code, .. }) => self.peer_going_away(link, code),
             (
                 LinkState::AwaitHello,
@@ -675,7 +714,8 @@ impl Relay {
                 self.push_frame(link, &RelayFrame::Pong { value }, now);
             }
             (LinkState::Ready { .. }, RelayFrame::Pong { .. }) => {}
-            // LINK-8: everything else, including a first frame other than HELLO, frames only
+            // LINK-8 (SPEC: decision 1): everything else, including a first frame other than
+            // HELLO, PING before READY, frames only
             // a relay sends, a second HELLO and OPEN from a host.
             _ => self.goaway(link, &unexpected, now),
         }
@@ -738,7 +778,8 @@ impl Relay {
                 });
             }
             Role::Host => {
-                // LINK-12, LINK-13: a fresh ephemeral for every registration.
+                // LINK-12, LINK-13: a fresh ephemeral for every registration, drawn only now
+                // that the credential passed (SPEC: decision 9).
                 let challenge = RelayRegistration::new(&workspace, rng()).and_then(|mut r| {
                     let msg2 = r.read_hello(registration)?;
                     Ok((r, msg2))
@@ -790,7 +831,8 @@ impl Relay {
                 host_key: Some(host_key),
             };
         }
-        // LINK-14: one link per (workspace, host key); the newer registration wins.
+        // LINK-14: one link per (workspace, host key); the newer registration wins, once
+        // its proof verified (SPEC: decision 11).
         if let Some(&old) = self.hosts.get(&(workspace.clone(), host_key))
             && old != link
         {
@@ -833,7 +875,7 @@ impl Relay {
         let Some(c) = self.links.get(&controller) else {
             return;
         };
-        // LINK-16: the id is in use on the controller's own link. The CLOSE the controller
+        // LINK-16 (SPEC: decisions 2, 3): the id is in use on the controller's own link. The CLOSE the controller
         // gets names that id, so it necessarily ends the existing session at the controller
         // too; the relay ends it as well, so that both views agree, and tells the host.
         if let Some(&existing) = c.sessions.get(&session) {
@@ -845,7 +887,8 @@ impl Relay {
             self.refuse_session(controller, session, &LinkError::SessionLimit, now);
             return;
         }
-        // LINK-17: only a host registered in the controller's own workspace; the same
+        // LINK-17 (SPEC: decision 2): only a host registered in the controller's own
+        // workspace, checked before anything host-specific; the same
         // answer for a host that is offline and one in another workspace.
         let Some(host) = self.hosts.get(&(workspace.to_owned(), host_key)).copied() else {
             self.refuse_session(controller, session, &LinkError::HostUnreachable, now);
@@ -913,7 +956,7 @@ impl Relay {
             (s.controller, Dir::ToController)
         };
         let held = s.undelivered(dir);
-        // LINK-22: at most 256 KiB undelivered per session and direction.
+        // LINK-22: at most 256 KiB undelivered per session and direction (SPEC: decision 4).
         if held.saturating_add(payload_len) > self.config.limits.session_queue_bytes {
             self.end_session(key, LinkError::SessionSlowReader, now);
             return;
@@ -947,7 +990,8 @@ impl Relay {
         if let Some(o) = self.links.get_mut(&other) {
             o.sessions.remove(&s.id);
         }
-        // LINK-21: forwarded with the same code; the relay forgets the session.
+        // LINK-21: forwarded with the same code (SPEC: decision 10); the relay forgets the
+        // session.
         self.push_frame(other, &RelayFrame::Close { session, code }, now);
     }
 
@@ -1041,7 +1085,7 @@ impl Relay {
         }
         let old = std::mem::replace(&mut l.state, LinkState::Closed);
         if code == CloseCode::SLOW_READER {
-            // LINK-23: the reader is not reading; what it has not taken is dropped (by
+            // LINK-23 (SPEC: decision 5): the reader is not reading; what it has not taken is dropped (by
             // closing, LINK-26) so that the GOAWAY is not stuck behind it.
             l.queue.clear();
             l.queued_bytes = 0;
@@ -1085,7 +1129,7 @@ impl Relay {
     }
 
     /// Tears down the sessions of every closed link: `CLOSE PEER_GONE` to the other end
-    /// (`LINK-21`). Runs until no link closes anymore (a `CLOSE` can overflow a link).
+    /// (`LINK-21`, SPEC: decision 6). Runs until no link closes anymore (a `CLOSE` can overflow a link).
     fn settle(&mut self, now: Instant) {
         while let Some(link) = self.dead.pop() {
             let sessions: Vec<SessionKey> = self
@@ -1146,7 +1190,7 @@ impl Relay {
         }
         l.queued_bytes += bytes.len();
         l.queue.push_back(Queued { bytes, data });
-        // LINK-25: queuing a frame counts as sending for the keepalive timer.
+        // LINK-25: queuing a frame counts as sending for the keepalive timer (SPEC: 7).
         l.last_sent = now;
         self.pending.insert(link);
         true
