@@ -81,6 +81,13 @@ fn host_name_ok(name: &str) -> bool {
     (1..=MAX_HOST_NAME_LEN).contains(&name.len()) && !name.chars().any(char::is_control)
 }
 
+/// BLAKE2s-256 of a token secret: what a host stores in place of the secret (`TOKEN-11`).
+///
+/// Compare digests with [`subtle::ConstantTimeEq`], never with `==` (`TOKEN-11`).
+pub fn secret_digest(secret: &[u8; TOKEN_SECRET_LEN]) -> [u8; 32] {
+    Blake2s256::digest(secret).into()
+}
+
 /// The first [`CHECKSUM_LEN`] bytes of BLAKE2s-256([`CHECKSUM_LABEL`] || `body`) (`TOKEN-4`).
 fn checksum(body: &[u8]) -> [u8; CHECKSUM_LEN] {
     let mut h = Blake2s256::new();
@@ -97,7 +104,9 @@ fn checksum(body: &[u8]) -> [u8; CHECKSUM_LEN] {
 /// A pairing token (`TOKEN-1`): everything a controller needs to reach a host and pair once.
 ///
 /// Every value of this type is valid (see [`PairingToken::new`]); it may still be expired.
-/// `Debug` does not print the token secret.
+/// `Debug` does not print the token secret. `==` compares the secret in variable time: a
+/// host checking a presented secret uses [`secret_digest`] and a constant-time comparison
+/// (`TOKEN-11`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct PairingToken {
     host_key: [u8; HOST_KEY_LEN],

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use blake2::{Blake2s256, Digest};
 use tether_proto::time::UnixTime;
-use tether_proto::token::{PairingToken, TokenError, validate_workspace};
+use tether_proto::token::{PairingToken, TokenError, secret_digest, validate_workspace};
 
 /// Fields of the sample token: key 0x11.., id 0x22.., secret 0x33.., expiry 0x6553f100.
 fn sample(host_name: Option<&str>) -> PairingToken {
@@ -527,4 +527,13 @@ fn token_error_names_and_requirements() {
         let wrapped = tether_proto::Error::from(e);
         assert_eq!(wrapped.requirement(), req);
     }
+}
+
+#[test]
+fn token_11_secret_digest_is_blake2s_of_the_secret() {
+    // BLAKE2s-256 of 32 zero bytes.
+    assert_eq!(
+        hex::encode(secret_digest(&[0; 32])),
+        "320b5ea99e653bc2b593db4130d10a4efd3a0b4cc2e1a6672b678d71dfbd33ad"
+    );
 }
