@@ -62,7 +62,7 @@ fn config(private: [u8; 32], sid: u8, ts: UnixTime, purpose: Purpose) -> Control
         session: SessionId([sid; 8]),
         timestamp: Timestamp::from_unix(ts),
         purpose,
-        handshake_timeout: ControllerConfig::default_timeout(false),
+        handshake_timeout: ControllerConfig::default_timeout(&Purpose::Resume),
     }
 }
 
@@ -172,9 +172,8 @@ fn pairing_then_resume_carries_json_rpc_both_ways() {
     let ev = host_events(&mut h);
     assert!(matches!(&ev[..], [HostEvent::Message { message, .. }] if *message == request));
 
-    let response = Message::Response(
-        Response::new(1.into(), &serde_json::json!({"threads": []})).unwrap(),
-    );
+    let response =
+        Message::Response(Response::new(1.into(), &serde_json::json!({"threads": []})).unwrap());
     h.send(SessionId([1; 8]), &response).unwrap();
     drive(&mut c, &mut h, &mut s, now, WALL);
     assert_eq!(
@@ -184,7 +183,8 @@ fn pairing_then_resume_carries_json_rpc_both_ways() {
 
     // A later session of the paired device.
     let later = WALL.saturating_add(Duration::from_secs(5));
-    let mut c2 = Controller::connect(config(PHONE_PRIVATE, 2, later, Purpose::Resume), now).unwrap();
+    let mut c2 =
+        Controller::connect(config(PHONE_PRIVATE, 2, later, Purpose::Resume), now).unwrap();
     drive(&mut c2, &mut h, &mut s, now, later);
     assert!(c2.is_established());
     assert!(matches!(
@@ -204,7 +204,10 @@ fn chan_12_reused_token_is_refused() {
     let mut c = Controller::connect(config(OTHER_PRIVATE, 9, ts, pair_purpose()), now).unwrap();
     drive(&mut c, &mut h, &mut s, now, ts);
     assert!(refused_with(&host_events(&mut h), Refusal::TokenRejected));
-    assert!(closed_with(&controller_events(&mut c), CloseCode::TOKEN_REJECTED));
+    assert!(closed_with(
+        &controller_events(&mut c),
+        CloseCode::TOKEN_REJECTED
+    ));
     assert!(s.device(&public_key(&OTHER_PRIVATE)).is_none());
 }
 
@@ -214,7 +217,7 @@ fn chan_12_expired_and_wrong_secret_tokens_are_refused_and_not_consumed() {
     let mut h = host(false);
     for (wall, secret) in [
         (WALL.saturating_add(Duration::from_secs(300)), TOKEN_SECRET), // expired
-        (WALL, [0x56; 32]),                                           // wrong secret
+        (WALL, [0x56; 32]),                                            // wrong secret
     ] {
         let mut s = store();
         let purpose = Purpose::Pair {
@@ -255,7 +258,10 @@ fn chan_10_replayed_message1_is_refused() {
     h.handle_incoming(SessionId([8; 8]), &msg1, now, ts, &mut s);
     assert!(matches!(
         &host_events(&mut h)[..],
-        [HostEvent::Refused { refusal: RefusalReason::Handshake(_), .. }]
+        [HostEvent::Refused {
+            refusal: RefusalReason::Handshake(_),
+            ..
+        }]
     ));
 }
 
@@ -266,7 +272,10 @@ fn chan_9_unpaired_and_revoked_devices_are_refused() {
     let mut c = Controller::connect(config(OTHER_PRIVATE, 3, WALL, Purpose::Resume), now).unwrap();
     drive(&mut c, &mut h, &mut s, now, WALL);
     assert!(refused_with(&host_events(&mut h), Refusal::NotAuthorized));
-    assert!(closed_with(&controller_events(&mut c), CloseCode::NOT_AUTHORIZED));
+    assert!(closed_with(
+        &controller_events(&mut c),
+        CloseCode::NOT_AUTHORIZED
+    ));
 
     pair(&mut h, &mut s, now);
     host_events(&mut h);
@@ -313,10 +322,19 @@ fn chan_14_rate_limit_refuses_before_any_work() {
     h.handle_incoming(SessionId([9; 8]), &[0u8; 3], now, WALL, &mut s);
     assert!(refused_with(&host_events(&mut h), Refusal::RateLimited));
     // One second later the bucket has a token again; the garbage now fails the handshake.
-    h.handle_incoming(SessionId([9; 8]), &[0u8; 3], now + Duration::from_secs(1), WALL, &mut s);
+    h.handle_incoming(
+        SessionId([9; 8]),
+        &[0u8; 3],
+        now + Duration::from_secs(1),
+        WALL,
+        &mut s,
+    );
     assert!(matches!(
         &host_events(&mut h)[..],
-        [HostEvent::Refused { refusal: RefusalReason::Handshake(_), .. }]
+        [HostEvent::Refused {
+            refusal: RefusalReason::Handshake(_),
+            ..
+        }]
     ));
 }
 
@@ -333,8 +351,14 @@ fn chan_26_remote_access_off_refuses_everything() {
     let mut s = store();
     let mut c = Controller::connect(config(PHONE_PRIVATE, 1, WALL, pair_purpose()), now).unwrap();
     drive(&mut c, &mut h, &mut s, now, WALL);
-    assert!(refused_with(&host_events(&mut h), Refusal::RemoteAccessDisabled));
-    assert!(closed_with(&controller_events(&mut c), CloseCode::REMOTE_ACCESS_DISABLED));
+    assert!(refused_with(
+        &host_events(&mut h),
+        Refusal::RemoteAccessDisabled
+    ));
+    assert!(closed_with(
+        &controller_events(&mut c),
+        CloseCode::REMOTE_ACCESS_DISABLED
+    ));
     assert_eq!(s.token_consumed(&TOKEN_ID), Some(false));
 }
 
@@ -352,7 +376,11 @@ fn chan_24_confirmation_accept_reject_and_timeout() {
     assert_eq!(code, c.confirmation_code());
     assert_eq!(code.len(), 6);
     assert!(!c.is_established());
-    assert_eq!(s.token_consumed(&TOKEN_ID), Some(true), "consumed before asking");
+    assert_eq!(
+        s.token_consumed(&TOKEN_ID),
+        Some(true),
+        "consumed before asking"
+    );
     assert!(s.device(&public_key(&PHONE_PRIVATE)).is_none());
     h.confirm_pairing(*session, true, WALL, &mut s);
     drive(&mut c, &mut h, &mut s, now, WALL);
@@ -366,7 +394,10 @@ fn chan_24_confirmation_accept_reject_and_timeout() {
     host_events(&mut h);
     h.confirm_pairing(SessionId([2; 8]), false, WALL, &mut s);
     drive(&mut c, &mut h, &mut s, now, WALL);
-    assert!(closed_with(&controller_events(&mut c), CloseCode::CONFIRMATION_REJECTED));
+    assert!(closed_with(
+        &controller_events(&mut c),
+        CloseCode::CONFIRMATION_REJECTED
+    ));
     assert_eq!(s.token_consumed(&TOKEN_ID), Some(true));
     assert!(s.device(&public_key(&OTHER_PRIVATE)).is_none());
 
@@ -374,7 +405,7 @@ fn chan_24_confirmation_accept_reject_and_timeout() {
     let (mut h, mut s) = (host(true), store());
     let mut c = Controller::connect(
         ControllerConfig {
-            handshake_timeout: ControllerConfig::default_timeout(true),
+            handshake_timeout: ControllerConfig::default_timeout(&pair_purpose()),
             ..config(OTHER_PRIVATE, 3, WALL, pair_purpose())
         },
         now,
@@ -386,8 +417,14 @@ fn chan_24_confirmation_accept_reject_and_timeout() {
     assert_eq!(h.session_count(), 1);
     h.handle_timeout(now + Duration::from_secs(60));
     drive(&mut c, &mut h, &mut s, now, WALL);
-    assert!(refused_with(&host_events(&mut h), Refusal::ConfirmationRejected));
-    assert!(closed_with(&controller_events(&mut c), CloseCode::CONFIRMATION_REJECTED));
+    assert!(refused_with(
+        &host_events(&mut h),
+        Refusal::ConfirmationRejected
+    ));
+    assert!(closed_with(
+        &controller_events(&mut c),
+        CloseCode::CONFIRMATION_REJECTED
+    ));
 }
 
 #[test]
@@ -404,11 +441,14 @@ fn chan_13_controller_gives_up_without_message2() {
         c.poll_transmit(),
         Some(RelayFrame::Close {
             session: SessionId([1; 8]),
-            code: CloseCode::HANDSHAKE_FAILED
+            code: CloseCode::NORMAL
         })
     );
     // CHAN-15: nothing can be sent on a session that never completed.
-    assert!(c.send(&Message::Request(Request::new(1, "thread/list", None))).is_err());
+    assert!(
+        c.send(&Message::Request(Request::new(1, "thread/list", None)))
+            .is_err()
+    );
 }
 
 #[test]
@@ -417,8 +457,13 @@ fn chan_18_a_flipped_bit_ends_the_session_and_delivers_nothing() {
     let (mut h, mut s) = (host(false), store());
     let mut c = pair(&mut h, &mut s, now);
     host_events(&mut h);
-    c.send(&Message::Request(Request::new(1, "thread/list", None))).unwrap();
-    let Some(RelayFrame::Data { session, mut payload }) = c.poll_transmit() else {
+    c.send(&Message::Request(Request::new(1, "thread/list", None)))
+        .unwrap();
+    let Some(RelayFrame::Data {
+        session,
+        mut payload,
+    }) = c.poll_transmit()
+    else {
         panic!()
     };
     payload[5] ^= 0x01;
@@ -433,7 +478,10 @@ fn chan_18_a_flipped_bit_ends_the_session_and_delivers_nothing() {
         }]
     );
     assert!(!h.is_established(session));
-    assert!(h.send(session, &Message::Request(Request::new(2, "x", None))).is_err());
+    assert!(
+        h.send(session, &Message::Request(Request::new(2, "x", None)))
+            .is_err()
+    );
 }
 
 #[test]
@@ -449,7 +497,9 @@ fn cmd_envelope_violations_are_answered_not_delivered() {
         .unwrap();
     drive(&mut c, &mut h, &mut s, now, WALL);
     let ev = host_events(&mut h);
-    assert!(matches!(&ev[..], [HostEvent::Rejected { rejection, .. }] if rejection.error.rpc_code() == -32700));
+    assert!(
+        matches!(&ev[..], [HostEvent::Rejected { rejection, .. }] if rejection.error.rpc_code() == -32700)
+    );
     let ev = controller_events(&mut c);
     let [ControllerEvent::Message(Message::Error(e))] = &ev[..] else {
         panic!("{ev:?}")
@@ -461,7 +511,10 @@ fn cmd_envelope_violations_are_answered_not_delivered() {
     c.send_plaintext(br#"{"jsonrpc":"2.0","id":6,"result":1,"error":{"code":1,"message":"x"}}"#)
         .unwrap();
     drive(&mut c, &mut h, &mut s, now, WALL);
-    assert!(matches!(&host_events(&mut h)[..], [HostEvent::Rejected { .. }]));
+    assert!(matches!(
+        &host_events(&mut h)[..],
+        [HostEvent::Rejected { .. }]
+    ));
     assert!(controller_events(&mut c).is_empty());
 }
 
@@ -489,6 +542,10 @@ fn link_loss_closes_every_session() {
     assert_eq!(h.session_count(), 0);
     assert!(matches!(
         &host_events(&mut h)[..],
-        [HostEvent::Closed { code: CloseCode::PEER_GONE, by_peer: true, .. }]
+        [HostEvent::Closed {
+            code: CloseCode::PEER_GONE,
+            by_peer: true,
+            ..
+        }]
     ));
 }

@@ -50,7 +50,11 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0u8..3, proptest::option::of((0u8..2, any::<bool>())), -5i16..700)
+        (
+            0u8..3,
+            proptest::option::of((0u8..2, any::<bool>())),
+            -5i16..700
+        )
             .prop_map(|(key, token, skew)| Op::Connect { key, token, skew }),
         (0u8..8, proptest::option::of(0u16..800)).prop_map(|(c, flip)| Op::ToHost { c, flip }),
         Just(Op::ToControllers),
@@ -152,9 +156,11 @@ fn run(ops: Vec<Op>, confirm: bool) {
                 }
                 let private = [0x20 + key; 32];
                 let clock = if skew >= 0 {
-                    w.wall.saturating_add(Duration::from_secs(skew.unsigned_abs().into()))
+                    w.wall
+                        .saturating_add(Duration::from_secs(skew.unsigned_abs().into()))
                 } else {
-                    w.wall.saturating_sub(Duration::from_secs(skew.unsigned_abs().into()))
+                    w.wall
+                        .saturating_sub(Duration::from_secs(skew.unsigned_abs().into()))
                 };
                 let ts = Timestamp::next_after(w.last_ts.get(&key).copied(), clock);
                 w.last_ts.insert(key, ts);
@@ -179,7 +185,7 @@ fn run(ops: Vec<Op>, confirm: bool) {
                         session: sid,
                         timestamp: ts,
                         purpose,
-                        handshake_timeout: ControllerConfig::default_timeout(confirm),
+                        handshake_timeout: Duration::from_secs(75),
                     },
                     w.now,
                 )
@@ -282,7 +288,10 @@ fn run(ops: Vec<Op>, confirm: bool) {
                     ControllerEvent::Established { .. } => {
                         assert!(!*seen);
                         *seen = true;
-                        assert!(w.accepted_msg1.insert(msg1.clone()), "message 1 accepted twice");
+                        assert!(
+                            w.accepted_msg1.insert(msg1.clone()),
+                            "message 1 accepted twice"
+                        );
                     }
                     ControllerEvent::Message(_) | ControllerEvent::Rejected(_) => {
                         assert!(*seen, "plaintext before message 2");

@@ -81,10 +81,10 @@ impl std::fmt::Debug for ControllerConfig {
 }
 
 impl ControllerConfig {
-    /// The handshake timeout of `CHAN-13`: 15 s, plus 60 s when pairing with a host that
-    /// may ask its user to confirm a code.
-    pub fn default_timeout(pairing_with_confirmation: bool) -> Duration {
-        if pairing_with_confirmation {
+    /// The handshake timeout of `CHAN-13`: 15 s, or 75 s when pairing, since the host may
+    /// be waiting for its user to confirm a code (`CHAN-24`).
+    pub fn default_timeout(purpose: &Purpose) -> Duration {
+        if matches!(purpose, Purpose::Pair { .. }) {
             HANDSHAKE_TIMEOUT + CONFIRM_TIMEOUT
         } else {
             HANDSHAKE_TIMEOUT
@@ -116,8 +116,13 @@ pub enum ControllerEvent {
 }
 
 enum State {
-    AwaitMessage2 { initiator: Box<Initiator>, deadline: Instant },
-    Established { transport: Transport },
+    AwaitMessage2 {
+        initiator: Box<Initiator>,
+        deadline: Instant,
+    },
+    Established {
+        transport: Transport,
+    },
     Closed,
 }
 
@@ -289,11 +294,12 @@ impl Controller {
         }
     }
 
-    /// Gives up on a handshake that has not completed in time (`CHAN-13`).
+    /// Gives up on a handshake that has not completed in time, closing with `NORMAL`
+    /// (`CHAN-13`).
     pub fn handle_timeout(&mut self, now: Instant) {
         if let State::AwaitMessage2 { deadline, .. } = self.state {
             if deadline <= now {
-                self.finish(CloseCode::HANDSHAKE_FAILED, false);
+                self.finish(CloseCode::NORMAL, false);
             }
         }
     }
@@ -358,7 +364,8 @@ impl Controller {
                 code,
             });
         }
-        self.events.push_back(ControllerEvent::Closed { code, by_peer });
+        self.events
+            .push_back(ControllerEvent::Closed { code, by_peer });
     }
 
     /// The next frame to send to the relay.

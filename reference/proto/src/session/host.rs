@@ -33,8 +33,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
-use super::store::{HostStore, Refusal};
 use super::ratelimit::TokenBucket;
+use super::store::{HostStore, Refusal};
 use crate::channel::{
     ChannelError, HandshakePayload, HostInfo, PendingResponder, Prologue, Responder, Timestamp,
     Transport,
@@ -222,7 +222,8 @@ impl Host {
             session,
             code: refusal.close_code(),
         });
-        self.events.push_back(HostEvent::Refused { session, refusal });
+        self.events
+            .push_back(HostEvent::Refused { session, refusal });
     }
 
     /// A controller opened a session: `INCOMING` with its message 1.
@@ -265,12 +266,11 @@ impl Host {
             Err(e) => return self.refuse(session, RefusalReason::Handshake(e)),
         };
         // CHAN-7, CHAN-8, CHAN-3
-        let pending = match Responder::new(&self.config.static_private, &prologue)
-            .read_message1(message1)
-        {
-            Ok(p) => p,
-            Err(e) => return self.refuse(session, RefusalReason::Handshake(e)),
-        };
+        let pending =
+            match Responder::new(&self.config.static_private, &prologue).read_message1(message1) {
+                Ok(p) => p,
+                Err(e) => return self.refuse(session, RefusalReason::Handshake(e)),
+            };
         let timestamp = pending.payload().timestamp();
         // CHAN-11
         if timestamp.to_unix() > wall.saturating_add(MAX_CLOCK_SKEW) {
@@ -385,7 +385,9 @@ impl Host {
                 self.scratch.clear();
                 match transport.decrypt(payload, &mut self.scratch) {
                     Ok(_) => match Message::parse_or_reject(&self.scratch) {
-                        Ok(message) => self.events.push_back(HostEvent::Message { session, message }),
+                        Ok(message) => self
+                            .events
+                            .push_back(HostEvent::Message { session, message }),
                         Err(rejection) => {
                             if let Some(reply) = rejection.reply() {
                                 let _ = self.send(session, &Message::Error(reply));
@@ -452,7 +454,8 @@ impl Host {
         let mut payload = Vec::new();
         match transport.encrypt(plaintext, &mut payload) {
             Ok(_) => {
-                self.transmits.push_back(RelayFrame::Data { session, payload });
+                self.transmits
+                    .push_back(RelayFrame::Data { session, payload });
                 Ok(())
             }
             Err(e) => {
@@ -472,7 +475,8 @@ impl Host {
     fn end(&mut self, session: SessionId, code: CloseCode, by_peer: bool) {
         if self.sessions.remove(&session).is_some() {
             if !by_peer {
-                self.transmits.push_back(RelayFrame::Close { session, code });
+                self.transmits
+                    .push_back(RelayFrame::Close { session, code });
             }
             self.events.push_back(HostEvent::Closed {
                 session,

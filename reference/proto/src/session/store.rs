@@ -231,7 +231,10 @@ impl HostStore for MemoryHostStore {
         token_secret: &[u8; 32],
         now: UnixTime,
     ) -> Result<(), Refusal> {
-        let token = self.tokens.get_mut(token_id).ok_or(Refusal::TokenRejected)?;
+        let token = self
+            .tokens
+            .get_mut(token_id)
+            .ok_or(Refusal::TokenRejected)?;
         // TOKEN-11: constant-time comparison (of digests, which is what is stored).
         let secret_ok: bool = token.secret_digest.ct_eq(&digest(token_secret)).into();
         if !secret_ok || token.consumed || now.as_secs() >= token.expires_at {
