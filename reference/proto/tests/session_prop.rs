@@ -246,17 +246,12 @@ fn run(ops: Vec<Op>, confirm: bool) {
                 }
             }
             Op::Replay { c, sid } => {
-                if let Some((_, msg1, _)) = w.controllers.get(usize::from(c)) {
-                    if !msg1.is_empty() {
-                        let m = msg1.clone();
-                        w.host.handle_incoming(
-                            SessionId([sid; 8]),
-                            &m,
-                            w.now,
-                            w.wall,
-                            &mut w.store,
-                        );
-                    }
+                if let Some((_, msg1, _)) = w.controllers.get(usize::from(c))
+                    && !msg1.is_empty()
+                {
+                    let m = msg1.clone();
+                    w.host
+                        .handle_incoming(SessionId([sid; 8]), &m, w.now, w.wall, &mut w.store);
                 }
             }
             Op::Send { c } => {

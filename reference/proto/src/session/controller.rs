@@ -297,10 +297,10 @@ impl Controller {
     /// Gives up on a handshake that has not completed in time, closing with `NORMAL`
     /// (`CHAN-13`).
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let State::AwaitMessage2 { deadline, .. } = self.state {
-            if deadline <= now {
-                self.finish(CloseCode::NORMAL, false);
-            }
+        if let State::AwaitMessage2 { deadline, .. } = self.state
+            && deadline <= now
+        {
+            self.finish(CloseCode::NORMAL, false);
         }
     }
 

@@ -212,10 +212,10 @@ impl HostStore for MemoryHostStore {
         if record.revoked {
             return Err(Refusal::NotAuthorized); // CHAN-9
         }
-        if let Some(age) = self.max_inactive {
-            if now > record.last_seen.saturating_add(age) {
-                return Err(Refusal::NotAuthorized); // CHAN-9: inactive too long
-            }
+        if let Some(age) = self.max_inactive
+            && now > record.last_seen.saturating_add(age)
+        {
+            return Err(Refusal::NotAuthorized); // CHAN-9: inactive too long
         }
         if timestamp <= record.last_timestamp {
             return Err(Refusal::Replayed); // CHAN-10
