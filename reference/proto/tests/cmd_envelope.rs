@@ -481,3 +481,81 @@ proptest! {
         prop_assert_eq!(Message::parse(&m.to_bytes()).unwrap(), m);
     }
 }
+
+fn arb_json() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        "[a-zA-Z0-9+/=:. -]{0,12}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            proptest::collection::btree_map(
+                prop_oneof![
+                    "[a-z]{1,6}".boxed(),
+                    proptest::sample::select(vec![
+                        "threadId",
+                        "turnId",
+                        "itemId",
+                        "processId",
+                        "command",
+                        "cwd",
+                        "sandbox",
+                        "input",
+                        "type",
+                        "text",
+                        "bundle",
+                        "version",
+                        "cwdRelative",
+                        "items",
+                        "decision",
+                        "requestId",
+                        "deltaBase64",
+                        "stream",
+                        "capReached",
+                        "turn",
+                        "item",
+                        "limit",
+                        "timeoutMs",
+                        "outputCap",
+                        "clientInfo",
+                        "protocolVersion",
+                    ])
+                    .prop_map(str::to_owned)
+                    .boxed(),
+                ],
+                inner,
+                0..6,
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    /// Typed decoders never panic, whatever structured params they get (`CMD-13`).
+    #[test]
+    fn typed_decoders_never_panic(params in arb_json(), pick in 0usize..64) {
+        use tether_proto::cmd::{ClientNotification, ServerNotification, ServerRequest};
+        use tether_proto::cmd::methods::check_result;
+        let methods = [
+            ClientRequest::METHODS,
+            ClientNotification::METHODS,
+            ServerRequest::METHODS,
+            ServerNotification::METHODS,
+        ]
+        .concat();
+        let method = methods[pick % methods.len()];
+        let _ = ClientRequest::from_parts(method, Some(&params));
+        let _ = ClientNotification::from_parts(method, Some(&params));
+        let _ = ServerRequest::from_parts(method, Some(&params));
+        let _ = ServerNotification::from_parts(method, Some(&params));
+        let _ = check_result(method, &params);
+    }
+}

@@ -3,7 +3,7 @@
 //! `serde_json` alone keeps the last of two equal member names and nests 128 levels deep.
 //! This module walks the text once with a validating [`DeserializeSeed`] that builds the
 //! [`Value`] itself, refusing a repeated member name in any object and any array or object
-//! nested deeper than [`MAX_JSON_DEPTH`](crate::limits::MAX_JSON_DEPTH), and stopping at the
+//! nested deeper than [`MAX_JSON_DEPTH`], and stopping at the
 //! first fault so that hostile input costs no more than its length.
 
 use std::cell::RefCell;
