@@ -172,9 +172,28 @@ def handshakes_in(node):
 
 
 def check_session(path, counts):
+    """Replays every handshake in session.json; a test's `transport` list (sender, nonce,
+    plaintext, ciphertext, in sending order) is replayed over its `noise` handshake."""
     data = json.loads(path.read_text())
     found = 0
-    for i, v in enumerate(handshakes_in(data)):
+    for t_index, test in enumerate(data.get("tests", [])):
+        v = test.get("noise")
+        if v is None:
+            continue
+        where = f"{path.name} test {t_index + 1}"
+        init, resp = replay(v, counts, where)
+        nonces = {"controller": 0, "host": 0}
+        for i, m in enumerate(test.get("transport", [])):
+            w, r = (init, resp) if m["from"] == "controller" else (resp, init)
+            if m["nonce"] != nonces[m["from"]]:
+                raise Mismatch(f"{where}: transport {i}: nonce {m['nonce']}, expected {nonces[m['from']]}")
+            nonces[m["from"]] += 1
+            plaintext = m["plaintext"].encode("utf-8")
+            expect(w.encrypt(plaintext), m["ciphertext"], f"{where}: transport {i}")
+            expect(r.decrypt(unhex(m["ciphertext"])), plaintext.hex(), f"{where}: transport {i} (read)")
+            counts.messages += 1
+        found += 1
+    for i, v in enumerate(handshakes_in({k: v for k, v in data.items() if k != "tests"})):
         replay(v, counts, f"{path.name} handshake {i + 1}")
         found += 1
     if found == 0:

@@ -167,6 +167,7 @@ pub struct Host {
     transmits: VecDeque<RelayFrame>,
     events: VecDeque<HostEvent>,
     scratch: Vec<u8>,
+    fixed_ephemeral: Option<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Host {
@@ -190,7 +191,15 @@ impl Host {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             scratch: Vec::new(),
+            fixed_ephemeral: None,
         }
+    }
+
+    /// Makes every later handshake use this ephemeral key. Only for test vectors: a reused
+    /// ephemeral destroys the handshake's security.
+    #[doc(hidden)]
+    pub fn set_fixed_ephemeral_for_testing(&mut self, ephemeral: [u8; 32]) {
+        self.fixed_ephemeral = Some(ephemeral);
     }
 
     /// Replaces the handshake budget (tests and benchmarks).
@@ -266,11 +275,14 @@ impl Host {
             Err(e) => return self.refuse(session, RefusalReason::Handshake(e)),
         };
         // CHAN-7, CHAN-8, CHAN-3
-        let pending =
-            match Responder::new(&self.config.static_private, &prologue).read_message1(message1) {
-                Ok(p) => p,
-                Err(e) => return self.refuse(session, RefusalReason::Handshake(e)),
-            };
+        let mut responder = Responder::new(&self.config.static_private, &prologue);
+        if let Some(e) = &self.fixed_ephemeral {
+            responder = responder.with_fixed_ephemeral_for_testing(e);
+        }
+        let pending = match responder.read_message1(message1) {
+            Ok(p) => p,
+            Err(e) => return self.refuse(session, RefusalReason::Handshake(e)),
+        };
         let timestamp = pending.payload().timestamp();
         // CHAN-11
         if timestamp.to_unix() > wall.saturating_add(MAX_CLOCK_SKEW) {
