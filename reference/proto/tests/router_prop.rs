@@ -420,6 +420,10 @@ fn step(net: &mut Net, model: &mut Model, op: Op) {
             let Some(l) = link_of(model, link) else {
                 return;
             };
+            if kind == 6 || kind == 7 {
+                // These are HELLOs for ws-a.
+                model.claimed.entry(l).or_insert(0);
+            }
             let frame = match kind {
                 0 => RelayFrame::Ready,
                 1 => RelayFrame::HostChallenge {
