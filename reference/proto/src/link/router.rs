@@ -715,8 +715,8 @@ impl Relay {
             }
             (LinkState::Ready { .. }, RelayFrame::Pong { .. }) => {}
             // LINK-8 (SPEC: decision 1): everything else, including a first frame other than
-            // HELLO, PING before READY, frames only
-            // a relay sends, a second HELLO and OPEN from a host.
+            // HELLO, PING before READY, frames only a relay sends, a second HELLO and OPEN
+            // from a host.
             _ => self.goaway(link, &unexpected, now),
         }
     }
