@@ -362,8 +362,12 @@ fn step(net: &mut Net, model: &mut Model, op: Op) {
                 return;
             }
             used.push(s);
-            let before = model.streams.get(&(l, s)).map_or(0, Vec::len);
-            model.opened_at.insert((l, s), before);
+            if !model.hosts.contains_key(&l) {
+                // (A host link sending OPEN is refused and closed; its earlier DATA may still
+                // be delivered, so it has no "after OPEN" stream.)
+                let before = model.streams.get(&(l, s)).map_or(0, Vec::len);
+                model.opened_at.insert((l, s), before);
+            }
             model.open.entry(l).or_default().push(s);
             let ws = model.claimed.get(&l).copied().unwrap_or(0);
             net.send(

@@ -414,18 +414,17 @@ fn link16_session_id_in_use_on_host() {
 }
 
 #[test]
-fn link16_session_id_reused_on_own_link_ends_both() {
+fn link16_session_id_reused_on_own_link_leaves_the_session_untouched() {
     let (mut net, h, c) = with_session();
     net.send(c, &open_frame(sid(7), &HOST_1, &[1]));
     assert_eq!(
         net.take(c),
         vec![close(sid(7), CloseCode::SESSION_ID_IN_USE)]
     );
-    assert_eq!(
-        net.take(h),
-        vec![close(sid(7), CloseCode::SESSION_ID_IN_USE)]
-    );
-    assert_eq!(net.relay.session_count(), 0);
+    assert_eq!(net.take(h), vec![]);
+    assert_eq!(net.relay.session_count(), 1);
+    net.send(c, &data(sid(7), b"same session"));
+    assert_eq!(net.take(h), vec![data(sid(7), b"same session")]);
 }
 
 #[test]
