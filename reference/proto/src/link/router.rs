@@ -244,7 +244,9 @@ pub enum RelayEvent {
     },
     /// The relay queued `GOAWAY(code)` as the link's last frame. The driver sends what
     /// [`Relay::poll_transmit`] still gives for the link, closes the WebSocket (`LINK-27`)
-    /// and then calls [`Relay::handle_link_closed`].
+    /// and then calls [`Relay::handle_link_closed`]. For `SLOW_READER` the queue holds only
+    /// the `GOAWAY`, which the driver sends only if the WebSocket takes it without waiting
+    /// (`LINK-23`); a driver should bound the flush of any closing link by a short timeout.
     CloseLink {
         /// The link.
         link: LinkId,
