@@ -5,7 +5,8 @@
 //! - no `DATA` or `INCOMING` reaches a link of another workspace (`LINK-17`);
 //! - `DATA` arrives unmodified, on the session id it was sent on, and what one receiver
 //!   gets of one sender's session is a contiguous, in-order run of what was sent: nothing
-//!   reordered, duplicated, injected or dropped from the middle (`LINK-18`, `LINK-26`);
+//!   reordered, duplicated, injected or dropped from the middle; for a controller's session
+//!   the run is a prefix of what it sent after its `OPEN` (`LINK-18`, `LINK-26`);
 //! - the bytes queued for any link never exceed the link bound plus one `GOAWAY`
 //!   (`LINK-23`), and every frame the relay emits decodes and none follows a `GOAWAY`
 //!   (`LINK-27`);
@@ -137,6 +138,8 @@ struct Model {
     delivered_at: HashMap<(LinkId, u8, LinkId), usize>,
     /// Host links and the index of their key.
     hosts: HashMap<LinkId, usize>,
+    /// (controller, sid) → number of DATA sent on that stream before its OPEN.
+    opened_at: HashMap<(LinkId, u8), usize>,
     /// Session ids each link believes open (OPEN sent / INCOMING received, until a CLOSE).
     open: HashMap<LinkId, Vec<u8>>,
     delivered: usize,
@@ -232,6 +235,13 @@ fn check(net: &mut Net, model: &mut Model) {
                     // Contiguous and in order per (sender, session, receiver).
                     let stream = &model.streams[&(sender, s)];
                     let pos = stream.iter().position(|s| *s == seq).unwrap();
+                    // A controller never reuses a session id, so its stream to the host is one
+                    // session: what arrives is a prefix of what it sent after its OPEN.
+                    if let Some(start) = model.opened_at.get(&(sender, s))
+                        && !model.delivered_at.contains_key(&(sender, s, link))
+                    {
+                        assert_eq!(pos, *start, "first DATA of a session is not the first sent");
+                    }
                     if let Some(last) = model.delivered_at.get(&(sender, s, link)) {
                         assert_eq!(
                             pos,
@@ -352,6 +362,12 @@ fn step(net: &mut Net, model: &mut Model, op: Op) {
                 return;
             }
             used.push(s);
+            if !model.hosts.contains_key(&l) {
+                // (A host link sending OPEN is refused and closed; its earlier DATA may still
+                // be delivered, so it has no "after OPEN" stream.)
+                let before = model.streams.get(&(l, s)).map_or(0, Vec::len);
+                model.opened_at.insert((l, s), before);
+            }
             model.open.entry(l).or_default().push(s);
             let ws = model.claimed.get(&l).copied().unwrap_or(0);
             net.send(
@@ -420,6 +436,10 @@ fn step(net: &mut Net, model: &mut Model, op: Op) {
             let Some(l) = link_of(model, link) else {
                 return;
             };
+            if kind == 6 || kind == 7 {
+                // These are HELLOs for ws-a.
+                model.claimed.entry(l).or_insert(0);
+            }
             let frame = match kind {
                 0 => RelayFrame::Ready,
                 1 => RelayFrame::HostChallenge {

@@ -414,18 +414,17 @@ fn link16_session_id_in_use_on_host() {
 }
 
 #[test]
-fn link16_session_id_reused_on_own_link_ends_both() {
+fn link16_session_id_reused_on_own_link_leaves_the_session_untouched() {
     let (mut net, h, c) = with_session();
     net.send(c, &open_frame(sid(7), &HOST_1, &[1]));
     assert_eq!(
         net.take(c),
         vec![close(sid(7), CloseCode::SESSION_ID_IN_USE)]
     );
-    assert_eq!(
-        net.take(h),
-        vec![close(sid(7), CloseCode::SESSION_ID_IN_USE)]
-    );
-    assert_eq!(net.relay.session_count(), 0);
+    assert_eq!(net.take(h), vec![]);
+    assert_eq!(net.relay.session_count(), 1);
+    net.send(c, &data(sid(7), b"same session"));
+    assert_eq!(net.take(h), vec![data(sid(7), b"same session")]);
 }
 
 #[test]
@@ -797,4 +796,101 @@ fn default_limits_are_the_protocol_limits() {
 fn relay_is_send_for_async_drivers() {
     fn assert_send<T: Send>() {}
     assert_send::<tether_proto::link::router::Relay>();
+}
+
+#[test]
+fn link_errors_map_to_their_codes_and_requirements() {
+    use tether_proto::link::LinkError as E;
+    let table: Vec<(E, CloseCode, &str, bool)> = vec![
+        (
+            E::UnexpectedFrame { frame_type: 4 },
+            CloseCode::UNEXPECTED_FRAME,
+            "LINK-8",
+            false,
+        ),
+        (
+            E::UnsupportedVersion { version: 2 },
+            CloseCode::UNSUPPORTED_VERSION,
+            "LINK-3",
+            false,
+        ),
+        (
+            E::FrameTooLarge { len: 65_545 },
+            CloseCode::FRAME_TOO_LARGE,
+            "LINK-5",
+            false,
+        ),
+        (
+            E::PreAuthFrameTooLarge { len: 513 },
+            CloseCode::FRAME_TOO_LARGE,
+            "LINK-6",
+            false,
+        ),
+        (
+            E::BadHelloRegistration,
+            CloseCode::PROTOCOL_ERROR,
+            "LINK-9",
+            false,
+        ),
+        (E::AuthFailed, CloseCode::AUTH_FAILED, "LINK-10", false),
+        (
+            E::RemoteAccessDisabled,
+            CloseCode::REMOTE_ACCESS_DISABLED,
+            "LINK-11",
+            false,
+        ),
+        (
+            E::RegistrationFailed,
+            CloseCode::REGISTRATION_FAILED,
+            "LINK-12",
+            false,
+        ),
+        (E::AuthTimeout, CloseCode::AUTH_TIMEOUT, "LINK-7", false),
+        (E::IdleTimeout, CloseCode::IDLE_TIMEOUT, "LINK-24", false),
+        (E::Replaced, CloseCode::REPLACED, "LINK-14", false),
+        (E::LinkSlowReader, CloseCode::SLOW_READER, "LINK-23", false),
+        (
+            E::BadHandshakeLength { len: 0 },
+            CloseCode::PROTOCOL_ERROR,
+            "LINK-15",
+            false,
+        ),
+        (
+            E::SessionIdInUse,
+            CloseCode::SESSION_ID_IN_USE,
+            "LINK-16",
+            true,
+        ),
+        (
+            E::HostUnreachable,
+            CloseCode::HOST_UNREACHABLE,
+            "LINK-17",
+            true,
+        ),
+        (
+            E::UnknownSession,
+            CloseCode::UNKNOWN_SESSION,
+            "LINK-19",
+            true,
+        ),
+        (E::SessionLimit, CloseCode::SESSION_LIMIT, "LINK-20", true),
+        (
+            E::SessionSlowReader,
+            CloseCode::SLOW_READER,
+            "LINK-22",
+            true,
+        ),
+    ];
+    for (e, code, req, session) in table {
+        assert_eq!(e.close_code(), code, "{e}");
+        assert_eq!(e.requirement(), req, "{e}");
+        assert_eq!(e.is_session_level(), session, "{e}");
+        // Session-level codes are in the relay's session range (16-31) or SLOW_READER.
+        if session && code != CloseCode::SLOW_READER {
+            assert!((16..32).contains(&code.0), "{e}");
+        }
+        let wrapped = tether_proto::Error::from(e.clone());
+        assert_eq!(wrapped.requirement(), req);
+        assert_eq!(wrapped.close_code(), Some(code));
+    }
 }

@@ -57,8 +57,6 @@
 //!        │ > 256 KiB undelivered one way ─── CLOSE SLOW_READER to both ends, queued
 //!        │                                   DATA of the session dropped (LINK-22)
 //!        │ host replaced ─────────────────── CLOSE PEER_GONE to the controller (LINK-14)
-//!        │ OPEN reusing its id on the same
-//!        │ controller link ───────────────── CLOSE SESSION_ID_IN_USE to both ends (LINK-16)
 //!        ▼
 //!     (forgotten)
 //! ```
@@ -84,10 +82,11 @@
 //!    Routing comes before every host-specific check, so that a controller cannot learn
 //!    anything (a `SESSION_LIMIT`, a `SESSION_ID_IN_USE`) about a host outside its
 //!    workspace.
-//! 3. An `OPEN` reusing an id already open on the same controller link: the `CLOSE
-//!    SESSION_ID_IN_USE` names that id, so the controller necessarily ends its existing
-//!    session on receipt; the relay ends it too (both ends get `CLOSE SESSION_ID_IN_USE`)
-//!    so that the two views agree.
+//! 3. An `OPEN` reusing an id already open on the same controller link gets `CLOSE
+//!    SESSION_ID_IN_USE` and the existing session is left untouched, as `spec/03` says.
+//!    That `CLOSE` names the id of the open session, so a controller that breaks `LINK-16`
+//!    this way will likely take it as the end of its existing session while the relay and
+//!    the host keep it; only a controller that already broke `LINK-16` is affected.
 //! 4. `LINK-22` counts `DATA` payload bytes; `LINK-23` counts every queued frame's encoded
 //!    bytes. The per-session check is made first. A `DATA` that would pass the bound is not
 //!    queued: it triggers the close. Exactly the bound is still held.
@@ -245,7 +244,9 @@ pub enum RelayEvent {
     },
     /// The relay queued `GOAWAY(code)` as the link's last frame. The driver sends what
     /// [`Relay::poll_transmit`] still gives for the link, closes the WebSocket (`LINK-27`)
-    /// and then calls [`Relay::handle_link_closed`].
+    /// and then calls [`Relay::handle_link_closed`]. For `SLOW_READER` the queue holds only
+    /// the `GOAWAY`, which the driver sends only if the WebSocket takes it without waiting
+    /// (`LINK-23`); a driver should bound the flush of any closing link by a short timeout.
     CloseLink {
         /// The link.
         link: LinkId,
@@ -715,8 +716,8 @@ impl Relay {
             }
             (LinkState::Ready { .. }, RelayFrame::Pong { .. }) => {}
             // LINK-8 (SPEC: decision 1): everything else, including a first frame other than
-            // HELLO, PING before READY, frames only
-            // a relay sends, a second HELLO and OPEN from a host.
+            // HELLO, PING before READY, frames only a relay sends, a second HELLO and OPEN
+            // from a host.
             _ => self.goaway(link, &unexpected, now),
         }
     }
@@ -875,11 +876,10 @@ impl Relay {
         let Some(c) = self.links.get(&controller) else {
             return;
         };
-        // LINK-16 (SPEC: decisions 2, 3): the id is in use on the controller's own link. The CLOSE the controller
-        // gets names that id, so it necessarily ends the existing session at the controller
-        // too; the relay ends it as well, so that both views agree, and tells the host.
-        if let Some(&existing) = c.sessions.get(&session) {
-            self.end_session(existing, LinkError::SessionIdInUse, now);
+        // LINK-16 (SPEC: decisions 2, 3): the id is in use on the controller's own link;
+        // the existing session is left untouched.
+        if c.sessions.contains_key(&session) {
+            self.refuse_session(controller, session, &LinkError::SessionIdInUse, now);
             return;
         }
         // LINK-20: controller link limit.
