@@ -385,8 +385,9 @@ def render(chapters: list[Chapter]) -> str:
     return "\n".join(out)
 
 
-def build(report: Report, spec_dir: Path = SPEC_DIR) -> tuple[str, set[str]]:
-    """Parses every chapter, applies the rules, and returns the index text and the ids."""
+def build(report: Report, spec_dir: Path = SPEC_DIR) -> tuple[str, dict[str, Requirement]]:
+    """Parses every chapter, applies the rules, and returns the index text and the
+    requirements by id (the first definition of an id defined twice)."""
     files = sorted(p for p in spec_dir.glob("*.md") if p.name != INDEX_NAME)
     chapters = [parse_chapter(p, report) for p in files]
 
@@ -436,7 +437,7 @@ def build(report: Report, spec_dir: Path = SPEC_DIR) -> tuple[str, set[str]]:
             f"silently: restore it or list it under 'Retired requirement ids' in spec/{README_NAME}",
         )
 
-    return render(chapters), set(defined)
+    return render(chapters), defined
 
 
 def self_test() -> int:
@@ -503,11 +504,8 @@ def self_test() -> int:
             for fname, text in files.items():
                 (spec_dir / fname).write_text(text, encoding="utf-8")
             report = Report()
-            _, ids = build(report, spec_dir)
-            chapters = [parse_chapter(p, Report()) for p in sorted(spec_dir.glob("*.md"))
-                        if p.name != INDEX_NAME]
-            got_levels = {r.rid: r.level for c in chapters for r in c.requirements
-                          if r.prefix in KNOWN_PREFIXES}
+            _, defined = build(report, spec_dir)
+        got_levels = {rid: r.level for rid, r in defined.items() if r.prefix in KNOWN_PREFIXES}
         problems = []
         errors = report.sorted_errors()
         if len(errors) != len(expected) or not all(
@@ -552,7 +550,7 @@ def main(argv: list[str]) -> int:
         return 1 if failed else 0
 
     report = Report()
-    text, ids = build(report)
+    text, defined = build(report)
     index = SPEC_DIR / INDEX_NAME
 
     for note in report.notes:
@@ -565,7 +563,7 @@ def main(argv: list[str]) -> int:
             print(f"spec-index: {len(report.errors)} error(s); index not written", file=sys.stderr)
             return 1
         index.write_text(text, encoding="utf-8")
-        print(f"spec-index: wrote spec/{INDEX_NAME} ({len(ids)} requirements)")
+        print(f"spec-index: wrote spec/{INDEX_NAME} ({len(defined)} requirements)")
         return 0
 
     current = index.read_text(encoding="utf-8") if index.exists() else ""
@@ -580,7 +578,7 @@ def main(argv: list[str]) -> int:
     if report.errors or stale:
         print(f"spec-index: {len(report.errors) + int(stale)} problem(s)", file=sys.stderr)
         return 1
-    print(f"spec-index: ok ({len(ids)} requirements)")
+    print(f"spec-index: ok ({len(defined)} requirements)")
     return 0
 
 
