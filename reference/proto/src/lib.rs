@@ -22,6 +22,7 @@
 pub mod channel;
 pub mod cmd;
 pub mod error;
+pub mod keys;
 pub mod limits;
 pub mod link;
 pub mod session;

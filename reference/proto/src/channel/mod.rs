@@ -1,33 +1,49 @@
-//! The secure channel (`spec/04-secure-channel.md`, requirements `CHAN-*`).
+//! The secure channel (`spec/04-secure-channel.md`, requirements `CHAN-*`):
+//! `Noise_IK_25519_ChaChaPoly_BLAKE2s` between a controller (initiator) and a host
+//! (responder), over snow.
 //!
-//! STUB: replaced by the Noise channel.
+//! This module is sans-IO: it turns bytes into bytes and never reads a clock. The order
+//! of calls is:
+//!
+//! ```text
+//!  controller                                           host
+//!  ──────────                                           ────
+//!  Prologue::new(workspace, host key, session id)       Prologue::new(...)   (CHAN-2)
+//!  Initiator::new(s, host key, prologue, payload)
+//!    .message1()  ───────── OPEN / INCOMING ─────────►  [rate limit CHAN-14, remote access CHAN-26]
+//!                                                       Responder::new(s, prologue)
+//!                                                         .read_message1(msg1) → PendingResponder
+//!                                                       [store checks CHAN-9..12, durable writes,
+//!                                                        confirmation CHAN-24]
+//!                                                       .write_message2(host info, out) → Transport
+//!  .read_message2(msg2) → (Transport, HostInfo) ◄────── DATA
+//!  Transport::encrypt/decrypt ◄══════════ DATA ══════►  Transport::encrypt/decrypt
+//! ```
+//!
+//! - [`Prologue`]: the bytes that bind a handshake to its routing context.
+//! - [`HandshakePayload`], [`Timestamp`]: message 1's payload; [`HostInfo`]: message 2's.
+//! - [`Initiator`], [`Responder`], [`PendingResponder`]: the handshake, as consuming
+//!   type-states.
+//! - [`Transport`]: strict-nonce transport with rekey every 65536 messages.
+//! - [`TetherResolver`], [`noise_builder`]: the one place that picks the primitives, and
+//!   refuses all-zero Diffie-Hellman outputs (`CHAN-7`); the relay registration uses it too.
+//! - [`confirmation_code`]: the 6-digit pairing code (`CHAN-23`).
 
-use std::fmt;
+mod confirm;
+mod crypto;
+mod error;
+mod handshake;
+mod payload;
+mod prologue;
+mod transport;
 
-use crate::link::CloseCode;
-
-/// The Noise channel failed or was refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ChannelError {
-    /// Placeholder until the channel lands.
-    HandshakeFailed,
-}
-
-impl ChannelError {
-    /// The requirement this error enforces.
-    pub fn requirement(&self) -> &'static str {
-        "CHAN-8"
-    }
-
-    /// The close code that reports it.
-    pub fn close_code(&self) -> CloseCode {
-        CloseCode::HANDSHAKE_FAILED
-    }
-}
-
-impl fmt::Display for ChannelError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("handshake failed")
-    }
-}
+pub use confirm::{CONFIRM_LABEL, confirmation_code};
+pub use crypto::{IK_PROTOCOL_NAME, TetherResolver, ik_params, noise_builder};
+pub use error::ChannelError;
+pub use handshake::{Initiator, PendingResponder, Responder};
+pub use payload::{
+    HOST_INFO_PROTOCOL, HandshakePayload, HostInfo, KIND_PAIR, KIND_SESSION, MAX_DEVICE_NAME_LEN,
+    MAX_HOST_INFO_LEN, PAYLOAD_VERSION, PathStyle, Timestamp,
+};
+pub use prologue::{PROLOGUE_LABEL, Prologue};
+pub use transport::Transport;

@@ -98,6 +98,9 @@ codes! {
     CLOCK_SKEW = 39, "clock skew too large";
     /// The peer sent a command-protocol message that breaks the rules of `spec/05`.
     COMMAND_PROTOCOL_ERROR = 40, "command protocol error";
+    /// The host failed internally (for example its store could not make a required write
+    /// durable) and refuses rather than answer without it (`CHAN-10`, `CHAN-12`).
+    HOST_ERROR = 41, "host internal error";
 }
 
 impl fmt::Display for CloseCode {

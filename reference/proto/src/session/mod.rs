@@ -1,3 +1,17 @@
-//! Session state machines: controller, host and relay routing.
+//! Session state machines: the controller's and the host's side of a session.
 //!
-//! STUB: replaced by the state machines.
+//! - [`Controller`]: one session from a controller to a host (Noise initiator).
+//! - [`Host`]: every session of a host (Noise responder), with the checks of `CHAN-9` …
+//!   `CHAN-27` in the order `spec/04` gives, and a [`HostStore`] for what must be durable.
+//!
+//! The relay's routing state machine lives in [`crate::link::router`].
+
+pub mod controller;
+pub mod host;
+pub mod ratelimit;
+pub mod store;
+
+pub use controller::{Controller, ControllerConfig, ControllerEvent, Purpose};
+pub use host::{Host, HostConfig, HostEvent, RefusalReason};
+pub use ratelimit::TokenBucket;
+pub use store::{DeviceRecord, HostStore, MemoryHostStore, Refusal};

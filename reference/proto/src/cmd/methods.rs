@@ -1,0 +1,846 @@
+//! Typed methods: params and results of every request and notification
+//! (`spec/05-command-protocol.md`, "Methods").
+//!
+//! Four sets, by direction and kind:
+//!
+//! | set | direction | kind |
+//! |---|---|---|
+//! | [`ClientRequest`] | controller -> host | requests |
+//! | [`ClientNotification`] | controller -> host | notifications |
+//! | [`ServerRequest`] | host -> controller | requests |
+//! | [`ServerNotification`] | host -> controller | notifications |
+//!
+//! Each params type implements [`Params`] (its method name, its decoder, its range
+//! checks); each request params type also implements [`RequestParams`], naming its result
+//! type. Decoding ignores members it does not know and refuses missing required members,
+//! wrong types and out-of-range values with [`CommandError::InvalidParams`] (`CMD-13`); an
+//! unknown method gives [`CommandError::MethodNotFound`] (`CMD-12`).
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::envelope::{Id, Notification, Request};
+use super::types::{
+    ApprovalDecision, ApprovalPolicy, Implementation, OutputStream, Platform, SandboxMode,
+    SandboxReport, SandboxSupport, Thread, ThreadBundle, ThreadItem, Turn, UserInput, nullable,
+};
+use super::{CommandError, PROTOCOL_NAME};
+use crate::limits::MAX_OUTPUT_CHUNK;
+
+/// Largest `timeoutMs` of `command/exec`: 24 hours (`CMD-43`).
+pub const MAX_EXEC_TIMEOUT_MS: u64 = 86_400_000;
+/// Largest `outputCap` of `command/exec`: 64 MiB (`CMD-43`).
+pub const MAX_OUTPUT_CAP: u64 = 64 * 1024 * 1024;
+/// Longest `processId`, in bytes (`CMD-34`).
+pub const MAX_PROCESS_ID_LEN: usize = 64;
+/// Largest `limit` of `thread/list` (`CMD-20`).
+pub const MAX_THREAD_LIST_LIMIT: u32 = 1000;
+/// `limit` of `thread/list` when absent (`CMD-20`).
+pub const DEFAULT_THREAD_LIST_LIMIT: u32 = 50;
+
+/// The params of one method.
+pub trait Params: Serialize + DeserializeOwned {
+    /// The method name on the wire.
+    const METHOD: &'static str;
+
+    /// Range and consistency checks beyond the JSON shape.
+    ///
+    /// # Errors
+    /// [`CommandError::InvalidParams`] (or a more specific error) naming the rule broken.
+    fn validate(&self) -> Result<(), CommandError> {
+        Ok(())
+    }
+
+    /// Decodes the `params` member of a message of this method: absent counts as `{}`,
+    /// anything but an object is refused (`CMD-13`).
+    ///
+    /// # Errors
+    /// [`CommandError::InvalidParams`], or what [`Params::validate`] returns.
+    fn from_params(params: Option<&Value>) -> Result<Self, CommandError> {
+        let empty = Value::Object(Map::new());
+        let value = match params {
+            None => &empty,
+            Some(v @ Value::Object(_)) => v,
+            Some(_) => return Err(invalid_params(Self::METHOD, "params must be an object")),
+        };
+        let params =
+            Self::deserialize(value).map_err(|e| invalid_params(Self::METHOD, &e.to_string()))?;
+        params.validate()?;
+        Ok(params)
+    }
+
+    /// The params as a JSON value.
+    fn to_params(&self) -> Value {
+        // Cannot fail: every map key in these types is a string.
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+/// The params of a request, which name the type of its result.
+pub trait RequestParams: Params {
+    /// What a successful response carries.
+    type Result: Serialize + DeserializeOwned;
+
+    /// Decodes a result of this method.
+    ///
+    /// # Errors
+    /// [`CommandError::BadResult`].
+    fn decode_result(result: &Value) -> Result<Self::Result, CommandError> {
+        Self::Result::deserialize(result).map_err(|e| CommandError::BadResult {
+            method: Self::METHOD.to_owned(),
+            detail: e.to_string(),
+        })
+    }
+}
+
+fn invalid_params(method: &str, detail: &str) -> CommandError {
+    CommandError::InvalidParams {
+        method: method.to_owned(),
+        detail: detail.to_owned(),
+    }
+}
+
+macro_rules! params {
+    ($ty:ty = $method:literal) => {
+        impl Params for $ty {
+            const METHOD: &'static str = $method;
+        }
+    };
+    ($ty:ty = $method:literal, validate($this:ident) $body:block) => {
+        impl Params for $ty {
+            const METHOD: &'static str = $method;
+            fn validate(&self) -> Result<(), CommandError> {
+                let $this = self;
+                $body
+            }
+        }
+    };
+}
+
+macro_rules! request_result {
+    ($($ty:ty => $result:ty;)*) => {
+        $(impl RequestParams for $ty {
+            type Result = $result;
+        })*
+    };
+}
+
+// ---------------------------------------------------------------------------------------
+// Results shared by several methods.
+
+/// The empty result `{}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmptyResult {}
+
+/// Result of `thread/start`, `thread/resume` and `thread/import`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadOpened {
+    /// The thread.
+    pub thread: Thread,
+    /// What the host enforces for the thread's commands (`CMD-45`).
+    pub sandbox: SandboxReport,
+    /// The AGENTS.md files given to the agent, in the order read, as native absolute paths
+    /// (`CMD-48`..`CMD-51`).
+    pub instruction_sources: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------------------
+// initialize / initialized
+
+/// `initialize` params (`CMD-15`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InitializeParams {
+    /// The controller software.
+    pub client_info: Implementation,
+    /// `"tether/1"`.
+    pub protocol_version: String,
+    /// Capability names the controller understands (informative).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<String>>,
+}
+
+impl InitializeParams {
+    /// Checks that the controller asks for the version this crate speaks (`CMD-15`).
+    ///
+    /// # Errors
+    /// [`CommandError::UnsupportedProtocolVersion`].
+    pub fn check_version(&self) -> Result<(), CommandError> {
+        if self.protocol_version == PROTOCOL_NAME {
+            Ok(())
+        } else {
+            Err(CommandError::UnsupportedProtocolVersion {
+                version: self.protocol_version.clone(),
+            })
+        }
+    }
+}
+
+/// `initialize` result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InitializeResult {
+    /// The host software.
+    pub server_info: Implementation,
+    /// `"tether/1"`.
+    pub protocol_version: String,
+    /// Capability names the host offers (`CMD-16`).
+    pub capabilities: Vec<String>,
+    /// What sandboxing the host offers.
+    pub sandbox: SandboxSupport,
+    /// The host's platform.
+    pub platform: Platform,
+}
+
+/// `initialized` params: none.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitializedParams {}
+
+params!(InitializeParams = "initialize");
+params!(InitializedParams = "initialized");
+
+// ---------------------------------------------------------------------------------------
+// threads
+
+/// `thread/start` params (`CMD-17`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadStartParams {
+    /// Working directory, absolute, host-native; the host's default project when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Sandbox mode; the host's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxMode>,
+    /// Approval policy; the host's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_policy: Option<ApprovalPolicy>,
+}
+
+/// `thread/resume` params (`CMD-19`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadResumeParams {
+    /// The thread.
+    pub thread_id: String,
+}
+
+/// `thread/read` params (`CMD-21`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadReadParams {
+    /// The thread.
+    pub thread_id: String,
+}
+
+/// `thread/export` params (`CMD-52`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadExportParams {
+    /// The thread.
+    pub thread_id: String,
+}
+
+/// `thread/list` params (`CMD-20`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadListParams {
+    /// Where to continue: a `nextCursor` from an earlier page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// Page size, 1..=1000, default 50.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// `thread/list` result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadListResult {
+    /// Threads, most recently updated first.
+    pub data: Vec<Thread>,
+    /// Cursor of the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// `thread/read` result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadReadResult {
+    /// The thread.
+    pub thread: Thread,
+    /// Its turns with their items, oldest first.
+    pub turns: Vec<Turn>,
+}
+
+/// `thread/export` result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadExportResult {
+    /// The bundle.
+    pub bundle: ThreadBundle,
+}
+
+/// `thread/import` params (`CMD-54`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadImportParams {
+    /// The bundle from `thread/export`.
+    pub bundle: ThreadBundle,
+    /// Absolute host-native path the bundle's `cwdRelative` is taken from; the host's
+    /// default project when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_root: Option<String>,
+}
+
+params!(ThreadStartParams = "thread/start");
+params!(ThreadResumeParams = "thread/resume");
+params!(ThreadReadParams = "thread/read");
+params!(ThreadExportParams = "thread/export");
+params!(ThreadListParams = "thread/list", validate(p) {
+    match p.limit {
+        Some(l) if l == 0 || l > MAX_THREAD_LIST_LIMIT => Err(invalid_params(
+            "thread/list",
+            &format!("limit must be 1..={MAX_THREAD_LIST_LIMIT}"),
+        )),
+        _ => Ok(()),
+    }
+});
+params!(ThreadImportParams = "thread/import", validate(p) {
+    // CMD-53: a bad bundle is -32017, not -32602.
+    p.bundle.validate()
+});
+
+// ---------------------------------------------------------------------------------------
+// turns
+
+/// `turn/start` params (`CMD-22`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TurnStartParams {
+    /// The thread.
+    pub thread_id: String,
+    /// The user's input, at least one element.
+    pub input: Vec<UserInput>,
+}
+
+/// `turn/start` result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TurnStartResult {
+    /// The new turn, `inProgress`, no items yet.
+    pub turn: Turn,
+}
+
+/// `turn/interrupt` params (`CMD-23`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TurnInterruptParams {
+    /// The thread.
+    pub thread_id: String,
+    /// Its running turn.
+    pub turn_id: String,
+}
+
+params!(TurnStartParams = "turn/start", validate(p) {
+    if p.input.is_empty() {
+        return Err(invalid_params("turn/start", "input must not be empty"));
+    }
+    Ok(())
+});
+params!(TurnInterruptParams = "turn/interrupt");
+
+// ---------------------------------------------------------------------------------------
+// command/exec
+
+/// `command/exec` params (`CMD-34`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandExecParams {
+    /// Program and arguments, run without a shell; at least one element.
+    pub command: Vec<String>,
+    /// Working directory, absolute, host-native.
+    pub cwd: String,
+    /// Sandbox mode; the host's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxMode>,
+    /// Time limit, 1..=86 400 000 ms; 600 000 when absent (`CMD-42`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Output cap in bytes, stdout and stderr together, 0..=64 MiB; 1 MiB when absent
+    /// (`CMD-41`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_cap: Option<u64>,
+    /// Controller-chosen name of the process, 1..=64 bytes, unique among the session's
+    /// running processes.
+    pub process_id: String,
+}
+
+impl CommandExecParams {
+    /// The time limit in force, in milliseconds (`CMD-42`).
+    pub fn effective_timeout_ms(&self) -> u64 {
+        self.timeout_ms.unwrap_or_else(|| {
+            u64::try_from(crate::limits::DEFAULT_EXEC_TIMEOUT.as_millis()).unwrap_or(u64::MAX)
+        })
+    }
+
+    /// The output cap in force, in bytes (`CMD-41`).
+    pub fn effective_output_cap(&self) -> u64 {
+        self.output_cap.unwrap_or(crate::limits::DEFAULT_OUTPUT_CAP)
+    }
+}
+
+/// `command/exec` result (`CMD-39`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandExecResult {
+    /// Exit status, or `null` when the process ended by a signal.
+    #[serde(deserialize_with = "nullable")]
+    pub exit_code: Option<i32>,
+    /// Name of the signal that ended it (`"SIGKILL"`), or `null`.
+    #[serde(deserialize_with = "nullable")]
+    pub signal: Option<String>,
+    /// Whether the time limit ended it.
+    pub timed_out: bool,
+    /// Whether the output cap was reached.
+    pub cap_reached: bool,
+    /// What was enforced.
+    pub sandbox: SandboxReport,
+}
+
+/// `command/exec/terminate` params (`CMD-38`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandExecTerminateParams {
+    /// The process.
+    pub process_id: String,
+}
+
+params!(CommandExecParams = "command/exec", validate(p) {
+    let bad = |d: &str| Err(invalid_params("command/exec", d));
+    if p.command.is_empty() {
+        return bad("command must have at least one element");
+    }
+    if p.process_id.is_empty() || p.process_id.len() > MAX_PROCESS_ID_LEN {
+        return bad("processId must be 1..=64 bytes");
+    }
+    if matches!(p.timeout_ms, Some(t) if t == 0 || t > MAX_EXEC_TIMEOUT_MS) {
+        return bad("timeoutMs must be 1..=86400000");
+    }
+    if matches!(p.output_cap, Some(c) if c > MAX_OUTPUT_CAP) {
+        return bad("outputCap must be at most 67108864");
+    }
+    Ok(())
+});
+params!(CommandExecTerminateParams = "command/exec/terminate");
+
+// ---------------------------------------------------------------------------------------
+// notifications
+
+/// `notifications/cancelled` params, both directions (`CMD-57`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelledParams {
+    /// The id of the request to cancel, as its sender gave it.
+    pub request_id: Id,
+    /// Why, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `turn/started` params (`CMD-24`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TurnStartedParams {
+    /// The thread.
+    pub thread_id: String,
+    /// The turn, `inProgress`.
+    pub turn: Turn,
+}
+
+/// `turn/completed` params (`CMD-24`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TurnCompletedParams {
+    /// The thread.
+    pub thread_id: String,
+    /// The turn in its final state, with every item.
+    pub turn: Turn,
+}
+
+/// `item/started` params (`CMD-24`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemStartedParams {
+    /// The thread.
+    pub thread_id: String,
+    /// The turn.
+    pub turn_id: String,
+    /// The item as it starts.
+    pub item: ThreadItem,
+}
+
+/// `item/completed` params (`CMD-24`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemCompletedParams {
+    /// The thread.
+    pub thread_id: String,
+    /// The turn.
+    pub turn_id: String,
+    /// The item in its final state.
+    pub item: ThreadItem,
+}
+
+/// `item/commandExecution/outputDelta` params (`CMD-24`, `CMD-40`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandExecutionOutputDeltaParams {
+    /// The thread.
+    pub thread_id: String,
+    /// The turn.
+    pub turn_id: String,
+    /// The `commandExecution` item.
+    pub item_id: String,
+    /// Which stream.
+    pub stream: OutputStream,
+    /// The chunk: at most 16 KiB of raw output, standard base64 with padding.
+    pub delta_base64: String,
+    /// True on the chunk that reaches the output cap (then no more chunks follow).
+    pub cap_reached: bool,
+}
+
+/// `command/exec/outputDelta` params (`CMD-35`, `CMD-40`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandExecOutputDeltaParams {
+    /// The process, as named in `command/exec`.
+    pub process_id: String,
+    /// Which stream.
+    pub stream: OutputStream,
+    /// The chunk: at most 16 KiB of raw output, standard base64 with padding.
+    pub delta_base64: String,
+    /// True on the chunk that reaches the output cap (then no more chunks follow).
+    pub cap_reached: bool,
+}
+
+/// A late answer refused, in `serverRequest/resolved` (`CMD-32`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectedAnswer {
+    /// `-32015`.
+    pub code: i64,
+    /// A short description.
+    pub message: String,
+}
+
+/// `serverRequest/resolved` params (`CMD-30`, `CMD-32`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerRequestResolvedParams {
+    /// The thread.
+    pub thread_id: String,
+    /// The id of the approval request, as the host sent it.
+    pub request_id: Id,
+    /// The decision in force.
+    pub decision: ApprovalDecision,
+    /// Device name of the controller whose answer won; absent when the host decided
+    /// (time limit, turn ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<String>,
+    /// Present only in the copy sent to a controller whose answer came too late.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_answer: Option<RejectedAnswer>,
+}
+
+params!(CancelledParams = "notifications/cancelled");
+params!(TurnStartedParams = "turn/started");
+params!(TurnCompletedParams = "turn/completed");
+params!(ItemStartedParams = "item/started");
+params!(ItemCompletedParams = "item/completed");
+params!(CommandExecutionOutputDeltaParams = "item/commandExecution/outputDelta", validate(p) {
+    check_delta("item/commandExecution/outputDelta", &p.delta_base64)
+});
+params!(CommandExecOutputDeltaParams = "command/exec/outputDelta", validate(p) {
+    check_delta("command/exec/outputDelta", &p.delta_base64)
+});
+params!(ServerRequestResolvedParams = "serverRequest/resolved");
+
+/// `CMD-40`: standard padded base64 of at most 16 KiB.
+fn check_delta(method: &str, delta: &str) -> Result<(), CommandError> {
+    let raw =
+        decode_delta(delta).map_err(|e| invalid_params(method, &format!("deltaBase64: {e}")))?;
+    if raw.len() > MAX_OUTPUT_CHUNK {
+        return Err(invalid_params(
+            method,
+            &format!("deltaBase64 carries more than {MAX_OUTPUT_CHUNK} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Encodes an output chunk for `deltaBase64` (standard alphabet, padded).
+pub fn encode_delta(raw: &[u8]) -> String {
+    data_encoding::BASE64.encode(raw)
+}
+
+/// Decodes a `deltaBase64` value.
+///
+/// # Errors
+/// The base64 decoder's error.
+pub fn decode_delta(delta: &str) -> Result<Vec<u8>, data_encoding::DecodeError> {
+    data_encoding::BASE64.decode(delta.as_bytes())
+}
+
+// ---------------------------------------------------------------------------------------
+// approvals
+
+/// `item/commandExecution/requestApproval` params, host -> controller (`CMD-27`, `CMD-28`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandExecutionRequestApprovalParams {
+    /// The thread.
+    pub thread_id: String,
+    /// The turn.
+    pub turn_id: String,
+    /// The `commandExecution` item, already started with status `inProgress`.
+    pub item_id: String,
+    /// The command line.
+    pub command: String,
+    /// Its working directory, host-native.
+    pub cwd: String,
+    /// The sandbox it would run under if accepted.
+    pub sandbox: SandboxMode,
+    /// Why the host asks, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `item/commandExecution/requestApproval` result (`CMD-29`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalResult {
+    /// The decision.
+    pub decision: ApprovalDecision,
+}
+
+params!(CommandExecutionRequestApprovalParams = "item/commandExecution/requestApproval");
+
+request_result! {
+    InitializeParams => InitializeResult;
+    ThreadStartParams => ThreadOpened;
+    ThreadResumeParams => ThreadOpened;
+    ThreadListParams => ThreadListResult;
+    ThreadReadParams => ThreadReadResult;
+    TurnStartParams => TurnStartResult;
+    TurnInterruptParams => EmptyResult;
+    CommandExecParams => CommandExecResult;
+    CommandExecTerminateParams => EmptyResult;
+    ThreadExportParams => ThreadExportResult;
+    ThreadImportParams => ThreadOpened;
+    CommandExecutionRequestApprovalParams => ApprovalResult;
+}
+
+// ---------------------------------------------------------------------------------------
+// the four method sets
+
+macro_rules! method_set {
+    ($(#[$m:meta])* pub enum $name:ident { $($(#[$vm:meta])* $variant:ident($params:ty),)* }) => {
+        $(#[$m])*
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$vm])* $variant($params),)*
+        }
+
+        impl $name {
+            /// Every method name of this set.
+            pub const METHODS: &'static [&'static str] = &[$(<$params as Params>::METHOD),*];
+
+            /// The method name on the wire.
+            pub fn method(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(_) => <$params as Params>::METHOD,)*
+                }
+            }
+
+            /// Decodes a method name and its params.
+            ///
+            /// # Errors
+            /// [`CommandError::MethodNotFound`] (`CMD-12`) for a name outside this set,
+            /// [`CommandError::InvalidParams`] (`CMD-13`) or a more specific error for bad
+            /// params.
+            pub fn from_parts(method: &str, params: Option<&Value>) -> Result<Self, CommandError> {
+                $(if method == <$params as Params>::METHOD {
+                    return Ok(Self::$variant(<$params as Params>::from_params(params)?));
+                })*
+                Err(CommandError::MethodNotFound { method: method.to_owned() })
+            }
+
+            /// The params as a JSON value.
+            pub fn to_params(&self) -> Value {
+                match self {
+                    $(Self::$variant(p) => p.to_params(),)*
+                }
+            }
+        }
+
+        $(impl From<$params> for $name {
+            fn from(p: $params) -> Self {
+                Self::$variant(p)
+            }
+        })*
+    };
+}
+
+macro_rules! request_set {
+    ($name:ident) => {
+        impl $name {
+            /// Decodes a parsed request.
+            ///
+            /// # Errors
+            /// As [`Self::from_parts`]; answer with
+            /// [`ErrorResponse::new`](super::ErrorResponse::new) and the request's id.
+            pub fn from_request(request: &Request) -> Result<Self, CommandError> {
+                Self::from_parts(&request.method, request.params.as_ref())
+            }
+
+            /// The request with this method and params.
+            pub fn into_request(self, id: impl Into<Id>) -> Request {
+                Request::new(id, self.method(), Some(self.to_params()))
+            }
+        }
+    };
+}
+
+macro_rules! notification_set {
+    ($name:ident) => {
+        impl $name {
+            /// Decodes a parsed notification. A receiver ignores a notification whose
+            /// method it does not know (`CMD-12`) and one whose params are bad (`CMD-13`).
+            ///
+            /// # Errors
+            /// As [`Self::from_parts`].
+            pub fn from_notification(n: &Notification) -> Result<Self, CommandError> {
+                Self::from_parts(&n.method, n.params.as_ref())
+            }
+
+            /// The notification with this method and params.
+            pub fn to_notification(&self) -> Notification {
+                Notification::new(self.method(), Some(self.to_params()))
+            }
+        }
+    };
+}
+
+method_set! {
+    /// A request from a controller to a host.
+    pub enum ClientRequest {
+        /// `initialize`
+        Initialize(InitializeParams),
+        /// `thread/start`
+        ThreadStart(ThreadStartParams),
+        /// `thread/resume`
+        ThreadResume(ThreadResumeParams),
+        /// `thread/list`
+        ThreadList(ThreadListParams),
+        /// `thread/read`
+        ThreadRead(ThreadReadParams),
+        /// `turn/start`
+        TurnStart(TurnStartParams),
+        /// `turn/interrupt`
+        TurnInterrupt(TurnInterruptParams),
+        /// `command/exec`
+        CommandExec(CommandExecParams),
+        /// `command/exec/terminate`
+        CommandExecTerminate(CommandExecTerminateParams),
+        /// `thread/export`
+        ThreadExport(ThreadExportParams),
+        /// `thread/import`
+        ThreadImport(ThreadImportParams),
+    }
+}
+request_set!(ClientRequest);
+
+method_set! {
+    /// A notification from a controller to a host.
+    pub enum ClientNotification {
+        /// `initialized`
+        Initialized(InitializedParams),
+        /// `notifications/cancelled`
+        Cancelled(CancelledParams),
+    }
+}
+notification_set!(ClientNotification);
+
+method_set! {
+    /// A request from a host to a controller.
+    pub enum ServerRequest {
+        /// `item/commandExecution/requestApproval`
+        CommandExecutionRequestApproval(CommandExecutionRequestApprovalParams),
+    }
+}
+request_set!(ServerRequest);
+
+method_set! {
+    /// A notification from a host to a controller.
+    pub enum ServerNotification {
+        /// `turn/started`
+        TurnStarted(TurnStartedParams),
+        /// `turn/completed`
+        TurnCompleted(TurnCompletedParams),
+        /// `item/started`
+        ItemStarted(ItemStartedParams),
+        /// `item/completed`
+        ItemCompleted(ItemCompletedParams),
+        /// `item/commandExecution/outputDelta`
+        CommandExecutionOutputDelta(CommandExecutionOutputDeltaParams),
+        /// `command/exec/outputDelta`
+        CommandExecOutputDelta(CommandExecOutputDeltaParams),
+        /// `serverRequest/resolved`
+        ServerRequestResolved(ServerRequestResolvedParams),
+        /// `notifications/cancelled`
+        Cancelled(CancelledParams),
+    }
+}
+notification_set!(ServerNotification);
+
+/// Decodes the result of a request by method name, for either direction: checks that
+/// `result` has the shape `method` defines (`CMD-13`).
+///
+/// # Errors
+/// [`CommandError::BadResult`], or [`CommandError::MethodNotFound`] for an unknown method.
+pub fn check_result(method: &str, result: &Value) -> Result<(), CommandError> {
+    fn check<P: RequestParams>(result: &Value) -> Result<(), CommandError> {
+        P::decode_result(result).map(drop)
+    }
+    type Check = fn(&Value) -> Result<(), CommandError>;
+    let checks: [(&str, Check); 12] = [
+        (InitializeParams::METHOD, check::<InitializeParams>),
+        (ThreadStartParams::METHOD, check::<ThreadStartParams>),
+        (ThreadResumeParams::METHOD, check::<ThreadResumeParams>),
+        (ThreadListParams::METHOD, check::<ThreadListParams>),
+        (ThreadReadParams::METHOD, check::<ThreadReadParams>),
+        (TurnStartParams::METHOD, check::<TurnStartParams>),
+        (TurnInterruptParams::METHOD, check::<TurnInterruptParams>),
+        (CommandExecParams::METHOD, check::<CommandExecParams>),
+        (
+            CommandExecTerminateParams::METHOD,
+            check::<CommandExecTerminateParams>,
+        ),
+        (ThreadExportParams::METHOD, check::<ThreadExportParams>),
+        (ThreadImportParams::METHOD, check::<ThreadImportParams>),
+        (
+            CommandExecutionRequestApprovalParams::METHOD,
+            check::<CommandExecutionRequestApprovalParams>,
+        ),
+    ];
+    match checks.iter().find(|(m, _)| *m == method) {
+        Some((_, f)) => f(result),
+        None => Err(CommandError::MethodNotFound {
+            method: method.to_owned(),
+        }),
+    }
+}

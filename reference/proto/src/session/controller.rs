@@ -1,0 +1,380 @@
+//! The controller's side of one session (`spec/04-secure-channel.md`).
+//!
+//! ```text
+//!  connect ──► OPEN(msg1) queued ──► AWAIT_MSG2 ──DATA(msg2) ok──► ESTABLISHED ──► CLOSED
+//!                                      │  CLOSE(code) / bad msg2 / timeout        ▲
+//!                                      └──────────────────────────────────────────┘
+//! ```
+//!
+//! Call order, on every wake-up: `handle_data` / `handle_close` for each frame of this
+//! session the relay delivered, `handle_timeout` when `poll_timeout` has passed, then
+//! `send` / `close` as the application decides, then drain `poll_transmit` and
+//! `poll_event`. Nothing is sent on the session before message 2 is read (`CHAN-15`).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::channel::{
+    ChannelError, HandshakePayload, HostInfo, Initiator, Prologue, Timestamp, Transport,
+};
+use crate::cmd::{Message, Rejection};
+use crate::error::Error;
+use crate::limits::{CONFIRM_TIMEOUT, HANDSHAKE_TIMEOUT};
+use crate::link::{CloseCode, RelayFrame, SessionId};
+
+/// Why the controller opens the session.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Purpose {
+    /// The controller is paired with the host already.
+    Resume,
+    /// The controller pairs, presenting a token's id and secret (`CHAN-12`).
+    Pair {
+        /// From the pairing token.
+        token_id: [u8; 16],
+        /// From the pairing token.
+        token_secret: [u8; 32],
+        /// The name the host will record.
+        device_name: String,
+    },
+}
+
+impl std::fmt::Debug for Purpose {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Resume => f.write_str("Resume"),
+            Self::Pair { device_name, .. } => f
+                .debug_struct("Pair")
+                .field("device_name", device_name)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// Everything a controller needs to open one session.
+#[derive(Clone)]
+pub struct ControllerConfig {
+    /// The controller's static X25519 private key.
+    pub static_private: [u8; 32],
+    /// The host's static public key, from the pairing token or the paired-host record.
+    pub host_key: [u8; 32],
+    /// The workspace of host and controller (`CHAN-2`).
+    pub workspace: String,
+    /// Chosen uniformly at random by the caller (`LINK-16`).
+    pub session: SessionId,
+    /// Strictly greater than any timestamp sent to this host before (`CHAN-5`): use
+    /// [`Timestamp::next_after`].
+    pub timestamp: Timestamp,
+    /// Resume or pair.
+    pub purpose: Purpose,
+    /// How long to wait for message 2 (`CHAN-13`); see [`ControllerConfig::default_timeout`].
+    pub handshake_timeout: Duration,
+}
+
+impl std::fmt::Debug for ControllerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerConfig")
+            .field("workspace", &self.workspace)
+            .field("session", &self.session)
+            .field("purpose", &self.purpose)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControllerConfig {
+    /// The handshake timeout of `CHAN-13`: 15 s, or 75 s when pairing, since the host may
+    /// be waiting for its user to confirm a code (`CHAN-24`).
+    pub fn default_timeout(purpose: &Purpose) -> Duration {
+        if matches!(purpose, Purpose::Pair { .. }) {
+            HANDSHAKE_TIMEOUT + CONFIRM_TIMEOUT
+        } else {
+            HANDSHAKE_TIMEOUT
+        }
+    }
+}
+
+/// What happened on the session.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum ControllerEvent {
+    /// Message 2 was read: the host proved its key and described itself.
+    Established {
+        /// From message 2 (`CHAN-6`).
+        host_info: HostInfo,
+    },
+    /// A command-protocol message arrived.
+    Message(Message),
+    /// A transport message decrypted but broke the command envelope rules; its error
+    /// response (if answerable) has been queued.
+    Rejected(Rejection),
+    /// The session ended.
+    Closed {
+        /// The code sent or received.
+        code: CloseCode,
+        /// True if the host or relay closed it.
+        by_peer: bool,
+    },
+}
+
+enum State {
+    AwaitMessage2 {
+        initiator: Box<Initiator>,
+        deadline: Instant,
+    },
+    Established {
+        transport: Transport,
+    },
+    Closed,
+}
+
+/// One session from a controller to a host. See the module documentation.
+pub struct Controller {
+    session: SessionId,
+    state: State,
+    confirmation_code: String,
+    transmits: VecDeque<RelayFrame>,
+    events: VecDeque<ControllerEvent>,
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.state {
+            State::AwaitMessage2 { .. } => "await-message-2",
+            State::Established { .. } => "established",
+            State::Closed => "closed",
+        };
+        f.debug_struct("Controller")
+            .field("session", &self.session)
+            .field("state", &state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Controller {
+    /// Writes message 1 and queues it in an `OPEN` frame.
+    ///
+    /// # Errors
+    /// [`ChannelError`] if the workspace is invalid (`CHAN-2`), the host key is a
+    /// low-order point (`CHAN-7`) or the payload does not encode (`CHAN-3`).
+    pub fn connect(config: ControllerConfig, now: Instant) -> Result<Self, Error> {
+        Self::build(config, now, None)
+    }
+
+    /// [`Controller::connect`] with a fixed ephemeral key: only for test vectors.
+    ///
+    /// # Errors
+    /// As [`Controller::connect`].
+    #[doc(hidden)]
+    pub fn connect_with_fixed_ephemeral_for_testing(
+        config: ControllerConfig,
+        now: Instant,
+        ephemeral: &[u8; 32],
+    ) -> Result<Self, Error> {
+        Self::build(config, now, Some(ephemeral))
+    }
+
+    fn build(
+        config: ControllerConfig,
+        now: Instant,
+        ephemeral: Option<&[u8; 32]>,
+    ) -> Result<Self, Error> {
+        let prologue = Prologue::new(&config.workspace, &config.host_key, config.session)?;
+        let payload = match config.purpose {
+            Purpose::Resume => HandshakePayload::Session {
+                timestamp: config.timestamp,
+            },
+            Purpose::Pair {
+                token_id,
+                token_secret,
+                device_name,
+            } => HandshakePayload::Pair {
+                timestamp: config.timestamp,
+                token_id,
+                token_secret,
+                device_name,
+            },
+        };
+        let initiator = match ephemeral {
+            None => Initiator::new(
+                &config.static_private,
+                &config.host_key,
+                &prologue,
+                &payload,
+            )?,
+            Some(e) => Initiator::new_with_fixed_ephemeral_for_testing(
+                &config.static_private,
+                &config.host_key,
+                &prologue,
+                &payload,
+                e,
+            )?,
+        };
+        let mut transmits = VecDeque::new();
+        transmits.push_back(RelayFrame::Open {
+            session: config.session,
+            host_key: config.host_key,
+            handshake: initiator.message1().to_vec(),
+        });
+        Ok(Self {
+            session: config.session,
+            confirmation_code: initiator.confirmation_code(),
+            state: State::AwaitMessage2 {
+                initiator: Box::new(initiator),
+                deadline: now + config.handshake_timeout,
+            },
+            transmits,
+            events: VecDeque::new(),
+            scratch: Vec::new(),
+        })
+    }
+
+    /// The session id.
+    pub fn session(&self) -> SessionId {
+        self.session
+    }
+
+    /// The six-digit code to show while a host asks its user to confirm (`CHAN-23`).
+    pub fn confirmation_code(&self) -> &str {
+        &self.confirmation_code
+    }
+
+    /// Whether message 2 has been read and the session is open.
+    pub fn is_established(&self) -> bool {
+        matches!(self.state, State::Established { .. })
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// The relay delivered a `DATA` frame of this session.
+    pub fn handle_data(&mut self, payload: &[u8]) {
+        match std::mem::replace(&mut self.state, State::Closed) {
+            State::AwaitMessage2 { initiator, .. } => match initiator.read_message2(payload) {
+                Ok((transport, host_info)) => {
+                    self.state = State::Established { transport };
+                    self.events
+                        .push_back(ControllerEvent::Established { host_info });
+                }
+                // CHAN-6, CHAN-7, CHAN-8
+                Err(e) => self.finish(e.close_code(), false),
+            },
+            State::Established { mut transport } => {
+                self.scratch.clear();
+                match transport.decrypt(payload, &mut self.scratch) {
+                    Ok(_) => {
+                        self.state = State::Established { transport };
+                        match Message::parse_or_reject(&self.scratch) {
+                            Ok(m) => self.events.push_back(ControllerEvent::Message(m)),
+                            Err(rejection) => {
+                                if let Some(reply) = rejection.reply() {
+                                    let _ = self.send(&Message::Error(reply));
+                                }
+                                self.events.push_back(ControllerEvent::Rejected(rejection));
+                            }
+                        }
+                    }
+                    // CHAN-18
+                    Err(e) => self.finish(e.close_code(), false),
+                }
+            }
+            State::Closed => {}
+        }
+    }
+
+    /// The relay delivered a `CLOSE` of this session.
+    pub fn handle_close(&mut self, code: CloseCode) {
+        if !self.is_closed() {
+            self.state = State::Closed;
+            self.events.push_back(ControllerEvent::Closed {
+                code,
+                by_peer: true,
+            });
+        }
+    }
+
+    /// Gives up on a handshake that has not completed in time, closing with `NORMAL`
+    /// (`CHAN-13`).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let State::AwaitMessage2 { deadline, .. } = self.state
+            && deadline <= now
+        {
+            self.finish(CloseCode::NORMAL, false);
+        }
+    }
+
+    /// When [`Controller::handle_timeout`] next has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::AwaitMessage2 { deadline, .. } => Some(deadline),
+            _ => None,
+        }
+    }
+
+    /// Encrypts `message` and queues it.
+    ///
+    /// # Errors
+    /// [`ChannelError::Closed`] before message 2 (`CHAN-15`) or after the session ended;
+    /// the transport's own errors (`CHAN-16`, `CHAN-20`).
+    pub fn send(&mut self, message: &Message) -> Result<(), Error> {
+        self.send_plaintext(&message.to_bytes())
+    }
+
+    /// Encrypts `plaintext` as one transport message without checking that it is a valid
+    /// command message. [`Controller::send`] is the normal path; this one exists for
+    /// conformance runners, which must be able to send a host malformed JSON-RPC.
+    ///
+    /// # Errors
+    /// As [`Controller::send`].
+    pub fn send_plaintext(&mut self, plaintext: &[u8]) -> Result<(), Error> {
+        let State::Established { transport } = &mut self.state else {
+            return Err(ChannelError::Closed.into());
+        };
+        let mut payload = Vec::new();
+        match transport.encrypt(plaintext, &mut payload) {
+            Ok(_) => {
+                self.transmits.push_back(RelayFrame::Data {
+                    session: self.session,
+                    payload,
+                });
+                Ok(())
+            }
+            Err(e) => {
+                if transport.is_closed() {
+                    self.finish(e.close_code(), false);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Ends the session, telling the host.
+    pub fn close(&mut self, code: CloseCode) {
+        if !self.is_closed() {
+            self.finish(code, false);
+        }
+    }
+
+    fn finish(&mut self, code: CloseCode, by_peer: bool) {
+        self.state = State::Closed;
+        if !by_peer {
+            self.transmits.push_back(RelayFrame::Close {
+                session: self.session,
+                code,
+            });
+        }
+        self.events
+            .push_back(ControllerEvent::Closed { code, by_peer });
+    }
+
+    /// The next frame to send to the relay.
+    pub fn poll_transmit(&mut self) -> Option<RelayFrame> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<ControllerEvent> {
+        self.events.pop_front()
+    }
+}

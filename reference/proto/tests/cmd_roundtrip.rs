@@ -1,0 +1,536 @@
+//! Every typed message survives `to_bytes` -> `Message::parse` -> typed decode unchanged
+//! (`CMD-1`..`CMD-13`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use proptest::collection::vec;
+use proptest::option;
+use proptest::prelude::*;
+use tether_proto::cmd::methods::*;
+use tether_proto::cmd::types::*;
+use tether_proto::cmd::{
+    ClientNotification, ClientRequest, Id, MAX_SAFE_INTEGER, Message, RequestParams, Response,
+    ServerNotification, ServerRequest,
+};
+
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof!["[a-zA-Z0-9 /._$-]{0,16}", "\\PC{0,8}"]
+}
+
+fn time() -> impl Strategy<Value = u64> {
+    0..=MAX_SAFE_INTEGER.unsigned_abs()
+}
+
+fn id() -> impl Strategy<Value = Id> {
+    prop_oneof![
+        (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).prop_map(Id::Number),
+        "\\PC{0,16}"
+            .prop_filter("<= 64 bytes", |s| s.len() <= 64)
+            .prop_map(Id::String),
+    ]
+}
+
+fn sandbox() -> impl Strategy<Value = SandboxMode> {
+    prop_oneof![
+        Just(SandboxMode::ReadOnly),
+        Just(SandboxMode::WorkspaceWrite),
+        Just(SandboxMode::DangerFullAccess)
+    ]
+}
+
+fn policy() -> impl Strategy<Value = ApprovalPolicy> {
+    prop_oneof![
+        Just(ApprovalPolicy::Untrusted),
+        Just(ApprovalPolicy::OnFailure),
+        Just(ApprovalPolicy::OnRequest),
+        Just(ApprovalPolicy::Never)
+    ]
+}
+
+fn decision() -> impl Strategy<Value = ApprovalDecision> {
+    prop_oneof![
+        Just(ApprovalDecision::Accept),
+        Just(ApprovalDecision::AcceptForSession),
+        Just(ApprovalDecision::Decline),
+        Just(ApprovalDecision::Cancel)
+    ]
+}
+
+fn stream() -> impl Strategy<Value = OutputStream> {
+    prop_oneof![Just(OutputStream::Stdout), Just(OutputStream::Stderr)]
+}
+
+fn report() -> impl Strategy<Value = SandboxReport> {
+    (
+        sandbox(),
+        sandbox(),
+        prop_oneof![
+            Just(NetworkAccess::Denied),
+            Just(NetworkAccess::Allowed),
+            Just(NetworkAccess::Unenforced)
+        ],
+        any::<bool>(),
+        text(),
+    )
+        .prop_map(
+            |(requested, enforced, network, degraded, mechanism)| SandboxReport {
+                requested,
+                enforced,
+                network,
+                degraded,
+                mechanism,
+            },
+        )
+}
+
+fn thread() -> impl Strategy<Value = Thread> {
+    (
+        text(),
+        text(),
+        sandbox(),
+        policy(),
+        time(),
+        time(),
+        prop_oneof![Just(ThreadStatus::Idle), Just(ThreadStatus::Active)],
+        option::of(text()),
+    )
+        .prop_map(
+            |(id, cwd, sandbox, approval_policy, created_at, updated_at, status, preview)| Thread {
+                id,
+                cwd,
+                sandbox,
+                approval_policy,
+                created_at,
+                updated_at,
+                status,
+                preview,
+            },
+        )
+}
+
+fn item() -> impl Strategy<Value = ThreadItem> {
+    prop_oneof![
+        (text(), text())
+            .prop_map(|(id, text)| ThreadItem::UserMessage(UserMessageItem { id, text })),
+        (text(), text())
+            .prop_map(|(id, text)| ThreadItem::AgentMessage(AgentMessageItem { id, text })),
+        (
+            text(),
+            text(),
+            text(),
+            prop_oneof![
+                Just(CommandExecutionStatus::InProgress),
+                Just(CommandExecutionStatus::Completed),
+                Just(CommandExecutionStatus::Failed),
+                Just(CommandExecutionStatus::Declined)
+            ],
+            option::of(any::<i32>()),
+            option::of(text()),
+            option::of(time()),
+        )
+            .prop_map(
+                |(id, command, cwd, status, exit_code, aggregated_output, duration_ms)| {
+                    ThreadItem::CommandExecution(CommandExecutionItem {
+                        id,
+                        command,
+                        cwd,
+                        status,
+                        exit_code,
+                        aggregated_output,
+                        duration_ms,
+                    })
+                }
+            ),
+    ]
+}
+
+fn turn() -> impl Strategy<Value = Turn> {
+    (
+        text(),
+        prop_oneof![
+            Just(TurnStatus::InProgress),
+            Just(TurnStatus::Completed),
+            Just(TurnStatus::Interrupted),
+            Just(TurnStatus::Failed)
+        ],
+        vec(item(), 0..4),
+    )
+        .prop_map(|(id, status, items)| Turn { id, status, items })
+}
+
+fn cwd_relative() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(".".to_owned()),
+        vec("[a-zA-Z0-9_-][a-zA-Z0-9._-]{0,6}", 1..4).prop_map(|v| v.join("/")),
+    ]
+}
+
+fn bundle() -> impl Strategy<Value = ThreadBundle> {
+    (
+        option::of(text()),
+        cwd_relative(),
+        sandbox(),
+        policy(),
+        vec(item(), 0..4),
+        time(),
+    )
+        .prop_map(
+            |(goal, cwd_relative, sandbox, approval_policy, items, exported_at)| ThreadBundle {
+                version: 1,
+                goal,
+                cwd_relative,
+                sandbox,
+                approval_policy,
+                items,
+                exported_at,
+            },
+        )
+}
+
+fn implementation() -> impl Strategy<Value = Implementation> {
+    (text(), text()).prop_map(|(name, version)| Implementation { name, version })
+}
+
+fn delta() -> impl Strategy<Value = String> {
+    vec(any::<u8>(), 0..64).prop_map(|b| encode_delta(&b))
+}
+
+fn client_request() -> impl Strategy<Value = ClientRequest> {
+    prop_oneof![
+        (implementation(), text(), option::of(vec(text(), 0..3))).prop_map(
+            |(client_info, protocol_version, capabilities)| InitializeParams {
+                client_info,
+                protocol_version,
+                capabilities
+            }
+            .into()
+        ),
+        (
+            option::of(text()),
+            option::of(sandbox()),
+            option::of(policy())
+        )
+            .prop_map(|(cwd, sandbox, approval_policy)| ThreadStartParams {
+                cwd,
+                sandbox,
+                approval_policy
+            }
+            .into()),
+        text().prop_map(|thread_id| ThreadResumeParams { thread_id }.into()),
+        (option::of(text()), option::of(1u32..=1000))
+            .prop_map(|(cursor, limit)| ThreadListParams { cursor, limit }.into()),
+        text().prop_map(|thread_id| ThreadReadParams { thread_id }.into()),
+        (
+            text(),
+            vec(text().prop_map(|text| UserInput::Text { text }), 1..3)
+        )
+            .prop_map(|(thread_id, input)| TurnStartParams { thread_id, input }.into()),
+        (text(), text()).prop_map(|(thread_id, turn_id)| TurnInterruptParams {
+            thread_id,
+            turn_id
+        }
+        .into()),
+        (
+            vec(text(), 1..4),
+            text(),
+            option::of(sandbox()),
+            option::of(1u64..=MAX_EXEC_TIMEOUT_MS),
+            option::of(0u64..=MAX_OUTPUT_CAP),
+            "[a-z0-9-]{1,64}",
+        )
+            .prop_map(
+                |(command, cwd, sandbox, timeout_ms, output_cap, process_id)| CommandExecParams {
+                    command,
+                    cwd,
+                    sandbox,
+                    timeout_ms,
+                    output_cap,
+                    process_id
+                }
+                .into()
+            ),
+        text().prop_map(|process_id| CommandExecTerminateParams { process_id }.into()),
+        text().prop_map(|thread_id| ThreadExportParams { thread_id }.into()),
+        (bundle(), option::of(text())).prop_map(|(bundle, project_root)| ThreadImportParams {
+            bundle,
+            project_root
+        }
+        .into()),
+    ]
+}
+
+fn cancelled() -> impl Strategy<Value = CancelledParams> {
+    (id(), option::of(text()))
+        .prop_map(|(request_id, reason)| CancelledParams { request_id, reason })
+}
+
+fn client_notification() -> impl Strategy<Value = ClientNotification> {
+    prop_oneof![
+        Just(ClientNotification::Initialized(InitializedParams {})),
+        cancelled().prop_map(ClientNotification::Cancelled),
+    ]
+}
+
+fn server_notification() -> impl Strategy<Value = ServerNotification> {
+    prop_oneof![
+        (text(), turn()).prop_map(|(thread_id, turn)| TurnStartedParams { thread_id, turn }.into()),
+        (text(), turn())
+            .prop_map(|(thread_id, turn)| TurnCompletedParams { thread_id, turn }.into()),
+        (text(), text(), item()).prop_map(|(thread_id, turn_id, item)| ItemStartedParams {
+            thread_id,
+            turn_id,
+            item
+        }
+        .into()),
+        (text(), text(), item()).prop_map(|(thread_id, turn_id, item)| ItemCompletedParams {
+            thread_id,
+            turn_id,
+            item
+        }
+        .into()),
+        (text(), text(), text(), stream(), delta(), any::<bool>()).prop_map(
+            |(thread_id, turn_id, item_id, stream, delta_base64, cap_reached)| {
+                CommandExecutionOutputDeltaParams {
+                    thread_id,
+                    turn_id,
+                    item_id,
+                    stream,
+                    delta_base64,
+                    cap_reached,
+                }
+                .into()
+            }
+        ),
+        (text(), stream(), delta(), any::<bool>()).prop_map(
+            |(process_id, stream, delta_base64, cap_reached)| CommandExecOutputDeltaParams {
+                process_id,
+                stream,
+                delta_base64,
+                cap_reached
+            }
+            .into()
+        ),
+        (
+            text(),
+            id(),
+            decision(),
+            option::of(text()),
+            option::of(text().prop_map(|message| RejectedAnswer {
+                code: -32015,
+                message
+            }))
+        )
+            .prop_map(
+                |(thread_id, request_id, decision, resolved_by, rejected_answer)| {
+                    ServerRequestResolvedParams {
+                        thread_id,
+                        request_id,
+                        decision,
+                        resolved_by,
+                        rejected_answer,
+                    }
+                    .into()
+                }
+            ),
+        cancelled().prop_map(ServerNotification::Cancelled),
+    ]
+}
+
+fn server_request() -> impl Strategy<Value = ServerRequest> {
+    (
+        text(),
+        text(),
+        text(),
+        text(),
+        text(),
+        sandbox(),
+        option::of(text()),
+    )
+        .prop_map(
+            |(thread_id, turn_id, item_id, command, cwd, sandbox, reason)| {
+                CommandExecutionRequestApprovalParams {
+                    thread_id,
+                    turn_id,
+                    item_id,
+                    command,
+                    cwd,
+                    sandbox,
+                    reason,
+                }
+                .into()
+            },
+        )
+}
+
+fn reparse(m: Message) -> Message {
+    let bytes = m.to_bytes();
+    let back = Message::parse(&bytes).unwrap();
+    assert_eq!(back, m);
+    back
+}
+
+fn result_roundtrip<P: RequestParams>(id: Id, result: &P::Result)
+where
+    P::Result: PartialEq + std::fmt::Debug,
+{
+    let m = reparse(Message::Response(Response::new(id, result).unwrap()));
+    let Message::Response(r) = m else { panic!() };
+    assert_eq!(&P::decode_result(&r.result).unwrap(), result);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn client_requests_round_trip(req in client_request(), id in id()) {
+        let m = reparse(Message::Request(req.clone().into_request(id.clone())));
+        let Message::Request(r) = m else { panic!() };
+        prop_assert_eq!(&r.id, &id);
+        prop_assert_eq!(ClientRequest::from_request(&r).unwrap(), req);
+    }
+
+    #[test]
+    fn server_requests_round_trip(req in server_request(), id in id()) {
+        let m = reparse(Message::Request(req.clone().into_request(id)));
+        let Message::Request(r) = m else { panic!() };
+        prop_assert_eq!(ServerRequest::from_request(&r).unwrap(), req);
+    }
+
+    #[test]
+    fn client_notifications_round_trip(n in client_notification()) {
+        let Message::Notification(back) = reparse(Message::Notification(n.to_notification()))
+        else { panic!() };
+        prop_assert_eq!(ClientNotification::from_notification(&back).unwrap(), n);
+    }
+
+    #[test]
+    fn server_notifications_round_trip(n in server_notification()) {
+        let Message::Notification(back) = reparse(Message::Notification(n.to_notification()))
+        else { panic!() };
+        prop_assert_eq!(ServerNotification::from_notification(&back).unwrap(), n);
+    }
+
+    #[test]
+    fn results_round_trip(
+        id in id(),
+        server_info in implementation(),
+        thread in thread(),
+        threads in vec(thread(), 0..3),
+        turns in vec(turn(), 0..3),
+        turn in turn(),
+        report in report(),
+        bundle in bundle(),
+        sources in vec(text(), 0..3),
+        cursor in option::of(text()),
+        exit in (option::of(any::<i32>()), option::of(text()), any::<bool>(), any::<bool>()),
+        decision in decision(),
+        modes in vec(sandbox(), 0..3),
+    ) {
+        result_roundtrip::<InitializeParams>(id.clone(), &InitializeResult {
+            server_info,
+            protocol_version: "tether/1".into(),
+            capabilities: sources.clone(),
+            sandbox: SandboxSupport { modes, mechanism: "landlock".into(), degrade: exit.2 },
+            platform: Platform {
+                os: "linux".into(),
+                arch: "x86_64".into(),
+                path_style: PathStyle::Posix,
+            },
+        });
+        let opened = ThreadOpened {
+            thread: thread.clone(),
+            sandbox: report.clone(),
+            instruction_sources: sources,
+        };
+        result_roundtrip::<ThreadStartParams>(id.clone(), &opened);
+        result_roundtrip::<ThreadResumeParams>(id.clone(), &opened);
+        result_roundtrip::<ThreadImportParams>(id.clone(), &opened);
+        result_roundtrip::<ThreadListParams>(id.clone(), &ThreadListResult {
+            data: threads,
+            next_cursor: cursor,
+        });
+        result_roundtrip::<ThreadReadParams>(id.clone(), &ThreadReadResult {
+            thread,
+            turns,
+        });
+        result_roundtrip::<TurnStartParams>(id.clone(), &TurnStartResult { turn });
+        result_roundtrip::<TurnInterruptParams>(id.clone(), &EmptyResult {});
+        result_roundtrip::<CommandExecTerminateParams>(id.clone(), &EmptyResult {});
+        result_roundtrip::<CommandExecParams>(id.clone(), &CommandExecResult {
+            exit_code: exit.0,
+            signal: exit.1,
+            timed_out: exit.2,
+            cap_reached: exit.3,
+            sandbox: report,
+        });
+        result_roundtrip::<ThreadExportParams>(id.clone(), &ThreadExportResult { bundle });
+        result_roundtrip::<CommandExecutionRequestApprovalParams>(id, &ApprovalResult {
+            decision,
+        });
+    }
+}
+
+#[test]
+fn cmd_39_exit_code_and_signal_are_required_even_when_null() {
+    let ok = serde_json::json!({
+        "exitCode": null, "signal": "SIGKILL", "timedOut": true, "capReached": false,
+        "sandbox": {"requested": "read-only", "enforced": "read-only", "network": "denied",
+                    "degraded": false, "mechanism": "landlock"}
+    });
+    let r = CommandExecParams::decode_result(&ok).unwrap();
+    assert_eq!(r.exit_code, None);
+    assert_eq!(r.signal.as_deref(), Some("SIGKILL"));
+    let mut missing = ok.clone();
+    missing.as_object_mut().unwrap().remove("exitCode");
+    assert!(CommandExecParams::decode_result(&missing).is_err());
+    assert!(check_result("command/exec", &ok).is_ok());
+    assert!(check_result("command/exec", &missing).is_err());
+    assert!(check_result("no/such", &ok).is_err());
+}
+
+#[test]
+fn cmd_40_delta_chunk_limit() {
+    let n = |len: usize| {
+        serde_json::json!({
+            "processId": "p", "stream": "stdout",
+            "deltaBase64": encode_delta(&vec![0u8; len]), "capReached": false
+        })
+    };
+    assert!(CommandExecOutputDeltaParams::from_params(Some(&n(16 * 1024))).is_ok());
+    assert!(CommandExecOutputDeltaParams::from_params(Some(&n(16 * 1024 + 1))).is_err());
+    let bad = serde_json::json!({
+        "processId": "p", "stream": "stdout", "deltaBase64": "not base64!", "capReached": false
+    });
+    assert!(CommandExecOutputDeltaParams::from_params(Some(&bad)).is_err());
+}
+
+#[test]
+fn method_sets_cover_every_method_once() {
+    let all: Vec<&str> = [
+        ClientRequest::METHODS,
+        ClientNotification::METHODS,
+        ServerRequest::METHODS,
+        ServerNotification::METHODS,
+    ]
+    .concat();
+    assert_eq!(all.len(), 11 + 2 + 1 + 8);
+    for m in [
+        "initialize",
+        "thread/start",
+        "thread/resume",
+        "thread/list",
+        "thread/read",
+        "turn/start",
+        "turn/interrupt",
+        "command/exec",
+        "command/exec/terminate",
+        "thread/export",
+        "thread/import",
+    ] {
+        assert!(ClientRequest::METHODS.contains(&m), "{m}");
+    }
+}
