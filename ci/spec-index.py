@@ -184,7 +184,11 @@ def parse_chapter(path: Path, report: Report) -> Chapter:
     def scan(text: str, lineno: int, current: str | None) -> None:
         where = f"spec/{name}:{lineno}"
         if MARKER_ANY.search(INLINE_CODE.sub(" ", text)):
-            report.error(where, "requirement marker not at the start of a paragraph or list item")
+            report.error(
+                where,
+                "requirement marker not at the start of a paragraph or list item "
+                "(a numbered step is written `1. **[ID]** Step name. ...`)",
+            )
         words = normative_view(text)
         found = KW_MUST.findall(words) + KW_SHOULD.findall(words)
         if blocks:
@@ -461,6 +465,16 @@ def self_test() -> int:
             "Informative text:\n\n- an item that MUST be flagged.\n",
         }, ["04-secure-channel.md:6: normative keyword SHOULD",
             "04-secure-channel.md:10: normative keyword MUST"], {"CHAN-1": "MUST"}),
+        ("numbered steps start requirements; a marker after the step name does not", {
+            "04-secure-channel.md": "The host runs these steps in order.\n\n"
+            "1. **[CHAN-1]** Rate limit. The host MUST refuse.\n"
+            "2. **Session limit.** The host answers LIMIT.\n"
+            "   1. **[CHAN-2]** The host MUST check x.\n"
+            "   2. Go on.\n"
+            "3. **Clock** (**[CHAN-3]**). The host MUST refuse.\n",
+        }, ["04-secure-channel.md:7: requirement marker not at the start",
+            "04-secure-channel.md:7: normative keyword MUST"],
+           {"CHAN-1": "MUST", "CHAN-2": "MUST"}),
         ("the key-word boilerplate paragraph is exempt", {
             "00-introduction.md": "The key words MUST, SHOULD and MAY are to be\n"
             "interpreted as in RFC 2119.\n\nBut this MUST be flagged.\n",
