@@ -184,7 +184,11 @@ def parse_chapter(path: Path, report: Report) -> Chapter:
     def scan(text: str, lineno: int, current: str | None) -> None:
         where = f"spec/{name}:{lineno}"
         if MARKER_ANY.search(INLINE_CODE.sub(" ", text)):
-            report.error(where, "requirement marker not at the start of a paragraph or list item")
+            report.error(
+                where,
+                "requirement marker not at the start of a paragraph or list item "
+                "(a numbered step is written `1. **[ID]** Step name. ...`)",
+            )
         words = normative_view(text)
         found = KW_MUST.findall(words) + KW_SHOULD.findall(words)
         if blocks:
@@ -385,8 +389,9 @@ def render(chapters: list[Chapter]) -> str:
     return "\n".join(out)
 
 
-def build(report: Report, spec_dir: Path = SPEC_DIR) -> tuple[str, set[str]]:
-    """Parses every chapter, applies the rules, and returns the index text and the ids."""
+def build(report: Report, spec_dir: Path = SPEC_DIR) -> tuple[str, dict[str, Requirement]]:
+    """Parses every chapter, applies the rules, and returns the index text and the
+    requirements by id (the first definition of an id defined twice)."""
     files = sorted(p for p in spec_dir.glob("*.md") if p.name != INDEX_NAME)
     chapters = [parse_chapter(p, report) for p in files]
 
@@ -436,7 +441,7 @@ def build(report: Report, spec_dir: Path = SPEC_DIR) -> tuple[str, set[str]]:
             f"silently: restore it or list it under 'Retired requirement ids' in spec/{README_NAME}",
         )
 
-    return render(chapters), set(defined)
+    return render(chapters), defined
 
 
 def self_test() -> int:
@@ -460,6 +465,16 @@ def self_test() -> int:
             "Informative text:\n\n- an item that MUST be flagged.\n",
         }, ["04-secure-channel.md:6: normative keyword SHOULD",
             "04-secure-channel.md:10: normative keyword MUST"], {"CHAN-1": "MUST"}),
+        ("numbered steps start requirements; a marker after the step name does not", {
+            "04-secure-channel.md": "The host runs these steps in order.\n\n"
+            "1. **[CHAN-1]** Rate limit. The host MUST refuse.\n"
+            "2. **Session limit.** The host answers LIMIT.\n"
+            "   1. **[CHAN-2]** The host MUST check x.\n"
+            "   2. Go on.\n"
+            "3. **Clock** (**[CHAN-3]**). The host MUST refuse.\n",
+        }, ["04-secure-channel.md:7: requirement marker not at the start",
+            "04-secure-channel.md:7: normative keyword MUST"],
+           {"CHAN-1": "MUST", "CHAN-2": "MUST"}),
         ("the key-word boilerplate paragraph is exempt", {
             "00-introduction.md": "The key words MUST, SHOULD and MAY are to be\n"
             "interpreted as in RFC 2119.\n\nBut this MUST be flagged.\n",
@@ -503,11 +518,8 @@ def self_test() -> int:
             for fname, text in files.items():
                 (spec_dir / fname).write_text(text, encoding="utf-8")
             report = Report()
-            _, ids = build(report, spec_dir)
-            chapters = [parse_chapter(p, Report()) for p in sorted(spec_dir.glob("*.md"))
-                        if p.name != INDEX_NAME]
-            got_levels = {r.rid: r.level for c in chapters for r in c.requirements
-                          if r.prefix in KNOWN_PREFIXES}
+            _, defined = build(report, spec_dir)
+        got_levels = {rid: r.level for rid, r in defined.items() if r.prefix in KNOWN_PREFIXES}
         problems = []
         errors = report.sorted_errors()
         if len(errors) != len(expected) or not all(
@@ -552,7 +564,7 @@ def main(argv: list[str]) -> int:
         return 1 if failed else 0
 
     report = Report()
-    text, ids = build(report)
+    text, defined = build(report)
     index = SPEC_DIR / INDEX_NAME
 
     for note in report.notes:
@@ -565,7 +577,7 @@ def main(argv: list[str]) -> int:
             print(f"spec-index: {len(report.errors)} error(s); index not written", file=sys.stderr)
             return 1
         index.write_text(text, encoding="utf-8")
-        print(f"spec-index: wrote spec/{INDEX_NAME} ({len(ids)} requirements)")
+        print(f"spec-index: wrote spec/{INDEX_NAME} ({len(defined)} requirements)")
         return 0
 
     current = index.read_text(encoding="utf-8") if index.exists() else ""
@@ -580,7 +592,7 @@ def main(argv: list[str]) -> int:
     if report.errors or stale:
         print(f"spec-index: {len(report.errors) + int(stale)} problem(s)", file=sys.stderr)
         return 1
-    print(f"spec-index: ok ({len(ids)} requirements)")
+    print(f"spec-index: ok ({len(defined)} requirements)")
     return 0
 
 
