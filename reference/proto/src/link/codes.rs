@@ -5,7 +5,7 @@
 //! | range | meaning |
 //! |---|---|
 //! | 0–15 | link level: sent by a relay in `GOAWAY`, or by a client leaving |
-//! | 16–31 | session level, sent by the relay in `CLOSE` |
+//! | 16–31 | session level, sent in `CLOSE` by the relay (and by a host for `SESSION_LIMIT`, `SESSION_ID_IN_USE`, `UNKNOWN_SESSION`) |
 //! | 32–63 | end to end, sent by a host or controller in `CLOSE` (the relay forwards them) |
 //! | 64–65535 | reserved; a receiver treats an unknown code as [`CloseCode::PROTOCOL_ERROR`] for display only |
 
