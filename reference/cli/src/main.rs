@@ -5,6 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod controller;
+mod host;
+mod relay;
 mod vectors;
 
 /// Tether: drive a coding-agent host from another device, end-to-end encrypted through a
@@ -18,6 +21,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a relay: the untrusted forwarder hosts and controllers connect out to.
+    Relay(relay::RelayArgs),
+    /// Run a host, mint pairing tokens, list and revoke paired devices.
+    Host {
+        #[command(subcommand)]
+        command: host::HostCommand,
+    },
+    /// Pair this controller with a host, using the token from the host's QR code.
+    Pair(controller::PairArgs),
+    /// Run a command on a paired host and stream its output.
+    Exec(controller::ExecArgs),
+    /// Show paired hosts and whether each is reachable.
+    Status(controller::StatusArgs),
     /// Generate or verify the protocol test vectors in `vectors/`.
     Vectors {
         #[command(subcommand)]
@@ -46,6 +62,11 @@ enum VectorsAction {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Relay(args) => relay::run(args),
+        Command::Host { command } => host::run(command),
+        Command::Pair(args) => controller::pair(args),
+        Command::Exec(args) => controller::exec(args),
+        Command::Status(args) => controller::status(args),
         Command::Vectors { action } => match action {
             VectorsAction::Verify { dir } => vectors::verify(&dir),
             VectorsAction::Generate { dir } => vectors::generate(&dir),

@@ -1,0 +1,1 @@
+//! The Tether reference host (stub).

@@ -1,0 +1,1 @@
+//! The Tether reference relay (stub).
