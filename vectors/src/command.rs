@@ -14,7 +14,7 @@ use tether_proto::cmd::{
     Params, Request, Response, ServerNotification, ServerRequest,
 };
 
-use crate::{VectorFile, det_bytes, to_json};
+use crate::{VectorFile, det_bytes, field, to_json};
 
 /// The vector files this module generates and checks.
 pub const FILES: &[VectorFile] = &[VectorFile {
@@ -1392,10 +1392,6 @@ fn generate() -> String {
 // ---------------------------------------------------------------------------------------
 // checker
 
-fn field<'a>(v: &'a Value, name: &str) -> Result<&'a Value, String> {
-    v.get(name).ok_or_else(|| format!("missing {name}"))
-}
-
 fn str_field<'a>(v: &'a Value, name: &str) -> Result<&'a str, String> {
     field(v, name)?
         .as_str()
@@ -1506,28 +1502,7 @@ fn check_case(case: &Value) -> Result<(), String> {
 }
 
 fn check(contents: &str) -> Result<usize, String> {
-    let file: Value = serde_json::from_str(contents).map_err(|e| e.to_string())?;
-    let tests = field(&file, "tests")?
-        .as_array()
-        .ok_or("tests is not an array")?;
-    if field(&file, "numberOfTests")?.as_u64() != Some(tests.len() as u64) {
-        return Err("numberOfTests does not match".into());
-    }
-    let notes = field(&file, "notes")?;
-    for (i, case) in tests.iter().enumerate() {
-        let id = case.get("tcId").and_then(Value::as_u64);
-        if id != Some(i as u64 + 1) {
-            return Err(format!("case {} has tcId {id:?}", i + 1));
-        }
-        for flag in field(case, "flags")?.as_array().ok_or("flags")? {
-            let flag = flag.as_str().ok_or("flag")?;
-            if notes.get(flag).is_none() {
-                return Err(format!("tcId {}: flag {flag} has no note", i + 1));
-            }
-        }
-        check_case(case).map_err(|e| format!("tcId {}: {e}", i + 1))?;
-    }
-    Ok(tests.len())
+    crate::check_cases(contents, check_case)
 }
 
 #[cfg(test)]

@@ -81,6 +81,53 @@ pub fn to_json<T: serde::Serialize>(value: &T) -> String {
     s
 }
 
+/// A member of a JSON object, or an error naming it.
+///
+/// # Errors
+/// When `v` has no member `name`.
+pub fn field<'a>(v: &'a serde_json::Value, name: &str) -> Result<&'a serde_json::Value, String> {
+    v.get(name).ok_or_else(|| format!("missing {name}"))
+}
+
+/// Checks a file in the Wycheproof layout shared by the case-list vector files: `tests`
+/// is an array whose length `numberOfTests` states, `tcId`s run 1, 2, 3, …, every flag of
+/// a case is explained in `notes`, and `check_case` accepts every case. Returns the
+/// number of cases.
+///
+/// # Errors
+/// The first rule broken, naming the case.
+pub fn check_cases(
+    contents: &str,
+    check_case: fn(&serde_json::Value) -> Result<(), String>,
+) -> Result<usize, String> {
+    use serde_json::Value;
+    let file: Value = serde_json::from_str(contents).map_err(|e| e.to_string())?;
+    let tests = field(&file, "tests")?
+        .as_array()
+        .ok_or("tests is not an array")?;
+    if field(&file, "numberOfTests")?.as_u64() != Some(tests.len() as u64) {
+        return Err("numberOfTests does not match".into());
+    }
+    let notes = field(&file, "notes")?;
+    for (i, case) in tests.iter().enumerate() {
+        let id = case.get("tcId").and_then(Value::as_u64);
+        if id != Some(i as u64 + 1) {
+            return Err(format!("case {} has tcId {id:?}", i + 1));
+        }
+        for flag in field(case, "flags")?
+            .as_array()
+            .ok_or("flags is not an array")?
+        {
+            let flag = flag.as_str().ok_or("a flag is not a string")?;
+            if notes.get(flag).is_none() {
+                return Err(format!("tcId {}: flag {flag} has no note", i + 1));
+            }
+        }
+        check_case(case).map_err(|e| format!("tcId {}: {e}", i + 1))?;
+    }
+    Ok(tests.len())
+}
+
 /// Why a vector file did not verify.
 #[derive(Debug)]
 pub enum VerifyError {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tether_proto::time::UnixTime;
 use tether_proto::token::{PairingToken, TokenError};
 
-use crate::{VectorFile, det_array, to_json};
+use crate::{VectorFile, det_array, field, to_json};
 
 /// The vector files this module generates and checks.
 pub const FILES: &[VectorFile] = &[VectorFile {
@@ -642,10 +642,6 @@ fn generate() -> String {
     }))
 }
 
-fn field<'a>(case: &'a Value, key: &str) -> Result<&'a Value, String> {
-    case.get(key).ok_or_else(|| format!("missing {key}"))
-}
-
 fn str_field<'a>(v: &'a Value, key: &str) -> Result<&'a str, String> {
     field(v, key)?
         .as_str()
@@ -735,21 +731,7 @@ fn check_case(case: &Value) -> Result<(), String> {
 }
 
 fn check(contents: &str) -> Result<usize, String> {
-    let file: Value = serde_json::from_str(contents).map_err(|e| e.to_string())?;
-    let tests = field(&file, "tests")?
-        .as_array()
-        .ok_or("tests is not an array")?;
-    if field(&file, "numberOfTests")?.as_u64() != Some(tests.len() as u64) {
-        return Err("numberOfTests does not match".into());
-    }
-    for (i, case) in tests.iter().enumerate() {
-        let id = case.get("tcId").and_then(Value::as_u64);
-        if id != Some(i as u64 + 1) {
-            return Err(format!("case {} has tcId {id:?}", i + 1));
-        }
-        check_case(case).map_err(|e| format!("tcId {}: {e}", i + 1))?;
-    }
-    Ok(tests.len())
+    crate::check_cases(contents, check_case)
 }
 
 #[cfg(test)]

@@ -405,7 +405,7 @@ fn take_prefixed<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], TokenError> {
 
 /// A pairing token could not be decoded, built or used (`spec/02`).
 ///
-/// Decoders report the first failure in the order of `spec/02` section "Decoding", so each
+/// Decoders report the first failure in the order of `spec/02` section "Decoding" (`TOKEN-17`), so each
 /// malformed input has exactly one error.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -195,6 +195,7 @@ fn pairing_then_resume_carries_json_rpc_both_ways() {
 
 #[test]
 fn chan_12_reused_token_is_refused() {
+    // TOKEN-15: a token pairs once.
     let now = Instant::now();
     let (mut h, mut s) = (host(false), store());
     pair(&mut h, &mut s, now);

@@ -13,29 +13,12 @@
     clippy::panic
 )]
 
-use std::path::PathBuf;
+mod third_party;
+
+use third_party::load;
 
 use serde_json::Value;
 use tether_proto::channel::{IK_PROTOCOL_NAME, Transport, ik_params, noise_builder};
-
-fn third_party_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("TETHER_THIRD_PARTY_VECTORS") {
-        return PathBuf::from(dir);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/third-party-vectors")
-}
-
-fn load(name: &str) -> Value {
-    let path = third_party_dir().join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "third-party vector file {} is missing ({e}); clone the shared vectors beside the \
-             repository or set TETHER_THIRD_PARTY_VECTORS. This test does not skip.",
-            path.display()
-        )
-    });
-    serde_json::from_str(&text).unwrap()
-}
 
 fn hex_field(v: &Value, name: &str) -> Vec<u8> {
     hex::decode(v[name].as_str().unwrap_or_else(|| panic!("field {name}"))).unwrap()

@@ -18,7 +18,9 @@
     clippy::panic
 )]
 
-use std::path::PathBuf;
+mod third_party;
+
+use third_party::load;
 
 use serde_json::Value;
 use snow::params::{CipherChoice, DHChoice};
@@ -28,25 +30,6 @@ use tether_proto::channel::{
 };
 use tether_proto::link::SessionId;
 use tether_proto::time::UnixTime;
-
-fn third_party_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("TETHER_THIRD_PARTY_VECTORS") {
-        return PathBuf::from(dir);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/third-party-vectors")
-}
-
-fn load(name: &str) -> Value {
-    let path = third_party_dir().join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "third-party vector file {} is missing ({e}); clone the shared vectors beside the \
-             repository or set TETHER_THIRD_PARTY_VECTORS. This test does not skip.",
-            path.display()
-        )
-    });
-    serde_json::from_str(&text).unwrap()
-}
 
 fn tests_of(file: &Value) -> Vec<(Value, Value)> {
     file["testGroups"]

@@ -235,7 +235,9 @@ impl Host {
             .push_back(HostEvent::Refused { session, refusal });
     }
 
-    /// A controller opened a session: `INCOMING` with its message 1.
+    /// A controller opened a session: `INCOMING` with its message 1. The checks run in the
+    /// order of `spec/04` section 4.7, and the first that fails decides the one `CLOSE`
+    /// code sent (`CHAN-29`).
     ///
     /// `now` drives the rate limit and the confirmation deadline; `wall` is the host's
     /// wall clock for timestamps and token expiry.
@@ -303,7 +305,7 @@ impl Host {
                 device_name,
                 ..
             } => {
-                // CHAN-12: the token is consumed durably before any answer.
+                // CHAN-12, TOKEN-15: the token is consumed durably before any answer.
                 if let Err(r) = store.redeem_token(&token_id, &token_secret, wall) {
                     return self.refuse(session, RefusalReason::Refusal(r));
                 }
@@ -340,6 +342,7 @@ impl Host {
         let mut message2 = Vec::new();
         match pending.write_message2(&self.config.host_info, &mut message2) {
             Ok(transport) => {
+                // CHAN-28: message 2 is the session's first DATA frame from the host.
                 self.transmits.push_back(RelayFrame::Data {
                     session,
                     payload: message2,
