@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod controller;
 mod host;
 mod relay;
+mod sandbox;
 mod vectors;
 
 /// Tether: drive a coding-agent host from another device, end-to-end encrypted through a
@@ -34,6 +35,9 @@ enum Command {
     Exec(controller::ExecArgs),
     /// Show paired hosts and whether each is reachable.
     Status(controller::StatusArgs),
+    /// Run a program under a kernel sandbox (used by the host for every command it runs).
+    #[command(hide = true)]
+    SandboxExec(sandbox::SandboxExecArgs),
     /// Generate or verify the protocol test vectors in `vectors/`.
     Vectors {
         #[command(subcommand)]
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         Command::Pair(args) => controller::pair(args),
         Command::Exec(args) => controller::exec(args),
         Command::Status(args) => controller::status(args),
+        Command::SandboxExec(args) => sandbox::run(args),
         Command::Vectors { action } => match action {
             VectorsAction::Verify { dir } => vectors::verify(&dir),
             VectorsAction::Generate { dir } => vectors::generate(&dir),
