@@ -389,3 +389,47 @@ async fn client_refuses_plain_ws_to_a_non_loopback_host() {
     };
     assert!(err.to_string().contains("LINK-2"), "{err}");
 }
+
+#[tokio::test]
+async fn client_goaway_closes_its_link_and_its_sessions_get_peer_gone() {
+    let relay = spawn(config()).await;
+    let (mut host, host_key) = host(&relay, "acme", ACME).await;
+    let mut ctl = controller(&relay, "acme", ACME).await;
+    let session = SessionId([3; 8]);
+    send(
+        &mut ctl,
+        RelayFrame::Open {
+            session,
+            host_key,
+            handshake: vec![1; 48],
+        },
+    )
+    .await;
+    assert!(matches!(recv(&mut host).await, RelayFrame::Incoming { .. }));
+    send(
+        &mut ctl,
+        RelayFrame::GoAway {
+            code: CloseCode::NORMAL,
+            reason: String::new(),
+        },
+    )
+    .await;
+    // LINK-27: nothing is sent after the client's GOAWAY; the relay closes the link.
+    let end = timeout(WAIT, client::recv_frame(&mut ctl)).await.unwrap();
+    assert!(matches!(end, Ok(None) | Err(_)), "{end:?}");
+    // LINK-21: the other end of its session hears PEER_GONE.
+    assert_eq!(
+        recv(&mut host).await,
+        RelayFrame::Close {
+            session,
+            code: CloseCode::PEER_GONE
+        }
+    );
+    eventually(&relay, "client GOAWAY counted, link gone", |s| {
+        s.peer_goaway_by_code.get(&CloseCode::NORMAL) == Some(&1)
+            && s.links_open == 1
+            && s.sessions_open == 0
+    })
+    .await;
+    relay.shutdown().await;
+}
