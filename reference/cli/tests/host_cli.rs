@@ -47,10 +47,8 @@ impl TempDir {
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_nanos();
-        let path = std::env::temp_dir().join(format!(
-            "tether-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("tether-{tag}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&path).unwrap();
         Self(path)
     }
@@ -151,7 +149,11 @@ fn host_pair_prints_a_token_for_this_host() {
         "--png",
         png.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let line = stdout.lines().next().unwrap();
     let token = PairingToken::from_text(line).unwrap();
@@ -180,7 +182,14 @@ fn host_pair_prints_a_token_for_this_host() {
     assert!(state_json.contains(&hex_encode(token.token_id())));
 
     // TOKEN-9: more than 600 s is refused, with one line and exit 1.
-    let out = tether(&["host", "pair", "--state", state.to_str().unwrap(), "--ttl", "601"]);
+    let out = tether(&[
+        "host",
+        "pair",
+        "--state",
+        state.to_str().unwrap(),
+        "--ttl",
+        "601",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -199,7 +208,10 @@ fn host_devices_and_revoke() {
 
     let out = tether(&["host", "devices", "--state", s]);
     assert!(out.status.success());
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), "no paired devices\n");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "no paired devices\n"
+    );
 
     // Two devices named alike, one other, as host.json records them.
     let keys = [[1u8; 32], [2u8; 32], [3u8; 32]];
@@ -234,13 +246,23 @@ fn host_devices_and_revoke() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains(&tether_proto::keys::fingerprint(&keys[0])), "{err}");
-    assert!(err.contains(&tether_proto::keys::fingerprint(&keys[1])), "{err}");
+    assert!(
+        err.contains(&tether_proto::keys::fingerprint(&keys[0])),
+        "{err}"
+    );
+    assert!(
+        err.contains(&tether_proto::keys::fingerprint(&keys[1])),
+        "{err}"
+    );
 
     // By fingerprint prefix.
     let prefix = &tether_proto::keys::fingerprint(&keys[0])[..9];
     let out = tether(&["host", "revoke", "--state", s, prefix]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // By name.
     let out = tether(&["host", "revoke", "--state", s, "laptop"]);
     assert!(out.status.success());

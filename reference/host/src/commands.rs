@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tether_proto::cmd::methods::{
-    CommandExecOutputDeltaParams, CommandExecParams, CommandExecResult,
-    CommandExecTerminateParams, EmptyResult, InitializeParams, InitializeResult, encode_delta,
+    CommandExecOutputDeltaParams, CommandExecParams, CommandExecResult, CommandExecTerminateParams,
+    EmptyResult, InitializeParams, InitializeResult, encode_delta,
 };
 use tether_proto::cmd::types::{
     Implementation, NetworkAccess, OutputStream, PathStyle, Platform, SandboxMode, SandboxReport,
@@ -348,7 +348,11 @@ impl CommandSession {
 
     fn cancel(&mut self, request_id: &Id) {
         // CMD-57: a cancellation naming no unanswered request is ignored.
-        if let Some(handle) = self.processes.values().find(|h| &h.request_id == request_id) {
+        if let Some(handle) = self
+            .processes
+            .values()
+            .find(|h| &h.request_id == request_id)
+        {
             let _ = handle.kill.send(KillReason::Cancel);
         }
     }
@@ -368,7 +372,10 @@ impl CommandSession {
                 id,
                 &CommandError::InvalidParams {
                     method: <CommandExecParams as Params>::METHOD.to_owned(),
-                    detail: format!("cwd {:?} is not an absolute path of a directory", params.cwd),
+                    detail: format!(
+                        "cwd {:?} is not an absolute path of a directory",
+                        params.cwd
+                    ),
                 },
             ));
         }
@@ -443,11 +450,7 @@ impl CommandSession {
 }
 
 /// The methods this host serves (`CMD-16`: `command.exec` is offered).
-const SERVED_METHODS: &[&str] = &[
-    "initialize",
-    "command/exec",
-    "command/exec/terminate",
-];
+const SERVED_METHODS: &[&str] = &["initialize", "command/exec", "command/exec/terminate"];
 
 struct Job {
     session: SessionId,
@@ -684,10 +687,16 @@ mod tests {
     fn init(s: &mut CommandSession) {
         let r = one(
             s,
-            request(1, "initialize", json!({"clientInfo":{"name":"t","version":"1"},"protocolVersion":"tether/1"})),
+            request(
+                1,
+                "initialize",
+                json!({"clientInfo":{"name":"t","version":"1"},"protocolVersion":"tether/1"}),
+            ),
         )
         .unwrap();
-        let Message::Response(r) = r else { panic!("{r:?}") };
+        let Message::Response(r) = r else {
+            panic!("{r:?}")
+        };
         assert_eq!(r.result["capabilities"], json!(["command.exec"]));
         s.handle(
             Message::Notification(tether_proto::cmd::Notification::new("initialized", None)),
@@ -712,7 +721,10 @@ mod tests {
         answer: Message,
     }
 
-    async fn collect(s: &mut CommandSession, rx: &mut mpsc::UnboundedReceiver<ExecEvent>) -> Outcome {
+    async fn collect(
+        s: &mut CommandSession,
+        rx: &mut mpsc::UnboundedReceiver<ExecEvent>,
+    ) -> Outcome {
         let mut out = Outcome {
             stdout: Vec::new(),
             stderr: Vec::new(),
@@ -727,7 +739,9 @@ mod tests {
             match event {
                 ExecEvent::Output { session, message } => {
                     assert_eq!(session, SID);
-                    let Message::Notification(n) = message else { panic!() };
+                    let Message::Notification(n) = message else {
+                        panic!()
+                    };
                     let ServerNotification::CommandExecOutputDelta(d) =
                         ServerNotification::from_notification(&n).unwrap()
                     else {
@@ -743,7 +757,11 @@ mod tests {
                     }
                     out.deltas.push(d);
                 }
-                ExecEvent::Finished { process_id, message, .. } => {
+                ExecEvent::Finished {
+                    process_id,
+                    message,
+                    ..
+                } => {
                     s.finished(&process_id);
                     out.answer = message;
                     return out;
@@ -753,7 +771,9 @@ mod tests {
     }
 
     fn result(m: &Message) -> CommandExecResult {
-        let Message::Response(r) = m else { panic!("{m:?}") };
+        let Message::Response(r) = m else {
+            panic!("{m:?}")
+        };
         serde_json::from_value(r.result.clone()).unwrap()
     }
 
@@ -785,7 +805,11 @@ mod tests {
         assert_eq!(err_code(&m), codes::NOT_INITIALIZED);
         let m = one(
             &mut s,
-            request(2, "initialize", json!({"clientInfo":{"name":"t","version":"1"},"protocolVersion":"tether/2"})),
+            request(
+                2,
+                "initialize",
+                json!({"clientInfo":{"name":"t","version":"1"},"protocolVersion":"tether/2"}),
+            ),
         )
         .unwrap();
         assert_eq!(err_code(&m), codes::INVALID_PARAMS);
@@ -793,7 +817,11 @@ mod tests {
         init(&mut s);
         let m = one(
             &mut s,
-            request(3, "initialize", json!({"clientInfo":{"name":"t","version":"1"},"protocolVersion":"tether/1"})),
+            request(
+                3,
+                "initialize",
+                json!({"clientInfo":{"name":"t","version":"1"},"protocolVersion":"tether/1"}),
+            ),
         )
         .unwrap();
         assert_eq!(err_code(&m), codes::INVALID_REQUEST);
@@ -817,7 +845,10 @@ mod tests {
         let r = s.handle(exec(1, "p", &["true"], json!({})), Access::NotAuthorized);
         assert_eq!(err_code(&r.messages[0]), codes::NOT_AUTHORIZED);
         assert_eq!(r.close, Some(CloseCode::NOT_AUTHORIZED));
-        let r = s.handle(exec(2, "p", &["true"], json!({})), Access::RemoteAccessDisabled);
+        let r = s.handle(
+            exec(2, "p", &["true"], json!({})),
+            Access::RemoteAccessDisabled,
+        );
         assert_eq!(err_code(&r.messages[0]), codes::REMOTE_ACCESS_DISABLED);
         assert_eq!(r.close, Some(CloseCode::REMOTE_ACCESS_DISABLED));
     }
@@ -826,7 +857,22 @@ mod tests {
     async fn cmd_35_cmd_39_output_in_order_and_exit_status() {
         let (mut s, mut rx) = session(false);
         init(&mut s);
-        assert!(one(&mut s, exec(2, "p1", &["sh", "-c", "printf abc; printf err >&2; seq 1 30000; exit 3"], json!({}))).is_none());
+        assert!(
+            one(
+                &mut s,
+                exec(
+                    2,
+                    "p1",
+                    &[
+                        "sh",
+                        "-c",
+                        "printf abc; printf err >&2; seq 1 30000; exit 3"
+                    ],
+                    json!({})
+                )
+            )
+            .is_none()
+        );
         let out = collect(&mut s, &mut rx).await;
         let mut expected = b"abc".to_vec();
         for i in 1..=30000 {
@@ -841,7 +887,9 @@ mod tests {
         assert!(!r.timed_out && !r.cap_reached);
         assert_eq!(r.sandbox.enforced, SandboxMode::DangerFullAccess);
         assert!(!r.sandbox.degraded);
-        let Message::Response(resp) = &out.answer else { panic!() };
+        let Message::Response(resp) = &out.answer else {
+            panic!()
+        };
         assert_eq!(resp.id, Id::Number(2));
         assert_eq!(s.in_flight(), 0);
     }
@@ -850,7 +898,18 @@ mod tests {
     async fn cmd_41_cap_forwards_exactly_the_first_bytes() {
         let (mut s, mut rx) = session(false);
         init(&mut s);
-        assert!(one(&mut s, exec(2, "p", &["sh", "-c", "printf 0123456789ABCDEF; sleep 100"], json!({"outputCap": 10}))).is_none());
+        assert!(
+            one(
+                &mut s,
+                exec(
+                    2,
+                    "p",
+                    &["sh", "-c", "printf 0123456789ABCDEF; sleep 100"],
+                    json!({"outputCap": 10})
+                )
+            )
+            .is_none()
+        );
         let out = collect(&mut s, &mut rx).await;
         assert_eq!(out.stdout, b"0123456789");
         assert!(out.deltas.last().unwrap().cap_reached);
@@ -861,7 +920,13 @@ mod tests {
         assert_eq!(r.exit_code, None);
 
         // Output of exactly the cap is not "reached".
-        assert!(one(&mut s, exec(3, "q", &["printf", "12345"], json!({"outputCap": 5}))).is_none());
+        assert!(
+            one(
+                &mut s,
+                exec(3, "q", &["printf", "12345"], json!({"outputCap": 5}))
+            )
+            .is_none()
+        );
         let out = collect(&mut s, &mut rx).await;
         assert_eq!(out.stdout, b"12345");
         assert!(!result(&out.answer).cap_reached);
@@ -872,12 +937,27 @@ mod tests {
     async fn cmd_42_timeout_kills_the_whole_group() {
         let (mut s, mut rx) = session(false);
         init(&mut s);
-        assert!(one(&mut s, exec(2, "p", &["sh", "-c", "sleep 100 & echo $!; sleep 100"], json!({"timeoutMs": 500}))).is_none());
+        assert!(
+            one(
+                &mut s,
+                exec(
+                    2,
+                    "p",
+                    &["sh", "-c", "sleep 100 & echo $!; sleep 100"],
+                    json!({"timeoutMs": 500})
+                )
+            )
+            .is_none()
+        );
         let out = collect(&mut s, &mut rx).await;
         let r = result(&out.answer);
         assert!(r.timed_out);
         assert_eq!(r.signal.as_deref(), Some("SIGKILL"));
-        let bg: u32 = String::from_utf8(out.stdout).unwrap().trim().parse().unwrap();
+        let bg: u32 = String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         assert!(wait_gone(bg).await, "background sleep {bg} survived");
     }
 
@@ -885,13 +965,21 @@ mod tests {
     async fn cmd_38_terminate_and_unknown_process() {
         let (mut s, mut rx) = session(false);
         init(&mut s);
-        let m = one(&mut s, request(2, "command/exec/terminate", json!({"processId": "nope"}))).unwrap();
+        let m = one(
+            &mut s,
+            request(2, "command/exec/terminate", json!({"processId": "nope"})),
+        )
+        .unwrap();
         assert_eq!(err_code(&m), codes::PROCESS_NOT_FOUND);
         assert!(one(&mut s, exec(3, "p", &["sleep", "100"], json!({}))).is_none());
         // CMD-34: a running process id cannot be reused.
         let m = one(&mut s, exec(4, "p", &["true"], json!({}))).unwrap();
         assert_eq!(err_code(&m), codes::INVALID_PARAMS);
-        let m = one(&mut s, request(5, "command/exec/terminate", json!({"processId": "p"}))).unwrap();
+        let m = one(
+            &mut s,
+            request(5, "command/exec/terminate", json!({"processId": "p"})),
+        )
+        .unwrap();
         assert!(matches!(m, Message::Response(_)));
         let out = collect(&mut s, &mut rx).await;
         let r = result(&out.answer);
@@ -925,7 +1013,10 @@ mod tests {
         assert!(one(&mut s, exec(2, "p", &["sh", "-c", &script], json!({}))).is_none());
         let mut bg = None;
         for _ in 0..100 {
-            if let Some(pid) = std::fs::read_to_string(&pidfile).ok().and_then(|t| t.trim().parse::<u32>().ok()) {
+            if let Some(pid) = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|t| t.trim().parse::<u32>().ok())
+            {
                 bg = Some(pid);
                 break;
             }
@@ -934,7 +1025,10 @@ mod tests {
         let bg = bg.expect("background pid");
         assert!(!gone(bg));
         drop(s);
-        assert!(wait_gone(bg).await, "background sleep {bg} survived the session");
+        assert!(
+            wait_gone(bg).await,
+            "background sleep {bg} survived the session"
+        );
     }
 
     #[tokio::test]
@@ -953,10 +1047,18 @@ mod tests {
 
         let (mut s, mut rx) = session(true);
         init(&mut s);
-        assert!(one(&mut s, exec(2, "p", &["true"], json!({"sandbox": "read-only"}))).is_none());
+        assert!(
+            one(
+                &mut s,
+                exec(2, "p", &["true"], json!({"sandbox": "read-only"}))
+            )
+            .is_none()
+        );
         let out = collect(&mut s, &mut rx).await;
         let r = result(&out.answer);
-        let Message::Response(resp) = &out.answer else { panic!() };
+        let Message::Response(resp) = &out.answer else {
+            panic!()
+        };
         assert_eq!(
             resp.result["sandbox"],
             json!({"requested": "read-only", "enforced": "danger-full-access", "network": "allowed", "degraded": true, "mechanism": "none"})
@@ -969,17 +1071,34 @@ mod tests {
         let (mut s, mut rx) = session(false);
         init(&mut s);
         for i in 0..64 {
-            assert!(one(&mut s, exec(100 + i, &format!("p{i}"), &["sleep", "100"], json!({}))).is_none());
+            assert!(
+                one(
+                    &mut s,
+                    exec(100 + i, &format!("p{i}"), &["sleep", "100"], json!({}))
+                )
+                .is_none()
+            );
         }
         let m = one(&mut s, exec(1000, "extra", &["true"], json!({}))).unwrap();
         assert_eq!(err_code(&m), codes::OVERLOADED);
-        let m = one(&mut s, request(1001, "command/exec/terminate", json!({"processId": "p0"}))).unwrap();
-        assert_eq!(err_code(&m), codes::OVERLOADED, "CMD-61: the limit comes before the method");
+        let m = one(
+            &mut s,
+            request(1001, "command/exec/terminate", json!({"processId": "p0"})),
+        )
+        .unwrap();
+        assert_eq!(
+            err_code(&m),
+            codes::OVERLOADED,
+            "CMD-61: the limit comes before the method"
+        );
         drop(s);
         // Every task reports its end once its group is killed.
         let mut finished = 0;
         while finished < 64 {
-            match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.unwrap() {
+            match tokio::time::timeout(Duration::from_secs(20), rx.recv())
+                .await
+                .unwrap()
+            {
                 Some(ExecEvent::Finished { .. }) => finished += 1,
                 Some(_) => {}
                 None => break,

@@ -17,5 +17,5 @@ pub mod runtime;
 pub mod state;
 
 pub use commands::{CommandConfig, CommandSession, ExecEvent};
-pub use runtime::{HostOptions, RunEvent, RunError, run};
+pub use runtime::{HostOptions, RunError, RunEvent, run};
 pub use state::{DiskHostStore, StateDir, StateError};

@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tether_proto::channel::{HostInfo, PathStyle};
 use tether_proto::cmd::{Message, capability};
-use tether_proto::limits::{KEEPALIVE_INTERVAL, LINK_IDLE_TIMEOUT, MAX_FRAME_LEN, PROTOCOL_VERSION};
+use tether_proto::limits::{
+    KEEPALIVE_INTERVAL, LINK_IDLE_TIMEOUT, MAX_FRAME_LEN, PROTOCOL_VERSION,
+};
 use tether_proto::link::frame::{MAX_CREDENTIAL_LEN, MIN_CREDENTIAL_LEN};
 use tether_proto::link::registration::HostRegistration;
 use tether_proto::link::{CloseCode, RelayFrame, Role, SessionId};
@@ -173,7 +175,8 @@ fn tls_config(ca_cert: Option<&PathBuf>) -> Result<Arc<rustls::ClientConfig>, Ru
         for cert in CertificateDer::pem_file_iter(path)
             .map_err(|e| config_error(format!("--ca-cert {}: {e}", path.display())))?
         {
-            let cert = cert.map_err(|e| config_error(format!("--ca-cert {}: {e}", path.display())))?;
+            let cert =
+                cert.map_err(|e| config_error(format!("--ca-cert {}: {e}", path.display())))?;
             roots
                 .add(cert)
                 .map_err(|e| config_error(format!("--ca-cert {}: {e}", path.display())))?;
@@ -225,7 +228,10 @@ fn target(options: &HostOptions) -> Result<Target, RunError> {
     };
     Ok(Target {
         url: options.relay.clone(),
-        host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
         port: uri.port_u16().unwrap_or(default_port),
         tls,
     })
@@ -456,7 +462,8 @@ async fn next_frame(ws: &mut Ws) -> Result<RelayFrame, String> {
     loop {
         match ws.next().await {
             Some(Ok(WsMessage::Binary(bytes))) => {
-                return RelayFrame::decode(&bytes).map_err(|e| format!("bad frame from relay: {e}"));
+                return RelayFrame::decode(&bytes)
+                    .map_err(|e| format!("bad frame from relay: {e}"));
             }
             Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
             Some(Ok(WsMessage::Text(_))) => {
@@ -569,7 +576,10 @@ impl Runner {
             }
             for frame in &out {
                 if let Err(reason) = send_frame(&mut ws, frame).await {
-                    return LinkEnd::Lost { reason, ready: true };
+                    return LinkEnd::Lost {
+                        reason,
+                        ready: true,
+                    };
                 }
                 last_sent = Instant::now();
             }
@@ -583,9 +593,8 @@ impl Runner {
             ready: false,
         };
         let mut ws = connect(target).await.map_err(lost)?;
-        let (registration, msg1) =
-            HostRegistration::start(&self.key, &self.options.workspace)
-                .map_err(|e| LinkEnd::Fatal(config_error(format!("registration: {e}"))))?;
+        let (registration, msg1) = HostRegistration::start(&self.key, &self.options.workspace)
+            .map_err(|e| LinkEnd::Fatal(config_error(format!("registration: {e}"))))?;
         send_frame(
             &mut ws,
             &RelayFrame::Hello {
@@ -605,9 +614,9 @@ impl Runner {
                     let Some(reg) = registration.take() else {
                         return Err(lost("relay sent a second HOST_CHALLENGE".to_owned()));
                     };
-                    let proof = reg
-                        .respond(&message)
-                        .map_err(|e| lost(format!("registration with the relay failed: {e} (LINK-12)")))?;
+                    let proof = reg.respond(&message).map_err(|e| {
+                        lost(format!("registration with the relay failed: {e} (LINK-12)"))
+                    })?;
                     send_frame(
                         &mut ws,
                         &RelayFrame::HostProof {
@@ -731,7 +740,10 @@ impl Runner {
                     }
                 }
                 HostEvent::Rejected { session, rejection } => {
-                    self.notice(format!("session {session}: message rejected: {}", rejection.error));
+                    self.notice(format!(
+                        "session {session}: message rejected: {}",
+                        rejection.error
+                    ));
                 }
                 HostEvent::Refused { session, refusal } => {
                     let code = refusal.close_code();
@@ -831,7 +843,12 @@ mod tests {
     fn options_are_checked() {
         let mut o = options("ws://127.0.0.1:1/");
         o.credential = "short".to_owned();
-        assert!(check_options(&o).unwrap_err().to_string().contains("LINK-10"));
+        assert!(
+            check_options(&o)
+                .unwrap_err()
+                .to_string()
+                .contains("LINK-10")
+        );
         let mut o = options("ws://127.0.0.1:1/");
         o.workspace = "Acme".to_owned();
         assert!(check_options(&o).is_err());

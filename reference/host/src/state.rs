@@ -348,7 +348,8 @@ impl HostState {
         self.devices
             .iter()
             .filter(|d| {
-                d.fingerprint().replace('-', "").starts_with(&q) || hex::encode(d.key).starts_with(&q)
+                d.fingerprint().replace('-', "").starts_with(&q)
+                    || hex::encode(d.key).starts_with(&q)
             })
             .collect()
     }
@@ -457,10 +458,10 @@ fn migrate(mut value: Value) -> Result<Value, Result<u64, String>> {
     }
     if version == 0 {
         obj.insert("version".into(), Value::from(1u64));
-        obj.entry("tokens").or_insert_with(|| Value::Array(Vec::new()));
-        obj.entry("config").or_insert_with(|| {
-            serde_json::json!({"remoteAccess": true, "maxInactiveDays": null})
-        });
+        obj.entry("tokens")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        obj.entry("config")
+            .or_insert_with(|| serde_json::json!({"remoteAccess": true, "maxInactiveDays": null}));
         let devices = obj
             .entry("devices")
             .or_insert_with(|| Value::Array(Vec::new()));
@@ -807,10 +808,14 @@ impl StateDir {
         if mode & 0o077 != 0 {
             return Err(StateError::Corrupt {
                 path,
-                detail: format!("mode {:o} lets others read the private key; chmod 600 it", mode & 0o777),
+                detail: format!(
+                    "mode {:o} lets others read the private key; chmod 600 it",
+                    mode & 0o777
+                ),
             });
         }
-        hex_array::<32>(text.trim(), "host key").map_err(|detail| StateError::Corrupt { path, detail })
+        hex_array::<32>(text.trim(), "host key")
+            .map_err(|detail| StateError::Corrupt { path, detail })
     }
 
     /// Records the run information.
@@ -1019,7 +1024,10 @@ mod tests {
         let key = state.load_or_create_key().unwrap();
         assert_eq!(state.load_or_create_key().unwrap(), key, "created once");
         let path = state.path().join(KEY_FILE);
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         assert!(matches!(state.read_key(), Err(StateError::Corrupt { .. })));
     }
@@ -1050,7 +1058,10 @@ mod tests {
             store.redeem_token(token.token_id(), &wrong, now),
             Err(Refusal::TokenRejected)
         );
-        assert_eq!(store.redeem_token(token.token_id(), token.token_secret(), now), Ok(()));
+        assert_eq!(
+            store.redeem_token(token.token_id(), token.token_secret(), now),
+            Ok(())
+        );
         assert_eq!(
             store.redeem_token(token.token_id(), token.token_secret(), now),
             Err(Refusal::TokenRejected),
@@ -1064,7 +1075,11 @@ mod tests {
         // expired
         let t2 = state.mint_token(Duration::from_secs(10), now).unwrap();
         assert_eq!(
-            store.redeem_token(t2.token_id(), t2.token_secret(), now.saturating_add(Duration::from_secs(10))),
+            store.redeem_token(
+                t2.token_id(),
+                t2.token_secret(),
+                now.saturating_add(Duration::from_secs(10))
+            ),
             Err(Refusal::TokenRejected)
         );
     }
@@ -1088,10 +1103,16 @@ mod tests {
         let revoked = state.revoke(&fp[..6]).unwrap();
         assert!(revoked.revoked);
         assert_eq!(store.admit(&dev, ts(200), now), Err(Refusal::NotAuthorized));
-        assert_eq!(state.read().unwrap().access(&dev, now), Access::NotAuthorized);
+        assert_eq!(
+            state.read().unwrap().access(&dev, now),
+            Access::NotAuthorized
+        );
         // CHAN-26 through the store.
         state.set_remote_access(false).unwrap();
-        assert_eq!(store.admit(&dev, ts(300), now), Err(Refusal::RemoteAccessDisabled));
+        assert_eq!(
+            store.admit(&dev, ts(300), now),
+            Err(Refusal::RemoteAccessDisabled)
+        );
     }
 
     #[test]
@@ -1101,8 +1122,14 @@ mod tests {
         s.record_device(&[1u8; 32], "phone", ts(1), now);
         s.record_device(&[2u8; 32], "laptop", ts(1), now);
         s.record_device(&[3u8; 32], "phone", ts(1), now);
-        assert!(matches!(s.revoke("phone"), Err(StateError::AmbiguousDevice { .. })));
-        assert!(matches!(s.revoke("tablet"), Err(StateError::NoSuchDevice { .. })));
+        assert!(matches!(
+            s.revoke("phone"),
+            Err(StateError::AmbiguousDevice { .. })
+        ));
+        assert!(matches!(
+            s.revoke("tablet"),
+            Err(StateError::NoSuchDevice { .. })
+        ));
         assert_eq!(s.revoke("laptop").unwrap().key, [2u8; 32]);
         assert!(s.device(&[2u8; 32]).unwrap().revoked);
         assert!(!s.device(&[1u8; 32]).unwrap().revoked);
@@ -1129,7 +1156,10 @@ mod tests {
         let after = state.read().unwrap();
         assert_eq!(after.devices.len(), 1);
         // Later writes still work.
-        assert_eq!(store.admit(&[9u8; 32], ts(6), UnixTime::from_secs(6)), Ok(()));
+        assert_eq!(
+            store.admit(&[9u8; 32], ts(6), UnixTime::from_secs(6)),
+            Ok(())
+        );
     }
 
     #[test]
@@ -1154,7 +1184,11 @@ mod tests {
                 Err(Refusal::StoreFailed)
             );
             assert!(store.take_error().unwrap().contains("corrupt"));
-            assert_eq!(&fs::read(state.state_path()).unwrap(), bytes, "never overwritten");
+            assert_eq!(
+                &fs::read(state.state_path()).unwrap(),
+                bytes,
+                "never overwritten"
+            );
         }
     }
 
@@ -1201,7 +1235,12 @@ mod tests {
                         key[0] = t;
                         key[1] = i;
                         store
-                            .record_device(&key, &format!("d{t}-{i}"), ts(1), UnixTime::from_secs(1))
+                            .record_device(
+                                &key,
+                                &format!("d{t}-{i}"),
+                                ts(1),
+                                UnixTime::from_secs(1),
+                            )
                             .unwrap();
                     }
                 })
@@ -1220,7 +1259,10 @@ mod tests {
         s.config.max_inactive_days = Some(1);
         let dev = [5u8; 32];
         s.record_device(&dev, "p", ts(1), UnixTime::from_secs(1000));
-        assert_eq!(s.admit(&dev, ts(2), UnixTime::from_secs(1000 + 86_400)), Ok(()));
+        assert_eq!(
+            s.admit(&dev, ts(2), UnixTime::from_secs(1000 + 86_400)),
+            Ok(())
+        );
         assert_eq!(
             s.admit(&dev, ts(3), UnixTime::from_secs(1000 + 2 * 86_400 + 1)),
             Err(Refusal::NotAuthorized)

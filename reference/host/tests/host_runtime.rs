@@ -109,7 +109,13 @@ fn config(
     }
 }
 
-async fn request(link: &mut ClientLink, c: &mut Controller, id: i64, method: &str, params: serde_json::Value) {
+async fn request(
+    link: &mut ClientLink,
+    c: &mut Controller,
+    id: i64,
+    method: &str,
+    params: serde_json::Value,
+) {
     c.send(&Message::Request(Request::new(id, method, Some(params))))
         .unwrap();
     flush(link, c).await;
@@ -159,7 +165,11 @@ async fn pair_exec_resume_revoke_over_wss() {
         },
     ));
     loop {
-        match tokio::time::timeout(WAIT, events.recv()).await.unwrap().unwrap() {
+        match tokio::time::timeout(WAIT, events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
             RunEvent::Ready { fingerprint, relay } => {
                 assert_eq!(relay, url);
                 let host_key = tether_proto::keys::public_key(&state.read_key().unwrap());
@@ -185,7 +195,11 @@ async fn pair_exec_resume_revoke_over_wss() {
         token_secret: *token.token_secret(),
         device_name: "ana-phone".into(),
     };
-    let mut c = Controller::connect(config(device_key, host_key, &mut last, purpose.clone()), Instant::now()).unwrap();
+    let mut c = Controller::connect(
+        config(device_key, host_key, &mut last, purpose.clone()),
+        Instant::now(),
+    )
+    .unwrap();
     match next_event(&mut link, &mut c).await {
         ControllerEvent::Established { host_info } => {
             assert_eq!(host_info.name, "build-box");
@@ -200,15 +214,35 @@ async fn pair_exec_resume_revoke_over_wss() {
     assert!(recorded.tokens.iter().all(|t| t.consumed));
 
     // CMD-15 then command/exec.
-    request(&mut link, &mut c, 1, "command/exec", json!({"command": ["true"], "cwd": "/", "processId": "p"})).await;
+    request(
+        &mut link,
+        &mut c,
+        1,
+        "command/exec",
+        json!({"command": ["true"], "cwd": "/", "processId": "p"}),
+    )
+    .await;
     match next_event(&mut link, &mut c).await {
         ControllerEvent::Message(Message::Error(e)) => assert_eq!(e.error.code, -32002),
         other => panic!("{other:?}"),
     }
-    request(&mut link, &mut c, 2, "initialize", json!({"clientInfo": {"name": "t", "version": "0"}, "protocolVersion": "tether/1"})).await;
-    assert!(matches!(next_event(&mut link, &mut c).await, ControllerEvent::Message(Message::Response(_))));
-    c.send(&Message::Notification(Notification::new("initialized", None)))
-        .unwrap();
+    request(
+        &mut link,
+        &mut c,
+        2,
+        "initialize",
+        json!({"clientInfo": {"name": "t", "version": "0"}, "protocolVersion": "tether/1"}),
+    )
+    .await;
+    assert!(matches!(
+        next_event(&mut link, &mut c).await,
+        ControllerEvent::Message(Message::Response(_))
+    ));
+    c.send(&Message::Notification(Notification::new(
+        "initialized",
+        None,
+    )))
+    .unwrap();
     request(
         &mut link,
         &mut c,
@@ -243,20 +277,38 @@ async fn pair_exec_resume_revoke_over_wss() {
     assert_eq!(result.exit_code, Some(4));
 
     // CHAN-12: the token works once.
-    let mut again = Controller::connect(config([0x43u8; 32], host_key, &mut None, purpose), Instant::now()).unwrap();
+    let mut again = Controller::connect(
+        config([0x43u8; 32], host_key, &mut None, purpose),
+        Instant::now(),
+    )
+    .unwrap();
     match next_event(&mut link, &mut again).await {
         ControllerEvent::Closed { code, .. } => assert_eq!(code, CloseCode::TOKEN_REJECTED),
         other => panic!("{other:?}"),
     }
 
     // Resume as the paired device.
-    let mut r = Controller::connect(config(device_key, host_key, &mut last, Purpose::Resume), Instant::now()).unwrap();
-    assert!(matches!(next_event(&mut link, &mut r).await, ControllerEvent::Established { .. }));
+    let mut r = Controller::connect(
+        config(device_key, host_key, &mut last, Purpose::Resume),
+        Instant::now(),
+    )
+    .unwrap();
+    assert!(matches!(
+        next_event(&mut link, &mut r).await,
+        ControllerEvent::Established { .. }
+    ));
 
     // Revoked in "another process": the open session's next request is refused
     // (CMD-56) and a new one is not admitted (CHAN-9).
     state.revoke("ana-phone").unwrap();
-    request(&mut link, &mut r, 1, "initialize", json!({"clientInfo": {"name": "t", "version": "0"}, "protocolVersion": "tether/1"})).await;
+    request(
+        &mut link,
+        &mut r,
+        1,
+        "initialize",
+        json!({"clientInfo": {"name": "t", "version": "0"}, "protocolVersion": "tether/1"}),
+    )
+    .await;
     match next_event(&mut link, &mut r).await {
         ControllerEvent::Message(Message::Error(e)) => assert_eq!(e.error.code, -32011),
         other => panic!("{other:?}"),
@@ -265,13 +317,21 @@ async fn pair_exec_resume_revoke_over_wss() {
         ControllerEvent::Closed { code, .. } => assert_eq!(code, CloseCode::NOT_AUTHORIZED),
         other => panic!("{other:?}"),
     }
-    let mut refused = Controller::connect(config(device_key, host_key, &mut last, Purpose::Resume), Instant::now()).unwrap();
+    let mut refused = Controller::connect(
+        config(device_key, host_key, &mut last, Purpose::Resume),
+        Instant::now(),
+    )
+    .unwrap();
     match next_event(&mut link, &mut refused).await {
         ControllerEvent::Closed { code, .. } => assert_eq!(code, CloseCode::NOT_AUTHORIZED),
         other => panic!("{other:?}"),
     }
 
     stop.send(()).unwrap();
-    tokio::time::timeout(WAIT, host).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(WAIT, host)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     relay.shutdown().await;
 }
