@@ -335,3 +335,105 @@ async fn pair_exec_resume_revoke_over_wss() {
         .unwrap();
     relay.shutdown().await;
 }
+
+fn plain_options(url: &str, credential: &str) -> HostOptions {
+    HostOptions {
+        relay: url.to_owned(),
+        workspace: "acme".into(),
+        credential: credential.into(),
+        name: "build-box".into(),
+        confirm: false,
+        commands: CommandConfig::default(),
+        ca_cert: None,
+        insecure: false,
+    }
+}
+
+async fn plain_relay(addr: &str) -> tether_relay::RelayHandle {
+    RelayServer::bind(
+        RelayServerConfig::new(addr.parse().unwrap())
+            .with_workspace("acme", CREDENTIAL.as_bytes(), true)
+            .unwrap(),
+    )
+    .await
+    .unwrap()
+    .spawn()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_28_reconnects_after_the_relay_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = plain_relay("127.0.0.1:0").await;
+    let addr = relay.local_addr();
+    let url = format!("ws://{addr}/");
+    let state = StateDir::open(dir.path().join("host")).unwrap();
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let host = tokio::spawn(run(
+        state,
+        plain_options(&url, CREDENTIAL),
+        async {
+            let _ = stopped.await;
+        },
+        move |e| {
+            let _ = events_tx.send(e);
+        },
+    ));
+    let mut next = async || {
+        tokio::time::timeout(WAIT, events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    while !matches!(next().await, RunEvent::Ready { .. }) {}
+    relay.shutdown().await;
+    loop {
+        if let RunEvent::LinkLost { reason, retry_in } = next().await {
+            assert!(reason.contains("GOING_AWAY"), "{reason}");
+            // LINK-28: the first wait is 50-100 % of 1 s.
+            assert!(retry_in >= Duration::from_millis(500) && retry_in <= Duration::from_secs(1));
+            break;
+        }
+    }
+    let relay = plain_relay(&addr.to_string()).await;
+    loop {
+        match next().await {
+            RunEvent::Ready { .. } => break,
+            RunEvent::LinkLost { .. } | RunEvent::Notice(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(WAIT, host)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_28_auth_failed_stops_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = plain_relay("127.0.0.1:0").await;
+    let url = format!("ws://{}/", relay.local_addr());
+    let state = StateDir::open(dir.path().join("host")).unwrap();
+    let result = tokio::time::timeout(
+        WAIT,
+        run(
+            state,
+            plain_options(&url, "not-the-workspace-credential"),
+            std::future::pending(),
+            |_| {},
+        ),
+    )
+    .await
+    .unwrap();
+    match result {
+        Err(tether_host::RunError::Refused { code, .. }) => {
+            assert_eq!(code, CloseCode::AUTH_FAILED)
+        }
+        other => panic!("{other:?}"),
+    }
+    relay.shutdown().await;
+}
