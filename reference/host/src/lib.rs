@@ -1,1 +1,21 @@
-//! The Tether reference host (stub).
+//! The Tether reference host: a tokio driver around the host session state machine of
+//! `tether-proto`.
+//!
+//! - [`state`]: the state directory (`--state DIR`): static key, paired devices, pairing
+//!   tokens, settings, written atomically under a lock; [`state::DiskHostStore`] is the
+//!   durable [`tether_proto::session::HostStore`].
+//! - [`runtime`]: the relay link: connect out (`ws://` on loopback, `wss://` otherwise,
+//!   `LINK-2`), register (`LINK-12`), serve sessions, keepalive (`LINK-25`, `LINK-36`),
+//!   reconnect with jittered backoff (`LINK-28`).
+//! - [`commands`]: the command protocol of a session: `initialize`, `command/exec` with
+//!   streamed output, `command/exec/terminate` (`spec/05`).
+//! - [`qr`]: the pairing token as a QR code, for a terminal or as a PNG (`TOKEN-14`).
+
+pub mod commands;
+pub mod qr;
+pub mod runtime;
+pub mod state;
+
+pub use commands::{CommandConfig, CommandSession, ExecEvent};
+pub use runtime::{HostOptions, RunEvent, RunError, run};
+pub use state::{DiskHostStore, StateDir, StateError};

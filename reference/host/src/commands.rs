@@ -1,0 +1,997 @@
+//! The command protocol of one session, host side (`spec/05-command-protocol.md`):
+//! `initialize`, `initialized`, `command/exec` with streamed `command/exec/outputDelta`,
+//! `command/exec/terminate` and `notifications/cancelled`.
+//!
+//! A [`CommandSession`] takes the session's decrypted messages ([`CommandSession::handle`])
+//! and returns the answers to send at once. A `command/exec` runs in a tokio task that
+//! reports its deltas and its final answer as [`ExecEvent`]s on a channel the runtime
+//! drains; the answer is the last event of its process (`CMD-36`).
+//!
+//! Requests are checked in the order of `CMD-61`: remote access and authorization
+//! (`CMD-55`, `CMD-56`), the in-flight limit (`CMD-58`), initialization (`CMD-15`), the
+//! method (`CMD-12`, `CMD-16`), the params (`CMD-13`, `CMD-43`), then the method's rules.
+//!
+//! This host has no kernel sandbox: it enforces only `danger-full-access`, refuses
+//! `read-only` and `workspace-write` with -32012 (`CMD-46`) unless it was started with
+//! `--allow-unsandboxed`, and then runs them unsandboxed and reports `degraded: true`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tether_proto::cmd::methods::{
+    CommandExecOutputDeltaParams, CommandExecParams, CommandExecResult,
+    CommandExecTerminateParams, EmptyResult, InitializeParams, InitializeResult, encode_delta,
+};
+use tether_proto::cmd::types::{
+    Implementation, NetworkAccess, OutputStream, PathStyle, Platform, SandboxMode, SandboxReport,
+    SandboxSupport,
+};
+use tether_proto::cmd::{
+    ClientNotification, ClientRequest, CommandError, ErrorResponse, Id, MAX_IN_FLIGHT_REQUESTS,
+    Message, PROTOCOL_NAME, Params, Request, Response, ServerNotification, capability,
+};
+use tether_proto::limits::MAX_OUTPUT_CHUNK;
+use tether_proto::link::{CloseCode, SessionId};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::{mpsc, watch};
+
+use crate::state::Access;
+
+/// How the host serves commands.
+#[derive(Clone, Debug)]
+pub struct CommandConfig {
+    /// Run `read-only` / `workspace-write` commands without a sandbox, reporting
+    /// `degraded: true`, instead of refusing them with -32012 (`CMD-46`).
+    pub allow_unsandboxed: bool,
+    /// The mode used when a request names none (`CMD-47`).
+    pub default_sandbox: SandboxMode,
+}
+
+impl Default for CommandConfig {
+    fn default() -> Self {
+        Self {
+            allow_unsandboxed: false,
+            default_sandbox: SandboxMode::WorkspaceWrite,
+        }
+    }
+}
+
+impl CommandConfig {
+    /// What the host enforces for `requested`, or `SandboxDenied` (`CMD-45`, `CMD-46`).
+    ///
+    /// # Errors
+    /// [`CommandError::SandboxDenied`] for a mode this host cannot enforce when it is not
+    /// configured to degrade.
+    pub fn sandbox_for(&self, requested: SandboxMode) -> Result<SandboxReport, CommandError> {
+        match requested {
+            // CMD-46: danger-full-access needs no enforcement.
+            SandboxMode::DangerFullAccess => Ok(SandboxReport {
+                requested,
+                enforced: SandboxMode::DangerFullAccess,
+                network: NetworkAccess::Allowed,
+                degraded: false,
+                mechanism: "none".to_owned(),
+            }),
+            _ if self.allow_unsandboxed => Ok(SandboxReport {
+                requested,
+                enforced: SandboxMode::DangerFullAccess,
+                network: NetworkAccess::Allowed,
+                degraded: true,
+                mechanism: "none".to_owned(),
+            }),
+            _ => Err(CommandError::SandboxDenied {
+                mode: requested.as_str().to_owned(),
+            }),
+        }
+    }
+
+    /// The `initialize` result of this host (`CMD-15`, `CMD-16`, `CMD-45`).
+    pub fn initialize_result(&self) -> InitializeResult {
+        InitializeResult {
+            server_info: Implementation {
+                name: "tether-host".to_owned(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            },
+            protocol_version: PROTOCOL_NAME.to_owned(),
+            capabilities: vec![capability::COMMAND_EXEC.to_owned()],
+            sandbox: SandboxSupport {
+                modes: vec![SandboxMode::DangerFullAccess],
+                mechanism: "none".to_owned(),
+                degrade: self.allow_unsandboxed,
+            },
+            platform: Platform {
+                os: std::env::consts::OS.to_owned(),
+                arch: std::env::consts::ARCH.to_owned(),
+                path_style: PathStyle::Posix,
+            },
+        }
+    }
+}
+
+/// What a running process reports to the runtime.
+#[derive(Debug)]
+pub enum ExecEvent {
+    /// A `command/exec/outputDelta` notification to send.
+    Output {
+        /// The session.
+        session: SessionId,
+        /// The notification.
+        message: Message,
+    },
+    /// The process ended: its `command/exec` answer, the last message of the process.
+    Finished {
+        /// The session.
+        session: SessionId,
+        /// The process id.
+        process_id: String,
+        /// The response or error response.
+        message: Message,
+    },
+}
+
+/// Why the runtime asks a process to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KillReason {
+    Running,
+    Terminate,
+    Cancel,
+}
+
+struct ProcessHandle {
+    request_id: Id,
+    pid: Option<u32>,
+    kill: watch::Sender<KillReason>,
+}
+
+impl Drop for ProcessHandle {
+    fn drop(&mut self) {
+        // CMD-37: a process whose session ends is killed with its whole group. The task
+        // also sees the closed channel, but the runtime may be shutting down.
+        if let Some(pid) = self.pid.take() {
+            kill_group(pid);
+        }
+    }
+}
+
+/// `SIGKILL` to the process group `pid` leads (`CMD-37`). Errors (the group is gone) are
+/// ignored.
+pub fn kill_group(pid: u32) {
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// The result of [`CommandSession::handle`].
+#[derive(Debug, Default)]
+pub struct Reply {
+    /// Messages to send now, in order.
+    pub messages: Vec<Message>,
+    /// Close the session with this code after sending them (`CMD-55`, `CMD-56`).
+    pub close: Option<CloseCode>,
+}
+
+/// The command-protocol state of one session.
+pub struct CommandSession {
+    session: SessionId,
+    config: Arc<CommandConfig>,
+    initialized: bool,
+    processes: HashMap<String, ProcessHandle>,
+    events: mpsc::UnboundedSender<ExecEvent>,
+}
+
+impl std::fmt::Debug for CommandSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandSession")
+            .field("session", &self.session)
+            .field("initialized", &self.initialized)
+            .field("processes", &self.processes.len())
+            .finish()
+    }
+}
+
+fn error(id: Id, e: &CommandError) -> Message {
+    Message::Error(ErrorResponse::new(Some(id), e))
+}
+
+fn response<R: serde::Serialize>(id: Id, result: &R) -> Message {
+    match Response::new(id.clone(), result) {
+        Ok(r) => Message::Response(r),
+        Err(e) => error(id, &e), // CMD-60
+    }
+}
+
+impl CommandSession {
+    /// A session that has not seen `initialize` yet. Its processes report on `events`.
+    pub fn new(
+        session: SessionId,
+        config: Arc<CommandConfig>,
+        events: mpsc::UnboundedSender<ExecEvent>,
+    ) -> Self {
+        Self {
+            session,
+            config,
+            initialized: false,
+            processes: HashMap::new(),
+            events,
+        }
+    }
+
+    /// Requests received and not yet answered (`CMD-58`).
+    pub fn in_flight(&self) -> usize {
+        self.processes.len()
+    }
+
+    /// Whether `initialize` succeeded.
+    pub fn is_initialized(&self) -> bool {
+        self.initialized
+    }
+
+    /// Handles one message of the controller. `access` is whether the device may still
+    /// use the session (`CMD-55`, `CMD-56`), checked by the caller against the store.
+    /// Must be called inside a tokio runtime (a `command/exec` spawns a task).
+    pub fn handle(&mut self, message: Message, access: Access) -> Reply {
+        match message {
+            Message::Request(request) => self.handle_request(request, access),
+            Message::Notification(n) => {
+                // CMD-55, CMD-56: notifications of a refused device are ignored;
+                // CMD-15: so are notifications before initialize.
+                if access == Access::Allowed && self.initialized {
+                    match ClientNotification::from_notification(&n) {
+                        Ok(ClientNotification::Cancelled(p)) => self.cancel(&p.request_id),
+                        // `initialized`: the controller is ready; this host sends nothing
+                        // unasked, so there is nothing to release. CMD-12, CMD-13: unknown
+                        // or malformed notifications are ignored.
+                        Ok(ClientNotification::Initialized(_)) | Err(_) => {}
+                    }
+                }
+                Reply::default()
+            }
+            // This host sends no requests, so no response can match one (CMD-14).
+            Message::Response(_) | Message::Error(_) => Reply::default(),
+        }
+    }
+
+    fn handle_request(&mut self, request: Request, access: Access) -> Reply {
+        let id = request.id.clone();
+        // CMD-61 order. CMD-55, CMD-56:
+        let refusal = match access {
+            Access::Allowed => None,
+            Access::RemoteAccessDisabled => Some((
+                CommandError::RemoteAccessDisabled,
+                CloseCode::REMOTE_ACCESS_DISABLED,
+            )),
+            Access::NotAuthorized => Some((CommandError::NotAuthorized, CloseCode::NOT_AUTHORIZED)),
+        };
+        if let Some((e, code)) = refusal {
+            return Reply {
+                messages: vec![error(id, &e)],
+                close: Some(code),
+            };
+        }
+        let one = |m| Reply {
+            messages: vec![m],
+            close: None,
+        };
+        // CMD-58
+        if self.in_flight() >= MAX_IN_FLIGHT_REQUESTS {
+            return one(error(id, &CommandError::Overloaded));
+        }
+        // CMD-15
+        if !self.initialized && request.method != <InitializeParams as Params>::METHOD {
+            return one(error(id, &CommandError::NotInitialized));
+        }
+        // CMD-12, CMD-16: methods this host does not offer are not found, before their
+        // params are looked at.
+        if !SERVED_METHODS.contains(&request.method.as_str()) {
+            return one(error(
+                id,
+                &CommandError::MethodNotFound {
+                    method: request.method.clone(),
+                },
+            ));
+        }
+        // CMD-13, CMD-43
+        let parsed = match ClientRequest::from_request(&request) {
+            Ok(p) => p,
+            Err(e) => return one(error(id, &e)),
+        };
+        match parsed {
+            ClientRequest::Initialize(p) => one(self.initialize(id, &p)),
+            // A started process answers later, from its task (CMD-36).
+            ClientRequest::CommandExec(p) => Reply {
+                messages: self.exec(id, p).into_iter().collect(),
+                close: None,
+            },
+            ClientRequest::CommandExecTerminate(p) => one(self.terminate(id, &p)),
+            other => one(error(
+                id,
+                &CommandError::MethodNotFound {
+                    method: other.method().to_owned(),
+                },
+            )),
+        }
+    }
+
+    fn initialize(&mut self, id: Id, params: &InitializeParams) -> Message {
+        if self.initialized {
+            return error(id, &CommandError::AlreadyInitialized);
+        }
+        if let Err(e) = params.check_version() {
+            return error(id, &e);
+        }
+        self.initialized = true;
+        response(id, &self.config.initialize_result())
+    }
+
+    fn terminate(&mut self, id: Id, params: &CommandExecTerminateParams) -> Message {
+        match self.processes.get(&params.process_id) {
+            // CMD-38
+            None => error(
+                id,
+                &CommandError::ProcessNotFound {
+                    process_id: params.process_id.clone(),
+                },
+            ),
+            Some(handle) => {
+                // CMD-37: the task kills the group and then answers the command/exec.
+                let _ = handle.kill.send(KillReason::Terminate);
+                response(id, &EmptyResult {})
+            }
+        }
+    }
+
+    fn cancel(&mut self, request_id: &Id) {
+        // CMD-57: a cancellation naming no unanswered request is ignored.
+        if let Some(handle) = self.processes.values().find(|h| &h.request_id == request_id) {
+            let _ = handle.kill.send(KillReason::Cancel);
+        }
+    }
+
+    /// The process's answer was sent: forget it (its group is already dead).
+    pub fn finished(&mut self, process_id: &str) {
+        if let Some(mut handle) = self.processes.remove(process_id) {
+            handle.pid = None;
+        }
+    }
+
+    fn exec(&mut self, id: Id, params: CommandExecParams) -> Option<Message> {
+        // CMD-34: cwd must be an absolute path of an existing directory.
+        let cwd = Path::new(&params.cwd);
+        if !cwd.is_absolute() || !cwd.is_dir() {
+            return Some(error(
+                id,
+                &CommandError::InvalidParams {
+                    method: <CommandExecParams as Params>::METHOD.to_owned(),
+                    detail: format!("cwd {:?} is not an absolute path of a directory", params.cwd),
+                },
+            ));
+        }
+        // CMD-34: process ids are unique among the session's running processes.
+        if self.processes.contains_key(&params.process_id) {
+            return Some(error(
+                id,
+                &CommandError::InvalidParams {
+                    method: <CommandExecParams as Params>::METHOD.to_owned(),
+                    detail: format!("processId {:?} is already running", params.process_id),
+                },
+            ));
+        }
+        // CMD-46, CMD-47
+        let requested = params.sandbox.unwrap_or(self.config.default_sandbox);
+        let report = match self.config.sandbox_for(requested) {
+            Ok(r) => r,
+            Err(e) => return Some(error(id, &e)),
+        };
+        let Some((program, args)) = params.command.split_first() else {
+            // CMD-13: `from_request` already refused an empty command.
+            return Some(error(
+                id,
+                &CommandError::InvalidParams {
+                    method: <CommandExecParams as Params>::METHOD.to_owned(),
+                    detail: "command must have at least one element".to_owned(),
+                },
+            ));
+        };
+        let mut command = tokio::process::Command::new(program);
+        command
+            .args(args)
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0) // CMD-34: its own process group
+            .kill_on_drop(true);
+        let child = match command.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                return Some(error(
+                    id,
+                    &CommandError::Internal {
+                        detail: format!("cannot start {program:?}: {e}"),
+                    },
+                ));
+            }
+        };
+        let pid = child.id();
+        let (kill, kill_rx) = watch::channel(KillReason::Running);
+        self.processes.insert(
+            params.process_id.clone(),
+            ProcessHandle {
+                request_id: id.clone(),
+                pid,
+                kill,
+            },
+        );
+        let job = Job {
+            session: self.session,
+            request_id: id,
+            process_id: params.process_id.clone(),
+            cap: params.effective_output_cap(),
+            timeout: Duration::from_millis(params.effective_timeout_ms()),
+            report,
+            events: self.events.clone(),
+        };
+        tokio::spawn(job.run(child, pid, kill_rx));
+        None
+    }
+}
+
+/// The methods this host serves (`CMD-16`: `command.exec` is offered).
+const SERVED_METHODS: &[&str] = &[
+    "initialize",
+    "command/exec",
+    "command/exec/terminate",
+];
+
+struct Job {
+    session: SessionId,
+    request_id: Id,
+    process_id: String,
+    cap: u64,
+    timeout: Duration,
+    report: SandboxReport,
+    events: mpsc::UnboundedSender<ExecEvent>,
+}
+
+struct Progress {
+    total: u64,
+    cap_reached: bool,
+}
+
+impl Job {
+    /// Forwards one chunk read from `stream` (at most 16 KiB, `CMD-40`), applying the
+    /// output cap (`CMD-41`). Returns true when the cap was reached with this chunk.
+    fn forward(&self, progress: &mut Progress, stream: OutputStream, data: &[u8]) -> bool {
+        if progress.cap_reached || data.is_empty() {
+            return false;
+        }
+        let room = self.cap.saturating_sub(progress.total);
+        let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
+        let (chunk, reached) = if len > room {
+            // CMD-41: exactly the first outputCap bytes; capReached on this chunk (empty
+            // when the cap fell on a chunk boundary, CMD-40).
+            let n = usize::try_from(room).unwrap_or(usize::MAX);
+            (data.get(..n).unwrap_or(data), true)
+        } else {
+            (data, false)
+        };
+        progress.total += u64::try_from(chunk.len()).unwrap_or(u64::MAX);
+        progress.cap_reached = reached;
+        let delta = CommandExecOutputDeltaParams {
+            process_id: self.process_id.clone(),
+            stream,
+            delta_base64: encode_delta(chunk),
+            cap_reached: reached,
+        };
+        let message = Message::Notification(
+            ServerNotification::CommandExecOutputDelta(delta).to_notification(),
+        );
+        let _ = self.events.send(ExecEvent::Output {
+            session: self.session,
+            message,
+        });
+        reached
+    }
+
+    async fn run(
+        self,
+        mut child: tokio::process::Child,
+        pid: Option<u32>,
+        mut kill_rx: watch::Receiver<KillReason>,
+    ) {
+        let kill = || {
+            if let Some(pid) = pid {
+                kill_group(pid);
+            }
+        };
+        let mut stdout = child.stdout.take();
+        let mut stderr = child.stderr.take();
+        let mut obuf = vec![0u8; MAX_OUTPUT_CHUNK];
+        let mut ebuf = vec![0u8; MAX_OUTPUT_CHUNK];
+        let deadline = tokio::time::sleep(self.timeout);
+        tokio::pin!(deadline);
+        let mut progress = Progress {
+            total: 0,
+            cap_reached: false,
+        };
+        let mut status: Option<std::io::Result<ExitStatus>> = None;
+        let mut killed = false;
+        let mut timed_out = false;
+        let mut cancelled = false;
+        loop {
+            if status.is_some() && stdout.is_none() && stderr.is_none() {
+                break;
+            }
+            tokio::select! {
+                n = read_some(&mut stdout, &mut obuf) => match n {
+                    Some(n) if n > 0 => {
+                        let data = obuf.get(..n).unwrap_or_default();
+                        if self.forward(&mut progress, OutputStream::Stdout, data) && !killed {
+                            killed = true;
+                            kill();
+                        }
+                    }
+                    _ => stdout = None,
+                },
+                n = read_some(&mut stderr, &mut ebuf) => match n {
+                    Some(n) if n > 0 => {
+                        let data = ebuf.get(..n).unwrap_or_default();
+                        if self.forward(&mut progress, OutputStream::Stderr, data) && !killed {
+                            killed = true;
+                            kill();
+                        }
+                    }
+                    _ => stderr = None,
+                },
+                s = child.wait(), if status.is_none() => {
+                    status = Some(s);
+                    // The direct child is gone: what it left running in its group does
+                    // not outlive it, and cannot hold the output pipes open.
+                    kill();
+                }
+                () = &mut deadline, if !killed && status.is_none() => {
+                    // CMD-42
+                    timed_out = true;
+                    killed = true;
+                    kill();
+                }
+                changed = kill_rx.changed(), if !killed => {
+                    // CMD-37: terminate, cancel (CMD-57), or the session ended (the
+                    // sender was dropped).
+                    if changed.is_ok() && *kill_rx.borrow() == KillReason::Cancel {
+                        cancelled = true;
+                    }
+                    killed = true;
+                    kill();
+                }
+            }
+        }
+        let message = match status {
+            Some(Ok(status)) if cancelled && status.code().is_none() => {
+                error(self.request_id.clone(), &CommandError::Cancelled)
+            }
+            Some(Ok(status)) => {
+                use std::os::unix::process::ExitStatusExt;
+                // CMD-39
+                let result = CommandExecResult {
+                    exit_code: status.code(),
+                    signal: status.signal().map(signal_name),
+                    timed_out: timed_out && status.code().is_none(),
+                    cap_reached: progress.cap_reached,
+                    sandbox: self.report.clone(),
+                };
+                response(self.request_id.clone(), &result)
+            }
+            Some(Err(e)) => error(
+                self.request_id.clone(),
+                &CommandError::Internal {
+                    detail: format!("waiting for the process: {e}"),
+                },
+            ),
+            None => error(
+                self.request_id.clone(),
+                &CommandError::Internal {
+                    detail: "process state lost".to_owned(),
+                },
+            ),
+        };
+        let _ = self.events.send(ExecEvent::Finished {
+            session: self.session,
+            process_id: self.process_id,
+            message,
+        });
+    }
+}
+
+/// Reads from an optional pipe; pends forever once it is `None` (closed).
+async fn read_some<R: AsyncRead + Unpin>(pipe: &mut Option<R>, buf: &mut [u8]) -> Option<usize> {
+    match pipe {
+        Some(p) => p.read(buf).await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// The name of a POSIX signal (`CMD-39`): `"SIGKILL"`, or `"SIG<n>"` for one without a
+/// name here.
+pub fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGSYS => "SIGSYS",
+        _ => return format!("SIG{signal}"),
+    };
+    name.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+    use tether_proto::cmd::methods::decode_delta;
+    use tether_proto::cmd::{ErrorResponse, codes};
+
+    use super::*;
+
+    const SID: SessionId = SessionId([1; 8]);
+
+    fn session(allow: bool) -> (CommandSession, mpsc::UnboundedReceiver<ExecEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let config = CommandConfig {
+            allow_unsandboxed: allow,
+            ..CommandConfig::default()
+        };
+        (CommandSession::new(SID, Arc::new(config), tx), rx)
+    }
+
+    fn request(id: i64, method: &str, params: Value) -> Message {
+        Message::Request(Request::new(id, method, Some(params)))
+    }
+
+    fn one(s: &mut CommandSession, m: Message) -> Option<Message> {
+        let mut r = s.handle(m, Access::Allowed);
+        assert!(r.close.is_none());
+        assert!(r.messages.len() <= 1);
+        r.messages.pop()
+    }
+
+    fn err_code(m: &Message) -> i64 {
+        match m {
+            Message::Error(ErrorResponse { error, .. }) => error.code,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    fn init(s: &mut CommandSession) {
+        let r = one(
+            s,
+            request(1, "initialize", json!({"clientInfo":{"name":"t","version":"1"},"protocolVersion":"tether/1"})),
+        )
+        .unwrap();
+        let Message::Response(r) = r else { panic!("{r:?}") };
+        assert_eq!(r.result["capabilities"], json!(["command.exec"]));
+        s.handle(
+            Message::Notification(tether_proto::cmd::Notification::new("initialized", None)),
+            Access::Allowed,
+        );
+    }
+
+    fn exec(id: i64, pid: &str, command: &[&str], extra: Value) -> Message {
+        let mut p = json!({"command": command, "cwd": "/", "processId": pid, "sandbox": "danger-full-access"});
+        if let (Some(p), Some(extra)) = (p.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                p.insert(k.clone(), v.clone());
+            }
+        }
+        request(id, "command/exec", p)
+    }
+
+    struct Outcome {
+        stdout: Vec<u8>,
+        stderr: Vec<u8>,
+        deltas: Vec<CommandExecOutputDeltaParams>,
+        answer: Message,
+    }
+
+    async fn collect(s: &mut CommandSession, rx: &mut mpsc::UnboundedReceiver<ExecEvent>) -> Outcome {
+        let mut out = Outcome {
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            deltas: Vec::new(),
+            answer: Message::Notification(tether_proto::cmd::Notification::new("none", None)),
+        };
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+                .await
+                .expect("no event in 20 s")
+                .expect("channel closed");
+            match event {
+                ExecEvent::Output { session, message } => {
+                    assert_eq!(session, SID);
+                    let Message::Notification(n) = message else { panic!() };
+                    let ServerNotification::CommandExecOutputDelta(d) =
+                        ServerNotification::from_notification(&n).unwrap()
+                    else {
+                        panic!()
+                    };
+                    let raw = decode_delta(&d.delta_base64).unwrap();
+                    // CMD-40
+                    assert!(raw.len() <= MAX_OUTPUT_CHUNK);
+                    assert!(!raw.is_empty() || d.cap_reached);
+                    match d.stream {
+                        OutputStream::Stdout => out.stdout.extend(&raw),
+                        OutputStream::Stderr => out.stderr.extend(&raw),
+                    }
+                    out.deltas.push(d);
+                }
+                ExecEvent::Finished { process_id, message, .. } => {
+                    s.finished(&process_id);
+                    out.answer = message;
+                    return out;
+                }
+            }
+        }
+    }
+
+    fn result(m: &Message) -> CommandExecResult {
+        let Message::Response(r) = m else { panic!("{m:?}") };
+        serde_json::from_value(r.result.clone()).unwrap()
+    }
+
+    /// Whether a process is gone (or a zombie waiting to be reaped by init).
+    fn gone(pid: u32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        }
+    }
+
+    async fn wait_gone(pid: u32) -> bool {
+        for _ in 0..100 {
+            if gone(pid) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn cmd_15_initialize_first_and_once() {
+        let (mut s, _rx) = session(false);
+        let m = one(&mut s, exec(1, "p", &["true"], json!({}))).unwrap();
+        assert_eq!(err_code(&m), codes::NOT_INITIALIZED);
+        let m = one(
+            &mut s,
+            request(2, "initialize", json!({"clientInfo":{"name":"t","version":"1"},"protocolVersion":"tether/2"})),
+        )
+        .unwrap();
+        assert_eq!(err_code(&m), codes::INVALID_PARAMS);
+        assert!(!s.is_initialized());
+        init(&mut s);
+        let m = one(
+            &mut s,
+            request(3, "initialize", json!({"clientInfo":{"name":"t","version":"1"},"protocolVersion":"tether/1"})),
+        )
+        .unwrap();
+        assert_eq!(err_code(&m), codes::INVALID_REQUEST);
+        // CMD-16: thread methods are not offered, whatever their params.
+        let m = one(&mut s, request(4, "thread/start", json!({"cwd": 5}))).unwrap();
+        assert_eq!(err_code(&m), codes::METHOD_NOT_FOUND);
+        let m = one(&mut s, request(5, "no/such", json!({}))).unwrap();
+        assert_eq!(err_code(&m), codes::METHOD_NOT_FOUND);
+        // CMD-43
+        let m = one(&mut s, exec(6, "p", &["true"], json!({"timeoutMs": 0}))).unwrap();
+        assert_eq!(err_code(&m), codes::INVALID_PARAMS);
+        // CMD-34: cwd must be an absolute directory.
+        let m = one(&mut s, exec(7, "p", &["true"], json!({"cwd": "relative"}))).unwrap();
+        assert_eq!(err_code(&m), codes::INVALID_PARAMS);
+    }
+
+    #[tokio::test]
+    async fn cmd_55_cmd_56_refused_devices_get_errors_and_close() {
+        let (mut s, _rx) = session(false);
+        init(&mut s);
+        let r = s.handle(exec(1, "p", &["true"], json!({})), Access::NotAuthorized);
+        assert_eq!(err_code(&r.messages[0]), codes::NOT_AUTHORIZED);
+        assert_eq!(r.close, Some(CloseCode::NOT_AUTHORIZED));
+        let r = s.handle(exec(2, "p", &["true"], json!({})), Access::RemoteAccessDisabled);
+        assert_eq!(err_code(&r.messages[0]), codes::REMOTE_ACCESS_DISABLED);
+        assert_eq!(r.close, Some(CloseCode::REMOTE_ACCESS_DISABLED));
+    }
+
+    #[tokio::test]
+    async fn cmd_35_cmd_39_output_in_order_and_exit_status() {
+        let (mut s, mut rx) = session(false);
+        init(&mut s);
+        assert!(one(&mut s, exec(2, "p1", &["sh", "-c", "printf abc; printf err >&2; seq 1 30000; exit 3"], json!({}))).is_none());
+        let out = collect(&mut s, &mut rx).await;
+        let mut expected = b"abc".to_vec();
+        for i in 1..=30000 {
+            expected.extend(format!("{i}\n").as_bytes());
+        }
+        assert_eq!(out.stdout, expected);
+        assert_eq!(out.stderr, b"err");
+        assert!(out.deltas.len() > 2, "more than one chunk");
+        let r = result(&out.answer);
+        assert_eq!(r.exit_code, Some(3));
+        assert_eq!(r.signal, None);
+        assert!(!r.timed_out && !r.cap_reached);
+        assert_eq!(r.sandbox.enforced, SandboxMode::DangerFullAccess);
+        assert!(!r.sandbox.degraded);
+        let Message::Response(resp) = &out.answer else { panic!() };
+        assert_eq!(resp.id, Id::Number(2));
+        assert_eq!(s.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn cmd_41_cap_forwards_exactly_the_first_bytes() {
+        let (mut s, mut rx) = session(false);
+        init(&mut s);
+        assert!(one(&mut s, exec(2, "p", &["sh", "-c", "printf 0123456789ABCDEF; sleep 100"], json!({"outputCap": 10}))).is_none());
+        let out = collect(&mut s, &mut rx).await;
+        assert_eq!(out.stdout, b"0123456789");
+        assert!(out.deltas.last().unwrap().cap_reached);
+        assert_eq!(out.deltas.iter().filter(|d| d.cap_reached).count(), 1);
+        let r = result(&out.answer);
+        assert!(r.cap_reached);
+        assert_eq!(r.signal.as_deref(), Some("SIGKILL"));
+        assert_eq!(r.exit_code, None);
+
+        // Output of exactly the cap is not "reached".
+        assert!(one(&mut s, exec(3, "q", &["printf", "12345"], json!({"outputCap": 5}))).is_none());
+        let out = collect(&mut s, &mut rx).await;
+        assert_eq!(out.stdout, b"12345");
+        assert!(!result(&out.answer).cap_reached);
+        assert_eq!(result(&out.answer).exit_code, Some(0));
+    }
+
+    #[tokio::test]
+    async fn cmd_42_timeout_kills_the_whole_group() {
+        let (mut s, mut rx) = session(false);
+        init(&mut s);
+        assert!(one(&mut s, exec(2, "p", &["sh", "-c", "sleep 100 & echo $!; sleep 100"], json!({"timeoutMs": 500}))).is_none());
+        let out = collect(&mut s, &mut rx).await;
+        let r = result(&out.answer);
+        assert!(r.timed_out);
+        assert_eq!(r.signal.as_deref(), Some("SIGKILL"));
+        let bg: u32 = String::from_utf8(out.stdout).unwrap().trim().parse().unwrap();
+        assert!(wait_gone(bg).await, "background sleep {bg} survived");
+    }
+
+    #[tokio::test]
+    async fn cmd_38_terminate_and_unknown_process() {
+        let (mut s, mut rx) = session(false);
+        init(&mut s);
+        let m = one(&mut s, request(2, "command/exec/terminate", json!({"processId": "nope"}))).unwrap();
+        assert_eq!(err_code(&m), codes::PROCESS_NOT_FOUND);
+        assert!(one(&mut s, exec(3, "p", &["sleep", "100"], json!({}))).is_none());
+        // CMD-34: a running process id cannot be reused.
+        let m = one(&mut s, exec(4, "p", &["true"], json!({}))).unwrap();
+        assert_eq!(err_code(&m), codes::INVALID_PARAMS);
+        let m = one(&mut s, request(5, "command/exec/terminate", json!({"processId": "p"}))).unwrap();
+        assert!(matches!(m, Message::Response(_)));
+        let out = collect(&mut s, &mut rx).await;
+        let r = result(&out.answer);
+        assert_eq!(r.signal.as_deref(), Some("SIGKILL"));
+        assert!(!r.timed_out);
+    }
+
+    #[tokio::test]
+    async fn cmd_57_cancel_answers_cancelled() {
+        let (mut s, mut rx) = session(false);
+        init(&mut s);
+        assert!(one(&mut s, exec(9, "p", &["sleep", "100"], json!({}))).is_none());
+        s.handle(
+            Message::Notification(tether_proto::cmd::Notification::new(
+                "notifications/cancelled",
+                Some(json!({"requestId": 9})),
+            )),
+            Access::Allowed,
+        );
+        let out = collect(&mut s, &mut rx).await;
+        assert_eq!(err_code(&out.answer), codes::REQUEST_CANCELLED);
+    }
+
+    #[tokio::test]
+    async fn cmd_37_session_end_kills_the_group() {
+        let (mut s, _rx) = session(false);
+        init(&mut s);
+        let marker = tempfile::tempdir().unwrap();
+        let pidfile = marker.path().join("pid");
+        let script = format!("sleep 100 & echo $! > {}; sleep 100", pidfile.display());
+        assert!(one(&mut s, exec(2, "p", &["sh", "-c", &script], json!({}))).is_none());
+        let mut bg = None;
+        for _ in 0..100 {
+            if let Some(pid) = std::fs::read_to_string(&pidfile).ok().and_then(|t| t.trim().parse::<u32>().ok()) {
+                bg = Some(pid);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let bg = bg.expect("background pid");
+        assert!(!gone(bg));
+        drop(s);
+        assert!(wait_gone(bg).await, "background sleep {bg} survived the session");
+    }
+
+    #[tokio::test]
+    async fn cmd_46_sandbox_refused_or_degraded() {
+        let (mut s, _rx) = session(false);
+        init(&mut s);
+        for mode in ["read-only", "workspace-write"] {
+            let m = one(&mut s, exec(2, "p", &["true"], json!({"sandbox": mode}))).unwrap();
+            assert_eq!(err_code(&m), codes::SANDBOX_DENIED);
+        }
+        // CMD-47: the default mode (workspace-write) applies when none is named.
+        let mut p = json!({"command": ["true"], "cwd": "/", "processId": "p"});
+        p.as_object_mut().unwrap().remove("sandbox");
+        let m = one(&mut s, request(3, "command/exec", p)).unwrap();
+        assert_eq!(err_code(&m), codes::SANDBOX_DENIED);
+
+        let (mut s, mut rx) = session(true);
+        init(&mut s);
+        assert!(one(&mut s, exec(2, "p", &["true"], json!({"sandbox": "read-only"}))).is_none());
+        let out = collect(&mut s, &mut rx).await;
+        let r = result(&out.answer);
+        let Message::Response(resp) = &out.answer else { panic!() };
+        assert_eq!(
+            resp.result["sandbox"],
+            json!({"requested": "read-only", "enforced": "danger-full-access", "network": "allowed", "degraded": true, "mechanism": "none"})
+        );
+        assert_eq!(r.exit_code, Some(0));
+    }
+
+    #[tokio::test]
+    async fn cmd_58_at_most_64_in_flight() {
+        let (mut s, mut rx) = session(false);
+        init(&mut s);
+        for i in 0..64 {
+            assert!(one(&mut s, exec(100 + i, &format!("p{i}"), &["sleep", "100"], json!({}))).is_none());
+        }
+        let m = one(&mut s, exec(1000, "extra", &["true"], json!({}))).unwrap();
+        assert_eq!(err_code(&m), codes::OVERLOADED);
+        let m = one(&mut s, request(1001, "command/exec/terminate", json!({"processId": "p0"}))).unwrap();
+        assert_eq!(err_code(&m), codes::OVERLOADED, "CMD-61: the limit comes before the method");
+        drop(s);
+        // Every task reports its end once its group is killed.
+        let mut finished = 0;
+        while finished < 64 {
+            match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.unwrap() {
+                Some(ExecEvent::Finished { .. }) => finished += 1,
+                Some(_) => {}
+                None => break,
+            }
+        }
+        assert_eq!(finished, 64);
+    }
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(signal_name(libc::SIGKILL), "SIGKILL");
+        assert_eq!(signal_name(libc::SIGSEGV), "SIGSEGV");
+        assert_eq!(signal_name(200), "SIG200");
+    }
+}

@@ -1,0 +1,840 @@
+//! The host's relay link: connect, register, serve sessions, keep alive, reconnect.
+//!
+//! ```text
+//!   connect (ws:// loopback only, else wss://, LINK-2)
+//!     │ HELLO role host + registration msg 1 (LINK-9, LINK-12)
+//!     ▼
+//!   HOST_CHALLENGE ──► HOST_PROOF ──► READY ──► serving: INCOMING / DATA / CLOSE in,
+//!     │                                          Host::poll_transmit out, PING after
+//!     │                                          20 s of silence (LINK-25), link lost
+//!     │                                          after 60 s without a frame (LINK-36)
+//!     ▼ link lost (any reason but the fatal ones)
+//!   every session gone (LINK-21), wait 50–100 % of min(60 s, 1 s × 2^n) (LINK-28),
+//!   connect again; GOAWAY AUTH_FAILED / REMOTE_ACCESS_DISABLED / REPLACED stop the host.
+//! ```
+//!
+//! One task owns the WebSocket, the [`Host`] state machine and the [`DiskHostStore`];
+//! `command/exec` processes run in their own tasks and report through a channel.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::IsTerminal;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tether_proto::channel::{HostInfo, PathStyle};
+use tether_proto::cmd::{Message, capability};
+use tether_proto::limits::{KEEPALIVE_INTERVAL, LINK_IDLE_TIMEOUT, MAX_FRAME_LEN, PROTOCOL_VERSION};
+use tether_proto::link::frame::{MAX_CREDENTIAL_LEN, MIN_CREDENTIAL_LEN};
+use tether_proto::link::registration::HostRegistration;
+use tether_proto::link::{CloseCode, RelayFrame, Role, SessionId};
+use tether_proto::session::{Host, HostConfig, HostEvent};
+use tether_proto::time::UnixTime;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::http::Uri;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::commands::{CommandConfig, CommandSession, ExecEvent};
+use crate::state::{Access, DiskHostStore, RunInfo, StateDir, StateError};
+
+/// Longest host name (it goes into pairing tokens, `TOKEN-8`).
+pub const MAX_HOST_NAME_LEN: usize = 64;
+/// Time allowed from TCP connect to `READY`.
+pub const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(15);
+/// Shortest wait before reconnecting (`LINK-28`).
+pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// Longest wait before reconnecting (`LINK-28`).
+pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// How `tether host run` runs.
+#[derive(Clone, Debug)]
+pub struct HostOptions {
+    /// `ws://` or `wss://` URL of the relay.
+    pub relay: String,
+    /// The workspace to register in.
+    pub workspace: String,
+    /// The workspace credential (its UTF-8 bytes go in `HELLO`, 16..=255 bytes).
+    pub credential: String,
+    /// Name shown to controllers and put into pairing tokens.
+    pub name: String,
+    /// Ask on the terminal before accepting a pairing (`CHAN-24`).
+    pub confirm: bool,
+    /// The command protocol's settings.
+    pub commands: CommandConfig,
+    /// An extra CA certificate (PEM) to trust for `wss://`, besides the web PKI roots.
+    pub ca_cert: Option<PathBuf>,
+    /// Allow `ws://` to a relay that is not on a loopback address (`LINK-2`).
+    pub insecure: bool,
+}
+
+/// What the host reports while it runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RunEvent {
+    /// The link reached `READY`.
+    Ready {
+        /// Fingerprint of the host key.
+        fingerprint: String,
+        /// The relay URL.
+        relay: String,
+    },
+    /// The link was lost; the host reconnects after `retry_in`.
+    LinkLost {
+        /// Why.
+        reason: String,
+        /// The backoff wait (`LINK-28`).
+        retry_in: Duration,
+    },
+    /// A session was established.
+    SessionOpened {
+        /// The session.
+        session: SessionId,
+        /// The controller's device name.
+        device: String,
+        /// Whether this session paired the device.
+        paired: bool,
+    },
+    /// A session was refused before message 2.
+    SessionRefused {
+        /// The session.
+        session: SessionId,
+        /// Why (close code and requirement).
+        reason: String,
+    },
+    /// A session ended.
+    SessionClosed {
+        /// The session.
+        session: SessionId,
+        /// The close code.
+        code: CloseCode,
+    },
+    /// Something worth a line in the host's log.
+    Notice(String),
+}
+
+/// Why the host stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The options are unusable.
+    #[error("{0}")]
+    Config(String),
+    /// The state directory failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The relay refused the host for good (`LINK-28`: no automatic retry).
+    #[error("relay refused the host: {code}: {reason}")]
+    Refused {
+        /// The `GOAWAY` code.
+        code: CloseCode,
+        /// Its description and the relay's reason.
+        reason: String,
+    },
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+type Ws = WebSocketStream<Box<dyn Io>>;
+
+/// Where the host connects.
+#[derive(Clone, Debug)]
+struct Target {
+    url: String,
+    host: String,
+    port: u16,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+fn config_error(msg: impl Into<String>) -> RunError {
+    RunError::Config(msg.into())
+}
+
+/// Whether a URL host is a loopback address (`LINK-2`).
+pub fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn tls_config(ca_cert: Option<&PathBuf>) -> Result<Arc<rustls::ClientConfig>, RunError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_cert {
+        let mut n = 0;
+        for cert in CertificateDer::pem_file_iter(path)
+            .map_err(|e| config_error(format!("--ca-cert {}: {e}", path.display())))?
+        {
+            let cert = cert.map_err(|e| config_error(format!("--ca-cert {}: {e}", path.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| config_error(format!("--ca-cert {}: {e}", path.display())))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(config_error(format!(
+                "--ca-cert {}: no certificate found",
+                path.display()
+            )));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| config_error(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+fn target(options: &HostOptions) -> Result<Target, RunError> {
+    let uri: Uri = options
+        .relay
+        .parse()
+        .map_err(|e| config_error(format!("relay URL {:?}: {e}", options.relay)))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| config_error(format!("relay URL {:?} has no host", options.relay)))?
+        .to_owned();
+    let (tls, default_port) = match uri.scheme_str() {
+        Some("wss") => (Some(tls_config(options.ca_cert.as_ref())?), 443),
+        Some("ws") => {
+            // LINK-2
+            if !is_loopback(&host) && !options.insecure {
+                return Err(config_error(format!(
+                    "relay URL {:?}: plain ws:// is allowed only to a loopback address (LINK-2); use wss:// or --insecure",
+                    options.relay
+                )));
+            }
+            (None, 80)
+        }
+        _ => {
+            return Err(config_error(format!(
+                "relay URL {:?}: the scheme must be ws:// or wss://",
+                options.relay
+            )));
+        }
+    };
+    Ok(Target {
+        url: options.relay.clone(),
+        host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+        port: uri.port_u16().unwrap_or(default_port),
+        tls,
+    })
+}
+
+fn check_options(options: &HostOptions) -> Result<(), RunError> {
+    if !tether_proto::token::validate_workspace(&options.workspace) {
+        return Err(config_error(format!(
+            "workspace {:?}: must be 1-64 bytes of a-z 0-9 . _ - (LINK-32)",
+            options.workspace
+        )));
+    }
+    let len = options.credential.len();
+    if !(MIN_CREDENTIAL_LEN..=MAX_CREDENTIAL_LEN).contains(&len) {
+        return Err(config_error(format!(
+            "the credential must be {MIN_CREDENTIAL_LEN} to {MAX_CREDENTIAL_LEN} bytes, not {len} (LINK-10)"
+        )));
+    }
+    if options.name.is_empty()
+        || options.name.len() > MAX_HOST_NAME_LEN
+        || options.name.chars().any(char::is_control)
+    {
+        return Err(config_error(format!(
+            "host name {:?}: must be 1-64 bytes without control characters (TOKEN-8)",
+            options.name
+        )));
+    }
+    Ok(())
+}
+
+async fn connect(target: &Target) -> Result<Ws, String> {
+    let tcp = TcpStream::connect((target.host.as_str(), target.port))
+        .await
+        .map_err(|e| format!("connecting to {}:{}: {e}", target.host, target.port))?;
+    let _ = tcp.set_nodelay(true);
+    let stream: Box<dyn Io> = match &target.tls {
+        Some(config) => {
+            let name = rustls::pki_types::ServerName::try_from(target.host.clone())
+                .map_err(|e| format!("TLS server name {:?}: {e}", target.host))?;
+            let tls = tokio_rustls::TlsConnector::from(Arc::clone(config))
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS handshake with {}: {e}", target.host))?;
+            Box::new(tls)
+        }
+        None => Box::new(tcp),
+    };
+    // LINK-5: larger messages are refused before they are buffered.
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME_LEN))
+        .max_frame_size(Some(MAX_FRAME_LEN));
+    let (ws, _) =
+        tokio_tungstenite::client_async_with_config(target.url.as_str(), stream, Some(config))
+            .await
+            .map_err(|e| format!("WebSocket handshake with {}: {e}", target.url))?;
+    Ok(ws)
+}
+
+/// The wait after the `n`-th consecutive failed attempt: uniform in 50–100 % of
+/// min(60 s, 1 s × 2^n) (`LINK-28`). `random` is a uniform `u32`.
+pub fn backoff(n: u32, random: u32) -> Duration {
+    let base = BACKOFF_MIN
+        .checked_mul(1u32.checked_shl(n.min(16)).unwrap_or(u32::MAX))
+        .unwrap_or(BACKOFF_MAX)
+        .min(BACKOFF_MAX);
+    let half = base / 2;
+    half + half.mul_f64(f64::from(random) / f64::from(u32::MAX))
+}
+
+enum LinkEnd {
+    /// Try again after a backoff; `ready` tells whether the link had reached `READY`.
+    Lost { reason: String, ready: bool },
+    /// Stop the host.
+    Fatal(RunError),
+    /// The shutdown signal fired.
+    Shutdown,
+}
+
+struct SessionCtx {
+    device: [u8; 32],
+    commands: CommandSession,
+}
+
+struct Runner {
+    host: Host,
+    store: DiskHostStore,
+    options: HostOptions,
+    commands: Arc<CommandConfig>,
+    sessions: HashMap<SessionId, SessionCtx>,
+    exec_tx: mpsc::UnboundedSender<ExecEvent>,
+    confirm_tx: mpsc::UnboundedSender<(SessionId, bool)>,
+    on_event: Box<dyn FnMut(RunEvent) + Send>,
+    fingerprint: String,
+    /// The static private key: the registration proves the same key the sessions use
+    /// (LINK-12).
+    key: [u8; 32],
+}
+
+/// Runs the host until `shutdown` completes or the relay refuses it for good.
+///
+/// Creates the static key on first use, writes `run.json`, then connects, registers
+/// and serves, reconnecting with backoff (`LINK-28`). `on_event` hears about `READY`,
+/// sessions and lost links.
+///
+/// # Errors
+/// [`RunError::Config`] for unusable options, [`RunError::State`] for a state directory
+/// that cannot be used, [`RunError::Refused`] for `GOAWAY` `AUTH_FAILED`,
+/// `REMOTE_ACCESS_DISABLED` or `REPLACED`.
+pub async fn run(
+    state: StateDir,
+    options: HostOptions,
+    shutdown: impl Future<Output = ()>,
+    on_event: impl FnMut(RunEvent) + Send + 'static,
+) -> Result<(), RunError> {
+    check_options(&options)?;
+    let target = target(&options)?;
+    let key = state.load_or_create_key()?;
+    // Surface a corrupt host.json now rather than at the first session.
+    let settings = state.read()?.config;
+    state.write_run_info(&RunInfo {
+        version: 1,
+        relay: options.relay.clone(),
+        workspace: options.workspace.clone(),
+        host_name: options.name.clone(),
+    })?;
+    let mut capabilities = vec![capability::COMMAND_EXEC.to_owned()];
+    if options.confirm {
+        capabilities.push(capability::PAIRING_CONFIRM.to_owned());
+    }
+    let host = Host::new(HostConfig {
+        static_private: key,
+        workspace: options.workspace.clone(),
+        host_info: HostInfo {
+            name: options.name.clone(),
+            os: std::env::consts::OS.to_owned(),
+            arch: std::env::consts::ARCH.to_owned(),
+            shell: "sh".to_owned(),
+            path_style: PathStyle::Posix,
+            capabilities,
+            protocol: "tether/1".to_owned(),
+        },
+        // The store refuses with REMOTE_ACCESS_DISABLED when host.json switches it off
+        // later (CHAN-26); the state machine's own check covers the start.
+        remote_access: settings.remote_access,
+        confirm_pairing: options.confirm,
+    });
+    let fingerprint = tether_proto::keys::fingerprint(host.host_key());
+    let (exec_tx, mut exec_rx) = mpsc::unbounded_channel();
+    let (confirm_tx, mut confirm_rx) = mpsc::unbounded_channel();
+    let mut runner = Runner {
+        host,
+        store: DiskHostStore::new(state),
+        commands: Arc::new(options.commands.clone()),
+        options,
+        sessions: HashMap::new(),
+        exec_tx,
+        confirm_tx,
+        on_event: Box::new(on_event),
+        fingerprint,
+        key,
+    };
+    tokio::pin!(shutdown);
+    let mut failures: u32 = 0;
+    loop {
+        let end = runner
+            .link(&target, &mut exec_rx, &mut confirm_rx, &mut shutdown)
+            .await;
+        // LINK-21: every session of the link is gone.
+        runner.host.handle_link_lost();
+        runner.drain_events();
+        runner.sessions.clear();
+        match end {
+            LinkEnd::Shutdown => return Ok(()),
+            LinkEnd::Fatal(e) => return Err(e),
+            LinkEnd::Lost { reason, ready } => {
+                if ready {
+                    failures = 0;
+                }
+                let mut r = [0u8; 4];
+                let _ = getrandom::fill(&mut r);
+                let wait = backoff(failures, u32::from_le_bytes(r));
+                failures = failures.saturating_add(1);
+                (runner.on_event)(RunEvent::LinkLost {
+                    reason,
+                    retry_in: wait,
+                });
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = &mut shutdown => return Ok(()),
+                }
+            }
+        }
+    }
+}
+
+fn goaway_end(code: CloseCode, reason: &str, ready: bool) -> LinkEnd {
+    let text = match code.description() {
+        Some(d) if reason.is_empty() => d.to_owned(),
+        Some(d) => format!("{d}: {reason}"),
+        None => reason.to_owned(),
+    };
+    // LINK-28: no automatic retry after these.
+    if code == CloseCode::AUTH_FAILED
+        || code == CloseCode::REMOTE_ACCESS_DISABLED
+        || code == CloseCode::REPLACED
+        || code == CloseCode::UNSUPPORTED_VERSION
+    {
+        LinkEnd::Fatal(RunError::Refused { code, reason: text })
+    } else {
+        LinkEnd::Lost {
+            reason: format!("relay sent GOAWAY {code}: {text}"),
+            ready,
+        }
+    }
+}
+
+async fn send_frame(ws: &mut Ws, frame: &RelayFrame) -> Result<(), String> {
+    let bytes = frame
+        .to_bytes()
+        .map_err(|e| format!("encoding {}: {e}", frame.type_name()))?;
+    ws.send(WsMessage::Binary(bytes.into()))
+        .await
+        .map_err(|e| format!("sending: {e}"))
+}
+
+/// The next relay frame, or why there is none.
+async fn next_frame(ws: &mut Ws) -> Result<RelayFrame, String> {
+    loop {
+        match ws.next().await {
+            Some(Ok(WsMessage::Binary(bytes))) => {
+                return RelayFrame::decode(&bytes).map_err(|e| format!("bad frame from relay: {e}"));
+            }
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
+            Some(Ok(WsMessage::Text(_))) => {
+                return Err("relay sent a text message (LINK-1)".to_owned());
+            }
+            Some(Ok(WsMessage::Close(_))) | None => {
+                return Err("relay closed the connection".to_owned());
+            }
+            Some(Err(e)) => return Err(format!("WebSocket: {e}")),
+        }
+    }
+}
+
+impl Runner {
+    fn notice(&mut self, text: String) {
+        (self.on_event)(RunEvent::Notice(text));
+    }
+
+    /// Connects, registers and serves one link.
+    async fn link(
+        &mut self,
+        target: &Target,
+        exec_rx: &mut mpsc::UnboundedReceiver<ExecEvent>,
+        confirm_rx: &mut mpsc::UnboundedReceiver<(SessionId, bool)>,
+        shutdown: &mut (impl Future<Output = ()> + Unpin),
+    ) -> LinkEnd {
+        let registered = tokio::select! {
+            r = tokio::time::timeout(REGISTRATION_TIMEOUT, self.register(target)) => match r {
+                Ok(r) => r,
+                Err(_) => Err(LinkEnd::Lost { reason: "no READY from the relay in time".to_owned(), ready: false }),
+            },
+            () = &mut *shutdown => return LinkEnd::Shutdown,
+        };
+        let mut ws = match registered {
+            Ok(ws) => ws,
+            Err(end) => return end,
+        };
+        (self.on_event)(RunEvent::Ready {
+            fingerprint: self.fingerprint.clone(),
+            relay: self.options.relay.clone(),
+        });
+        let mut last_sent = Instant::now();
+        let mut last_received = Instant::now();
+        let mut ping_value: u64 = 0;
+        loop {
+            let mut wake = (last_sent + KEEPALIVE_INTERVAL).min(last_received + LINK_IDLE_TIMEOUT);
+            if let Some(t) = self.host.poll_timeout() {
+                wake = wake.min(t);
+            }
+            let mut out: Vec<RelayFrame> = Vec::new();
+            tokio::select! {
+                frame = next_frame(&mut ws) => {
+                    let frame = match frame {
+                        Ok(f) => f,
+                        Err(reason) => return LinkEnd::Lost { reason, ready: true },
+                    };
+                    last_received = Instant::now();
+                    match frame {
+                        RelayFrame::Incoming { session, handshake } => {
+                            self.host.handle_incoming(session, &handshake, Instant::now(), UnixTime::now(), &mut self.store);
+                        }
+                        RelayFrame::Data { session, payload } => self.host.handle_data(session, &payload),
+                        RelayFrame::Close { session, code } => self.host.handle_close(session, code),
+                        // LINK-25
+                        RelayFrame::Ping { value } => out.push(RelayFrame::Pong { value }),
+                        RelayFrame::Pong { .. } => {}
+                        RelayFrame::GoAway { code, reason } => {
+                            // LINK-27: nothing is sent after a GOAWAY.
+                            let _ = ws.close(None).await;
+                            return goaway_end(code, &reason, true);
+                        }
+                        other => {
+                            // LINK-35
+                            let _ = send_frame(&mut ws, &RelayFrame::GoAway { code: CloseCode::UNEXPECTED_FRAME, reason: String::new() }).await;
+                            let _ = ws.close(None).await;
+                            return LinkEnd::Lost { reason: format!("relay sent an unexpected {} frame", other.type_name()), ready: true };
+                        }
+                    }
+                }
+                Some(event) = exec_rx.recv() => self.exec_event(event),
+                Some((session, accept)) = confirm_rx.recv() => {
+                    self.host.confirm_pairing(session, accept, UnixTime::now(), &mut self.store);
+                }
+                () = tokio::time::sleep_until(wake.into()) => {
+                    let now = Instant::now();
+                    self.host.handle_timeout(now);
+                    if now >= last_received + LINK_IDLE_TIMEOUT {
+                        // LINK-36
+                        let _ = ws.close(None).await;
+                        return LinkEnd::Lost { reason: "nothing received from the relay for 60 s".to_owned(), ready: true };
+                    }
+                    if now >= last_sent + KEEPALIVE_INTERVAL {
+                        // LINK-25
+                        ping_value = ping_value.wrapping_add(1);
+                        out.push(RelayFrame::Ping { value: ping_value });
+                    }
+                }
+                () = &mut *shutdown => {
+                    let _ = send_frame(&mut ws, &RelayFrame::GoAway { code: CloseCode::GOING_AWAY, reason: "host shutting down".to_owned() }).await;
+                    let _ = ws.close(None).await;
+                    return LinkEnd::Shutdown;
+                }
+            }
+            self.drain_events();
+            if let Some(e) = self.store.take_error() {
+                self.notice(format!("state store failed: {e}"));
+            }
+            while let Some(frame) = self.host.poll_transmit() {
+                out.push(frame);
+            }
+            for frame in &out {
+                if let Err(reason) = send_frame(&mut ws, frame).await {
+                    return LinkEnd::Lost { reason, ready: true };
+                }
+                last_sent = Instant::now();
+            }
+        }
+    }
+
+    /// HELLO, HOST_CHALLENGE, HOST_PROOF, READY (`LINK-9`, `LINK-12`).
+    async fn register(&mut self, target: &Target) -> Result<Ws, LinkEnd> {
+        let lost = |reason: String| LinkEnd::Lost {
+            reason,
+            ready: false,
+        };
+        let mut ws = connect(target).await.map_err(lost)?;
+        let (registration, msg1) =
+            HostRegistration::start(&self.key, &self.options.workspace)
+                .map_err(|e| LinkEnd::Fatal(config_error(format!("registration: {e}"))))?;
+        send_frame(
+            &mut ws,
+            &RelayFrame::Hello {
+                version: PROTOCOL_VERSION,
+                role: Role::Host,
+                workspace: self.options.workspace.clone(),
+                credential: self.options.credential.as_bytes().to_vec(),
+                registration: msg1.to_vec(),
+            },
+        )
+        .await
+        .map_err(lost)?;
+        let mut registration = Some(registration);
+        loop {
+            match next_frame(&mut ws).await.map_err(lost)? {
+                RelayFrame::HostChallenge { message } => {
+                    let Some(reg) = registration.take() else {
+                        return Err(lost("relay sent a second HOST_CHALLENGE".to_owned()));
+                    };
+                    let proof = reg
+                        .respond(&message)
+                        .map_err(|e| lost(format!("registration with the relay failed: {e} (LINK-12)")))?;
+                    send_frame(
+                        &mut ws,
+                        &RelayFrame::HostProof {
+                            message: proof.to_vec(),
+                        },
+                    )
+                    .await
+                    .map_err(lost)?;
+                }
+                RelayFrame::Ready if registration.is_none() => return Ok(ws),
+                RelayFrame::GoAway { code, reason } => {
+                    let _ = ws.close(None).await;
+                    return Err(goaway_end(code, &reason, false));
+                }
+                other => {
+                    // LINK-35
+                    let _ = send_frame(
+                        &mut ws,
+                        &RelayFrame::GoAway {
+                            code: CloseCode::UNEXPECTED_FRAME,
+                            reason: String::new(),
+                        },
+                    )
+                    .await;
+                    let _ = ws.close(None).await;
+                    return Err(lost(format!(
+                        "relay sent an unexpected {} frame during registration",
+                        other.type_name()
+                    )));
+                }
+            }
+        }
+    }
+
+    fn exec_event(&mut self, event: ExecEvent) {
+        let (session, message, finished) = match event {
+            ExecEvent::Output { session, message } => (session, message, None),
+            ExecEvent::Finished {
+                session,
+                process_id,
+                message,
+            } => (session, message, Some(process_id)),
+        };
+        let Some(ctx) = self.sessions.get_mut(&session) else {
+            return; // the session is gone; its processes were killed
+        };
+        if let Some(process_id) = finished {
+            ctx.commands.finished(&process_id);
+        }
+        let _ = self.host.send(session, &message);
+    }
+
+    fn access(&mut self, device: &[u8; 32]) -> Access {
+        match self.store.dir().read() {
+            Ok(state) => state.access(device, UnixTime::now()),
+            Err(e) => {
+                self.notice(format!("cannot read the state to authorize a request: {e}"));
+                Access::NotAuthorized
+            }
+        }
+    }
+
+    fn drain_events(&mut self) {
+        while let Some(event) = self.host.poll_event() {
+            match event {
+                HostEvent::Established {
+                    session,
+                    device,
+                    paired,
+                } => {
+                    let name = match &paired {
+                        Some(n) => n.clone(),
+                        None => self
+                            .store
+                            .dir()
+                            .read()
+                            .ok()
+                            .and_then(|s| s.device(&device).map(|d| d.name.clone()))
+                            .unwrap_or_default(),
+                    };
+                    self.sessions.insert(
+                        session,
+                        SessionCtx {
+                            device,
+                            commands: CommandSession::new(
+                                session,
+                                Arc::clone(&self.commands),
+                                self.exec_tx.clone(),
+                            ),
+                        },
+                    );
+                    (self.on_event)(RunEvent::SessionOpened {
+                        session,
+                        device: name,
+                        paired: paired.is_some(),
+                    });
+                }
+                HostEvent::ConfirmationRequested {
+                    session,
+                    code,
+                    device_name,
+                } => self.ask_confirmation(session, code, device_name),
+                HostEvent::Message { session, message } => {
+                    let Some(device) = self.sessions.get(&session).map(|c| c.device) else {
+                        continue;
+                    };
+                    let access = if matches!(message, Message::Request(_)) {
+                        self.access(&device)
+                    } else {
+                        Access::Allowed
+                    };
+                    let Some(ctx) = self.sessions.get_mut(&session) else {
+                        continue;
+                    };
+                    let reply = ctx.commands.handle(message, access);
+                    for m in &reply.messages {
+                        let _ = self.host.send(session, m);
+                    }
+                    if let Some(code) = reply.close {
+                        self.host.close(session, code);
+                    }
+                }
+                HostEvent::Rejected { session, rejection } => {
+                    self.notice(format!("session {session}: message rejected: {}", rejection.error));
+                }
+                HostEvent::Refused { session, refusal } => {
+                    let code = refusal.close_code();
+                    (self.on_event)(RunEvent::SessionRefused {
+                        session,
+                        reason: format!("{code}"),
+                    });
+                }
+                HostEvent::Closed { session, code, .. } => {
+                    // CMD-37: dropping the session kills its processes' groups.
+                    drop(self.sessions.remove(&session));
+                    (self.on_event)(RunEvent::SessionClosed { session, code });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// `CHAN-24`: shows the code and device name on the host's terminal and asks y/n;
+    /// without a terminal the pairing is refused.
+    fn ask_confirmation(&mut self, session: SessionId, code: String, device_name: String) {
+        let tx = self.confirm_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let accept = if std::io::stdin().is_terminal() {
+                eprint!(
+                    "tether: pairing request from {device_name:?}, confirmation code {code}. \
+                     Does the device show the same code? Accept? [y/N] "
+                );
+                let mut line = String::new();
+                match std::io::stdin().read_line(&mut line) {
+                    Ok(_) => matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"),
+                    Err(_) => false,
+                }
+            } else {
+                eprintln!(
+                    "tether: pairing request from {device_name:?} (code {code}) refused: --confirm needs a terminal to ask on"
+                );
+                false
+            };
+            let _ = tx.send((session, accept));
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_28_backoff_bounds() {
+        assert_eq!(backoff(0, 0), Duration::from_millis(500));
+        assert_eq!(backoff(0, u32::MAX), Duration::from_secs(1));
+        assert_eq!(backoff(3, u32::MAX), Duration::from_secs(8));
+        assert_eq!(backoff(6, 0), Duration::from_secs(30));
+        assert_eq!(backoff(6, u32::MAX), Duration::from_secs(60));
+        assert_eq!(backoff(40, u32::MAX), Duration::from_secs(60));
+        let mid = backoff(2, u32::MAX / 2);
+        assert!(mid > Duration::from_secs(2) && mid < Duration::from_secs(4));
+    }
+
+    #[test]
+    fn link_2_loopback() {
+        assert!(is_loopback("127.0.0.1"));
+        assert!(is_loopback("127.9.9.9"));
+        assert!(is_loopback("[::1]"));
+        assert!(is_loopback("localhost"));
+        assert!(!is_loopback("10.0.0.1"));
+        assert!(!is_loopback("relay.example"));
+    }
+
+    fn options(relay: &str) -> HostOptions {
+        HostOptions {
+            relay: relay.to_owned(),
+            workspace: "acme".to_owned(),
+            credential: "0123456789abcdef".to_owned(),
+            name: "box".to_owned(),
+            confirm: false,
+            commands: CommandConfig::default(),
+            ca_cert: None,
+            insecure: false,
+        }
+    }
+
+    #[test]
+    fn link_2_plain_ws_only_on_loopback() {
+        assert!(target(&options("ws://127.0.0.1:7400/")).is_ok());
+        let e = target(&options("ws://10.1.2.3:7400/")).unwrap_err();
+        assert!(e.to_string().contains("LINK-2"), "{e}");
+        let mut o = options("ws://10.1.2.3:7400/");
+        o.insecure = true;
+        assert!(target(&o).is_ok());
+        assert!(target(&options("wss://relay.example/t")).is_ok());
+        assert!(target(&options("http://127.0.0.1/")).is_err());
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let mut o = options("ws://127.0.0.1:1/");
+        o.credential = "short".to_owned();
+        assert!(check_options(&o).unwrap_err().to_string().contains("LINK-10"));
+        let mut o = options("ws://127.0.0.1:1/");
+        o.workspace = "Acme".to_owned();
+        assert!(check_options(&o).is_err());
+        assert!(check_options(&options("ws://127.0.0.1:1/")).is_ok());
+    }
+}

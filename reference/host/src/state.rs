@@ -1,0 +1,1229 @@
+//! The host's state directory (`--state DIR`): its static key, paired devices, pairing
+//! tokens and settings, kept durably.
+//!
+//! ```text
+//! DIR/            mode 0700
+//!   host.key      the 32-byte static X25519 private key, hex, mode 0600
+//!   host.json     {version, devices, tokens, config}, mode 0600
+//!   run.json      {relay, workspace, hostName}: written by `tether host run`
+//!   lock          the lock file every read-modify-write holds (exclusive, fs4)
+//! ```
+//!
+//! Every write is an atomic replace: the new content goes to a temporary file in `DIR`,
+//! which is fsynced, renamed over the old file, and the directory is fsynced. A crash at
+//! any point leaves either the old or the new file, never a mix. Every read-modify-write of
+//! `host.json` holds an exclusive lock on `DIR/lock` for its duration, so `tether host pair`
+//! and `tether host revoke` in other processes and a running host can share one directory:
+//! the running host re-reads the file under the lock on every [`HostStore`] call.
+//!
+//! A file that does not parse, or that names a version this host does not know, gives a
+//! [`StateError`]; it is never overwritten.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use subtle::ConstantTimeEq;
+use tether_proto::channel::Timestamp;
+use tether_proto::session::{HostStore, Refusal};
+use tether_proto::time::UnixTime;
+use tether_proto::token::{PairingToken, TokenError, secret_digest};
+
+/// The version of `host.json` this host writes.
+pub const STATE_VERSION: u64 = 1;
+/// File name of the static key.
+pub const KEY_FILE: &str = "host.key";
+/// File name of the devices, tokens and settings.
+pub const STATE_FILE: &str = "host.json";
+/// File name of the run information `tether host pair` reads.
+pub const RUN_FILE: &str = "run.json";
+/// File name of the lock file.
+pub const LOCK_FILE: &str = "lock";
+
+/// What went wrong with the state directory.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// A file could not be read, written or locked.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// A file exists but its content is not what this host writes. It is left as it is.
+    #[error("{}: corrupt state file ({detail}); it was left untouched", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// `host.json` names a version newer than this host understands.
+    #[error(
+        "{}: state file version {version} is not supported (this host reads versions 0 to {STATE_VERSION}); use a newer tether",
+        path.display()
+    )]
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version it names.
+        version: u64,
+    },
+    /// The directory has no `host.key` yet (`tether host run` creates it).
+    #[error("{}: no host key yet; run `tether host run --state {}` first", path.display(), dir.display())]
+    NoKey {
+        /// The key file.
+        path: PathBuf,
+        /// The state directory.
+        dir: PathBuf,
+    },
+    /// The directory has no `run.json` yet.
+    #[error("{}: not found; run `tether host run --state {}` first so that pairing tokens name its relay and workspace", path.display(), dir.display())]
+    NotRunYet {
+        /// The run file.
+        path: PathBuf,
+        /// The state directory.
+        dir: PathBuf,
+    },
+    /// No device matches the name or fingerprint prefix given.
+    #[error("no paired device matches {query:?}")]
+    NoSuchDevice {
+        /// What was asked for.
+        query: String,
+    },
+    /// More than one device matches.
+    #[error("{query:?} matches several devices: {matches}; give more of the fingerprint")]
+    AmbiguousDevice {
+        /// What was asked for.
+        query: String,
+        /// The matching devices, `name (fingerprint)`, comma-separated.
+        matches: String,
+    },
+    /// A pairing token could not be minted (`TOKEN-7`, `TOKEN-8`, `TOKEN-9`).
+    #[error("cannot mint a pairing token: {0}")]
+    Token(TokenError),
+    /// The operating system's random number generator failed.
+    #[error("the system random number generator failed: {0}")]
+    Random(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
+    move |source| StateError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Fills `buf` from the operating system's CSPRNG.
+///
+/// # Errors
+/// [`StateError::Random`].
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], StateError> {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).map_err(|e| StateError::Random(e.to_string()))?;
+    Ok(buf)
+}
+
+// ---------------------------------------------------------------------------------------
+// the typed state
+
+/// A paired device, as `host.json` keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    /// The controller's static public key.
+    pub key: [u8; 32],
+    /// The name it gave when it paired.
+    pub name: String,
+    /// When it paired, Unix seconds.
+    pub paired_at: u64,
+    /// When it last opened a session or paired, Unix seconds.
+    pub last_seen: u64,
+    /// The last message-1 timestamp accepted from it (`CHAN-10`).
+    pub last_timestamp: Timestamp,
+    /// Revoked devices are refused (`CHAN-9`).
+    pub revoked: bool,
+}
+
+impl Device {
+    /// The key's fingerprint, as people compare it.
+    pub fn fingerprint(&self) -> String {
+        tether_proto::keys::fingerprint(&self.key)
+    }
+}
+
+/// A minted pairing token: only a digest of its secret is kept (`TOKEN-11`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// The token id.
+    pub id: [u8; 16],
+    /// BLAKE2s-256 of the token secret.
+    pub secret_digest: [u8; 32],
+    /// Expiry, Unix seconds.
+    pub expires_at: u64,
+    /// Whether a pairing redeemed it (`CHAN-12`).
+    pub consumed: bool,
+}
+
+/// Settings of the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostSettings {
+    /// With remote access off every session is refused (`CHAN-26`) and requests of open
+    /// sessions are answered -32010 (`CMD-55`).
+    pub remote_access: bool,
+    /// Devices not seen for longer than this many days must pair again (`CHAN-9`).
+    pub max_inactive_days: Option<u32>,
+}
+
+impl Default for HostSettings {
+    fn default() -> Self {
+        Self {
+            remote_access: true,
+            max_inactive_days: None,
+        }
+    }
+}
+
+/// Everything `host.json` holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostState {
+    /// Paired devices, in pairing order.
+    pub devices: Vec<Device>,
+    /// Minted tokens not yet pruned.
+    pub tokens: Vec<TokenRecord>,
+    /// Settings.
+    pub config: HostSettings,
+}
+
+/// Whether a device may use an open session (`CMD-55`, `CMD-56`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// It may.
+    Allowed,
+    /// Remote access is switched off (`CMD-55`).
+    RemoteAccessDisabled,
+    /// The device was revoked, expired or is unknown (`CMD-56`).
+    NotAuthorized,
+}
+
+impl HostState {
+    fn device_mut(&mut self, key: &[u8; 32]) -> Option<&mut Device> {
+        self.devices.iter_mut().find(|d| &d.key == key)
+    }
+
+    /// The device with this key.
+    pub fn device(&self, key: &[u8; 32]) -> Option<&Device> {
+        self.devices.iter().find(|d| &d.key == key)
+    }
+
+    fn inactive(&self, device: &Device, now: UnixTime) -> bool {
+        match self.config.max_inactive_days {
+            Some(days) => {
+                let limit = u64::from(days).saturating_mul(86_400);
+                now.as_secs() > device.last_seen.saturating_add(limit)
+            }
+            None => false,
+        }
+    }
+
+    /// Whether `device` may use an open session at `now` (`CMD-55`, `CMD-56`).
+    pub fn access(&self, device: &[u8; 32], now: UnixTime) -> Access {
+        if !self.config.remote_access {
+            return Access::RemoteAccessDisabled;
+        }
+        match self.device(device) {
+            Some(d) if !d.revoked && !self.inactive(d, now) => Access::Allowed,
+            _ => Access::NotAuthorized,
+        }
+    }
+
+    /// `CHAN-26`, `CHAN-9`, `CHAN-10`: see [`HostStore::admit`].
+    ///
+    /// # Errors
+    /// The refusal.
+    pub fn admit(
+        &mut self,
+        device: &[u8; 32],
+        timestamp: Timestamp,
+        now: UnixTime,
+    ) -> Result<(), Refusal> {
+        if !self.config.remote_access {
+            return Err(Refusal::RemoteAccessDisabled); // CHAN-26
+        }
+        let record = self.device(device).ok_or(Refusal::NotAuthorized)?;
+        if record.revoked || self.inactive(record, now) {
+            return Err(Refusal::NotAuthorized); // CHAN-9
+        }
+        let record = self.device_mut(device).ok_or(Refusal::NotAuthorized)?;
+        if timestamp <= record.last_timestamp {
+            return Err(Refusal::Replayed); // CHAN-10
+        }
+        record.last_timestamp = timestamp;
+        record.last_seen = now.as_secs();
+        Ok(())
+    }
+
+    /// `CHAN-12`, `TOKEN-11`: see [`HostStore::redeem_token`].
+    ///
+    /// # Errors
+    /// The refusal.
+    pub fn redeem_token(
+        &mut self,
+        token_id: &[u8; 16],
+        token_secret: &[u8; 32],
+        now: UnixTime,
+    ) -> Result<(), Refusal> {
+        if !self.config.remote_access {
+            return Err(Refusal::RemoteAccessDisabled); // CHAN-26
+        }
+        let presented = secret_digest(token_secret);
+        let token = self
+            .tokens
+            .iter_mut()
+            .find(|t| &t.id == token_id)
+            .ok_or(Refusal::TokenRejected)?;
+        // TOKEN-11: compared in constant time (digests, which is what is stored).
+        let secret_ok: bool = token.secret_digest.ct_eq(&presented).into();
+        if !secret_ok || token.consumed || now.as_secs() >= token.expires_at {
+            return Err(Refusal::TokenRejected); // CHAN-12
+        }
+        token.consumed = true;
+        Ok(())
+    }
+
+    /// `CHAN-27`: see [`HostStore::record_device`].
+    pub fn record_device(
+        &mut self,
+        device: &[u8; 32],
+        name: &str,
+        timestamp: Timestamp,
+        now: UnixTime,
+    ) {
+        let now = now.as_secs();
+        match self.device_mut(device) {
+            Some(d) => {
+                d.name = name.to_owned();
+                d.paired_at = now;
+                d.last_seen = now;
+                d.revoked = false;
+                d.last_timestamp = d.last_timestamp.max(timestamp);
+            }
+            None => self.devices.push(Device {
+                key: *device,
+                name: name.to_owned(),
+                paired_at: now,
+                last_seen: now,
+                last_timestamp: timestamp,
+                revoked: false,
+            }),
+        }
+    }
+
+    /// Adds a token, dropping tokens that have expired (they can never be redeemed).
+    pub fn add_token(&mut self, record: TokenRecord, now: UnixTime) {
+        self.tokens.retain(|t| now.as_secs() < t.expires_at);
+        self.tokens.push(record);
+    }
+
+    /// The devices a name or fingerprint prefix names. An exact name match wins over
+    /// prefixes; the fingerprint may be given with or without dashes.
+    pub fn find_devices(&self, query: &str) -> Vec<&Device> {
+        let exact: Vec<&Device> = self.devices.iter().filter(|d| d.name == query).collect();
+        if !exact.is_empty() {
+            return exact;
+        }
+        let q: String = query
+            .chars()
+            .filter(|c| *c != '-')
+            .collect::<String>()
+            .to_ascii_lowercase();
+        if q.is_empty() {
+            return Vec::new();
+        }
+        self.devices
+            .iter()
+            .filter(|d| {
+                d.fingerprint().replace('-', "").starts_with(&q) || hex::encode(d.key).starts_with(&q)
+            })
+            .collect()
+    }
+
+    /// Revokes the one device `query` names.
+    ///
+    /// # Errors
+    /// [`StateError::NoSuchDevice`] or [`StateError::AmbiguousDevice`].
+    pub fn revoke(&mut self, query: &str) -> Result<Device, StateError> {
+        let found = self.find_devices(query);
+        let key = match found.as_slice() {
+            [one] => one.key,
+            [] => {
+                return Err(StateError::NoSuchDevice {
+                    query: query.to_owned(),
+                });
+            }
+            many => {
+                return Err(StateError::AmbiguousDevice {
+                    query: query.to_owned(),
+                    matches: many
+                        .iter()
+                        .map(|d| format!("{} ({})", d.name, d.fingerprint()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+        };
+        let device = self
+            .device_mut(&key)
+            .ok_or_else(|| StateError::NoSuchDevice {
+                query: query.to_owned(),
+            })?;
+        device.revoked = true;
+        Ok(device.clone())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// host.json on disk
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FileV1 {
+    version: u64,
+    devices: Vec<DeviceV1>,
+    tokens: Vec<TokenV1>,
+    config: ConfigV1,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DeviceV1 {
+    key: String,
+    name: String,
+    paired_at: u64,
+    last_seen: u64,
+    last_timestamp: String,
+    revoked: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TokenV1 {
+    id: String,
+    secret_digest: String,
+    expires_at: u64,
+    consumed: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ConfigV1 {
+    remote_access: bool,
+    max_inactive_days: Option<u32>,
+}
+
+fn hex_array<const N: usize>(s: &str, what: &str) -> Result<[u8; N], String> {
+    let bytes = hex::decode(s).map_err(|e| format!("{what}: {e}"))?;
+    <[u8; N]>::try_from(bytes.as_slice()).map_err(|_| format!("{what}: expected {N} bytes"))
+}
+
+/// The timestamp `host.json` v0 files lack: the epoch, older than any real one.
+const EPOCH_TIMESTAMP_HEX: &str = "400000000000000000000000";
+
+/// Brings a parsed `host.json` of any known version to version 1.
+///
+/// Version 0 is the layout of pre-release hosts: no `version` member (or `0`), no
+/// `config` (remote access on, no inactivity limit), no `tokens`, devices without
+/// `lastTimestamp` (the epoch: any real timestamp is newer) or `revoked` (false).
+///
+/// # Errors
+/// A description of what is wrong, or `Err(Ok(version))` for a version newer than 1.
+fn migrate(mut value: Value) -> Result<Value, Result<u64, String>> {
+    let obj = value
+        .as_object_mut()
+        .ok_or_else(|| Err("not a JSON object".to_owned()))?;
+    let version = match obj.get("version") {
+        None => 0,
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| Err("\"version\" is not a non-negative integer".to_owned()))?,
+    };
+    if version > STATE_VERSION {
+        return Err(Ok(version));
+    }
+    if version == 0 {
+        obj.insert("version".into(), Value::from(1u64));
+        obj.entry("tokens").or_insert_with(|| Value::Array(Vec::new()));
+        obj.entry("config").or_insert_with(|| {
+            serde_json::json!({"remoteAccess": true, "maxInactiveDays": null})
+        });
+        let devices = obj
+            .entry("devices")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Some(devices) = devices.as_array_mut() {
+            for d in devices.iter_mut().filter_map(Value::as_object_mut) {
+                d.entry("lastTimestamp")
+                    .or_insert_with(|| Value::from(EPOCH_TIMESTAMP_HEX));
+                d.entry("revoked").or_insert(Value::Bool(false));
+            }
+        }
+    }
+    Ok(value)
+}
+
+/// Parses `host.json` bytes (any known version).
+///
+/// # Errors
+/// [`StateError::Corrupt`] or [`StateError::UnsupportedVersion`], naming `path`.
+pub fn parse_state(bytes: &[u8], path: &Path) -> Result<HostState, StateError> {
+    let corrupt = |detail: String| StateError::Corrupt {
+        path: path.to_owned(),
+        detail,
+    };
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let value = migrate(value).map_err(|e| match e {
+        Ok(version) => StateError::UnsupportedVersion {
+            path: path.to_owned(),
+            version,
+        },
+        Err(detail) => corrupt(detail),
+    })?;
+    let file: FileV1 = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
+    let mut devices = Vec::with_capacity(file.devices.len());
+    for d in file.devices {
+        let ts: [u8; 12] = hex_array(&d.last_timestamp, "lastTimestamp").map_err(corrupt)?;
+        devices.push(Device {
+            key: hex_array(&d.key, "device key").map_err(corrupt)?,
+            name: d.name,
+            paired_at: d.paired_at,
+            last_seen: d.last_seen,
+            last_timestamp: Timestamp::from_bytes(&ts)
+                .map_err(|e| corrupt(format!("lastTimestamp: {e}")))?,
+            revoked: d.revoked,
+        });
+    }
+    let mut tokens = Vec::with_capacity(file.tokens.len());
+    for t in file.tokens {
+        tokens.push(TokenRecord {
+            id: hex_array(&t.id, "token id").map_err(corrupt)?,
+            secret_digest: hex_array(&t.secret_digest, "secretDigest").map_err(corrupt)?,
+            expires_at: t.expires_at,
+            consumed: t.consumed,
+        });
+    }
+    Ok(HostState {
+        devices,
+        tokens,
+        config: HostSettings {
+            remote_access: file.config.remote_access,
+            max_inactive_days: file.config.max_inactive_days,
+        },
+    })
+}
+
+/// Serializes the state as `host.json` version 1 (pretty, trailing newline).
+pub fn render_state(state: &HostState) -> Vec<u8> {
+    let file = FileV1 {
+        version: STATE_VERSION,
+        devices: state
+            .devices
+            .iter()
+            .map(|d| DeviceV1 {
+                key: hex::encode(d.key),
+                name: d.name.clone(),
+                paired_at: d.paired_at,
+                last_seen: d.last_seen,
+                last_timestamp: hex::encode(d.last_timestamp.to_bytes()),
+                revoked: d.revoked,
+            })
+            .collect(),
+        tokens: state
+            .tokens
+            .iter()
+            .map(|t| TokenV1 {
+                id: hex::encode(t.id),
+                secret_digest: hex::encode(t.secret_digest),
+                expires_at: t.expires_at,
+                consumed: t.consumed,
+            })
+            .collect(),
+        config: ConfigV1 {
+            remote_access: state.config.remote_access,
+            max_inactive_days: state.config.max_inactive_days,
+        },
+    };
+    // Cannot fail: every key is a string.
+    let mut out = serde_json::to_vec_pretty(&file).unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+/// What `tether host run` records for `tether host pair`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunInfo {
+    /// Always 1.
+    pub version: u64,
+    /// The relay URL the host connects to (and tokens name).
+    pub relay: String,
+    /// The workspace the host registers in.
+    pub workspace: String,
+    /// The host's display name.
+    pub host_name: String,
+}
+
+// ---------------------------------------------------------------------------------------
+// atomic files
+
+/// A new file content written to a temporary file and fsynced, not yet in place.
+/// [`Staged::commit`] renames it over the target; dropping it without committing (a
+/// crash, in tests) leaves the target as it was.
+#[derive(Debug)]
+pub struct Staged {
+    tmp: PathBuf,
+    target: PathBuf,
+    dir: PathBuf,
+    committed: bool,
+}
+
+/// Writes `bytes` to a temporary file next to `target` (mode `mode`) and fsyncs it.
+///
+/// # Errors
+/// [`StateError::Io`].
+pub fn stage(target: &Path, bytes: &[u8], mode: u32) -> Result<Staged, StateError> {
+    let dir = target
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let suffix = hex::encode(random_bytes::<6>()?);
+    let tmp = dir.join(format!(".{name}.{suffix}.tmp"));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    let staged = Staged {
+        tmp,
+        target: target.to_owned(),
+        dir,
+        committed: false,
+    };
+    file.write_all(bytes).map_err(io_err(&staged.tmp))?;
+    file.sync_all().map_err(io_err(&staged.tmp))?;
+    Ok(staged)
+}
+
+impl Staged {
+    /// Renames the temporary file over the target and fsyncs the directory.
+    ///
+    /// # Errors
+    /// [`StateError::Io`].
+    pub fn commit(mut self) -> Result<(), StateError> {
+        fs::rename(&self.tmp, &self.target).map_err(io_err(&self.target))?;
+        self.committed = true;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&self.dir))
+    }
+
+    /// Leaves the temporary file behind as a crash would (tests).
+    #[doc(hidden)]
+    pub fn abandon_for_testing(mut self) {
+        self.committed = true;
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Atomic replace of `target` with `bytes`: temp file, fsync, rename, fsync of the
+/// directory.
+///
+/// # Errors
+/// [`StateError::Io`].
+pub fn write_atomic(target: &Path, bytes: &[u8], mode: u32) -> Result<(), StateError> {
+    stage(target, bytes, mode)?.commit()
+}
+
+/// The exclusive lock on `DIR/lock`, released on drop.
+#[derive(Debug)]
+pub struct StateLock {
+    _file: File,
+}
+
+// ---------------------------------------------------------------------------------------
+// the directory
+
+/// A host state directory.
+#[derive(Clone, Debug)]
+pub struct StateDir {
+    path: PathBuf,
+}
+
+impl StateDir {
+    /// Opens `path`, creating it with mode 0700 if it does not exist.
+    ///
+    /// # Errors
+    /// [`StateError::Io`] if it cannot be created or is not a directory.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self, StateError> {
+        let path = path.into();
+        if !path.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&path)
+                .map_err(io_err(&path))?;
+        }
+        if !path.is_dir() {
+            return Err(StateError::Io {
+                path,
+                source: io::Error::other("not a directory"),
+            });
+        }
+        Ok(Self { path })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Path of `host.json`.
+    pub fn state_path(&self) -> PathBuf {
+        self.path.join(STATE_FILE)
+    }
+
+    /// Takes the exclusive lock on `DIR/lock`, waiting for another holder.
+    ///
+    /// # Errors
+    /// [`StateError::Io`].
+    pub fn lock(&self) -> Result<StateLock, StateError> {
+        let path = self.path.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        fs4::FileExt::lock(&file).map_err(io_err(&path))?;
+        Ok(StateLock { _file: file })
+    }
+
+    fn read_unlocked(&self) -> Result<HostState, StateError> {
+        let path = self.state_path();
+        match fs::read(&path) {
+            Ok(bytes) => parse_state(&bytes, &path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(HostState::default()),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// Reads `host.json` under the lock (an absent file is the empty state).
+    ///
+    /// # Errors
+    /// [`StateError::Io`], [`StateError::Corrupt`], [`StateError::UnsupportedVersion`].
+    pub fn read(&self) -> Result<HostState, StateError> {
+        let _lock = self.lock()?;
+        self.read_unlocked()
+    }
+
+    /// One read-modify-write of `host.json` under the lock: `f` sees the current state;
+    /// if it returns `Ok` the state is written durably before this returns, if it returns
+    /// `Err` nothing is written.
+    ///
+    /// # Errors
+    /// The outer error is the store's ([`StateError`]); the inner one is `f`'s.
+    pub fn update<T, E>(
+        &self,
+        f: impl FnOnce(&mut HostState) -> Result<T, E>,
+    ) -> Result<Result<T, E>, StateError> {
+        let _lock = self.lock()?;
+        let mut state = self.read_unlocked()?;
+        match f(&mut state) {
+            Ok(t) => {
+                write_atomic(&self.state_path(), &render_state(&state), 0o600)?;
+                Ok(Ok(t))
+            }
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    /// The static private key, created (from the CSPRNG, mode 0600) on first use.
+    ///
+    /// # Errors
+    /// [`StateError::Io`], [`StateError::Corrupt`] for a key file that is not 64 hex
+    /// digits, [`StateError::Random`].
+    pub fn load_or_create_key(&self) -> Result<[u8; 32], StateError> {
+        let _lock = self.lock()?;
+        match self.read_key() {
+            Err(StateError::NoKey { .. }) => {
+                let key = random_bytes::<32>()?;
+                let mut text = hex::encode(key);
+                text.push('\n');
+                write_atomic(&self.path.join(KEY_FILE), text.as_bytes(), 0o600)?;
+                Ok(key)
+            }
+            other => other,
+        }
+    }
+
+    /// The static private key.
+    ///
+    /// # Errors
+    /// [`StateError::NoKey`] when there is none yet, [`StateError::Corrupt`] for a key
+    /// file that is not 64 hex digits or is readable by others, [`StateError::Io`].
+    pub fn read_key(&self) -> Result<[u8; 32], StateError> {
+        let path = self.path.join(KEY_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StateError::NoKey {
+                    path,
+                    dir: self.path.clone(),
+                });
+            }
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let mode = fs::metadata(&path)
+            .map_err(io_err(&path))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(StateError::Corrupt {
+                path,
+                detail: format!("mode {:o} lets others read the private key; chmod 600 it", mode & 0o777),
+            });
+        }
+        hex_array::<32>(text.trim(), "host key").map_err(|detail| StateError::Corrupt { path, detail })
+    }
+
+    /// Records the run information.
+    ///
+    /// # Errors
+    /// [`StateError::Io`].
+    pub fn write_run_info(&self, info: &RunInfo) -> Result<(), StateError> {
+        let _lock = self.lock()?;
+        let mut bytes = serde_json::to_vec_pretty(info).unwrap_or_default();
+        bytes.push(b'\n');
+        write_atomic(&self.path.join(RUN_FILE), &bytes, 0o600)
+    }
+
+    /// The run information `tether host run` recorded.
+    ///
+    /// # Errors
+    /// [`StateError::NotRunYet`], [`StateError::Corrupt`], [`StateError::Io`].
+    pub fn read_run_info(&self) -> Result<RunInfo, StateError> {
+        let path = self.path.join(RUN_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StateError::NotRunYet {
+                    path,
+                    dir: self.path.clone(),
+                });
+            }
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let info: RunInfo = serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+        if info.version != 1 {
+            return Err(StateError::UnsupportedVersion {
+                path,
+                version: info.version,
+            });
+        }
+        Ok(info)
+    }
+
+    /// Mints a pairing token for the relay and workspace of `run.json`, living `ttl`
+    /// (`TOKEN-9`: at most 600 s), and stores its id and secret digest (`TOKEN-11`).
+    ///
+    /// # Errors
+    /// [`StateError::Token`] for a lifetime over 600 s or a bad field, the errors of
+    /// [`StateDir::read_key`], [`StateDir::read_run_info`] and [`StateDir::update`].
+    pub fn mint_token(&self, ttl: Duration, now: UnixTime) -> Result<PairingToken, StateError> {
+        let expires_at = PairingToken::expiry_after(now, ttl).map_err(StateError::Token)?;
+        let host_private = self.read_key()?;
+        let run = self.read_run_info()?;
+        let token_id = random_bytes::<16>()?; // TOKEN-11
+        let token_secret = random_bytes::<32>()?;
+        let token = PairingToken::new(
+            tether_proto::keys::public_key(&host_private),
+            token_id,
+            token_secret,
+            expires_at,
+            run.workspace,
+            run.relay,
+            Some(run.host_name),
+        )
+        .map_err(StateError::Token)?;
+        let record = TokenRecord {
+            id: token_id,
+            secret_digest: secret_digest(&token_secret),
+            expires_at,
+            consumed: false,
+        };
+        self.update(|s| {
+            s.add_token(record, now);
+            Ok::<(), StateError>(())
+        })??;
+        Ok(token)
+    }
+
+    /// Revokes the device `query` names (name, or fingerprint prefix).
+    ///
+    /// # Errors
+    /// [`StateError::NoSuchDevice`], [`StateError::AmbiguousDevice`], store errors.
+    pub fn revoke(&self, query: &str) -> Result<Device, StateError> {
+        self.update(|s| s.revoke(query))?
+    }
+
+    /// Switches remote access on or off (`CHAN-26`, `CMD-55`).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn set_remote_access(&self, on: bool) -> Result<(), StateError> {
+        self.update(|s| {
+            s.config.remote_access = on;
+            Ok::<(), StateError>(())
+        })?
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// the HostStore
+
+/// The [`HostStore`] of the reference host: every call re-reads `host.json` under the
+/// lock, checks, writes durably and only then returns (`CHAN-10`, `CHAN-12`). A store
+/// failure refuses the session with [`Refusal::StoreFailed`] (`HOST_ERROR`).
+#[derive(Debug)]
+pub struct DiskHostStore {
+    dir: StateDir,
+    last_error: Option<String>,
+}
+
+impl DiskHostStore {
+    /// The store of a state directory.
+    pub fn new(dir: StateDir) -> Self {
+        Self {
+            dir,
+            last_error: None,
+        }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &StateDir {
+        &self.dir
+    }
+
+    /// The last store failure, taken (for the host's log).
+    pub fn take_error(&mut self) -> Option<String> {
+        self.last_error.take()
+    }
+
+    fn run(
+        &mut self,
+        f: impl FnOnce(&mut HostState) -> Result<(), Refusal>,
+    ) -> Result<(), Refusal> {
+        match self.dir.update(f) {
+            Ok(result) => result,
+            Err(e) => {
+                self.last_error = Some(e.to_string());
+                Err(Refusal::StoreFailed)
+            }
+        }
+    }
+}
+
+impl HostStore for DiskHostStore {
+    fn admit(
+        &mut self,
+        device: &[u8; 32],
+        timestamp: Timestamp,
+        now: UnixTime,
+    ) -> Result<(), Refusal> {
+        self.run(|s| s.admit(device, timestamp, now))
+    }
+
+    fn redeem_token(
+        &mut self,
+        token_id: &[u8; 16],
+        token_secret: &[u8; 32],
+        now: UnixTime,
+    ) -> Result<(), Refusal> {
+        self.run(|s| s.redeem_token(token_id, token_secret, now))
+    }
+
+    fn record_device(
+        &mut self,
+        device: &[u8; 32],
+        name: &str,
+        timestamp: Timestamp,
+        now: UnixTime,
+    ) -> Result<(), Refusal> {
+        self.run(|s| {
+            s.record_device(device, name, timestamp, now);
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(secs: u64) -> Timestamp {
+        Timestamp::from_unix(UnixTime::from_secs(secs))
+    }
+
+    fn dir() -> (tempfile::TempDir, StateDir) {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = StateDir::open(tmp.path().join("state")).unwrap();
+        (tmp, state)
+    }
+
+    fn run_info(state: &StateDir) {
+        state
+            .write_run_info(&RunInfo {
+                version: 1,
+                relay: "ws://127.0.0.1:7400/".into(),
+                workspace: "acme".into(),
+                host_name: "build-box".into(),
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn directory_and_key_modes() {
+        let (_tmp, state) = dir();
+        let mode = fs::metadata(state.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let key = state.load_or_create_key().unwrap();
+        assert_eq!(state.load_or_create_key().unwrap(), key, "created once");
+        let path = state.path().join(KEY_FILE);
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(state.read_key(), Err(StateError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn chan_12_token_is_redeemed_once_and_only_digest_is_stored() {
+        let (_tmp, state) = dir();
+        state.load_or_create_key().unwrap();
+        run_info(&state);
+        let now = UnixTime::now();
+        let token = state.mint_token(Duration::from_secs(300), now).unwrap();
+        assert_eq!(token.workspace(), "acme");
+        assert_eq!(token.relay_url(), "ws://127.0.0.1:7400/");
+        assert_eq!(token.host_name(), Some("build-box"));
+        assert_eq!(
+            token.host_key(),
+            &tether_proto::keys::public_key(&state.read_key().unwrap())
+        );
+        let text = fs::read_to_string(state.state_path()).unwrap();
+        // TOKEN-11: the secret is not on disk, its digest is.
+        assert!(!text.contains(&hex::encode(token.token_secret())));
+        assert!(text.contains(&hex::encode(secret_digest(token.token_secret()))));
+
+        let mut store = DiskHostStore::new(state.clone());
+        let mut wrong = *token.token_secret();
+        wrong[0] ^= 1;
+        assert_eq!(
+            store.redeem_token(token.token_id(), &wrong, now),
+            Err(Refusal::TokenRejected)
+        );
+        assert_eq!(store.redeem_token(token.token_id(), token.token_secret(), now), Ok(()));
+        assert_eq!(
+            store.redeem_token(token.token_id(), token.token_secret(), now),
+            Err(Refusal::TokenRejected),
+            "consumed"
+        );
+        // TOKEN-9
+        assert!(matches!(
+            state.mint_token(Duration::from_secs(601), now),
+            Err(StateError::Token(TokenError::LifetimeTooLong))
+        ));
+        // expired
+        let t2 = state.mint_token(Duration::from_secs(10), now).unwrap();
+        assert_eq!(
+            store.redeem_token(t2.token_id(), t2.token_secret(), now.saturating_add(Duration::from_secs(10))),
+            Err(Refusal::TokenRejected)
+        );
+    }
+
+    #[test]
+    fn chan_9_chan_10_admit_revoke_and_replay() {
+        let (_tmp, state) = dir();
+        let mut store = DiskHostStore::new(state.clone());
+        let dev = [7u8; 32];
+        let now = UnixTime::from_secs(1_800_000_000);
+        assert_eq!(store.admit(&dev, ts(100), now), Err(Refusal::NotAuthorized));
+        store.record_device(&dev, "phone", ts(100), now).unwrap();
+        assert_eq!(store.admit(&dev, ts(100), now), Err(Refusal::Replayed));
+        assert_eq!(store.admit(&dev, ts(101), now), Ok(()));
+        assert_eq!(store.admit(&dev, ts(101), now), Err(Refusal::Replayed));
+        // The accepted timestamp is durable: a new store (a restarted host) sees it.
+        let mut again = DiskHostStore::new(state.clone());
+        assert_eq!(again.admit(&dev, ts(101), now), Err(Refusal::Replayed));
+        // Another process revokes; the running host's next admit sees it at once.
+        let fp = tether_proto::keys::fingerprint(&dev);
+        let revoked = state.revoke(&fp[..6]).unwrap();
+        assert!(revoked.revoked);
+        assert_eq!(store.admit(&dev, ts(200), now), Err(Refusal::NotAuthorized));
+        assert_eq!(state.read().unwrap().access(&dev, now), Access::NotAuthorized);
+        // CHAN-26 through the store.
+        state.set_remote_access(false).unwrap();
+        assert_eq!(store.admit(&dev, ts(300), now), Err(Refusal::RemoteAccessDisabled));
+    }
+
+    #[test]
+    fn revoke_by_name_and_ambiguity() {
+        let mut s = HostState::default();
+        let now = UnixTime::from_secs(1);
+        s.record_device(&[1u8; 32], "phone", ts(1), now);
+        s.record_device(&[2u8; 32], "laptop", ts(1), now);
+        s.record_device(&[3u8; 32], "phone", ts(1), now);
+        assert!(matches!(s.revoke("phone"), Err(StateError::AmbiguousDevice { .. })));
+        assert!(matches!(s.revoke("tablet"), Err(StateError::NoSuchDevice { .. })));
+        assert_eq!(s.revoke("laptop").unwrap().key, [2u8; 32]);
+        assert!(s.device(&[2u8; 32]).unwrap().revoked);
+        assert!(!s.device(&[1u8; 32]).unwrap().revoked);
+    }
+
+    #[test]
+    fn atomic_write_survives_crash_between_temp_write_and_rename() {
+        let (_tmp, state) = dir();
+        let mut store = DiskHostStore::new(state.clone());
+        store
+            .record_device(&[9u8; 32], "phone", ts(5), UnixTime::from_secs(5))
+            .unwrap();
+        let before = fs::read(state.state_path()).unwrap();
+        // The crash: a new version fully written and fsynced to its temp file, never
+        // renamed.
+        let mut changed = state.read().unwrap();
+        changed.devices.clear();
+        stage(&state.state_path(), &render_state(&changed), 0o600)
+            .unwrap()
+            .abandon_for_testing();
+        // A torn temp file, too.
+        fs::write(state.path().join(".host.json.deadbeef.tmp"), b"{\"vers").unwrap();
+        assert_eq!(fs::read(state.state_path()).unwrap(), before);
+        let after = state.read().unwrap();
+        assert_eq!(after.devices.len(), 1);
+        // Later writes still work.
+        assert_eq!(store.admit(&[9u8; 32], ts(6), UnixTime::from_secs(6)), Ok(()));
+    }
+
+    #[test]
+    fn corrupt_file_is_a_typed_error_and_left_untouched() {
+        let (_tmp, state) = dir();
+        let cases: &[&[u8]] = &[
+            b"",
+            b"{not json",
+            b"[]",
+            b"{\"version\":\"1\"}",
+            b"{\"version\":1,\"devices\":[],\"tokens\":[]}",
+            b"{\"version\":1,\"devices\":[{\"key\":\"zz\",\"name\":\"a\",\"pairedAt\":1,\"lastSeen\":1,\"lastTimestamp\":\"400000000000000000000000\",\"revoked\":false}],\"tokens\":[],\"config\":{\"remoteAccess\":true,\"maxInactiveDays\":null}}",
+            b"{\"version\":1,\"devices\":[],\"tokens\":[],\"config\":{\"remoteAccess\":true,\"maxInactiveDays\":null},\"extra\":1}",
+        ];
+        for bytes in cases {
+            fs::write(state.state_path(), bytes).unwrap();
+            let e = state.read().unwrap_err();
+            assert!(matches!(e, StateError::Corrupt { .. }), "{e}");
+            let mut store = DiskHostStore::new(state.clone());
+            assert_eq!(
+                store.record_device(&[1u8; 32], "x", ts(1), UnixTime::from_secs(1)),
+                Err(Refusal::StoreFailed)
+            );
+            assert!(store.take_error().unwrap().contains("corrupt"));
+            assert_eq!(&fs::read(state.state_path()).unwrap(), bytes, "never overwritten");
+        }
+    }
+
+    #[test]
+    fn versions_migrate_or_are_refused() {
+        let (_tmp, state) = dir();
+        // v0: no version member, no config/tokens, devices without lastTimestamp.
+        let key = hex::encode([4u8; 32]);
+        let v0 = format!(
+            "{{\"devices\":[{{\"key\":\"{key}\",\"name\":\"old\",\"pairedAt\":10,\"lastSeen\":20}}]}}"
+        );
+        fs::write(state.state_path(), &v0).unwrap();
+        let s = state.read().unwrap();
+        assert_eq!(s.devices.len(), 1);
+        assert_eq!(s.devices[0].last_timestamp, ts(0));
+        assert!(!s.devices[0].revoked);
+        assert_eq!(s.config, HostSettings::default());
+        // The first write stores version 1.
+        state.set_remote_access(true).unwrap();
+        let text = fs::read_to_string(state.state_path()).unwrap();
+        assert!(text.contains("\"version\": 1"), "{text}");
+        assert_eq!(state.read().unwrap().devices, s.devices);
+        // A newer version is refused, and left as it is.
+        let v2 = b"{\"version\":2,\"devices\":[],\"tokens\":[],\"config\":{}}";
+        fs::write(state.state_path(), v2).unwrap();
+        assert!(matches!(
+            state.read(),
+            Err(StateError::UnsupportedVersion { version: 2, .. })
+        ));
+        assert!(state.set_remote_access(false).is_err());
+        assert_eq!(fs::read(state.state_path()).unwrap(), v2);
+    }
+
+    #[test]
+    fn concurrent_writers_lose_nothing() {
+        let (_tmp, state) = dir();
+        let threads: Vec<_> = (0..4u8)
+            .map(|t| {
+                let state = state.clone();
+                std::thread::spawn(move || {
+                    let mut store = DiskHostStore::new(state);
+                    for i in 0..10u8 {
+                        let mut key = [0u8; 32];
+                        key[0] = t;
+                        key[1] = i;
+                        store
+                            .record_device(&key, &format!("d{t}-{i}"), ts(1), UnixTime::from_secs(1))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // Every read-modify-write held the lock: all 40 devices are there.
+        assert_eq!(state.read().unwrap().devices.len(), 40);
+    }
+
+    #[test]
+    fn inactive_devices_must_pair_again() {
+        let mut s = HostState::default();
+        s.config.max_inactive_days = Some(1);
+        let dev = [5u8; 32];
+        s.record_device(&dev, "p", ts(1), UnixTime::from_secs(1000));
+        assert_eq!(s.admit(&dev, ts(2), UnixTime::from_secs(1000 + 86_400)), Ok(()));
+        assert_eq!(
+            s.admit(&dev, ts(3), UnixTime::from_secs(1000 + 2 * 86_400 + 1)),
+            Err(Refusal::NotAuthorized)
+        );
+    }
+}
