@@ -187,10 +187,9 @@ pub(crate) fn pair(args: PairArgs) -> anyhow::Result<ExitCode> {
             &format!("pairing token {}", abbreviate(&args.token)),
             &e,
         )),
-        Err(e @ ControllerError::Closed(_)) => Ok(fail(
-            &format!("pairing refused by host {host_label}"),
-            &e,
-        )),
+        Err(e @ ControllerError::Closed(_)) => {
+            Ok(fail(&format!("pairing refused by host {host_label}"), &e))
+        }
         Err(e) => Ok(fail(&format!("pairing with host {host_label}"), &e)),
     }
 }
@@ -226,19 +225,25 @@ pub(crate) fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     };
     let options = args.relay.link_options();
     let rt = runtime()?;
-    let result = rt.block_on(run_exec(&state, &host, &request, &options, |stream, bytes| {
-        // Streamed as they arrive.
-        let _ = match stream {
-            OutputStream::Stdout => {
-                let mut out = std::io::stdout().lock();
-                out.write_all(bytes).and_then(|()| out.flush())
-            }
-            OutputStream::Stderr => {
-                let mut err = std::io::stderr().lock();
-                err.write_all(bytes).and_then(|()| err.flush())
-            }
-        };
-    }));
+    let result = rt.block_on(run_exec(
+        &state,
+        &host,
+        &request,
+        &options,
+        |stream, bytes| {
+            // Streamed as they arrive.
+            let _ = match stream {
+                OutputStream::Stdout => {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(bytes).and_then(|()| out.flush())
+                }
+                OutputStream::Stderr => {
+                    let mut err = std::io::stderr().lock();
+                    err.write_all(bytes).and_then(|()| err.flush())
+                }
+            };
+        },
+    ));
     match result {
         Ok(outcome) => {
             let r = &outcome.result;

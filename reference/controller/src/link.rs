@@ -249,15 +249,16 @@ impl Link {
         }
         .to_bytes()
         .map_err(tether_proto::Error::from)?;
-        let mut ws = tokio::time::timeout(options.connect_timeout, open_websocket(&parsed, options))
-            .await
-            .map_err(|_| ControllerError::Connect {
-                url: url.to_owned(),
-                detail: format!(
-                    "no connection within {} s",
-                    options.connect_timeout.as_secs()
-                ),
-            })??;
+        let mut ws =
+            tokio::time::timeout(options.connect_timeout, open_websocket(&parsed, options))
+                .await
+                .map_err(|_| ControllerError::Connect {
+                    url: url.to_owned(),
+                    detail: format!(
+                        "no connection within {} s",
+                        options.connect_timeout.as_secs()
+                    ),
+                })??;
         ws.send(WsMessage::binary(hello))
             .await
             .map_err(|e| connect_error(url, &e))?;
@@ -269,7 +270,10 @@ impl Link {
             Err(_) => {
                 return Err(ControllerError::Connect {
                     url: url.to_owned(),
-                    detail: format!("no READY within {} s (LINK-7)", options.connect_timeout.as_secs()),
+                    detail: format!(
+                        "no READY within {} s (LINK-7)",
+                        options.connect_timeout.as_secs()
+                    ),
                 });
             }
         }

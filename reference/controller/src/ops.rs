@@ -9,7 +9,7 @@ use tether_proto::cmd::methods::{
     decode_delta,
 };
 use tether_proto::cmd::types::{Implementation, OutputStream, PathStyle, SandboxMode};
-use tether_proto::cmd::{Params, PROTOCOL_NAME, ServerNotification, capability};
+use tether_proto::cmd::{PROTOCOL_NAME, Params, ServerNotification, capability};
 use tether_proto::keys::fingerprint;
 use tether_proto::link::CloseCode;
 use tether_proto::session::{ControllerConfig, Purpose};
@@ -108,8 +108,7 @@ pub async fn pair(
 
 /// `CHAN-3`: 1 to 64 bytes of UTF-8 without control characters.
 fn check_device_name(name: &str) -> Result<(), ControllerError> {
-    if name.is_empty() || name.len() > MAX_DEVICE_NAME_LEN || name.chars().any(char::is_control)
-    {
+    if name.is_empty() || name.len() > MAX_DEVICE_NAME_LEN || name.chars().any(char::is_control) {
         return Err(ControllerError::Usage(format!(
             "device name {name:?} must be 1 to {MAX_DEVICE_NAME_LEN} bytes without control characters (CHAN-3)"
         )));
@@ -275,7 +274,12 @@ pub async fn exec_on(
     if request.argv.is_empty() {
         return Err(ControllerError::Usage("no command to run".to_owned()));
     }
-    if !conn.init.capabilities.iter().any(|c| c == capability::COMMAND_EXEC) {
+    if !conn
+        .init
+        .capabilities
+        .iter()
+        .any(|c| c == capability::COMMAND_EXEC)
+    {
         return Err(ControllerError::Host(format!(
             "host {} does not offer command.exec",
             conn.session.host_info().name
@@ -326,7 +330,8 @@ pub async fn exec_on(
             biased;
             event = conn.session.next_event() => match event {
                 Some(event) => handle(event),
-                None => {}
+                // The session is over: its task has answered every pending request.
+                None => break (&mut reply).await,
             },
             answer = &mut reply => break answer,
         }

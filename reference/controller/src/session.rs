@@ -414,8 +414,7 @@ fn flush(
     mut message1: Option<&mut Vec<u8>>,
 ) -> Result<(), ControllerError> {
     while let Some(frame) = controller.poll_transmit() {
-        if let (RelayFrame::Open { handshake, .. }, Some(m1)) = (&frame, message1.as_deref_mut())
-        {
+        if let (RelayFrame::Open { handshake, .. }, Some(m1)) = (&frame, message1.as_deref_mut()) {
             m1.clone_from(handshake);
         }
         link.send_frame(frame)?;

@@ -112,7 +112,12 @@ impl ControllerState {
                 write_atomic(dir, KEY_FILE, format!("{}\n", hex::encode(key)).as_bytes())?;
                 key
             }
-            Err(e) => return Err(ControllerError::io(format!("reading {}", key_path.display()), e)),
+            Err(e) => {
+                return Err(ControllerError::io(
+                    format!("reading {}", key_path.display()),
+                    e,
+                ));
+            }
         };
         Ok(Self {
             dir: dir.to_owned(),
@@ -257,7 +262,12 @@ impl ControllerState {
                     hosts: Vec::new(),
                 });
             }
-            Err(e) => return Err(ControllerError::io(format!("reading {}", path.display()), e)),
+            Err(e) => {
+                return Err(ControllerError::io(
+                    format!("reading {}", path.display()),
+                    e,
+                ));
+            }
         };
         let value: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| ControllerError::State {
@@ -396,7 +406,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let key_mode = fs::metadata(dir.join(KEY_FILE)).unwrap().permissions().mode();
+            let key_mode = fs::metadata(dir.join(KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(key_mode & 0o777, 0o600);
             let dir_mode = fs::metadata(&dir).unwrap().permissions().mode();
             assert_eq!(dir_mode & 0o777, 0o700);
@@ -420,7 +433,9 @@ mod tests {
         let stored = reopened.find_host(Some("box")).unwrap();
         assert_eq!(stored.last_timestamp, hex::encode(t2.to_bytes()));
         // An unknown host gets `now` and nothing is stored (CHAN-22).
-        let t = state.next_timestamp(&[9u8; 32], UnixTime::from_secs(20)).unwrap();
+        let t = state
+            .next_timestamp(&[9u8; 32], UnixTime::from_secs(20))
+            .unwrap();
         assert_eq!(hex::encode(t.to_bytes()), "400000000000001400000000");
         assert_eq!(state.hosts().unwrap().len(), 1);
     }
@@ -429,11 +444,17 @@ mod tests {
     fn find_host_by_name_prefix_and_ambiguity() {
         let tmp = tempfile::tempdir().unwrap();
         let state = ControllerState::open(tmp.path()).unwrap();
-        assert!(matches!(state.find_host(None), Err(ControllerError::Host(_))));
+        assert!(matches!(
+            state.find_host(None),
+            Err(ControllerError::Host(_))
+        ));
         state.add_host(host("box", 7)).unwrap();
         assert_eq!(state.find_host(None).unwrap().name, "box");
         state.add_host(host("other", 8)).unwrap();
-        assert!(matches!(state.find_host(None), Err(ControllerError::Host(_))));
+        assert!(matches!(
+            state.find_host(None),
+            Err(ControllerError::Host(_))
+        ));
         assert_eq!(state.find_host(Some("other")).unwrap().name, "other");
         assert_eq!(state.find_host(Some("0707")).unwrap().name, "box");
         assert!(state.find_host(Some("zz")).is_err());

@@ -44,6 +44,8 @@ fn rng() -> [u8; 32] {
     b
 }
 
+type Writers = Arc<Mutex<HashMap<LinkId, mpsc::UnboundedSender<Option<Vec<u8>>>>>>;
+
 struct TestRelay {
     url: String,
     /// Every binary message the relay forwarded, both ways.
@@ -55,10 +57,12 @@ async fn start_relay() -> TestRelay {
     let url = format!("ws://{}/", listener.local_addr().unwrap());
     let config = RelayConfig::default()
         .with_workspace("acme", WorkspaceConfig::new(CREDENTIAL.as_bytes(), true))
-        .with_workspace("other", WorkspaceConfig::new(OTHER_CREDENTIAL.as_bytes(), true));
+        .with_workspace(
+            "other",
+            WorkspaceConfig::new(OTHER_CREDENTIAL.as_bytes(), true),
+        );
     let relay = Arc::new(Mutex::new(Relay::new(config)));
-    let writers: Arc<Mutex<HashMap<LinkId, mpsc::UnboundedSender<Option<Vec<u8>>>>>> =
-        Arc::default();
+    let writers: Writers = Arc::default();
     let tap: Arc<Mutex<Vec<u8>>> = Arc::default();
     let tap2 = tap.clone();
     tokio::spawn(async move {
@@ -139,7 +143,9 @@ async fn start_host(url: &str) -> TestHost {
         credential: CREDENTIAL.as_bytes().to_vec(),
         registration: msg1.to_vec(),
     };
-    sink.send(Ws::binary(hello.to_bytes().unwrap())).await.unwrap();
+    sink.send(Ws::binary(hello.to_bytes().unwrap()))
+        .await
+        .unwrap();
     let mut reg = Some(reg);
     loop {
         let Some(Ok(Ws::Binary(b))) = stream.next().await else {
@@ -252,9 +258,17 @@ fn token(host: &TestHost, url: &str, ttl: u64) -> String {
     let secret = rng();
     let expires = UnixTime::now().as_secs() + ttl;
     host.store.lock().unwrap().add_token(id, &secret, expires);
-    PairingToken::new(host.key, id, secret, expires, "acme", url, Some("build-box".into()))
-        .unwrap()
-        .to_text()
+    PairingToken::new(
+        host.key,
+        id,
+        secret,
+        expires,
+        "acme",
+        url,
+        Some("build-box".into()),
+    )
+    .unwrap()
+    .to_text()
 }
 
 async fn bounded<T>(f: impl Future<Output = T>) -> T {
@@ -352,10 +366,7 @@ async fn pair_exec_status_and_refusals() {
         link.close(CloseCode::NORMAL).await;
 
         // CHAN-9: a revoked device is refused.
-        host.store
-            .lock()
-            .unwrap()
-            .revoke(state.keypair().public());
+        host.store.lock().unwrap().revoke(state.keypair().public());
         let err = exec(&state, &stored, &req, &opts, |_, _| {})
             .await
             .unwrap_err();
