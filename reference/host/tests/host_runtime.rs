@@ -1,0 +1,277 @@
+//! The host runtime against the real relay over `wss://` on 127.0.0.1 (self-signed
+//! certificate, `--ca-cert`), with a controller driven by `tether_proto::session::Controller`:
+//! pair with a minted token, initialize, `command/exec`, resume, replay of a token, revoke.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tether_host::runtime::{HostOptions, RunEvent};
+use tether_host::state::StateDir;
+use tether_host::{CommandConfig, run};
+use tether_proto::channel::Timestamp;
+use tether_proto::cmd::methods::{CommandExecResult, decode_delta};
+use tether_proto::cmd::{Message, Notification, Request, ServerNotification};
+use tether_proto::link::{CloseCode, RelayFrame, Role, SessionId};
+use tether_proto::session::{Controller, ControllerConfig, ControllerEvent, Purpose};
+use tether_proto::time::UnixTime;
+use tether_relay::client::{self, ClientLink};
+use tether_relay::{RelayServer, RelayServerConfig};
+use tokio::sync::{mpsc, oneshot};
+
+const CREDENTIAL: &str = "runtime-test-credential";
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn controller_link(url: &str, tls: Arc<rustls::ClientConfig>) -> ClientLink {
+    let mut link = client::connect(url, Some(tls)).await.unwrap();
+    client::send_frame(
+        &mut link,
+        &RelayFrame::Hello {
+            version: 1,
+            role: Role::Controller,
+            workspace: "acme".into(),
+            credential: CREDENTIAL.as_bytes().to_vec(),
+            registration: Vec::new(),
+        },
+    )
+    .await
+    .unwrap();
+    let ready = tokio::time::timeout(WAIT, client::recv_frame(&mut link))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ready, Some(RelayFrame::Ready));
+    link
+}
+
+fn random_session() -> SessionId {
+    let mut id = [0u8; 8];
+    getrandom::fill(&mut id).unwrap();
+    SessionId(id)
+}
+
+async fn flush(link: &mut ClientLink, c: &mut Controller) {
+    while let Some(frame) = c.poll_transmit() {
+        client::send_frame(link, &frame).await.unwrap();
+    }
+}
+
+/// Pumps frames into `c` until an event arrives.
+async fn next_event(link: &mut ClientLink, c: &mut Controller) -> ControllerEvent {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        flush(link, c).await;
+        if let Some(e) = c.poll_event() {
+            return e;
+        }
+        let frame = tokio::time::timeout_at(deadline.into(), client::recv_frame(link))
+            .await
+            .expect("no frame in time")
+            .unwrap()
+            .expect("relay closed the link");
+        match frame {
+            RelayFrame::Data { session, payload } if session == c.session() => {
+                c.handle_data(&payload);
+            }
+            RelayFrame::Close { session, code } if session == c.session() => c.handle_close(code),
+            RelayFrame::Ping { value } => {
+                client::send_frame(link, &RelayFrame::Pong { value })
+                    .await
+                    .unwrap();
+            }
+            _ => {}
+        }
+    }
+}
+
+fn config(
+    key: [u8; 32],
+    host_key: [u8; 32],
+    last: &mut Option<Timestamp>,
+    purpose: Purpose,
+) -> ControllerConfig {
+    let timestamp = Timestamp::next_after(*last, UnixTime::now());
+    *last = Some(timestamp);
+    ControllerConfig {
+        static_private: key,
+        host_key,
+        workspace: "acme".into(),
+        session: random_session(),
+        timestamp,
+        handshake_timeout: ControllerConfig::default_timeout(&purpose),
+        purpose,
+    }
+}
+
+async fn request(link: &mut ClientLink, c: &mut Controller, id: i64, method: &str, params: serde_json::Value) {
+    c.send(&Message::Request(Request::new(id, method, Some(params))))
+        .unwrap();
+    flush(link, c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pair_exec_resume_revoke_over_wss() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let relay = RelayServer::bind(
+        RelayServerConfig::new("127.0.0.1:0".parse().unwrap())
+            .with_workspace("acme", CREDENTIAL.as_bytes(), true)
+            .unwrap()
+            .with_tls(&cert_path, &key_path),
+    )
+    .await
+    .unwrap()
+    .spawn();
+    let url = format!("wss://localhost:{}/tether", relay.local_addr().port());
+
+    // The host.
+    let state = StateDir::open(dir.path().join("host")).unwrap();
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let options = HostOptions {
+        relay: url.clone(),
+        workspace: "acme".into(),
+        credential: CREDENTIAL.into(),
+        name: "build-box".into(),
+        confirm: false,
+        commands: CommandConfig::default(),
+        ca_cert: Some(cert_path.clone()),
+        insecure: false,
+    };
+    let host = tokio::spawn(run(
+        state.clone(),
+        options,
+        async {
+            let _ = stopped.await;
+        },
+        move |e| {
+            let _ = events_tx.send(e);
+        },
+    ));
+    loop {
+        match tokio::time::timeout(WAIT, events.recv()).await.unwrap().unwrap() {
+            RunEvent::Ready { fingerprint, relay } => {
+                assert_eq!(relay, url);
+                let host_key = tether_proto::keys::public_key(&state.read_key().unwrap());
+                assert_eq!(fingerprint, tether_proto::keys::fingerprint(&host_key));
+                break;
+            }
+            RunEvent::LinkLost { reason, .. } => panic!("link lost: {reason}"),
+            _ => {}
+        }
+    }
+
+    // `tether host pair`.
+    let token = state
+        .mint_token(Duration::from_secs(300), UnixTime::now())
+        .unwrap();
+    let host_key = *token.host_key();
+    let tls = client::tls_config_with_ca(&cert_path).unwrap();
+    let mut link = controller_link(&url, tls.clone()).await;
+    let device_key = [0x42u8; 32];
+    let mut last = None;
+    let purpose = Purpose::Pair {
+        token_id: *token.token_id(),
+        token_secret: *token.token_secret(),
+        device_name: "ana-phone".into(),
+    };
+    let mut c = Controller::connect(config(device_key, host_key, &mut last, purpose.clone()), Instant::now()).unwrap();
+    match next_event(&mut link, &mut c).await {
+        ControllerEvent::Established { host_info } => {
+            assert_eq!(host_info.name, "build-box");
+            assert!(host_info.has_capability("command.exec"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // CHAN-27: recorded durably.
+    let recorded = state.read().unwrap();
+    let device_pub = tether_proto::keys::public_key(&device_key);
+    assert_eq!(recorded.device(&device_pub).unwrap().name, "ana-phone");
+    assert!(recorded.tokens.iter().all(|t| t.consumed));
+
+    // CMD-15 then command/exec.
+    request(&mut link, &mut c, 1, "command/exec", json!({"command": ["true"], "cwd": "/", "processId": "p"})).await;
+    match next_event(&mut link, &mut c).await {
+        ControllerEvent::Message(Message::Error(e)) => assert_eq!(e.error.code, -32002),
+        other => panic!("{other:?}"),
+    }
+    request(&mut link, &mut c, 2, "initialize", json!({"clientInfo": {"name": "t", "version": "0"}, "protocolVersion": "tether/1"})).await;
+    assert!(matches!(next_event(&mut link, &mut c).await, ControllerEvent::Message(Message::Response(_))));
+    c.send(&Message::Notification(Notification::new("initialized", None)))
+        .unwrap();
+    request(
+        &mut link,
+        &mut c,
+        3,
+        "command/exec",
+        json!({"command": ["sh", "-c", "echo hello; echo oops >&2; exit 4"], "cwd": "/", "processId": "p", "sandbox": "danger-full-access"}),
+    )
+    .await;
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let result: CommandExecResult = loop {
+        match next_event(&mut link, &mut c).await {
+            ControllerEvent::Message(Message::Notification(n)) => {
+                let ServerNotification::CommandExecOutputDelta(d) =
+                    ServerNotification::from_notification(&n).unwrap()
+                else {
+                    panic!("{n:?}")
+                };
+                let raw = decode_delta(&d.delta_base64).unwrap();
+                match d.stream {
+                    tether_proto::cmd::types::OutputStream::Stdout => out.extend(raw),
+                    tether_proto::cmd::types::OutputStream::Stderr => err.extend(raw),
+                }
+            }
+            ControllerEvent::Message(Message::Response(r)) => {
+                break serde_json::from_value(r.result).unwrap();
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(out, b"hello\n");
+    assert_eq!(err, b"oops\n");
+    assert_eq!(result.exit_code, Some(4));
+
+    // CHAN-12: the token works once.
+    let mut again = Controller::connect(config([0x43u8; 32], host_key, &mut None, purpose), Instant::now()).unwrap();
+    match next_event(&mut link, &mut again).await {
+        ControllerEvent::Closed { code, .. } => assert_eq!(code, CloseCode::TOKEN_REJECTED),
+        other => panic!("{other:?}"),
+    }
+
+    // Resume as the paired device.
+    let mut r = Controller::connect(config(device_key, host_key, &mut last, Purpose::Resume), Instant::now()).unwrap();
+    assert!(matches!(next_event(&mut link, &mut r).await, ControllerEvent::Established { .. }));
+
+    // Revoked in "another process": the open session's next request is refused
+    // (CMD-56) and a new one is not admitted (CHAN-9).
+    state.revoke("ana-phone").unwrap();
+    request(&mut link, &mut r, 1, "initialize", json!({"clientInfo": {"name": "t", "version": "0"}, "protocolVersion": "tether/1"})).await;
+    match next_event(&mut link, &mut r).await {
+        ControllerEvent::Message(Message::Error(e)) => assert_eq!(e.error.code, -32011),
+        other => panic!("{other:?}"),
+    }
+    match next_event(&mut link, &mut r).await {
+        ControllerEvent::Closed { code, .. } => assert_eq!(code, CloseCode::NOT_AUTHORIZED),
+        other => panic!("{other:?}"),
+    }
+    let mut refused = Controller::connect(config(device_key, host_key, &mut last, Purpose::Resume), Instant::now()).unwrap();
+    match next_event(&mut link, &mut refused).await {
+        ControllerEvent::Closed { code, .. } => assert_eq!(code, CloseCode::NOT_AUTHORIZED),
+        other => panic!("{other:?}"),
+    }
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(WAIT, host).await.unwrap().unwrap().unwrap();
+    relay.shutdown().await;
+}
