@@ -161,7 +161,7 @@ fn start_relay(listen: &str) -> Relay {
         .args(["--workspace", &format!("other={OTHER_CRED}")])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -210,7 +210,7 @@ fn start_host(state: &Path, relay_url: &str) -> Proc {
         .args(["--name", "build-box", "--allow-unsandboxed"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     Proc(child)
