@@ -53,8 +53,18 @@ struct TestRelay {
 }
 
 async fn start_relay() -> TestRelay {
+    start_relay_with(None).await
+}
+
+type Shared = (Arc<Mutex<Relay>>, Writers, Arc<Mutex<Vec<u8>>>);
+
+async fn start_relay_with(tls: Option<tokio_rustls::TlsAcceptor>) -> TestRelay {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let port = listener.local_addr().unwrap().port();
+    let url = match tls {
+        Some(_) => format!("wss://localhost:{port}/"),
+        None => format!("ws://127.0.0.1:{port}/"),
+    };
     let config = RelayConfig::default()
         .with_workspace("acme", WorkspaceConfig::new(CREDENTIAL.as_bytes(), true))
         .with_workspace(
@@ -64,62 +74,75 @@ async fn start_relay() -> TestRelay {
     let relay = Arc::new(Mutex::new(Relay::new(config)));
     let writers: Writers = Arc::default();
     let tap: Arc<Mutex<Vec<u8>>> = Arc::default();
-    let tap2 = tap.clone();
+    let shared: Shared = (relay, writers, tap.clone());
     tokio::spawn(async move {
         loop {
             let (tcp, _) = listener.accept().await.unwrap();
-            let relay = relay.clone();
-            let writers = writers.clone();
-            let tap = tap2.clone();
+            let shared = shared.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
-                let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else {
-                    return;
-                };
-                let (mut sink, mut stream) = ws.split();
-                let (tx, mut rx) = mpsc::unbounded_channel::<Option<Vec<u8>>>();
-                let link = relay.lock().unwrap().handle_link_opened(Instant::now());
-                writers.lock().unwrap().insert(link, tx);
-                tokio::spawn(async move {
-                    while let Some(Some(bytes)) = rx.recv().await {
-                        if sink.send(Ws::binary(bytes)).await.is_err() {
-                            break;
+                match tls {
+                    Some(acceptor) => {
+                        if let Ok(stream) = acceptor.accept(tcp).await {
+                            serve_link(stream, shared).await;
                         }
                     }
-                    let _ = sink.close().await;
-                });
-                let pump = |relay: &mut Relay| {
-                    let w = writers.lock().unwrap();
-                    for l in relay.links_with_pending() {
-                        while let Some(bytes) = relay.poll_transmit(l) {
-                            tap.lock().unwrap().extend_from_slice(&bytes);
-                            if let Some(tx) = w.get(&l) {
-                                let _ = tx.send(Some(bytes));
-                            }
-                        }
-                    }
-                    while let Some(ev) = relay.poll_event() {
-                        if let RelayEvent::CloseLink { link, .. } = ev
-                            && let Some(tx) = w.get(&link)
-                        {
-                            let _ = tx.send(None);
-                        }
-                    }
-                };
-                while let Some(Ok(msg)) = stream.next().await {
-                    if let Ws::Binary(bytes) = msg {
-                        let mut r = relay.lock().unwrap();
-                        r.handle_frame(link, &bytes, Instant::now(), &mut rng);
-                        pump(&mut r);
-                    }
+                    None => serve_link(tcp, shared).await,
                 }
-                let mut r = relay.lock().unwrap();
-                r.handle_link_closed(link, Instant::now());
-                pump(&mut r);
-                writers.lock().unwrap().remove(&link);
             });
         }
     });
     TestRelay { url, tap }
+}
+
+async fn serve_link<S>(stream: S, (relay, writers, tap): Shared)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+        return;
+    };
+    let (mut sink, mut stream) = ws.split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Option<Vec<u8>>>();
+    let link = relay.lock().unwrap().handle_link_opened(Instant::now());
+    writers.lock().unwrap().insert(link, tx);
+    tokio::spawn(async move {
+        while let Some(Some(bytes)) = rx.recv().await {
+            if sink.send(Ws::binary(bytes)).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let pump = |relay: &mut Relay| {
+        let w = writers.lock().unwrap();
+        for l in relay.links_with_pending() {
+            while let Some(bytes) = relay.poll_transmit(l) {
+                tap.lock().unwrap().extend_from_slice(&bytes);
+                if let Some(tx) = w.get(&l) {
+                    let _ = tx.send(Some(bytes));
+                }
+            }
+        }
+        while let Some(ev) = relay.poll_event() {
+            if let RelayEvent::CloseLink { link, .. } = ev
+                && let Some(tx) = w.get(&link)
+            {
+                let _ = tx.send(None);
+            }
+        }
+    };
+    while let Some(Ok(msg)) = stream.next().await {
+        if let Ws::Binary(bytes) = msg {
+            let mut r = relay.lock().unwrap();
+            r.handle_frame(link, &bytes, Instant::now(), &mut rng);
+            pump(&mut r);
+        }
+    }
+    let mut r = relay.lock().unwrap();
+    r.handle_link_closed(link, Instant::now());
+    pump(&mut r);
+    writers.lock().unwrap().remove(&link);
 }
 
 struct TestHost {
@@ -433,6 +456,43 @@ async fn requests_and_notifications_are_correlated() {
         }
         assert_eq!(deltas, 2);
         conn.close().await;
+    })
+    .await;
+}
+
+/// LINK-2 over TLS: `wss://` with the relay's self-signed certificate trusted through
+/// `ca_cert`; without it the certificate is refused.
+#[tokio::test]
+async fn wss_with_an_extra_ca_certificate() {
+    bounded(async {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, certified.cert.pem()).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(certified.signing_key.serialize_der())
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![certified.cert.der().clone()], key)
+            .unwrap();
+        let relay = start_relay_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(server)))).await;
+        let err = Link::connect(&relay.url, "acme", CREDENTIAL, &LinkOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ControllerError::Connect { .. }), "{err}");
+        let opts = LinkOptions {
+            ca_cert: Some(ca),
+            ..LinkOptions::default()
+        };
+        let link = Link::connect(&relay.url, "acme", CREDENTIAL, &opts)
+            .await
+            .unwrap();
+        assert!(link.end().is_none());
+        link.close(CloseCode::NORMAL).await;
+        assert_eq!(link.end(), Some(tether_controller::LinkEnd::Closed));
     })
     .await;
 }
