@@ -225,25 +225,33 @@ pub(crate) fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     };
     let options = args.relay.link_options();
     let rt = runtime()?;
-    let result = rt.block_on(run_exec(
-        &state,
-        &host,
-        &request,
-        &options,
-        |stream, bytes| {
-            // Streamed as they arrive.
-            let _ = match stream {
-                OutputStream::Stdout => {
-                    let mut out = std::io::stdout().lock();
-                    out.write_all(bytes).and_then(|()| out.flush())
-                }
-                OutputStream::Stderr => {
-                    let mut err = std::io::stderr().lock();
-                    err.write_all(bytes).and_then(|()| err.flush())
-                }
-            };
-        },
-    ));
+    let run = run_exec(&state, &host, &request, &options, |stream, bytes| {
+        // Streamed as they arrive.
+        let _ = match stream {
+            OutputStream::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(bytes).and_then(|()| out.flush())
+            }
+            OutputStream::Stderr => {
+                let mut err = std::io::stderr().lock();
+                err.write_all(bytes).and_then(|()| err.flush())
+            }
+        };
+    });
+    // Ctrl-C ends the session; the host then kills the command's process group (CMD-37).
+    let result = rt.block_on(async {
+        tokio::select! {
+            r = run => Some(r),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
+    let Some(result) = result else {
+        eprintln!(
+            "tether: interrupted; the session to host {} is closed",
+            host_label(&host)
+        );
+        return Ok(ExitCode::from(130));
+    };
     match result {
         Ok(outcome) => {
             let r = &outcome.result;

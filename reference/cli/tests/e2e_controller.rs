@@ -567,3 +567,45 @@ fn relay_restart_mid_session_and_host_restart() {
     assert_eq!(out.code(), Some(0), "{out:?}");
     assert_eq!(out.stdout, "still paired\n");
 }
+
+#[test]
+fn ctrl_c_ends_a_running_exec() {
+    let w = world();
+    let out = exec_when_up(&w.ctl_state.0, &["true"]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let child = tether()
+        .args(["exec", "--state"])
+        .arg(&w.ctl_state.0)
+        .args(["--", "sleep", "30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Proc(child);
+    thread::sleep(Duration::from_millis(1500));
+    let status = Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "exec did not end on SIGINT");
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+    let mut err = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.starts_with("tether: interrupted"), "{err}");
+    drop(w.relay.proc);
+}
