@@ -1,1 +1,35 @@
-//! The Tether reference controller (stub).
+//! `tether-controller`: the Tether reference controller, a tokio client library.
+//!
+//! It connects to a relay as a controller (`spec/03`), opens Noise sessions to hosts
+//! (`spec/04`) and speaks the command protocol over them (`spec/05`). It is a thin driver:
+//! every protocol rule lives in `tether-proto` (`tether_proto::session::Controller` for the
+//! handshake and transport); this crate owns sockets, timers, files and tasks.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`state`] | the state directory: static key, paired hosts, last timestamps (`CHAN-5`) |
+//! | [`link`] | one WebSocket link to a relay: `HELLO`/`READY`, keepalive, `GOAWAY` (`LINK-*`) |
+//! | [`session`] | one session: handshake, requests by id, notifications, `CLOSE` |
+//! | [`ops`] | pair, exec, status |
+//! | [`backoff`] | reconnection with jittered exponential backoff (`LINK-28`) |
+//!
+//! The `tether pair`, `tether exec` and `tether status` commands and the conformance
+//! runner are built on it. Every failure is a [`ControllerError`]; a `CLOSE` or `GOAWAY`
+//! is reported with its code and the requirement behind it ([`CloseInfo`]).
+
+pub mod backoff;
+pub mod error;
+pub mod link;
+pub mod ops;
+pub mod session;
+pub mod state;
+
+pub use backoff::{Backoff, connect_with_retry};
+pub use error::{CloseInfo, ControllerError};
+pub use link::{Link, LinkEnd, LinkOptions, SessionInput};
+pub use ops::{
+    Connection, ExecOutcome, ExecRequest, HostStatus, Paired, Reachable, connect, exec, exec_on,
+    open_session, pair, status,
+};
+pub use session::{PendingReply, RpcError, Session, SessionEnd, SessionEvent, random_session_id};
+pub use state::{ControllerState, PairedHost};

@@ -1,0 +1,611 @@
+//! End to end (issue 3): real `tether relay`, `tether host run` and controller processes
+//! over 127.0.0.1. Every wait is bounded and every child is killed on drop.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const CRED: &str = "acme-credential-0123456789";
+const OTHER_CRED: &str = "other-credential-0123456789";
+
+fn tether() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tether"));
+    c.env_remove("RUST_LOG");
+    c
+}
+
+/// A child process killed (SIGKILL) and reaped on drop.
+struct Proc(Child);
+
+impl Proc {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+static DIRS: AtomicUsize = AtomicUsize::new(0);
+
+impl TempDir {
+    fn new(label: &str) -> Self {
+        let n = DIRS.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("tether-e2e-{}-{label}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Output {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs a command to completion within `limit`, killing it if it overruns.
+fn run(mut cmd: Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {limit:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    }
+}
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// Retries `f` every 200 ms until it returns `Some` or `limit` passes.
+fn eventually<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(last) => {
+                if Instant::now() > deadline {
+                    panic!("{what}: not within {limit:?}; last attempt: {last}");
+                }
+            }
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+struct Relay {
+    proc: Proc,
+    url: String,
+    addr: String,
+}
+
+/// `tether relay --listen ADDR` with workspaces acme and other; waits for its
+/// "listening on" line.
+fn start_relay(listen: &str) -> Relay {
+    let mut child = tether()
+        .args(["relay", "--listen", listen])
+        .args(["--workspace", &format!("acme={CRED}")])
+        .args(["--workspace", &format!("other={OTHER_CRED}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let proc = Proc(child);
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        // Keep draining so the relay never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let line = rx
+        .recv_timeout(LIMIT)
+        .expect("relay printed no listening line");
+    let url = line
+        .strip_prefix("tether relay listening on ")
+        .unwrap_or_else(|| panic!("unexpected relay line {line:?}"))
+        .trim()
+        .to_owned();
+    let addr = url
+        .trim_start_matches("ws://")
+        .trim_end_matches('/')
+        .to_owned();
+    let url = if url.ends_with('/') {
+        url
+    } else {
+        format!("{url}/")
+    };
+    Relay { proc, url, addr }
+}
+
+fn start_host(state: &Path, relay_url: &str) -> Proc {
+    let child = tether()
+        .args(["host", "run", "--state"])
+        .arg(state)
+        .args([
+            "--relay",
+            relay_url,
+            "--workspace",
+            "acme",
+            "--credential",
+            CRED,
+        ])
+        .args(["--name", "build-box", "--allow-unsandboxed"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Proc(child)
+}
+
+/// `tether host pair` → the token text (retried until `host run` has written run.json).
+fn mint_token(host_state: &Path, ttl: u64) -> String {
+    eventually(LIMIT, "tether host pair", || {
+        let mut c = tether();
+        c.args(["host", "pair", "--state"])
+            .arg(host_state)
+            .args(["--ttl", &ttl.to_string()]);
+        let out = run(c, LIMIT);
+        let token = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("TETHER:"))
+            .map(str::to_owned);
+        match (out.code(), token) {
+            (Some(0), Some(t)) => Ok(t),
+            _ => Err(format!("{out:?}")),
+        }
+    })
+}
+
+fn pair_cmd(ctl: &Path, token: &str) -> Output {
+    let mut c = tether();
+    c.args(["pair", token, "--state"])
+        .arg(ctl)
+        .args(["--credential", CRED, "--name", "laptop"]);
+    run(c, Duration::from_secs(90))
+}
+
+/// Pairs, retrying while the host is not registered yet (HOST_UNREACHABLE leaves the
+/// token unused).
+fn pair_when_up(ctl: &Path, token: &str) -> Output {
+    eventually(LIMIT, "tether pair", || {
+        let out = pair_cmd(ctl, token);
+        if out.code() == Some(0) {
+            Ok(out)
+        } else if out.stderr.contains("HOST_UNREACHABLE") {
+            Err(format!("{out:?}"))
+        } else {
+            panic!("pairing failed: {out:?}");
+        }
+    })
+}
+
+fn exec_cmd(ctl: &Path, argv: &[&str]) -> Output {
+    let mut c = tether();
+    c.args(["exec", "--state"]).arg(ctl).arg("--").args(argv);
+    run(c, LIMIT)
+}
+
+/// Runs `argv` until it succeeds at the transport level (exit status other than the
+/// failure of an unreachable host), for waits on a host reconnecting.
+fn exec_when_up(ctl: &Path, argv: &[&str]) -> Output {
+    eventually(LIMIT, "tether exec", || {
+        let out = exec_cmd(ctl, argv);
+        if out.stderr.starts_with("tether:") {
+            Err(format!("{out:?}"))
+        } else {
+            Ok(out)
+        }
+    })
+}
+
+/// A relay, a host registered with it, and a controller paired with the host.
+struct World {
+    relay: Relay,
+    host: Proc,
+    host_state: TempDir,
+    ctl_state: TempDir,
+}
+
+fn world() -> World {
+    let relay = start_relay("127.0.0.1:0");
+    let host_state = TempDir::new("host");
+    let ctl_state = TempDir::new("ctl");
+    let host = start_host(&host_state.0, &relay.url);
+    let token = mint_token(&host_state.0, 300);
+    let out = pair_when_up(&ctl_state.0, &token);
+    World {
+        relay,
+        host,
+        host_state,
+        ctl_state,
+    }
+    .checked_pair(&out)
+}
+
+impl World {
+    fn checked_pair(self, out: &Output) -> Self {
+        // CHAN-23: the code is printed on its own line before waiting.
+        let code_line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("confirmation code: "))
+            .unwrap_or_else(|| panic!("no confirmation code: {out:?}"));
+        let code = code_line.trim_start_matches("confirmation code: ");
+        assert!(
+            code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
+            "{out:?}"
+        );
+        assert!(out.stdout.contains("paired with build-box ("), "{out:?}");
+        self
+    }
+}
+
+#[test]
+fn pair_exec_status_and_token_reuse() {
+    let w = world();
+    // Output streams arrive intact on their own streams; the remote status is ours.
+    let out = exec_when_up(
+        &w.ctl_state.0,
+        &["sh", "-c", "echo out; echo err >&2; exit 3"],
+    );
+    assert_eq!(out.code(), Some(3), "{out:?}");
+    assert_eq!(out.stdout, "out\n", "{out:?}");
+    assert_eq!(out.stderr, "err\n", "{out:?}");
+
+    let mut c = tether();
+    c.args(["status", "--state"]).arg(&w.ctl_state.0);
+    let out = run(c, LIMIT);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(
+        out.stdout.contains("build-box") && out.stdout.contains("reachable"),
+        "{out:?}"
+    );
+
+    // CHAN-12: a token pairs once.
+    let token = mint_token(&w.host_state.0, 300);
+    let ctl2 = TempDir::new("ctl2");
+    let first = pair_when_up(&ctl2.0, &token);
+    assert_eq!(first.code(), Some(0), "{first:?}");
+    let ctl3 = TempDir::new("ctl3");
+    let second = pair_cmd(&ctl3.0, &token);
+    assert_eq!(second.code(), Some(1), "{second:?}");
+    assert!(
+        second
+            .stderr
+            .contains("pairing refused by host build-box: TOKEN_REJECTED (34)"),
+        "{second:?}"
+    );
+    assert!(second.stderr.contains("(CHAN-12)"), "{second:?}");
+    assert_eq!(second.stderr.lines().count(), 1, "{second:?}");
+    // Nothing was stored for the refused pairing (CHAN-22).
+    let mut c = tether();
+    c.args(["status", "--state"]).arg(&ctl3.0);
+    let out = run(c, LIMIT);
+    assert!(out.stdout.contains("no paired hosts"), "{out:?}");
+    drop(w.host);
+}
+
+#[test]
+fn expired_token_is_refused() {
+    let relay = start_relay("127.0.0.1:0");
+    let host_state = TempDir::new("host");
+    let ctl = TempDir::new("ctl");
+    let _host = start_host(&host_state.0, &relay.url);
+    let token = mint_token(&host_state.0, 1);
+    thread::sleep(Duration::from_millis(2100));
+    let out = pair_cmd(&ctl.0, &token);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert!(out.stderr.contains("token expired (TOKEN-10)"), "{out:?}");
+    drop(relay.proc);
+}
+
+#[test]
+fn revoked_device_is_refused() {
+    let w = world();
+    let out = exec_when_up(&w.ctl_state.0, &["true"]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let mut c = tether();
+    c.args(["host", "revoke", "--state"])
+        .arg(&w.host_state.0)
+        .arg("laptop");
+    let out = run(c, LIMIT);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let out = exec_cmd(&w.ctl_state.0, &["true"]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert!(out.stderr.contains("NOT_AUTHORIZED (32)"), "{out:?}");
+    assert!(out.stderr.contains("(CHAN-9)"), "{out:?}");
+    drop(w.relay.proc);
+}
+
+#[test]
+fn another_workspace_cannot_reach_the_host() {
+    let w = world();
+    // Point the controller's record at workspace "other" of the same relay.
+    let path = w.ctl_state.join("controller.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited = text
+        .replace("\"workspace\": \"acme\"", "\"workspace\": \"other\"")
+        .replace(CRED, OTHER_CRED);
+    assert_ne!(text, edited);
+    std::fs::write(&path, edited).unwrap();
+    let out = exec_cmd(&w.ctl_state.0, &["true"]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert!(out.stderr.contains("HOST_UNREACHABLE (16)"), "{out:?}");
+    assert!(out.stderr.contains("(LINK-17)"), "{out:?}");
+    drop(w.host);
+}
+
+#[test]
+fn replayed_message_1_is_refused() {
+    use tether_controller::{ControllerState, Link, LinkOptions, SessionInput, open_session};
+    use tether_proto::link::{CloseCode, RelayFrame};
+
+    let w = world();
+    let out = exec_when_up(&w.ctl_state.0, &["true"]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        tokio::time::timeout(LIMIT, async {
+            let state = ControllerState::open(&w.ctl_state.0).unwrap();
+            let host = state.find_host(None).unwrap();
+            let opts = LinkOptions::default();
+            let link = Link::connect(&host.relay, &host.workspace, &host.credential, &opts)
+                .await
+                .unwrap();
+            let session = open_session(&state, &link, &host).await.unwrap();
+            let id = session.id();
+            let message1 = session.message1().to_vec();
+            session.close(CloseCode::NORMAL).await;
+            // The same OPEN again, same session id, on a raw link (CHAN-10).
+            let raw = Link::connect(&host.relay, &host.workspace, &host.credential, &opts)
+                .await
+                .unwrap();
+            let mut inputs = raw.register(id).unwrap();
+            raw.send_frame(RelayFrame::Open {
+                session: id,
+                host_key: host.host_key_bytes().unwrap(),
+                handshake: message1,
+            })
+            .unwrap();
+            assert_eq!(
+                inputs.recv().await,
+                Some(SessionInput::Close(CloseCode::REPLAYED))
+            );
+            raw.close(CloseCode::NORMAL).await;
+            link.close(CloseCode::NORMAL).await;
+        })
+        .await
+        .expect("replay test timed out");
+    });
+    drop(w.host);
+}
+
+/// A TCP proxy that records every byte it forwards, both ways.
+fn start_tap(target: String) -> (String, Arc<Mutex<Vec<u8>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let seen2 = seen.clone();
+    thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(&target) else {
+                continue;
+            };
+            for (mut from, mut to) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                let seen = seen2.clone();
+                thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    loop {
+                        match from.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+                                if to.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn the_relay_sees_no_plaintext() {
+    let w = world();
+    let (tap_addr, seen) = start_tap(w.relay.addr.clone());
+    let path = w.ctl_state.join("controller.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited = text.replace(&w.relay.url, &format!("ws://{tap_addr}/"));
+    assert_ne!(text, edited);
+    std::fs::write(&path, edited).unwrap();
+    let marker = "MARKER-c0ffee-5e55-10n";
+    let out = exec_when_up(&w.ctl_state.0, &["echo", marker]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, format!("{marker}\n"), "{out:?}");
+    let bytes = seen.lock().unwrap().clone();
+    assert!(
+        bytes.len() > 1000,
+        "the tap saw the session ({} bytes)",
+        bytes.len()
+    );
+    let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(!contains(marker.as_bytes()));
+    assert!(!contains(b"command/exec"));
+    assert!(!contains(b"jsonrpc"));
+    // Nor the output's base64 as the outputDelta would carry it.
+    assert!(!contains(b"TUFSS0VSLWMwZmZlZS01ZTU1LTEwbgo="));
+    drop(w.host);
+}
+
+#[test]
+fn relay_restart_mid_session_and_host_restart() {
+    let mut w = world();
+    let out = exec_when_up(&w.ctl_state.0, &["true"]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+
+    // A long command is running when the relay dies (kill -9).
+    let mut c = tether();
+    c.args(["exec", "--state"])
+        .arg(&w.ctl_state.0)
+        .args(["--", "sleep", "20"]);
+    let long = thread::spawn(move || run(c, LIMIT));
+    thread::sleep(Duration::from_millis(1500));
+    let addr = w.relay.addr.clone();
+    w.relay.proc.kill();
+    let out = long.join().unwrap();
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert!(
+        out.stderr.starts_with("tether: exec on host build-box"),
+        "{out:?}"
+    );
+
+    // A new relay on the same port: the host reconnects (LINK-28) and exec works again.
+    let relay = eventually(LIMIT, "restart the relay", || {
+        let r = std::panic::catch_unwind(|| start_relay(&addr));
+        r.map_err(|_| "port not free yet".to_owned())
+    });
+    let out = exec_when_up(&w.ctl_state.0, &["echo", "again"]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, "again\n");
+
+    // Host restarted: the pairing survives.
+    w.host.kill();
+    let _host = start_host(&w.host_state.0, &relay.url);
+    let out = exec_when_up(&w.ctl_state.0, &["echo", "still paired"]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, "still paired\n");
+}
+
+#[test]
+fn ctrl_c_ends_a_running_exec() {
+    let w = world();
+    let out = exec_when_up(&w.ctl_state.0, &["true"]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let child = tether()
+        .args(["exec", "--state"])
+        .arg(&w.ctl_state.0)
+        .args(["--", "sleep", "30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Proc(child);
+    thread::sleep(Duration::from_millis(1500));
+    let status = Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "exec did not end on SIGINT");
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+    let mut err = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.starts_with("tether: interrupted"), "{err}");
+    drop(w.relay.proc);
+}

@@ -1,0 +1,260 @@
+//! [`ControllerError`]: every way a controller operation fails, each naming what failed and,
+//! where the protocol has one, the close code and the requirement behind it.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use tether_proto::cmd::ErrorObject;
+use tether_proto::link::CloseCode;
+use tether_proto::token::TokenError;
+
+/// How a session or link ended with a close code: the code, who sent it and on which level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CloseInfo {
+    /// The code carried by `CLOSE` or `GOAWAY`.
+    pub code: CloseCode,
+    /// True if the host or relay sent it, false if this controller did.
+    pub by_peer: bool,
+    /// True for a `GOAWAY` (the whole link), false for a `CLOSE` (one session).
+    pub link_level: bool,
+}
+
+impl CloseInfo {
+    /// The requirement that calls for the code on this level, if any (for example
+    /// `CHAN-12` for `TOKEN_REJECTED`).
+    pub fn requirement(&self) -> Option<&'static str> {
+        if self.link_level {
+            goaway_requirement(self.code)
+        } else {
+            close_requirement(self.code)
+        }
+    }
+}
+
+impl fmt::Display for CloseInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.code)?;
+        if let Some(d) = self.code.description() {
+            write!(f, ": {d}")?;
+        }
+        if let Some(r) = self.requirement() {
+            write!(f, " ({r})")?;
+        }
+        Ok(())
+    }
+}
+
+/// The requirement behind a code received in a session's `CLOSE` (`spec/03`, `spec/04`).
+pub fn close_requirement(code: CloseCode) -> Option<&'static str> {
+    Some(match code {
+        CloseCode::HOST_UNREACHABLE => "LINK-17",
+        CloseCode::SESSION_LIMIT => "LINK-20",
+        CloseCode::SESSION_ID_IN_USE => "LINK-16",
+        CloseCode::UNKNOWN_SESSION => "LINK-19",
+        CloseCode::PEER_GONE => "LINK-21",
+        CloseCode::SLOW_READER => "LINK-22",
+        CloseCode::NOT_AUTHORIZED => "CHAN-9",
+        CloseCode::REPLAYED => "CHAN-10",
+        CloseCode::CLOCK_SKEW => "CHAN-11",
+        CloseCode::TOKEN_REJECTED => "CHAN-12",
+        CloseCode::HANDSHAKE_FAILED => "CHAN-8",
+        CloseCode::DECRYPT_FAILED => "CHAN-18",
+        CloseCode::RATE_LIMITED => "CHAN-14",
+        CloseCode::CONFIRMATION_REJECTED => "CHAN-24",
+        CloseCode::REMOTE_ACCESS_DISABLED => "CHAN-26",
+        CloseCode::HOST_ERROR => "CHAN-12",
+        _ => return None,
+    })
+}
+
+/// The requirement behind a code received in a link's `GOAWAY` (`spec/03`).
+pub fn goaway_requirement(code: CloseCode) -> Option<&'static str> {
+    Some(match code {
+        CloseCode::PROTOCOL_ERROR => "LINK-4",
+        CloseCode::UNSUPPORTED_VERSION => "LINK-3",
+        CloseCode::FRAME_TOO_LARGE => "LINK-5",
+        CloseCode::UNEXPECTED_FRAME => "LINK-8",
+        CloseCode::AUTH_FAILED => "LINK-10",
+        CloseCode::AUTH_TIMEOUT => "LINK-7",
+        CloseCode::REGISTRATION_FAILED => "LINK-12",
+        CloseCode::REMOTE_ACCESS_DISABLED => "LINK-11",
+        CloseCode::IDLE_TIMEOUT => "LINK-24",
+        CloseCode::REPLACED => "LINK-14",
+        CloseCode::SLOW_READER => "LINK-23",
+        _ => return None,
+    })
+}
+
+/// Any failure of the controller library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControllerError {
+    /// A file of the state directory could not be read or written.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A state file is malformed, of an unknown version, or inconsistent.
+    #[error("state file {}: {detail}", path.display())]
+    State {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The pairing token does not decode or has expired.
+    #[error("pairing token: {0} ({req})", req = .0.requirement())]
+    Token(TokenError),
+    /// The relay URL is not a `ws://` or `wss://` URL this controller can reach.
+    #[error("relay URL {url}: {detail}")]
+    BadUrl {
+        /// The URL.
+        url: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Plain `ws://` to a non-loopback address without `--insecure` (`LINK-2`).
+    #[error(
+        "relay URL {url}: plain ws:// is allowed only to loopback addresses; use wss:// or allow it explicitly (LINK-2)"
+    )]
+    InsecureUrl {
+        /// The URL.
+        url: String,
+    },
+    /// TLS configuration failed (bad CA file, no usable roots).
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The TCP, TLS or WebSocket connection to the relay failed.
+    #[error("cannot connect to relay {url}: {detail}")]
+    Connect {
+        /// The relay URL.
+        url: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The relay ended the link with `GOAWAY`.
+    #[error("relay ended the link: {info}{}", if reason.is_empty() { String::new() } else { format!(" [{reason}]") })]
+    GoAway {
+        /// The code.
+        info: CloseInfo,
+        /// The relay's reason text.
+        reason: String,
+    },
+    /// The link to the relay was lost (connection closed, I/O error, nothing received for
+    /// 60 s, `LINK-36`).
+    #[error("relay link lost: {detail}")]
+    LinkLost {
+        /// What happened.
+        detail: String,
+    },
+    /// The session ended with a `CLOSE`.
+    #[error("session closed: {0}")]
+    Closed(CloseInfo),
+    /// Message 2 did not arrive in time (`CHAN-13`).
+    #[error("no answer from the host within {secs} s (CHAN-13)")]
+    HandshakeTimeout {
+        /// The timeout in seconds.
+        secs: u64,
+    },
+    /// The protocol core refused something.
+    #[error("{0} ({req})", req = .0.requirement())]
+    Protocol(tether_proto::Error),
+    /// The host answered a request with an error response.
+    #[error("{method} failed: {code}{name}: {message}", code = error.code, name = error.code_name().map(|n| format!(" {n}")).unwrap_or_default(), message = error.message)]
+    Rpc {
+        /// The request's method.
+        method: String,
+        /// The error object.
+        error: ErrorObject,
+    },
+    /// The host's answer did not have the shape of the method's result (`CMD-13`).
+    #[error("bad result of {method}: {detail}")]
+    BadResult {
+        /// The request's method.
+        method: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// No paired host matches, or several do.
+    #[error("{0}")]
+    Host(String),
+    /// A bad argument (device name, argument vector).
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl ControllerError {
+    /// The close code behind the error, if it is a `CLOSE` or `GOAWAY`.
+    pub fn close_info(&self) -> Option<CloseInfo> {
+        match self {
+            Self::Closed(info) | Self::GoAway { info, .. } => Some(*info),
+            _ => None,
+        }
+    }
+
+    /// The close code behind the error, if it is a `CLOSE` or `GOAWAY`.
+    pub fn close_code(&self) -> Option<CloseCode> {
+        self.close_info().map(|i| i.code)
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+impl From<tether_proto::Error> for ControllerError {
+    fn from(e: tether_proto::Error) -> Self {
+        Self::Protocol(e)
+    }
+}
+
+impl From<TokenError> for ControllerError {
+    fn from(e: TokenError) -> Self {
+        Self::Token(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_info_names_code_and_requirement() {
+        let info = CloseInfo {
+            code: CloseCode::TOKEN_REJECTED,
+            by_peer: true,
+            link_level: false,
+        };
+        assert_eq!(
+            info.to_string(),
+            "TOKEN_REJECTED (34): pairing token rejected (CHAN-12)"
+        );
+        let goaway = CloseInfo {
+            code: CloseCode::REMOTE_ACCESS_DISABLED,
+            by_peer: true,
+            link_level: true,
+        };
+        assert_eq!(goaway.requirement(), Some("LINK-11"));
+        let close = CloseInfo {
+            link_level: false,
+            ..goaway
+        };
+        assert_eq!(close.requirement(), Some("CHAN-26"));
+    }
+
+    #[test]
+    fn every_end_to_end_code_has_a_requirement() {
+        for code in CloseCode::ALL {
+            if (33..=39).contains(&code.0) || code.0 == 32 || code.0 == 41 {
+                assert!(close_requirement(*code).is_some(), "{code}");
+            }
+        }
+    }
+}

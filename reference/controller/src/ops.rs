@@ -1,0 +1,423 @@
+//! What a controller does: pair with a host, run a command on it, check that it answers.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tether_proto::channel::HostInfo;
+use tether_proto::cmd::methods::{
+    CommandExecParams, CommandExecResult, InitializeParams, InitializeResult, InitializedParams,
+    decode_delta,
+};
+use tether_proto::cmd::types::{Implementation, OutputStream, PathStyle, SandboxMode};
+use tether_proto::cmd::{PROTOCOL_NAME, Params, ServerNotification, capability};
+use tether_proto::keys::fingerprint;
+use tether_proto::link::CloseCode;
+use tether_proto::session::{ControllerConfig, Purpose};
+use tether_proto::time::UnixTime;
+use tether_proto::token::PairingToken;
+
+use crate::error::ControllerError;
+use crate::link::{Link, LinkOptions};
+use crate::session::{Session, SessionEvent, random_session_id};
+use crate::state::{ControllerState, PairedHost};
+
+/// The longest device name a PAIR payload carries, in bytes (`CHAN-3`).
+pub const MAX_DEVICE_NAME_LEN: usize = 64;
+
+/// The outcome of a successful pairing.
+#[derive(Clone, Debug)]
+pub struct Paired {
+    /// The record now stored in `controller.json`.
+    pub host: PairedHost,
+    /// What the host said about itself in message 2.
+    pub host_info: HostInfo,
+}
+
+impl Paired {
+    /// The fingerprint of the host key.
+    pub fn fingerprint(&self) -> String {
+        self.host.fingerprint()
+    }
+}
+
+/// Pairs with the host of `token_text` (`spec/02`, `spec/04` PAIR handshake).
+///
+/// Decodes the token and checks its expiry (`TOKEN-10`) before connecting; presents
+/// `credential` to the token's relay and workspace; calls `on_code` with the confirmation
+/// code (`CHAN-23`) before waiting for the host (up to 75 s, `CHAN-13`); stores the host only
+/// after message 2 was read (`CHAN-22`); then closes the session with `NORMAL`.
+///
+/// # Errors
+/// [`ControllerError::Token`] (`TOKEN-*`), [`ControllerError::Usage`] for a bad device name,
+/// the link's errors, [`ControllerError::Closed`] with the host's refusal
+/// (`TOKEN_REJECTED`, `CONFIRMATION_REJECTED`, ...), [`ControllerError::HandshakeTimeout`].
+pub async fn pair(
+    state: &ControllerState,
+    token_text: &str,
+    credential: &str,
+    device_name: &str,
+    options: &LinkOptions,
+    on_code: impl FnOnce(&str),
+) -> Result<Paired, ControllerError> {
+    let token = PairingToken::from_text(token_text.trim())?;
+    // TOKEN-10: an expired token is refused before anything is sent.
+    token.check_expiry(UnixTime::now())?;
+    check_device_name(device_name)?;
+    let host_key = *token.host_key();
+    let link = Link::connect(token.relay_url(), token.workspace(), credential, options).await?;
+    let purpose = Purpose::Pair {
+        token_id: *token.token_id(),
+        token_secret: *token.token_secret(),
+        device_name: device_name.to_owned(),
+    };
+    let timestamp = state.next_timestamp(&host_key, UnixTime::now())?;
+    let config = ControllerConfig {
+        static_private: *state.keypair().private(),
+        host_key,
+        workspace: token.workspace().to_owned(),
+        session: random_session_id()?,
+        timestamp,
+        handshake_timeout: ControllerConfig::default_timeout(&purpose),
+        purpose,
+    };
+    let opened = Session::open(&link, config, on_code).await;
+    let session = match opened {
+        Ok(s) => s,
+        Err(e) => {
+            link.close(CloseCode::NORMAL).await;
+            return Err(e);
+        }
+    };
+    let host_info = session.host_info().clone();
+    // CHAN-22: the host key is kept only now that message 2 has been read.
+    let host = PairedHost {
+        name: host_info.name.clone(),
+        host_key: hex::encode(host_key),
+        relay: token.relay_url().to_owned(),
+        workspace: token.workspace().to_owned(),
+        credential: credential.to_owned(),
+        paired_at: UnixTime::now().as_secs(),
+        last_timestamp: hex::encode(timestamp.to_bytes()),
+    };
+    let stored = state.add_host(host.clone());
+    session.close(CloseCode::NORMAL).await;
+    link.close(CloseCode::NORMAL).await;
+    stored?;
+    Ok(Paired { host, host_info })
+}
+
+/// `CHAN-3`: 1 to 64 bytes of UTF-8 without control characters.
+fn check_device_name(name: &str) -> Result<(), ControllerError> {
+    if name.is_empty() || name.len() > MAX_DEVICE_NAME_LEN || name.chars().any(char::is_control) {
+        return Err(ControllerError::Usage(format!(
+            "device name {name:?} must be 1 to {MAX_DEVICE_NAME_LEN} bytes without control characters (CHAN-3)"
+        )));
+    }
+    Ok(())
+}
+
+/// A session to a paired host, initialized (`CMD-14`, `CMD-15`).
+#[derive(Debug)]
+pub struct Connection {
+    /// The link to the relay.
+    pub link: Link,
+    /// The established session.
+    pub session: Session,
+    /// The host's answer to `initialize`.
+    pub init: InitializeResult,
+}
+
+impl Connection {
+    /// Closes the session and the link normally.
+    pub async fn close(self) {
+        self.session.close(CloseCode::NORMAL).await;
+        self.link.close(CloseCode::NORMAL).await;
+    }
+}
+
+/// The `initialize` params this crate sends.
+pub fn initialize_params() -> InitializeParams {
+    InitializeParams {
+        client_info: Implementation {
+            name: "tether-controller".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        },
+        protocol_version: PROTOCOL_NAME.to_owned(),
+        capabilities: Some(vec![capability::COMMAND_EXEC.to_owned()]),
+    }
+}
+
+/// Opens an established session to a paired host on `link` (`Purpose::Resume`), with the
+/// next timestamp stored first (`CHAN-5`).
+///
+/// # Errors
+/// As [`Session::open`].
+pub async fn open_session(
+    state: &ControllerState,
+    link: &Link,
+    host: &PairedHost,
+) -> Result<Session, ControllerError> {
+    let host_key = host.host_key_bytes()?;
+    let timestamp = state.next_timestamp(&host_key, UnixTime::now())?;
+    let purpose = Purpose::Resume;
+    let config = ControllerConfig {
+        static_private: *state.keypair().private(),
+        host_key,
+        workspace: host.workspace.clone(),
+        session: random_session_id()?,
+        timestamp,
+        handshake_timeout: ControllerConfig::default_timeout(&purpose),
+        purpose,
+    };
+    Session::open(link, config, |_| {}).await
+}
+
+/// Connects to a paired host: link, handshake, `initialize`, `initialized`.
+///
+/// # Errors
+/// The link's, the handshake's or `initialize`'s errors.
+pub async fn connect(
+    state: &ControllerState,
+    host: &PairedHost,
+    options: &LinkOptions,
+) -> Result<Connection, ControllerError> {
+    let link = Link::connect(&host.relay, &host.workspace, &host.credential, options).await?;
+    let result = async {
+        let session = open_session(state, &link, host).await?;
+        let init = session.call(&initialize_params()).await?;
+        session.notify(
+            InitializedParams::METHOD,
+            Some(Value::Object(serde_json::Map::new())),
+        )?;
+        Ok::<_, ControllerError>((session, init))
+    }
+    .await;
+    match result {
+        Ok((session, init)) => Ok(Connection {
+            link,
+            session,
+            init,
+        }),
+        Err(e) => {
+            link.close(CloseCode::NORMAL).await;
+            Err(e)
+        }
+    }
+}
+
+/// What to run with [`exec`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecRequest {
+    /// Program and arguments (`CMD-34`).
+    pub argv: Vec<String>,
+    /// Working directory on the host; `None` for the root of the host's file system.
+    pub cwd: Option<String>,
+    /// Sandbox mode; `None` for the host's default.
+    pub sandbox: Option<SandboxMode>,
+    /// Time limit (`CMD-42`); `None` for the host's default.
+    pub timeout: Option<Duration>,
+    /// Output cap in bytes (`CMD-41`); `None` for the default.
+    pub output_cap: Option<u64>,
+}
+
+/// How a remote command ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecOutcome {
+    /// The host's `command/exec` result (`CMD-39`).
+    pub result: CommandExecResult,
+}
+
+impl ExecOutcome {
+    /// The status a local shell would report: the exit code, or 128 + the signal number
+    /// when a signal ended the process (1 for a signal this crate cannot number).
+    pub fn exit_status(&self) -> i32 {
+        match (&self.result.exit_code, &self.result.signal) {
+            (Some(code), _) => *code,
+            (None, Some(signal)) => signal_number(signal).map_or(1, |n| 128 + n),
+            (None, None) => 1,
+        }
+    }
+}
+
+/// The POSIX number of a signal name, for the signals Linux and macOS number alike.
+pub fn signal_number(name: &str) -> Option<i32> {
+    Some(match name {
+        "SIGHUP" => 1,
+        "SIGINT" => 2,
+        "SIGQUIT" => 3,
+        "SIGILL" => 4,
+        "SIGTRAP" => 5,
+        "SIGABRT" => 6,
+        "SIGFPE" => 8,
+        "SIGKILL" => 9,
+        "SIGSEGV" => 11,
+        "SIGPIPE" => 13,
+        "SIGALRM" => 14,
+        "SIGTERM" => 15,
+        _ => return None,
+    })
+}
+
+/// Runs `request` on an initialized connection with `command/exec` (`CMD-34`..`CMD-42`),
+/// calling `on_output` with each chunk of stdout or stderr as it arrives, in order
+/// (`CMD-35`); returns when the host answers, after the last chunk (`CMD-36`).
+///
+/// # Errors
+/// [`ControllerError::Usage`] for an empty argument vector, [`ControllerError::Rpc`]
+/// (for example -32012 when the host cannot enforce the sandbox, `CMD-46`), or the
+/// session's end.
+pub async fn exec_on(
+    conn: &mut Connection,
+    request: &ExecRequest,
+    mut on_output: impl FnMut(OutputStream, &[u8]),
+) -> Result<ExecOutcome, ControllerError> {
+    if request.argv.is_empty() {
+        return Err(ControllerError::Usage("no command to run".to_owned()));
+    }
+    if !conn
+        .init
+        .capabilities
+        .iter()
+        .any(|c| c == capability::COMMAND_EXEC)
+    {
+        return Err(ControllerError::Host(format!(
+            "host {} does not offer command.exec",
+            conn.session.host_info().name
+        )));
+    }
+    let mut suffix = [0u8; 8];
+    getrandom::fill(&mut suffix)
+        .map_err(|e| ControllerError::io("reading the random number generator", e.into()))?;
+    let process_id = format!("exec-{}", hex::encode(suffix));
+    let cwd = request
+        .cwd
+        .clone()
+        .unwrap_or_else(|| match conn.init.platform.path_style {
+            PathStyle::Posix => "/".to_owned(),
+            PathStyle::Windows => "C:\\".to_owned(),
+        });
+    let params = CommandExecParams {
+        command: request.argv.clone(),
+        cwd,
+        sandbox: request.sandbox,
+        timeout_ms: request
+            .timeout
+            .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)),
+        output_cap: request.output_cap,
+        process_id: process_id.clone(),
+    };
+    let reply = conn
+        .session
+        .start_request(CommandExecParams::METHOD, Some(params.to_params()));
+    tokio::pin!(reply);
+    let mut handle = |event: SessionEvent| {
+        if let SessionEvent::Notification(n) = event
+            && let Ok(ServerNotification::CommandExecOutputDelta(delta)) =
+                ServerNotification::from_notification(&n)
+            && delta.process_id == process_id
+        {
+            // CMD-40: a delta that is not valid base64 of at most 16 KiB is ignored.
+            match decode_delta(&delta.delta_base64) {
+                Ok(bytes) if bytes.len() <= tether_proto::limits::MAX_OUTPUT_CHUNK => {
+                    on_output(delta.stream, &bytes);
+                }
+                _ => tracing::warn!("ignoring a malformed outputDelta (CMD-40)"),
+            }
+        }
+    };
+    let answer = loop {
+        tokio::select! {
+            biased;
+            event = conn.session.next_event() => match event {
+                Some(event) => handle(event),
+                // The session is over: its task has answered every pending request.
+                None => break (&mut reply).await,
+            },
+            answer = &mut reply => break answer,
+        }
+    };
+    // Deltas queued before the answer are delivered before it (CMD-36).
+    while let Some(event) = conn.session.try_next_event() {
+        handle(event);
+    }
+    let value = answer.map_err(|e| e.into_error(CommandExecParams::METHOD))?;
+    let result = <CommandExecParams as tether_proto::cmd::RequestParams>::decode_result(&value)
+        .map_err(|e| ControllerError::BadResult {
+            method: CommandExecParams::METHOD.to_owned(),
+            detail: e.to_string(),
+        })?;
+    Ok(ExecOutcome { result })
+}
+
+/// Connects to `host`, runs `request` ([`exec_on`]) and closes the session.
+///
+/// # Errors
+/// As [`connect`] and [`exec_on`].
+pub async fn exec(
+    state: &ControllerState,
+    host: &PairedHost,
+    request: &ExecRequest,
+    options: &LinkOptions,
+    on_output: impl FnMut(OutputStream, &[u8]),
+) -> Result<ExecOutcome, ControllerError> {
+    let mut conn = connect(state, host, options).await?;
+    let outcome = exec_on(&mut conn, request, on_output).await;
+    conn.close().await;
+    outcome
+}
+
+/// One paired host, and whether it answered.
+#[derive(Debug)]
+pub struct HostStatus {
+    /// The stored record.
+    pub host: PairedHost,
+    /// The host's `initialize` answer and the time from connecting until it arrived, or
+    /// why the host could not be reached.
+    pub result: Result<Reachable, ControllerError>,
+}
+
+/// A host that answered `initialize`.
+#[derive(Clone, Debug)]
+pub struct Reachable {
+    /// Message 2's host info.
+    pub host_info: HostInfo,
+    /// The `initialize` result.
+    pub init: InitializeResult,
+    /// Link, handshake and `initialize`, end to end.
+    pub latency: Duration,
+}
+
+/// For each paired host: connect, handshake, `initialize`; report how long it took or the
+/// refusal.
+///
+/// # Errors
+/// Only errors reading the state directory; each host's failure is in its [`HostStatus`].
+pub async fn status(
+    state: &ControllerState,
+    options: &LinkOptions,
+) -> Result<Vec<HostStatus>, ControllerError> {
+    let mut out = Vec::new();
+    for host in state.hosts()? {
+        let start = Instant::now();
+        let result = match connect(state, &host, options).await {
+            Ok(conn) => {
+                let latency = start.elapsed();
+                let reachable = Reachable {
+                    host_info: conn.session.host_info().clone(),
+                    init: conn.init.clone(),
+                    latency,
+                };
+                conn.close().await;
+                Ok(reachable)
+            }
+            Err(e) => Err(e),
+        };
+        out.push(HostStatus { host, result });
+    }
+    Ok(out)
+}
+
+/// The fingerprint of a host key, as `tether` prints it.
+pub fn host_fingerprint(key: &[u8; 32]) -> String {
+    fingerprint(key)
+}

@@ -1,0 +1,498 @@
+//! The controller library against an in-process relay (`tether_proto::link::router::Relay`
+//! behind tokio-tungstenite) and an in-process host (`tether_proto::session::Host` with a
+//! `MemoryHostStore`, answering `initialize` and a scripted `command/exec`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tether_controller::{
+    ControllerError, ControllerState, ExecRequest, Link, LinkOptions, SessionEvent, exec, pair,
+    status,
+};
+use tether_proto::channel::{HostInfo, PathStyle};
+use tether_proto::cmd::methods::{CommandExecParams, encode_delta};
+use tether_proto::cmd::types::OutputStream;
+use tether_proto::cmd::{ClientRequest, Message, Params, Response};
+use tether_proto::keys::public_key;
+use tether_proto::limits::PROTOCOL_VERSION;
+use tether_proto::link::registration::HostRegistration;
+use tether_proto::link::router::{LinkId, Relay, RelayConfig, RelayEvent, WorkspaceConfig};
+use tether_proto::link::{CloseCode, RelayFrame, Role};
+use tether_proto::session::{Host, HostConfig, HostEvent, MemoryHostStore};
+use tether_proto::time::UnixTime;
+use tether_proto::token::PairingToken;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message as Ws;
+
+const CREDENTIAL: &str = "acme-credential-0123456789";
+const OTHER_CREDENTIAL: &str = "other-credential-0123456789";
+
+fn rng() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).unwrap();
+    b
+}
+
+type Writers = Arc<Mutex<HashMap<LinkId, mpsc::UnboundedSender<Option<Vec<u8>>>>>>;
+
+struct TestRelay {
+    url: String,
+    /// Every binary message the relay forwarded, both ways.
+    tap: Arc<Mutex<Vec<u8>>>,
+}
+
+async fn start_relay() -> TestRelay {
+    start_relay_with(None).await
+}
+
+type Shared = (Arc<Mutex<Relay>>, Writers, Arc<Mutex<Vec<u8>>>);
+
+async fn start_relay_with(tls: Option<tokio_rustls::TlsAcceptor>) -> TestRelay {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let url = match tls {
+        Some(_) => format!("wss://localhost:{port}/"),
+        None => format!("ws://127.0.0.1:{port}/"),
+    };
+    let config = RelayConfig::default()
+        .with_workspace("acme", WorkspaceConfig::new(CREDENTIAL.as_bytes(), true))
+        .with_workspace(
+            "other",
+            WorkspaceConfig::new(OTHER_CREDENTIAL.as_bytes(), true),
+        );
+    let relay = Arc::new(Mutex::new(Relay::new(config)));
+    let writers: Writers = Arc::default();
+    let tap: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let shared: Shared = (relay, writers, tap.clone());
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let shared = shared.clone();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                match tls {
+                    Some(acceptor) => {
+                        if let Ok(stream) = acceptor.accept(tcp).await {
+                            serve_link(stream, shared).await;
+                        }
+                    }
+                    None => serve_link(tcp, shared).await,
+                }
+            });
+        }
+    });
+    TestRelay { url, tap }
+}
+
+async fn serve_link<S>(stream: S, (relay, writers, tap): Shared)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+        return;
+    };
+    let (mut sink, mut stream) = ws.split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Option<Vec<u8>>>();
+    let link = relay.lock().unwrap().handle_link_opened(Instant::now());
+    writers.lock().unwrap().insert(link, tx);
+    tokio::spawn(async move {
+        while let Some(Some(bytes)) = rx.recv().await {
+            if sink.send(Ws::binary(bytes)).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let pump = |relay: &mut Relay| {
+        let w = writers.lock().unwrap();
+        for l in relay.links_with_pending() {
+            while let Some(bytes) = relay.poll_transmit(l) {
+                tap.lock().unwrap().extend_from_slice(&bytes);
+                if let Some(tx) = w.get(&l) {
+                    let _ = tx.send(Some(bytes));
+                }
+            }
+        }
+        while let Some(ev) = relay.poll_event() {
+            if let RelayEvent::CloseLink { link, .. } = ev
+                && let Some(tx) = w.get(&link)
+            {
+                let _ = tx.send(None);
+            }
+        }
+    };
+    while let Some(Ok(msg)) = stream.next().await {
+        if let Ws::Binary(bytes) = msg {
+            let mut r = relay.lock().unwrap();
+            r.handle_frame(link, &bytes, Instant::now(), &mut rng);
+            pump(&mut r);
+        }
+    }
+    let mut r = relay.lock().unwrap();
+    r.handle_link_closed(link, Instant::now());
+    pump(&mut r);
+    writers.lock().unwrap().remove(&link);
+}
+
+struct TestHost {
+    key: [u8; 32],
+    store: Arc<Mutex<MemoryHostStore>>,
+}
+
+/// A host that registers in `acme` and answers `initialize` and `command/exec` (stdout
+/// `hello <argv...>\n`, stderr `warn\n`, exit code 3).
+async fn start_host(url: &str) -> TestHost {
+    let private = rng();
+    let key = public_key(&private);
+    let store = Arc::new(Mutex::new(MemoryHostStore::new()));
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let (mut sink, mut stream) = ws.split();
+    let (reg, msg1) = HostRegistration::start(&private, "acme").unwrap();
+    let hello = RelayFrame::Hello {
+        version: PROTOCOL_VERSION,
+        role: Role::Host,
+        workspace: "acme".into(),
+        credential: CREDENTIAL.as_bytes().to_vec(),
+        registration: msg1.to_vec(),
+    };
+    sink.send(Ws::binary(hello.to_bytes().unwrap()))
+        .await
+        .unwrap();
+    let mut reg = Some(reg);
+    loop {
+        let Some(Ok(Ws::Binary(b))) = stream.next().await else {
+            panic!("host link closed during registration")
+        };
+        match RelayFrame::decode(&b).unwrap() {
+            RelayFrame::HostChallenge { message } => {
+                let proof = reg.take().unwrap().respond(&message).unwrap();
+                let f = RelayFrame::HostProof {
+                    message: proof.to_vec(),
+                };
+                sink.send(Ws::binary(f.to_bytes().unwrap())).await.unwrap();
+            }
+            RelayFrame::Ready => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let mut host = Host::new(HostConfig {
+        static_private: private,
+        workspace: "acme".into(),
+        host_info: HostInfo {
+            name: "build-box".into(),
+            os: "linux".into(),
+            arch: "x86_64".into(),
+            shell: "sh".into(),
+            path_style: PathStyle::Posix,
+            capabilities: vec!["command.exec".into()],
+            protocol: "tether/1".into(),
+        },
+        remote_access: true,
+        confirm_pairing: false,
+    });
+    let store2 = store.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(msg)) = stream.next().await {
+            let Ws::Binary(b) = msg else { continue };
+            let Ok(frame) = RelayFrame::decode(&b) else {
+                continue;
+            };
+            match frame {
+                RelayFrame::Incoming { session, handshake } => {
+                    let mut s = store2.lock().unwrap();
+                    host.handle_incoming(
+                        session,
+                        &handshake,
+                        Instant::now(),
+                        UnixTime::now(),
+                        &mut *s,
+                    );
+                }
+                RelayFrame::Data { session, payload } => host.handle_data(session, &payload),
+                RelayFrame::Close { session, code } => host.handle_close(session, code),
+                RelayFrame::Ping { value } => {
+                    let f = RelayFrame::Pong { value };
+                    let _ = sink.send(Ws::binary(f.to_bytes().unwrap())).await;
+                }
+                _ => {}
+            }
+            while let Some(ev) = host.poll_event() {
+                if let HostEvent::Message {
+                    session,
+                    message: Message::Request(req),
+                } = ev
+                {
+                    match ClientRequest::from_request(&req) {
+                        Ok(ClientRequest::Initialize(_)) => {
+                            let result = json!({
+                                "serverInfo": {"name": "test-host", "version": "0"},
+                                "protocolVersion": "tether/1",
+                                "capabilities": ["command.exec"],
+                                "sandbox": {"modes": [], "mechanism": "none", "degrade": true},
+                                "platform": {"os": "linux", "arch": "x86_64", "pathStyle": "posix"}
+                            });
+                            let r = Response::new(req.id.clone(), &result).unwrap();
+                            host.send(session, &Message::Response(r)).unwrap();
+                        }
+                        Ok(ClientRequest::CommandExec(p)) => {
+                            let out = format!("hello {}\n", p.command.join(" "));
+                            for (stream, bytes) in
+                                [("stdout", out.as_bytes()), ("stderr", b"warn\n".as_slice())]
+                            {
+                                let n = tether_proto::cmd::Notification::new(
+                                    "command/exec/outputDelta",
+                                    Some(json!({"processId": p.process_id, "stream": stream,
+                                        "deltaBase64": encode_delta(bytes), "capReached": false})),
+                                );
+                                host.send(session, &Message::Notification(n)).unwrap();
+                            }
+                            let result = json!({"exitCode": 3, "signal": null, "timedOut": false,
+                                "capReached": false, "sandbox": {"requested": "danger-full-access",
+                                "enforced": "danger-full-access", "network": "allowed",
+                                "degraded": false, "mechanism": "none"}});
+                            let r = Response::new(req.id.clone(), &result).unwrap();
+                            host.send(session, &Message::Response(r)).unwrap();
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            while let Some(f) = host.poll_transmit() {
+                let _ = sink.send(Ws::binary(f.to_bytes().unwrap())).await;
+            }
+        }
+    });
+    TestHost { key, store }
+}
+
+fn token(host: &TestHost, url: &str, ttl: u64) -> String {
+    let id = rng()[..16].try_into().unwrap();
+    let secret = rng();
+    let expires = UnixTime::now().as_secs() + ttl;
+    host.store.lock().unwrap().add_token(id, &secret, expires);
+    PairingToken::new(
+        host.key,
+        id,
+        secret,
+        expires,
+        "acme",
+        url,
+        Some("build-box".into()),
+    )
+    .unwrap()
+    .to_text()
+}
+
+async fn bounded<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), f)
+        .await
+        .expect("timed out")
+}
+
+#[tokio::test]
+async fn pair_exec_status_and_refusals() {
+    bounded(async {
+        let relay = start_relay().await;
+        let host = start_host(&relay.url).await;
+        let dir = tempfile::tempdir().unwrap();
+        let state = ControllerState::open(dir.path()).unwrap();
+        let opts = LinkOptions::default();
+
+        let text = token(&host, &relay.url, 300);
+        let mut code = String::new();
+        let paired = pair(&state, &text, CREDENTIAL, "laptop", &opts, |c| {
+            code = c.to_owned()
+        })
+        .await
+        .unwrap();
+        assert_eq!(code.len(), 6);
+        assert_eq!(paired.host_info.name, "build-box");
+        assert_eq!(state.hosts().unwrap().len(), 1);
+
+        // CHAN-12: the token is consumed.
+        let err = pair(&state, &text, CREDENTIAL, "laptop", &opts, |_| {})
+            .await
+            .unwrap_err();
+        assert_eq!(err.close_code(), Some(CloseCode::TOKEN_REJECTED), "{err}");
+        assert!(err.to_string().contains("(CHAN-12)"), "{err}");
+
+        // TOKEN-10: an expired token is refused before connecting.
+        let expired = token(&host, &relay.url, 0);
+        let err = pair(&state, &expired, CREDENTIAL, "laptop", &opts, |_| {})
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ControllerError::Token(_)), "{err}");
+        assert!(err.to_string().contains("TOKEN-10"), "{err}");
+
+        // exec: output streamed in order, exit status returned, relay sees no plaintext.
+        let stored = state.find_host(None).unwrap();
+        let mut out = Vec::new();
+        let mut errs = Vec::new();
+        let req = ExecRequest {
+            argv: vec!["MARKER-7f3a".into(), "x".into()],
+            cwd: None,
+            sandbox: None,
+            timeout: None,
+            output_cap: None,
+        };
+        let outcome = exec(&state, &stored, &req, &opts, |s, b| match s {
+            OutputStream::Stdout => out.extend_from_slice(b),
+            OutputStream::Stderr => errs.extend_from_slice(b),
+        })
+        .await
+        .unwrap();
+        assert_eq!(outcome.exit_status(), 3);
+        assert_eq!(out, b"hello MARKER-7f3a x\n");
+        assert_eq!(errs, b"warn\n");
+        let tap = relay.tap.lock().unwrap().clone();
+        assert!(!tap.windows(11).any(|w| w == b"MARKER-7f3a"));
+        assert!(!tap.windows(10).any(|w| w == b"command/ex"));
+
+        // status: reachable.
+        let st = status(&state, &opts).await.unwrap();
+        assert_eq!(st.len(), 1);
+        assert!(st[0].result.is_ok());
+
+        // CHAN-10: message 1 replayed under the same session id is refused.
+        let link = Link::connect(&relay.url, "acme", CREDENTIAL, &opts)
+            .await
+            .unwrap();
+        let session = tether_controller::open_session(&state, &link, &stored)
+            .await
+            .unwrap();
+        let id = session.id();
+        let m1 = session.message1().to_vec();
+        session.close(CloseCode::NORMAL).await;
+        let mut rx = link.register(id).unwrap();
+        link.send_frame(RelayFrame::Open {
+            session: id,
+            host_key: host.key,
+            handshake: m1,
+        })
+        .unwrap();
+        let got = rx.recv().await.unwrap();
+        assert_eq!(
+            got,
+            tether_controller::SessionInput::Close(CloseCode::REPLAYED)
+        );
+        link.close(CloseCode::NORMAL).await;
+
+        // CHAN-9: a revoked device is refused.
+        host.store.lock().unwrap().revoke(state.keypair().public());
+        let err = exec(&state, &stored, &req, &opts, |_, _| {})
+            .await
+            .unwrap_err();
+        assert_eq!(err.close_code(), Some(CloseCode::NOT_AUTHORIZED), "{err}");
+
+        // LINK-17: another workspace cannot reach the host.
+        let mut other = stored.clone();
+        other.workspace = "other".into();
+        other.credential = OTHER_CREDENTIAL.into();
+        let link = Link::connect(&relay.url, "other", OTHER_CREDENTIAL, &opts)
+            .await
+            .unwrap();
+        let err = tether_controller::open_session(&state, &link, &other)
+            .await
+            .unwrap_err();
+        assert_eq!(err.close_code(), Some(CloseCode::HOST_UNREACHABLE), "{err}");
+        assert!(err.to_string().contains("LINK-17"), "{err}");
+
+        // LINK-10: a wrong credential is refused with GOAWAY AUTH_FAILED.
+        let err = Link::connect(&relay.url, "acme", "wrong-credential-000", &opts)
+            .await
+            .unwrap_err();
+        assert_eq!(err.close_code(), Some(CloseCode::AUTH_FAILED), "{err}");
+        assert!(err.to_string().contains("LINK-10"), "{err}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn requests_and_notifications_are_correlated() {
+    bounded(async {
+        let relay = start_relay().await;
+        let host = start_host(&relay.url).await;
+        let dir = tempfile::tempdir().unwrap();
+        let state = ControllerState::open(dir.path()).unwrap();
+        let opts = LinkOptions::default();
+        let text = token(&host, &relay.url, 300);
+        pair(&state, &text, CREDENTIAL, "laptop", &opts, |_| {})
+            .await
+            .unwrap();
+        let stored = state.find_host(None).unwrap();
+        let mut conn = tether_controller::connect(&state, &stored, &opts)
+            .await
+            .unwrap();
+        assert_eq!(conn.init.capabilities, vec!["command.exec".to_owned()]);
+        let params = CommandExecParams {
+            command: vec!["a".into()],
+            cwd: "/".into(),
+            sandbox: None,
+            timeout_ms: None,
+            output_cap: None,
+            process_id: "p1".into(),
+        };
+        let value: Value = conn
+            .session
+            .request(CommandExecParams::METHOD, Some(params.to_params()))
+            .await
+            .unwrap();
+        assert_eq!(value["exitCode"], 3);
+        let mut deltas = 0;
+        while let Some(SessionEvent::Notification(n)) = conn.session.try_next_event() {
+            assert_eq!(n.method, "command/exec/outputDelta");
+            deltas += 1;
+        }
+        assert_eq!(deltas, 2);
+        conn.close().await;
+    })
+    .await;
+}
+
+/// LINK-2 over TLS: `wss://` with the relay's self-signed certificate trusted through
+/// `ca_cert`; without it the certificate is refused.
+#[tokio::test]
+async fn wss_with_an_extra_ca_certificate() {
+    bounded(async {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, certified.cert.pem()).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(certified.signing_key.serialize_der())
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![certified.cert.der().clone()], key)
+            .unwrap();
+        let relay = start_relay_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(server)))).await;
+        let err = Link::connect(&relay.url, "acme", CREDENTIAL, &LinkOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ControllerError::Connect { .. }), "{err}");
+        let opts = LinkOptions {
+            ca_cert: Some(ca),
+            ..LinkOptions::default()
+        };
+        let link = Link::connect(&relay.url, "acme", CREDENTIAL, &opts)
+            .await
+            .unwrap();
+        assert!(link.end().is_none());
+        link.close(CloseCode::NORMAL).await;
+        assert_eq!(link.end(), Some(tether_controller::LinkEnd::Closed));
+    })
+    .await;
+}
