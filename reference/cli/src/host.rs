@@ -140,6 +140,10 @@ fn run_host(args: RunArgs) -> anyhow::Result<()> {
         confirm: args.confirm,
         commands: CommandConfig {
             allow_unsandboxed: args.allow_unsandboxed,
+            // CMD-44: commands run under `tether sandbox-exec`, this very binary.
+            sandbox: std::env::current_exe()
+                .ok()
+                .map(tether_host::commands::SandboxLauncher::probe),
             ..CommandConfig::default()
         },
         ca_cert: args.ca_cert,

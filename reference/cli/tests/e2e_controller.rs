@@ -609,3 +609,66 @@ fn ctrl_c_ends_a_running_exec() {
     assert!(err.starts_with("tether: interrupted"), "{err}");
     drop(w.relay.proc);
 }
+
+/// `tether exec --sandbox MODE` through relay and host: the host runs the command under
+/// the kernel sandbox (`CMD-44`), so writes outside what the mode allows never happen.
+#[test]
+fn sandboxed_exec_is_enforced_by_the_kernel() {
+    let probe = run(
+        {
+            let mut c = tether();
+            c.args(["sandbox-exec", "--probe", "--mode", "workspace-write"]);
+            c
+        },
+        LIMIT,
+    );
+    let enforced = probe.stdout.contains("\"filesystem\":true")
+        && probe.stdout.contains("\"network\":\"denied\"");
+    let w = world();
+    let project = TempDir::new("project");
+    // Outside both writable roots: the project and the temporary directory.
+    let outside = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("tether-e2e-outside-{}", std::process::id()));
+    std::fs::create_dir_all(&outside).unwrap();
+    let inside_file = project.join("built");
+    let outside_file = outside.join("escaped");
+    let _ = std::fs::remove_file(&outside_file);
+    let script = format!(
+        "echo ok > {}; echo x > {}; true",
+        inside_file.display(),
+        outside_file.display()
+    );
+    let mut c = tether();
+    c.args(["exec", "--state"])
+        .arg(&w.ctl_state.0)
+        .args(["--sandbox", "workspace-write", "--cwd"])
+        .arg(&project.0)
+        .args(["--", "sh", "-c", &script]);
+    let out = run(c, LIMIT);
+    if enforced {
+        assert_eq!(out.code(), Some(0), "{out:?}");
+        assert!(
+            inside_file.exists(),
+            "the project root is writable: {out:?}"
+        );
+        assert!(!outside_file.exists(), "wrote outside the project: {out:?}");
+        assert!(out.stderr.contains("Permission denied"), "{out:?}");
+    } else {
+        // The test host runs with --allow-unsandboxed: degraded, but it ran.
+        assert!(inside_file.exists(), "{out:?}");
+    }
+
+    // read-only: no write anywhere.
+    let ro_file = project.join("ro");
+    let mut c = tether();
+    c.args(["exec", "--state"])
+        .arg(&w.ctl_state.0)
+        .args(["--sandbox", "read-only", "--cwd"])
+        .arg(&project.0)
+        .args(["--", "sh", "-c", &format!("echo x > {}", ro_file.display())]);
+    let out = run(c, LIMIT);
+    if enforced {
+        assert_ne!(out.code(), Some(0), "{out:?}");
+        assert!(!ro_file.exists(), "a file appeared under read-only");
+    }
+}

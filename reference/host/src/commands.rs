@@ -11,9 +11,12 @@
 //! (`CMD-55`, `CMD-56`), the in-flight limit (`CMD-58`), initialization (`CMD-15`), the
 //! method (`CMD-12`, `CMD-16`), the params (`CMD-13`, `CMD-43`), then the method's rules.
 //!
-//! This host has no kernel sandbox: it enforces only `danger-full-access`, refuses
-//! `read-only` and `workspace-write` with -32012 (`CMD-46`) unless it was started with
-//! `--allow-unsandboxed`, and then runs them unsandboxed and reports `degraded: true`.
+//! Sandboxing (`CMD-44` … `CMD-47`): when the host knows a `sandbox-exec` launcher
+//! ([`CommandConfig::sandbox`], the `tether` binary itself) whose probe showed that the
+//! kernel fully enforces a mode, commands of that mode run under it (Landlock and seccomp,
+//! see `tether-sandbox`) and are reported as enforced. A mode that is not enforced is
+//! refused with -32012 (`CMD-46`) unless the host was started with `--allow-unsandboxed`;
+//! then it runs unsandboxed and is reported `degraded: true`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -48,6 +51,56 @@ pub struct CommandConfig {
     pub allow_unsandboxed: bool,
     /// The mode used when a request names none (`CMD-47`).
     pub default_sandbox: SandboxMode,
+    /// The kernel sandbox available to commands, if any.
+    pub sandbox: Option<SandboxLauncher>,
+}
+
+/// A program providing `sandbox-exec` (the `tether` binary), and the modes its probe
+/// showed the kernel enforces fully.
+#[derive(Clone, Debug)]
+pub struct SandboxLauncher {
+    /// The program; commands run as `PROGRAM sandbox-exec --mode M … -- COMMAND`.
+    pub program: std::path::PathBuf,
+    /// The modes the kernel enforces fully, with what enforces them.
+    pub enforced: Vec<(SandboxMode, String)>,
+}
+
+impl SandboxLauncher {
+    /// Probes `program sandbox-exec --probe` for each restricted mode and keeps those the
+    /// kernel enforces fully (file system and network, `CMD-45`).
+    pub fn probe(program: std::path::PathBuf) -> Self {
+        let mut enforced = Vec::new();
+        for mode in [SandboxMode::ReadOnly, SandboxMode::WorkspaceWrite] {
+            let out = std::process::Command::new(&program)
+                .args(["sandbox-exec", "--probe", "--mode", mode.as_str()])
+                .arg("--writable")
+                .arg(std::env::temp_dir())
+                .output();
+            let Ok(out) = out else { continue };
+            let Ok(report) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+                continue;
+            };
+            if out.status.success()
+                && report.get("filesystem") == Some(&serde_json::Value::Bool(true))
+                && report.get("network").and_then(|v| v.as_str()) == Some("denied")
+            {
+                let mechanism = report
+                    .get("mechanism")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("unknown")
+                    .to_owned();
+                enforced.push((mode, mechanism));
+            }
+        }
+        Self { program, enforced }
+    }
+
+    fn mechanism(&self, mode: SandboxMode) -> Option<&str> {
+        self.enforced
+            .iter()
+            .find(|(m, _)| *m == mode)
+            .map(|(_, mech)| mech.as_str())
+    }
 }
 
 impl Default for CommandConfig {
@@ -55,6 +108,7 @@ impl Default for CommandConfig {
         Self {
             allow_unsandboxed: false,
             default_sandbox: SandboxMode::WorkspaceWrite,
+            sandbox: None,
         }
     }
 }
@@ -75,6 +129,18 @@ impl CommandConfig {
                 degraded: false,
                 mechanism: "none".to_owned(),
             }),
+            // CMD-44, CMD-45: the kernel enforces this mode.
+            _ if let Some(mechanism) =
+                self.sandbox.as_ref().and_then(|s| s.mechanism(requested)) =>
+            {
+                Ok(SandboxReport {
+                    requested,
+                    enforced: requested,
+                    network: NetworkAccess::Denied,
+                    degraded: false,
+                    mechanism: mechanism.to_owned(),
+                })
+            }
             _ if self.allow_unsandboxed => Ok(SandboxReport {
                 requested,
                 enforced: SandboxMode::DangerFullAccess,
@@ -97,10 +163,24 @@ impl CommandConfig {
             },
             protocol_version: PROTOCOL_NAME.to_owned(),
             capabilities: vec![capability::COMMAND_EXEC.to_owned()],
-            sandbox: SandboxSupport {
-                modes: vec![SandboxMode::DangerFullAccess],
-                mechanism: "none".to_owned(),
-                degrade: self.allow_unsandboxed,
+            sandbox: {
+                let mut modes: Vec<SandboxMode> = self
+                    .sandbox
+                    .iter()
+                    .flat_map(|s| s.enforced.iter().map(|(m, _)| *m))
+                    .collect();
+                modes.push(SandboxMode::DangerFullAccess);
+                let mechanism = self
+                    .sandbox
+                    .as_ref()
+                    .and_then(|s| s.enforced.first())
+                    .map_or("none", |(_, m)| m.as_str())
+                    .to_owned();
+                SandboxSupport {
+                    modes,
+                    mechanism,
+                    degrade: self.allow_unsandboxed,
+                }
             },
             platform: Platform {
                 os: std::env::consts::OS.to_owned(),
@@ -405,9 +485,27 @@ impl CommandSession {
                 },
             ));
         };
-        let mut command = tokio::process::Command::new(program);
+        let mut command = match (&self.config.sandbox, report.enforced) {
+            (Some(launcher), SandboxMode::ReadOnly | SandboxMode::WorkspaceWrite) => {
+                // CMD-44: the launcher restricts itself, then becomes the program.
+                let mut c = tokio::process::Command::new(&launcher.program);
+                c.args(["sandbox-exec", "--mode", report.enforced.as_str()]);
+                if report.enforced == SandboxMode::WorkspaceWrite {
+                    c.arg("--writable")
+                        .arg(tether_sandbox::project_root(Path::new(cwd)))
+                        .arg("--writable")
+                        .arg(std::env::temp_dir());
+                }
+                c.arg("--").arg(program).args(args);
+                c
+            }
+            _ => {
+                let mut c = tokio::process::Command::new(program);
+                c.args(args);
+                c
+            }
+        };
         command
-            .args(args)
             .current_dir(cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -112,6 +112,16 @@ impl fmt::Display for SandboxError {
 
 impl std::error::Error for SandboxError {}
 
+/// The project root of a working directory (`CMD-48`): the nearest directory, from `cwd`
+/// upwards, holding an entry named `.git`; else `cwd` itself. `workspace-write` lets a
+/// command write under it.
+pub fn project_root(cwd: &std::path::Path) -> PathBuf {
+    cwd.ancestors()
+        .find(|dir| dir.join(".git").symlink_metadata().is_ok())
+        .unwrap_or(cwd)
+        .to_path_buf()
+}
+
 /// Restricts the calling thread — and every process it `exec`s or forks afterwards — to
 /// `policy`, and returns what the kernel confirmed.
 ///
