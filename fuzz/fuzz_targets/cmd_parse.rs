@@ -24,7 +24,11 @@ fn reparse(m: &Message) {
 fuzz_target!(|data: &[u8]| {
     let strict = Message::parse(data);
     let lenient = Message::parse_or_reject(data);
-    assert_eq!(strict.is_ok(), lenient.is_ok(), "parse and parse_or_reject agree");
+    assert_eq!(
+        strict.is_ok(),
+        lenient.is_ok(),
+        "parse and parse_or_reject agree"
+    );
     match lenient {
         Ok(message) => {
             reparse(&message);
@@ -43,11 +47,17 @@ fuzz_target!(|data: &[u8]| {
                 Message::Notification(n) => {
                     if let Ok(c) = ClientNotification::from_notification(n) {
                         let again = c.to_notification();
-                        assert_eq!(ClientNotification::from_notification(&again).as_ref(), Ok(&c));
+                        assert_eq!(
+                            ClientNotification::from_notification(&again).as_ref(),
+                            Ok(&c)
+                        );
                     }
                     if let Ok(s) = ServerNotification::from_notification(n) {
                         let again = s.to_notification();
-                        assert_eq!(ServerNotification::from_notification(&again).as_ref(), Ok(&s));
+                        assert_eq!(
+                            ServerNotification::from_notification(&again).as_ref(),
+                            Ok(&s)
+                        );
                         reparse(&Message::Notification(again));
                     }
                 }

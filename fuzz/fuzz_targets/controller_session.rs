@@ -20,15 +20,21 @@ use tether_fuzz::*;
 use tether_proto::channel::Timestamp;
 use tether_proto::keys::public_key;
 use tether_proto::link::{CloseCode, RelayFrame, SessionId};
-use tether_proto::session::{Controller, ControllerConfig, ControllerEvent, Host, HostEvent, Purpose};
+use tether_proto::session::{
+    Controller, ControllerConfig, ControllerEvent, Host, HostEvent, Purpose,
+};
 use tether_proto::time::UnixTime;
 
 #[derive(Arbitrary, Debug)]
 enum Ev {
     /// Deliver the controller's next frame to the honest host.
-    ToHost { flip: Option<u16> },
+    ToHost {
+        flip: Option<u16>,
+    },
     /// Deliver the host's next frame to the controller.
-    ToController { flip: Option<u16> },
+    ToController {
+        flip: Option<u16>,
+    },
     RawData(Vec<u8>),
     RawClose(u16),
     Wait(u16),
@@ -60,7 +66,11 @@ fuzz_target!(|input: Input| {
     let wall = UnixTime::from_secs(WALL0);
     let session = SessionId(*b"fuzz-ctl");
     let purpose = if input.pair {
-        Purpose::Pair { token_id: TOKENS[0].0, token_secret: TOKENS[0].1, device_name: "phone".into() }
+        Purpose::Pair {
+            token_id: TOKENS[0].0,
+            token_secret: TOKENS[0].1,
+            device_name: "phone".into(),
+        }
     } else {
         Purpose::Resume
     };
@@ -93,11 +103,18 @@ fuzz_target!(|input: Input| {
                     continue;
                 }
                 match to_host.remove(0) {
-                    RelayFrame::Open { session, mut handshake, .. } => {
+                    RelayFrame::Open {
+                        session,
+                        mut handshake,
+                        ..
+                    } => {
                         flip(&mut handshake, bit);
                         host.handle_incoming(session, &handshake, now, wall, &mut store);
                     }
-                    RelayFrame::Data { session, mut payload } => {
+                    RelayFrame::Data {
+                        session,
+                        mut payload,
+                    } => {
                         flip(&mut payload, bit);
                         host.handle_data(session, &payload);
                     }
@@ -145,9 +162,15 @@ fuzz_target!(|input: Input| {
                 assert!(matches!(f, RelayFrame::Open { .. }), "first frame is OPEN");
                 first = false;
             } else {
-                assert!(!closed || matches!(f, RelayFrame::Close { .. }), "nothing after close");
+                assert!(
+                    !closed || matches!(f, RelayFrame::Close { .. }),
+                    "nothing after close"
+                );
                 if let RelayFrame::Data { .. } = f {
-                    assert!(ctl.is_established() || established, "CHAN-15: DATA before message 2");
+                    assert!(
+                        ctl.is_established() || established,
+                        "CHAN-15: DATA before message 2"
+                    );
                 }
             }
             assert!(!matches!(f, RelayFrame::Open { .. }) || to_host.is_empty());

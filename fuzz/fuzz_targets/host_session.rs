@@ -30,17 +30,47 @@ use tether_proto::time::UnixTime;
 
 #[derive(Arbitrary, Debug)]
 enum Ev {
-    Connect { key: u8, pair: Option<(u8, bool)>, skew: i16 },
-    ToHost { c: u8, flip: Option<u16> },
+    Connect {
+        key: u8,
+        pair: Option<(u8, bool)>,
+        skew: i16,
+    },
+    ToHost {
+        c: u8,
+        flip: Option<u16>,
+    },
     ToControllers,
-    Replay { c: u8, sid: u8 },
-    RawIncoming { sid: u8, msg1: Vec<u8> },
-    RawData { sid: u8, bytes: Vec<u8> },
-    RawClose { sid: u8, code: u16 },
-    ControllerSend { c: u8, plaintext: Vec<u8> },
-    HostSend { sid: u8, plaintext: Vec<u8> },
-    Confirm { sid: u8, accept: bool },
-    Wait { secs: u16 },
+    Replay {
+        c: u8,
+        sid: u8,
+    },
+    RawIncoming {
+        sid: u8,
+        msg1: Vec<u8>,
+    },
+    RawData {
+        sid: u8,
+        bytes: Vec<u8>,
+    },
+    RawClose {
+        sid: u8,
+        code: u16,
+    },
+    ControllerSend {
+        c: u8,
+        plaintext: Vec<u8>,
+    },
+    HostSend {
+        sid: u8,
+        plaintext: Vec<u8>,
+    },
+    Confirm {
+        sid: u8,
+        accept: bool,
+    },
+    Wait {
+        secs: u16,
+    },
     LinkLost,
 }
 
@@ -85,7 +115,11 @@ fuzz_target!(|input: Input| {
                 }
                 let key = key % 3;
                 let d = Duration::from_secs(u64::from(skew.unsigned_abs()));
-                let clock = if skew >= 0 { wall.saturating_add(d) } else { wall.saturating_sub(d) };
+                let clock = if skew >= 0 {
+                    wall.saturating_add(d)
+                } else {
+                    wall.saturating_sub(d)
+                };
                 let ts = Timestamp::next_after(last_ts.get(&key).copied(), clock);
                 last_ts.insert(key, ts);
                 let session = SessionId([0xC0, ctls.len() as u8, 0, 0, 0, 0, 0, 0]);
@@ -113,11 +147,19 @@ fuzz_target!(|input: Input| {
                     now,
                 )
                 .expect("honest controller connects");
-                ctls.push(Ctl { c, msg1: Vec::new(), established: false });
+                ctls.push(Ctl {
+                    c,
+                    msg1: Vec::new(),
+                    established: false,
+                });
             }
             Ev::ToHost { c, flip } => {
-                let Some(ctl) = ctls.get_mut(usize::from(c) % 8) else { continue };
-                let Some(mut frame) = ctl.c.poll_transmit() else { continue };
+                let Some(ctl) = ctls.get_mut(usize::from(c) % 8) else {
+                    continue;
+                };
+                let Some(mut frame) = ctl.c.poll_transmit() else {
+                    continue;
+                };
                 match &mut frame {
                     RelayFrame::Open { handshake, .. } => ctl.msg1 = handshake.clone(),
                     RelayFrame::Data { .. } | RelayFrame::Close { .. } => {}
@@ -157,18 +199,34 @@ fuzz_target!(|input: Input| {
                 if let Some(ctl) = ctls.get(usize::from(c) % 8)
                     && !ctl.msg1.is_empty()
                 {
-                    to_host_frames.push(RelayFrame::Incoming { session: raw_sid(sid), handshake: ctl.msg1.clone() });
+                    to_host_frames.push(RelayFrame::Incoming {
+                        session: raw_sid(sid),
+                        handshake: ctl.msg1.clone(),
+                    });
                 }
             }
             Ev::RawIncoming { sid, msg1 } => {
-                to_host_frames.push(RelayFrame::Incoming { session: raw_sid(sid), handshake: msg1 });
+                to_host_frames.push(RelayFrame::Incoming {
+                    session: raw_sid(sid),
+                    handshake: msg1,
+                });
             }
             Ev::RawData { sid, bytes } => {
-                let session = if sid & 0x80 == 0 { raw_sid(sid) } else { SessionId([0xC0, sid % 8, 0, 0, 0, 0, 0, 0]) };
-                to_host_frames.push(RelayFrame::Data { session, payload: bytes });
+                let session = if sid & 0x80 == 0 {
+                    raw_sid(sid)
+                } else {
+                    SessionId([0xC0, sid % 8, 0, 0, 0, 0, 0, 0])
+                };
+                to_host_frames.push(RelayFrame::Data {
+                    session,
+                    payload: bytes,
+                });
             }
             Ev::RawClose { sid, code } => {
-                to_host_frames.push(RelayFrame::Close { session: raw_sid(sid), code: CloseCode(code) });
+                to_host_frames.push(RelayFrame::Close {
+                    session: raw_sid(sid),
+                    code: CloseCode(code),
+                });
             }
             Ev::ControllerSend { c, plaintext } => {
                 if let Some(ctl) = ctls.get_mut(usize::from(c) % 8) {
@@ -179,14 +237,24 @@ fuzz_target!(|input: Input| {
                 }
             }
             Ev::HostSend { sid, plaintext } => {
-                let session = if sid & 0x80 == 0 { raw_sid(sid) } else { SessionId([0xC0, sid % 8, 0, 0, 0, 0, 0, 0]) };
+                let session = if sid & 0x80 == 0 {
+                    raw_sid(sid)
+                } else {
+                    SessionId([0xC0, sid % 8, 0, 0, 0, 0, 0, 0])
+                };
                 let r = host.send_plaintext(session, &plaintext);
                 if !established.contains(&session) {
-                    assert!(r.is_err(), "CHAN-15: host sends only on established sessions");
+                    assert!(
+                        r.is_err(),
+                        "CHAN-15: host sends only on established sessions"
+                    );
                 }
             }
             Ev::Confirm { sid, accept } => {
-                if let Some(s) = awaiting.get(usize::from(sid) % awaiting.len().max(1)).copied() {
+                if let Some(s) = awaiting
+                    .get(usize::from(sid) % awaiting.len().max(1))
+                    .copied()
+                {
                     host.confirm_pairing(s, accept, wall, &mut store);
                 }
             }
@@ -208,7 +276,10 @@ fuzz_target!(|input: Input| {
         }
         for frame in to_host_frames {
             match frame {
-                RelayFrame::Open { session, handshake, .. } | RelayFrame::Incoming { session, handshake } => {
+                RelayFrame::Open {
+                    session, handshake, ..
+                }
+                | RelayFrame::Incoming { session, handshake } => {
                     msg1_of.insert(session, handshake.clone());
                     host.handle_incoming(session, &handshake, now, wall, &mut store);
                 }
@@ -221,15 +292,22 @@ fuzz_target!(|input: Input| {
         // Host events.
         while let Some(ev) = host.poll_event() {
             match ev {
-                HostEvent::Established { session, paired, .. } => {
+                HostEvent::Established {
+                    session, paired, ..
+                } => {
                     assert!(established.insert(session), "established twice");
                     ever_established.insert(session);
                     awaiting.retain(|s| *s != session);
                     if paired.is_some() {
                         pairings += 1;
                     }
-                    let m = msg1_of.get(&session).expect("message 1 of an established session");
-                    assert!(accepted.insert(m.clone()), "message 1 accepted twice (CHAN-10, CHAN-12)");
+                    let m = msg1_of
+                        .get(&session)
+                        .expect("message 1 of an established session");
+                    assert!(
+                        accepted.insert(m.clone()),
+                        "message 1 accepted twice (CHAN-10, CHAN-12)"
+                    );
                 }
                 HostEvent::ConfirmationRequested { session, code, .. } => {
                     assert_eq!(code.len(), 6);
@@ -237,7 +315,10 @@ fuzz_target!(|input: Input| {
                     awaiting.push(session);
                 }
                 HostEvent::Message { session, .. } | HostEvent::Rejected { session, .. } => {
-                    assert!(established.contains(&session), "CHAN-15: command before handshake");
+                    assert!(
+                        established.contains(&session),
+                        "CHAN-15: command before handshake"
+                    );
                 }
                 HostEvent::Closed { session, .. } | HostEvent::Refused { session, .. } => {
                     established.remove(&session);
@@ -246,15 +327,24 @@ fuzz_target!(|input: Input| {
                 _ => {}
             }
         }
-        let consumed = TOKENS.iter().filter(|(id, _)| store.token_consumed(id) == Some(true)).count();
-        assert!(pairings <= consumed, "a token paired twice (CHAN-12): {pairings} > {consumed}");
+        let consumed = TOKENS
+            .iter()
+            .filter(|(id, _)| store.token_consumed(id) == Some(true))
+            .count();
+        assert!(
+            pairings <= consumed,
+            "a token paired twice (CHAN-12): {pairings} > {consumed}"
+        );
         assert!(host.session_count() <= MAX_SESSIONS_PER_HOST);
         // Frames the host has queued: DATA only on sessions that got message 2.
         let mut pending = Vec::new();
         while let Some(f) = host.poll_transmit() {
             match &f {
                 RelayFrame::Data { session, .. } => {
-                    assert!(ever_established.contains(session), "CHAN-15: DATA before message 2");
+                    assert!(
+                        ever_established.contains(session),
+                        "CHAN-15: DATA before message 2"
+                    );
                 }
                 RelayFrame::Close { .. } => {}
                 other => panic!("the host sent {other:?}"),

@@ -38,14 +38,21 @@ fn one_incoming(
     let mut established = None;
     while let Some(ev) = host.poll_event() {
         match ev {
-            HostEvent::Established { session: s, paired, .. } => {
+            HostEvent::Established {
+                session: s, paired, ..
+            } => {
                 assert_eq!(s, session);
                 assert!(established.is_none());
                 established = Some(paired);
             }
-            HostEvent::Refused { session: s, refusal } => {
+            HostEvent::Refused {
+                session: s,
+                refusal,
+            } => {
                 assert_eq!(s, session);
-                assert!(matches!(frames[0], RelayFrame::Close { code, .. } if code == refusal.close_code()));
+                assert!(
+                    matches!(frames[0], RelayFrame::Close { code, .. } if code == refusal.close_code())
+                );
             }
             HostEvent::ConfirmationRequested { .. } => unreachable!("confirmation is off"),
             other => panic!("no command traffic before the handshake: {other:?}"),
@@ -90,13 +97,18 @@ fuzz_target!(|data: &[u8]| {
     let first = one_incoming(&mut host, &mut store, sid, msg1, now);
     if let Some(Some(_)) = &first {
         assert!(
-            TOKENS.iter().any(|(id, _)| store.token_consumed(id) == Some(true)),
+            TOKENS
+                .iter()
+                .any(|(id, _)| store.token_consumed(id) == Some(true)),
             "a pairing consumes its token (CHAN-12)"
         );
     }
     let second = one_incoming(&mut host, &mut store, SessionId(*b"fuzz-s02"), msg1, now);
     if first.is_some() {
-        assert!(second.is_none(), "message 1 accepted twice (CHAN-10, CHAN-12)");
+        assert!(
+            second.is_none(),
+            "message 1 accepted twice (CHAN-10, CHAN-12)"
+        );
     }
     assert!(host.session_count() <= 2);
 });

@@ -84,15 +84,25 @@ fuzz_target!(|input: Input| {
         .expect("honest message 1 reads");
     assert_eq!(pending.confirmation_code(), initiator.confirmation_code());
     let mut msg2 = Vec::new();
-    let mut host = pending.write_message2(&host_info(), &mut msg2).expect("message 2");
-    let (mut ctl, info) = initiator.read_message2(&msg2).expect("honest message 2 reads");
+    let mut host = pending
+        .write_message2(&host_info(), &mut msg2)
+        .expect("message 2");
+    let (mut ctl, info) = initiator
+        .read_message2(&msg2)
+        .expect("honest message 2 reads");
     assert_eq!(info, host_info());
     assert_eq!(ctl.handshake_hash(), host.handshake_hash());
 
     let (a, b) = match input.start {
         Start::Zero => (0, 0),
-        Start::BeforeRekey(k) => (65_536 - 1 - u64::from(k % 4), 2 * 65_536 - 1 - u64::from(k / 64)),
-        Start::BeforeMax(k) => (u64::MAX - 1 - u64::from(k % 4), u64::MAX - 1 - u64::from(k / 64)),
+        Start::BeforeRekey(k) => (
+            65_536 - 1 - u64::from(k % 4),
+            2 * 65_536 - 1 - u64::from(k / 64),
+        ),
+        Start::BeforeMax(k) => (
+            u64::MAX - 1 - u64::from(k % 4),
+            u64::MAX - 1 - u64::from(k / 64),
+        ),
     };
     host.set_nonces_for_testing(a, b);
     ctl.set_nonces_for_testing(b, a);
@@ -101,8 +111,15 @@ fuzz_target!(|input: Input| {
     let mut to_ctl = Direction::default();
     for op in input.ops.into_iter().take(64) {
         match op {
-            Op::Send { from_host, plaintext } => {
-                let (tx, dir) = if from_host { (&mut host, &mut to_ctl) } else { (&mut ctl, &mut to_host) };
+            Op::Send {
+                from_host,
+                plaintext,
+            } => {
+                let (tx, dir) = if from_host {
+                    (&mut host, &mut to_ctl)
+                } else {
+                    (&mut ctl, &mut to_host)
+                };
                 let closed = tx.is_closed();
                 let nonce = tx.sending_nonce();
                 let mut out = vec![0xEE];
@@ -136,13 +153,21 @@ fuzz_target!(|input: Input| {
                 assert_eq!(tx.sending_nonce(), nonce);
             }
             Op::Deliver { to_host: th } => {
-                let (rx, dir) = if th { (&mut host, &mut to_host) } else { (&mut ctl, &mut to_ctl) };
-                let Some((nonce, plaintext, ct)) = dir.queue.pop_front() else { continue };
+                let (rx, dir) = if th {
+                    (&mut host, &mut to_host)
+                } else {
+                    (&mut ctl, &mut to_ctl)
+                };
+                let Some((nonce, plaintext, ct)) = dir.queue.pop_front() else {
+                    continue;
+                };
                 if rx.is_closed() {
                     assert_eq!(rx.decrypt(&ct, &mut Vec::new()), Err(ChannelError::Closed));
                 } else if nonce == rx.receiving_nonce() && nonce != u64::MAX {
                     let mut out = vec![0xEE];
-                    let n = rx.decrypt(&ct, &mut out).expect("in-order honest message decrypts");
+                    let n = rx
+                        .decrypt(&ct, &mut out)
+                        .expect("in-order honest message decrypts");
                     assert_eq!(n, plaintext.len());
                     assert_eq!(&out[1..], &plaintext[..]);
                     assert_eq!(rx.receiving_nonce(), nonce + 1);
@@ -156,14 +181,28 @@ fuzz_target!(|input: Input| {
                 dir.queue.pop_front();
             }
             Op::Replay { to_host: th } => {
-                let (rx, dir) = if th { (&mut host, &mut to_host) } else { (&mut ctl, &mut to_ctl) };
+                let (rx, dir) = if th {
+                    (&mut host, &mut to_host)
+                } else {
+                    (&mut ctl, &mut to_ctl)
+                };
                 if let Some(ct) = dir.last_delivered.clone() {
                     expect_failure(rx, &ct);
                 }
             }
-            Op::Flip { to_host: th, at, bit } => {
-                let (rx, dir) = if th { (&mut host, &mut to_host) } else { (&mut ctl, &mut to_ctl) };
-                let Some((_, _, mut ct)) = dir.queue.pop_front() else { continue };
+            Op::Flip {
+                to_host: th,
+                at,
+                bit,
+            } => {
+                let (rx, dir) = if th {
+                    (&mut host, &mut to_host)
+                } else {
+                    (&mut ctl, &mut to_ctl)
+                };
+                let Some((_, _, mut ct)) = dir.queue.pop_front() else {
+                    continue;
+                };
                 let i = usize::from(at) % ct.len();
                 ct[i] ^= 1 << (bit % 8);
                 let tag_part = i + 16 >= ct.len();
@@ -181,7 +220,10 @@ fuzz_target!(|input: Input| {
                 let mut out = Vec::new();
                 match rx.decrypt(&bytes, &mut out) {
                     Ok(n) => {
-                        assert!(input.insecure, "a forged message decrypted under real crypto");
+                        assert!(
+                            input.insecure,
+                            "a forged message decrypted under real crypto"
+                        );
                         assert!(!was_closed);
                         assert_eq!(n + 16, bytes.len());
                         assert_eq!(&out[..], &bytes[..n]);

@@ -23,7 +23,9 @@ use libfuzzer_sys::fuzz_target;
 use tether_fuzz::begin;
 use tether_proto::keys::public_key;
 use tether_proto::link::registration::HostRegistration;
-use tether_proto::link::router::{LinkId, Relay, RelayConfig, RelayEvent, RelayLimits, WorkspaceConfig};
+use tether_proto::link::router::{
+    LinkId, Relay, RelayConfig, RelayEvent, RelayLimits, WorkspaceConfig,
+};
 use tether_proto::link::{CloseCode, RelayFrame, Role, SessionId};
 
 const WS: [(&str, &[u8], bool); 3] = [
@@ -38,18 +40,58 @@ const GOAWAY_MAX: usize = 1 + 2 + 1 + 255;
 #[derive(Arbitrary, Debug)]
 enum Ev {
     OpenLink,
-    Hello { link: u8, host: Option<u8>, ws: u8, good: bool, version: u8 },
-    Proof { link: u8, forged: Option<u8> },
-    OpenSession { link: u8, host: u8, sid: u8, len: u16 },
-    Data { link: u8, sid: u8, len: u16 },
-    Close { link: u8, sid: u8, code: u16 },
-    Ping { link: u8, value: u64 },
-    GoAway { link: u8, code: u16 },
-    Raw { link: u8, bytes: Vec<u8> },
-    Text { link: u8 },
-    CloseLink { link: u8 },
-    Reading { link: u8, on: bool },
-    Advance { ms: u32 },
+    Hello {
+        link: u8,
+        host: Option<u8>,
+        ws: u8,
+        good: bool,
+        version: u8,
+    },
+    Proof {
+        link: u8,
+        forged: Option<u8>,
+    },
+    OpenSession {
+        link: u8,
+        host: u8,
+        sid: u8,
+        len: u16,
+    },
+    Data {
+        link: u8,
+        sid: u8,
+        len: u16,
+    },
+    Close {
+        link: u8,
+        sid: u8,
+        code: u16,
+    },
+    Ping {
+        link: u8,
+        value: u64,
+    },
+    GoAway {
+        link: u8,
+        code: u16,
+    },
+    Raw {
+        link: u8,
+        bytes: Vec<u8>,
+    },
+    Text {
+        link: u8,
+    },
+    CloseLink {
+        link: u8,
+    },
+    Reading {
+        link: u8,
+        on: bool,
+    },
+    Advance {
+        ms: u32,
+    },
 }
 
 #[derive(Default)]
@@ -96,14 +138,23 @@ impl World {
 
     /// Tag byte of what `link` sends: its workspace once READY, else 0xFF.
     fn tag(&self, link: LinkId) -> u8 {
-        self.clients.get(&link).and_then(|c| c.ready_ws).unwrap_or(0xFF)
+        self.clients
+            .get(&link)
+            .and_then(|c| c.ready_ws)
+            .unwrap_or(0xFF)
     }
 
     fn deliver(&mut self, link: LinkId) {
         while let Some(bytes) = self.relay.poll_transmit(link) {
             let frame = RelayFrame::decode(&bytes).expect("the relay sends only valid frames");
-            let c = self.clients.get_mut(&link).expect("frame for a known client");
-            assert!(!c.closed && !c.goaway, "LINK-27: frame after GOAWAY on {link}: {frame:?}");
+            let c = self
+                .clients
+                .get_mut(&link)
+                .expect("frame for a known client");
+            assert!(
+                !c.closed && !c.goaway,
+                "LINK-27: frame after GOAWAY on {link}: {frame:?}"
+            );
             match &frame {
                 RelayFrame::Ready => {
                     assert!(c.ready_ws.is_none(), "READY twice");
@@ -116,7 +167,11 @@ impl World {
                 RelayFrame::GoAway { .. } => c.goaway = true,
                 RelayFrame::Incoming { handshake: p, .. } | RelayFrame::Data { payload: p, .. } => {
                     let ws = c.ready_ws.expect("LINK-8: session frame before READY");
-                    assert_eq!(p.first().copied(), Some(ws), "LINK-17: delivered across workspaces");
+                    assert_eq!(
+                        p.first().copied(),
+                        Some(ws),
+                        "LINK-17: delivered across workspaces"
+                    );
                 }
                 RelayFrame::Close { .. } | RelayFrame::Ping { .. } | RelayFrame::Pong { .. } => {
                     assert!(c.ready_ws.is_some(), "LINK-8: session frame before READY");
@@ -131,7 +186,9 @@ impl World {
             let mut progress = false;
             while let Some(ev) = self.relay.poll_event() {
                 progress = true;
-                if let RelayEvent::CloseLink { link, .. } | RelayEvent::PeerGoingAway { link, .. } = ev {
+                if let RelayEvent::CloseLink { link, .. } | RelayEvent::PeerGoingAway { link, .. } =
+                    ev
+                {
                     self.deliver(link);
                     if let Some(c) = self.clients.get_mut(&link) {
                         c.closed = true;
@@ -140,7 +197,11 @@ impl World {
                 }
             }
             for link in self.relay.links_with_pending() {
-                if self.clients.get(&link).is_some_and(|c| c.reading && !c.closed) {
+                if self
+                    .clients
+                    .get(&link)
+                    .is_some_and(|c| c.reading && !c.closed)
+                {
                     self.deliver(link);
                     progress = true;
                 }
@@ -152,7 +213,10 @@ impl World {
         let controllers = self.clients.values().filter(|c| !c.closed).count();
         assert!(self.relay.session_count() <= controllers * 16, "LINK-20");
         for link in &self.links {
-            assert!(self.relay.queued_bytes(*link) <= LINK_BOUND + GOAWAY_MAX, "LINK-23");
+            assert!(
+                self.relay.queued_bytes(*link) <= LINK_BOUND + GOAWAY_MAX,
+                "LINK-23"
+            );
         }
         assert!(self.relay.link_count() <= self.links.len());
     }
@@ -176,7 +240,13 @@ fuzz_target!(|events: Vec<Ev>| {
     for (id, cred, on) in WS {
         config = config.with_workspace(id, WorkspaceConfig::new(cred, on));
     }
-    let mut w = World { relay: Relay::new(config), now: Instant::now(), links: Vec::new(), clients: HashMap::new(), rng: 0 };
+    let mut w = World {
+        relay: Relay::new(config),
+        now: Instant::now(),
+        links: Vec::new(),
+        clients: HashMap::new(),
+        rng: 0,
+    };
 
     for ev in events.into_iter().take(64) {
         match ev {
@@ -184,10 +254,22 @@ fuzz_target!(|events: Vec<Ev>| {
                 if w.links.len() < 12 {
                     let id = w.relay.handle_link_opened(w.now);
                     w.links.push(id);
-                    w.clients.insert(id, Client { reading: true, ..Client::default() });
+                    w.clients.insert(
+                        id,
+                        Client {
+                            reading: true,
+                            ..Client::default()
+                        },
+                    );
                 }
             }
-            Ev::Hello { link, host, ws, good, version } => {
+            Ev::Hello {
+                link,
+                host,
+                ws,
+                good,
+                version,
+            } => {
                 let Some(l) = w.link(link) else { continue };
                 let ws = ws % 3;
                 let (name, cred, _) = WS[usize::from(ws)];
@@ -198,15 +280,26 @@ fuzz_target!(|events: Vec<Ev>| {
                 }
                 if let Some(h) = host {
                     let h = h % 2;
-                    let Ok((reg, msg1)) = HostRegistration::start(&HOSTS[usize::from(h)], name) else { continue };
+                    let Ok((reg, msg1)) = HostRegistration::start(&HOSTS[usize::from(h)], name)
+                    else {
+                        continue;
+                    };
                     registration = msg1.to_vec();
                     c.registration = Some((reg, h));
                 }
                 let frame = RelayFrame::Hello {
                     version: if version < 250 { 1 } else { version },
-                    role: if host.is_some() { Role::Host } else { Role::Controller },
+                    role: if host.is_some() {
+                        Role::Host
+                    } else {
+                        Role::Controller
+                    },
                     workspace: name.into(),
-                    credential: if good { cred.to_vec() } else { b"not-the-credential-at-all".to_vec() },
+                    credential: if good {
+                        cred.to_vec()
+                    } else {
+                        b"not-the-credential-at-all".to_vec()
+                    },
                     registration,
                 };
                 w.frame(l, &frame);
@@ -221,7 +314,11 @@ fuzz_target!(|events: Vec<Ev>| {
                         m
                     }
                     None => {
-                        let (Some((reg, _)), Some(ch)) = (c.registration.take(), c.challenge.take()) else { continue };
+                        let (Some((reg, _)), Some(ch)) =
+                            (c.registration.take(), c.challenge.take())
+                        else {
+                            continue;
+                        };
                         match reg.respond(&ch) {
                             Ok(p) => p.to_vec(),
                             Err(_) => continue,
@@ -230,21 +327,45 @@ fuzz_target!(|events: Vec<Ev>| {
                 };
                 w.frame(l, &RelayFrame::HostProof { message });
             }
-            Ev::OpenSession { link, host, sid, len } => {
+            Ev::OpenSession {
+                link,
+                host,
+                sid,
+                len,
+            } => {
                 let Some(l) = w.link(link) else { continue };
                 let tag = w.tag(l);
                 let host_key = public_key(&HOSTS[usize::from(host % 2)]);
                 let handshake = payload(tag, len % 400);
-                w.frame(l, &RelayFrame::Open { session: SessionId([sid % 8; 8]), host_key, handshake });
+                w.frame(
+                    l,
+                    &RelayFrame::Open {
+                        session: SessionId([sid % 8; 8]),
+                        host_key,
+                        handshake,
+                    },
+                );
             }
             Ev::Data { link, sid, len } => {
                 let Some(l) = w.link(link) else { continue };
                 let tag = w.tag(l);
-                w.frame(l, &RelayFrame::Data { session: SessionId([sid % 8; 8]), payload: payload(tag, len) });
+                w.frame(
+                    l,
+                    &RelayFrame::Data {
+                        session: SessionId([sid % 8; 8]),
+                        payload: payload(tag, len),
+                    },
+                );
             }
             Ev::Close { link, sid, code } => {
                 let Some(l) = w.link(link) else { continue };
-                w.frame(l, &RelayFrame::Close { session: SessionId([sid % 8; 8]), code: CloseCode(code) });
+                w.frame(
+                    l,
+                    &RelayFrame::Close {
+                        session: SessionId([sid % 8; 8]),
+                        code: CloseCode(code),
+                    },
+                );
             }
             Ev::Ping { link, value } => {
                 let Some(l) = w.link(link) else { continue };
@@ -252,14 +373,22 @@ fuzz_target!(|events: Vec<Ev>| {
             }
             Ev::GoAway { link, code } => {
                 let Some(l) = w.link(link) else { continue };
-                w.frame(l, &RelayFrame::GoAway { code: CloseCode(code), reason: String::new() });
+                w.frame(
+                    l,
+                    &RelayFrame::GoAway {
+                        code: CloseCode(code),
+                        reason: String::new(),
+                    },
+                );
             }
             Ev::Raw { link, mut bytes } => {
                 let Some(l) = w.link(link) else { continue };
                 let tag = w.tag(l);
                 // Keep the workspace tag of session payloads honest; everything else raw.
                 if let Ok(mut f) = RelayFrame::decode(&bytes) {
-                    if let RelayFrame::Open { handshake: p, .. } | RelayFrame::Data { payload: p, .. } | RelayFrame::Incoming { handshake: p, .. } = &mut f
+                    if let RelayFrame::Open { handshake: p, .. }
+                    | RelayFrame::Data { payload: p, .. }
+                    | RelayFrame::Incoming { handshake: p, .. } = &mut f
                         && let Some(b) = p.first_mut()
                     {
                         *b = tag;

@@ -5,11 +5,11 @@
 //! ChaCha20-Poly1305 tag, so with real cryptography every mutated message 1 or transport
 //! message dies at the first decryption and the code behind it is never reached. As in
 //! rustls' fuzzing crypto provider, a fuzzing build can swap Tether's primitives for ones
-//! with no security at all ([`set_insecure_crypto`], on by default in a fuzzing build):
+//! with no security at all (`set_insecure_crypto`, on by default in a fuzzing build):
 //!
 //! | primitive | insecure replacement |
 //! |---|---|
-//! | random numbers | a counter-based generator, restarted by [`reset_rng`] |
+//! | random numbers | a counter-based generator, restarted by `reset_rng` |
 //! | X25519 | public keys are real X25519 (so host keys, prologues and handshake hashes agree with a real build); the "shared secret" is `own public XOR peer public`, which both sides compute alike; an all-zero result is still refused (`CHAN-7`) |
 //! | ChaCha20-Poly1305 | ciphertext = plaintext; the 16-byte tag is the nonce, little-endian, then 8 zero bytes; a wrong tag still fails to decrypt |
 //! | BLAKE2s | unchanged |
@@ -24,6 +24,31 @@
 
 #[cfg(fuzzing)]
 pub use imp::*;
+
+/// Not a fuzzing build: Tether's resolver is never overridden.
+#[cfg(not(fuzzing))]
+mod imp {
+    use snow::params::{CipherChoice, DHChoice};
+    use snow::types::{Cipher, Dh, Random};
+
+    #[inline(always)]
+    pub(crate) fn resolve_rng() -> Option<Box<dyn Random>> {
+        None
+    }
+
+    #[inline(always)]
+    pub(crate) fn resolve_dh(_: &DHChoice) -> Option<Box<dyn Dh>> {
+        None
+    }
+
+    #[inline(always)]
+    pub(crate) fn resolve_cipher(_: &CipherChoice) -> Option<Box<dyn Cipher>> {
+        None
+    }
+}
+
+#[cfg(not(fuzzing))]
+pub(crate) use imp::{resolve_cipher, resolve_dh, resolve_rng};
 
 #[cfg(fuzzing)]
 mod imp {
