@@ -22,6 +22,8 @@
 pub mod channel;
 pub mod cmd;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
 pub mod limits;
 pub mod link;

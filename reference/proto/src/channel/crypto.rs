@@ -45,10 +45,16 @@ pub struct TetherResolver {
 
 impl CryptoResolver for TetherResolver {
     fn resolve_rng(&self) -> Option<Box<dyn Random>> {
+        if let Some(rng) = crate::fuzzing::resolve_rng() {
+            return Some(rng);
+        }
         DefaultResolver.resolve_rng()
     }
 
     fn resolve_dh(&self, choice: &DHChoice) -> Option<Box<dyn Dh>> {
+        if let Some(inner) = crate::fuzzing::resolve_dh(choice) {
+            return Some(Box::new(NonZeroDh { inner }));
+        }
         let inner = DefaultResolver.resolve_dh(choice)?;
         Some(Box::new(NonZeroDh { inner }))
     }
@@ -58,6 +64,9 @@ impl CryptoResolver for TetherResolver {
     }
 
     fn resolve_cipher(&self, choice: &CipherChoice) -> Option<Box<dyn Cipher>> {
+        if let Some(cipher) = crate::fuzzing::resolve_cipher(choice) {
+            return Some(cipher);
+        }
         DefaultResolver.resolve_cipher(choice)
     }
 }
