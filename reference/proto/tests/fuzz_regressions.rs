@@ -32,11 +32,8 @@ fn params_number(message: &Message) -> f64 {
 /// `parse(to_bytes(parse(x))) != parse(x)` and a host reads another number than a
 /// controller using a correctly rounded parser sent.
 ///
-/// Open: fixed by enabling serde_json's `float_roundtrip` feature in the workspace
-/// `Cargo.toml` (`serde_json = { version = "1", features = ["float_roundtrip"] }`); remove the
-/// `#[ignore]` with that change.
+/// Fixed by serde_json's `float_roundtrip` feature, enabled in the workspace `Cargo.toml`.
 #[test]
-#[ignore = "open: needs serde_json's float_roundtrip feature in the workspace Cargo.toml"]
 fn cmd_1_numbers_decode_correctly_rounded_and_round_trip() {
     let cases = [
         (
