@@ -648,6 +648,83 @@ impl Link {
         }
     }
 
+    /// Sends every message of `frames` while reading; each frame received (other than
+    /// `PING`, which is answered) goes to `on_frame`, and the call returns when `on_frame`
+    /// says it has seen enough. Fails if the target reads nothing and sends nothing for
+    /// `stall`, or the link ends.
+    ///
+    /// # Errors
+    /// `on_frame`'s error, a stall, or the end of the link.
+    pub async fn send_all_reading(
+        &mut self,
+        frames: &[Vec<u8>],
+        stall: Duration,
+        on_frame: &mut (dyn FnMut(RelayFrame) -> CaseResult<bool> + Send),
+    ) -> CaseResult<()> {
+        let mut next = 0usize;
+        loop {
+            let frame = frames.get(next);
+            tokio::select! {
+                r = async {
+                    match frame {
+                        Some(b) => tokio::time::timeout(stall, self.sink.send(Message::binary(b.clone()))).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    match r {
+                        Err(_) => {
+                            return fail(format!(
+                                "{}: the target stopped reading after {next} of {} frames",
+                                self.name,
+                                frames.len()
+                            ));
+                        }
+                        Ok(Err(e)) => return Err(self.err(format_args!("sending: {e}"))),
+                        Ok(Ok(())) => {
+                            if let Some(b) = frame {
+                                self.log.binary(&self.name, Direction::Sent, b);
+                            }
+                            next += 1;
+                        }
+                    }
+                }
+                item = tokio::time::timeout(stall, self.stream.next()) => {
+                    let b = match item {
+                        Err(_) if next < frames.len() => continue,
+                        Err(_) => {
+                            return fail(format!(
+                                "{}: nothing received for {} s",
+                                self.name,
+                                stall.as_secs()
+                            ));
+                        }
+                        Ok(Some(Ok(Message::Binary(b)))) => b.to_vec(),
+                        Ok(Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)))) => continue,
+                        Ok(Some(Ok(Message::Text(_)))) => {
+                            return Err(self.err("received a WebSocket text message (LINK-1)"));
+                        }
+                        Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) => {
+                            self.ended = true;
+                            self.log.closed(&self.name, Direction::Received, "link ended");
+                            return Err(self.err("link ended"));
+                        }
+                    };
+                    self.log.binary(&self.name, Direction::Received, &b);
+                    let f = RelayFrame::decode(&b).map_err(|e| {
+                        self.err(format_args!("received bytes that are not a valid frame: {} (LINK-30)", e.name()))
+                    })?;
+                    if let RelayFrame::Ping { value } = f {
+                        self.send(&RelayFrame::Pong { value }).await?;
+                        continue;
+                    }
+                    if on_frame(f)? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
     /// Sends `GOAWAY code` and closes the WebSocket (`LINK-27`).
     ///
     /// # Errors

@@ -148,6 +148,8 @@ pub fn catalogue() -> Vec<Case> {
             "when a host sends GOAWAY, its sessions' controllers get CLOSE PEER_GONE", peer_gone_on_goaway),
         case!("LINK-22/slow-reader", "LINK-22", Must, 60,
             "a session whose host stops reading gets CLOSE SLOW_READER at both ends; the links stay up", slow_reader),
+        case!("LINK-23/link-slow-reader", "LINK-23", Must, 90,
+            "a host link that stops reading is closed once 4 MiB wait for it; every session gets CLOSE PEER_GONE", link_slow_reader),
         slow_case!("LINK-24/idle-timeout", "LINK-24", Must, 90, true,
             "a READY link that sends nothing gets GOAWAY IDLE_TIMEOUT after 60 s", idle_timeout),
         case!("LINK-25/ping-pong", "LINK-25", Must, 15,
@@ -947,6 +949,81 @@ async fn slow_reader(cx: Arc<Context>) -> CaseResult<Outcome> {
         }
     }
     h.expect_alive().await?;
+    pass()
+}
+
+async fn link_slow_reader(cx: Arc<Context>) -> CaseResult<Outcome> {
+    let cred = ws(&cx)?;
+    let key = HostKey::random();
+    let opts = ConnectOptions { recv_buffer: Some(4096) };
+    let (mut h, _) = host_with(&cx, "host", &cred, &key, opts).await?;
+    // 4 controllers x 16 sessions: the host link's 64 sessions.
+    let mut ctls = Vec::new();
+    for i in 0..4 {
+        let mut c = controller(&cx, &format!("ctl-{i}"), &cred).await?;
+        let mut sessions = Vec::new();
+        for _ in 0..16 {
+            let s = random_session();
+            open_session(&mut c, &mut h, &key, s).await?;
+            sessions.push(s);
+        }
+        ctls.push((c, sessions));
+    }
+    // The host stops reading. Each session gets 4 x 60000 bytes, under the per-session
+    // bound of LINK-22 (262144), 15.36 MB in all for the host link: far past 4 MiB even
+    // after the kernel's socket buffers.
+    let chunk = pattern(9, 60_000);
+    let pushes = ctls.into_iter().map(|(mut c, sessions)| {
+        let chunk = chunk.clone();
+        async move {
+            let mut frames = Vec::new();
+            for _ in 0..4 {
+                for s in &sessions {
+                    frames.push(hello_bytes(&data(*s, chunk.clone()))?);
+                }
+            }
+            let mut gone: std::collections::HashSet<SessionId> = std::collections::HashSet::new();
+            let name = c.name().to_owned();
+            let mut on_frame = |f: RelayFrame| -> CaseResult<bool> {
+                match f {
+                    RelayFrame::Close { session, code } if sessions.contains(&session) && code == CloseCode::PEER_GONE => {
+                        gone.insert(session);
+                    }
+                    RelayFrame::Close { session, code } if gone.contains(&session) && code == CloseCode::UNKNOWN_SESSION => {}
+                    other => {
+                        return fail(format!("{name}: expected CLOSE PEER_GONE for its sessions, got {}", describe(&other)));
+                    }
+                }
+                Ok(gone.len() == sessions.len())
+            };
+            c.send_all_reading(&frames, Duration::from_secs(20), &mut on_frame).await.map_err(|e| {
+                CaseError(format!("{e} (a relay holding more than 4 MiB for one link must close it, LINK-23)"))
+            })
+        }
+    });
+    for r in futures_util::future::join_all(pushes).await {
+        r?;
+    }
+    // The host, reading again: what was already on its way, perhaps GOAWAY SLOW_READER,
+    // then the end of the link.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match h.next(left).await {
+            Ok(Incoming::Closed(_)) => break,
+            Ok(Incoming::Binary(b)) => match RelayFrame::decode(&b) {
+                Ok(RelayFrame::Data { .. }) => {}
+                Ok(RelayFrame::GoAway { code, .. }) if code == CloseCode::SLOW_READER => {
+                    h.expect_end_after_goaway().await?;
+                    break;
+                }
+                Ok(other) => return fail(format!("host: expected DATA, GOAWAY SLOW_READER or the end of the link, got {}", describe(&other))),
+                Err(e) => return fail(format!("host: undecodable frame ({})", e.name())),
+            },
+            Ok(Incoming::Text(_)) => return fail("host: got a text message"),
+            Err(e) => return fail(format!("host: the link was not closed: {e}")),
+        }
+    }
     pass()
 }
 
