@@ -95,7 +95,11 @@ pub fn fail<T>(reason: impl Into<String>) -> CaseResult<T> {
 
 /// Fails with `reason` unless `cond` holds.
 pub fn ensure(cond: bool, reason: impl FnOnce() -> String) -> CaseResult<()> {
-    if cond { Ok(()) } else { Err(CaseError(reason())) }
+    if cond {
+        Ok(())
+    } else {
+        Err(CaseError(reason()))
+    }
 }
 
 /// The future a case body returns.

@@ -63,7 +63,9 @@ pub struct Link {
 
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Link").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Link")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -101,7 +103,9 @@ mod insecure {
     //! A certificate verifier that accepts anything (`--insecure` only).
     use rustls::DigitallySignedStruct;
     use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
+    use rustls::crypto::{
+        WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature,
+    };
     use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
     #[derive(Debug)]
@@ -294,14 +298,19 @@ impl Link {
 
     /// Ends the link without `GOAWAY`: drops the TCP connection (link loss).
     pub async fn drop_connection(self) {
-        self.log.closed(&self.name, Direction::Sent, "connection dropped without GOAWAY");
+        self.log.closed(
+            &self.name,
+            Direction::Sent,
+            "connection dropped without GOAWAY",
+        );
         drop(self.sink);
         drop(self.stream);
     }
 
     /// Ends the link with a WebSocket close handshake, without `GOAWAY`.
     pub async fn close_websocket(mut self) {
-        self.log.closed(&self.name, Direction::Sent, "WebSocket close");
+        self.log
+            .closed(&self.name, Direction::Sent, "WebSocket close");
         let _ = self.sink.close().await;
     }
 
@@ -329,7 +338,11 @@ impl Link {
                 Some(Ok(Message::Binary(b))) => Incoming::Binary(b.to_vec()),
                 Some(Ok(Message::Text(t))) => Incoming::Text(t.as_str().to_owned()),
                 Some(Ok(Message::Close(c))) => Incoming::Closed(match c {
-                    Some(c) => format!("WebSocket close {} {:?}", u16::from(c.code), c.reason.as_str()),
+                    Some(c) => format!(
+                        "WebSocket close {} {:?}",
+                        u16::from(c.code),
+                        c.reason.as_str()
+                    ),
                     None => "WebSocket close".to_owned(),
                 }),
                 // WebSocket-level pings carry no meaning (spec/03 section 3.1).
@@ -455,7 +468,10 @@ impl Link {
             Err(e) => return fail(format!("expected CLOSE session={session} {code}; {e}")),
         };
         match frame {
-            RelayFrame::Close { session: s, code: c } if s == session && c == code => Ok(()),
+            RelayFrame::Close {
+                session: s,
+                code: c,
+            } if s == session && c == code => Ok(()),
             other => fail(format!(
                 "{}: expected CLOSE session={session} {code}, got {}",
                 self.name,
@@ -511,10 +527,16 @@ impl Link {
                     }
                 },
                 Ok(Incoming::Text(_)) => {
-                    return fail(format!("{}: expected nothing, got a text message", self.name));
+                    return fail(format!(
+                        "{}: expected nothing, got a text message",
+                        self.name
+                    ));
                 }
                 Ok(Incoming::Closed(d)) => {
-                    return fail(format!("{}: expected the link to stay up, it ended ({d})", self.name));
+                    return fail(format!(
+                        "{}: expected the link to stay up, it ended ({d})",
+                        self.name
+                    ));
                 }
             }
         }
@@ -528,7 +550,8 @@ impl Link {
     pub async fn expect_alive(&mut self) -> CaseResult<()> {
         let value = u64::from_be_bytes(random_bytes::<8>());
         self.send(&RelayFrame::Ping { value }).await?;
-        self.expect_frame(&RelayFrame::Pong { value }, ANSWER_WAIT).await
+        self.expect_frame(&RelayFrame::Pong { value }, ANSWER_WAIT)
+            .await
     }
 
     /// Like [`Link::expect_alive`], tolerating `CLOSE UNKNOWN_SESSION` for `session` first
@@ -851,7 +874,12 @@ pub async fn host_with(
     link.send(&host_hello(cred, &msg1)).await?;
     let msg2 = match link.recv(ANSWER_WAIT).await? {
         RelayFrame::HostChallenge { message } => message,
-        other => return fail(format!("{name}: expected HOST_CHALLENGE, got {}", describe(&other))),
+        other => {
+            return fail(format!(
+                "{name}: expected HOST_CHALLENGE, got {}",
+                describe(&other)
+            ));
+        }
     };
     let msg3 = reg.respond(&msg2).map_err(|e| {
         CaseError(format!(
@@ -876,7 +904,12 @@ pub async fn host_with(
 /// A Noise-message-1 stand-in for `OPEN`: the relay forwards it without reading it.
 pub fn handshake_bytes(len: usize) -> Vec<u8> {
     (0..len)
-        .map(|i| u8::try_from(i % 251).unwrap_or(0).wrapping_mul(31).wrapping_add(7))
+        .map(|i| {
+            u8::try_from(i % 251)
+                .unwrap_or(0)
+                .wrapping_mul(31)
+                .wrapping_add(7)
+        })
         .collect()
 }
 

@@ -13,7 +13,10 @@ pub const JSON_SCHEMA_VERSION: u32 = 1;
 
 /// `2026-11-23T23:59:01Z` for `t` (UTC, whole seconds).
 pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
     // Days to civil date (H. Hinnant's algorithm).
@@ -36,9 +39,19 @@ pub fn rfc3339(t: SystemTime) -> String {
 
 /// The terminal summary: one row per case, then the totals and the verdict.
 pub fn summary(report: &RunReport) -> String {
-    let width = report.cases.iter().map(|c| c.id.len()).max().unwrap_or(4).max(4);
+    let width = report
+        .cases
+        .iter()
+        .map(|c| c.id.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     let mut out = String::new();
-    let _ = writeln!(out, "{:<width$}  {:<6}  {:<8}  {:>7}  detail", "case", "level", "result", "time");
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:<6}  {:<8}  {:>7}  detail",
+        "case", "level", "result", "time"
+    );
     let _ = writeln!(out, "{}", "-".repeat(width + 40));
     for c in &report.cases {
         let result = match (c.status, c.counts) {
@@ -68,8 +81,15 @@ pub fn summary(report: &RunReport) -> String {
         report.count(Status::Disabled),
         report.duration.as_secs_f64()
     );
-    if report.cases.iter().any(|c| c.status == Status::Fail && !c.counts) {
-        let _ = writeln!(out, "FAIL* = failure not counted in the verdict (SHOULD or MAY; --strict counts SHOULD)");
+    if report
+        .cases
+        .iter()
+        .any(|c| c.status == Status::Fail && !c.counts)
+    {
+        let _ = writeln!(
+            out,
+            "FAIL* = failure not counted in the verdict (SHOULD or MAY; --strict counts SHOULD)"
+        );
     }
     let _ = writeln!(
         out,
@@ -197,9 +217,7 @@ pub fn junit(report: &RunReport) -> String {
         .iter()
         .filter(|c| c.status == Status::Fail && c.counts)
         .count();
-    let skipped = report.cases.len()
-        - failures
-        - report.count(Status::Pass);
+    let skipped = report.cases.len() - failures - report.count(Status::Pass);
     let secs = report.duration.as_secs_f64();
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
@@ -260,7 +278,10 @@ pub fn junit(report: &RunReport) -> String {
                 out.push_str("    </testcase>\n");
             }
             (Status::Skip, _) => {
-                let _ = writeln!(out, ">\n      <skipped message=\"{reason}\"/>\n    </testcase>");
+                let _ = writeln!(
+                    out,
+                    ">\n      <skipped message=\"{reason}\"/>\n    </testcase>"
+                );
             }
             (Status::Disabled, _) => {
                 let _ = writeln!(
@@ -276,7 +297,12 @@ pub fn junit(report: &RunReport) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
     use super::*;
     use std::time::Duration;
 

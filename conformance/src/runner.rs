@@ -154,7 +154,13 @@ impl RunReport {
 fn log_file_name(id: &str) -> String {
     let mut s: String = id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     s.push_str(".log");
     s
@@ -215,7 +221,13 @@ pub async fn run(
         while set.len() < jobs {
             let Some((i, case)) = queue.next() else { break };
             if let Some(reason) = opts.expectations.reason(case.id) {
-                let r = make(case, Status::Disabled, Some(reason.to_owned()), Duration::ZERO, None);
+                let r = make(
+                    case,
+                    Status::Disabled,
+                    Some(reason.to_owned()),
+                    Duration::ZERO,
+                    None,
+                );
                 done += 1;
                 progress(&r, done, total);
                 if let Some(slot) = slots.get_mut(i) {
@@ -227,8 +239,12 @@ pub async fn run(
             let target = target.clone();
             set.spawn(async move { (i, run_one(case, target).await) });
         }
-        let Some(joined) = set.join_next().await else { break };
-        let Ok((i, (outcome, duration, log))) = joined else { continue };
+        let Some(joined) = set.join_next().await else {
+            break;
+        };
+        let Ok((i, (outcome, duration, log))) = joined else {
+            continue;
+        };
         let Some(case) = cases.get(i) else { continue };
         let (status, reason, log) = match outcome {
             Outcome::Pass => (Status::Pass, None, None),
@@ -236,20 +252,20 @@ pub async fn run(
             Outcome::Fail(r) => (Status::Fail, Some(r), Some(log)),
         };
         let mut r = make(case, status, reason, duration, log);
-        if let Some(text) = &r.log {
-            if std::fs::create_dir_all(&opts.log_dir).is_ok() {
-                let path = opts.log_dir.join(log_file_name(case.id));
-                let header = format!(
-                    "case {}\nrequirement {} ({})\n{}\nresult: FAIL: {}\n\n",
-                    case.id,
-                    case.requirement,
-                    case.level,
-                    case.description,
-                    r.reason.as_deref().unwrap_or("")
-                );
-                if std::fs::write(&path, header + text).is_ok() {
-                    r.log_file = Some(path);
-                }
+        if let Some(text) = &r.log
+            && std::fs::create_dir_all(&opts.log_dir).is_ok()
+        {
+            let path = opts.log_dir.join(log_file_name(case.id));
+            let header = format!(
+                "case {}\nrequirement {} ({})\n{}\nresult: FAIL: {}\n\n",
+                case.id,
+                case.requirement,
+                case.level,
+                case.description,
+                r.reason.as_deref().unwrap_or("")
+            );
+            if std::fs::write(&path, header + text).is_ok() {
+                r.log_file = Some(path);
             }
         }
         done += 1;

@@ -32,7 +32,8 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
             },
         }
     }
-    p.get(pi..).is_some_and(|rest| rest.iter().all(|&c| c == '*'))
+    p.get(pi..)
+        .is_some_and(|rest| rest.iter().all(|&c| c == '*'))
 }
 
 /// Cases disabled by the implementer, each with a written reason.
@@ -77,9 +78,7 @@ impl Expectations {
                     ));
                 }
                 if !catalogue.iter().any(|c| glob_match(id, c.id)) {
-                    return Err(format!(
-                        "disabled case {id:?} matches no case (see --list)"
-                    ));
+                    return Err(format!("disabled case {id:?} matches no case (see --list)"));
                 }
                 disabled.insert(id.clone(), reason.to_owned());
             }
@@ -117,7 +116,12 @@ pub fn select<'a>(catalogue: &'a [Case], only: &[String], skip: &[String]) -> Ve
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
     use super::*;
 
     #[test]
@@ -137,22 +141,22 @@ mod tests {
     #[test]
     fn expectations_need_reasons() {
         let cat = crate::relay_cases::catalogue();
-        let ok = Expectations::parse(
-            "[disabled]\n\"LINK-7/*\" = \"30 s deadline here\"\n",
-            &cat,
-        )
-        .unwrap();
-        assert_eq!(ok.reason("LINK-7/auth-deadline"), Some("30 s deadline here"));
+        let ok = Expectations::parse("[disabled]\n\"LINK-7/*\" = \"30 s deadline here\"\n", &cat)
+            .unwrap();
+        assert_eq!(
+            ok.reason("LINK-7/auth-deadline"),
+            Some("30 s deadline here")
+        );
         assert_eq!(ok.reason("LINK-5/oversize-frame"), None);
 
-        let e = Expectations::parse("[disabled]\n\"LINK-7/auth-deadline\" = \"\"\n", &cat)
-            .unwrap_err();
+        let e =
+            Expectations::parse("[disabled]\n\"LINK-7/auth-deadline\" = \"\"\n", &cat).unwrap_err();
         assert!(e.contains("no reason"), "{e}");
         let e = Expectations::parse("[disabled]\n\"LINK-7/auth-deadline\" = \"  \"\n", &cat)
             .unwrap_err();
         assert!(e.contains("no reason"), "{e}");
-        let e = Expectations::parse("[disabled]\n\"LINK-7/auth-deadline\" = true\n", &cat)
-            .unwrap_err();
+        let e =
+            Expectations::parse("[disabled]\n\"LINK-7/auth-deadline\" = true\n", &cat).unwrap_err();
         assert!(e.contains("no reason"), "{e}");
         let e = Expectations::parse("[disabled]\n\"LINK-99/nothing\" = \"x\"\n", &cat).unwrap_err();
         assert!(e.contains("matches no case"), "{e}");

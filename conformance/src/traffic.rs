@@ -74,7 +74,14 @@ impl TrafficLog {
         }
     }
 
-    fn push(&self, link: &str, direction: Direction, kind: &'static str, bytes: &[u8], summary: String) {
+    fn push(
+        &self,
+        link: &str,
+        direction: Direction,
+        kind: &'static str,
+        bytes: &[u8],
+        summary: String,
+    ) {
         if let Ok(mut g) = self.inner.lock() {
             if g.entries.len() >= KEPT_ENTRIES {
                 g.dropped += 1;
@@ -101,7 +108,13 @@ impl TrafficLog {
 
     /// Logs a text message.
     pub fn text(&self, link: &str, direction: Direction, text: &str) {
-        self.push(link, direction, "text", text.as_bytes(), "WebSocket text message".to_owned());
+        self.push(
+            link,
+            direction,
+            "text",
+            text.as_bytes(),
+            "WebSocket text message".to_owned(),
+        );
     }
 
     /// Logs the end of a WebSocket (close frame, EOF or error).
@@ -116,7 +129,10 @@ impl TrafficLog {
 
     /// The entries so far.
     pub fn entries(&self) -> Vec<Entry> {
-        self.inner.lock().map(|g| g.entries.clone()).unwrap_or_default()
+        self.inner
+            .lock()
+            .map(|g| g.entries.clone())
+            .unwrap_or_default()
     }
 
     /// The log as text, one line per entry:

@@ -1,7 +1,12 @@
 //! The reports: JUnit XML parses back as well-formed XML with the right counts and escaped
 //! text; the JSON document has the documented fields; the verdict follows the statuses.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -20,7 +25,10 @@ struct Element {
 
 impl Element {
     fn attr(&self, k: &str) -> Option<&str> {
-        self.attrs.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str())
+        self.attrs
+            .iter()
+            .find(|(a, _)| a == k)
+            .map(|(_, v)| v.as_str())
     }
     fn all(&self, name: &str) -> Vec<&Element> {
         let mut out = Vec::new();
@@ -62,7 +70,8 @@ fn unescape(s: &str) -> String {
 
 fn check_chars(s: &str) {
     for c in s.chars() {
-        let ok = matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}');
+        let ok =
+            matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}');
         assert!(ok, "character U+{:04X} is not allowed in XML 1.0", c as u32);
     }
     assert!(!s.contains('<'), "raw < in text: {s}");
@@ -76,7 +85,12 @@ fn parse_xml(doc: &str) -> Element {
         let end = s.find("?>").unwrap();
         s = &s[end + 2..];
     }
-    let mut stack: Vec<Element> = vec![Element { name: "#doc".into(), attrs: vec![], children: vec![], text: String::new() }];
+    let mut stack: Vec<Element> = vec![Element {
+        name: "#doc".into(),
+        attrs: vec![],
+        children: vec![],
+        text: String::new(),
+    }];
     loop {
         let Some(lt) = s.find('<') else {
             assert!(s.trim().is_empty(), "text after the root: {s:?}");
@@ -98,7 +112,13 @@ fn parse_xml(doc: &str) -> Element {
         let self_closing = tag.ends_with('/');
         let tag = tag.trim_end_matches('/');
         let (name, mut rest) = tag.split_once(char::is_whitespace).unwrap_or((tag, ""));
-        assert!(!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "bad name {name:?}");
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            "bad name {name:?}"
+        );
         let mut attrs = Vec::new();
         loop {
             rest = rest.trim_start();
@@ -112,11 +132,19 @@ fn parse_xml(doc: &str) -> Element {
             let close = rest[1..].find('"').expect("unterminated attribute") + 1;
             let raw = &rest[1..close];
             check_chars(raw);
-            assert!(!attrs.iter().any(|(k, _): &(String, String)| *k == key), "duplicate attribute {key}");
+            assert!(
+                !attrs.iter().any(|(k, _): &(String, String)| *k == key),
+                "duplicate attribute {key}"
+            );
             attrs.push((key, unescape(raw)));
             rest = &rest[close + 1..];
         }
-        let el = Element { name: name.to_owned(), attrs, children: vec![], text: String::new() };
+        let el = Element {
+            name: name.to_owned(),
+            attrs,
+            children: vec![],
+            text: String::new(),
+        };
         if self_closing {
             stack.last_mut().unwrap().children.push(el);
         } else {
@@ -129,7 +157,13 @@ fn parse_xml(doc: &str) -> Element {
     doc.children.pop().unwrap()
 }
 
-fn case(id: &'static str, level: Level, status: Status, counts: bool, reason: Option<&str>) -> CaseReport {
+fn case(
+    id: &'static str,
+    level: Level,
+    status: Status,
+    counts: bool,
+    reason: Option<&str>,
+) -> CaseReport {
     CaseReport {
         id,
         requirement: id.split('/').next().unwrap(),
@@ -139,7 +173,8 @@ fn case(id: &'static str, level: Level, status: Status, counts: bool, reason: Op
         reason: reason.map(str::to_owned),
         duration: Duration::from_millis(12),
         counts,
-        log: (status == Status::Fail).then(|| "+   0.001s ctl      -> binary  1 B  <&>\u{1}\n".to_owned()),
+        log: (status == Status::Fail)
+            .then(|| "+   0.001s ctl      -> binary  1 B  <&>\u{1}\n".to_owned()),
         log_file: None,
     }
 }
@@ -160,10 +195,34 @@ fn report(cases: Vec<CaseReport>) -> RunReport {
 fn junit_is_well_formed_and_counts_right() {
     let r = report(vec![
         case("LINK-1/a", Level::Must, Status::Pass, true, None),
-        case("LINK-2/b", Level::Must, Status::Fail, true, Some("expected GOAWAY <PROTOCOL_ERROR> & \"close\" 'x' \u{7}")),
-        case("LINK-3/c", Level::Must, Status::Skip, true, Some("needs --other-workspace")),
-        case("LINK-4/d", Level::Must, Status::Disabled, true, Some("our relay: 30 s")),
-        case("LINK-28/e", Level::Should, Status::Fail, false, Some("no backoff")),
+        case(
+            "LINK-2/b",
+            Level::Must,
+            Status::Fail,
+            true,
+            Some("expected GOAWAY <PROTOCOL_ERROR> & \"close\" 'x' \u{7}"),
+        ),
+        case(
+            "LINK-3/c",
+            Level::Must,
+            Status::Skip,
+            true,
+            Some("needs --other-workspace"),
+        ),
+        case(
+            "LINK-4/d",
+            Level::Must,
+            Status::Disabled,
+            true,
+            Some("our relay: 30 s"),
+        ),
+        case(
+            "LINK-28/e",
+            Level::Should,
+            Status::Fail,
+            false,
+            Some("no backoff"),
+        ),
     ]);
     let xml = junit(&r);
     let root = parse_xml(&xml);
@@ -174,7 +233,10 @@ fn junit_is_well_formed_and_counts_right() {
     let suites = root.all("testsuite");
     assert_eq!(suites.len(), 1);
     assert_eq!(suites[0].attr("name"), Some("tether-conformance.relay"));
-    assert_eq!(suites[0].attr("hostname"), Some("relay ws://127.0.0.1:1/?a=<b>&c=\"d\""));
+    assert_eq!(
+        suites[0].attr("hostname"),
+        Some("relay ws://127.0.0.1:1/?a=<b>&c=\"d\"")
+    );
     assert_eq!(suites[0].attr("timestamp"), Some("2026-11-24T00:00:01"));
     let cases = root.all("testcase");
     assert_eq!(cases.len(), 5);
@@ -188,11 +250,24 @@ fn junit_is_well_formed_and_counts_right() {
     );
     assert_eq!(failure.attr("type"), Some("MUST"));
     assert!(cases[1].all("system-out")[0].text.contains("<&>\u{FFFD}"));
-    assert_eq!(cases[2].all("skipped")[0].attr("message"), Some("needs --other-workspace"));
-    assert!(cases[3].all("skipped")[0].attr("message").unwrap().contains("our relay: 30 s"));
+    assert_eq!(
+        cases[2].all("skipped")[0].attr("message"),
+        Some("needs --other-workspace")
+    );
+    assert!(
+        cases[3].all("skipped")[0]
+            .attr("message")
+            .unwrap()
+            .contains("our relay: 30 s")
+    );
     // An uncounted SHOULD failure is reported as skipped, not as a failure.
     assert!(cases[4].all("failure").is_empty());
-    assert!(cases[4].all("skipped")[0].attr("message").unwrap().contains("SHOULD"));
+    assert!(
+        cases[4].all("skipped")[0]
+            .attr("message")
+            .unwrap()
+            .contains("SHOULD")
+    );
     assert_eq!(r.verdict(), Verdict::Fail);
 }
 
@@ -206,13 +281,22 @@ fn the_checker_rejects_broken_xml() {
         "<a/><b/>",
         "<a>\u{1}</a>",
     ] {
-        assert!(std::panic::catch_unwind(|| parse_xml(bad)).is_err(), "accepted {bad:?}");
+        assert!(
+            std::panic::catch_unwind(|| parse_xml(bad)).is_err(),
+            "accepted {bad:?}"
+        );
     }
 }
 
 #[test]
 fn verdicts() {
-    let pass = report(vec![case("LINK-1/a", Level::Must, Status::Pass, true, None)]);
+    let pass = report(vec![case(
+        "LINK-1/a",
+        Level::Must,
+        Status::Pass,
+        true,
+        None,
+    )]);
     assert_eq!(pass.verdict(), Verdict::Pass);
     assert_eq!(pass.verdict().exit_code(), 0);
     let should = report(vec![
@@ -220,7 +304,13 @@ fn verdicts() {
         case("LINK-28/a", Level::Should, Status::Fail, false, Some("x")),
     ]);
     assert_eq!(should.verdict(), Verdict::Pass);
-    let strict = report(vec![case("LINK-28/a", Level::Should, Status::Fail, true, Some("x"))]);
+    let strict = report(vec![case(
+        "LINK-28/a",
+        Level::Should,
+        Status::Fail,
+        true,
+        Some("x"),
+    )]);
     assert_eq!(strict.verdict().exit_code(), 1);
     let none = report(vec![
         case("LINK-1/a", Level::Must, Status::Skip, true, Some("x")),
@@ -247,7 +337,17 @@ fn json_has_the_documented_fields() {
     assert_eq!(v["counts"]["fail"], 1);
     assert_eq!(v["target"]["kind"], "relay");
     let c = &v["cases"][1];
-    for k in ["id", "requirement", "level", "description", "status", "counted", "reason", "durationMs", "log"] {
+    for k in [
+        "id",
+        "requirement",
+        "level",
+        "description",
+        "status",
+        "counted",
+        "reason",
+        "durationMs",
+        "log",
+    ] {
         assert!(c.get(k).is_some(), "case field {k} missing");
     }
     assert_eq!(c["status"], "fail");

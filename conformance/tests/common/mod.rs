@@ -8,7 +8,8 @@
     clippy::indexing_slicing,
     clippy::panic,
     dead_code,
-    unreachable_pub
+    unreachable_pub,
+    clippy::collapsible_if
 )]
 
 use std::collections::HashMap;
@@ -119,8 +120,14 @@ pub async fn start(fault: Fault) -> TestRelay {
     }
     let config = RelayConfig::default()
         .with_workspace(WORKSPACE, WorkspaceConfig::new(CREDENTIAL.as_bytes(), true))
-        .with_workspace(OTHER_WORKSPACE, WorkspaceConfig::new(OTHER_CREDENTIAL.as_bytes(), true))
-        .with_workspace(OFF_WORKSPACE, WorkspaceConfig::new(OFF_CREDENTIAL.as_bytes(), false))
+        .with_workspace(
+            OTHER_WORKSPACE,
+            WorkspaceConfig::new(OTHER_CREDENTIAL.as_bytes(), true),
+        )
+        .with_workspace(
+            OFF_WORKSPACE,
+            WorkspaceConfig::new(OFF_CREDENTIAL.as_bytes(), false),
+        )
         .with_limits(limits);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/", listener.local_addr().unwrap());
@@ -159,7 +166,12 @@ async fn serve(tcp: tokio::net::TcpStream, id: u64, ev: mpsc::UnboundedSender<Ev
         while let Some(out) = out_rx.recv().await {
             match out {
                 Out::Frame(b) => {
-                    match tokio::time::timeout(Duration::from_secs(30), sink.send(Message::binary(b))).await {
+                    match tokio::time::timeout(
+                        Duration::from_secs(30),
+                        sink.send(Message::binary(b)),
+                    )
+                    .await
+                    {
                         Ok(Ok(())) => {}
                         _ => break,
                     }
@@ -187,7 +199,7 @@ async fn serve(tcp: tokio::net::TcpStream, id: u64, ev: mpsc::UnboundedSender<Ev
     }
     let _ = ev.send(Ev::Closed(id));
     // The writer ends when the driver drops its sender.
-    let _ = writer;
+    drop(writer);
 }
 
 struct LinkIo {
@@ -217,7 +229,11 @@ async fn drive(mut relay: Relay, mut rx: mpsc::UnboundedReceiver<Ev>, fault: Fau
                         }
                     }
                 }
-                RelayEvent::HostRegistered { link, workspace, host_key } => {
+                RelayEvent::HostRegistered {
+                    link,
+                    workspace,
+                    host_key,
+                } => {
                     if let Some(id) = by_link.get(&link) {
                         hosts.insert(host_key, (*id, workspace));
                     }
@@ -229,9 +245,13 @@ async fn drive(mut relay: Relay, mut rx: mpsc::UnboundedReceiver<Ev>, fault: Fau
         let mut inject: Vec<(u64, Vec<u8>)> = Vec::new();
         let ids: Vec<u64> = links.keys().copied().collect();
         for id in ids {
-            let Some(io) = links.get_mut(&id) else { continue };
+            let Some(io) = links.get_mut(&id) else {
+                continue;
+            };
             loop {
-                let Ok(permit) = io.tx.try_reserve() else { break };
+                let Ok(permit) = io.tx.try_reserve() else {
+                    break;
+                };
                 let Some(mut bytes) = relay.poll_transmit(io.link) else {
                     drop(permit);
                     if io.closing && !io.close_sent {
@@ -248,18 +268,23 @@ async fn drive(mut relay: Relay, mut rx: mpsc::UnboundedReceiver<Ev>, fault: Fau
                     break;
                 };
                 match fault {
-                    Fault::FlipDataByte if bytes.first() == Some(&RelayFrame::DATA) && bytes.len() > 9 => {
+                    Fault::FlipDataByte
+                        if bytes.first() == Some(&RelayFrame::DATA) && bytes.len() > 9 =>
+                    {
                         if let Some(b) = bytes.last_mut() {
                             *b ^= 0x80;
                         }
                     }
                     Fault::CrossWorkspace => {
-                        if let Ok(RelayFrame::Close { session, code }) = RelayFrame::decode(&bytes) {
+                        if let Ok(RelayFrame::Close { session, code }) = RelayFrame::decode(&bytes)
+                        {
                             if code == CloseCode::HOST_UNREACHABLE {
                                 if let Some((ctl, handshake, key)) = opens.get(&session).cloned() {
                                     if ctl == id {
                                         if let Some((host_id, _)) = hosts.get(&key) {
-                                            let inc = RelayFrame::Incoming { session, handshake }.to_bytes().unwrap();
+                                            let inc = RelayFrame::Incoming { session, handshake }
+                                                .to_bytes()
+                                                .unwrap();
                                             inject.push((*host_id, inc));
                                             drop(permit);
                                             continue;
@@ -273,10 +298,20 @@ async fn drive(mut relay: Relay, mut rx: mpsc::UnboundedReceiver<Ev>, fault: Fau
                         if let Ok(RelayFrame::GoAway { code, .. }) = RelayFrame::decode(&bytes) {
                             if code == CloseCode::AUTH_FAILED {
                                 let known = hello_ws.get(&id).is_some_and(|w| {
-                                    [WORKSPACE, OTHER_WORKSPACE, OFF_WORKSPACE].contains(&w.as_str())
+                                    [WORKSPACE, OTHER_WORKSPACE, OFF_WORKSPACE]
+                                        .contains(&w.as_str())
                                 });
-                                let reason = if known { "wrong credential" } else { "unknown workspace" };
-                                bytes = RelayFrame::GoAway { code, reason: reason.to_owned() }.to_bytes().unwrap();
+                                let reason = if known {
+                                    "wrong credential"
+                                } else {
+                                    "unknown workspace"
+                                };
+                                bytes = RelayFrame::GoAway {
+                                    code,
+                                    reason: reason.to_owned(),
+                                }
+                                .to_bytes()
+                                .unwrap();
                             }
                         }
                     }

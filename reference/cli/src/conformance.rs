@@ -29,6 +29,13 @@ tether conformance --list --json")]
 pub(crate) struct ConformanceArgs {
     #[command(subcommand)]
     target: Option<TargetCommand>,
+    #[command(flatten)]
+    opts: Box<RunArgs>,
+}
+
+/// The options every form of `tether conformance` takes.
+#[derive(Args)]
+struct RunArgs {
     /// List the cases (id, level, target, description) and exit; with --json, as JSON.
     #[arg(long, global = true)]
     list: bool,
@@ -67,7 +74,7 @@ pub(crate) struct ConformanceArgs {
 #[derive(Subcommand)]
 enum TargetCommand {
     /// Test a relay: the runner plays hosts and controllers through it.
-    Relay(RelayTargetArgs),
+    Relay(Box<RelayTargetArgs>),
 }
 
 #[derive(Args)]
@@ -128,8 +135,10 @@ fn progress_line(r: &CaseReport, done: usize, total: usize) -> String {
 }
 
 pub(crate) fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
+    let ConformanceArgs { target, opts: args } = args;
+    let args = *args;
     let catalogue = tether_conformance::catalogue();
-    let kind = match &args.target {
+    let kind = match &target {
         Some(TargetCommand::Relay(_)) | None => TargetKind::Relay,
     };
     let selected: Vec<&Case> = tether_conformance::select(&catalogue, &args.only, &args.skip)
@@ -179,7 +188,7 @@ pub(crate) fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         // The target: the one given, or the reference relay in-process.
-        let (target, relay) = match args.target {
+        let (target, relay) = match target {
             Some(TargetCommand::Relay(r)) => {
                 let mut tls = TlsOptions {
                     insecure: r.insecure,
@@ -195,6 +204,7 @@ pub(crate) fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
                 if let Err(e) = tether_conformance::link::parse_url(&url) {
                     return usage(e);
                 }
+                let r = *r;
                 let target = RelayTarget {
                     url,
                     workspace: r.workspace,
@@ -206,7 +216,10 @@ pub(crate) fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
             }
             None => {
                 let (target, handle) = start_reference_relay().await?;
-                eprintln!("tether conformance: reference relay started at {}", target.url);
+                eprintln!(
+                    "tether conformance: reference relay started at {}",
+                    target.url
+                );
                 (target, Some(handle))
             }
         };
@@ -236,7 +249,10 @@ pub(crate) fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
             print!("\n{text}");
         }
         if let Some(path) = &args.json {
-            write_out(path, &(serde_json::to_string_pretty(&run_json(&report))? + "\n"))?;
+            write_out(
+                path,
+                &(serde_json::to_string_pretty(&run_json(&report))? + "\n"),
+            )?;
         }
         if let Some(path) = &args.junit {
             write_out(path, &junit(&report))?;
