@@ -20,8 +20,8 @@
 //! | [`context`] | what a case gets: the [`Target`] and its credentials |
 //! | [`link`] | the runner's end of a relay link: raw frames, host registration, helpers |
 //! | [`relay_cases`] | the relay cases |
-//! | [`select`] | `--only` / `--skip` globs and the expectations file |
-//! | [`runner`] | running cases, the verdict and exit code |
+//! | [`mod@select`] | `--only` / `--skip` globs and the expectations file |
+//! | [`mod@runner`] | running cases, the verdict and exit code |
 //! | [`report`] | the summary table, `--json`, `--junit` |
 //! | [`traffic`] | the per-case traffic log |
 
