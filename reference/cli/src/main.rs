@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod conformance;
 mod controller;
 mod host;
 mod relay;
@@ -38,6 +39,8 @@ enum Command {
     /// Run a program under a kernel sandbox (used by the host for every command it runs).
     #[command(hide = true)]
     SandboxExec(sandbox::SandboxExecArgs),
+    /// Run the conformance suite against a relay (or, with no target, the reference relay).
+    Conformance(conformance::ConformanceArgs),
     /// Generate or verify the protocol test vectors in `vectors/`.
     Vectors {
         #[command(subcommand)]
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Command::Exec(args) => controller::exec(args),
         Command::Status(args) => controller::status(args),
         Command::SandboxExec(args) => sandbox::run(args),
+        Command::Conformance(args) => conformance::run(args),
         Command::Vectors { action } => match action {
             VectorsAction::Verify { dir } => vectors::verify(&dir),
             VectorsAction::Generate { dir } => vectors::generate(&dir),

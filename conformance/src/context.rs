@@ -1,0 +1,158 @@
+//! What a case is given: the target under test and a traffic log.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use rustls::pki_types::CertificateDer;
+
+use crate::case::CaseResult;
+use crate::traffic::TrafficLog;
+
+/// A workspace and its credential, as given on the command line (`NAME=CREDENTIAL`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// The workspace id (`LINK-32`).
+    pub workspace: String,
+    /// The credential's bytes (the UTF-8 of the text given, 16–255 bytes, `LINK-10`).
+    pub credential: Vec<u8>,
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Credentials stay out of logs and reports (SEC-2).
+        f.debug_struct("Credential")
+            .field("workspace", &self.workspace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FromStr for Credential {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, cred) = s
+            .split_once('=')
+            .ok_or_else(|| format!("expected NAME=CREDENTIAL, got {:?}", redact(s)))?;
+        if !tether_proto::token::validate_workspace(name) {
+            return Err(format!(
+                "workspace id {name:?} breaks the workspace rule (1-64 bytes of a-z 0-9 . _ -)"
+            ));
+        }
+        let len = cred.len();
+        if !(16..=255).contains(&len) {
+            return Err(format!(
+                "credential for {name:?} is {len} bytes; LINK-10 needs 16 to 255"
+            ));
+        }
+        Ok(Self {
+            workspace: name.to_owned(),
+            credential: cred.as_bytes().to_vec(),
+        })
+    }
+}
+
+fn redact(s: &str) -> String {
+    match s.split_once('=') {
+        Some((a, _)) => format!("{a}=…"),
+        None if s.len() > 8 => "…".to_owned(),
+        None => s.to_owned(),
+    }
+}
+
+/// How the runner connects to a `wss://` target.
+#[derive(Clone, Debug, Default)]
+pub struct TlsOptions {
+    /// Extra trust anchors (`--ca-cert PEM`), added to the web PKI roots.
+    pub ca_certs: Vec<CertificateDer<'static>>,
+    /// Accept any certificate, and allow plain `ws://` to a non-loopback address
+    /// (`--insecure`). For test set-ups only.
+    pub insecure: bool,
+}
+
+impl TlsOptions {
+    /// Reads the certificates of a PEM file as extra trust anchors.
+    ///
+    /// # Errors
+    /// The file cannot be read or holds no certificate.
+    pub fn with_ca_file(mut self, path: &std::path::Path) -> Result<Self, String> {
+        let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let certs: Result<Vec<_>, _> =
+            rustls_pemfile::certs(&mut std::io::Cursor::new(data)).collect();
+        let certs = certs.map_err(|e| format!("{}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{}: no PEM certificate found", path.display()));
+        }
+        self.ca_certs.extend(certs);
+        Ok(self)
+    }
+}
+
+/// A relay under test.
+#[derive(Clone, Debug)]
+pub struct RelayTarget {
+    /// `ws://` or `wss://` URL of the relay.
+    pub url: String,
+    /// A workspace the relay serves, with remote access on.
+    pub workspace: Credential,
+    /// A second workspace of the same relay, for cross-workspace cases (`LINK-17`).
+    pub other_workspace: Option<Credential>,
+    /// A workspace with remote access switched off, for `LINK-11`.
+    pub remote_access_off: Option<Credential>,
+    /// TLS settings.
+    pub tls: TlsOptions,
+}
+
+/// The implementation under test.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Target {
+    /// A relay.
+    Relay(RelayTarget),
+}
+
+impl Target {
+    /// What kind of target this is.
+    pub fn kind(&self) -> crate::case::TargetKind {
+        match self {
+            Self::Relay(_) => crate::case::TargetKind::Relay,
+        }
+    }
+
+    /// A short description for reports (`relay ws://127.0.0.1:7400/`).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Relay(r) => format!("relay {}", r.url),
+        }
+    }
+
+    /// The URL under test.
+    pub fn url(&self) -> &str {
+        match self {
+            Self::Relay(r) => &r.url,
+        }
+    }
+}
+
+/// What a case body gets.
+#[derive(Debug)]
+pub struct Context {
+    /// The case's id.
+    pub case_id: &'static str,
+    /// The target under test.
+    pub target: Arc<Target>,
+    /// Every frame the case sends and receives.
+    pub log: TrafficLog,
+}
+
+impl Context {
+    /// The relay under test.
+    ///
+    /// # Errors
+    /// The target is not a relay (a catalogue bug: relay cases only run against relays).
+    pub fn relay(&self) -> CaseResult<&RelayTarget> {
+        match self.target.as_ref() {
+            Target::Relay(r) => Ok(r),
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Strength of the suite: each faulty relay (the reference core behind a WebSocket driver
+//! that misbehaves in one way) fails the run, and the case named for its fault is among the
+//! failures.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use common::Fault;
+use tether_conformance::{RunOptions, Status, Verdict, catalogue, run, select};
+
+/// Runs every case except the two that wait a minute (unless `extra` asks for them) against
+/// a relay with `fault`; returns the ids of the failing cases.
+async fn failing(fault: Fault, extra: &[&str]) -> Vec<String> {
+    let relay = common::start(fault).await;
+    let cat = catalogue();
+    let mut skip = vec![
+        "LINK-24/*".to_owned(),
+        "LINK-25/relay-sends-ping".to_owned(),
+        "LINK-7/*".to_owned(),
+    ];
+    skip.retain(|s| !extra.contains(&s.as_str()));
+    let sel = select(&cat, &[], &skip);
+    let dir = tempfile::tempdir().unwrap();
+    let opts = RunOptions {
+        strict: true,
+        expectations: Default::default(),
+        log_dir: dir.path().to_owned(),
+        jobs: 8,
+    };
+    let report = run(&sel, relay.target(), &opts, |_, _, _| {}).await;
+    let failed: Vec<String> = report
+        .cases
+        .iter()
+        .filter(|c| c.status == Status::Fail)
+        .map(|c| c.id.to_owned())
+        .collect();
+    eprintln!("{fault:?}: failing cases: {failed:?}");
+    for c in report.cases.iter().filter(|c| c.status == Status::Fail) {
+        eprintln!("  {}: {}", c.id, c.reason.as_deref().unwrap_or(""));
+    }
+    assert_eq!(
+        report.verdict(),
+        Verdict::Fail,
+        "{fault:?} passed the suite"
+    );
+    failed
+}
+
+async fn caught_by(fault: Fault, case: &str, extra: &[&str]) {
+    let failed = failing(fault, extra).await;
+    assert!(
+        failed.iter().any(|f| f == case),
+        "{fault:?} was not caught by {case}; failing: {failed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_flips_a_data_byte() {
+    caught_by(Fault::FlipDataByte, "LINK-18/forward-both-ways", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_routes_across_workspaces() {
+    caught_by(Fault::CrossWorkspace, "LINK-17/cross-workspace", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_without_auth_deadline() {
+    caught_by(Fault::NoAuthDeadline, "LINK-7/auth-deadline", &["LINK-7/*"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_accepts_any_version() {
+    caught_by(Fault::AnyVersion, "LINK-3/unsupported-version", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_reuses_its_registration_ephemeral() {
+    caught_by(Fault::FixedEphemeral, "LINK-13/fresh-challenge", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_ignores_text_messages() {
+    caught_by(Fault::IgnoreText, "LINK-1/text-message-after-ready", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_without_session_limits() {
+    caught_by(
+        Fault::NoSessionLimit,
+        "LINK-20/controller-session-limit",
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_with_unbounded_queues() {
+    let failed = failing(Fault::UnboundedQueues, &[]).await;
+    for case in ["LINK-22/slow-reader", "LINK-23/link-slow-reader"] {
+        assert!(
+            failed.iter().any(|f| f == case),
+            "not caught by {case}; failing: {failed:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_sends_after_its_goaway() {
+    caught_by(Fault::FrameAfterGoaway, "LINK-27/relay-goaway-is-last", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_reveals_unknown_workspaces() {
+    caught_by(
+        Fault::RevealsWorkspace,
+        "LINK-10/unknown-workspace-like-wrong-credential",
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_drops_close() {
+    caught_by(Fault::DropsClose, "LINK-21/close-forwarded", &[]).await;
+}

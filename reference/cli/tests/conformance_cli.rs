@@ -1,0 +1,174 @@
+//! `tether conformance` end to end: the reference relay passes every case; the exit status
+//! follows the verdict (0 / 1 / 2); the list, JSON and JUnit outputs are what the README
+//! documents.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+fn tether(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bounded: the full suite takes about 65 s.
+    let start = std::time::Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > Duration::from_secs(240) {
+            let _ = child.kill();
+            panic!("tether {args:?} did not finish within 240 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap()
+}
+
+#[test]
+fn list_json_is_the_catalogue() {
+    let o = tether(&["conformance", "--list", "--json"]);
+    assert_eq!(code(&o), 0);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["schema"], "tether-conformance-cases");
+    let cases = v["cases"].as_array().unwrap();
+    assert!(cases.len() >= 60);
+    for c in cases {
+        let id = c["id"].as_str().unwrap();
+        let req = c["requirement"].as_str().unwrap();
+        assert!(id.starts_with(&format!("{req}/")), "{id}");
+        assert!(["MUST", "SHOULD", "MAY"].contains(&c["level"].as_str().unwrap()));
+    }
+    let text = tether(&["conformance", "--list", "--only", "LINK-5/*"]);
+    let out = String::from_utf8(text.stdout).unwrap();
+    assert!(out.contains("LINK-5/oversize-frame"));
+    assert!(!out.contains("LINK-6/"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = dir.path().join("exp.toml");
+    std::fs::write(&exp, "[disabled]\n\"LINK-25/ping-pong\" = \"\"\n").unwrap();
+    let o = tether(&[
+        "conformance",
+        "--only",
+        "LINK-25/ping-pong",
+        "--expectations",
+        exp.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no reason"));
+
+    let o = tether(&["conformance", "--only", "NO-SUCH/*"]);
+    assert_eq!(code(&o), 2);
+
+    let o = tether(&[
+        "conformance",
+        "relay",
+        "ws://127.0.0.1:9/",
+        "--workspace",
+        "acme=short",
+    ]);
+    assert_eq!(code(&o), 2);
+
+    // Every selected case disabled: no case ran.
+    std::fs::write(
+        &exp,
+        "[disabled]\n\"LINK-25/ping-pong\" = \"checked elsewhere\"\n",
+    )
+    .unwrap();
+    let o = tether(&[
+        "conformance",
+        "--only",
+        "LINK-25/ping-pong",
+        "--expectations",
+        exp.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 2, "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn an_unreachable_relay_fails_with_logs() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let logs = dir.path().join("logs");
+    let url = format!("ws://127.0.0.1:{port}/");
+    let o = tether(&[
+        "conformance",
+        "relay",
+        &url,
+        "--workspace",
+        "acme=0123456789abcdef0123",
+        "--only",
+        "LINK-25/ping-pong,LINK-4/*",
+        "--json",
+        json.to_str().unwrap(),
+        "--log-dir",
+        logs.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(v["verdict"], "fail");
+    assert_eq!(v["exitCode"], 1);
+    let c = &v["cases"][0];
+    assert_eq!(c["status"], "fail");
+    let log = c["log"].as_str().unwrap();
+    assert!(Path::new(log).starts_with(&logs));
+    assert!(
+        std::fs::read_to_string(log)
+            .unwrap()
+            .contains("result: FAIL")
+    );
+}
+
+#[test]
+fn the_reference_relay_passes_every_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let junit = dir.path().join("r.xml");
+    let o = tether(&[
+        "conformance",
+        "--jobs",
+        "8",
+        "--json",
+        json.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        code(&o),
+        0,
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains("verdict: PASS"));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(v["verdict"], "pass");
+    let total = v["counts"]["total"].as_u64().unwrap();
+    assert_eq!(v["counts"]["pass"].as_u64().unwrap(), total);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"));
+    assert!(xml.contains(&format!("tests=\"{total}\" failures=\"0\"")));
+    assert_eq!(xml.matches("<testcase ").count() as u64, total);
+}
