@@ -196,7 +196,13 @@ fn start_relay(listen: &str) -> Relay {
 }
 
 fn start_host(state: &Path, relay_url: &str) -> Proc {
+    // The host's temporary directory (writable under workspace-write) is its own, so that
+    // the sandbox test can name a directory outside every writable root wherever the
+    // repository and the system temporary directory are.
+    let host_tmp = state.join("tmp");
+    std::fs::create_dir_all(&host_tmp).unwrap();
     let child = tether()
+        .env("TMPDIR", &host_tmp)
         .args(["host", "run", "--state"])
         .arg(state)
         .args([
@@ -626,13 +632,10 @@ fn sandboxed_exec_is_enforced_by_the_kernel() {
         && probe.stdout.contains("\"network\":\"denied\"");
     let w = world();
     let project = TempDir::new("project");
-    // Outside both writable roots: the project and the temporary directory.
-    let outside = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("tether-e2e-outside-{}", std::process::id()));
-    std::fs::create_dir_all(&outside).unwrap();
+    // Outside both writable roots: the project and the host's own TMPDIR (start_host).
+    let outside = TempDir::new("outside");
     let inside_file = project.join("built");
     let outside_file = outside.join("escaped");
-    let _ = std::fs::remove_file(&outside_file);
     let script = format!(
         "echo ok > {}; echo x > {}; true",
         inside_file.display(),
