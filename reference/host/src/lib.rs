@@ -12,6 +12,7 @@
 //! - [`qr`]: the pairing token as a QR code, for a terminal or as a PNG (`TOKEN-14`).
 
 pub mod commands;
+pub mod instructions;
 pub mod qr;
 pub mod runtime;
 pub mod state;
