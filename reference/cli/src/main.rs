@@ -10,6 +10,7 @@ mod controller;
 mod host;
 mod relay;
 mod sandbox;
+mod threads;
 mod vectors;
 
 /// Tether: drive a coding-agent host from another device, end-to-end encrypted through a
@@ -36,6 +37,14 @@ enum Command {
     Exec(controller::ExecArgs),
     /// Show paired hosts and whether each is reachable.
     Status(controller::StatusArgs),
+    /// Start, list, show and hand off threads on a paired host.
+    Thread {
+        #[command(subcommand)]
+        command: threads::ThreadCommand,
+    },
+    /// Run one turn on a thread: stream its output live and answer its approvals.
+    #[command(after_help = threads::TURN_EXIT_HELP)]
+    Turn(threads::TurnArgs),
     /// Run a program under a kernel sandbox (used by the host for every command it runs).
     #[command(hide = true)]
     SandboxExec(sandbox::SandboxExecArgs),
@@ -74,6 +83,8 @@ fn main() -> ExitCode {
         Command::Pair(args) => controller::pair(args),
         Command::Exec(args) => controller::exec(args),
         Command::Status(args) => controller::status(args),
+        Command::Thread { command } => threads::run_thread(command),
+        Command::Turn(args) => threads::turn(args),
         Command::SandboxExec(args) => sandbox::run(args),
         Command::Conformance(args) => conformance::run(args),
         Command::Vectors { action } => match action {
