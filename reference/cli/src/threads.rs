@@ -768,7 +768,7 @@ pub(crate) fn turn(args: TurnArgs) -> anyhow::Result<ExitCode> {
     let options = args.target.relay.link_options();
     let prompting = Arc::new(AtomicBool::new(false));
     let scripted = args.decision.is_some();
-    let mut approver: Box<dyn Approver> = match args.decision {
+    let mut approver: Box<dyn Approver + Send> = match args.decision {
         Some(d) => Box::new(FixedDecision(Some(d.into()))),
         None => Box::new(TerminalApprover::new(prompting.clone())),
     };

@@ -395,7 +395,7 @@ pub async fn run_turn(
     session: &mut Session,
     thread_id: &str,
     text: &str,
-    approver: &mut dyn Approver,
+    approver: &mut (dyn Approver + Send),
     on_event: impl FnMut(&TurnEvent),
 ) -> Result<TurnOutcome, ControllerError> {
     run_turn_until(
@@ -421,7 +421,7 @@ pub async fn run_turn_until(
     session: &mut Session,
     thread_id: &str,
     text: &str,
-    approver: &mut dyn Approver,
+    approver: &mut (dyn Approver + Send),
     interrupt: impl Future<Output = ()>,
     mut on_event: impl FnMut(&TurnEvent),
 ) -> Result<TurnOutcome, ControllerError> {
@@ -485,7 +485,7 @@ pub async fn follow_turn(
     session: &mut Session,
     thread_id: &str,
     turn_id: Option<&str>,
-    approver: &mut dyn Approver,
+    approver: &mut (dyn Approver + Send),
     interrupt: impl Future<Output = ()>,
     mut on_event: impl FnMut(&TurnEvent),
 ) -> Result<TurnOutcome, ControllerError> {
@@ -518,7 +518,7 @@ impl Follower {
     async fn run(
         mut self,
         session: &mut Session,
-        approver: &mut dyn Approver,
+        approver: &mut (dyn Approver + Send),
         mut interrupt: Pin<&mut impl Future<Output = ()>>,
         mut interrupt_wanted: bool,
         on_event: &mut impl FnMut(&TurnEvent),
@@ -583,7 +583,7 @@ impl Follower {
     /// Handles one event; `Some` when the turn completed.
     fn handle(
         &mut self,
-        approver: &mut dyn Approver,
+        approver: &mut (dyn Approver + Send),
         event: SessionEvent,
         on_event: &mut impl FnMut(&TurnEvent),
     ) -> Result<Option<TurnOutcome>, ControllerError> {
