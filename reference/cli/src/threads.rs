@@ -554,6 +554,22 @@ fn run_handoff(args: HandoffArgs) -> anyhow::Result<ExitCode> {
 struct TerminalApprover {
     lines: Arc<Mutex<mpsc::UnboundedReceiver<Option<String>>>>,
     prompting: Arc<AtomicBool>,
+    /// Set when a prompt was abandoned: what was typed at it answers nothing.
+    stale: Arc<AtomicBool>,
+}
+
+/// Marks the prompt abandoned unless it was answered.
+struct AbandonGuard {
+    stale: Arc<AtomicBool>,
+    answered: bool,
+}
+
+impl Drop for AbandonGuard {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.stale.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 impl TerminalApprover {
@@ -579,6 +595,7 @@ impl TerminalApprover {
         Self {
             lines: Arc::new(Mutex::new(rx)),
             prompting,
+            stale: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -607,13 +624,20 @@ impl Approver for TerminalApprover {
     fn decide(&mut self, request: &ApprovalRequest) -> DecisionFuture {
         let lines = self.lines.clone();
         let prompting = self.prompting.clone();
+        let stale = self.stale.clone();
         let prompt = prompt_text(request);
         let sandbox = request.params.sandbox.as_str();
         let reason = request.params.reason.as_deref().map(|r| one_line(r, 200));
         Box::pin(async move {
             let mut lines = lines.lock().await;
             // Lines typed at an abandoned prompt are not answers to this one.
-            while lines.try_recv().is_ok() {}
+            if stale.swap(false, Ordering::SeqCst) {
+                while lines.try_recv().is_ok() {}
+            }
+            let mut guard = AbandonGuard {
+                stale,
+                answered: false,
+            };
             let mut err = std::io::stderr();
             let context = match reason {
                 Some(r) => {
@@ -630,17 +654,22 @@ impl Approver for TerminalApprover {
                 prompting.store(false, Ordering::SeqCst);
                 match line {
                     None => {
+                        guard.answered = true;
                         let _ = writeln!(err, "\ntether: no more input; declining");
                         return Some(ApprovalDecision::Decline);
                     }
                     Some(l) => match parse_answer(&l) {
-                        Some(d) => return Some(d),
+                        Some(d) => {
+                            guard.answered = true;
+                            return Some(d);
+                        }
                         None => {
                             let _ = writeln!(err, "please answer y, n, a or c");
                         }
                     },
                 }
             }
+            guard.answered = true;
             Some(ApprovalDecision::Decline)
         })
     }

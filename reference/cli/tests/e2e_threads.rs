@@ -996,3 +996,117 @@ fn handoff_between_two_hosts_keeps_history_and_rediscovers_agents_md() {
     assert!(out.stderr.contains("(-32013 ThreadNotFound)"), "{out:?}");
     drop(w.host);
 }
+
+/// Runs `tether turn` on a pseudo-terminal (util-linux `script`), answering each approval
+/// prompt with the next of `answers` once it appears. Returns the exit status and
+/// everything the terminal showed.
+fn pty_turn(ctl: &Path, thread: &str, text: &str, answers: &[&str]) -> (Option<i32>, String) {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+    let line = format!(
+        "{} turn --state {} --thread {} '{}'",
+        env!("CARGO_BIN_EXE_tether"),
+        ctl.display(),
+        thread,
+        text
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let child = Proc(child);
+    let shown: Arc<Mutex<String>> = Arc::default();
+    let shown2 = shown.clone();
+    thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            shown2
+                .lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    for (i, answer) in answers.iter().enumerate() {
+        eventually(LIMIT, "the approval prompt", || {
+            let s = shown.lock().unwrap();
+            if s.matches("[y]es/[n]o/[a]lways/[c]ancel").count() > i {
+                Ok(())
+            } else {
+                Err(s.clone())
+            }
+        });
+        stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+    let mut child = child;
+    let deadline = Instant::now() + LIMIT;
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "turn did not finish: {}",
+            shown.lock().unwrap()
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    drop(stdin);
+    thread::sleep(Duration::from_millis(200));
+    let text = shown.lock().unwrap().clone();
+    (status.code(), text)
+}
+
+/// The terminal prompt: y runs the command, a (acceptForSession) runs it and the same
+/// command later without asking (CMD-29), c cancels the turn.
+#[test]
+#[ignore = "needs the host side of threads"]
+fn approvals_asked_on_a_terminal() {
+    let w = world();
+    let p = project("tty-project", "x\n");
+    let cwd = p.0.display().to_string();
+    let (id, _) = start_thread(
+        &w.ctl_state.0,
+        None,
+        &["--cwd", &cwd, "--approval-policy", "untrusted"],
+    );
+    let (code, shown) = pty_turn(&w.ctl_state.0, &id, "$ echo yes-ran", &["y"]);
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "Run `echo yes-ran` in {cwd}? [y]es/[n]o/[a]lways/[c]ancel"
+        )),
+        "{shown}"
+    );
+    assert!(shown.contains("yes-ran\r\n"), "{shown}");
+
+    let (code, shown) = pty_turn(&w.ctl_state.0, &id, "$ echo always-ran", &["a"]);
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(shown.contains("always-ran\r\n"), "{shown}");
+    // Same command, same directory: no question this time.
+    let (code, shown) = pty_turn(&w.ctl_state.0, &id, "$ echo always-ran", &[]);
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(!shown.contains("[c]ancel"), "{shown}");
+    assert!(shown.contains("always-ran\r\n"), "{shown}");
+
+    let marker = p.join("cancelled");
+    let (code, shown) = pty_turn(
+        &w.ctl_state.0,
+        &id,
+        &format!("$ touch {}", marker.display()),
+        &["what", "c"],
+    );
+    assert_eq!(code, Some(130), "{shown}");
+    assert!(shown.contains("please answer y, n, a or c"), "{shown}");
+    assert!(!marker.exists(), "a cancelled command ran");
+    drop(w.host);
+}
