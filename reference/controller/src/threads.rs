@@ -21,6 +21,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
+use futures_util::FutureExt;
 use tether_proto::cmd::methods::{
     ApprovalResult, CommandExecutionRequestApprovalParams, ServerRequestResolvedParams,
     ThreadExportParams, ThreadImportParams, ThreadListParams, ThreadListResult, ThreadOpened,
@@ -545,6 +546,17 @@ impl Follower {
                     let Some(event) = event else {
                         return Err(ControllerError::LinkLost { detail: "session ended".to_owned() });
                     };
+                    if let SessionEvent::Ended(end) = &event {
+                        // CMD-55, CMD-56: a host that refuses the interrupt may close the
+                        // session right after; the refusal says more than the close.
+                        if let Some(Err(e)) = interrupt_reply.take().and_then(FutureExt::now_or_never) {
+                            let e = e.into_error(TurnInterruptParams::METHOD);
+                            if e.rpc_code().is_some_and(|c| c != codes::TURN_NOT_FOUND) {
+                                return Err(e);
+                            }
+                        }
+                        return Err(end.clone().into());
+                    }
                     if let Some(done) = self.handle(approver, event, on_event)? {
                         return Ok(done);
                     }
