@@ -255,6 +255,36 @@ impl Fake {
                     self.ask(s);
                 }
             }
+            Ok(ClientRequest::ThreadList(p)) if p.cursor.is_some() => {
+                // CMD-20: the second and last page.
+                assert_eq!(p.cursor.as_deref(), Some("page-2"));
+                self.reply(s, req.id, json!({"data": [thread_json("thr_y")]}));
+            }
+            Ok(ClientRequest::ThreadList(p)) if p.limit == Some(1000) => {
+                self.reply(
+                    s,
+                    req.id,
+                    json!({"data": [thread_json("thr_x")], "nextCursor": "page-2"}),
+                );
+            }
+            Ok(ClientRequest::ThreadExport(p)) => {
+                let bundle = json!({"version": 1, "cwdRelative": "service",
+                    "sandbox": "workspace-write", "approvalPolicy": "untrusted",
+                    "items": [{"type": "userMessage", "id": "item_1", "text": format!("from {}", p.thread_id)}],
+                    "exportedAt": 1});
+                self.reply(s, req.id, json!({ "bundle": bundle }));
+            }
+            Ok(ClientRequest::ThreadImport(p)) => {
+                let id = self.id("thr");
+                self.attach(&id, s);
+                let mut o = opened(&id);
+                o["thread"]["cwd"] = json!(format!(
+                    "{}/{}",
+                    p.project_root.unwrap_or_default(),
+                    p.bundle.cwd_relative
+                ));
+                self.reply(s, req.id, o);
+            }
             Ok(ClientRequest::ThreadList(_)) => {
                 // CMD-12, CMD-13: the controller must answer these itself.
                 let bogus = Request::new(Id::from(7), "bogus/method", None);
@@ -958,6 +988,40 @@ async fn cmd_12_cmd_13_unknown_server_requests_are_answered() {
             assert!(!matches!(e, SessionEvent::Request(_)), "{e:?}");
         }
         conn.close().await;
+    })
+    .await;
+}
+
+/// Paging (CMD-20) and hand-off (CMD-52..CMD-54) through the library.
+#[tokio::test]
+async fn thread_list_pages_and_handoff() {
+    bounded(async {
+        let relay = start_relay().await;
+        let host = start_host(&relay.url).await;
+        let (_da, mut a) = controller(&relay, &host, "laptop").await;
+        let (_db, b) = controller(&relay, &host, "phone").await;
+        let all = tether_controller::thread_list_all(&a.session, 10)
+            .await
+            .unwrap();
+        let ids: Vec<_> = all.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["thr_x", "thr_y"]);
+
+        let moved = tether_controller::handoff(&a, &b, "thr_7", Some("/srv/acme".into()))
+            .await
+            .unwrap();
+        assert_eq!(moved.bundle.cwd_relative, "service");
+        assert_eq!(moved.opened.thread.cwd, "/srv/acme/service");
+        assert_ne!(moved.opened.thread.id, "thr_7");
+
+        // CMD-16: without thread.handoff on the source, nothing is sent.
+        a.init.capabilities.clear();
+        let err = tether_controller::handoff(&a, &b, "thr_7", None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.step, tether_controller::HandoffStep::Export);
+        assert!(err.to_string().contains("thread.handoff"), "{err}");
+        a.close().await;
+        b.close().await;
     })
     .await;
 }
