@@ -578,7 +578,6 @@ fn remote_access_off_is_a_typed_error_printed_plainly() {
 /// `tether thread start|list|show` and `tether turn` with each scripted decision
 /// (CMD-17, CMD-20..CMD-24, CMD-29), and the one-line typed errors.
 #[test]
-#[ignore = "needs the host side of threads"]
 fn threads_and_turns_through_the_cli() {
     let w = world();
     let p = project("project", "Run the tests before committing.\n");
@@ -700,7 +699,6 @@ fn threads_and_turns_through_the_cli() {
 /// A thread's sandbox holds for its commands (CMD-44): under read-only an accepted write
 /// does not happen.
 #[test]
-#[ignore = "needs the host side of threads"]
 fn a_read_only_thread_cannot_write() {
     let enforced = sandbox_enforced("read-only");
     let w = world();
@@ -738,7 +736,6 @@ fn a_read_only_thread_cannot_write() {
 /// access switched off meanwhile, the interrupt is refused and `tether` prints the typed
 /// error plainly (CMD-55).
 #[test]
-#[ignore = "needs the host side of threads"]
 fn ctrl_c_interrupts_a_turn_and_the_admin_refusal_is_printed() {
     let w = world();
     let p = project("int-project", "x\n");
@@ -805,7 +802,6 @@ fn label(e: &TurnEvent) -> String {
 /// see serverRequest/resolved naming the winner (CMD-30), and the loser's late answer is
 /// refused with ApprovalAlreadyResolved (CMD-32).
 #[test]
-#[ignore = "needs the host side of threads"]
 fn two_controllers_race_to_answer_one_approval() {
     let w = world();
     let phone = TempDir::new("phone");
@@ -910,7 +906,6 @@ fn two_controllers_race_to_answer_one_approval() {
 /// Hand-off (CMD-52..CMD-54): the history moves, the new thread has a new id on the other
 /// host, and AGENTS.md is discovered again there with that host's paths.
 #[test]
-#[ignore = "needs the host side of threads"]
 fn handoff_between_two_hosts_keeps_history_and_rediscovers_agents_md() {
     let w = world();
     let other_state = TempDir::new("host2");
@@ -1069,7 +1064,6 @@ fn pty_turn(ctl: &Path, thread: &str, text: &str, answers: &[&str]) -> (Option<i
 /// The terminal prompt: y runs the command, a (acceptForSession) runs it and the same
 /// command later without asking (CMD-29), c cancels the turn.
 #[test]
-#[ignore = "needs the host side of threads"]
 fn approvals_asked_on_a_terminal() {
     let w = world();
     let p = project("tty-project", "x\n");
