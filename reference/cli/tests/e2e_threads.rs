@@ -1104,3 +1104,60 @@ fn approvals_asked_on_a_terminal() {
     assert!(!marker.exists(), "a cancelled command ran");
     drop(w.host);
 }
+
+/// CMD-31: no answer within the time limit counts as decline, decided by the host (no
+/// `resolvedBy`), and the prompt still waiting is dropped unanswered (CMD-57). The host
+/// runs with a 700 ms limit instead of 300 s.
+#[test]
+fn an_unanswered_approval_is_declined_by_the_host() {
+    let w = world_with(&["--approval-timeout-ms", "700"]);
+    let p = project("timeout-project", "x\n");
+    let cwd = p.0.display().to_string();
+    let marker = p.join("timed-out");
+    wait_reachable(&w.ctl_state.0);
+    rt().block_on(async {
+        tokio::time::timeout(LIMIT, async {
+            let mut conn = lib_connect(&w.ctl_state.0, None).await;
+            let thread = thread_start(
+                &conn.session,
+                &ThreadStartParams {
+                    cwd: Some(cwd.clone()),
+                    sandbox: None,
+                    approval_policy: Some(ApprovalPolicy::Untrusted),
+                },
+            )
+            .await
+            .unwrap()
+            .thread
+            .id;
+            let mut events = Vec::new();
+            let outcome = run_turn(
+                &mut conn.session,
+                &thread,
+                &format!("$ touch {}", marker.display()),
+                &mut FixedDecision(None),
+                |e| events.push(label(e)),
+            )
+            .await
+            .unwrap();
+            assert!(
+                events.contains(&"resolved Decline by host".to_owned()),
+                "{events:?}"
+            );
+            assert!(
+                !events.iter().any(|e| e.starts_with("answered")),
+                "{events:?}"
+            );
+            assert_eq!(outcome.turn.status, TurnStatus::Completed);
+            assert_eq!(
+                outcome.exit_status(),
+                tether_controller::threads::EXIT_DECLINED
+            );
+            conn.close().await;
+        })
+        .await
+        .expect("timed out");
+    });
+    assert!(!marker.exists(), "a command that got no answer ran");
+    drop(w.host);
+}
