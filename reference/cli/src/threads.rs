@@ -22,6 +22,7 @@ use tether_proto::cmd::types::{
     ApprovalDecision, ApprovalPolicy, CommandExecutionStatus, NetworkAccess, OutputStream,
     SandboxReport, Thread, ThreadItem, ThreadStatus, TurnStatus,
 };
+use tether_proto::link::CloseCode;
 use tether_proto::time::UnixTime;
 use tokio::sync::{Mutex, mpsc, watch};
 
@@ -218,6 +219,20 @@ fn host_failure(what: &str, host: &PairedHost, e: &ControllerError) -> ExitCode 
                 "tether: {what}: host {label} refused: {}",
                 describe_rpc_error(error)
             );
+        }
+        // The relay could not deliver the session (LINK-17, LINK-20, ...): not a refusal.
+        ControllerError::Closed(info)
+            if [
+                CloseCode::HOST_UNREACHABLE,
+                CloseCode::SESSION_LIMIT,
+                CloseCode::PEER_GONE,
+                CloseCode::SLOW_READER,
+                CloseCode::UNKNOWN_SESSION,
+                CloseCode::SESSION_ID_IN_USE,
+            ]
+            .contains(&info.code) =>
+        {
+            eprintln!("tether: {what}: cannot reach host {label}: {}", describe(e));
         }
         ControllerError::Closed(_) | ControllerError::GoAway { .. } => {
             eprintln!("tether: {what}: host {label} refused: {}", describe(e));
@@ -820,6 +835,11 @@ pub(crate) fn turn(args: TurnArgs) -> anyhow::Result<ExitCode> {
             }
         };
         let mut conn = connect(&state, &host, &options).await?;
+        if *count_rx.borrow() > 0 {
+            // Ctrl-C while connecting: no turn is started.
+            conn.close().await;
+            return Ok(None);
+        }
         let run = run_turn_until(
             &mut conn.session,
             &args.thread,
