@@ -1161,3 +1161,41 @@ fn an_unanswered_approval_is_declined_by_the_host() {
     assert!(!marker.exists(), "a command that got no answer ran");
     drop(w.host);
 }
+
+/// `on-failure` (CMD-27): a command refused by the sandbox fails first; the host then asks
+/// to run it again with danger-full-access. Declined, the first run's failure stands;
+/// accepted, the re-run writes outside the project.
+#[test]
+fn on_failure_asks_before_leaving_the_sandbox() {
+    if !sandbox_enforced("workspace-write") {
+        return; // nothing fails under a sandbox that is not enforced
+    }
+    let w = world();
+    let p = project("onfail-project", "x\n");
+    let outside = TempDir::new("onfail-outside");
+    let cwd = p.0.display().to_string();
+    let (id, _) = start_thread(
+        &w.ctl_state.0,
+        None,
+        &[
+            "--cwd",
+            &cwd,
+            "--sandbox",
+            "workspace-write",
+            "--approval-policy",
+            "on-failure",
+        ],
+    );
+    let file = outside.join("escaped");
+    let text = format!("$ touch {}", file.display());
+    let out = run(turn_cmd(&w.ctl_state.0, &id, Some("decline"), &text), LIMIT);
+    assert_eq!(out.code(), Some(1), "touch's own status: {out:?}");
+    assert!(out.stderr.contains("Permission denied"), "{out:?}");
+    assert!(out.stderr.contains("under danger-full-access"), "{out:?}");
+    assert!(!file.exists(), "{out:?}");
+
+    let out = run(turn_cmd(&w.ctl_state.0, &id, Some("accept"), &text), LIMIT);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(file.exists(), "the accepted re-run did not write: {out:?}");
+    drop(w.host);
+}
