@@ -14,8 +14,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use tether_controller::threads::{EXIT_DECLINED, EXIT_INTERRUPTED, EXIT_NO_STATUS};
 use tether_controller::{
     ApprovalRequest, Approver, Connection, ControllerError, ControllerState, DecisionFuture,
-    FixedDecision, HandoffStep, PairedHost, TurnEvent, connect, describe_rpc_error, run_turn_until,
-    thread_export, thread_import, thread_list_all, thread_read, thread_start,
+    FixedDecision, HandoffStep, PairedHost, TurnEvent, connect, describe_rpc_error, follow_turn,
+    run_turn_until, thread_export, thread_import, thread_list_all, thread_read, thread_resume,
+    thread_start,
 };
 use tether_proto::cmd::methods::ThreadStartParams;
 use tether_proto::cmd::types::{
@@ -54,6 +55,22 @@ pub(crate) enum ThreadCommand {
     Show(ShowArgs),
     /// Move a thread to another host (export, then import); prints the new thread id.
     Handoff(HandoffArgs),
+    /// Attach to a thread and follow its running or next turn: stream its output and answer
+    /// its approvals (for example from a second device). Exit status as for `tether turn`.
+    #[command(after_help = TURN_EXIT_HELP)]
+    Attach(AttachArgs),
+}
+
+/// Arguments of `tether thread attach`.
+#[derive(Args)]
+pub(crate) struct AttachArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Answer every approval request with this decision instead of asking on the terminal.
+    #[arg(long, value_enum)]
+    decision: Option<Decision>,
+    /// The thread id.
+    thread: String,
 }
 
 /// Approval policies as `--approval-policy` spells them.
@@ -206,6 +223,7 @@ pub(crate) fn run_thread(command: ThreadCommand) -> anyhow::Result<ExitCode> {
         ThreadCommand::List(args) => list(args),
         ThreadCommand::Show(args) => show(args),
         ThreadCommand::Handoff(args) => run_handoff(args),
+        ThreadCommand::Attach(args) => attach(args),
     }
 }
 
@@ -798,21 +816,45 @@ fn print_event(event: &TurnEvent, prompting: &AtomicBool, scripted: bool) {
 /// `tether turn`.
 pub(crate) fn turn(args: TurnArgs) -> anyhow::Result<ExitCode> {
     let what = format!("turn on thread {}", one_line(&args.thread, 64));
+    drive(
+        &args.target,
+        &args.thread,
+        args.decision,
+        &what,
+        Some(&args.text),
+    )
+}
+
+/// `tether thread attach`.
+fn attach(args: AttachArgs) -> anyhow::Result<ExitCode> {
+    let what = format!("attach to thread {}", one_line(&args.thread, 64));
+    drive(&args.target, &args.thread, args.decision, &what, None)
+}
+
+/// Runs a turn (`text`) or follows the thread's running or next turn (`None`), streaming
+/// its output and answering its approvals.
+fn drive(
+    target: &Target,
+    thread: &str,
+    decision: Option<Decision>,
+    what: &str,
+    text: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     // Approvals need someone to answer them: a terminal, or --decision.
-    if args.decision.is_none() && !std::io::stdin().is_terminal() {
+    if decision.is_none() && !std::io::stdin().is_terminal() {
         eprintln!(
             "tether: {what}: no terminal to ask for approvals on; pass --decision accept|acceptForSession|decline|cancel"
         );
         return Ok(ExitCode::from(2));
     }
-    let (state, host) = match target_host(&args.target.state, args.target.host.as_deref(), &what) {
+    let (state, host) = match target_host(&target.state, target.host.as_deref(), what) {
         Ok(x) => x,
         Err(code) => return Ok(code),
     };
-    let options = args.target.relay.link_options();
+    let options = target.relay.link_options();
     let prompting = Arc::new(AtomicBool::new(false));
-    let scripted = args.decision.is_some();
-    let mut approver: Box<dyn Approver + Send> = match args.decision {
+    let scripted = decision.is_some();
+    let mut approver: Box<dyn Approver + Send> = match decision {
         Some(d) => Box::new(FixedDecision(Some(d.into()))),
         None => Box::new(TerminalApprover::new(prompting.clone())),
     };
@@ -840,17 +882,47 @@ pub(crate) fn turn(args: TurnArgs) -> anyhow::Result<ExitCode> {
             conn.close().await;
             return Ok(None);
         }
-        let run = run_turn_until(
-            &mut conn.session,
-            &args.thread,
-            &args.text,
-            approver.as_mut(),
-            at_least(1),
-            |event| print_event(event, &prompting, scripted),
-        );
-        let outcome = tokio::select! {
-            r = run => Some(r),
-            () = at_least(2) => None,
+        let on_event = |event: &TurnEvent| print_event(event, &prompting, scripted);
+        let outcome = match text {
+            Some(text) => {
+                let run = run_turn_until(
+                    &mut conn.session,
+                    thread,
+                    text,
+                    approver.as_mut(),
+                    at_least(1),
+                    on_event,
+                );
+                tokio::select! {
+                    r = run => Some(r),
+                    () = at_least(2) => None,
+                }
+            }
+            None => {
+                // CMD-19: pending approvals of the thread follow the resume.
+                if let Err(e) = thread_resume(&conn.session, thread).await {
+                    conn.close().await;
+                    return Err(e);
+                }
+                eprintln!(
+                    "tether: attached to thread {} on host {}; following its turn (Ctrl-C to detach)",
+                    one_line(thread, 64),
+                    host.name
+                );
+                let run = follow_turn(
+                    &mut conn.session,
+                    thread,
+                    None,
+                    approver.as_mut(),
+                    std::future::pending(),
+                    on_event,
+                );
+                // Ctrl-C detaches: the turn is someone else's.
+                tokio::select! {
+                    r = run => Some(r),
+                    () = at_least(1) => None,
+                }
+            }
         };
         conn.close().await;
         Ok::<_, ControllerError>(outcome)
@@ -877,7 +949,7 @@ pub(crate) fn turn(args: TurnArgs) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::from(130))
         }
-        Ok(Some(Err(e))) | Err(e) => Ok(host_failure(&what, &host, &e)),
+        Ok(Some(Err(e))) | Err(e) => Ok(host_failure(what, &host, &e)),
     }
 }
 

@@ -1199,3 +1199,61 @@ fn on_failure_asks_before_leaving_the_sandbox() {
     assert!(file.exists(), "the accepted re-run did not write: {out:?}");
     drop(w.host);
 }
+
+/// A second device answers from the command line: `tether thread attach --decision accept`
+/// on the phone while the laptop's `tether turn` asks on its terminal. The phone's answer
+/// wins (CMD-30); the laptop's prompt is dropped and says who answered, and both show the
+/// command's output.
+#[test]
+fn a_second_device_answers_with_thread_attach() {
+    let w = world();
+    let phone = TempDir::new("attach-phone");
+    let token = mint_token(&w.host_state.0, 300);
+    pair_when_up(&phone.0, &token, "phone");
+    let p = project("attach-project", "x\n");
+    let cwd = p.0.display().to_string();
+    let (id, _) = start_thread(
+        &w.ctl_state.0,
+        None,
+        &["--cwd", &cwd, "--approval-policy", "untrusted"],
+    );
+    let mut c = ctl_cmd(&phone.0, &["thread", "attach", "--decision", "accept"]);
+    c.arg(&id);
+    let mut attached = spawn(c);
+    // Wait for "attached" on its stderr before starting the turn.
+    let err = attached.0.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if line.contains("attached to thread") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    rx.recv_timeout(LIMIT)
+        .expect("thread attach did not attach");
+    let (code, shown) = pty_turn(&w.ctl_state.0, &id, "$ echo from-laptop-turn", &[]);
+    assert_eq!(code, Some(0), "{shown}");
+    // The laptop shows its prompt unless the phone's answer came first; a prompt shown
+    // is closed with who answered.
+    if shown.contains("[c]ancel") {
+        assert!(shown.contains("answered by phone: accept"), "{shown}");
+    }
+    assert!(shown.contains("from-laptop-turn\r\n"), "{shown}");
+    let mut stdout = String::new();
+    attached
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let status = attached.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(stdout, "from-laptop-turn\n");
+    drop(w.host);
+}
