@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Args, Subcommand, ValueEnum};
-use tether_controller::threads::{EXIT_DECLINED, EXIT_INTERRUPTED, EXIT_NO_STATUS};
+use tether_controller::threads::EXIT_INTERRUPTED;
 use tether_controller::{
     ApprovalRequest, Approver, Connection, ControllerError, ControllerState, DecisionFuture,
     FixedDecision, HandoffStep, PairedHost, TurnEvent, connect, describe_rpc_error, follow_turn,
@@ -930,10 +930,9 @@ fn drive(
     match result {
         Ok(Some(Ok(outcome))) => {
             let status = outcome.exit_status();
-            match status {
-                EXIT_INTERRUPTED => eprintln!("tether: the turn was interrupted"),
-                EXIT_DECLINED | EXIT_NO_STATUS => {}
-                _ => {}
+            // Declined and status-less commands were reported as their items completed.
+            if outcome.turn.status == TurnStatus::Interrupted {
+                eprintln!("tether: the turn was interrupted (exit {EXIT_INTERRUPTED})");
             }
             let code = u8::try_from(status & 0xff).unwrap_or(1);
             Ok(ExitCode::from(if code == 0 && status != 0 {
