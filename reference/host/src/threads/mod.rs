@@ -606,6 +606,13 @@ impl ThreadManager {
             approval: None,
             interrupters: Vec::new(),
         });
+        // CMD-17: the turn is durable before it runs; if it cannot be stored, it does not
+        // start.
+        if let Err(e) = self.store.save(&entry.record) {
+            entry.record.turns.pop();
+            entry.running = None;
+            return Err(internal(&e));
+        }
         let job = agent::TurnJob {
             thread_id: params.thread_id.clone(),
             turn_id,
@@ -618,7 +625,6 @@ impl ThreadManager {
             events: self.events.clone(),
             kill: kill_rx,
         };
-        self.save(&params.thread_id);
         // CMD-24: after the result (the caller sends the reply before the outbox).
         self.send_to_attached(
             &params.thread_id,
