@@ -378,6 +378,37 @@ fn wait_reachable(ctl: &Path) {
     });
 }
 
+/// Waits until the thread has a turn running (its command started).
+fn wait_active(ctl: &Path, thread: &str) {
+    eventually(LIMIT, "a running turn", || {
+        let out = tctl(ctl, &["thread", "show", "--json", thread]);
+        let read: Value = serde_json::from_str(&out.stdout).map_err(|e| format!("{e}: {out:?}"))?;
+        let running = read["turns"]
+            .as_array()
+            .and_then(|t| t.last())
+            .is_some_and(|t| {
+                t["status"] == "inProgress" && t["items"].to_string().contains("commandExecution")
+            });
+        if running {
+            Ok(())
+        } else {
+            Err(read.to_string())
+        }
+    });
+    // The command itself has started by now or very soon; a moment more for the shell.
+    thread::sleep(Duration::from_millis(300));
+}
+
+/// Whether util-linux `script` (a pseudo-terminal for the prompt tests) is installed.
+fn have_script() -> bool {
+    Command::new("script")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// Sends SIGINT to a running child.
 fn interrupt(child: &Proc) {
     let status = Command::new("kill")
@@ -746,7 +777,7 @@ fn ctrl_c_interrupts_a_turn_and_the_admin_refusal_is_printed() {
         &["--cwd", &cwd, "--approval-policy", "never"],
     );
     let child = spawn(turn_cmd(&w.ctl_state.0, &id, Some("accept"), "$ sleep 20"));
-    thread::sleep(Duration::from_millis(2000));
+    wait_active(&w.ctl_state.0, &id);
     interrupt(&child);
     let out = finish(child, LIMIT);
     assert_eq!(out.code(), Some(130), "{out:?}");
@@ -756,7 +787,7 @@ fn ctrl_c_interrupts_a_turn_and_the_admin_refusal_is_printed() {
     assert_eq!(read["turns"][0]["status"], "interrupted", "{read}");
 
     let child = spawn(turn_cmd(&w.ctl_state.0, &id, Some("accept"), "$ sleep 20"));
-    thread::sleep(Duration::from_millis(2000));
+    wait_active(&w.ctl_state.0, &id);
     tether_host::state::StateDir::open(&w.host_state.0)
         .unwrap()
         .set_remote_access(false)
@@ -1065,6 +1096,10 @@ fn pty_turn(ctl: &Path, thread: &str, text: &str, answers: &[&str]) -> (Option<i
 /// command later without asking (CMD-29), c cancels the turn.
 #[test]
 fn approvals_asked_on_a_terminal() {
+    if !have_script() {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    }
     let w = world();
     let p = project("tty-project", "x\n");
     let cwd = p.0.display().to_string();
@@ -1206,6 +1241,10 @@ fn on_failure_asks_before_leaving_the_sandbox() {
 /// command's output.
 #[test]
 fn a_second_device_answers_with_thread_attach() {
+    if !have_script() {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    }
     let w = world();
     let phone = TempDir::new("attach-phone");
     let token = mint_token(&w.host_state.0, 300);
