@@ -952,11 +952,11 @@ async fn cmd_30_cmd_32_two_controllers_race_to_answer() {
         };
         // The loser answered too late and is told so (CMD-32), or saw the request resolved
         // or withdrawn before its answer went out and sent none (CMD-57).
-        if loser_events.contains(&"answered Accept".to_owned()) {
-            if loser_outcome.rejected_answers.is_empty() {
-                let p = late_rejection(loser).await;
-                assert_eq!(p["rejectedAnswer"]["code"], -32015);
-            }
+        if loser_events.contains(&"answered Accept".to_owned())
+            && loser_outcome.rejected_answers.is_empty()
+        {
+            let p = late_rejection(loser).await;
+            assert_eq!(p["rejectedAnswer"]["code"], -32015);
         }
         b.close().await;
         a.close().await;
