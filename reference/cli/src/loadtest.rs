@@ -540,15 +540,14 @@ async fn host_link(
     let writer = tokio::spawn(write_loop(sink, rx));
     let mut mine: HashMap<SessionId, usize> = HashMap::new();
     let stats = &plan.stats;
+    let mut end = format!("host link {host}: the relay closed it");
     while let Some(message) = stream.next().await {
         let bytes = match message {
             Ok(Message::Binary(b)) => b,
             Ok(Message::Close(_)) => break,
             Ok(_) => continue,
             Err(e) => {
-                if !*stop.borrow() {
-                    stats.fail(format!("host link {host}: {e}"));
-                }
+                end = format!("host link {host}: {e}");
                 break;
             }
         };
@@ -595,23 +594,22 @@ async fn host_link(
             }
             Ok(RelayFrame::Pong { .. }) => {}
             Ok(RelayFrame::GoAway { code, .. }) => {
-                if !*stop.borrow() || code != CloseCode::GOING_AWAY {
-                    stats.fail(format!("host link {host}: relay sent GOAWAY {code}"));
-                }
+                end = format!("host link {host}: relay sent GOAWAY {code}");
                 break;
             }
             Ok(other) => {
-                stats.fail(format!(
-                    "host link {host}: unexpected {}",
-                    other.type_name()
-                ));
+                end = format!("host link {host}: unexpected {}", other.type_name());
                 break;
             }
             Err(e) => {
-                stats.fail(format!("host link {host}: undecodable frame: {e}"));
+                end = format!("host link {host}: undecodable frame: {e}");
                 break;
             }
         }
+    }
+    // Links end only when the run does.
+    if !*stop.borrow() {
+        stats.fail(end);
     }
     drop(tx);
     let _ = writer.await;
@@ -658,15 +656,14 @@ async fn controller_link(
             stop.clone(),
         ));
     }
+    let mut end = "controller link: the relay closed it".to_owned();
     while let Some(message) = stream.next().await {
         let bytes = match message {
             Ok(Message::Binary(b)) => b,
             Ok(Message::Close(_)) => break,
             Ok(_) => continue,
             Err(e) => {
-                if !*stop.borrow() {
-                    stats.fail(format!("controller link: {e}"));
-                }
+                end = format!("controller link: {e}");
                 break;
             }
         };
@@ -691,20 +688,21 @@ async fn controller_link(
             }
             Ok(RelayFrame::Pong { .. }) => {}
             Ok(RelayFrame::GoAway { code, .. }) => {
-                if !*stop.borrow() || code != CloseCode::GOING_AWAY {
-                    stats.fail(format!("controller link: relay sent GOAWAY {code}"));
-                }
+                end = format!("controller link: relay sent GOAWAY {code}");
                 break;
             }
             Ok(other) => {
-                stats.fail(format!("controller link: unexpected {}", other.type_name()));
+                end = format!("controller link: unexpected {}", other.type_name());
                 break;
             }
             Err(e) => {
-                stats.fail(format!("controller link: undecodable frame: {e}"));
+                end = format!("controller link: undecodable frame: {e}");
                 break;
             }
         }
+    }
+    if !*stop.borrow() {
+        stats.fail(end);
     }
     drop(tx);
     let _ = writer.await;
