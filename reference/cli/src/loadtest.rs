@@ -746,7 +746,13 @@ impl Drop for ChildRelay {
 fn start_child_relay(workspace: &str, credential: &str) -> anyhow::Result<ChildRelay> {
     let exe = std::env::current_exe().context("locating the tether executable")?;
     let mut child = Command::new(exe)
-        .args(["relay", "--listen", "127.0.0.1:0", "--max-links-per-address", "0"])
+        .args([
+            "relay",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-links-per-address",
+            "0",
+        ])
         .arg("--workspace")
         .arg(format!("{workspace}={credential}"))
         .env("RUST_LOG", "warn")
@@ -812,9 +818,7 @@ pub(crate) fn run(args: LoadtestArgs) -> anyhow::Result<ExitCode> {
     if let Some(limit) = nofile
         && limit < links + 64
     {
-        bail!(
-            "{links} links need more open files than the limit of {limit}; raise it (ulimit -n)"
-        );
+        bail!("{links} links need more open files than the limit of {limit}; raise it (ulimit -n)");
     }
 
     let (child, url, workspace, credential) = match &args.relay {

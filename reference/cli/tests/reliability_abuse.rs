@@ -9,6 +9,7 @@
     clippy::expect_used,
     clippy::indexing_slicing,
     clippy::panic,
+    clippy::cast_possible_truncation,
     missing_docs
 )]
 
@@ -59,14 +60,18 @@ async fn ws_from(
         .bind(format!("{source}:0").parse().unwrap())
         .map_err(|e| e.to_string())?;
     if let Some(size) = rcvbuf {
-        socket.set_recv_buffer_size(size).map_err(|e| e.to_string())?;
+        socket
+            .set_recv_buffer_size(size)
+            .map_err(|e| e.to_string())?;
     }
     let tcp = socket.connect(relay).await.map_err(|e| e.to_string())?;
     let io: Box<dyn client::LinkIo> = Box::new(tcp);
     let (ws, _) = tokio_tungstenite::client_async_with_config(
         format!("ws://{relay}/"),
         io,
-        Some(client::websocket_config(tether_proto::limits::MAX_FRAME_LEN)),
+        Some(client::websocket_config(
+            tether_proto::limits::MAX_FRAME_LEN,
+        )),
     )
     .await
     .map_err(|e| e.to_string())?;
@@ -188,7 +193,10 @@ async fn echo_session(relay: SocketAddr, n: usize, pause: Duration) -> Vec<Durat
         .await
         .unwrap();
         match recv(&mut c, LIMIT).await {
-            Some(RelayFrame::Data { session, payload: p }) => {
+            Some(RelayFrame::Data {
+                session,
+                payload: p,
+            }) => {
                 assert_eq!(session, id);
                 assert_eq!(p, payload, "echo {i} intact");
             }
@@ -326,7 +334,10 @@ fn slow_loris_links_are_closed_at_the_auth_deadline() {
         assert!(max <= Duration::from_secs(20), "{}: {max:?}", names[kind]);
     }
     assert!(relay.wait_log("AUTH_TIMEOUT", 2 * EACH, LIMIT) || relay.wait_log("auth", 1, LIMIT));
-    figure("slow-loris: real controller READY during the attack", ms(legit));
+    figure(
+        "slow-loris: real controller READY during the attack",
+        ms(legit),
+    );
     figure(
         "slow-loris: relay RSS before / during (200 links)",
         format!("{rss_before} / {rss_during} KiB"),
@@ -403,14 +414,28 @@ fn open_flood_is_answered_and_others_are_served() {
         let mut during = echo_session(addr, 200, Duration::ZERO).await;
         let (codes_u, took_u) = unknown.await.unwrap();
         let (codes_l, took_l) = limited.await.unwrap();
-        assert_eq!(codes_u.get(&16), Some(&FLOOD), "HOST_UNREACHABLE: {codes_u:?}");
+        assert_eq!(
+            codes_u.get(&16),
+            Some(&FLOOD),
+            "HOST_UNREACHABLE: {codes_u:?}"
+        );
         assert_eq!(codes_u.len(), 1, "{codes_u:?}");
-        assert_eq!(codes_l.get(&17), Some(&(FLOOD - 16)), "SESSION_LIMIT: {codes_l:?}");
+        assert_eq!(
+            codes_l.get(&17),
+            Some(&(FLOOD - 16)),
+            "SESSION_LIMIT: {codes_l:?}"
+        );
         assert_eq!(codes_l.len(), 1, "{codes_l:?}");
         // No 17th INCOMING (the flood links' end closes the 16 sessions: PEER_GONE).
         while let Some(frame) = recv(&mut target, Duration::from_millis(300)).await {
             assert!(
-                matches!(frame, RelayFrame::Close { code: CloseCode::PEER_GONE, .. }),
+                matches!(
+                    frame,
+                    RelayFrame::Close {
+                        code: CloseCode::PEER_GONE,
+                        ..
+                    }
+                ),
                 "{frame:?}"
             );
         }
@@ -456,29 +481,84 @@ fn oversize_and_malformed_frames_close_only_their_link() {
         let echo = tokio::spawn(echo_session(addr, 300, Duration::from_millis(5)));
         let mut data8 = vec![0x12];
         data8.extend_from_slice(&[1; 8]);
-        let hello_bytes = hello(Role::Controller, CRED, Vec::new()).to_bytes().unwrap();
+        let hello_bytes = hello(Role::Controller, CRED, Vec::new())
+            .to_bytes()
+            .unwrap();
         // (name, authenticate first, message, expected GOAWAY code)
         let cases: Vec<(&str, bool, Message, CloseCode)> = vec![
-            ("513 bytes before READY", false, Message::Binary(vec![0x01; 513].into()), CloseCode::FRAME_TOO_LARGE),
-            ("65545 bytes", true, Message::Binary(vec![0x12; 65_545].into()), CloseCode::FRAME_TOO_LARGE),
-            ("unknown type", true, Message::Binary(vec![0x40].into()), CloseCode::PROTOCOL_ERROR),
-            ("truncated DATA", true, Message::Binary(vec![0x12, 1, 2, 3].into()), CloseCode::PROTOCOL_ERROR),
-            ("empty DATA payload", true, Message::Binary(data8.clone().into()), CloseCode::PROTOCOL_ERROR),
-            ("text message", true, Message::Text("hello".into()), CloseCode::PROTOCOL_ERROR),
-            ("HELLO version 2", false, Message::Binary({
-                let mut h = hello_bytes.clone();
-                h[1] = 2;
-                h.into()
-            }), CloseCode::UNSUPPORTED_VERSION),
-            ("second HELLO", true, Message::Binary(hello_bytes.clone().into()), CloseCode::UNEXPECTED_FRAME),
-            ("DATA before HELLO", false, Message::Binary({
-                let mut d = data8.clone();
-                d.push(1);
-                d.into()
-            }), CloseCode::UNEXPECTED_FRAME),
-            ("wrong credential", false, Message::Binary(
-                hello(Role::Controller, "not-the-credential-000", Vec::new()).to_bytes().unwrap().into(),
-            ), CloseCode::AUTH_FAILED),
+            (
+                "513 bytes before READY",
+                false,
+                Message::Binary(vec![0x01; 513].into()),
+                CloseCode::FRAME_TOO_LARGE,
+            ),
+            (
+                "65545 bytes",
+                true,
+                Message::Binary(vec![0x12; 65_545].into()),
+                CloseCode::FRAME_TOO_LARGE,
+            ),
+            (
+                "unknown type",
+                true,
+                Message::Binary(vec![0x40].into()),
+                CloseCode::PROTOCOL_ERROR,
+            ),
+            (
+                "truncated DATA",
+                true,
+                Message::Binary(vec![0x12, 1, 2, 3].into()),
+                CloseCode::PROTOCOL_ERROR,
+            ),
+            (
+                "empty DATA payload",
+                true,
+                Message::Binary(data8.clone().into()),
+                CloseCode::PROTOCOL_ERROR,
+            ),
+            (
+                "text message",
+                true,
+                Message::Text("hello".into()),
+                CloseCode::PROTOCOL_ERROR,
+            ),
+            (
+                "HELLO version 2",
+                false,
+                Message::Binary({
+                    let mut h = hello_bytes.clone();
+                    h[1] = 2;
+                    h.into()
+                }),
+                CloseCode::UNSUPPORTED_VERSION,
+            ),
+            (
+                "second HELLO",
+                true,
+                Message::Binary(hello_bytes.clone().into()),
+                CloseCode::UNEXPECTED_FRAME,
+            ),
+            (
+                "DATA before HELLO",
+                false,
+                Message::Binary({
+                    let mut d = data8.clone();
+                    d.push(1);
+                    d.into()
+                }),
+                CloseCode::UNEXPECTED_FRAME,
+            ),
+            (
+                "wrong credential",
+                false,
+                Message::Binary(
+                    hello(Role::Controller, "not-the-credential-000", Vec::new())
+                        .to_bytes()
+                        .unwrap()
+                        .into(),
+                ),
+                CloseCode::AUTH_FAILED,
+            ),
         ];
         let t = Instant::now();
         let mut tasks = Vec::new();
@@ -512,7 +592,11 @@ fn oversize_and_malformed_frames_close_only_their_link() {
         );
         figure(
             "malformed/oversize: echo session meanwhile (300 echoes, none lost) RTT p50/max",
-            format!("{} / {}", ms(percentile(&mut rtts, 0.5)), ms(percentile(&mut rtts, 1.0))),
+            format!(
+                "{} / {}",
+                ms(percentile(&mut rtts, 0.5)),
+                ms(percentile(&mut rtts, 1.0))
+            ),
         );
     });
 }
@@ -812,7 +896,9 @@ fn message1_flood_is_rate_limited_by_the_host() {
                         };
                         let mut c = Controller::connect(config, Instant::now()).unwrap();
                         let open = c.poll_transmit().unwrap();
-                        sink.send(Message::Binary(open.to_bytes().unwrap().into())).await.unwrap();
+                        sink.send(Message::Binary(open.to_bytes().unwrap().into()))
+                            .await
+                            .unwrap();
                         in_flight += 1;
                         continue;
                     }
@@ -845,14 +931,27 @@ fn message1_flood_is_rate_limited_by_the_host() {
     let processed = codes.get(&32).copied().unwrap_or(0); // NOT_AUTHORIZED: after DH
     let limited = codes.get(&37).copied().unwrap_or(0); // RATE_LIMITED: before DH
     let total: u64 = codes.values().sum();
-    assert_eq!(processed + limited, total, "only these two answers: {codes:?}");
+    assert_eq!(
+        processed + limited,
+        total,
+        "only these two answers: {codes:?}"
+    );
     let bound = 100 + (50.0 * elapsed.as_secs_f64()).ceil() as u64 + 5;
-    assert!(processed <= bound, "{processed} handshakes processed > {bound}");
+    assert!(
+        processed <= bound,
+        "{processed} handshakes processed > {bound}"
+    );
     assert!(processed >= 100, "the burst is served: {codes:?}");
-    assert!(limited > processed, "the flood outran the bucket: {codes:?}");
+    assert!(
+        limited > processed,
+        "the flood outran the bucket: {codes:?}"
+    );
     figure(
         "message-1 flood: attempts / processed (NOT_AUTHORIZED) / dropped (RATE_LIMITED)",
-        format!("{total} / {processed} / {limited} in {:.2} s (bound {bound})", elapsed.as_secs_f64()),
+        format!(
+            "{total} / {processed} / {limited} in {:.2} s (bound {bound})",
+            elapsed.as_secs_f64()
+        ),
     );
     figure(
         "message-1 flood: host CPU",

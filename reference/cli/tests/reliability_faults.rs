@@ -109,7 +109,11 @@ fn pair_with_crash(relay: &Relay, point: &str, nth: u32) -> (TempDir, String, Ho
     let mut host = start_host(&hs.0, &relay.url, Some(&format!("{point}:host.json:{nth}")));
     let ctl = TempDir::new("ctl");
     let out = pair_when_up(&ctl.0, &token);
-    assert_ne!(out.code(), Some(0), "{point}/{nth}: pairing cannot succeed: {out:?}");
+    assert_ne!(
+        out.code(),
+        Some(0),
+        "{point}/{nth}: pairing cannot succeed: {out:?}"
+    );
     let status = host
         .wait_exit(LIMIT)
         .unwrap_or_else(|| panic!("{point}/{nth}: the host did not crash"));
@@ -118,7 +122,10 @@ fn pair_with_crash(relay: &Relay, point: &str, nth: u32) -> (TempDir, String, Ho
     let mut c = tether();
     c.args(["status", "--state"]).arg(&ctl.0);
     let st = run(c, LIMIT);
-    assert!(st.stdout.contains("no paired hosts"), "{point}/{nth}: {st:?}");
+    assert!(
+        st.stdout.contains("no paired hosts"),
+        "{point}/{nth}: {st:?}"
+    );
     let s = load(&hs.0);
     (hs, token, s)
 }
@@ -170,7 +177,10 @@ fn kill_while_recording_the_device() {
     for point in CRASH_POINTS {
         let (hs, token, s) = pair_with_crash(&relay, point, 2);
         let id = *PairingToken::from_text(&token).unwrap().token_id();
-        assert!(s.tokens.iter().find(|t| t.id == id).unwrap().consumed, "{point}");
+        assert!(
+            s.tokens.iter().find(|t| t.id == id).unwrap().consumed,
+            "{point}"
+        );
         assert_eq!(s.devices.len(), usize::from(durable(point)), "{point}");
         token_is_never_both_consumed_and_usable(&relay, &hs.0, &token, true);
     }
@@ -200,7 +210,9 @@ fn full_disk_simulated_keeps_the_old_state() {
         vec!["host", "revoke", "laptop", "--state"],
     ] {
         let mut c = tether();
-        c.env("TETHER_FAULT", "enospc:host.json").args(&args).arg(&dir.0);
+        c.env("TETHER_FAULT", "enospc:host.json")
+            .args(&args)
+            .arg(&dir.0);
         let out = run(c, LIMIT);
         assert_eq!(out.code(), Some(1), "{args:?}: {out:?}");
         assert!(
@@ -237,7 +249,12 @@ fn full_disk_simulated_keeps_the_old_state() {
 #[test]
 fn full_disk_on_a_real_tmpfs() {
     let probe = std::process::Command::new("unshare")
-        .args(["-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /tmp && echo ok"])
+        .args([
+            "-rm",
+            "sh",
+            "-c",
+            "mount -t tmpfs -o size=64k tmpfs /tmp && echo ok",
+        ])
         .output();
     let usable = probe
         .as_ref()
@@ -331,12 +348,18 @@ fn relay_killed_mid_stream_then_everything_reconnects() {
     });
     eventually(LIMIT, "output streaming", || {
         let n = lines.lock().unwrap().len();
-        if n >= 30 { Ok(()) } else { Err(format!("{n} lines")) }
+        if n >= 30 {
+            Ok(())
+        } else {
+            Err(format!("{n} lines"))
+        }
     });
     let addr = relay.addr.clone();
     relay.proc.kill();
     let killed_at = Instant::now();
-    let status = exec.wait_exit(LIMIT).expect("exec ended after the relay died");
+    let status = exec
+        .wait_exit(LIMIT)
+        .expect("exec ended after the relay died");
     let exec_ended = killed_at.elapsed();
     assert_eq!(status.code(), Some(1));
     let err = err.join().unwrap();
@@ -355,10 +378,8 @@ fn relay_killed_mid_stream_then_everything_reconnects() {
             .build()
             .unwrap();
         rt.block_on(async {
-            let mut backoff = tether_controller::Backoff::new(
-                Duration::from_millis(200),
-                Duration::from_secs(2),
-            );
+            let mut backoff =
+                tether_controller::Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
             let link = tether_controller::connect_with_retry(
                 &url,
                 "acme",

@@ -49,7 +49,14 @@ fn short_soak_loses_nothing() {
     assert_eq!(out.code(), Some(0), "{out:?}");
     assert_eq!(s["ok"], true, "{s}");
     assert_eq!(s["sessionsOpened"], 100, "{s}");
-    for field in ["lost", "corrupted", "misrouted", "reordered", "sessionsClosed", "linkFailures"] {
+    for field in [
+        "lost",
+        "corrupted",
+        "misrouted",
+        "reordered",
+        "sessionsClosed",
+        "linkFailures",
+    ] {
         assert_eq!(s[field], 0, "{field}: {s}");
     }
     let sent = s["messagesSent"].as_u64().unwrap();
@@ -68,7 +75,15 @@ fn soak_reports_failure_when_the_relay_dies() {
     let child = tether()
         .args(["loadtest", "--relay", &relay.url])
         .args(["--workspace", &format!("acme={CRED}")])
-        .args(["--sessions", "20", "--duration", "4", "--drain", "2", "--json"])
+        .args([
+            "--sessions",
+            "20",
+            "--duration",
+            "4",
+            "--drain",
+            "2",
+            "--json",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -77,7 +92,9 @@ fn soak_reports_failure_when_the_relay_dies() {
     let mut child = Proc(child);
     thread::sleep(Duration::from_secs(2));
     relay.proc.kill();
-    let status = child.wait_exit(Duration::from_secs(60)).expect("loadtest ended");
+    let status = child
+        .wait_exit(Duration::from_secs(60))
+        .expect("loadtest ended");
     let mut stdout = String::new();
     std::io::Read::read_to_string(child.0.stdout.as_mut().unwrap(), &mut stdout).unwrap();
     assert_eq!(status.code(), Some(1), "{stdout}");

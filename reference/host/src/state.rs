@@ -762,7 +762,9 @@ pub mod fault {
             return false;
         }
         if let Some(file) = &fault.file
-            && target.file_name().is_none_or(|n| n.to_string_lossy() != *file)
+            && target
+                .file_name()
+                .is_none_or(|n| n.to_string_lossy() != *file)
         {
             return false;
         }
@@ -775,10 +777,8 @@ pub mod fault {
             "tether: {FAULT_ENV}: killing the process at {point} of a write of {}",
             target.display()
         );
-        let _ = rustix::process::kill_process(
-            rustix::process::getpid(),
-            rustix::process::Signal::KILL,
-        );
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
         std::process::abort()
     }
 

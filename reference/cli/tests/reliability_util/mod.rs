@@ -61,10 +61,7 @@ static DIRS: AtomicUsize = AtomicUsize::new(0);
 impl TempDir {
     pub fn new(label: &str) -> Self {
         let n = DIRS.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!(
-            "tether-rel-{}-{label}-{n}",
-            std::process::id()
-        ));
+        let p = std::env::temp_dir().join(format!("tether-rel-{}-{label}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         Self(p)
