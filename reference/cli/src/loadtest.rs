@@ -19,8 +19,12 @@
 //! 0       8     tag: the session's random 63-bit tag, top bit = direction (1: to the controller)
 //! 8       8     sequence number in that direction, from 0
 //! 16      8     checksum: the first 8 bytes of BLAKE2s-256 over bytes 0..16 and 24..
-//! 24      rest  pseudo-random body
+//! 24      8     (payloads of 32 bytes or more) send time, microseconds since the run began
+//! 32      rest  pseudo-random body
 //! ```
+//!
+//! Both ends live in this process, so the send time gives each delivered message's
+//! latency through the relay.
 //!
 //! At the receiving end a message is **delivered** (tag and checksum right, the next
 //! sequence number), **corrupted** (the checksum fails), **misrouted** (intact but
@@ -169,8 +173,14 @@ fn checksum(head: &[u8], body: &[u8]) -> [u8; 8] {
 }
 
 /// The whole `DATA` frame of test message `seq` of `session` with tag `tag`, its payload
-/// `len` bytes long (at least [`HEADER_LEN`]).
-pub(crate) fn data_frame(session: SessionId, tag: u64, seq: u64, len: usize) -> Vec<u8> {
+/// `len` bytes long (at least [`HEADER_LEN`]), stamped with `sent_us` when it has room.
+pub(crate) fn data_frame(
+    session: SessionId,
+    tag: u64,
+    seq: u64,
+    len: usize,
+    sent_us: u64,
+) -> Vec<u8> {
     let len = len.max(HEADER_LEN);
     let mut frame = Vec::with_capacity(9 + len);
     frame.push(RelayFrame::DATA);
@@ -179,6 +189,9 @@ pub(crate) fn data_frame(session: SessionId, tag: u64, seq: u64, len: usize) -> 
     frame.extend_from_slice(&tag.to_be_bytes());
     frame.extend_from_slice(&seq.to_be_bytes());
     frame.extend_from_slice(&[0u8; 8]);
+    if len >= HEADER_LEN + 8 {
+        frame.extend_from_slice(&sent_us.to_be_bytes());
+    }
     let mut rng = XorShift::new(tag ^ seq.rotate_left(29));
     while frame.len() < start + len {
         let word = rng.next_u64().to_le_bytes();
@@ -257,6 +270,8 @@ struct Stats {
     link_failures: AtomicU64,
     close_codes: Mutex<BTreeMap<String, u64>>,
     failures: Mutex<Vec<String>>,
+    /// Latencies of delivered, stamped messages, in microseconds.
+    latencies_us: Mutex<Vec<u64>>,
 }
 
 impl Stats {
@@ -328,6 +343,14 @@ struct Plan {
     window: u64,
     stats: Stats,
     opened: Notify,
+    /// When the run began: the zero of the send stamps.
+    epoch: Instant,
+}
+
+impl Plan {
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
 }
 
 fn random_u64() -> anyhow::Result<u64> {
@@ -433,6 +456,14 @@ fn on_data(plan: &Plan, index: usize, dir: Dir, payload: &[u8]) {
     let expected = d.next_seq.load(Ordering::Relaxed);
     match verify(payload, dir_tag(s.tag, dir), expected) {
         Verdict::Delivered => {
+            if let Some(sent) = u64_at(payload, HEADER_LEN) {
+                let latency = plan.now_us().saturating_sub(sent);
+                stats
+                    .latencies_us
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(latency);
+            }
             stats.delivered.fetch_add(1, Ordering::Relaxed);
             stats
                 .bytes_delivered
@@ -514,7 +545,7 @@ async fn send_loop(
         }
         let seq = d.sent.load(Ordering::Relaxed);
         let len = rng.range(plan.min_size, plan.max_size);
-        let frame = data_frame(s.id, tag, seq, len);
+        let frame = data_frame(s.id, tag, seq, len, plan.now_us());
         if tx.send(frame).await.is_err() {
             return;
         }
@@ -923,6 +954,7 @@ async fn drive(
         window: args.window,
         stats: Stats::default(),
         opened: Notify::new(),
+        epoch: Instant::now(),
     });
     let rss_before = relay_pid.and_then(|p| proc_status_kib(p, "VmRSS"));
     let (start_tx, start_rx) = watch::channel(false);
@@ -1084,6 +1116,25 @@ async fn drive(
     for t in &tasks {
         t.abort();
     }
+    let latency_ms = {
+        let mut l = stats
+            .latencies_us
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        l.sort_unstable();
+        let at = |p: f64| -> Option<f64> {
+            #[allow(
+                clippy::cast_precision_loss,
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss
+            )]
+            let i = ((l.len().saturating_sub(1)) as f64 * p).round() as usize;
+            #[allow(clippy::cast_precision_loss)]
+            l.get(i).map(|us| round3(*us as f64 / 1000.0))
+        };
+        json!({"p50": at(0.5), "p99": at(0.99), "max": at(1.0), "samples": l.len()})
+    };
     let close_codes = stats
         .close_codes
         .lock()
@@ -1113,6 +1164,7 @@ async fn drive(
         "corrupted": corrupted,
         "misrouted": misrouted,
         "reordered": reordered,
+        "latencyMs": latency_ms,
         "sessionsClosed": closed,
         "closeCodes": close_codes,
         "linkFailures": link_failures,
@@ -1152,20 +1204,23 @@ mod tests {
     fn frames_decode_and_verify() {
         let id = SessionId([1, 2, 3, 4, 5, 6, 7, 8]);
         for len in [24, 25, 31, 32, 1000, 65_535] {
-            let frame = data_frame(id, 0x1234, 7, len);
+            let frame = data_frame(id, 0x1234, 7, len, 99);
             assert_eq!(frame.len(), 9 + len);
             let p = payload(&frame);
             assert_eq!(verify(&p, 0x1234, 7), Verdict::Delivered);
         }
         // Deterministic: the same message twice is the same bytes.
-        assert_eq!(data_frame(id, 9, 1, 100), data_frame(id, 9, 1, 100));
+        assert_eq!(data_frame(id, 9, 1, 100, 5), data_frame(id, 9, 1, 100, 5));
+        // The stamp is covered by the checksum, and read back.
+        let p = payload(&data_frame(id, 9, 1, 100, 123_456));
+        assert_eq!(u64_at(&p, HEADER_LEN), Some(123_456));
     }
 
     #[test]
     fn every_fault_is_told_apart() {
         let id = SessionId([0; 8]);
         let tag = dir_tag(0x0abc_def0, Dir::ToHost);
-        let good = payload(&data_frame(id, tag, 3, 500));
+        let good = payload(&data_frame(id, tag, 3, 500, 1));
         // One flipped bit anywhere: corrupted.
         for at in [0, 8, 16, 23, 24, 300, 499] {
             let mut bad = good.clone();
