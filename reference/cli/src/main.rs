@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod conformance;
 mod controller;
 mod host;
+mod loadtest;
 mod relay;
 mod sandbox;
 mod threads;
@@ -50,6 +51,9 @@ enum Command {
     SandboxExec(sandbox::SandboxExecArgs),
     /// Run the conformance suite against a relay (or, with no target, the reference relay).
     Conformance(conformance::ConformanceArgs),
+    /// Drive N sessions through a relay for a while, check every byte end to end and
+    /// report what was lost, corrupted or misrouted and the relay's peak memory.
+    Loadtest(loadtest::LoadtestArgs),
     /// Generate or verify the protocol test vectors in `vectors/`.
     Vectors {
         #[command(subcommand)]
@@ -87,6 +91,7 @@ fn main() -> ExitCode {
         Command::Turn(args) => threads::turn(args),
         Command::SandboxExec(args) => sandbox::run(args),
         Command::Conformance(args) => conformance::run(args),
+        Command::Loadtest(args) => loadtest::run(args),
         Command::Vectors { action } => match action {
             VectorsAction::Verify { dir } => vectors::verify(&dir),
             VectorsAction::Generate { dir } => vectors::generate(&dir),
