@@ -19,9 +19,12 @@
 //! BLAKE2s and random numbers are not here: neither aws-lc nor ring has BLAKE2s, and the
 //! operating system's generator is already what snow uses.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use aws_lc_rs::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::agreement::{self, PrivateKey, UnparsedPublicKey, X25519};
 use snow::types::{Cipher, Dh, Random};
+use subtle::ConstantTimeEq;
 
 /// Length of an X25519 key (private, public or shared).
 const KEY_LEN: usize = 32;
@@ -33,7 +36,66 @@ const TAG_LEN: usize = 16;
 pub(super) struct AwsLcDh {
     private: [u8; KEY_LEN],
     public: [u8; KEY_LEN],
-    key: Option<PrivateKey>,
+    key: Option<Arc<PrivateKey>>,
+}
+
+/// The key pair last given to [`Dh::set`]: a host or controller sets its one static key
+/// for every handshake, and deriving its public key is one of the six X25519 operations
+/// a side does, so it is derived once. Only keys passed to `set` (static keys, and the
+/// fixed ephemerals of test vectors) are kept, one at a time; generated ephemerals never
+/// are. The process holds its static key anyway; this keeps one more copy.
+struct LastKey {
+    private: [u8; KEY_LEN],
+    public: [u8; KEY_LEN],
+    key: Arc<PrivateKey>,
+}
+
+static LAST_SET: Mutex<Option<LastKey>> = Mutex::new(None);
+
+/// The aws-lc key and public key of `private`; `None` if aws-lc refuses it.
+fn derive(private: &[u8; KEY_LEN]) -> Option<(Arc<PrivateKey>, [u8; KEY_LEN])> {
+    let key = PrivateKey::from_private_key(&X25519, private).ok()?;
+    let public = <[u8; KEY_LEN]>::try_from(key.compute_public_key().ok()?.as_ref()).ok()?;
+    Some((Arc::new(key), public))
+}
+
+/// [`derive`] through [`LAST_SET`].
+fn derive_cached(private: &[u8; KEY_LEN]) -> Option<(Arc<PrivateKey>, [u8; KEY_LEN])> {
+    let mut last = LAST_SET.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(hit) = last.as_ref()
+        && bool::from(hit.private.ct_eq(private))
+    {
+        return Some((hit.key.clone(), hit.public));
+    }
+    let (key, public) = derive(private)?;
+    *last = Some(LastKey {
+        private: *private,
+        public,
+        key: key.clone(),
+    });
+    Some((key, public))
+}
+
+impl AwsLcDh {
+    fn install(
+        &mut self,
+        private: [u8; KEY_LEN],
+        derived: Option<(Arc<PrivateKey>, [u8; KEY_LEN])>,
+    ) {
+        self.private = private;
+        match derived {
+            Some((key, public)) => {
+                self.key = Some(key);
+                self.public = public;
+            }
+            // aws-lc accepts every 32-byte X25519 private key; should it ever refuse one,
+            // the key pair is unusable and every `dh` fails rather than using a wrong key.
+            None => {
+                self.key = None;
+                self.public = [0u8; KEY_LEN];
+            }
+        }
+    }
 }
 
 impl Dh for AwsLcDh {
@@ -56,30 +118,13 @@ impl Dh for AwsLcDh {
         for (d, s) in private.iter_mut().zip(privkey.iter()) {
             *d = *s;
         }
-        self.private = private;
-        let key = PrivateKey::from_private_key(&X25519, &private).ok();
-        let public = key
-            .as_ref()
-            .and_then(|k| k.compute_public_key().ok())
-            .and_then(|p| <[u8; KEY_LEN]>::try_from(p.as_ref()).ok());
-        match (key, public) {
-            (Some(key), Some(public)) => {
-                self.key = Some(key);
-                self.public = public;
-            }
-            // aws-lc accepts every 32-byte X25519 private key; should it ever refuse one,
-            // the key pair is unusable and every `dh` fails rather than using a wrong key.
-            _ => {
-                self.key = None;
-                self.public = [0u8; KEY_LEN];
-            }
-        }
+        self.install(private, derive_cached(&private));
     }
 
     fn generate(&mut self, rng: &mut dyn Random) -> Result<(), snow::Error> {
         let mut private = [0u8; KEY_LEN];
         rng.try_fill_bytes(&mut private)?;
-        self.set(&private);
+        self.install(private, derive(&private));
         Ok(())
     }
 
@@ -95,7 +140,7 @@ impl Dh for AwsLcDh {
         // snow hands over its whole key buffers; the key is the first 32 bytes.
         let peer = pubkey.get(..KEY_LEN).ok_or(snow::Error::Dh)?;
         let out = out.get_mut(..KEY_LEN).ok_or(snow::Error::Dh)?;
-        let key = self.key.as_ref().ok_or(snow::Error::Dh)?;
+        let key = self.key.as_deref().ok_or(snow::Error::Dh)?;
         let agreed = agreement::agree(
             key,
             UnparsedPublicKey::new(&X25519, peer),
@@ -146,12 +191,16 @@ impl Cipher for AwsLcChaChaPoly {
             let key = self.key.as_ref()?;
             let (body, rest) = out.split_at_mut_checked(len)?;
             let tag_out = rest.get_mut(..TAG_LEN)?;
-            body.copy_from_slice(plaintext);
-            let tag = key
-                .seal_in_place_separate_tag(noise_nonce(nonce), Aad::from(authtext), body)
-                .ok()?;
-            tag_out.copy_from_slice(tag.as_ref());
-            Some(())
+            // Out of place: aws-lc reads the plaintext and writes the ciphertext, no copy.
+            key.seal_out_of_place_scatter(
+                noise_nonce(nonce),
+                Aad::from(authtext),
+                plaintext,
+                body,
+                &[],
+                tag_out,
+            )
+            .ok()
         })();
         if sealed.is_none() {
             // snow's cipher interface cannot report an error. aws-lc fails only for
@@ -180,9 +229,8 @@ impl Cipher for AwsLcChaChaPoly {
             .ok_or(snow::Error::Decrypt)?;
         let (body, tag) = ciphertext.split_at(len);
         let plain = out.get_mut(..len).ok_or(snow::Error::Decrypt)?;
-        plain.copy_from_slice(body);
         if key
-            .open_in_place_separate_tag(noise_nonce(nonce), Aad::from(authtext), tag, plain)
+            .open_separate_gather(noise_nonce(nonce), Aad::from(authtext), body, tag, plain)
             .is_err()
         {
             // Nothing of a message that failed authentication is left in `out`.

@@ -247,6 +247,32 @@ mod tests {
         }
     }
 
+    /// Alternating static keys (the backend remembers the last one set) still give each
+    /// key's own public key and shared secrets.
+    #[test]
+    fn alternating_static_keys_stay_distinct() {
+        let resolver = TetherResolver::default();
+        let reference = |k: &[u8; 32]| {
+            let mut d = DefaultResolver.resolve_dh(&DHChoice::Curve25519).unwrap();
+            d.set(k);
+            d
+        };
+        let peer = reference(&[0x99; 32]);
+        for round in 0..4u8 {
+            for k in [[0x01u8; 32], [0x02; 32], [round.wrapping_add(3); 32]] {
+                let mut ours = resolver.resolve_dh(&DHChoice::Curve25519).unwrap();
+                ours.set(&k);
+                let theirs = reference(&k);
+                assert_eq!(ours.pubkey(), theirs.pubkey());
+                assert_eq!(ours.privkey(), &k);
+                let (mut x, mut y) = ([0u8; 32], [0u8; 32]);
+                ours.dh(peer.pubkey(), &mut x).unwrap();
+                theirs.dh(peer.pubkey(), &mut y).unwrap();
+                assert_eq!(x, y);
+            }
+        }
+    }
+
     #[test]
     fn backend_is_named() {
         assert_eq!(
