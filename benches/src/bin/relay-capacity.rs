@@ -390,7 +390,7 @@ async fn run_host(mut link: ClientLink, received: Arc<AtomicU64>) {
                 received.fetch_add(payload.len() as u64, Ordering::Relaxed);
                 let n = frames.entry(session).or_insert(0);
                 *n += 1;
-                (*n % ACK_EVERY == 0).then(|| RelayFrame::Data {
+                n.is_multiple_of(ACK_EVERY).then(|| RelayFrame::Data {
                     session,
                     payload: vec![1],
                 })
