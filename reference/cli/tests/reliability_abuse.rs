@@ -741,13 +741,13 @@ fn stalled_controllers_cost_bounded_relay_memory() {
 }
 
 /// The relay's memory bound for `n` stalled readers: a fixed part — its input queue, shared
-/// by every link and bounded in frames (1024 of up to 64 KiB), and allocator slack — plus,
+/// by every link and bounded in frames (64 of up to 64 KiB: 4 MiB), and allocator slack — plus,
 /// per stalled link, the core's queue (256 KiB per session, LINK-22), its writer's 8
 /// frames and the WebSocket's buffers. Unbounded queues would hold what was offered
 /// (16 MiB per reader).
 fn check_bound(growth_kib: u64, n: usize) {
     let n = n as u64;
-    let bound = 96 * 1024 + n * 2048;
+    let bound = 24 * 1024 + n * 2048;
     assert!(
         growth_kib < bound,
         "relay grew {growth_kib} KiB > {bound} KiB for {n} stalled readers"

@@ -18,8 +18,13 @@ use crate::actor::Actor;
 use crate::conn::{self, ConnContext};
 use crate::{RelayError, RelayServerConfig, RelayStats, TlsFiles};
 
-/// Inputs waiting for the actor, from all connections together.
-const INPUT_QUEUE: usize = 1024;
+/// Inputs waiting for the actor, from all connections together. With frames of at most
+/// 65 535 bytes (`LINK-5`) this holds at most 4 MiB: the queue is shared, so its bound is
+/// part of the relay's fixed memory, not of any link's, and a reader that finds it full
+/// waits (TCP pushes back on the sender) instead of growing it. The actor never waits on
+/// a link (it drops or closes slow readers, `LINK-22`, `LINK-23`), so the queue drains at
+/// the actor's pace.
+const INPUT_QUEUE: usize = 64;
 
 /// A bound relay, not yet serving.
 pub struct RelayServer {
