@@ -66,6 +66,10 @@ pub struct CommandConfig {
     /// Commands (exact command lines) the `untrusted` policy runs without asking
     /// (`CMD-27`); empty unless the operator fills it.
     pub trusted_commands: Vec<String>,
+    /// The temporary directory of commands: writable under `workspace-write` besides the
+    /// project (`CMD-44`) and given to them as `TMPDIR`; `None`: the host process's
+    /// temporary directory (`TMPDIR`, else `/tmp`).
+    pub temp_dir: Option<std::path::PathBuf>,
 }
 
 /// A program providing `sandbox-exec` (the `tether` binary), and the modes its probe
@@ -126,11 +130,17 @@ impl Default for CommandConfig {
             default_approval_policy: ApprovalPolicy::Untrusted,
             approval_timeout: tether_proto::limits::APPROVAL_TIMEOUT,
             trusted_commands: Vec::new(),
+            temp_dir: None,
         }
     }
 }
 
 impl CommandConfig {
+    /// The temporary directory commands get ([`CommandConfig::temp_dir`]).
+    pub fn temp_dir(&self) -> std::path::PathBuf {
+        self.temp_dir.clone().unwrap_or_else(std::env::temp_dir)
+    }
+
     /// What the host enforces for `requested`, or `SandboxDenied` (`CMD-45`, `CMD-46`).
     ///
     /// # Errors
@@ -183,7 +193,8 @@ impl CommandConfig {
         args: &[String],
         cwd: &Path,
     ) -> tokio::process::Command {
-        match (&self.sandbox, enforced) {
+        let temp_dir = self.temp_dir();
+        let mut c = match (&self.sandbox, enforced) {
             (Some(launcher), SandboxMode::ReadOnly | SandboxMode::WorkspaceWrite) => {
                 // CMD-44: the launcher restricts itself, then becomes the program.
                 let mut c = tokio::process::Command::new(&launcher.program);
@@ -192,7 +203,7 @@ impl CommandConfig {
                     c.arg("--writable")
                         .arg(tether_sandbox::project_root(cwd))
                         .arg("--writable")
-                        .arg(std::env::temp_dir());
+                        .arg(&temp_dir);
                 }
                 c.arg("--").arg(program).args(args);
                 c
@@ -202,7 +213,11 @@ impl CommandConfig {
                 c.args(args);
                 c
             }
+        };
+        if self.temp_dir.is_some() {
+            c.env("TMPDIR", &temp_dir);
         }
+        c
     }
 
     /// The `initialize` result of a host that serves `command/exec` only (`CMD-15`,

@@ -728,13 +728,15 @@ async fn cmd_44_turn_commands_run_under_the_kernel_sandbox() {
     let state = tempfile::tempdir().unwrap();
     let project = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(project.path().join(".git")).unwrap();
-    // Outside the project and outside the temporary directory (writable under
-    // workspace-write).
+    // Outside both writable roots under workspace-write: the project and the commands'
+    // own temporary directory (not the process's, which may hold this whole checkout).
+    let commands_tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let outside = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let enforced: Vec<SandboxMode> = launcher.enforced.iter().map(|(m, _)| *m).collect();
     let config = std::sync::Arc::new(CommandConfig {
         sandbox: Some(launcher),
         default_project: Some(project.path().to_owned()),
+        temp_dir: Some(commands_tmp.path().to_owned()),
         ..CommandConfig::default()
     });
     let (tx, mut rx) = mpsc::unbounded_channel();
