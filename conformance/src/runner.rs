@@ -201,7 +201,7 @@ pub async fn run(
     let mut slots: Vec<Option<CaseReport>> = vec![None; total];
     let mut done = 0usize;
     let mut set = JoinSet::new();
-    let mut queue = cases.iter().enumerate();
+    let queue = cases.iter().enumerate();
     let jobs = opts.jobs.max(1);
 
     let make = |case: &Case, status, reason, duration, log| CaseReport {
@@ -217,9 +217,32 @@ pub async fn run(
         log_file: None,
     };
 
+    let mut queue = queue.peekable();
+    // An exclusive case runs alone: the queue waits until the set is empty, and nothing
+    // else starts while it runs.
+    let mut alone = false;
     loop {
-        while set.len() < jobs {
+        while set.len() < jobs && !alone {
+            let Some(&(_, next)) = queue.peek() else { break };
+            let exclusive = next.exclusive && opts.expectations.reason(next.id).is_none();
+            if exclusive && !set.is_empty() {
+                break;
+            }
             let Some((i, case)) = queue.next() else { break };
+            let skip = if target.runs(case.target) {
+                None
+            } else {
+                Some(format!("a {} case; the target is not a {}", case.target, case.target))
+            };
+            if let Some(reason) = skip {
+                let r = make(case, Status::Skip, Some(reason), Duration::ZERO, None);
+                done += 1;
+                progress(&r, done, total);
+                if let Some(slot) = slots.get_mut(i) {
+                    *slot = Some(r);
+                }
+                continue;
+            }
             if let Some(reason) = opts.expectations.reason(case.id) {
                 let r = make(
                     case,
@@ -237,11 +260,13 @@ pub async fn run(
             }
             let case = (*case).clone();
             let target = target.clone();
+            alone = case.exclusive;
             set.spawn(async move { (i, run_one(case, target).await) });
         }
         let Some(joined) = set.join_next().await else {
             break;
         };
+        alone = false;
         let Ok((i, (outcome, duration, log))) = joined else {
             continue;
         };
