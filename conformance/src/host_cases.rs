@@ -1686,6 +1686,16 @@ async fn cmd_read_only(cx: Arc<Context>) -> Res<()> {
 
 async fn cmd_workspace_write(cx: Arc<Context>) -> Res<()> {
     let (mut s, dir) = exec_ready(&cx, "ctl").await?;
+    // workspace-write may write the host's temporary directory too: the "outside" file
+    // must be outside it.
+    let tmp = s.exec(sh("printf %s \"${TMPDIR:-/tmp}\"", &dir), HOST_WAIT).await?;
+    let tmp = String::from_utf8_lossy(&tmp.stdout).trim_end_matches('/').to_owned();
+    if !tmp.is_empty() && (dir == tmp || dir.starts_with(&format!("{tmp}/"))) {
+        s.close().await;
+        return skip(format!(
+            "the work directory {dir} is inside the host's temporary directory {tmp}, where workspace-write may write: give --work-dir elsewhere"
+        ));
+    }
     let inner = format!("{dir}/inner");
     s.exec(exec_params(&["mkdir", "-p", &inner], &dir), HOST_WAIT).await?;
     let inside = format!("{inner}/inside");
