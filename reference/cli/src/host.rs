@@ -68,6 +68,9 @@ pub(crate) struct RunArgs {
     /// Switch remote access on or off (stored in the state directory).
     #[arg(long, value_enum)]
     remote_access: Option<Switch>,
+    /// Approval time limit in milliseconds instead of 300 s (CMD-31); for tests.
+    #[arg(long, hide = true, value_name = "MS")]
+    approval_timeout_ms: Option<u64>,
 }
 
 /// Arguments of `tether host pair`.
@@ -144,6 +147,10 @@ fn run_host(args: RunArgs) -> anyhow::Result<()> {
             sandbox: std::env::current_exe()
                 .ok()
                 .map(tether_host::commands::SandboxLauncher::probe),
+            approval_timeout: args.approval_timeout_ms.map_or(
+                tether_proto::limits::APPROVAL_TIMEOUT,
+                Duration::from_millis,
+            ),
             ..CommandConfig::default()
         },
         ca_cert: args.ca_cert,

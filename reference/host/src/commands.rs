@@ -29,8 +29,8 @@ use tether_proto::cmd::methods::{
     EmptyResult, InitializeParams, InitializeResult, encode_delta,
 };
 use tether_proto::cmd::types::{
-    Implementation, NetworkAccess, OutputStream, PathStyle, Platform, SandboxMode, SandboxReport,
-    SandboxSupport,
+    ApprovalPolicy, Implementation, NetworkAccess, OutputStream, PathStyle, Platform, SandboxMode,
+    SandboxReport, SandboxSupport,
 };
 use tether_proto::cmd::{
     ClientNotification, ClientRequest, CommandError, ErrorResponse, Id, MAX_IN_FLIGHT_REQUESTS,
@@ -42,6 +42,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, watch};
 
 use crate::state::Access;
+use crate::threads::ThreadManager;
 
 /// How the host serves commands.
 #[derive(Clone, Debug)]
@@ -53,6 +54,18 @@ pub struct CommandConfig {
     pub default_sandbox: SandboxMode,
     /// The kernel sandbox available to commands, if any.
     pub sandbox: Option<SandboxLauncher>,
+    /// The working directory of a thread whose `thread/start` names none, and the project
+    /// root of a `thread/import` that names none (`CMD-17`, `CMD-54`); `None`: the host
+    /// process's current directory.
+    pub default_project: Option<std::path::PathBuf>,
+    /// The policy of a thread whose `thread/start` names none.
+    pub default_approval_policy: ApprovalPolicy,
+    /// How long an approval waits for an answer before it counts as `decline` (`CMD-31`,
+    /// 300 s; shorter only for tests).
+    pub approval_timeout: Duration,
+    /// Commands (exact command lines) the `untrusted` policy runs without asking
+    /// (`CMD-27`); empty unless the operator fills it.
+    pub trusted_commands: Vec<String>,
 }
 
 /// A program providing `sandbox-exec` (the `tether` binary), and the modes its probe
@@ -109,6 +122,10 @@ impl Default for CommandConfig {
             allow_unsandboxed: false,
             default_sandbox: SandboxMode::WorkspaceWrite,
             sandbox: None,
+            default_project: None,
+            default_approval_policy: ApprovalPolicy::Untrusted,
+            approval_timeout: tether_proto::limits::APPROVAL_TIMEOUT,
+            trusted_commands: Vec::new(),
         }
     }
 }
@@ -154,15 +171,61 @@ impl CommandConfig {
         }
     }
 
-    /// The `initialize` result of this host (`CMD-15`, `CMD-16`, `CMD-45`).
+    /// A command running `program` with `args` in `cwd` under `enforced`, which
+    /// [`CommandConfig::sandbox_for`] reported (`CMD-44`): through the `sandbox-exec`
+    /// launcher for `read-only` and `workspace-write` (writable: the project root of `cwd`,
+    /// `CMD-48`, and the temporary directory), directly otherwise. The caller sets up
+    /// stdio and the process group.
+    pub fn sandboxed_command(
+        &self,
+        enforced: SandboxMode,
+        program: &str,
+        args: &[String],
+        cwd: &Path,
+    ) -> tokio::process::Command {
+        match (&self.sandbox, enforced) {
+            (Some(launcher), SandboxMode::ReadOnly | SandboxMode::WorkspaceWrite) => {
+                // CMD-44: the launcher restricts itself, then becomes the program.
+                let mut c = tokio::process::Command::new(&launcher.program);
+                c.args(["sandbox-exec", "--mode", enforced.as_str()]);
+                if enforced == SandboxMode::WorkspaceWrite {
+                    c.arg("--writable")
+                        .arg(tether_sandbox::project_root(cwd))
+                        .arg("--writable")
+                        .arg(std::env::temp_dir());
+                }
+                c.arg("--").arg(program).args(args);
+                c
+            }
+            _ => {
+                let mut c = tokio::process::Command::new(program);
+                c.args(args);
+                c
+            }
+        }
+    }
+
+    /// The `initialize` result of a host that serves `command/exec` only (`CMD-15`,
+    /// `CMD-16`, `CMD-45`).
     pub fn initialize_result(&self) -> InitializeResult {
+        self.initialize_result_for(false)
+    }
+
+    /// The `initialize` result; `threads`: the host also serves threads with the test
+    /// agent and hand-off (`agent.test`, `thread.handoff`, `CMD-16`, `CMD-59`).
+    pub fn initialize_result_for(&self, threads: bool) -> InitializeResult {
+        let mut capabilities = vec![capability::COMMAND_EXEC.to_owned()];
+        if threads {
+            capabilities.push(capability::AGENT_TEST.to_owned());
+            capabilities.push(capability::THREAD_HANDOFF.to_owned());
+        }
         InitializeResult {
             server_info: Implementation {
                 name: "tether-host".to_owned(),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             },
             protocol_version: PROTOCOL_NAME.to_owned(),
-            capabilities: vec![capability::COMMAND_EXEC.to_owned()],
+            capabilities,
             sandbox: {
                 let mut modes: Vec<SandboxMode> = self
                     .sandbox
@@ -214,9 +277,12 @@ pub enum ExecEvent {
 
 /// Why the runtime asks a process to stop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum KillReason {
+pub(crate) enum KillReason {
+    /// Keep running.
     Running,
+    /// `command/exec/terminate`, or the turn was interrupted.
     Terminate,
+    /// `notifications/cancelled` (`CMD-57`).
     Cancel,
 }
 
@@ -286,6 +352,13 @@ fn response<R: serde::Serialize>(id: Id, result: &R) -> Message {
     }
 }
 
+fn answer<R: serde::Serialize>(id: Id, result: Result<R, CommandError>) -> Message {
+    match result {
+        Ok(r) => response(id, &r),
+        Err(e) => error(id, &e),
+    }
+}
+
 impl CommandSession {
     /// A session that has not seen `initialize` yet. Its processes report on `events`.
     pub fn new(
@@ -312,32 +385,57 @@ impl CommandSession {
         self.initialized
     }
 
+    /// Handles one message of the controller on a host that serves `command/exec` only
+    /// (thread methods are not found, `CMD-16`). See [`CommandSession::handle_with`].
+    pub fn handle(&mut self, message: Message, access: Access) -> Reply {
+        self.handle_with(message, access, None)
+    }
+
     /// Handles one message of the controller. `access` is whether the device may still
     /// use the session (`CMD-55`, `CMD-56`), checked by the caller against the store.
-    /// Must be called inside a tokio runtime (a `command/exec` spawns a task).
-    pub fn handle(&mut self, message: Message, access: Access) -> Reply {
+    /// With `threads`, the host also serves the thread, turn and hand-off methods and takes
+    /// the controller's answers to approval requests (`CMD-30`); what the manager queues
+    /// for other sessions (and for this one, after the reply) is in its outbox
+    /// ([`ThreadManager::poll_outgoing`]), to be sent after [`Reply::messages`].
+    /// Must be called inside a tokio runtime (a `command/exec` or a turn spawns a task).
+    pub fn handle_with(
+        &mut self,
+        message: Message,
+        access: Access,
+        threads: Option<&mut ThreadManager>,
+    ) -> Reply {
         match message {
-            Message::Request(request) => self.handle_request(request, access),
+            Message::Request(request) => self.handle_request(request, access, threads),
             Message::Notification(n) => {
                 // CMD-55, CMD-56: notifications of a refused device are ignored;
                 // CMD-15: so are notifications before initialize.
                 if access == Access::Allowed && self.initialized {
                     match ClientNotification::from_notification(&n) {
                         Ok(ClientNotification::Cancelled(p)) => self.cancel(&p.request_id),
-                        // `initialized`: the controller is ready; this host sends nothing
-                        // unasked, so there is nothing to release. CMD-12, CMD-13: unknown
+                        // `initialized`: the controller is ready. CMD-12, CMD-13: unknown
                         // or malformed notifications are ignored.
                         Ok(ClientNotification::Initialized(_)) | Err(_) => {}
                     }
                 }
                 Reply::default()
             }
-            // This host sends no requests, so no response can match one (CMD-14).
-            Message::Response(_) | Message::Error(_) => Reply::default(),
+            // CMD-30, CMD-32: answers to approval requests; CMD-14: any other response is
+            // ignored.
+            response @ (Message::Response(_) | Message::Error(_)) => {
+                if let Some(threads) = threads {
+                    threads.handle_response(self.session, response);
+                }
+                Reply::default()
+            }
         }
     }
 
-    fn handle_request(&mut self, request: Request, access: Access) -> Reply {
+    fn handle_request(
+        &mut self,
+        request: Request,
+        access: Access,
+        threads: Option<&mut ThreadManager>,
+    ) -> Reply {
         let id = request.id.clone();
         // CMD-61 order. CMD-55, CMD-56:
         let refusal = match access {
@@ -358,8 +456,9 @@ impl CommandSession {
             messages: vec![m],
             close: None,
         };
-        // CMD-58
-        if self.in_flight() >= MAX_IN_FLIGHT_REQUESTS {
+        // CMD-58: running processes and deferred `turn/interrupt` answers.
+        let deferred = threads.as_deref().map_or(0, |t| t.in_flight(self.session));
+        if self.in_flight() + deferred >= MAX_IN_FLIGHT_REQUESTS {
             return one(error(id, &CommandError::Overloaded));
         }
         // CMD-15
@@ -368,7 +467,9 @@ impl CommandSession {
         }
         // CMD-12, CMD-16: methods this host does not offer are not found, before their
         // params are looked at.
-        if !SERVED_METHODS.contains(&request.method.as_str()) {
+        let served = SERVED_METHODS.contains(&request.method.as_str())
+            || (threads.is_some() && THREAD_METHODS.contains(&request.method.as_str()));
+        if !served {
             return one(error(
                 id,
                 &CommandError::MethodNotFound {
@@ -376,20 +477,41 @@ impl CommandSession {
                 },
             ));
         }
-        // CMD-13, CMD-43
+        // CMD-13, CMD-43, CMD-53
         let parsed = match ClientRequest::from_request(&request) {
             Ok(p) => p,
             Err(e) => return one(error(id, &e)),
         };
-        match parsed {
-            ClientRequest::Initialize(p) => one(self.initialize(id, &p)),
+        let session = self.session;
+        match (parsed, threads) {
+            (ClientRequest::Initialize(p), t) => one(self.initialize(id, &p, t.is_some())),
             // A started process answers later, from its task (CMD-36).
-            ClientRequest::CommandExec(p) => Reply {
+            (ClientRequest::CommandExec(p), _) => Reply {
                 messages: self.exec(id, p).into_iter().collect(),
                 close: None,
             },
-            ClientRequest::CommandExecTerminate(p) => one(self.terminate(id, &p)),
-            other => one(error(
+            (ClientRequest::CommandExecTerminate(p), _) => one(self.terminate(id, &p)),
+            (ClientRequest::ThreadStart(p), Some(t)) => {
+                one(answer(id, t.thread_start(session, &p)))
+            }
+            (ClientRequest::ThreadResume(p), Some(t)) => {
+                one(answer(id, t.thread_resume(session, &p)))
+            }
+            (ClientRequest::ThreadList(p), Some(t)) => one(answer(id, t.thread_list(&p))),
+            (ClientRequest::ThreadRead(p), Some(t)) => one(answer(id, t.thread_read(&p))),
+            (ClientRequest::TurnStart(p), Some(t)) => one(answer(id, t.turn_start(session, &p))),
+            // CMD-23: answered after `turn/completed`, through the manager's outbox.
+            (ClientRequest::TurnInterrupt(p), Some(t)) => {
+                match t.turn_interrupt(session, id.clone(), &p) {
+                    Ok(()) => Reply::default(),
+                    Err(e) => one(error(id, &e)),
+                }
+            }
+            (ClientRequest::ThreadExport(p), Some(t)) => one(answer(id, t.thread_export(&p))),
+            (ClientRequest::ThreadImport(p), Some(t)) => {
+                one(answer(id, t.thread_import(session, &p)))
+            }
+            (other, _) => one(error(
                 id,
                 &CommandError::MethodNotFound {
                     method: other.method().to_owned(),
@@ -398,7 +520,7 @@ impl CommandSession {
         }
     }
 
-    fn initialize(&mut self, id: Id, params: &InitializeParams) -> Message {
+    fn initialize(&mut self, id: Id, params: &InitializeParams, threads: bool) -> Message {
         if self.initialized {
             return error(id, &CommandError::AlreadyInitialized);
         }
@@ -406,7 +528,7 @@ impl CommandSession {
             return error(id, &e);
         }
         self.initialized = true;
-        response(id, &self.config.initialize_result())
+        response(id, &self.config.initialize_result_for(threads))
     }
 
     fn terminate(&mut self, id: Id, params: &CommandExecTerminateParams) -> Message {
@@ -485,26 +607,9 @@ impl CommandSession {
                 },
             ));
         };
-        let mut command = match (&self.config.sandbox, report.enforced) {
-            (Some(launcher), SandboxMode::ReadOnly | SandboxMode::WorkspaceWrite) => {
-                // CMD-44: the launcher restricts itself, then becomes the program.
-                let mut c = tokio::process::Command::new(&launcher.program);
-                c.args(["sandbox-exec", "--mode", report.enforced.as_str()]);
-                if report.enforced == SandboxMode::WorkspaceWrite {
-                    c.arg("--writable")
-                        .arg(tether_sandbox::project_root(Path::new(cwd)))
-                        .arg("--writable")
-                        .arg(std::env::temp_dir());
-                }
-                c.arg("--").arg(program).args(args);
-                c
-            }
-            _ => {
-                let mut c = tokio::process::Command::new(program);
-                c.args(args);
-                c
-            }
-        };
+        let mut command = self
+            .config
+            .sandboxed_command(report.enforced, program, args, cwd);
         command
             .current_dir(cwd)
             .stdin(Stdio::null())
@@ -547,8 +652,21 @@ impl CommandSession {
     }
 }
 
-/// The methods this host serves (`CMD-16`: `command.exec` is offered).
+/// The methods every host serves (`CMD-16`: `command.exec` is offered).
 const SERVED_METHODS: &[&str] = &["initialize", "command/exec", "command/exec/terminate"];
+
+/// The methods a host with a [`ThreadManager`] serves too (`agent.test`,
+/// `thread.handoff`).
+const THREAD_METHODS: &[&str] = &[
+    "thread/start",
+    "thread/resume",
+    "thread/list",
+    "thread/read",
+    "turn/start",
+    "turn/interrupt",
+    "thread/export",
+    "thread/import",
+];
 
 struct Job {
     session: SessionId,
@@ -560,35 +678,14 @@ struct Job {
     events: mpsc::UnboundedSender<ExecEvent>,
 }
 
-struct Progress {
-    total: u64,
-    cap_reached: bool,
-}
-
 impl Job {
-    /// Forwards one chunk read from `stream` (at most 16 KiB, `CMD-40`), applying the
-    /// output cap (`CMD-41`). Returns true when the cap was reached with this chunk.
-    fn forward(&self, progress: &mut Progress, stream: OutputStream, data: &[u8]) -> bool {
-        if progress.cap_reached || data.is_empty() {
-            return false;
-        }
-        let room = self.cap.saturating_sub(progress.total);
-        let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
-        let (chunk, reached) = if len > room {
-            // CMD-41: exactly the first outputCap bytes; capReached on this chunk (empty
-            // when the cap fell on a chunk boundary, CMD-40).
-            let n = usize::try_from(room).unwrap_or(usize::MAX);
-            (data.get(..n).unwrap_or(data), true)
-        } else {
-            (data, false)
-        };
-        progress.total += u64::try_from(chunk.len()).unwrap_or(u64::MAX);
-        progress.cap_reached = reached;
+    /// Sends one chunk as a `command/exec/outputDelta` (`CMD-35`).
+    fn send_delta(&self, stream: OutputStream, chunk: &[u8], cap_reached: bool) {
         let delta = CommandExecOutputDeltaParams {
             process_id: self.process_id.clone(),
             stream,
             delta_base64: encode_delta(chunk),
-            cap_reached: reached,
+            cap_reached,
         };
         let message = Message::Notification(
             ServerNotification::CommandExecOutputDelta(delta).to_notification(),
@@ -597,84 +694,20 @@ impl Job {
             session: self.session,
             message,
         });
-        reached
     }
 
     async fn run(
         self,
-        mut child: tokio::process::Child,
+        child: tokio::process::Child,
         pid: Option<u32>,
-        mut kill_rx: watch::Receiver<KillReason>,
+        kill_rx: watch::Receiver<KillReason>,
     ) {
-        let kill = || {
-            if let Some(pid) = pid {
-                kill_group(pid);
-            }
-        };
-        let mut stdout = child.stdout.take();
-        let mut stderr = child.stderr.take();
-        let mut obuf = vec![0u8; MAX_OUTPUT_CHUNK];
-        let mut ebuf = vec![0u8; MAX_OUTPUT_CHUNK];
-        let deadline = tokio::time::sleep(self.timeout);
-        tokio::pin!(deadline);
-        let mut progress = Progress {
-            total: 0,
-            cap_reached: false,
-        };
-        let mut status: Option<std::io::Result<ExitStatus>> = None;
-        let mut killed = false;
-        let mut timed_out = false;
-        let mut cancelled = false;
-        loop {
-            if status.is_some() && stdout.is_none() && stderr.is_none() {
-                break;
-            }
-            tokio::select! {
-                n = read_some(&mut stdout, &mut obuf) => match n {
-                    Some(n) if n > 0 => {
-                        let data = obuf.get(..n).unwrap_or_default();
-                        if self.forward(&mut progress, OutputStream::Stdout, data) && !killed {
-                            killed = true;
-                            kill();
-                        }
-                    }
-                    _ => stdout = None,
-                },
-                n = read_some(&mut stderr, &mut ebuf) => match n {
-                    Some(n) if n > 0 => {
-                        let data = ebuf.get(..n).unwrap_or_default();
-                        if self.forward(&mut progress, OutputStream::Stderr, data) && !killed {
-                            killed = true;
-                            kill();
-                        }
-                    }
-                    _ => stderr = None,
-                },
-                s = child.wait(), if status.is_none() => {
-                    status = Some(s);
-                    // The direct child is gone: what it left running in its group does
-                    // not outlive it, and cannot hold the output pipes open.
-                    kill();
-                }
-                () = &mut deadline, if !killed && status.is_none() => {
-                    // CMD-42
-                    timed_out = true;
-                    killed = true;
-                    kill();
-                }
-                changed = kill_rx.changed(), if !killed => {
-                    // CMD-37: terminate, cancel (CMD-57), or the session ended (the
-                    // sender was dropped).
-                    if changed.is_ok() && *kill_rx.borrow() == KillReason::Cancel {
-                        cancelled = true;
-                    }
-                    killed = true;
-                    kill();
-                }
-            }
-        }
-        let message = match status {
-            Some(Ok(status)) if cancelled && status.code().is_none() => {
+        let outcome = supervise(child, pid, self.cap, self.timeout, kill_rx, |s, c, r| {
+            self.send_delta(s, c, r);
+        })
+        .await;
+        let message = match outcome.status {
+            Some(Ok(status)) if outcome.cancelled && status.code().is_none() => {
                 error(self.request_id.clone(), &CommandError::Cancelled)
             }
             Some(Ok(status)) => {
@@ -683,8 +716,8 @@ impl Job {
                 let result = CommandExecResult {
                     exit_code: status.code(),
                     signal: status.signal().map(signal_name),
-                    timed_out: timed_out && status.code().is_none(),
-                    cap_reached: progress.cap_reached,
+                    timed_out: outcome.timed_out && status.code().is_none(),
+                    cap_reached: outcome.cap_reached,
                     sandbox: self.report.clone(),
                 };
                 response(self.request_id.clone(), &result)
@@ -707,6 +740,141 @@ impl Job {
             process_id: self.process_id,
             message,
         });
+    }
+}
+
+/// How a supervised process ended.
+#[derive(Debug)]
+pub(crate) struct RunOutcome {
+    /// Its exit status (`None` only if it was lost).
+    pub status: Option<std::io::Result<ExitStatus>>,
+    /// The time limit killed it (`CMD-42`).
+    pub timed_out: bool,
+    /// The output cap was reached (`CMD-41`).
+    pub cap_reached: bool,
+    /// A cancellation killed it (`CMD-57`).
+    pub cancelled: bool,
+}
+
+/// Applies the output cap to one chunk read (`CMD-41`): the part to forward and whether
+/// it reaches the cap; `None` when nothing is to be sent.
+fn capped<'a>(total: &mut u64, cap: u64, data: &'a [u8]) -> Option<(&'a [u8], bool)> {
+    if data.is_empty() {
+        return None;
+    }
+    let room = cap.saturating_sub(*total);
+    let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
+    let (chunk, reached) = if len > room {
+        // CMD-41: exactly the first `cap` bytes; capReached on this chunk (empty when the
+        // cap fell on a chunk boundary, CMD-40).
+        let n = usize::try_from(room).unwrap_or(usize::MAX);
+        (data.get(..n).unwrap_or(data), true)
+    } else {
+        (data, false)
+    };
+    *total += u64::try_from(chunk.len()).unwrap_or(u64::MAX);
+    Some((chunk, reached))
+}
+
+/// Runs a spawned process (its own group, `pid`) to its end: forwards its output in
+/// chunks of at most 16 KiB (`CMD-40`) to `on_chunk` (stream, chunk, capReached) up to
+/// `cap` bytes (`CMD-41`), and kills the whole group (`CMD-37`) when the cap is reached,
+/// when `timeout` passes (`CMD-42`), when `kill_rx` changes or its sender is dropped, and
+/// when the direct child exits (what it left running in its group does not outlive it).
+pub(crate) async fn supervise(
+    mut child: tokio::process::Child,
+    pid: Option<u32>,
+    cap: u64,
+    timeout: Duration,
+    mut kill_rx: watch::Receiver<KillReason>,
+    mut on_chunk: impl FnMut(OutputStream, &[u8], bool),
+) -> RunOutcome {
+    let kill = || {
+        if let Some(pid) = pid {
+            kill_group(pid);
+        }
+    };
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let mut obuf = vec![0u8; MAX_OUTPUT_CHUNK];
+    let mut ebuf = vec![0u8; MAX_OUTPUT_CHUNK];
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let mut total = 0u64;
+    let mut cap_reached = false;
+    let mut status: Option<std::io::Result<ExitStatus>> = None;
+    let mut killed = false;
+    let mut timed_out = false;
+    let mut cancelled = false;
+    // A kill asked for before the process was even supervised.
+    if *kill_rx.borrow_and_update() != KillReason::Running {
+        cancelled = *kill_rx.borrow() == KillReason::Cancel;
+        killed = true;
+        kill();
+    }
+    loop {
+        if status.is_some() && stdout.is_none() && stderr.is_none() {
+            break;
+        }
+        let read = tokio::select! {
+            n = read_some(&mut stdout, &mut obuf) => match n {
+                Some(n) if n > 0 => Some((OutputStream::Stdout, n)),
+                _ => { stdout = None; None }
+            },
+            n = read_some(&mut stderr, &mut ebuf) => match n {
+                Some(n) if n > 0 => Some((OutputStream::Stderr, n)),
+                _ => { stderr = None; None }
+            },
+            s = child.wait(), if status.is_none() => {
+                status = Some(s);
+                // The direct child is gone: what it left running in its group does not
+                // outlive it, and cannot hold the output pipes open.
+                kill();
+                None
+            }
+            () = &mut deadline, if !killed && status.is_none() => {
+                // CMD-42
+                timed_out = true;
+                killed = true;
+                kill();
+                None
+            }
+            changed = kill_rx.changed(), if !killed => {
+                // CMD-37: terminate, cancel (CMD-57), an interrupted turn, or the owner
+                // is gone (the sender was dropped).
+                if changed.is_ok() && *kill_rx.borrow() == KillReason::Cancel {
+                    cancelled = true;
+                }
+                killed = true;
+                kill();
+                None
+            }
+        };
+        let Some((stream, n)) = read else { continue };
+        if cap_reached {
+            continue;
+        }
+        let buf = match stream {
+            OutputStream::Stdout => &obuf,
+            OutputStream::Stderr => &ebuf,
+        };
+        let data = buf.get(..n).unwrap_or_default();
+        if let Some((chunk, reached)) = capped(&mut total, cap, data) {
+            on_chunk(stream, chunk, reached);
+            if reached {
+                cap_reached = true;
+                if !killed {
+                    killed = true;
+                    kill();
+                }
+            }
+        }
+    }
+    RunOutcome {
+        status,
+        timed_out,
+        cap_reached,
+        cancelled,
     }
 }
 

@@ -9,6 +9,9 @@
 //!   reconnect with jittered backoff (`LINK-28`).
 //! - [`commands`]: the command protocol of a session: `initialize`, `command/exec` with
 //!   streamed output, `command/exec/terminate` (`spec/05`).
+//! - [`threads`]: threads, turns with the deterministic test agent, approvals and
+//!   hand-off, host-wide and durable (`spec/05` 5.3 to 5.5, 5.9, 5.11).
+//! - [`instructions`]: AGENTS.md discovery (`CMD-48` … `CMD-51`).
 //! - [`qr`]: the pairing token as a QR code, for a terminal or as a PNG (`TOKEN-14`).
 
 pub mod commands;
@@ -16,6 +19,7 @@ pub mod instructions;
 pub mod qr;
 pub mod runtime;
 pub mod state;
+pub mod threads;
 
 pub use commands::{CommandConfig, CommandSession, ExecEvent};
 pub use runtime::{HostOptions, RunError, RunEvent, run};

@@ -13,8 +13,9 @@
 //!   connect again; GOAWAY AUTH_FAILED / REMOTE_ACCESS_DISABLED / REPLACED stop the host.
 //! ```
 //!
-//! One task owns the WebSocket, the [`Host`] state machine and the [`DiskHostStore`];
-//! `command/exec` processes run in their own tasks and report through a channel.
+//! One task owns the WebSocket, the [`Host`] state machine, the [`DiskHostStore`] and the
+//! host-wide [`ThreadManager`]; `command/exec` processes and turns run in their own tasks
+//! and report through channels.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -45,6 +46,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::commands::{CommandConfig, CommandSession, ExecEvent};
 use crate::state::{Access, DiskHostStore, RunInfo, StateDir, StateError};
+use crate::threads::{ThreadManager, TurnEvent};
 
 /// Longest host name (it goes into pairing tokens, `TOKEN-8`).
 pub const MAX_HOST_NAME_LEN: usize = 64;
@@ -315,12 +317,20 @@ struct SessionCtx {
     commands: CommandSession,
 }
 
+/// The receiving ends the serving loop drains.
+struct Inputs {
+    exec: mpsc::UnboundedReceiver<ExecEvent>,
+    turns: mpsc::UnboundedReceiver<TurnEvent>,
+    confirm: mpsc::UnboundedReceiver<(SessionId, bool)>,
+}
+
 struct Runner {
     host: Host,
     store: DiskHostStore,
     options: HostOptions,
     commands: Arc<CommandConfig>,
     sessions: HashMap<SessionId, SessionCtx>,
+    threads: ThreadManager,
     exec_tx: mpsc::UnboundedSender<ExecEvent>,
     confirm_tx: mpsc::UnboundedSender<(SessionId, bool)>,
     on_event: Box<dyn FnMut(RunEvent) + Send>,
@@ -357,7 +367,11 @@ pub async fn run(
         workspace: options.workspace.clone(),
         host_name: options.name.clone(),
     })?;
-    let mut capabilities = vec![capability::COMMAND_EXEC.to_owned()];
+    let mut capabilities = vec![
+        capability::COMMAND_EXEC.to_owned(),
+        capability::AGENT_TEST.to_owned(),
+        capability::THREAD_HANDOFF.to_owned(),
+    ];
     if options.confirm {
         capabilities.push(capability::PAIRING_CONFIRM.to_owned());
     }
@@ -379,14 +393,24 @@ pub async fn run(
         confirm_pairing: options.confirm,
     });
     let fingerprint = tether_proto::keys::fingerprint(host.host_key());
-    let (exec_tx, mut exec_rx) = mpsc::unbounded_channel();
-    let (confirm_tx, mut confirm_rx) = mpsc::unbounded_channel();
+    let (exec_tx, exec_rx) = mpsc::unbounded_channel();
+    let (confirm_tx, confirm_rx) = mpsc::unbounded_channel();
+    let (turn_tx, turn_rx) = mpsc::unbounded_channel();
+    let commands = Arc::new(options.commands.clone());
+    // CMD-17: the host's threads, loaded from the state directory.
+    let threads = ThreadManager::new(state.path(), Arc::clone(&commands), turn_tx)?;
+    let mut inputs = Inputs {
+        exec: exec_rx,
+        turns: turn_rx,
+        confirm: confirm_rx,
+    };
     let mut runner = Runner {
         host,
         store: DiskHostStore::new(state),
-        commands: Arc::new(options.commands.clone()),
+        commands,
         options,
         sessions: HashMap::new(),
+        threads,
         exec_tx,
         confirm_tx,
         on_event: Box::new(on_event),
@@ -396,13 +420,14 @@ pub async fn run(
     tokio::pin!(shutdown);
     let mut failures: u32 = 0;
     loop {
-        let end = runner
-            .link(&target, &mut exec_rx, &mut confirm_rx, &mut shutdown)
-            .await;
+        runner.drain_notices();
+        let end = runner.link(&target, &mut inputs, &mut shutdown).await;
         // LINK-21: every session of the link is gone.
         runner.host.handle_link_lost();
         runner.drain_events();
-        runner.sessions.clear();
+        for (session, _) in runner.sessions.drain() {
+            runner.threads.session_closed(session);
+        }
         match end {
             LinkEnd::Shutdown => return Ok(()),
             LinkEnd::Fatal(e) => return Err(e),
@@ -486,8 +511,7 @@ impl Runner {
     async fn link(
         &mut self,
         target: &Target,
-        exec_rx: &mut mpsc::UnboundedReceiver<ExecEvent>,
-        confirm_rx: &mut mpsc::UnboundedReceiver<(SessionId, bool)>,
+        inputs: &mut Inputs,
         shutdown: &mut (impl Future<Output = ()> + Unpin),
     ) -> LinkEnd {
         let registered = tokio::select! {
@@ -511,6 +535,10 @@ impl Runner {
         loop {
             let mut wake = (last_sent + KEEPALIVE_INTERVAL).min(last_received + LINK_IDLE_TIMEOUT);
             if let Some(t) = self.host.poll_timeout() {
+                wake = wake.min(t);
+            }
+            // CMD-31: approval time limits.
+            if let Some(t) = self.threads.poll_timeout() {
                 wake = wake.min(t);
             }
             let mut out: Vec<RelayFrame> = Vec::new();
@@ -543,13 +571,15 @@ impl Runner {
                         }
                     }
                 }
-                Some(event) = exec_rx.recv() => self.exec_event(event),
-                Some((session, accept)) = confirm_rx.recv() => {
+                Some(event) = inputs.exec.recv() => self.exec_event(event),
+                Some(event) = inputs.turns.recv() => self.threads.handle_event(event),
+                Some((session, accept)) = inputs.confirm.recv() => {
                     self.host.confirm_pairing(session, accept, UnixTime::now(), &mut self.store);
                 }
                 () = tokio::time::sleep_until(wake.into()) => {
                     let now = Instant::now();
                     self.host.handle_timeout(now);
+                    self.threads.handle_timeout(now);
                     if now >= last_received + LINK_IDLE_TIMEOUT {
                         // LINK-36
                         let _ = ws.close(None).await;
@@ -568,6 +598,7 @@ impl Runner {
                 }
             }
             self.drain_events();
+            self.drain_threads();
             if let Some(e) = self.store.take_error() {
                 self.notice(format!("state store failed: {e}"));
             }
@@ -669,6 +700,20 @@ impl Runner {
         let _ = self.host.send(session, &message);
     }
 
+    /// Sends what the thread manager queued, in order (`CMD-24`, `CMD-26`).
+    fn drain_threads(&mut self) {
+        while let Some((session, message)) = self.threads.poll_outgoing() {
+            let _ = self.host.send(session, &message);
+        }
+        self.drain_notices();
+    }
+
+    fn drain_notices(&mut self) {
+        while let Some(n) = self.threads.take_notice() {
+            self.notice(n);
+        }
+    }
+
     fn access(&mut self, device: &[u8; 32]) -> Access {
         match self.store.dir().read() {
             Ok(state) => state.access(device, UnixTime::now()),
@@ -697,6 +742,7 @@ impl Runner {
                             .and_then(|s| s.device(&device).map(|d| d.name.clone()))
                             .unwrap_or_default(),
                     };
+                    self.threads.session_opened(session, name.clone());
                     self.sessions.insert(
                         session,
                         SessionCtx {
@@ -731,10 +777,15 @@ impl Runner {
                     let Some(ctx) = self.sessions.get_mut(&session) else {
                         continue;
                     };
-                    let reply = ctx.commands.handle(message, access);
+                    let reply = ctx
+                        .commands
+                        .handle_with(message, access, Some(&mut self.threads));
                     for m in &reply.messages {
                         let _ = self.host.send(session, m);
                     }
+                    // After the reply: turn/started after the turn/start result,
+                    // pending approvals after the thread/resume result (CMD-19, CMD-24).
+                    self.drain_threads();
                     if let Some(code) = reply.close {
                         self.host.close(session, code);
                     }
@@ -755,6 +806,7 @@ impl Runner {
                 HostEvent::Closed { session, code, .. } => {
                     // CMD-37: dropping the session kills its processes' groups.
                     drop(self.sessions.remove(&session));
+                    self.threads.session_closed(session);
                     (self.on_event)(RunEvent::SessionClosed { session, code });
                 }
                 _ => {}

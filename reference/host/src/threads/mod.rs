@@ -1,0 +1,1020 @@
+//! Threads, turns, approvals and hand-off on the host (`spec/05` sections 5.3 to 5.5, 5.8,
+//! 5.9, 5.11).
+//!
+//! One [`ThreadManager`] serves the whole host: threads belong to the host, not to a
+//! session (5.3). It lives in the runtime task next to the session state machine, so it
+//! needs no locks:
+//!
+//! ```text
+//!   session requests ──► CommandSession::handle_with ──► ThreadManager::thread_start, ...
+//!   controller answers to approval requests ───────────► ThreadManager::handle_response
+//!   turn tasks (agent.rs) ── TurnEvent channel ────────► ThreadManager::handle_event
+//!   approval time limits ── poll_timeout/handle_timeout ┘
+//!                                                        │ persist (store.rs), then
+//!                                                        ▼
+//!                     poll_outgoing(): (session, message) for every attached session
+//! ```
+//!
+//! A session is attached to a thread by `thread/start`, `thread/resume`, `thread/import`
+//! and `turn/start` until it ends; every notification of a thread goes to every attached
+//! session in the same order (`CMD-26`).
+
+pub mod agent;
+pub mod store;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tether_proto::cmd::methods::{
+    ApprovalResult, CancelledParams, CommandExecutionOutputDeltaParams,
+    CommandExecutionRequestApprovalParams, DEFAULT_THREAD_LIST_LIMIT, EmptyResult,
+    ItemCompletedParams, ItemStartedParams, RejectedAnswer, ServerRequestResolvedParams,
+    ThreadExportParams, ThreadExportResult, ThreadImportParams, ThreadListParams, ThreadListResult,
+    ThreadOpened, ThreadReadParams, ThreadReadResult, ThreadResumeParams, ThreadStartParams,
+    TurnCompletedParams, TurnInterruptParams, TurnStartParams, TurnStartResult, TurnStartedParams,
+    encode_delta,
+};
+use tether_proto::cmd::types::{
+    ApprovalDecision, BUNDLE_VERSION, SandboxReport, ThreadBundle, ThreadItem, Turn, TurnStatus,
+    UserInput,
+};
+use tether_proto::cmd::{
+    CommandError, ErrorResponse, Id, Message, Params, Response, ServerNotification, ServerRequest,
+};
+use tether_proto::link::SessionId;
+use tether_proto::time::UnixTime;
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use agent::{TurnEvent, TurnEventKind};
+use store::{THREAD_FILE_VERSION, ThreadRecord, ThreadStore};
+
+use crate::commands::{CommandConfig, KillReason};
+use crate::instructions;
+use crate::state::{StateError, random_bytes};
+
+/// Late answers remembered per host, to tell a late answerer the approval was already
+/// resolved (`CMD-32`); older ones are forgotten (then the answer is ignored, `CMD-14`).
+const MAX_RESOLVED_REMEMBERED: usize = 1024;
+
+/// A pending approval (`CMD-28`): at most one per thread.
+struct Pending {
+    params: CommandExecutionRequestApprovalParams,
+    reply: oneshot::Sender<ApprovalDecision>,
+    /// `CMD-31`: the time limit from the first request.
+    deadline: Instant,
+    /// Every session the request went to, with the id it had there.
+    sent: Vec<(SessionId, Id)>,
+}
+
+/// The turn in progress of a thread.
+struct Running {
+    turn_id: String,
+    kill: watch::Sender<KillReason>,
+    approval: Option<Pending>,
+    /// `turn/interrupt` requests answered after `turn/completed` (`CMD-23`).
+    interrupters: Vec<(SessionId, Id)>,
+}
+
+struct Entry {
+    record: ThreadRecord,
+    /// Attached sessions, in the order they attached.
+    attached: Vec<SessionId>,
+    running: Option<Running>,
+    /// `acceptForSession` grants: (command, cwd), kept until the host stops (`CMD-29`).
+    grants: HashSet<(String, String)>,
+}
+
+impl Entry {
+    fn attach(&mut self, session: SessionId) {
+        if !self.attached.contains(&session) {
+            self.attached.push(session);
+        }
+    }
+}
+
+#[derive(Default)]
+struct SessionInfo {
+    device: String,
+    next_request: i64,
+}
+
+/// How an approval ended, for a late answer (`CMD-32`).
+struct Resolved {
+    thread_id: String,
+    decision: ApprovalDecision,
+    resolved_by: Option<String>,
+}
+
+/// Every thread of the host, and which session sees which.
+pub struct ThreadManager {
+    config: Arc<CommandConfig>,
+    store: ThreadStore,
+    default_project: PathBuf,
+    threads: HashMap<String, Entry>,
+    sessions: HashMap<SessionId, SessionInfo>,
+    /// Outstanding approval requests: (session, request id) -> thread id.
+    requests: HashMap<(SessionId, Id), String>,
+    resolved: HashMap<(SessionId, Id), Resolved>,
+    resolved_order: VecDeque<(SessionId, Id)>,
+    events: mpsc::UnboundedSender<TurnEvent>,
+    outbox: VecDeque<(SessionId, Message)>,
+    notices: VecDeque<String>,
+}
+
+impl std::fmt::Debug for ThreadManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadManager")
+            .field("threads", &self.threads.len())
+            .field("sessions", &self.sessions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn not_found(thread_id: &str) -> CommandError {
+    CommandError::ThreadNotFound {
+        thread_id: thread_id.to_owned(),
+    }
+}
+
+fn invalid(method: &str, detail: String) -> CommandError {
+    CommandError::InvalidParams {
+        method: method.to_owned(),
+        detail,
+    }
+}
+
+fn internal(e: &StateError) -> CommandError {
+    CommandError::Internal {
+        detail: format!("cannot store the thread: {e}"),
+    }
+}
+
+fn notification(n: ServerNotification) -> Message {
+    Message::Notification(n.to_notification())
+}
+
+/// `thread/list` cursor: the sort key of the last thread of a page (`CMD-20`).
+fn cursor(thread: &tether_proto::cmd::types::Thread) -> String {
+    format!("{}/{}", thread.updated_at, thread.id)
+}
+
+fn read_cursor(cursor: &str) -> Option<(u64, String)> {
+    let (at, id) = cursor.split_once('/')?;
+    let at = at.parse().ok()?;
+    store::is_thread_id(id).then(|| (at, id.to_owned()))
+}
+
+impl ThreadManager {
+    /// Loads the threads of `state_dir` (`STATE/threads`). A turn that was running when
+    /// the host stopped is completed as `failed` and stored again (restart note of 5.3).
+    /// Files that cannot be read are reported by [`ThreadManager::take_notice`] and left
+    /// as they are. Turns report on `events`, which the caller drains into
+    /// [`ThreadManager::handle_event`].
+    ///
+    /// # Errors
+    /// [`StateError::Io`] when the thread directory cannot be created.
+    pub fn new(
+        state_dir: &Path,
+        config: Arc<CommandConfig>,
+        events: mpsc::UnboundedSender<TurnEvent>,
+    ) -> Result<Self, StateError> {
+        let store = ThreadStore::open(state_dir)?;
+        let (records, problems) = store.load_all();
+        let mut notices: VecDeque<String> = problems
+            .iter()
+            .map(|e| format!("thread file skipped: {e}"))
+            .collect();
+        let mut threads = HashMap::new();
+        for mut record in records {
+            if record.recover()
+                && let Err(e) = store.save(&record)
+            {
+                notices.push_back(format!("thread {}: {e}", record.id));
+            }
+            threads.insert(
+                record.id.clone(),
+                Entry {
+                    record,
+                    attached: Vec::new(),
+                    running: None,
+                    grants: HashSet::new(),
+                },
+            );
+        }
+        let default_project = config
+            .default_project
+            .clone()
+            .or_else(|| std::env::current_dir().ok())
+            .unwrap_or_else(|| PathBuf::from("/"));
+        Ok(Self {
+            config,
+            store,
+            default_project,
+            threads,
+            sessions: HashMap::new(),
+            requests: HashMap::new(),
+            resolved: HashMap::new(),
+            resolved_order: VecDeque::new(),
+            events,
+            outbox: VecDeque::new(),
+            notices,
+        })
+    }
+
+    /// The number of threads.
+    pub fn len(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Whether the host has no thread.
+    pub fn is_empty(&self) -> bool {
+        self.threads.is_empty()
+    }
+
+    /// A session was established; `device` is its controller's device name (for
+    /// `resolvedBy`, `CMD-30`).
+    pub fn session_opened(&mut self, session: SessionId, device: String) {
+        self.sessions.insert(
+            session,
+            SessionInfo {
+                device,
+                next_request: 1,
+            },
+        );
+    }
+
+    /// A session ended: its attachments, its outstanding approval requests and its
+    /// deferred answers end with it. Pending approvals stay pending (`CMD-33`).
+    pub fn session_closed(&mut self, session: SessionId) {
+        self.sessions.remove(&session);
+        for entry in self.threads.values_mut() {
+            entry.attached.retain(|s| *s != session);
+            if let Some(running) = &mut entry.running {
+                running.interrupters.retain(|(s, _)| *s != session);
+                if let Some(p) = &mut running.approval {
+                    p.sent.retain(|(s, _)| *s != session);
+                }
+            }
+        }
+        self.requests.retain(|(s, _), _| *s != session);
+        self.resolved.retain(|(s, _), _| *s != session);
+        self.resolved_order.retain(|(s, _)| *s != session);
+        self.outbox.retain(|(s, _)| *s != session);
+    }
+
+    /// Requests of `session` received and not answered yet (deferred `turn/interrupt`
+    /// answers), for the in-flight limit (`CMD-58`).
+    pub fn in_flight(&self, session: SessionId) -> usize {
+        self.threads
+            .values()
+            .filter_map(|e| e.running.as_ref())
+            .map(|r| r.interrupters.iter().filter(|(s, _)| *s == session).count())
+            .sum()
+    }
+
+    /// The next message to send, in order.
+    pub fn poll_outgoing(&mut self) -> Option<(SessionId, Message)> {
+        self.outbox.pop_front()
+    }
+
+    /// Something for the host's log (a store failure, a skipped file).
+    pub fn take_notice(&mut self) -> Option<String> {
+        self.notices.pop_front()
+    }
+
+    /// When [`ThreadManager::handle_timeout`] must be called next (`CMD-31`).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.threads
+            .values()
+            .filter_map(|e| e.running.as_ref()?.approval.as_ref())
+            .map(|p| p.deadline)
+            .min()
+    }
+
+    /// `CMD-31`: approvals without an answer in time resolve as `decline`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<String> = self
+            .threads
+            .iter()
+            .filter(|(_, e)| {
+                e.running
+                    .as_ref()
+                    .and_then(|r| r.approval.as_ref())
+                    .is_some_and(|p| p.deadline <= now)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for thread_id in due {
+            self.resolve(&thread_id, ApprovalDecision::Decline, None);
+        }
+    }
+
+    fn send_to_attached(&mut self, thread_id: &str, message: &Message) {
+        if let Some(entry) = self.threads.get(thread_id) {
+            for s in &entry.attached {
+                self.outbox.push_back((*s, message.clone()));
+            }
+        }
+    }
+
+    fn save(&mut self, thread_id: &str) {
+        if let Some(entry) = self.threads.get(thread_id)
+            && let Err(e) = self.store.save(&entry.record)
+        {
+            self.notices
+                .push_back(format!("thread {thread_id}: cannot store it: {e}"));
+        }
+    }
+
+    fn new_id(&self, prefix: &str, taken: impl Fn(&str) -> bool) -> Result<String, CommandError> {
+        for _ in 0..16 {
+            let bytes = random_bytes::<8>().map_err(|e| CommandError::Internal {
+                detail: e.to_string(),
+            })?;
+            let id = format!("{prefix}{}", hex::encode(bytes));
+            if !taken(&id) {
+                return Ok(id);
+            }
+        }
+        Err(CommandError::Internal {
+            detail: "no free id".to_owned(),
+        })
+    }
+
+    fn new_thread_id(&self) -> Result<String, CommandError> {
+        // CMD-25: unique on the host, also against files this host could not read.
+        self.new_id("thr_", |id| {
+            self.threads.contains_key(id) || self.store.path(id).exists()
+        })
+    }
+
+    /// `CMD-17`: `cwd` must be a host-native absolute path of an existing directory.
+    fn check_dir(method: &str, path: &str) -> Result<PathBuf, CommandError> {
+        let p = Path::new(path);
+        if p.is_absolute() && p.is_dir() {
+            Ok(p.to_owned())
+        } else {
+            Err(invalid(
+                method,
+                format!("{path:?} is not an absolute path of an existing directory"),
+            ))
+        }
+    }
+
+    fn opened(&self, record: &ThreadRecord, sandbox: SandboxReport) -> ThreadOpened {
+        // CMD-48..CMD-51: read when the thread starts, resumes or is imported.
+        let found = instructions::discover(Path::new(&record.cwd));
+        ThreadOpened {
+            thread: record.thread(),
+            sandbox,
+            instruction_sources: found
+                .sources
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect(),
+        }
+    }
+
+    /// Stores a new thread and attaches `session` to it.
+    fn create(
+        &mut self,
+        session: SessionId,
+        record: ThreadRecord,
+        report: SandboxReport,
+    ) -> Result<ThreadOpened, CommandError> {
+        self.store.save(&record).map_err(|e| internal(&e))?;
+        let opened = self.opened(&record, report);
+        let mut entry = Entry {
+            record,
+            attached: Vec::new(),
+            running: None,
+            grants: HashSet::new(),
+        };
+        entry.attach(session);
+        self.threads.insert(entry.record.id.clone(), entry);
+        Ok(opened)
+    }
+
+    /// `thread/start` (`CMD-17`).
+    ///
+    /// # Errors
+    /// -32602 for a bad `cwd`, -32012 (`CMD-46`), -32603 when it cannot be stored.
+    pub fn thread_start(
+        &mut self,
+        session: SessionId,
+        params: &ThreadStartParams,
+    ) -> Result<ThreadOpened, CommandError> {
+        let cwd = match &params.cwd {
+            Some(c) => Self::check_dir(ThreadStartParams::METHOD, c)?,
+            None => Self::check_dir(
+                ThreadStartParams::METHOD,
+                &self.default_project.to_string_lossy(),
+            )?,
+        };
+        // CMD-46, CMD-47: checked before the thread is created.
+        let sandbox = params.sandbox.unwrap_or(self.config.default_sandbox);
+        let report = self.config.sandbox_for(sandbox)?;
+        let now = UnixTime::now().as_secs();
+        let record = ThreadRecord {
+            version: THREAD_FILE_VERSION,
+            id: self.new_thread_id()?,
+            cwd: cwd.to_string_lossy().into_owned(),
+            sandbox,
+            approval_policy: params
+                .approval_policy
+                .unwrap_or(self.config.default_approval_policy),
+            created_at: now,
+            updated_at: now,
+            goal: None,
+            preview: None,
+            next_item: 1,
+            turns: Vec::new(),
+        };
+        self.create(session, record, report)
+    }
+
+    /// `thread/resume` (`CMD-19`): attaches `session`; a pending approval is sent to it
+    /// after the answer (through the outbox, which the caller drains after the reply).
+    ///
+    /// # Errors
+    /// -32013, -32012.
+    pub fn thread_resume(
+        &mut self,
+        session: SessionId,
+        params: &ThreadResumeParams,
+    ) -> Result<ThreadOpened, CommandError> {
+        let entry = self
+            .threads
+            .get(&params.thread_id)
+            .ok_or_else(|| not_found(&params.thread_id))?;
+        // CMD-19, CMD-46: the host may have changed since the thread was created.
+        let report = self.config.sandbox_for(entry.record.sandbox)?;
+        let opened = self.opened(&entry.record, report);
+        let attach_new = !entry.attached.contains(&session);
+        if let Some(entry) = self.threads.get_mut(&params.thread_id) {
+            entry.attach(session);
+        }
+        // CMD-19, CMD-28: the pending approval goes to a session that attaches.
+        if attach_new {
+            self.send_pending_to(&params.thread_id, session);
+        }
+        Ok(opened)
+    }
+
+    /// `thread/list` (`CMD-20`): most recently updated first, ties by id; does not attach.
+    ///
+    /// # Errors
+    /// -32602 for a cursor this host did not make.
+    pub fn thread_list(&self, params: &ThreadListParams) -> Result<ThreadListResult, CommandError> {
+        let limit = usize::try_from(params.limit.unwrap_or(DEFAULT_THREAD_LIST_LIMIT))
+            .unwrap_or(usize::MAX);
+        let after = match &params.cursor {
+            Some(c) => Some(read_cursor(c).ok_or_else(|| {
+                invalid(
+                    ThreadListParams::METHOD,
+                    format!("cursor {c:?} is not readable"),
+                )
+            })?),
+            None => None,
+        };
+        let mut all: Vec<_> = self.threads.values().map(|e| e.record.thread()).collect();
+        all.sort_by(|a, b| {
+            b.updated_at
+                .cmp(&a.updated_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        let mut rest: Vec<_> = all
+            .into_iter()
+            .filter(|t| match &after {
+                None => true,
+                Some((at, id)) => t.updated_at < *at || (t.updated_at == *at && t.id > *id),
+            })
+            .collect();
+        let next_cursor = if rest.len() > limit {
+            rest.truncate(limit);
+            rest.last().map(cursor)
+        } else {
+            None
+        };
+        Ok(ThreadListResult {
+            data: rest,
+            next_cursor,
+        })
+    }
+
+    /// `thread/read` (`CMD-21`): does not attach.
+    ///
+    /// # Errors
+    /// -32013.
+    pub fn thread_read(&self, params: &ThreadReadParams) -> Result<ThreadReadResult, CommandError> {
+        let entry = self
+            .threads
+            .get(&params.thread_id)
+            .ok_or_else(|| not_found(&params.thread_id))?;
+        Ok(ThreadReadResult {
+            thread: entry.record.thread(),
+            turns: entry.record.turns.clone(),
+        })
+    }
+
+    /// `turn/start` (`CMD-22`): attaches `session`, stores the new turn, queues
+    /// `turn/started` for every attached session and starts the test agent (`CMD-59`).
+    ///
+    /// # Errors
+    /// -32013, -32018.
+    pub fn turn_start(
+        &mut self,
+        session: SessionId,
+        params: &TurnStartParams,
+    ) -> Result<TurnStartResult, CommandError> {
+        let entry = self
+            .threads
+            .get(&params.thread_id)
+            .ok_or_else(|| not_found(&params.thread_id))?;
+        if entry.running.is_some() {
+            return Err(CommandError::TurnAlreadyActive {
+                thread_id: params.thread_id.clone(),
+            });
+        }
+        let turn_id = self.new_id("turn_", |id| entry.record.turns.iter().any(|t| t.id == id))?;
+        // CMD-59: the text of the first `text` element.
+        let text = params
+            .input
+            .iter()
+            .map(|UserInput::Text { text }| text.clone())
+            .next()
+            .unwrap_or_default();
+        let (kill, kill_rx) = watch::channel(KillReason::Running);
+        let turn = Turn {
+            id: turn_id.clone(),
+            status: TurnStatus::InProgress,
+            items: Vec::new(),
+        };
+        let Some(entry) = self.threads.get_mut(&params.thread_id) else {
+            return Err(not_found(&params.thread_id));
+        };
+        let first_item = entry.record.next_item;
+        // Two ids at most per turn (CMD-59); never reused (CMD-25).
+        entry.record.next_item += 2;
+        entry.record.updated_at = UnixTime::now().as_secs();
+        if entry.record.preview.is_none() {
+            entry.record.preview = Some(store::preview(&text));
+        }
+        entry.record.turns.push(turn.clone());
+        entry.attach(session);
+        entry.running = Some(Running {
+            turn_id: turn_id.clone(),
+            kill,
+            approval: None,
+            interrupters: Vec::new(),
+        });
+        let job = agent::TurnJob {
+            thread_id: params.thread_id.clone(),
+            turn_id,
+            text,
+            cwd: entry.record.cwd.clone(),
+            sandbox: entry.record.sandbox,
+            policy: entry.record.approval_policy,
+            first_item,
+            config: Arc::clone(&self.config),
+            events: self.events.clone(),
+            kill: kill_rx,
+        };
+        self.save(&params.thread_id);
+        // CMD-24: after the result (the caller sends the reply before the outbox).
+        self.send_to_attached(
+            &params.thread_id,
+            &notification(ServerNotification::TurnStarted(TurnStartedParams {
+                thread_id: params.thread_id.clone(),
+                turn: turn.clone(),
+            })),
+        );
+        tokio::spawn(job.run());
+        Ok(TurnStartResult { turn })
+    }
+
+    /// `turn/interrupt` (`CMD-23`): stops the agent, kills a running command's group,
+    /// resolves a pending approval as `cancel`; the answer `{}` is queued after
+    /// `turn/completed`.
+    ///
+    /// # Errors
+    /// -32013, -32014.
+    pub fn turn_interrupt(
+        &mut self,
+        session: SessionId,
+        id: Id,
+        params: &TurnInterruptParams,
+    ) -> Result<(), CommandError> {
+        let entry = self
+            .threads
+            .get_mut(&params.thread_id)
+            .ok_or_else(|| not_found(&params.thread_id))?;
+        let Some(running) = entry
+            .running
+            .as_mut()
+            .filter(|r| r.turn_id == params.turn_id)
+        else {
+            return Err(CommandError::TurnNotFound {
+                turn_id: params.turn_id.clone(),
+            });
+        };
+        running.interrupters.push((session, id));
+        let _ = running.kill.send(KillReason::Terminate);
+        if running.approval.is_some() {
+            // CMD-33
+            self.resolve(&params.thread_id, ApprovalDecision::Cancel, None);
+        }
+        Ok(())
+    }
+
+    /// `thread/export` (`CMD-52`).
+    ///
+    /// # Errors
+    /// -32013.
+    pub fn thread_export(
+        &self,
+        params: &ThreadExportParams,
+    ) -> Result<ThreadExportResult, CommandError> {
+        let entry = self
+            .threads
+            .get(&params.thread_id)
+            .ok_or_else(|| not_found(&params.thread_id))?;
+        let record = &entry.record;
+        let cwd = Path::new(&record.cwd);
+        let root = instructions::project_root(cwd);
+        // CMD-52: `/` whatever the host's path style; "." for the root itself.
+        let names: Vec<String> = cwd
+            .strip_prefix(&root)
+            .map(|rel| {
+                rel.components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let cwd_relative = if names.is_empty() {
+            ".".to_owned()
+        } else {
+            names.join("/")
+        };
+        Ok(ThreadExportResult {
+            bundle: ThreadBundle {
+                version: BUNDLE_VERSION,
+                goal: record.goal.clone(),
+                cwd_relative,
+                sandbox: record.sandbox,
+                approval_policy: record.approval_policy,
+                // With a turn in progress: the items so far. No grants (CMD-52).
+                items: record.items().cloned().collect(),
+                exported_at: UnixTime::now().as_secs(),
+            },
+        })
+    }
+
+    /// `thread/import` (`CMD-53`, `CMD-54`): a new thread with a new id; the bundle's
+    /// items form one completed turn, with ids of this thread; AGENTS.md is discovered
+    /// again with this host's paths. `params.bundle` was validated when it was decoded
+    /// (`CMD-53`).
+    ///
+    /// # Errors
+    /// -32602 for a project root or cwd that is not a directory, -32012, -32603.
+    pub fn thread_import(
+        &mut self,
+        session: SessionId,
+        params: &ThreadImportParams,
+    ) -> Result<ThreadOpened, CommandError> {
+        let bundle = &params.bundle;
+        bundle.validate()?;
+        let method = ThreadImportParams::METHOD;
+        let root = match &params.project_root {
+            Some(r) => Self::check_dir(method, r)?,
+            None => Self::check_dir(method, &self.default_project.to_string_lossy())?,
+        };
+        let mut cwd = root;
+        if bundle.cwd_relative != "." {
+            for name in bundle.cwd_relative.split('/') {
+                cwd.push(name);
+            }
+        }
+        let cwd = Self::check_dir(method, &cwd.to_string_lossy())?;
+        let report = self.config.sandbox_for(bundle.sandbox)?;
+        let id = self.new_thread_id()?;
+        // Items get ids of the new thread (CMD-25); an item still in progress in the
+        // exported thread did not finish here either.
+        let mut next_item = 1u64;
+        let items: Vec<ThreadItem> = bundle
+            .items
+            .iter()
+            .cloned()
+            .map(|mut item| {
+                let id = format!("item_{next_item}");
+                next_item += 1;
+                match &mut item {
+                    ThreadItem::UserMessage(i) => i.id = id,
+                    ThreadItem::AgentMessage(i) => i.id = id,
+                    ThreadItem::CommandExecution(i) => i.id = id,
+                }
+                store::fail_in_progress(&mut item);
+                item
+            })
+            .collect();
+        let preview = items.iter().find_map(|i| match i {
+            ThreadItem::UserMessage(u) => Some(store::preview(&u.text)),
+            _ => None,
+        });
+        let turns = if items.is_empty() {
+            Vec::new()
+        } else {
+            vec![Turn {
+                id: self.new_id("turn_", |_| false)?,
+                status: TurnStatus::Completed,
+                items,
+            }]
+        };
+        let now = UnixTime::now().as_secs();
+        let record = ThreadRecord {
+            version: THREAD_FILE_VERSION,
+            id,
+            cwd: cwd.to_string_lossy().into_owned(),
+            sandbox: bundle.sandbox,
+            approval_policy: bundle.approval_policy,
+            created_at: now,
+            updated_at: now,
+            goal: bundle.goal.clone(),
+            preview,
+            next_item,
+            turns,
+        };
+        self.create(session, record, report)
+    }
+
+    /// An event of a turn task: stored, then sent to every attached session (`CMD-24`,
+    /// `CMD-26`).
+    pub fn handle_event(&mut self, event: TurnEvent) {
+        let TurnEvent {
+            thread_id,
+            turn_id,
+            kind,
+        } = event;
+        let Some(entry) = self.threads.get_mut(&thread_id) else {
+            return;
+        };
+        if entry.running.as_ref().map(|r| r.turn_id.as_str()) != Some(turn_id.as_str()) {
+            return; // a turn that is over: nothing names it after turn/completed
+        }
+        let now = UnixTime::now().as_secs();
+        match kind {
+            TurnEventKind::ItemStarted(item) => {
+                if let Some(turn) = entry.record.turns.last_mut() {
+                    turn.items.push(item.clone());
+                }
+                entry.record.updated_at = now;
+                self.save(&thread_id);
+                self.send_to_attached(
+                    &thread_id,
+                    &notification(ServerNotification::ItemStarted(ItemStartedParams {
+                        thread_id: thread_id.clone(),
+                        turn_id,
+                        item,
+                    })),
+                );
+            }
+            TurnEventKind::ItemCompleted(item) => {
+                if let Some(slot) = entry
+                    .record
+                    .turns
+                    .last_mut()
+                    .and_then(|t| t.items.iter_mut().find(|i| i.id() == item.id()))
+                {
+                    *slot = item.clone();
+                }
+                entry.record.updated_at = now;
+                self.save(&thread_id);
+                self.send_to_attached(
+                    &thread_id,
+                    &notification(ServerNotification::ItemCompleted(ItemCompletedParams {
+                        thread_id: thread_id.clone(),
+                        turn_id,
+                        item,
+                    })),
+                );
+            }
+            TurnEventKind::Output {
+                item_id,
+                stream,
+                chunk,
+                cap_reached,
+            } => {
+                let delta = CommandExecutionOutputDeltaParams {
+                    thread_id: thread_id.clone(),
+                    turn_id,
+                    item_id,
+                    stream,
+                    delta_base64: encode_delta(&chunk),
+                    cap_reached,
+                };
+                self.send_to_attached(
+                    &thread_id,
+                    &notification(ServerNotification::CommandExecutionOutputDelta(delta)),
+                );
+            }
+            TurnEventKind::Approval { params, reply } => self.ask(&thread_id, params, reply),
+            TurnEventKind::Finished(status) => {
+                let running = entry.running.take();
+                let mut final_turn = None;
+                if let Some(turn) = entry.record.turns.last_mut() {
+                    turn.status = status;
+                    for item in &mut turn.items {
+                        store::fail_in_progress(item);
+                    }
+                    final_turn = Some(turn.clone());
+                }
+                entry.record.updated_at = now;
+                self.save(&thread_id);
+                if let Some(turn) = final_turn {
+                    self.send_to_attached(
+                        &thread_id,
+                        &notification(ServerNotification::TurnCompleted(TurnCompletedParams {
+                            thread_id: thread_id.clone(),
+                            turn,
+                        })),
+                    );
+                }
+                // CMD-23: the interrupting sessions get their answer after turn/completed.
+                for (session, id) in running.map(|r| r.interrupters).unwrap_or_default() {
+                    if let Ok(r) = Response::new(id, &EmptyResult {}) {
+                        self.outbox.push_back((session, Message::Response(r)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// `CMD-27`, `CMD-28`: asks every attached session, unless the command is trusted or
+    /// granted for this thread.
+    fn ask(
+        &mut self,
+        thread_id: &str,
+        params: CommandExecutionRequestApprovalParams,
+        reply: oneshot::Sender<ApprovalDecision>,
+    ) {
+        let Some(entry) = self.threads.get_mut(thread_id) else {
+            let _ = reply.send(ApprovalDecision::Cancel);
+            return;
+        };
+        let Some(running) = entry.running.as_mut() else {
+            let _ = reply.send(ApprovalDecision::Cancel);
+            return;
+        };
+        if *running.kill.borrow() != KillReason::Running {
+            // Interrupted before the request went out (CMD-33).
+            let _ = reply.send(ApprovalDecision::Cancel);
+            return;
+        }
+        let key = (params.command.clone(), params.cwd.clone());
+        if entry.grants.contains(&key) || self.config.trusted_commands.contains(&params.command) {
+            // CMD-27, CMD-29: trusted, or accepted for the session earlier.
+            let _ = reply.send(ApprovalDecision::Accept);
+            return;
+        }
+        running.approval = Some(Pending {
+            params,
+            reply,
+            deadline: Instant::now() + self.config.approval_timeout,
+            sent: Vec::new(),
+        });
+        let attached = entry.attached.clone();
+        for session in attached {
+            self.send_pending_to(thread_id, session);
+        }
+    }
+
+    /// Sends the thread's pending approval request to `session` with an id of that
+    /// session's host-to-controller id space (`CMD-28`, `CMD-14`).
+    fn send_pending_to(&mut self, thread_id: &str, session: SessionId) {
+        let Some(info) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        let Some(pending) = self
+            .threads
+            .get_mut(thread_id)
+            .and_then(|e| e.running.as_mut())
+            .and_then(|r| r.approval.as_mut())
+        else {
+            return;
+        };
+        let id = Id::Number(info.next_request);
+        info.next_request += 1;
+        pending.sent.push((session, id.clone()));
+        let request = ServerRequest::CommandExecutionRequestApproval(pending.params.clone())
+            .into_request(id.clone());
+        self.requests.insert((session, id), thread_id.to_owned());
+        self.outbox.push_back((session, Message::Request(request)));
+    }
+
+    /// Resolves the pending approval of `thread_id` (`CMD-30`, `CMD-31`, `CMD-33`):
+    /// `serverRequest/resolved` to every attached session, `notifications/cancelled` to
+    /// every other session the request went to, then the decision to the agent.
+    fn resolve(&mut self, thread_id: &str, decision: ApprovalDecision, winner: Option<SessionId>) {
+        let Some(entry) = self.threads.get_mut(thread_id) else {
+            return;
+        };
+        let Some(pending) = entry.running.as_mut().and_then(|r| r.approval.take()) else {
+            return;
+        };
+        if decision == ApprovalDecision::AcceptForSession {
+            // CMD-29: in memory only, never stored or exported.
+            entry
+                .grants
+                .insert((pending.params.command.clone(), pending.params.cwd.clone()));
+        }
+        let attached = entry.attached.clone();
+        let resolved_by = winner.and_then(|s| self.sessions.get(&s).map(|i| i.device.clone()));
+        for session in attached {
+            let Some((_, id)) = pending.sent.iter().find(|(s, _)| *s == session) else {
+                continue;
+            };
+            let n = ServerNotification::ServerRequestResolved(ServerRequestResolvedParams {
+                thread_id: thread_id.to_owned(),
+                request_id: id.clone(),
+                decision,
+                resolved_by: resolved_by.clone(),
+                rejected_answer: None,
+            });
+            self.outbox.push_back((session, notification(n)));
+        }
+        for (session, id) in &pending.sent {
+            self.requests.remove(&(*session, id.clone()));
+            if Some(*session) != winner {
+                let n = ServerNotification::Cancelled(CancelledParams {
+                    request_id: id.clone(),
+                    reason: Some("the approval was resolved".to_owned()),
+                });
+                self.outbox.push_back((*session, notification(n)));
+            }
+            // CMD-32: remembered for a late answer.
+            let key = (*session, id.clone());
+            self.resolved.insert(
+                key.clone(),
+                Resolved {
+                    thread_id: thread_id.to_owned(),
+                    decision,
+                    resolved_by: resolved_by.clone(),
+                },
+            );
+            self.resolved_order.push_back(key);
+        }
+        while self.resolved_order.len() > MAX_RESOLVED_REMEMBERED {
+            if let Some(old) = self.resolved_order.pop_front() {
+                self.resolved.remove(&old);
+            }
+        }
+        let _ = pending.reply.send(decision);
+    }
+
+    /// A response of `session` (`CMD-30`, `CMD-32`, `CMD-14`).
+    pub fn handle_response(&mut self, session: SessionId, message: Message) {
+        let (id, result) = match message {
+            Message::Response(r) => (r.id, Some(r.result)),
+            // CMD-30: an error response is not an answer; the approval stays pending.
+            Message::Error(ErrorResponse { id: Some(id), .. }) => (id, None),
+            _ => return,
+        };
+        let key = (session, id);
+        if let Some(thread_id) = self.requests.get(&key).cloned() {
+            let Some(result) = result else { return };
+            match serde_json::from_value::<ApprovalResult>(result) {
+                Ok(r) => {
+                    self.requests.remove(&key);
+                    self.resolve(&thread_id, r.decision, Some(session));
+                }
+                Err(e) => self.notices.push_back(format!(
+                    "session {session}: approval answer ignored (CMD-13 BadResult): {e}"
+                )),
+            }
+            return;
+        }
+        if result.is_some()
+            && let Some(late) = self.resolved.remove(&key)
+        {
+            // CMD-32: nothing changes; the late answerer is told.
+            let e = CommandError::ApprovalAlreadyResolved;
+            let n = ServerNotification::ServerRequestResolved(ServerRequestResolvedParams {
+                thread_id: late.thread_id,
+                request_id: key.1,
+                decision: late.decision,
+                resolved_by: late.resolved_by,
+                rejected_answer: Some(RejectedAnswer {
+                    code: e.rpc_code(),
+                    message: e.to_string(),
+                }),
+            });
+            self.outbox.push_back((session, notification(n)));
+        }
+        // CMD-14: any other response is ignored.
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1013 @@
+//! The manager driven directly: sessions are ids, messages are read from its outbox.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tether_proto::cmd::codes;
+use tether_proto::cmd::methods::decode_delta;
+use tether_proto::cmd::types::{ApprovalPolicy, CommandExecutionStatus, SandboxMode, ThreadStatus};
+
+use super::*;
+
+const A: SessionId = SessionId([1; 8]);
+const B: SessionId = SessionId([2; 8]);
+const WAIT: Duration = Duration::from_secs(20);
+
+struct H {
+    m: ThreadManager,
+    rx: mpsc::UnboundedReceiver<TurnEvent>,
+    state: tempfile::TempDir,
+    project: tempfile::TempDir,
+    config: Arc<CommandConfig>,
+    /// Everything sent so far.
+    log: Vec<(SessionId, Message)>,
+}
+
+fn config() -> CommandConfig {
+    CommandConfig {
+        allow_unsandboxed: true,
+        default_sandbox: SandboxMode::DangerFullAccess,
+        ..CommandConfig::default()
+    }
+}
+
+fn harness(config: CommandConfig) -> H {
+    let state = tempfile::tempdir().unwrap();
+    let project = tempfile::tempdir().unwrap();
+    let mut config = config;
+    config.default_project = Some(project.path().to_owned());
+    let config = Arc::new(config);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut m = ThreadManager::new(state.path(), Arc::clone(&config), tx).unwrap();
+    m.session_opened(A, "ana-phone".into());
+    m.session_opened(B, "bo-laptop".into());
+    H {
+        m,
+        rx,
+        state,
+        project,
+        config,
+        log: Vec::new(),
+    }
+}
+
+impl H {
+    fn drain(&mut self) {
+        while let Some(x) = self.m.poll_outgoing() {
+            self.log.push(x);
+        }
+    }
+
+    /// Feeds turn events and time limits to the manager until `done` holds for the log.
+    async fn until(&mut self, done: impl Fn(&[(SessionId, Message)]) -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            self.drain();
+            if done(&self.log) {
+                return;
+            }
+            let wake = self
+                .m
+                .poll_timeout()
+                .map_or(deadline, tokio::time::Instant::from_std)
+                .min(deadline);
+            tokio::select! {
+                e = self.rx.recv() => self.m.handle_event(e.unwrap()),
+                () = tokio::time::sleep_until(wake) => {
+                    assert!(tokio::time::Instant::now() < deadline, "timed out; log: {:#?}", methods(&self.log, A));
+                    self.m.handle_timeout(Instant::now());
+                }
+            }
+        }
+    }
+
+    fn start(
+        &mut self,
+        session: SessionId,
+        policy: ApprovalPolicy,
+        sandbox: SandboxMode,
+    ) -> String {
+        let opened = self
+            .m
+            .thread_start(
+                session,
+                &ThreadStartParams {
+                    cwd: None,
+                    sandbox: Some(sandbox),
+                    approval_policy: Some(policy),
+                },
+            )
+            .unwrap();
+        opened.thread.id
+    }
+
+    fn turn(&mut self, session: SessionId, thread: &str, text: &str) -> Result<Turn, CommandError> {
+        self.m
+            .turn_start(
+                session,
+                &TurnStartParams {
+                    thread_id: thread.to_owned(),
+                    input: vec![UserInput::Text {
+                        text: text.to_owned(),
+                    }],
+                },
+            )
+            .map(|r| r.turn)
+    }
+
+    /// The approval requests `session` got: (id, params).
+    fn requests(&self, session: SessionId) -> Vec<(Id, Value)> {
+        self.log
+            .iter()
+            .filter(|(s, _)| *s == session)
+            .filter_map(|(_, m)| match m {
+                Message::Request(r) => Some((r.id.clone(), r.params.clone().unwrap_or_default())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn answer(&mut self, session: SessionId, id: Id, decision: &str) {
+        self.m.handle_response(
+            session,
+            Message::Response(Response {
+                id,
+                result: json!({ "decision": decision }),
+            }),
+        );
+        self.drain();
+    }
+}
+
+/// The methods `session` got, in order (`"result"` for a response).
+fn methods(log: &[(SessionId, Message)], session: SessionId) -> Vec<String> {
+    log.iter()
+        .filter(|(s, _)| *s == session)
+        .map(|(_, m)| match m {
+            Message::Notification(n) => n.method.clone(),
+            Message::Request(r) => r.method.clone(),
+            Message::Response(_) => "result".to_owned(),
+            Message::Error(_) => "error".to_owned(),
+        })
+        .collect()
+}
+
+fn notifications<'a>(
+    log: &'a [(SessionId, Message)],
+    session: SessionId,
+    method: &'a str,
+) -> impl Iterator<Item = Value> + 'a {
+    log.iter().filter_map(move |(s, m)| match m {
+        Message::Notification(n) if *s == session && n.method == method => {
+            Some(n.params.clone().unwrap_or_default())
+        }
+        _ => None,
+    })
+}
+
+fn turn_done(session: SessionId) -> impl Fn(&[(SessionId, Message)]) -> bool {
+    move |log| {
+        notifications(log, session, "turn/completed")
+            .next()
+            .is_some()
+    }
+}
+
+fn has_request(session: SessionId) -> impl Fn(&[(SessionId, Message)]) -> bool {
+    move |log| {
+        log.iter()
+            .any(|(s, m)| *s == session && matches!(m, Message::Request(_)))
+    }
+}
+
+fn final_turn(log: &[(SessionId, Message)], session: SessionId) -> Turn {
+    let p = notifications(log, session, "turn/completed")
+        .last()
+        .unwrap();
+    serde_json::from_value(p["turn"].clone()).unwrap()
+}
+
+fn command_item(turn: &Turn) -> tether_proto::cmd::types::CommandExecutionItem {
+    match turn.items.get(1) {
+        Some(ThreadItem::CommandExecution(c)) => c.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn code(e: &CommandError) -> i64 {
+    e.rpc_code()
+}
+
+#[tokio::test]
+async fn cmd_17_to_21_start_list_read_and_paging() {
+    let mut h = harness(config());
+    // CMD-17: a cwd that is not an absolute directory is -32602.
+    for cwd in ["relative", "/no/such/dir"] {
+        let e =
+            h.m.thread_start(
+                A,
+                &ThreadStartParams {
+                    cwd: Some(cwd.into()),
+                    ..ThreadStartParams::default()
+                },
+            )
+            .unwrap_err();
+        assert_eq!(code(&e), codes::INVALID_PARAMS);
+    }
+    let opened = h.m.thread_start(A, &ThreadStartParams::default()).unwrap();
+    // Defaults: the configured project, sandbox and policy (CMD-47).
+    assert_eq!(opened.thread.cwd, h.project.path().to_string_lossy());
+    assert_eq!(opened.thread.sandbox, SandboxMode::DangerFullAccess);
+    assert_eq!(opened.thread.approval_policy, ApprovalPolicy::Untrusted);
+    assert_eq!(opened.thread.status, ThreadStatus::Idle);
+    assert!(opened.thread.id.len() <= 64);
+    assert!(
+        h.state
+            .path()
+            .join("threads")
+            .join(format!("{}.json", opened.thread.id))
+            .exists()
+    );
+    let mut ids = vec![opened.thread.id.clone()];
+    for _ in 0..4 {
+        ids.push(h.start(A, ApprovalPolicy::Never, SandboxMode::DangerFullAccess));
+    }
+    // CMD-18
+    let e =
+        h.m.thread_read(&ThreadReadParams {
+            thread_id: "thr_0000".into(),
+        })
+        .unwrap_err();
+    assert_eq!(code(&e), codes::THREAD_NOT_FOUND);
+    // CMD-20: pages of 2 cover every thread once, most recent first, ties by id.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    for _ in 0..10 {
+        let page =
+            h.m.thread_list(&ThreadListParams {
+                cursor: cursor.clone(),
+                limit: Some(2),
+            })
+            .unwrap();
+        assert!(page.data.len() <= 2);
+        seen.extend(page.data);
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 5);
+    for w in seen.windows(2) {
+        assert!(
+            w[0].updated_at > w[1].updated_at
+                || (w[0].updated_at == w[1].updated_at && w[0].id < w[1].id)
+        );
+    }
+    let mut listed: Vec<String> = seen.iter().map(|t| t.id.clone()).collect();
+    listed.sort();
+    ids.sort();
+    assert_eq!(listed, ids);
+    let e =
+        h.m.thread_list(&ThreadListParams {
+            cursor: Some("garbage".into()),
+            limit: None,
+        })
+        .unwrap_err();
+    assert_eq!(code(&e), codes::INVALID_PARAMS);
+    // Starting a thread sends nothing.
+    h.drain();
+    assert!(h.log.is_empty());
+}
+
+#[tokio::test]
+async fn cmd_46_thread_start_refused_when_the_mode_is_not_enforced() {
+    let mut h = harness(CommandConfig::default());
+    let e =
+        h.m.thread_start(
+            A,
+            &ThreadStartParams {
+                sandbox: Some(SandboxMode::ReadOnly),
+                ..ThreadStartParams::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(code(&e), codes::SANDBOX_DENIED);
+    assert!(h.m.is_empty(), "nothing was created");
+    // Degrading hosts say so.
+    let mut h = harness(config());
+    let opened =
+        h.m.thread_start(
+            A,
+            &ThreadStartParams {
+                sandbox: Some(SandboxMode::ReadOnly),
+                ..ThreadStartParams::default()
+            },
+        )
+        .unwrap();
+    assert!(opened.sandbox.degraded);
+    assert_eq!(opened.sandbox.requested, SandboxMode::ReadOnly);
+}
+
+#[tokio::test]
+async fn cmd_24_cmd_59_turn_order_policy_never() {
+    let mut h = harness(config());
+    let t = h.start(A, ApprovalPolicy::Never, SandboxMode::DangerFullAccess);
+    let turn = h
+        .turn(A, &t, "$ printf hi; printf err >&2; exit 3")
+        .unwrap();
+    assert_eq!(turn.status, TurnStatus::InProgress);
+    assert!(turn.items.is_empty());
+    // CMD-22
+    let e = h.turn(A, &t, "again").unwrap_err();
+    assert_eq!(code(&e), codes::TURN_ALREADY_ACTIVE);
+    h.until(turn_done(A)).await;
+    let seq = methods(&h.log, A);
+    let deltas = seq
+        .iter()
+        .filter(|m| *m == "item/commandExecution/outputDelta")
+        .count();
+    assert!(deltas >= 1);
+    let mut expected = vec![
+        "turn/started",
+        "item/started",
+        "item/completed",
+        "item/started",
+    ];
+    expected.extend(std::iter::repeat_n(
+        "item/commandExecution/outputDelta",
+        deltas,
+    ));
+    expected.extend(["item/completed", "turn/completed"]);
+    assert_eq!(seq, expected);
+    let mut out = Vec::new();
+    for d in notifications(&h.log, A, "item/commandExecution/outputDelta") {
+        out.extend(decode_delta(d["deltaBase64"].as_str().unwrap()).unwrap());
+    }
+    out.sort_unstable();
+    let mut want = b"hierr".to_vec();
+    want.sort_unstable();
+    assert_eq!(out, want);
+    let done = final_turn(&h.log, A);
+    assert_eq!(
+        done.status,
+        TurnStatus::Completed,
+        "failures go back to the agent"
+    );
+    assert_eq!(done.id, turn.id);
+    let ThreadItem::UserMessage(u) = &done.items[0] else {
+        panic!()
+    };
+    assert_eq!(u.text, "$ printf hi; printf err >&2; exit 3");
+    let c = command_item(&done);
+    assert_eq!(c.command, "printf hi; printf err >&2; exit 3");
+    assert_eq!(c.cwd, h.project.path().to_string_lossy());
+    assert_eq!(c.status, CommandExecutionStatus::Failed);
+    assert_eq!(c.exit_code, Some(3));
+    assert_eq!(c.aggregated_output.as_deref().map(str::len), Some(5));
+    assert!(c.duration_ms.is_some());
+    // CMD-21: the same turn, stored.
+    let read =
+        h.m.thread_read(&ThreadReadParams {
+            thread_id: t.clone(),
+        })
+        .unwrap();
+    assert_eq!(read.turns, vec![done.clone()]);
+    assert_eq!(
+        read.thread.preview.as_deref(),
+        Some("$ printf hi; printf err >&2; exit 3")
+    );
+    // An echo turn: an agentMessage. Item ids are unique in the thread (CMD-25).
+    h.log.clear();
+    h.turn(A, &t, "hello").unwrap();
+    h.until(turn_done(A)).await;
+    let second = final_turn(&h.log, A);
+    let ThreadItem::AgentMessage(a) = &second.items[1] else {
+        panic!("{second:?}")
+    };
+    assert_eq!(a.text, "hello");
+    let mut ids: Vec<&str> = done
+        .items
+        .iter()
+        .chain(&second.items)
+        .map(ThreadItem::id)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 4);
+    // CMD-26: B is not attached and got nothing.
+    assert!(methods(&h.log, B).is_empty());
+}
+
+#[tokio::test]
+async fn cmd_27_policies_ask_exactly_when_the_table_says() {
+    // (policy, thread mode, command, asks, asked mode)
+    let cases = [
+        (
+            ApprovalPolicy::Never,
+            SandboxMode::WorkspaceWrite,
+            "exit 1",
+            false,
+            None,
+        ),
+        (
+            ApprovalPolicy::OnRequest,
+            SandboxMode::WorkspaceWrite,
+            "exit 1",
+            false,
+            None,
+        ),
+        (
+            ApprovalPolicy::OnFailure,
+            SandboxMode::WorkspaceWrite,
+            "true",
+            false,
+            None,
+        ),
+        (
+            ApprovalPolicy::OnFailure,
+            SandboxMode::DangerFullAccess,
+            "exit 1",
+            false,
+            None,
+        ),
+        (
+            ApprovalPolicy::OnFailure,
+            SandboxMode::WorkspaceWrite,
+            "exit 1",
+            true,
+            Some("danger-full-access"),
+        ),
+        (
+            ApprovalPolicy::Untrusted,
+            SandboxMode::WorkspaceWrite,
+            "true",
+            true,
+            Some("workspace-write"),
+        ),
+        (
+            ApprovalPolicy::Untrusted,
+            SandboxMode::DangerFullAccess,
+            "true",
+            true,
+            Some("danger-full-access"),
+        ),
+    ];
+    for (policy, mode, command, asks, asked_mode) in cases {
+        let mut h = harness(config());
+        let t = h.start(A, policy, mode);
+        h.turn(A, &t, &format!("$ {command}")).unwrap();
+        h.until(|log| turn_done(A)(log) || has_request(A)(log))
+            .await;
+        let requests = h.requests(A);
+        assert_eq!(!requests.is_empty(), asks, "{policy:?} {mode:?} {command}");
+        if let Some((id, params)) = requests.first() {
+            assert_eq!(params["sandbox"], asked_mode.unwrap());
+            assert_eq!(params["threadId"], t.as_str());
+            assert_eq!(params["command"], command);
+            h.answer(A, id.clone(), "decline");
+            h.until(turn_done(A)).await;
+        }
+        let c = command_item(&final_turn(&h.log, A));
+        // on-failure: the first run happened, its failure stands after a decline.
+        let expected = match (command, asks, policy) {
+            ("true", true, _) => CommandExecutionStatus::Declined,
+            ("true", false, _) => CommandExecutionStatus::Completed,
+            _ => CommandExecutionStatus::Failed,
+        };
+        assert_eq!(c.status, expected, "{policy:?} {mode:?} {command}");
+    }
+    // The trusted list (CMD-27): untrusted runs it without asking.
+    let mut h = harness(CommandConfig {
+        trusted_commands: vec!["true".into()],
+        ..config()
+    });
+    let t = h.start(A, ApprovalPolicy::Untrusted, SandboxMode::WorkspaceWrite);
+    h.turn(A, &t, "$ true").unwrap();
+    h.until(turn_done(A)).await;
+    assert!(h.requests(A).is_empty());
+    assert_eq!(
+        command_item(&final_turn(&h.log, A)).status,
+        CommandExecutionStatus::Completed
+    );
+}
+
+#[tokio::test]
+async fn cmd_27_on_failure_accept_reruns_once_without_the_sandbox() {
+    let mut h = harness(config());
+    let marker = h.project.path().join("ran-once");
+    let t = h.start(A, ApprovalPolicy::OnFailure, SandboxMode::WorkspaceWrite);
+    // Fails the first time, succeeds the second.
+    let cmd = format!(
+        "if [ -e {m} ]; then echo second; else touch {m}; echo first; exit 1; fi",
+        m = marker.display()
+    );
+    h.turn(A, &t, &format!("$ {cmd}")).unwrap();
+    h.until(has_request(A)).await;
+    let (id, _) = h.requests(A)[0].clone();
+    h.answer(A, id, "accept");
+    h.until(turn_done(A)).await;
+    let c = command_item(&final_turn(&h.log, A));
+    assert_eq!(c.status, CommandExecutionStatus::Completed);
+    assert_eq!(c.exit_code, Some(0));
+    assert_eq!(c.aggregated_output.as_deref(), Some("second\n"));
+    assert_eq!(h.requests(A).len(), 1, "re-run at most once");
+    // CMD-24: both runs' deltas come between item/started and item/completed, the
+    // approval in between.
+    let seq = methods(&h.log, A);
+    let start = seq.iter().rposition(|m| m == "item/started").unwrap();
+    let ask = seq
+        .iter()
+        .position(|m| m == "item/commandExecution/requestApproval")
+        .unwrap();
+    let resolved = seq
+        .iter()
+        .position(|m| m == "serverRequest/resolved")
+        .unwrap();
+    let end = seq.iter().rposition(|m| m == "item/completed").unwrap();
+    assert!(start < ask && ask < resolved && resolved < end);
+    assert!(
+        seq[start + 1..ask]
+            .iter()
+            .all(|m| m == "item/commandExecution/outputDelta")
+    );
+    assert!(
+        seq[resolved + 1..end]
+            .iter()
+            .all(|m| m == "item/commandExecution/outputDelta")
+    );
+}
+
+#[tokio::test]
+async fn cmd_29_cmd_30_cmd_32_decisions_race_and_late_answers() {
+    let mut h = harness(config());
+    let t = h.start(A, ApprovalPolicy::Untrusted, SandboxMode::DangerFullAccess);
+    h.m.thread_resume(
+        B,
+        &ThreadResumeParams {
+            thread_id: t.clone(),
+        },
+    )
+    .unwrap();
+    h.turn(A, &t, "$ echo ran").unwrap();
+    h.until(|log| has_request(A)(log) && has_request(B)(log))
+        .await;
+    let (a_id, a_params) = h.requests(A)[0].clone();
+    let (b_id, b_params) = h.requests(B)[0].clone();
+    assert_eq!(a_params, b_params);
+    // CMD-30: an error response is not an answer.
+    h.m.handle_response(
+        B,
+        Message::Error(ErrorResponse::new(
+            Some(b_id.clone()),
+            &CommandError::Internal { detail: "x".into() },
+        )),
+    );
+    h.answer(B, b_id.clone(), "acceptForSession");
+    h.answer(A, a_id.clone(), "decline"); // too late
+    h.until(turn_done(A)).await;
+    let c = command_item(&final_turn(&h.log, A));
+    assert_eq!(
+        c.status,
+        CommandExecutionStatus::Completed,
+        "B's accept won"
+    );
+    assert_eq!(c.aggregated_output.as_deref(), Some("ran\n"));
+    for (s, id) in [(A, &a_id), (B, &b_id)] {
+        let resolved: Vec<Value> = notifications(&h.log, s, "serverRequest/resolved").collect();
+        assert_eq!(resolved[0]["requestId"], serde_json::to_value(id).unwrap());
+        assert_eq!(resolved[0]["decision"], "acceptForSession");
+        assert_eq!(resolved[0]["resolvedBy"], "bo-laptop");
+        assert!(resolved[0].get("rejectedAnswer").is_none());
+    }
+    // The loser: cancelled, then its late answer is refused with -32015.
+    let cancelled: Vec<Value> = notifications(&h.log, A, "notifications/cancelled").collect();
+    assert_eq!(cancelled.len(), 1);
+    assert_eq!(
+        cancelled[0]["requestId"],
+        serde_json::to_value(&a_id).unwrap()
+    );
+    assert_eq!(
+        notifications(&h.log, B, "notifications/cancelled").count(),
+        0
+    );
+    let late: Vec<Value> = notifications(&h.log, A, "serverRequest/resolved").collect();
+    assert_eq!(late.len(), 2);
+    assert_eq!(
+        late[1]["rejectedAnswer"]["code"],
+        codes::APPROVAL_ALREADY_RESOLVED
+    );
+    assert_eq!(late[1]["decision"], "acceptForSession");
+    // acceptForSession: the same command in the same cwd runs without asking.
+    h.log.clear();
+    h.turn(A, &t, "$ echo ran").unwrap();
+    h.until(turn_done(A)).await;
+    assert!(h.requests(A).is_empty() && h.requests(B).is_empty());
+    // ... another command still asks; cancel interrupts the turn.
+    h.log.clear();
+    h.turn(A, &t, "$ echo other").unwrap();
+    h.until(has_request(A)).await;
+    let (id, _) = h.requests(A)[0].clone();
+    h.answer(A, id, "cancel");
+    h.until(turn_done(A)).await;
+    let done = final_turn(&h.log, A);
+    assert_eq!(done.status, TurnStatus::Interrupted);
+    let c = command_item(&done);
+    assert_eq!(c.status, CommandExecutionStatus::Declined);
+    assert!(c.exit_code.is_none());
+    // decline: declined, the turn goes on and completes.
+    h.log.clear();
+    h.turn(A, &t, "$ echo other").unwrap();
+    h.until(has_request(A)).await;
+    let (id, _) = h.requests(A)[0].clone();
+    h.answer(A, id, "decline");
+    h.until(turn_done(A)).await;
+    let done = final_turn(&h.log, A);
+    assert_eq!(done.status, TurnStatus::Completed);
+    assert_eq!(command_item(&done).status, CommandExecutionStatus::Declined);
+}
+
+#[tokio::test]
+async fn cmd_31_no_answer_in_time_declines() {
+    let mut h = harness(CommandConfig {
+        approval_timeout: Duration::from_millis(300),
+        ..config()
+    });
+    let t = h.start(A, ApprovalPolicy::Untrusted, SandboxMode::DangerFullAccess);
+    h.m.thread_resume(
+        B,
+        &ThreadResumeParams {
+            thread_id: t.clone(),
+        },
+    )
+    .unwrap();
+    let started = Instant::now();
+    h.turn(A, &t, "$ echo never").unwrap();
+    h.until(turn_done(A)).await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    let done = final_turn(&h.log, A);
+    assert_eq!(done.status, TurnStatus::Completed);
+    assert_eq!(command_item(&done).status, CommandExecutionStatus::Declined);
+    for s in [A, B] {
+        let r: Vec<Value> = notifications(&h.log, s, "serverRequest/resolved").collect();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0]["decision"], "decline");
+        assert!(r[0].get("resolvedBy").is_none());
+        assert_eq!(
+            notifications(&h.log, s, "notifications/cancelled").count(),
+            1
+        );
+    }
+}
+
+/// Whether a process is gone (or a zombie).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[tokio::test]
+async fn cmd_23_interrupt_a_running_command_and_a_pending_approval() {
+    let mut h = harness(config());
+    let t = h.start(A, ApprovalPolicy::Never, SandboxMode::DangerFullAccess);
+    let turn = h.turn(A, &t, "$ sleep 100 & echo $!; sleep 100").unwrap();
+    h.until(|log| {
+        notifications(log, A, "item/commandExecution/outputDelta")
+            .next()
+            .is_some()
+    })
+    .await;
+    let d = notifications(&h.log, A, "item/commandExecution/outputDelta")
+        .next()
+        .unwrap();
+    let bg: u32 = String::from_utf8(decode_delta(d["deltaBase64"].as_str().unwrap()).unwrap())
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(!gone(bg));
+    // CMD-23: unknown turn.
+    let e =
+        h.m.turn_interrupt(
+            A,
+            Id::Number(8),
+            &TurnInterruptParams {
+                thread_id: t.clone(),
+                turn_id: "turn_x".into(),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(code(&e), codes::TURN_NOT_FOUND);
+    h.m.turn_interrupt(
+        A,
+        Id::Number(9),
+        &TurnInterruptParams {
+            thread_id: t.clone(),
+            turn_id: turn.id.clone(),
+        },
+    )
+    .unwrap();
+    assert_eq!(h.m.in_flight(A), 1);
+    h.until(|log| methods(log, A).last().is_some_and(|m| m == "result"))
+        .await;
+    let seq = methods(&h.log, A);
+    assert_eq!(
+        &seq[seq.len() - 2..],
+        ["turn/completed", "result"],
+        "turn/completed before the answer"
+    );
+    let done = final_turn(&h.log, A);
+    assert_eq!(done.status, TurnStatus::Interrupted);
+    assert_eq!(command_item(&done).status, CommandExecutionStatus::Failed);
+    for _ in 0..100 {
+        if gone(bg) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone(bg), "CMD-37: the whole group is killed");
+    // Again: the turn is over.
+    let e =
+        h.m.turn_interrupt(
+            A,
+            Id::Number(10),
+            &TurnInterruptParams {
+                thread_id: t.clone(),
+                turn_id: turn.id,
+            },
+        )
+        .unwrap_err();
+    assert_eq!(code(&e), codes::TURN_NOT_FOUND);
+
+    // While an approval is pending: it resolves as cancel (CMD-33).
+    let mut h = harness(config());
+    let t = h.start(A, ApprovalPolicy::Untrusted, SandboxMode::DangerFullAccess);
+    let turn = h.turn(A, &t, "$ echo no").unwrap();
+    h.until(has_request(A)).await;
+    h.m.turn_interrupt(
+        A,
+        Id::Number(9),
+        &TurnInterruptParams {
+            thread_id: t.clone(),
+            turn_id: turn.id,
+        },
+    )
+    .unwrap();
+    h.until(|log| methods(log, A).last().is_some_and(|m| m == "result"))
+        .await;
+    let r: Vec<Value> = notifications(&h.log, A, "serverRequest/resolved").collect();
+    assert_eq!(r[0]["decision"], "cancel");
+    assert!(r[0].get("resolvedBy").is_none());
+    let done = final_turn(&h.log, A);
+    assert_eq!(done.status, TurnStatus::Interrupted);
+    assert_eq!(command_item(&done).status, CommandExecutionStatus::Declined);
+}
+
+#[tokio::test]
+async fn cmd_19_cmd_33_resume_gets_the_pending_approval_and_it_survives_session_ends() {
+    let mut h = harness(config());
+    let t = h.start(A, ApprovalPolicy::Untrusted, SandboxMode::DangerFullAccess);
+    h.turn(A, &t, "$ echo later").unwrap();
+    h.until(has_request(A)).await;
+    // CMD-33: every attached session ends; the approval stays pending.
+    h.m.session_closed(A);
+    assert!(h.m.poll_timeout().is_some());
+    let c = SessionId([3; 8]);
+    h.m.session_opened(c, "cy".into());
+    h.m.thread_resume(
+        c,
+        &ThreadResumeParams {
+            thread_id: t.clone(),
+        },
+    )
+    .unwrap();
+    h.drain();
+    let (id, params) = h.requests(c)[0].clone();
+    assert_eq!(params["command"], "echo later");
+    h.answer(c, id, "accept");
+    h.until(turn_done(c)).await;
+    assert_eq!(
+        command_item(&final_turn(&h.log, c)).status,
+        CommandExecutionStatus::Completed
+    );
+    // CMD-26: nothing after its end for A.
+    let a_after: Vec<_> = h
+        .log
+        .iter()
+        .skip_while(|(s, _)| *s == A)
+        .filter(|(s, _)| *s == A)
+        .collect();
+    assert!(a_after.is_empty());
+}
+
+#[tokio::test]
+async fn cmd_17_restart_keeps_history_and_fails_the_running_turn() {
+    let mut h = harness(config());
+    let t = h.start(A, ApprovalPolicy::Untrusted, SandboxMode::DangerFullAccess);
+    h.turn(A, &t, "$ echo pending").unwrap();
+    h.until(has_request(A)).await;
+    let before =
+        h.m.thread_read(&ThreadReadParams {
+            thread_id: t.clone(),
+        })
+        .unwrap();
+    assert_eq!(before.thread.status, ThreadStatus::Active);
+    assert_eq!(before.turns[0].items.len(), 2);
+    // The host stops with the approval pending.
+    let (tx, _rx) = mpsc::unbounded_channel();
+    drop(std::mem::replace(
+        &mut h.m,
+        ThreadManager::new(h.state.path(), Arc::clone(&h.config), tx).unwrap(),
+    ));
+    let after =
+        h.m.thread_read(&ThreadReadParams {
+            thread_id: t.clone(),
+        })
+        .unwrap();
+    assert_eq!(after.thread.status, ThreadStatus::Idle);
+    assert_eq!(after.turns[0].status, TurnStatus::Failed);
+    assert_eq!(after.turns[0].items[0], before.turns[0].items[0]);
+    assert_eq!(
+        command_item(&after.turns[0]).status,
+        CommandExecutionStatus::Failed
+    );
+    // And a new turn works, with fresh item ids (CMD-25).
+    h.m.session_opened(A, "ana".into());
+    let (tx, rx) = mpsc::unbounded_channel();
+    h.m.events = tx;
+    h.rx = rx;
+    h.m.thread_resume(
+        A,
+        &ThreadResumeParams {
+            thread_id: t.clone(),
+        },
+    )
+    .unwrap();
+    h.log.clear();
+    h.turn(A, &t, "hi").unwrap();
+    h.until(turn_done(A)).await;
+    let read = h.m.thread_read(&ThreadReadParams { thread_id: t }).unwrap();
+    let mut ids: Vec<&str> = read
+        .turns
+        .iter()
+        .flat_map(|t| &t.items)
+        .map(ThreadItem::id)
+        .collect();
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), n);
+}
+
+#[tokio::test]
+async fn cmd_52_to_54_export_import_rediscovers_agents_md() {
+    let mut h = harness(config());
+    let root = h.project.path().to_owned();
+    let root = root.as_path();
+    std::fs::create_dir_all(root.join(".git")).unwrap();
+    std::fs::create_dir_all(root.join("service")).unwrap();
+    std::fs::write(root.join("AGENTS.md"), "root rules\n").unwrap();
+    let opened =
+        h.m.thread_start(
+            A,
+            &ThreadStartParams {
+                cwd: Some(root.join("service").to_string_lossy().into_owned()),
+                sandbox: Some(SandboxMode::WorkspaceWrite),
+                approval_policy: Some(ApprovalPolicy::Never),
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        opened.instruction_sources,
+        vec![root.join("AGENTS.md").to_string_lossy().into_owned()]
+    );
+    let t = opened.thread.id;
+    h.turn(A, &t, "$ echo built").unwrap();
+    h.until(turn_done(A)).await;
+    let bundle =
+        h.m.thread_export(&ThreadExportParams {
+            thread_id: t.clone(),
+        })
+        .unwrap()
+        .bundle;
+    assert_eq!(bundle.cwd_relative, "service");
+    assert_eq!(bundle.items.len(), 2);
+    assert_eq!(bundle.sandbox, SandboxMode::WorkspaceWrite);
+    // No host path but the commandExecution cwd (CMD-52).
+    let text = serde_json::to_string(&bundle).unwrap();
+    assert_eq!(text.matches(&*root.to_string_lossy()).count(), 1, "{text}");
+
+    // Another host, another checkout.
+    let mut other = harness(config());
+    let root2 = other.project.path().to_owned();
+    std::fs::create_dir_all(root2.join(".git")).unwrap();
+    std::fs::create_dir_all(root2.join("service")).unwrap();
+    std::fs::write(root2.join("AGENTS.md"), "other root\n").unwrap();
+    std::fs::write(root2.join("service/AGENTS.override.md"), "service\n").unwrap();
+    let imported = other
+        .m
+        .thread_import(
+            A,
+            &ThreadImportParams {
+                bundle: bundle.clone(),
+                project_root: None,
+            },
+        )
+        .unwrap();
+    assert_ne!(imported.thread.id, t);
+    assert_eq!(imported.thread.cwd, root2.join("service").to_string_lossy());
+    assert_eq!(
+        imported.instruction_sources,
+        vec![
+            root2.join("AGENTS.md").to_string_lossy().into_owned(),
+            root2
+                .join("service/AGENTS.override.md")
+                .to_string_lossy()
+                .into_owned()
+        ]
+    );
+    let read = other
+        .m
+        .thread_read(&ThreadReadParams {
+            thread_id: imported.thread.id.clone(),
+        })
+        .unwrap();
+    assert_eq!(read.turns.len(), 1);
+    assert_eq!(read.turns[0].status, TurnStatus::Completed);
+    let strip = |items: &[ThreadItem]| -> Vec<Value> {
+        items
+            .iter()
+            .map(|i| {
+                let mut v = serde_json::to_value(i).unwrap();
+                v.as_object_mut().unwrap().remove("id");
+                v
+            })
+            .collect()
+    };
+    assert_eq!(
+        strip(&read.turns[0].items),
+        strip(&bundle.items),
+        "history kept"
+    );
+    // The session is attached: a turn on the imported thread runs in the new cwd.
+    other.turn(A, &imported.thread.id, "$ pwd").unwrap();
+    other.until(turn_done(A)).await;
+    let c = command_item(&final_turn(&other.log, A));
+    assert_eq!(
+        c.aggregated_output.unwrap().trim_end(),
+        root2.join("service").to_string_lossy()
+    );
+
+    // CMD-53: bad bundles; CMD-54: a cwd that does not exist here.
+    let mut bad = bundle.clone();
+    bad.version = 2;
+    let e = other
+        .m
+        .thread_import(
+            A,
+            &ThreadImportParams {
+                bundle: bad,
+                project_root: None,
+            },
+        )
+        .unwrap_err();
+    assert_eq!(code(&e), codes::INVALID_THREAD_BUNDLE);
+    let mut bad = bundle.clone();
+    bad.cwd_relative = "../etc".into();
+    let e = other
+        .m
+        .thread_import(
+            A,
+            &ThreadImportParams {
+                bundle: bad,
+                project_root: None,
+            },
+        )
+        .unwrap_err();
+    assert_eq!(code(&e), codes::INVALID_THREAD_BUNDLE);
+    let mut missing = bundle;
+    missing.cwd_relative = "nope".into();
+    let e = other
+        .m
+        .thread_import(
+            A,
+            &ThreadImportParams {
+                bundle: missing,
+                project_root: None,
+            },
+        )
+        .unwrap_err();
+    assert_eq!(code(&e), codes::INVALID_PARAMS);
+    // CMD-18 for export.
+    let e = other
+        .m
+        .thread_export(&ThreadExportParams {
+            thread_id: "thr_00".into(),
+        })
+        .unwrap_err();
+    assert_eq!(code(&e), codes::THREAD_NOT_FOUND);
+}

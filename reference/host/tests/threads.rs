@@ -1,0 +1,681 @@
+//! Threads, turns, approvals and hand-off through the real host runtime: the reference
+//! relay on 127.0.0.1 (plain `ws://`), `tether_host::run`, and controllers of
+//! `tether-controller` paired with minted tokens.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tether_controller::{
+    Connection, ControllerState, LinkOptions, PairedHost, RpcError, SessionEvent, connect, pair,
+};
+use tether_host::runtime::{HostOptions, RunEvent};
+use tether_host::state::StateDir;
+use tether_host::{CommandConfig, RunError, run};
+use tether_proto::cmd::codes;
+use tether_proto::cmd::methods::ThreadReadResult;
+use tether_proto::cmd::types::{ThreadItem, Turn};
+use tether_proto::cmd::{Notification, Request};
+use tether_proto::time::UnixTime;
+use tether_relay::{RelayHandle, RelayServer, RelayServerConfig};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+const CREDENTIAL: &str = "threads-test-credential";
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn relay() -> RelayHandle {
+    RelayServer::bind(
+        RelayServerConfig::new("127.0.0.1:0".parse().unwrap())
+            .with_workspace("acme", CREDENTIAL.as_bytes(), true)
+            .unwrap()
+            .with_workspace("beta", CREDENTIAL.as_bytes(), true)
+            .unwrap(),
+    )
+    .await
+    .unwrap()
+    .spawn()
+}
+
+struct TestHost {
+    state: StateDir,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), RunError>>,
+}
+
+impl TestHost {
+    async fn start(url: &str, workspace: &str, state: &Path, commands: CommandConfig) -> Self {
+        let state = StateDir::open(state).unwrap();
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let options = HostOptions {
+            relay: url.to_owned(),
+            workspace: workspace.to_owned(),
+            credential: CREDENTIAL.into(),
+            name: format!("{workspace}-box"),
+            confirm: false,
+            commands,
+            ca_cert: None,
+            insecure: false,
+        };
+        let task = tokio::spawn(run(
+            state.clone(),
+            options,
+            async {
+                let _ = stopped.await;
+            },
+            move |e| {
+                let _ = events_tx.send(e);
+            },
+        ));
+        loop {
+            match tokio::time::timeout(WAIT, events.recv()).await.unwrap() {
+                Some(RunEvent::Ready { .. }) => break,
+                Some(RunEvent::LinkLost { reason, .. }) => panic!("link lost: {reason}"),
+                Some(_) => {}
+                None => panic!("host stopped: {:?}", task.await),
+            }
+        }
+        Self { state, stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+
+    /// Pairs a controller whose state lives in `dir` as `device`.
+    async fn pair(&self, dir: &Path, device: &str) -> (ControllerState, PairedHost) {
+        let token = self
+            .state
+            .mint_token(Duration::from_secs(300), UnixTime::now())
+            .unwrap();
+        let state = ControllerState::open(dir).unwrap();
+        let paired = pair(
+            &state,
+            &token.to_text(),
+            CREDENTIAL,
+            device,
+            &LinkOptions::default(),
+            |_| {},
+        )
+        .await
+        .unwrap();
+        (state, paired.host)
+    }
+}
+
+async fn open(state: &ControllerState, host: &PairedHost) -> Connection {
+    let conn = connect(state, host, &LinkOptions::default()).await.unwrap();
+    // CMD-16, CMD-59
+    for cap in ["agent.test", "thread.handoff", "command.exec"] {
+        assert!(conn.init.capabilities.iter().any(|c| c == cap), "{cap}");
+    }
+    conn
+}
+
+fn config(project: &Path) -> CommandConfig {
+    CommandConfig {
+        allow_unsandboxed: true,
+        default_project: Some(project.to_owned()),
+        ..CommandConfig::default()
+    }
+}
+
+async fn call(conn: &Connection, method: &str, params: Value) -> Value {
+    match conn.session.request(method, Some(params)).await {
+        Ok(v) => v,
+        Err(e) => panic!("{method}: {e}"),
+    }
+}
+
+async fn call_err(conn: &Connection, method: &str, params: Value) -> i64 {
+    match conn.session.request(method, Some(params)).await {
+        Err(RpcError::Remote(e)) => e.code,
+        other => panic!("{method}: expected an error, got {other:?}"),
+    }
+}
+
+/// What a session received: notifications and requests, in order.
+#[derive(Debug)]
+enum Got {
+    N(Notification),
+    R(Request),
+}
+
+impl Got {
+    fn method(&self) -> &str {
+        match self {
+            Self::N(n) => &n.method,
+            Self::R(r) => &r.method,
+        }
+    }
+
+    fn params(&self) -> Value {
+        match self {
+            Self::N(n) => n.params.clone().unwrap_or_default(),
+            Self::R(r) => r.params.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// Receives until `stop` holds for the last message received.
+async fn until(conn: &mut Connection, stop: impl Fn(&Got) -> bool) -> Vec<Got> {
+    let deadline = Instant::now() + WAIT;
+    let mut got = Vec::new();
+    loop {
+        let event = tokio::time::timeout_at(deadline.into(), conn.session.next_event())
+            .await
+            .expect("nothing in time")
+            .expect("session ended");
+        let g = match event {
+            SessionEvent::Notification(n) => Got::N(n),
+            SessionEvent::Request(r) => Got::R(r),
+            SessionEvent::Ended(e) => panic!("session ended: {e:?}"),
+            other => panic!("{other:?}"),
+        };
+        let done = stop(&g);
+        got.push(g);
+        if done {
+            return got;
+        }
+    }
+}
+
+fn is(method: &'static str) -> impl Fn(&Got) -> bool {
+    move |g| g.method() == method
+}
+
+fn final_turn(got: &[Got]) -> Turn {
+    let last = got.last().unwrap();
+    assert_eq!(last.method(), "turn/completed");
+    serde_json::from_value(last.params()["turn"].clone()).unwrap()
+}
+
+fn command_status(turn: &Turn) -> String {
+    match &turn.items[1] {
+        ThreadItem::CommandExecution(c) => serde_json::to_value(c.status)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn text(input: &str) -> Value {
+    json!([{ "type": "text", "text": input }])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cmd_17_to_26_threads_and_turns_survive_a_host_restart() {
+    let relay = relay().await;
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let host_state = dir.path().join("host");
+    let host = TestHost::start(relay.url(), "acme", &host_state, config(&project)).await;
+    let (ctl, paired) = host.pair(&dir.path().join("ctl"), "ana-phone").await;
+    let mut conn = open(&ctl, &paired).await;
+
+    let opened = call(
+        &conn,
+        "thread/start",
+        json!({"sandbox": "danger-full-access", "approvalPolicy": "never"}),
+    )
+    .await;
+    let thread_id = opened["thread"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(opened["thread"]["cwd"], project.to_string_lossy().as_ref());
+    assert_eq!(opened["sandbox"]["enforced"], "danger-full-access");
+    assert_eq!(opened["instructionSources"], json!([]));
+
+    // CMD-22, CMD-24: the result, then the notifications in order.
+    let started = call(
+        &conn,
+        "turn/start",
+        json!({"threadId": thread_id, "input": text("$ echo hello; exit 4")}),
+    )
+    .await;
+    assert_eq!(started["turn"]["status"], "inProgress");
+    assert_eq!(started["turn"]["items"], json!([]));
+    let got = until(&mut conn, is("turn/completed")).await;
+    let methods: Vec<&str> = got.iter().map(Got::method).collect();
+    assert_eq!(
+        methods,
+        [
+            "turn/started",
+            "item/started",
+            "item/completed",
+            "item/started",
+            "item/commandExecution/outputDelta",
+            "item/completed",
+            "turn/completed"
+        ]
+    );
+    let turn = final_turn(&got);
+    assert_eq!(turn.id, started["turn"]["id"].as_str().unwrap());
+    match &turn.items[1] {
+        ThreadItem::CommandExecution(c) => {
+            assert_eq!(c.exit_code, Some(4));
+            assert_eq!(c.aggregated_output.as_deref(), Some("hello\n"));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // CMD-20, CMD-21, CMD-18
+    let list = call(&conn, "thread/list", json!({})).await;
+    assert_eq!(list["data"][0]["id"], thread_id.as_str());
+    assert_eq!(list["data"][0]["preview"], "$ echo hello; exit 4");
+    assert!(list.get("nextCursor").is_none());
+    let before: ThreadReadResult =
+        serde_json::from_value(call(&conn, "thread/read", json!({"threadId": thread_id})).await)
+            .unwrap();
+    assert_eq!(before.turns, vec![turn]);
+    assert_eq!(
+        call_err(&conn, "thread/read", json!({"threadId": "thr_0123"})).await,
+        codes::THREAD_NOT_FOUND
+    );
+    assert_eq!(
+        call_err(
+            &conn,
+            "turn/start",
+            json!({"threadId": "thr_0123", "input": text("x")})
+        )
+        .await,
+        codes::THREAD_NOT_FOUND
+    );
+    conn.close().await;
+    host.stop().await;
+
+    // A new host process on the same state directory.
+    let host = TestHost::start(relay.url(), "acme", &host_state, config(&project)).await;
+    let conn = open(&ctl, &paired).await;
+    let after: ThreadReadResult =
+        serde_json::from_value(call(&conn, "thread/read", json!({"threadId": thread_id})).await)
+            .unwrap();
+    assert_eq!(after, before, "no thread or history item lost");
+    conn.close().await;
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cmd_30_cmd_32_two_controllers_race_to_answer() {
+    let relay = relay().await;
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let host = TestHost::start(
+        relay.url(),
+        "acme",
+        &dir.path().join("host"),
+        config(&project),
+    )
+    .await;
+    let (ana, ana_host) = host.pair(&dir.path().join("ana"), "ana-phone").await;
+    let (bo, bo_host) = host.pair(&dir.path().join("bo"), "bo-laptop").await;
+    let mut a = open(&ana, &ana_host).await;
+    let mut b = open(&bo, &bo_host).await;
+    let opened = call(
+        &a,
+        "thread/start",
+        json!({"sandbox": "danger-full-access", "approvalPolicy": "untrusted"}),
+    )
+    .await;
+    let thread_id = opened["thread"]["id"].as_str().unwrap().to_owned();
+    call(&b, "thread/resume", json!({"threadId": thread_id})).await;
+    call(
+        &a,
+        "turn/start",
+        json!({"threadId": thread_id, "input": text("$ echo approved")}),
+    )
+    .await;
+    let ask = |g: &Got| matches!(g, Got::R(_));
+    let got_a = until(&mut a, ask).await;
+    let got_b = until(&mut b, ask).await;
+    let (Got::R(req_a), Got::R(req_b)) = (got_a.last().unwrap(), got_b.last().unwrap()) else {
+        panic!()
+    };
+    assert_eq!(req_a.method, "item/commandExecution/requestApproval");
+    assert_eq!(req_a.params, req_b.params);
+    assert_eq!(req_a.params.as_ref().unwrap()["reason"], "policy untrusted");
+    // Both answer at once: one wins.
+    a.session
+        .respond(req_a.id.clone(), json!({"decision": "decline"}))
+        .unwrap();
+    b.session
+        .respond(req_b.id.clone(), json!({"decision": "accept"}))
+        .unwrap();
+    let rest_a = until(&mut a, is("turn/completed")).await;
+    let rest_b = until(&mut b, is("turn/completed")).await;
+    let resolved = |got: &[Got]| -> Vec<Value> {
+        got.iter()
+            .filter(|g| g.method() == "serverRequest/resolved")
+            .map(Got::params)
+            .collect()
+    };
+    let first_a = resolved(&rest_a)[0].clone();
+    let first_b = resolved(&rest_b)[0].clone();
+    assert_eq!(first_a["decision"], first_b["decision"]);
+    assert_eq!(first_a["resolvedBy"], first_b["resolvedBy"]);
+    let (winner, decision) = match first_a["resolvedBy"].as_str().unwrap() {
+        "ana-phone" => ("ana-phone", "decline"),
+        "bo-laptop" => ("bo-laptop", "accept"),
+        other => panic!("{other}"),
+    };
+    assert_eq!(first_a["decision"], decision);
+    assert_eq!(
+        first_a["requestId"],
+        serde_json::to_value(&req_a.id).unwrap()
+    );
+    assert_eq!(
+        first_b["requestId"],
+        serde_json::to_value(&req_b.id).unwrap()
+    );
+    let turn = final_turn(&rest_a);
+    assert_eq!(turn, final_turn(&rest_b), "CMD-26: the same on both");
+    assert_eq!(
+        command_status(&turn),
+        if decision == "accept" {
+            "completed"
+        } else {
+            "declined"
+        }
+    );
+    // The loser: cancelled, and its answer refused with -32015 (CMD-32).
+    let (loser_events, loser_id, loser) = if winner == "ana-phone" {
+        (rest_b, req_b.id.clone(), &mut b)
+    } else {
+        (rest_a, req_a.id.clone(), &mut a)
+    };
+    assert!(
+        loser_events
+            .iter()
+            .any(|g| g.method() == "notifications/cancelled"
+                && g.params()["requestId"] == serde_json::to_value(&loser_id).unwrap())
+    );
+    let mut all_resolved = resolved(&loser_events);
+    if all_resolved.len() < 2 {
+        let more = until(loser, is("serverRequest/resolved")).await;
+        all_resolved.extend(resolved(&more));
+    }
+    assert_eq!(
+        all_resolved[1]["rejectedAnswer"]["code"],
+        codes::APPROVAL_ALREADY_RESOLVED
+    );
+    assert_eq!(all_resolved[1]["decision"], decision);
+    a.close().await;
+    b.close().await;
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cmd_23_cmd_31_timeout_declines_and_interrupt_kills_the_command() {
+    let relay = relay().await;
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let host = TestHost::start(
+        relay.url(),
+        "acme",
+        &dir.path().join("host"),
+        CommandConfig {
+            approval_timeout: Duration::from_millis(500),
+            ..config(&project)
+        },
+    )
+    .await;
+    let (ctl, paired) = host.pair(&dir.path().join("ctl"), "ana-phone").await;
+    let mut conn = open(&ctl, &paired).await;
+    let opened = call(
+        &conn,
+        "thread/start",
+        json!({"sandbox": "danger-full-access", "approvalPolicy": "untrusted"}),
+    )
+    .await;
+    let thread_id = opened["thread"]["id"].as_str().unwrap().to_owned();
+    let asked = Instant::now();
+    call(
+        &conn,
+        "turn/start",
+        json!({"threadId": thread_id, "input": text("$ echo unanswered")}),
+    )
+    .await;
+    let got = until(&mut conn, is("turn/completed")).await;
+    assert!(asked.elapsed() >= Duration::from_millis(500));
+    let resolved = got
+        .iter()
+        .find(|g| g.method() == "serverRequest/resolved")
+        .unwrap()
+        .params();
+    assert_eq!(resolved["decision"], "decline");
+    assert!(resolved.get("resolvedBy").is_none());
+    assert!(got.iter().any(|g| g.method() == "notifications/cancelled"));
+    assert_eq!(command_status(&final_turn(&got)), "declined");
+
+    // An interrupt while a pending approval waits: cancel (CMD-33).
+    let turn = call(
+        &conn,
+        "turn/start",
+        json!({"threadId": thread_id, "input": text("$ sleep 100")}),
+    )
+    .await;
+    let turn_id = turn["turn"]["id"].as_str().unwrap().to_owned();
+    until(&mut conn, |g| matches!(g, Got::R(_))).await;
+    // CMD-22: busy.
+    assert_eq!(
+        call_err(
+            &conn,
+            "turn/start",
+            json!({"threadId": thread_id, "input": text("x")})
+        )
+        .await,
+        codes::TURN_ALREADY_ACTIVE
+    );
+    call(
+        &conn,
+        "turn/interrupt",
+        json!({"threadId": thread_id, "turnId": turn_id}),
+    )
+    .await;
+    // CMD-23: turn/completed came before the answer.
+    let mut seen = Vec::new();
+    while let Some(SessionEvent::Notification(n)) = conn.session.try_next_event() {
+        seen.push(n);
+    }
+    let last = seen.last().expect("turn/completed before the answer");
+    assert_eq!(last.method, "turn/completed");
+    let done: Turn = serde_json::from_value(last.params.clone().unwrap()["turn"].clone()).unwrap();
+    assert_eq!(serde_json::to_value(done.status).unwrap(), "interrupted");
+    assert_eq!(command_status(&done), "declined");
+    assert!(seen.iter().any(|n| n.method == "serverRequest/resolved"
+        && n.params.as_ref().unwrap()["decision"] == "cancel"));
+    conn.close().await;
+
+    // A running command under `never`: its whole group is killed.
+    let mut conn = open(&ctl, &paired).await;
+    let opened = call(
+        &conn,
+        "thread/start",
+        json!({"sandbox": "danger-full-access", "approvalPolicy": "never"}),
+    )
+    .await;
+    let thread_id = opened["thread"]["id"].as_str().unwrap().to_owned();
+    let turn = call(
+        &conn,
+        "turn/start",
+        json!({"threadId": thread_id, "input": text("$ sleep 100 & echo $!; sleep 100")}),
+    )
+    .await;
+    let got = until(&mut conn, is("item/commandExecution/outputDelta")).await;
+    let delta = got.last().unwrap().params();
+    let raw =
+        tether_proto::cmd::methods::decode_delta(delta["deltaBase64"].as_str().unwrap()).unwrap();
+    let bg: u32 = String::from_utf8(raw).unwrap().trim().parse().unwrap();
+    assert!(Path::new(&format!("/proc/{bg}")).exists());
+    call(
+        &conn,
+        "turn/interrupt",
+        json!({"threadId": thread_id, "turnId": turn["turn"]["id"]}),
+    )
+    .await;
+    let mut last = None;
+    while let Some(SessionEvent::Notification(n)) = conn.session.try_next_event() {
+        last = Some(n);
+    }
+    let last = last.unwrap();
+    assert_eq!(last.method, "turn/completed");
+    assert_eq!(last.params.unwrap()["turn"]["status"], "interrupted");
+    let mut dead = false;
+    for _ in 0..100 {
+        let stat = std::fs::read_to_string(format!("/proc/{bg}/stat")).unwrap_or_default();
+        if stat.is_empty()
+            || stat
+                .rsplit(')')
+                .next()
+                .unwrap()
+                .trim_start()
+                .starts_with('Z')
+        {
+            dead = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        dead,
+        "CMD-37: the background sleep {bg} survived the interrupt"
+    );
+    assert_eq!(
+        call_err(
+            &conn,
+            "turn/interrupt",
+            json!({"threadId": thread_id, "turnId": turn["turn"]["id"]})
+        )
+        .await,
+        codes::TURN_NOT_FOUND
+    );
+    conn.close().await;
+    host.stop().await;
+}
+
+fn checkout(root: &Path, agents: &[(&str, &str)]) -> PathBuf {
+    std::fs::create_dir_all(root.join(".git")).unwrap();
+    std::fs::create_dir_all(root.join("service")).unwrap();
+    for (path, body) in agents {
+        std::fs::write(root.join(path), body).unwrap();
+    }
+    root.join("service")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cmd_52_to_54_handoff_between_two_hosts() {
+    let relay = relay().await;
+    let dir = tempfile::tempdir().unwrap();
+    let laptop = dir.path().join("laptop/acme");
+    let builder = dir.path().join("builder/checkout");
+    let cwd1 = checkout(&laptop, &[("AGENTS.md", "laptop\n")]);
+    let cwd2 = checkout(
+        &builder,
+        &[
+            ("AGENTS.md", "builder\n"),
+            ("service/AGENTS.md", "service\n"),
+        ],
+    );
+    let host1 = TestHost::start(relay.url(), "acme", &dir.path().join("h1"), config(&laptop)).await;
+    let host2 = TestHost::start(
+        relay.url(),
+        "beta",
+        &dir.path().join("h2"),
+        config(dir.path()),
+    )
+    .await;
+    let ctl_dir = dir.path().join("ctl");
+    let (ctl, to1) = host1.pair(&ctl_dir, "ana-phone").await;
+    drop(ctl);
+    let (ctl, to2) = host2.pair(&ctl_dir, "ana-phone").await;
+    let mut c1 = open(&ctl, &to1).await;
+    let opened = call(
+        &c1,
+        "thread/start",
+        json!({"cwd": cwd1, "sandbox": "danger-full-access", "approvalPolicy": "never"}),
+    )
+    .await;
+    assert_eq!(
+        opened["instructionSources"],
+        json!([laptop.join("AGENTS.md")])
+    );
+    let thread_id = opened["thread"]["id"].as_str().unwrap().to_owned();
+    call(
+        &c1,
+        "turn/start",
+        json!({"threadId": thread_id, "input": text("$ echo on the laptop")}),
+    )
+    .await;
+    until(&mut c1, is("turn/completed")).await;
+    let bundle = call(&c1, "thread/export", json!({"threadId": thread_id})).await["bundle"].clone();
+    assert_eq!(bundle["version"], 1);
+    assert_eq!(bundle["cwdRelative"], "service");
+    assert_eq!(bundle["items"].as_array().unwrap().len(), 2);
+    c1.close().await;
+
+    let c2 = open(&ctl, &to2).await;
+    // CMD-53, CMD-13
+    let mut bad = bundle.clone();
+    bad["version"] = 2.into();
+    assert_eq!(
+        call_err(&c2, "thread/import", json!({"bundle": bad})).await,
+        codes::INVALID_THREAD_BUNDLE
+    );
+    let mut bad = bundle.clone();
+    bad["cwdRelative"] = "/etc".into();
+    assert_eq!(
+        call_err(&c2, "thread/import", json!({"bundle": bad})).await,
+        codes::INVALID_THREAD_BUNDLE
+    );
+    assert_eq!(
+        call_err(&c2, "thread/import", json!({"bundle": {"items": 5}})).await,
+        codes::INVALID_PARAMS
+    );
+    let imported = call(
+        &c2,
+        "thread/import",
+        json!({"bundle": bundle, "projectRoot": builder}),
+    )
+    .await;
+    let new_id = imported["thread"]["id"].as_str().unwrap();
+    assert_ne!(new_id, thread_id, "CMD-54: a new id");
+    assert_eq!(imported["thread"]["cwd"], cwd2.to_string_lossy().as_ref());
+    assert_eq!(
+        imported["instructionSources"],
+        json!([builder.join("AGENTS.md"), builder.join("service/AGENTS.md")]),
+        "AGENTS.md discovered again with this host's paths"
+    );
+    let read = call(&c2, "thread/read", json!({"threadId": new_id})).await;
+    let strip = |items: &Value| -> Vec<Value> {
+        items
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                let mut i = i.clone();
+                i.as_object_mut().unwrap().remove("id");
+                i
+            })
+            .collect()
+    };
+    assert_eq!(strip(&read["turns"][0]["items"]), strip(&bundle["items"]));
+    assert_eq!(read["turns"][0]["status"], "completed");
+    c2.close().await;
+    host1.stop().await;
+    host2.stop().await;
+}
