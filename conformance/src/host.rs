@@ -245,6 +245,9 @@ pub struct HostTarget {
     pub work_dir: Option<String>,
     /// What the target is, for reports.
     pub description: String,
+    /// The host's approval time limit (`CMD-31`: 300 s; a host configured shorter for
+    /// tests says so here).
+    pub approval_timeout: Duration,
     shared: tokio::sync::Mutex<Option<PairedDevice>>,
 }
 
@@ -339,8 +342,16 @@ impl HostTarget {
             admin,
             work_dir: None,
             description,
+            approval_timeout: tether_proto::limits::APPROVAL_TIMEOUT,
             shared: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Sets the approval time limit the `CMD-31` case waits for.
+    #[must_use]
+    pub fn with_approval_timeout(mut self, limit: Duration) -> Self {
+        self.approval_timeout = limit;
+        self
     }
 
     /// Sets the directory on the host used by `command/exec` cases.
@@ -1316,4 +1327,47 @@ pub async fn wait_for_host(
         relay.url,
         within.as_secs()
     ))
+}
+
+impl ChannelSession {
+    /// Reads host messages (the backlog first) until one satisfies `pred`; returns every
+    /// message read, the matching one last.
+    ///
+    /// # Errors
+    /// Nothing matching within `wait`, or a rule broken on the way.
+    pub async fn read_until(
+        &mut self,
+        wait: Duration,
+        what: &str,
+        pred: impl Fn(&HostMessage) -> bool,
+    ) -> Res<Vec<HostMessage>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut seen = Vec::new();
+        loop {
+            let msg = match self.backlog.pop_front() {
+                Some(m) => m,
+                None => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    self.recv(left).await.map_err(|e| match e {
+                        Stop::Fail(r) => Stop::Fail(format!("waiting for {what}: {r}")),
+                        s @ Stop::Skip(_) => s,
+                    })?
+                }
+            };
+            let done = pred(&msg);
+            seen.push(msg);
+            if done {
+                return Ok(seen);
+            }
+        }
+    }
+
+    /// Sends the answer `result` to the host's request `id`.
+    ///
+    /// # Errors
+    /// The link fails.
+    pub async fn answer(&mut self, id: &Value, result: Value) -> Res<()> {
+        self.send_json(&json!({"jsonrpc": "2.0", "id": id, "result": result}))
+            .await
+    }
 }

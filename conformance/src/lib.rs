@@ -21,7 +21,8 @@
 //! | [`link`] | the runner's end of a relay link: raw frames, host registration, helpers |
 //! | [`relay_cases`] | the relay cases |
 //! | [`host`] | the runner's side of a host under test: tokens, a controller that can misbehave |
-//! | [`host_cases`] | the host cases |
+//! | [`host_cases`] | the host cases: tokens, channel, envelope, command/exec |
+//! | [`host_thread_cases`] | the host cases of threads, turns, approvals, AGENTS.md, hand-off |
 //! | [`mod@select`] | `--only` / `--skip` globs and the expectations file |
 //! | [`mod@runner`] | running cases, the verdict and exit code |
 //! | [`report`] | the summary table, `--json`, `--junit` |
@@ -31,6 +32,7 @@ pub mod case;
 pub mod context;
 pub mod host;
 pub mod host_cases;
+pub mod host_thread_cases;
 pub mod link;
 pub mod relay_cases;
 pub mod report;
@@ -49,5 +51,6 @@ pub use traffic::TrafficLog;
 pub fn catalogue() -> Vec<Case> {
     let mut cases = relay_cases::catalogue();
     cases.extend(host_cases::catalogue());
+    cases.extend(host_thread_cases::catalogue());
     cases
 }

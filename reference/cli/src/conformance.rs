@@ -123,6 +123,10 @@ struct HostTargetArgs {
     /// else /tmp).
     #[arg(long, value_name = "DIR")]
     work_dir: Option<String>,
+    /// The host's approval time limit in seconds, if it was configured shorter than the
+    /// 300 s of CMD-31 for testing (the CMD-31 case waits this long).
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    approval_timeout: u64,
     /// Extra CA certificate (PEM) to trust for wss://.
     #[arg(long, value_name = "PEM")]
     ca_cert: Option<PathBuf>,
@@ -479,7 +483,8 @@ async fn host_target(
             given: GivenTokens::new(h.tokens.clone()),
         };
         let description = format!("host {} via {}", tether_proto::keys::fingerprint(token.host_key()), relay.url);
-        let mut target = HostTarget::new(relay, Arc::new(admin), description);
+        let mut target = HostTarget::new(relay, Arc::new(admin), description)
+            .with_approval_timeout(std::time::Duration::from_secs(h.approval_timeout));
         if let Some(d) = h.work_dir {
             target = target.with_work_dir(d);
         }
@@ -555,7 +560,9 @@ async fn host_target(
     };
     let description = format!("host started with `{host_cmd}` via {}", relay.url);
     let work_dir = h.work_dir.unwrap_or_else(|| work.display().to_string());
-    let target = HostTarget::new(relay, Arc::new(admin), description).with_work_dir(work_dir);
+    let target = HostTarget::new(relay, Arc::new(admin), description)
+        .with_work_dir(work_dir)
+        .with_approval_timeout(std::time::Duration::from_secs(h.approval_timeout));
     if let Some(p) = process.as_mut() {
         p._state = Some(state);
     }
@@ -610,6 +617,10 @@ impl HostAdmin for ReferenceAdmin {
     }
 }
 
+/// The approval time limit the in-process run gives the reference host, so that the
+/// `CMD-31` case waits seconds, not the 300 s of the specification.
+const REFERENCE_APPROVAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Starts the reference host (`tether host run`, this binary) joined to `relay`, in a
 /// fresh state directory, and waits until it answers.
 async fn start_reference_host(
@@ -627,12 +638,13 @@ async fn start_reference_host(
     std::fs::create_dir_all(log_dir)?;
     let credential = String::from_utf8_lossy(&relay.workspace.credential).into_owned();
     let command = format!(
-        "exec '{}' host run --state '{}' --relay '{}' --workspace '{}' --credential '{}' --name conformance-host",
+        "exec '{}' host run --state '{}' --relay '{}' --workspace '{}' --credential '{}' --name conformance-host --approval-timeout-ms {}",
         exe.display(),
         state_dir.display(),
         relay.url,
         relay.workspace.workspace,
-        credential
+        credential,
+        REFERENCE_APPROVAL_TIMEOUT.as_millis()
     );
     let log = log_dir.join("host-under-test.log");
     let child = spawn_host(&command, &log, &tmp)?;
@@ -653,5 +665,7 @@ async fn start_reference_host(
         log.display()
     );
     let description = format!("reference relay {} and reference host", relay.url);
-    Ok(HostTarget::new(relay, Arc::new(admin), description).with_work_dir(work.display().to_string()))
+    Ok(HostTarget::new(relay, Arc::new(admin), description)
+        .with_work_dir(work.display().to_string())
+        .with_approval_timeout(REFERENCE_APPROVAL_TIMEOUT))
 }
