@@ -18,8 +18,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tether_proto::channel::{
-    HandshakePayload, HostInfo, Initiator, Prologue, Timestamp, Transport, ik_params,
-    noise_builder,
+    HandshakePayload, HostInfo, Initiator, Prologue, Timestamp, Transport, ik_params, noise_builder,
 };
 use tether_proto::cmd::Message;
 use tether_proto::keys::public_key;
@@ -188,7 +187,9 @@ impl HostAdmin for CommandAdmin {
     }
 
     fn can_set_ttl(&self) -> bool {
-        self.pair_cmd.as_deref().is_some_and(|t| t.contains("{ttl}"))
+        self.pair_cmd
+            .as_deref()
+            .is_some_and(|t| t.contains("{ttl}"))
     }
 
     fn can_revoke(&self) -> bool {
@@ -486,7 +487,7 @@ pub async fn paired(cx: &Context) -> Res<PairedDevice> {
 /// As [`paired`]; failure when the host refuses the session.
 pub async fn session(cx: &Context, name: &str) -> Res<ChannelSession> {
     match session_with(cx, name, None).await? {
-        Opened::Established(s) => Ok(s),
+        Opened::Established(s) => Ok(*s),
         Opened::Refused(code, _) => hfail(format!(
             "{name}: the paired device's session was refused with CLOSE {code}"
         )),
@@ -497,11 +498,7 @@ pub async fn session(cx: &Context, name: &str) -> Res<ChannelSession> {
 ///
 /// # Errors
 /// As [`paired`].
-pub async fn session_with(
-    cx: &Context,
-    name: &str,
-    timestamp: Option<Timestamp>,
-) -> Res<Opened> {
+pub async fn session_with(cx: &Context, name: &str, timestamp: Option<Timestamp>) -> Res<Opened> {
     session_capture(cx, name, timestamp, random_session())
         .await
         .map(|(o, _)| o)
@@ -569,7 +566,7 @@ pub fn pair_payload(token: &PairingToken, device: &Device, ts: Timestamp) -> Han
 #[derive(Debug)]
 pub enum Opened {
     /// Message 2 arrived and read correctly.
-    Established(ChannelSession),
+    Established(Box<ChannelSession>),
     /// The host (or relay) closed the session with this code instead.
     Refused(CloseCode, Link),
 }
@@ -644,9 +641,9 @@ pub async fn open_with(
                 ),
             );
             Ok((
-                Opened::Established(ChannelSession::new(
+                Opened::Established(Box::new(ChannelSession::new(
                     cx, name, link, session, transport, info,
-                )),
+                ))),
                 msg1,
             ))
         }
@@ -670,23 +667,20 @@ pub async fn send_message1(
         handshake: msg1,
     })
     .await?;
-    loop {
-        match link.recv(Duration::from_secs(15)).await {
-            Ok(RelayFrame::Data { session: s, payload }) if s == session => return Ok(Ok(payload)),
-            Ok(RelayFrame::Close { session: s, code }) if s == session => return Ok(Err(code)),
-            Ok(other) => {
-                return hfail(format!(
-                    "{}: expected message 2 or CLOSE for session {session}, got {}",
-                    link.name(),
-                    describe(&other)
-                ));
-            }
-            Err(e) => {
-                return hfail(format!(
-                    "no answer to message 1 within 15 s (expected message 2 or CLOSE): {e}"
-                ));
-            }
-        }
+    match link.recv(Duration::from_secs(15)).await {
+        Ok(RelayFrame::Data {
+            session: s,
+            payload,
+        }) if s == session => Ok(Ok(payload)),
+        Ok(RelayFrame::Close { session: s, code }) if s == session => Ok(Err(code)),
+        Ok(other) => hfail(format!(
+            "{}: expected message 2 or CLOSE for session {session}, got {}",
+            link.name(),
+            describe(&other)
+        )),
+        Err(e) => hfail(format!(
+            "no answer to message 1 within 15 s (expected message 2 or CLOSE): {e}"
+        )),
     }
 }
 
@@ -858,23 +852,15 @@ impl ChannelSession {
     /// # Errors
     /// Another frame or nothing within `wait`.
     pub async fn next_frame(&mut self, wait: Duration) -> Res<Result<Vec<u8>, CloseCode>> {
-        loop {
-            match self.link.recv(wait).await? {
-                RelayFrame::Data { session, payload } if session == self.id => {
-                    return Ok(Ok(payload));
-                }
-                RelayFrame::Close { session, code } if session == self.id => {
-                    return Ok(Err(code));
-                }
-                other => {
-                    return hfail(format!(
-                        "{}: expected DATA or CLOSE of session {}, got {}",
-                        self.name,
-                        self.id,
-                        describe(&other)
-                    ));
-                }
-            }
+        match self.link.recv(wait).await? {
+            RelayFrame::Data { session, payload } if session == self.id => Ok(Ok(payload)),
+            RelayFrame::Close { session, code } if session == self.id => Ok(Err(code)),
+            other => hfail(format!(
+                "{}: expected DATA or CLOSE of session {}, got {}",
+                self.name,
+                self.id,
+                describe(&other)
+            )),
         }
     }
 
@@ -1166,8 +1152,10 @@ impl ChannelSession {
             }
         };
         let id = self.fresh_id();
-        self.send_json(&json!({"jsonrpc": "2.0", "id": id, "method": "command/exec", "params": params}))
-            .await?;
+        self.send_json(
+            &json!({"jsonrpc": "2.0", "id": id, "method": "command/exec", "params": params}),
+        )
+        .await?;
         let run = self.collect_exec(&json!(id), &pid, wait).await?;
         Ok(run)
     }

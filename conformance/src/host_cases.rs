@@ -20,9 +20,9 @@ use tether_proto::token::PairingToken;
 use crate::case::{Case, CaseResult, Level, Outcome, TargetKind};
 use crate::context::Context;
 use crate::host::{
-    self, ChannelSession, Device, ExecRun, HOST_WAIT, Opened, Res, Stop, check, fresh_token,
-    hfail, host_target, open, pair_payload, paired, raw_message1, send_message1, session,
-    session_capture, session_with, skip,
+    self, ChannelSession, Device, ExecRun, HOST_WAIT, Opened, Res, Stop, check, fresh_token, hfail,
+    host_target, open, pair_payload, paired, raw_message1, send_message1, session, session_capture,
+    session_with, skip,
 };
 use crate::link::{controller, random_bytes, random_session};
 use crate::traffic::describe;
@@ -67,167 +67,611 @@ macro_rules! hcase {
 pub fn catalogue() -> Vec<Case> {
     vec![
         // ---- chapter 2: the host's tokens ----
-        hcase!("TOKEN-1/canonical-layout", "TOKEN-1", Must, 30,
-            "the host's token decodes strictly and re-encodes to the same text", token_layout),
-        hcase!("TOKEN-2/version-1", "TOKEN-2", Must, 30,
-            "the host's token has version byte 0x01", token_version),
-        hcase!("TOKEN-3/text-form", "TOKEN-3", Must, 30,
-            "the host's token text is TETHER: and canonical upper-case unpadded base32", token_text),
-        hcase!("TOKEN-4/checksum", "TOKEN-4", Must, 30,
-            "the host's token carries the BLAKE2s checksum of its bytes", token_checksum),
-        hcase!("TOKEN-6/reserved-flags-zero", "TOKEN-6", Must, 30,
-            "the host's token has flag bits 1 to 7 clear", token_flags),
-        hcase!("TOKEN-7/workspace", "TOKEN-7", Must, 30,
-            "the host's token names a valid workspace, the one the host registered in", token_workspace),
-        hcase!("TOKEN-8/relay-url-and-host-name", "TOKEN-8", Must, 30,
-            "the host's token has a ws:// or wss:// relay URL and a valid host name", token_url),
-        hcase!("TOKEN-9/lifetime-at-most-600s", "TOKEN-9", Must, 30,
-            "the host's token expires at most 600 s after it was minted", token_lifetime),
-        hcase!("TOKEN-13/key-length", "TOKEN-13", Must, 30,
-            "the host's token has key length 32 and the key the host handshakes with", token_key),
-        hcase!("TOKEN-15/consumed-token-refused", "TOKEN-15", Must, 60,
-            "a token that paired once gets CLOSE TOKEN_REJECTED on a second pairing", token_consumed),
+        hcase!(
+            "TOKEN-1/canonical-layout",
+            "TOKEN-1",
+            Must,
+            30,
+            "the host's token decodes strictly and re-encodes to the same text",
+            token_layout
+        ),
+        hcase!(
+            "TOKEN-2/version-1",
+            "TOKEN-2",
+            Must,
+            30,
+            "the host's token has version byte 0x01",
+            token_version
+        ),
+        hcase!(
+            "TOKEN-3/text-form",
+            "TOKEN-3",
+            Must,
+            30,
+            "the host's token text is TETHER: and canonical upper-case unpadded base32",
+            token_text
+        ),
+        hcase!(
+            "TOKEN-4/checksum",
+            "TOKEN-4",
+            Must,
+            30,
+            "the host's token carries the BLAKE2s checksum of its bytes",
+            token_checksum
+        ),
+        hcase!(
+            "TOKEN-6/reserved-flags-zero",
+            "TOKEN-6",
+            Must,
+            30,
+            "the host's token has flag bits 1 to 7 clear",
+            token_flags
+        ),
+        hcase!(
+            "TOKEN-7/workspace",
+            "TOKEN-7",
+            Must,
+            30,
+            "the host's token names a valid workspace, the one the host registered in",
+            token_workspace
+        ),
+        hcase!(
+            "TOKEN-8/relay-url-and-host-name",
+            "TOKEN-8",
+            Must,
+            30,
+            "the host's token has a ws:// or wss:// relay URL and a valid host name",
+            token_url
+        ),
+        hcase!(
+            "TOKEN-9/lifetime-at-most-600s",
+            "TOKEN-9",
+            Must,
+            30,
+            "the host's token expires at most 600 s after it was minted",
+            token_lifetime
+        ),
+        hcase!(
+            "TOKEN-13/key-length",
+            "TOKEN-13",
+            Must,
+            30,
+            "the host's token has key length 32 and the key the host handshakes with",
+            token_key
+        ),
+        hcase!(
+            "TOKEN-15/consumed-token-refused",
+            "TOKEN-15",
+            Must,
+            60,
+            "a token that paired once gets CLOSE TOKEN_REJECTED on a second pairing",
+            token_consumed
+        ),
         // ---- chapter 4: the secure channel ----
-        hcase!("CHAN-1/ik-handshake", "CHAN-1", Must, 30,
-            "a controller completes Noise_IK_25519_ChaChaPoly_BLAKE2s as initiator and talks", chan_ik),
-        hcase!("CHAN-2/wrong-prologue", "CHAN-2", Must, 30,
-            "message 1 made for another session id, workspace or host key gets HANDSHAKE_FAILED", chan_prologue),
-        hcase!("CHAN-3/malformed-payload", "CHAN-3", Must, 30,
-            "message-1 payloads with a bad version, kind, length, name or trailing byte get HANDSHAKE_FAILED", chan_payload),
-        hcase!("CHAN-4/malformed-timestamp", "CHAN-4", Must, 30,
-            "timestamps with nanoseconds >= 10^9 or a label outside [2^62, 2^63) get HANDSHAKE_FAILED", chan_timestamp),
-        hcase!("CHAN-6/host-info", "CHAN-6", Must, 30,
-            "message 2 carries 0x01 and a host-info object with every member", chan_host_info),
-        hcase!("CHAN-7/low-order-ephemeral", "CHAN-7", Must, 30,
-            "message 1 with a low-order ephemeral key gets HANDSHAKE_FAILED", chan_low_order),
-        hcase!("CHAN-8/tampered-message-1", "CHAN-8", Must, 30,
-            "a flipped bit or a cut in message 1 gets HANDSHAKE_FAILED and changes no state", chan_tampered_msg1),
-        hcase!("CHAN-9/unpaired-device", "CHAN-9", Must, 30,
-            "a SESSION from a key that never paired gets NOT_AUTHORIZED", chan_unpaired),
-        hcase!("CHAN-9/revoked-device", "CHAN-9", Must, 60,
-            "a SESSION from a revoked device gets NOT_AUTHORIZED", chan_revoked),
-        hcase!("CHAN-10/replayed-message-1", "CHAN-10", Must, 30,
-            "the same OPEN sent again after its session ended gets REPLAYED", chan_replayed),
-        hcase!("CHAN-10/timestamp-not-newer", "CHAN-10", Must, 30,
-            "message 1 with the last accepted timestamp, or an older one, gets REPLAYED", chan_not_newer),
-        hcase!("CHAN-11/future-timestamp", "CHAN-11", Must, 30,
-            "a timestamp 1000 s ahead gets CLOCK_SKEW and is not recorded", chan_clock_skew),
-        hcase!("CHAN-12/unknown-token", "CHAN-12", Must, 30,
-            "a PAIR with a token id the host never minted gets TOKEN_REJECTED", chan_unknown_token),
-        hcase!("CHAN-12/wrong-secret", "CHAN-12", Must, 60,
-            "a PAIR with a wrong secret gets TOKEN_REJECTED and does not consume the token", chan_wrong_secret),
+        hcase!(
+            "CHAN-1/ik-handshake",
+            "CHAN-1",
+            Must,
+            30,
+            "a controller completes Noise_IK_25519_ChaChaPoly_BLAKE2s as initiator and talks",
+            chan_ik
+        ),
+        hcase!(
+            "CHAN-2/wrong-prologue",
+            "CHAN-2",
+            Must,
+            30,
+            "message 1 made for another session id, workspace or host key gets HANDSHAKE_FAILED",
+            chan_prologue
+        ),
+        hcase!(
+            "CHAN-3/malformed-payload",
+            "CHAN-3",
+            Must,
+            30,
+            "message-1 payloads with a bad version, kind, length, name or trailing byte get HANDSHAKE_FAILED",
+            chan_payload
+        ),
+        hcase!(
+            "CHAN-4/malformed-timestamp",
+            "CHAN-4",
+            Must,
+            30,
+            "timestamps with nanoseconds >= 10^9 or a label outside [2^62, 2^63) get HANDSHAKE_FAILED",
+            chan_timestamp
+        ),
+        hcase!(
+            "CHAN-6/host-info",
+            "CHAN-6",
+            Must,
+            30,
+            "message 2 carries 0x01 and a host-info object with every member",
+            chan_host_info
+        ),
+        hcase!(
+            "CHAN-7/low-order-ephemeral",
+            "CHAN-7",
+            Must,
+            30,
+            "message 1 with a low-order ephemeral key gets HANDSHAKE_FAILED",
+            chan_low_order
+        ),
+        hcase!(
+            "CHAN-8/tampered-message-1",
+            "CHAN-8",
+            Must,
+            30,
+            "a flipped bit or a cut in message 1 gets HANDSHAKE_FAILED and changes no state",
+            chan_tampered_msg1
+        ),
+        hcase!(
+            "CHAN-9/unpaired-device",
+            "CHAN-9",
+            Must,
+            30,
+            "a SESSION from a key that never paired gets NOT_AUTHORIZED",
+            chan_unpaired
+        ),
+        hcase!(
+            "CHAN-9/revoked-device",
+            "CHAN-9",
+            Must,
+            60,
+            "a SESSION from a revoked device gets NOT_AUTHORIZED",
+            chan_revoked
+        ),
+        hcase!(
+            "CHAN-10/replayed-message-1",
+            "CHAN-10",
+            Must,
+            30,
+            "the same OPEN sent again after its session ended gets REPLAYED",
+            chan_replayed
+        ),
+        hcase!(
+            "CHAN-10/timestamp-not-newer",
+            "CHAN-10",
+            Must,
+            30,
+            "message 1 with the last accepted timestamp, or an older one, gets REPLAYED",
+            chan_not_newer
+        ),
+        hcase!(
+            "CHAN-11/future-timestamp",
+            "CHAN-11",
+            Must,
+            30,
+            "a timestamp 1000 s ahead gets CLOCK_SKEW and is not recorded",
+            chan_clock_skew
+        ),
+        hcase!(
+            "CHAN-12/unknown-token",
+            "CHAN-12",
+            Must,
+            30,
+            "a PAIR with a token id the host never minted gets TOKEN_REJECTED",
+            chan_unknown_token
+        ),
+        hcase!(
+            "CHAN-12/wrong-secret",
+            "CHAN-12",
+            Must,
+            60,
+            "a PAIR with a wrong secret gets TOKEN_REJECTED and does not consume the token",
+            chan_wrong_secret
+        ),
         hcase!(slow "CHAN-12/expired-token", "CHAN-12", Must, 60,
             "a PAIR with an expired token gets TOKEN_REJECTED", chan_expired_token),
         hcase!(alone "CHAN-14/handshake-rate-limit", "CHAN-14", Must, 60,
             "a burst of message 1s beyond 100 plus 50 per second gets RATE_LIMITED", chan_rate_limit),
-        hcase!("CHAN-16/one-message-per-frame", "CHAN-16", Must, 60,
-            "every DATA from the host is one transport message of one command message", chan_one_message),
-        hcase!("CHAN-17/reordered", "CHAN-17", Must, 30,
-            "transport message 1 sent before message 0 gets DECRYPT_FAILED", chan_reordered),
-        hcase!("CHAN-17/replayed", "CHAN-17", Must, 30,
-            "a transport message sent twice gets DECRYPT_FAILED", chan_replayed_transport),
-        hcase!("CHAN-17/reflected", "CHAN-17", Must, 30,
-            "the host's own transport message sent back gets DECRYPT_FAILED", chan_reflected),
-        hcase!("CHAN-18/tampered-ciphertext", "CHAN-18", Must, 30,
-            "a flipped tag byte gets DECRYPT_FAILED and the session processes nothing more", chan_tampered),
-        hcase!("CHAN-18/short-message", "CHAN-18", Must, 30,
-            "a 15-byte transport message gets DECRYPT_FAILED", chan_short),
+        hcase!(
+            "CHAN-16/one-message-per-frame",
+            "CHAN-16",
+            Must,
+            60,
+            "every DATA from the host is one transport message of one command message",
+            chan_one_message
+        ),
+        hcase!(
+            "CHAN-17/reordered",
+            "CHAN-17",
+            Must,
+            30,
+            "transport message 1 sent before message 0 gets DECRYPT_FAILED",
+            chan_reordered
+        ),
+        hcase!(
+            "CHAN-17/replayed",
+            "CHAN-17",
+            Must,
+            30,
+            "a transport message sent twice gets DECRYPT_FAILED",
+            chan_replayed_transport
+        ),
+        hcase!(
+            "CHAN-17/reflected",
+            "CHAN-17",
+            Must,
+            30,
+            "the host's own transport message sent back gets DECRYPT_FAILED",
+            chan_reflected
+        ),
+        hcase!(
+            "CHAN-18/tampered-ciphertext",
+            "CHAN-18",
+            Must,
+            30,
+            "a flipped tag byte gets DECRYPT_FAILED and the session processes nothing more",
+            chan_tampered
+        ),
+        hcase!(
+            "CHAN-18/short-message",
+            "CHAN-18",
+            Must,
+            30,
+            "a 15-byte transport message gets DECRYPT_FAILED",
+            chan_short
+        ),
         hcase!(slow "CHAN-19/rekey", "CHAN-19", Must, 300,
             "both directions rekey after nonce 65535: 65540 requests are all answered", chan_rekey),
-        hcase!("CHAN-21/nonce-encoding", "CHAN-21", Must, 30,
-            "transport messages with nonces 0..5 decrypt both ways (little-endian counter)", chan_nonces),
-        hcase!("CHAN-25/host-info-size", "CHAN-25", Must, 30,
-            "the host-info payload of message 2 is at most 4096 bytes", chan_host_info_size),
+        hcase!(
+            "CHAN-21/nonce-encoding",
+            "CHAN-21",
+            Must,
+            30,
+            "transport messages with nonces 0..5 decrypt both ways (little-endian counter)",
+            chan_nonces
+        ),
+        hcase!(
+            "CHAN-25/host-info-size",
+            "CHAN-25",
+            Must,
+            30,
+            "the host-info payload of message 2 is at most 4096 bytes",
+            chan_host_info_size
+        ),
         hcase!(alone "CHAN-26/remote-access-off", "CHAN-26", Must, 60,
             "with remote access off, message 1 gets REMOTE_ACCESS_DISABLED", chan_remote_off),
-        hcase!("CHAN-27/device-recorded", "CHAN-27", Must, 30,
-            "a paired device can open sessions, and its pairing timestamp counts as accepted", chan_recorded),
-        hcase!("CHAN-28/message-2-first", "CHAN-28", Must, 30,
-            "the first DATA of a session is message 2", chan_msg2_first),
-        hcase!("CHAN-29/clock-before-authorization", "CHAN-29", Must, 30,
-            "an unpaired key with a future timestamp gets CLOCK_SKEW, not NOT_AUTHORIZED", chan_order_clock),
-        hcase!("CHAN-29/clock-before-token", "CHAN-29", Must, 30,
-            "a PAIR with an unknown token and a future timestamp gets CLOCK_SKEW", chan_order_token),
-        hcase!("CHAN-29/noise-before-clock", "CHAN-29", Must, 30,
-            "a wrong prologue with a future timestamp gets HANDSHAKE_FAILED", chan_order_noise),
+        hcase!(
+            "CHAN-27/device-recorded",
+            "CHAN-27",
+            Must,
+            30,
+            "a paired device can open sessions, and its pairing timestamp counts as accepted",
+            chan_recorded
+        ),
+        hcase!(
+            "CHAN-28/message-2-first",
+            "CHAN-28",
+            Must,
+            30,
+            "the first DATA of a session is message 2",
+            chan_msg2_first
+        ),
+        hcase!(
+            "CHAN-29/clock-before-authorization",
+            "CHAN-29",
+            Must,
+            30,
+            "an unpaired key with a future timestamp gets CLOCK_SKEW, not NOT_AUTHORIZED",
+            chan_order_clock
+        ),
+        hcase!(
+            "CHAN-29/clock-before-token",
+            "CHAN-29",
+            Must,
+            30,
+            "a PAIR with an unknown token and a future timestamp gets CLOCK_SKEW",
+            chan_order_token
+        ),
+        hcase!(
+            "CHAN-29/noise-before-clock",
+            "CHAN-29",
+            Must,
+            30,
+            "a wrong prologue with a future timestamp gets HANDSHAKE_FAILED",
+            chan_order_noise
+        ),
         // ---- chapter 5: the command protocol ----
-        hcase!("CMD-1/batch-refused", "CMD-1", Must, 30,
-            "a JSON-RPC batch gets -32600 and none of its requests runs", cmd_batch),
-        hcase!("CMD-2/largest-message", "CMD-2", Must, 30,
-            "a 65519-byte request is read and answered, not refused as too large", cmd_largest),
-        hcase!("CMD-3/bad-text", "CMD-3", Must, 30,
-            "a BOM, invalid UTF-8 and text that is not one JSON value get -32700 with id null", cmd_bad_text),
-        hcase!("CMD-4/nesting", "CMD-4", Must, 30,
-            "33 levels of nesting get -32700; 32 levels are read", cmd_nesting),
-        hcase!("CMD-5/duplicate-member", "CMD-5", Must, 30,
-            "duplicate member names, also escaped and nested, get -32700", cmd_duplicate),
-        hcase!("CMD-6/not-an-object", "CMD-6", Must, 30,
-            "an array, a number and a string message get -32600", cmd_not_object),
-        hcase!("CMD-7/jsonrpc-version", "CMD-7", Must, 30,
-            "a missing jsonrpc, \"1.0\" and the number 2.0 get -32600 with the id echoed", cmd_version),
-        hcase!("CMD-8/bad-id", "CMD-8", Must, 30,
-            "ids null, true, 1.5, 1e2, 2^53, an array and a 65-byte string get -32600 with id null", cmd_bad_id),
-        hcase!("CMD-9/invalid-request", "CMD-9", Must, 30,
-            "a non-string method, method with result, string params, and no method nor id get -32600", cmd_invalid_request),
-        hcase!("CMD-10/bad-error-object-dropped", "CMD-10", Must, 30,
-            "an error response with a malformed error object is refused without an answer", cmd_bad_error_object),
-        hcase!("CMD-11/answers-and-continues", "CMD-11", Must, 30,
-            "refusals carry the readable id, responses are not answered, and the session goes on", cmd_answers),
-        hcase!("CMD-12/unknown-method", "CMD-12", Must, 30,
-            "unknown and wrong-direction methods get -32601; unknown notifications are ignored", cmd_unknown_method),
-        hcase!("CMD-13/invalid-params", "CMD-13", Must, 30,
-            "array params, a missing or mistyped member get -32602; bad notifications are ignored", cmd_invalid_params),
-        hcase!("CMD-14/each-request-answered-once", "CMD-14", Must, 30,
-            "twelve requests with integer and string ids get one answer each, with their ids", cmd_answered_once),
-        hcase!("CMD-15/initialize-first", "CMD-15", Must, 30,
-            "requests before initialize get -32002; a bad version -32602; a second initialize -32600", cmd_initialize),
-        hcase!("CMD-16/capabilities", "CMD-16", Must, 30,
-            "methods of capabilities the host does not list get -32601", cmd_capabilities),
-        hcase!("CMD-34/argv-cwd-stdin", "CMD-34", Must, 60,
-            "command/exec runs an argument vector without a shell, in cwd, with stdin at EOF; bad cwd -32602", cmd_exec_basics),
-        hcase!("CMD-34/process-id-in-use", "CMD-34", Must, 60,
-            "a second command/exec with a running process's id gets -32602", cmd_exec_pid_in_use),
-        hcase!("CMD-35/output-in-order", "CMD-35", Must, 60,
-            "stdout and stderr arrive as deltas in the order written", cmd_output_order),
-        hcase!("CMD-36/answer-is-last", "CMD-36", Must, 60,
-            "the command/exec answer comes after every delta of its process", cmd_answer_last),
-        hcase!("CMD-37/terminate-kills-group", "CMD-37", Must, 60,
-            "command/exec/terminate kills the whole process group, children included", cmd_kill_group),
-        hcase!("CMD-38/terminate", "CMD-38", Must, 60,
-            "terminate of an unknown process gets -32016; of a running one {} then SIGKILL", cmd_terminate),
-        hcase!("CMD-39/exit-status", "CMD-39", Must, 60,
-            "exit 3 gives exitCode 3 and signal null; kill -9 gives exitCode null and SIGKILL", cmd_exit_status),
-        hcase!("CMD-40/delta-chunks", "CMD-40", Must, 60,
-            "100000 bytes of output arrive in base64 deltas of 1 to 16384 bytes", cmd_chunks),
-        hcase!("CMD-41/output-cap", "CMD-41", Must, 60,
-            "with outputCap 1000 exactly 1000 bytes are forwarded, capReached, and the process ends", cmd_output_cap),
-        hcase!("CMD-42/time-limit", "CMD-42", Must, 60,
-            "with timeoutMs 500 a sleeping process is killed and reported timedOut", cmd_time_limit),
-        hcase!("CMD-43/limit-ranges", "CMD-43", Must, 30,
-            "timeoutMs 0 or 86400001 and outputCap 67108865 or -1 get -32602", cmd_limit_ranges),
-        hcase!("CMD-44/read-only-write-denied", "CMD-44", Must, 60,
-            "a write under an enforced read-only sandbox does not happen", cmd_read_only),
-        hcase!("CMD-44/workspace-write-outside-denied", "CMD-44", Must, 60,
-            "under workspace-write a write inside cwd happens and one outside does not", cmd_workspace_write),
-        hcase!("CMD-45/sandbox-report", "CMD-45", Must, 60,
-            "the sandbox report of command/exec is complete and consistent with initialize", cmd_sandbox_report),
-        hcase!("CMD-46/unenforceable-mode", "CMD-46", Must, 60,
-            "a mode the host cannot enforce gets -32012 unless it degrades; danger-full-access never does", cmd_unenforceable),
+        hcase!(
+            "CMD-1/batch-refused",
+            "CMD-1",
+            Must,
+            30,
+            "a JSON-RPC batch gets -32600 and none of its requests runs",
+            cmd_batch
+        ),
+        hcase!(
+            "CMD-2/largest-message",
+            "CMD-2",
+            Must,
+            30,
+            "a 65519-byte request is read and answered, not refused as too large",
+            cmd_largest
+        ),
+        hcase!(
+            "CMD-3/bad-text",
+            "CMD-3",
+            Must,
+            30,
+            "a BOM, invalid UTF-8 and text that is not one JSON value get -32700 with id null",
+            cmd_bad_text
+        ),
+        hcase!(
+            "CMD-4/nesting",
+            "CMD-4",
+            Must,
+            30,
+            "33 levels of nesting get -32700; 32 levels are read",
+            cmd_nesting
+        ),
+        hcase!(
+            "CMD-5/duplicate-member",
+            "CMD-5",
+            Must,
+            30,
+            "duplicate member names, also escaped and nested, get -32700",
+            cmd_duplicate
+        ),
+        hcase!(
+            "CMD-6/not-an-object",
+            "CMD-6",
+            Must,
+            30,
+            "an array, a number and a string message get -32600",
+            cmd_not_object
+        ),
+        hcase!(
+            "CMD-7/jsonrpc-version",
+            "CMD-7",
+            Must,
+            30,
+            "a missing jsonrpc, \"1.0\" and the number 2.0 get -32600 with the id echoed",
+            cmd_version
+        ),
+        hcase!(
+            "CMD-8/bad-id",
+            "CMD-8",
+            Must,
+            30,
+            "ids null, true, 1.5, 1e2, 2^53, an array and a 65-byte string get -32600 with id null",
+            cmd_bad_id
+        ),
+        hcase!(
+            "CMD-9/invalid-request",
+            "CMD-9",
+            Must,
+            30,
+            "a non-string method, method with result, string params, and no method nor id get -32600",
+            cmd_invalid_request
+        ),
+        hcase!(
+            "CMD-10/bad-error-object-dropped",
+            "CMD-10",
+            Must,
+            30,
+            "an error response with a malformed error object is refused without an answer",
+            cmd_bad_error_object
+        ),
+        hcase!(
+            "CMD-11/answers-and-continues",
+            "CMD-11",
+            Must,
+            30,
+            "refusals carry the readable id, responses are not answered, and the session goes on",
+            cmd_answers
+        ),
+        hcase!(
+            "CMD-12/unknown-method",
+            "CMD-12",
+            Must,
+            30,
+            "unknown and wrong-direction methods get -32601; unknown notifications are ignored",
+            cmd_unknown_method
+        ),
+        hcase!(
+            "CMD-13/invalid-params",
+            "CMD-13",
+            Must,
+            30,
+            "array params, a missing or mistyped member get -32602; bad notifications are ignored",
+            cmd_invalid_params
+        ),
+        hcase!(
+            "CMD-14/each-request-answered-once",
+            "CMD-14",
+            Must,
+            30,
+            "twelve requests with integer and string ids get one answer each, with their ids",
+            cmd_answered_once
+        ),
+        hcase!(
+            "CMD-15/initialize-first",
+            "CMD-15",
+            Must,
+            30,
+            "requests before initialize get -32002; a bad version -32602; a second initialize -32600",
+            cmd_initialize
+        ),
+        hcase!(
+            "CMD-16/capabilities",
+            "CMD-16",
+            Must,
+            30,
+            "methods of capabilities the host does not list get -32601",
+            cmd_capabilities
+        ),
+        hcase!(
+            "CMD-34/argv-cwd-stdin",
+            "CMD-34",
+            Must,
+            60,
+            "command/exec runs an argument vector without a shell, in cwd, with stdin at EOF; bad cwd -32602",
+            cmd_exec_basics
+        ),
+        hcase!(
+            "CMD-34/process-id-in-use",
+            "CMD-34",
+            Must,
+            60,
+            "a second command/exec with a running process's id gets -32602",
+            cmd_exec_pid_in_use
+        ),
+        hcase!(
+            "CMD-35/output-in-order",
+            "CMD-35",
+            Must,
+            60,
+            "stdout and stderr arrive as deltas in the order written",
+            cmd_output_order
+        ),
+        hcase!(
+            "CMD-36/answer-is-last",
+            "CMD-36",
+            Must,
+            60,
+            "the command/exec answer comes after every delta of its process",
+            cmd_answer_last
+        ),
+        hcase!(
+            "CMD-37/terminate-kills-group",
+            "CMD-37",
+            Must,
+            60,
+            "command/exec/terminate kills the whole process group, children included",
+            cmd_kill_group
+        ),
+        hcase!(
+            "CMD-38/terminate",
+            "CMD-38",
+            Must,
+            60,
+            "terminate of an unknown process gets -32016; of a running one {} then SIGKILL",
+            cmd_terminate
+        ),
+        hcase!(
+            "CMD-39/exit-status",
+            "CMD-39",
+            Must,
+            60,
+            "exit 3 gives exitCode 3 and signal null; kill -9 gives exitCode null and SIGKILL",
+            cmd_exit_status
+        ),
+        hcase!(
+            "CMD-40/delta-chunks",
+            "CMD-40",
+            Must,
+            60,
+            "100000 bytes of output arrive in base64 deltas of 1 to 16384 bytes",
+            cmd_chunks
+        ),
+        hcase!(
+            "CMD-41/output-cap",
+            "CMD-41",
+            Must,
+            60,
+            "with outputCap 1000 exactly 1000 bytes are forwarded, capReached, and the process ends",
+            cmd_output_cap
+        ),
+        hcase!(
+            "CMD-42/time-limit",
+            "CMD-42",
+            Must,
+            60,
+            "with timeoutMs 500 a sleeping process is killed and reported timedOut",
+            cmd_time_limit
+        ),
+        hcase!(
+            "CMD-43/limit-ranges",
+            "CMD-43",
+            Must,
+            30,
+            "timeoutMs 0 or 86400001 and outputCap 67108865 or -1 get -32602",
+            cmd_limit_ranges
+        ),
+        hcase!(
+            "CMD-44/read-only-write-denied",
+            "CMD-44",
+            Must,
+            60,
+            "a write under an enforced read-only sandbox does not happen",
+            cmd_read_only
+        ),
+        hcase!(
+            "CMD-44/workspace-write-outside-denied",
+            "CMD-44",
+            Must,
+            60,
+            "under workspace-write a write inside cwd happens and one outside does not",
+            cmd_workspace_write
+        ),
+        hcase!(
+            "CMD-45/sandbox-report",
+            "CMD-45",
+            Must,
+            60,
+            "the sandbox report of command/exec is complete and consistent with initialize",
+            cmd_sandbox_report
+        ),
+        hcase!(
+            "CMD-46/unenforceable-mode",
+            "CMD-46",
+            Must,
+            60,
+            "a mode the host cannot enforce gets -32012 unless it degrades; danger-full-access never does",
+            cmd_unenforceable
+        ),
         hcase!(alone "CMD-55/remote-access-off-in-session", "CMD-55", Must, 60,
             "after remote access is switched off, a request of an open session gets -32010", cmd_remote_off),
-        hcase!("CMD-56/revoked-in-session", "CMD-56", Must, 60,
-            "after the device is revoked, a request of its open session gets -32011", cmd_revoked),
-        hcase!("CMD-57/cancel-exec", "CMD-57", Should, 60,
-            "notifications/cancelled for a running command/exec gets it answered at once", cmd_cancel),
-        hcase!("CMD-58/in-flight-limit", "CMD-58", Must, 90,
-            "with 64 requests in flight, the 65th gets -32001 at once", cmd_in_flight),
-        hcase!("CMD-61/check-order", "CMD-61", Must, 30,
-            "envelope before initialization, initialization before method, method before params", cmd_order),
+        hcase!(
+            "CMD-56/revoked-in-session",
+            "CMD-56",
+            Must,
+            60,
+            "after the device is revoked, a request of its open session gets -32011",
+            cmd_revoked
+        ),
+        hcase!(
+            "CMD-57/cancel-exec",
+            "CMD-57",
+            Should,
+            60,
+            "notifications/cancelled for a running command/exec gets it answered at once",
+            cmd_cancel
+        ),
+        hcase!(
+            "CMD-58/in-flight-limit",
+            "CMD-58",
+            Must,
+            90,
+            "with 64 requests in flight, the 65th gets -32001 at once",
+            cmd_in_flight
+        ),
+        hcase!(
+            "CMD-61/check-order",
+            "CMD-61",
+            Must,
+            30,
+            "envelope before initialization, initialization before method, method before params",
+            cmd_order
+        ),
         // ---- chapter 7 ----
-        hcase!("SEC-13/revocation-ends-sessions", "SEC-13", Must, 60,
-            "after revocation the device's open session is closed NOT_AUTHORIZED and its request not run", sec_revoked),
-        hcase!("SEC-21/tag-before-acting", "SEC-21", Must, 60,
-            "a command/exec whose tag does not verify is not run", sec_tag_first),
+        hcase!(
+            "SEC-13/revocation-ends-sessions",
+            "SEC-13",
+            Must,
+            60,
+            "after revocation the device's open session is closed NOT_AUTHORIZED and its request not run",
+            sec_revoked
+        ),
+        hcase!(
+            "SEC-21/tag-before-acting",
+            "SEC-21",
+            Must,
+            60,
+            "a command/exec whose tag does not verify is not run",
+            sec_tag_first
+        ),
     ]
 }
 
@@ -242,7 +686,12 @@ fn close_is(code: CloseCode, want: CloseCode, what: &str) -> Res<()> {
 
 /// Opens a link, sends `msg1` in `OPEN` and returns the `CLOSE` code, failing if the host
 /// answers with message 2.
-async fn refused_raw(cx: &Context, name: &str, session: SessionId, msg1: Vec<u8>) -> Res<CloseCode> {
+async fn refused_raw(
+    cx: &Context,
+    name: &str,
+    session: SessionId,
+    msg1: Vec<u8>,
+) -> Res<CloseCode> {
     let host = host_target(cx)?;
     let identity = paired(cx).await?.identity;
     let mut link = controller(cx, name, &host.relay.workspace).await?;
@@ -303,10 +752,15 @@ async fn refuse(s: &mut ChannelSession, bytes: &[u8], code: i64, id: Value, what
 
 /// The session is still usable: an unknown method gets an answer (any).
 async fn still_answers(s: &mut ChannelSession, what: &str) -> Res<()> {
-    let a = s.call("tether-conformance/probe", Value::Null).await.map_err(|e| match e {
-        Stop::Fail(r) => Stop::Fail(format!("after {what} the session stopped answering (CMD-11): {r}")),
-        other => other,
-    })?;
+    let a = s
+        .call("tether-conformance/probe", Value::Null)
+        .await
+        .map_err(|e| match e {
+            Stop::Fail(r) => Stop::Fail(format!(
+                "after {what} the session stopped answering (CMD-11): {r}"
+            )),
+            other => other,
+        })?;
     check(a.get("error").is_some(), || {
         format!("an unknown method got a result: {a}")
     })
@@ -382,10 +836,13 @@ async fn token_version(cx: Arc<Context>) -> Res<()> {
 async fn token_text(cx: Arc<Context>) -> Res<()> {
     let id = paired(&cx).await?.identity;
     let t = &id.token_text;
-    check(t.starts_with("TETHER:"), || "the text does not start with TETHER:".to_owned())?;
+    check(t.starts_with("TETHER:"), || {
+        "the text does not start with TETHER:".to_owned()
+    })?;
     let rest = t.get(7..).unwrap_or("");
     check(
-        rest.bytes().all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)),
+        rest.bytes()
+            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)),
         || "the text has characters outside A-Z 2-7 after the prefix".to_owned(),
     )?;
     check(id.token.to_text() == *t, || {
@@ -408,7 +865,9 @@ async fn token_flags(cx: Arc<Context>) -> Res<()> {
     let id = paired(&cx).await?.identity;
     let bin = id.token.encode_binary();
     let flags = bin.get(1).copied().unwrap_or(0xff);
-    check(flags & 0xfe == 0, || format!("flags byte {flags:#04x} has reserved bits set"))
+    check(flags & 0xfe == 0, || {
+        format!("flags byte {flags:#04x} has reserved bits set")
+    })
 }
 
 async fn token_workspace(cx: Arc<Context>) -> Res<()> {
@@ -452,7 +911,9 @@ async fn token_lifetime(cx: Arc<Context>) -> Res<()> {
     check(id.token.expires_at() <= limit, || {
         format!(
             "the token expires {} s after the runner received it; at most 600 s are allowed",
-            id.token.expires_at().saturating_sub(id.received_at.as_secs())
+            id.token
+                .expires_at()
+                .saturating_sub(id.received_at.as_secs())
         )
     })
 }
@@ -470,7 +931,14 @@ async fn pair_fresh(cx: &Context, token: &PairingToken, what: &str) -> Res<(Devi
     let identity = paired(cx).await?.identity;
     let mut device = Device::fresh(what);
     let ts = device.next_timestamp();
-    let opened = open(cx, what, &identity, &device, &pair_payload(token, &device, ts)).await?;
+    let opened = open(
+        cx,
+        what,
+        &identity,
+        &device,
+        &pair_payload(token, &device, ts),
+    )
+    .await?;
     Ok((device, opened))
 }
 
@@ -481,12 +949,20 @@ async fn token_consumed(cx: Arc<Context>) -> Res<()> {
     match first {
         Opened::Established(s) => s.close().await,
         Opened::Refused(code, _) => {
-            return hfail(format!("the first pairing with a fresh token got CLOSE {code}"));
+            return hfail(format!(
+                "the first pairing with a fresh token got CLOSE {code}"
+            ));
         }
     }
     let (_, second) = pair_fresh(&cx, &token, "second").await?;
-    let code = second.refused("CLOSE TOKEN_REJECTED for a consumed token").await?;
-    close_is(code, CloseCode::TOKEN_REJECTED, "second pairing with one token")
+    let code = second
+        .refused("CLOSE TOKEN_REJECTED for a consumed token")
+        .await?;
+    close_is(
+        code,
+        CloseCode::TOKEN_REJECTED,
+        "second pairing with one token",
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -494,9 +970,10 @@ async fn token_consumed(cx: Arc<Context>) -> Res<()> {
 
 async fn chan_ik(cx: Arc<Context>) -> Res<()> {
     let mut s = ready(&cx, "ctl").await?;
-    check(!s.transport.handshake_hash().iter().all(|&b| b == 0), || {
-        "all-zero handshake hash".to_owned()
-    })?;
+    check(
+        !s.transport.handshake_hash().iter().all(|&b| b == 0),
+        || "all-zero handshake hash".to_owned(),
+    )?;
     still_answers(&mut s, "initialize").await?;
     s.close().await;
     Ok(())
@@ -510,20 +987,32 @@ async fn chan_prologue(cx: Arc<Context>) -> Res<()> {
         timestamp: Timestamp::from_unix(UnixTime::now()),
     };
     let other_key = tether_proto::keys::public_key(&random_bytes::<32>());
-    let other_ws = if identity.workspace() == "conformance-x" { "conformance-y" } else { "conformance-x" };
+    let other_ws = if identity.workspace() == "conformance-x" {
+        "conformance-y"
+    } else {
+        "conformance-x"
+    };
     for (what, ws, k, wrong_session) in [
         ("another session id", identity.workspace(), key, true),
         ("another workspace", other_ws, key, false),
         ("another host key", identity.workspace(), other_key, false),
     ] {
         let session = random_session();
-        let prologue_session = if wrong_session { random_session() } else { session };
+        let prologue_session = if wrong_session {
+            random_session()
+        } else {
+            session
+        };
         let prologue = Prologue::new(ws, &k, prologue_session)
             .map_err(|e| Stop::Fail(format!("prologue: {e}")))?;
         let init = Initiator::new(&device.private, &key, &prologue, &payload)
             .map_err(|e| Stop::Fail(format!("message 1: {e}")))?;
         let code = refused_raw(&cx, "ctl", session, init.message1().to_vec()).await?;
-        close_is(code, CloseCode::HANDSHAKE_FAILED, &format!("prologue with {what}"))?;
+        close_is(
+            code,
+            CloseCode::HANDSHAKE_FAILED,
+            &format!("prologue with {what}"),
+        )?;
     }
     Ok(())
 }
@@ -556,9 +1045,18 @@ async fn chan_payload(cx: Arc<Context>) -> Res<()> {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("version 2", session_payload(2, 0, &[])),
         ("kind 2", session_payload(1, 2, &[])),
-        ("a SESSION payload with a trailing byte", session_payload(1, 0, &[0])),
-        ("a SESSION payload cut to 13 bytes", session_payload(1, 0, &[]).get(..13).unwrap_or(&[]).to_vec()),
-        ("a PAIR payload without its name", pair(&[], 0).get(..62).unwrap_or(&[]).to_vec()),
+        (
+            "a SESSION payload with a trailing byte",
+            session_payload(1, 0, &[0]),
+        ),
+        (
+            "a SESSION payload cut to 13 bytes",
+            session_payload(1, 0, &[]).get(..13).unwrap_or(&[]).to_vec(),
+        ),
+        (
+            "a PAIR payload without its name",
+            pair(&[], 0).get(..62).unwrap_or(&[]).to_vec(),
+        ),
         ("a device name of length 0", pair(&[], 0)),
         ("a device name of length 65", pair(&[b'a'; 65], 65)),
         ("a device name with a control character", pair(b"a\x07b", 3)),
@@ -568,9 +1066,18 @@ async fn chan_payload(cx: Arc<Context>) -> Res<()> {
     for (what, payload) in cases {
         let device = Device::fresh("payload");
         let session = random_session();
-        let msg1 = raw_message1(&device.private, &key, &prologue_bytes(identity.workspace(), &key, session)?, &payload)?;
+        let msg1 = raw_message1(
+            &device.private,
+            &key,
+            &prologue_bytes(identity.workspace(), &key, session)?,
+            &payload,
+        )?;
         let code = refused_raw(&cx, "ctl", session, msg1).await?;
-        close_is(code, CloseCode::HANDSHAKE_FAILED, &format!("payload with {what}"))?;
+        close_is(
+            code,
+            CloseCode::HANDSHAKE_FAILED,
+            &format!("payload with {what}"),
+        )?;
     }
     Ok(())
 }
@@ -580,7 +1087,10 @@ async fn chan_timestamp(cx: Arc<Context>) -> Res<()> {
     let key = identity.host_key();
     let now = UnixTime::now().as_secs();
     for (what, t) in [
-        ("nanoseconds 10^9", ts_bytes((1u64 << 62) + now, 1_000_000_000)),
+        (
+            "nanoseconds 10^9",
+            ts_bytes((1u64 << 62) + now, 1_000_000_000),
+        ),
         ("a label below 2^62", ts_bytes((1u64 << 62) - 1, 0)),
         ("the label 2^63", ts_bytes(1u64 << 63, 0)),
     ] {
@@ -588,9 +1098,18 @@ async fn chan_timestamp(cx: Arc<Context>) -> Res<()> {
         let session = random_session();
         let mut payload = vec![1u8, 0];
         payload.extend_from_slice(&t);
-        let msg1 = raw_message1(&device.private, &key, &prologue_bytes(identity.workspace(), &key, session)?, &payload)?;
+        let msg1 = raw_message1(
+            &device.private,
+            &key,
+            &prologue_bytes(identity.workspace(), &key, session)?,
+            &payload,
+        )?;
         let code = refused_raw(&cx, "ctl", session, msg1).await?;
-        close_is(code, CloseCode::HANDSHAKE_FAILED, &format!("timestamp with {what}"))?;
+        close_is(
+            code,
+            CloseCode::HANDSHAKE_FAILED,
+            &format!("timestamp with {what}"),
+        )?;
     }
     Ok(())
 }
@@ -608,7 +1127,10 @@ async fn chan_host_info(cx: Arc<Context>) -> Res<()> {
 async fn chan_low_order(cx: Arc<Context>) -> Res<()> {
     let mut first = [0u8; 32];
     first[0] = 1; // u = 1: a point of order 4
-    for (what, e) in [("the all-zero point", [0u8; 32]), ("the point u = 1", first)] {
+    for (what, e) in [
+        ("the all-zero point", [0u8; 32]),
+        ("the point u = 1", first),
+    ] {
         let mut msg1 = e.to_vec();
         msg1.extend_from_slice(&random_bytes::<32>());
         msg1.extend_from_slice(&random_bytes::<32>());
@@ -624,7 +1146,9 @@ async fn chan_tampered_msg1(cx: Arc<Context>) -> Res<()> {
     let sid = random_session();
     let prologue = Prologue::new(p.identity.workspace(), &key, sid)
         .map_err(|e| Stop::Fail(format!("prologue: {e}")))?;
-    let payload = HandshakePayload::Session { timestamp: future_ts(1) };
+    let payload = HandshakePayload::Session {
+        timestamp: future_ts(1),
+    };
     let init = Initiator::new(&p.device.private, &key, &prologue, &payload)
         .map_err(|e| Stop::Fail(format!("message 1: {e}")))?;
     let mut flipped = init.message1().to_vec();
@@ -632,7 +1156,11 @@ async fn chan_tampered_msg1(cx: Arc<Context>) -> Res<()> {
         *b ^= 0x01;
     }
     let code = refused_raw(&cx, "flipped", sid, flipped).await?;
-    close_is(code, CloseCode::HANDSHAKE_FAILED, "message 1 with a flipped bit")?;
+    close_is(
+        code,
+        CloseCode::HANDSHAKE_FAILED,
+        "message 1 with a flipped bit",
+    )?;
     let cut = init.message1().get(..95).unwrap_or(&[]).to_vec();
     expect_refused_raw(&cx, "cut", cut, CloseCode::HANDSHAKE_FAILED).await?;
     // Nothing changed: the device still opens a session.
@@ -644,8 +1172,17 @@ async fn chan_unpaired(cx: Arc<Context>) -> Res<()> {
     let identity = paired(&cx).await?.identity;
     let mut device = Device::fresh("unpaired");
     let ts = device.next_timestamp();
-    let opened = open(&cx, "ctl", &identity, &device, &HandshakePayload::Session { timestamp: ts }).await?;
-    let code = opened.refused("CLOSE NOT_AUTHORIZED for a key that never paired").await?;
+    let opened = open(
+        &cx,
+        "ctl",
+        &identity,
+        &device,
+        &HandshakePayload::Session { timestamp: ts },
+    )
+    .await?;
+    let code = opened
+        .refused("CLOSE NOT_AUTHORIZED for a key that never paired")
+        .await?;
     close_is(code, CloseCode::NOT_AUTHORIZED, "unpaired key")
 }
 
@@ -671,7 +1208,7 @@ async fn pair_for_revocation(cx: &Context) -> Res<(Device, ChannelSession)> {
     let (_, token) = fresh_token(cx, None).await?;
     let (device, opened) = pair_fresh(cx, &token, "revoke").await?;
     match opened {
-        Opened::Established(s) => Ok((device, s)),
+        Opened::Established(s) => Ok((device, *s)),
         Opened::Refused(code, _) => hfail(format!("pairing a fresh device got CLOSE {code}")),
     }
 }
@@ -682,8 +1219,17 @@ async fn chan_revoked(cx: Arc<Context>) -> Res<()> {
     revoke(&cx, &device).await?;
     let identity = paired(&cx).await?.identity;
     let ts = device.next_timestamp();
-    let opened = open(&cx, "ctl", &identity, &device, &HandshakePayload::Session { timestamp: ts }).await?;
-    let code = opened.refused("CLOSE NOT_AUTHORIZED for a revoked device").await?;
+    let opened = open(
+        &cx,
+        "ctl",
+        &identity,
+        &device,
+        &HandshakePayload::Session { timestamp: ts },
+    )
+    .await?;
+    let code = opened
+        .refused("CLOSE NOT_AUTHORIZED for a revoked device")
+        .await?;
     close_is(code, CloseCode::NOT_AUTHORIZED, "revoked device")
 }
 
@@ -707,7 +1253,11 @@ async fn chan_not_newer(cx: Arc<Context>) -> Res<()> {
         .await?
         .refused("CLOSE REPLAYED for the last accepted timestamp")
         .await?;
-    close_is(code, CloseCode::REPLAYED, "the last accepted timestamp again")?;
+    close_is(
+        code,
+        CloseCode::REPLAYED,
+        "the last accepted timestamp again",
+    )?;
     let older = Timestamp::from_unix(last.to_unix().saturating_sub(Duration::from_secs(5)));
     let code = session_with(&cx, "older", Some(older))
         .await?
@@ -728,7 +1278,9 @@ async fn chan_clock_skew(cx: Arc<Context>) -> Res<()> {
     session(&cx, "now")
         .await
         .map_err(|e| match e {
-            Stop::Fail(r) => Stop::Fail(format!("after the refused future timestamp, {r} (was it recorded? CHAN-11)")),
+            Stop::Fail(r) => Stop::Fail(format!(
+                "after the refused future timestamp, {r} (was it recorded? CHAN-11)"
+            )),
             other => other,
         })?
         .close()
@@ -774,7 +1326,15 @@ async fn chan_wrong_secret(cx: Arc<Context>) -> Res<()> {
         .await?;
     close_is(code, CloseCode::TOKEN_REJECTED, "wrong secret")?;
     let ts = device.next_timestamp();
-    match open(&cx, "right", &identity, &device, &pair_payload(&token, &device, ts)).await? {
+    match open(
+        &cx,
+        "right",
+        &identity,
+        &device,
+        &pair_payload(&token, &device, ts),
+    )
+    .await?
+    {
         Opened::Established(s) => {
             s.close().await;
             Ok(())
@@ -796,14 +1356,22 @@ async fn chan_expired_token(cx: Arc<Context>) -> Res<()> {
         .expires_at()
         .saturating_sub(UnixTime::now().as_secs())
         .saturating_add(1);
-    check(wait <= 30, || format!("the 1-second token expires in {wait} s"))?;
+    check(wait <= 30, || {
+        format!("the 1-second token expires in {wait} s")
+    })?;
     tokio::time::sleep(Duration::from_secs(wait)).await;
     let mut device = Device::fresh("expired");
     let ts = device.next_timestamp();
-    let code = open(&cx, "ctl", &identity, &device, &pair_payload(&token, &device, ts))
-        .await?
-        .refused("CLOSE TOKEN_REJECTED for an expired token")
-        .await?;
+    let code = open(
+        &cx,
+        "ctl",
+        &identity,
+        &device,
+        &pair_payload(&token, &device, ts),
+    )
+    .await?
+    .refused("CLOSE TOKEN_REJECTED for an expired token")
+    .await?;
     close_is(code, CloseCode::TOKEN_REJECTED, "expired token")
 }
 
@@ -837,8 +1405,12 @@ async fn chan_rate_limit(cx: Arc<Context>) -> Res<()> {
         for link in &mut links {
             for _ in 0..16 {
                 match link.recv(Duration::from_secs(10)).await? {
-                    RelayFrame::Close { code, .. } if code == CloseCode::RATE_LIMITED => limited += 1,
-                    RelayFrame::Close { code, .. } if code == CloseCode::HANDSHAKE_FAILED => failed += 1,
+                    RelayFrame::Close { code, .. } if code == CloseCode::RATE_LIMITED => {
+                        limited += 1
+                    }
+                    RelayFrame::Close { code, .. } if code == CloseCode::HANDSHAKE_FAILED => {
+                        failed += 1
+                    }
                     other => return hfail(format!("during the burst: {}", describe(&other))),
                 }
             }
@@ -850,9 +1422,14 @@ async fn chan_rate_limit(cx: Arc<Context>) -> Res<()> {
     let secs = start.elapsed().as_secs_f64();
     // Let the bucket fill again for the cases that follow.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    cx.log.note("runner", format!("{failed} handshakes processed, {limited} rate-limited in {secs:.2} s"));
+    cx.log.note(
+        "runner",
+        format!("{failed} handshakes processed, {limited} rate-limited in {secs:.2} s"),
+    );
     check(limited > 0, || {
-        format!("{failed} message 1s in {secs:.2} s were all processed; the budget is 100 plus 50 per second")
+        format!(
+            "{failed} message 1s in {secs:.2} s were all processed; the budget is 100 plus 50 per second"
+        )
     })?;
     // 100 at once, 50 per second after; the runner's own pairing and a few other
     // handshakes may have spent some.
@@ -873,7 +1450,10 @@ async fn chan_one_message(cx: Arc<Context>) -> Res<()> {
     if s.has_capability(tether_proto::cmd::capability::COMMAND_EXEC) {
         let dir = s.work_dir(&cx)?;
         let run = s
-            .exec(exec_params(&["head", "-c", "300000", "/dev/zero"], &dir), Duration::from_secs(30))
+            .exec(
+                exec_params(&["head", "-c", "300000", "/dev/zero"], &dir),
+                Duration::from_secs(30),
+            )
             .await?;
         check(run.stdout.len() == 300_000, || {
             format!("300000 bytes of output arrived as {}", run.stdout.len())
@@ -889,7 +1469,9 @@ async fn expect_decrypt_failed(s: &mut ChannelSession, what: &str) -> Res<()> {
             Ok(Err(code)) => return close_is(code, CloseCode::DECRYPT_FAILED, what),
             // Answers to what came before are fine.
             Ok(Ok(_)) => {}
-            Err(Stop::Fail(r)) => return hfail(format!("{what}: expected CLOSE DECRYPT_FAILED: {r}")),
+            Err(Stop::Fail(r)) => {
+                return hfail(format!("{what}: expected CLOSE DECRYPT_FAILED: {r}"));
+            }
             Err(e) => return Err(e),
         }
     }
@@ -942,7 +1524,10 @@ async fn chan_tampered(cx: Arc<Context>) -> Res<()> {
     let mut s = session(&cx, "ctl").await?;
     let mut c = Vec::new();
     s.transport
-        .encrypt(br#"{"jsonrpc":"2.0","id":1,"method":"tether-conformance/probe"}"#, &mut c)
+        .encrypt(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tether-conformance/probe"}"#,
+            &mut c,
+        )
         .map_err(|e| Stop::Fail(format!("encrypt: {e}")))?;
     if let Some(b) = c.last_mut() {
         *b ^= 0x01;
@@ -977,13 +1562,17 @@ async fn chan_rekey(cx: Arc<Context>) -> Res<()> {
     while answered < TOTAL {
         while sent < TOTAL && sent - answered < WINDOW {
             sent += 1;
-            let req = format!(r#"{{"jsonrpc":"2.0","id":{sent},"method":"tether-conformance/probe"}}"#);
+            let req =
+                format!(r#"{{"jsonrpc":"2.0","id":{sent},"method":"tether-conformance/probe"}}"#);
             let mut c = Vec::new();
             s.transport
                 .encrypt(req.as_bytes(), &mut c)
                 .map_err(|e| Stop::Fail(format!("encrypt: {e}")))?;
             s.link
-                .send(&RelayFrame::Data { session: s.id, payload: c })
+                .send(&RelayFrame::Data {
+                    session: s.id,
+                    payload: c,
+                })
                 .await?;
         }
         let payload = match s.next_frame(HOST_WAIT).await? {
@@ -1011,7 +1600,10 @@ async fn chan_rekey(cx: Arc<Context>) -> Res<()> {
     }
     cx.log.note(
         "ctl",
-        format!("{TOTAL} requests answered in {:.1} s; both nonces past 65536", start.elapsed().as_secs_f64()),
+        format!(
+            "{TOTAL} requests answered in {:.1} s; both nonces past 65536",
+            start.elapsed().as_secs_f64()
+        ),
     );
     s.close().await;
     Ok(())
@@ -1022,9 +1614,10 @@ async fn chan_nonces(cx: Arc<Context>) -> Res<()> {
     for _ in 0..4 {
         still_answers(&mut s, "a request").await?;
     }
-    check(s.transport.receiving_nonce() >= 5 && s.transport.sending_nonce() >= 5, || {
-        "fewer than 5 messages each way".to_owned()
-    })?;
+    check(
+        s.transport.receiving_nonce() >= 5 && s.transport.sending_nonce() >= 5,
+        || "fewer than 5 messages each way".to_owned(),
+    )?;
     s.close().await;
     Ok(())
 }
@@ -1040,10 +1633,15 @@ async fn set_remote(cx: &Context, on: bool) -> Res<()> {
     let host = host_target(cx)?;
     match host.admin.set_remote_access(on).await {
         Ok(true) => {
-            cx.log.note("runner", format!("remote access switched {}", if on { "on" } else { "off" }));
+            cx.log.note(
+                "runner",
+                format!("remote access switched {}", if on { "on" } else { "off" }),
+            );
             Ok(())
         }
-        Ok(false) => skip("needs a way to switch the host's remote access: give --remote-access-cmd"),
+        Ok(false) => {
+            skip("needs a way to switch the host's remote access: give --remote-access-cmd")
+        }
         Err(e) => hfail(format!("switching remote access: {e}")),
     }
 }
@@ -1083,11 +1681,23 @@ async fn chan_msg2_first(cx: Arc<Context>) -> Res<()> {
 async fn chan_order_clock(cx: Arc<Context>) -> Res<()> {
     let identity = paired(&cx).await?.identity;
     let device = Device::fresh("skewed");
-    let code = open(&cx, "ctl", &identity, &device, &HandshakePayload::Session { timestamp: future_ts(1000) })
-        .await?
-        .refused("CLOSE CLOCK_SKEW")
-        .await?;
-    close_is(code, CloseCode::CLOCK_SKEW, "unpaired key, timestamp 1000 s ahead")
+    let code = open(
+        &cx,
+        "ctl",
+        &identity,
+        &device,
+        &HandshakePayload::Session {
+            timestamp: future_ts(1000),
+        },
+    )
+    .await?
+    .refused("CLOSE CLOCK_SKEW")
+    .await?;
+    close_is(
+        code,
+        CloseCode::CLOCK_SKEW,
+        "unpaired key, timestamp 1000 s ahead",
+    )
 }
 
 async fn chan_order_token(cx: Arc<Context>) -> Res<()> {
@@ -1103,7 +1713,11 @@ async fn chan_order_token(cx: Arc<Context>) -> Res<()> {
         .await?
         .refused("CLOSE CLOCK_SKEW")
         .await?;
-    close_is(code, CloseCode::CLOCK_SKEW, "unknown token, timestamp 1000 s ahead")
+    close_is(
+        code,
+        CloseCode::CLOCK_SKEW,
+        "unknown token, timestamp 1000 s ahead",
+    )
 }
 
 async fn chan_order_noise(cx: Arc<Context>) -> Res<()> {
@@ -1113,9 +1727,18 @@ async fn chan_order_noise(cx: Arc<Context>) -> Res<()> {
     let session = random_session();
     let mut payload = vec![1u8, 0];
     payload.extend_from_slice(&future_ts(1000).to_bytes());
-    let msg1 = raw_message1(&device.private, &key, &prologue_bytes(identity.workspace(), &key, random_session())?, &payload)?;
+    let msg1 = raw_message1(
+        &device.private,
+        &key,
+        &prologue_bytes(identity.workspace(), &key, random_session())?,
+        &payload,
+    )?;
     let code = refused_raw(&cx, "ctl", session, msg1).await?;
-    close_is(code, CloseCode::HANDSHAKE_FAILED, "wrong prologue, timestamp 1000 s ahead")
+    close_is(
+        code,
+        CloseCode::HANDSHAKE_FAILED,
+        "wrong prologue, timestamp 1000 s ahead",
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1124,10 +1747,21 @@ async fn chan_order_noise(cx: Arc<Context>) -> Res<()> {
 async fn cmd_batch(cx: Arc<Context>) -> Res<()> {
     let mut s = session(&cx, "ctl").await?;
     let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"clientInfo":{"name":"c","version":"1"},"protocolVersion":"tether/1"}}]"#;
-    refuse(&mut s, batch, -32600, Value::Null, "a batch of one initialize").await?;
+    refuse(
+        &mut s,
+        batch,
+        -32600,
+        Value::Null,
+        "a batch of one initialize",
+    )
+    .await?;
     // The initialize inside did not run: the session is still uninitialized.
     let a = s.call("tether-conformance/probe", Value::Null).await?;
-    expect_error(&a, -32002, "a request after the refused batch (was its initialize run?)")?;
+    expect_error(
+        &a,
+        -32002,
+        "a request after the refused batch (was its initialize run?)",
+    )?;
     s.close().await;
     Ok(())
 }
@@ -1148,17 +1782,44 @@ async fn cmd_largest(cx: Arc<Context>) -> Res<()> {
 async fn cmd_bad_text(cx: Arc<Context>) -> Res<()> {
     let mut s = ready(&cx, "ctl").await?;
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("a byte-order mark", b"\xef\xbb\xbf{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"}".to_vec()),
-        ("invalid UTF-8", b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\"}".to_vec()),
-        ("an overlong UTF-8 form", b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xc0\xaf\"}".to_vec()),
+        (
+            "a byte-order mark",
+            b"\xef\xbb\xbf{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"}".to_vec(),
+        ),
+        (
+            "invalid UTF-8",
+            b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\"}".to_vec(),
+        ),
+        (
+            "an overlong UTF-8 form",
+            b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xc0\xaf\"}".to_vec(),
+        ),
         ("empty input", Vec::new()),
         ("truncated JSON", br#"{"jsonrpc":"2.0","id":1,"#.to_vec()),
-        ("a second value", br#"{"jsonrpc":"2.0","id":1,"method":"x"} {}"#.to_vec()),
-        ("NaN", br#"{"jsonrpc":"2.0","id":NaN,"method":"x"}"#.to_vec()),
-        ("a comment", b"{\"jsonrpc\":\"2.0\",/* c */\"id\":1,\"method\":\"x\"}".to_vec()),
-        ("a trailing comma", br#"{"jsonrpc":"2.0","id":1,"method":"x",}"#.to_vec()),
-        ("single quotes", br#"{'jsonrpc':'2.0','id':1,'method':'x'}"#.to_vec()),
-        ("a lone surrogate escape", br#"{"jsonrpc":"2.0","id":1,"method":"\ud800"}"#.to_vec()),
+        (
+            "a second value",
+            br#"{"jsonrpc":"2.0","id":1,"method":"x"} {}"#.to_vec(),
+        ),
+        (
+            "NaN",
+            br#"{"jsonrpc":"2.0","id":NaN,"method":"x"}"#.to_vec(),
+        ),
+        (
+            "a comment",
+            b"{\"jsonrpc\":\"2.0\",/* c */\"id\":1,\"method\":\"x\"}".to_vec(),
+        ),
+        (
+            "a trailing comma",
+            br#"{"jsonrpc":"2.0","id":1,"method":"x",}"#.to_vec(),
+        ),
+        (
+            "single quotes",
+            br#"{'jsonrpc':'2.0','id':1,'method':'x'}"#.to_vec(),
+        ),
+        (
+            "a lone surrogate escape",
+            br#"{"jsonrpc":"2.0","id":1,"method":"\ud800"}"#.to_vec(),
+        ),
     ];
     for (what, bytes) in cases {
         refuse(&mut s, &bytes, -32700, Value::Null, what).await?;
@@ -1171,7 +1832,9 @@ async fn cmd_bad_text(cx: Arc<Context>) -> Res<()> {
 fn nested(levels: usize) -> Vec<u8> {
     // The message object is level 1; params adds one level, each array one more.
     let inner = levels.saturating_sub(2);
-    let mut p = String::from(r#"{"jsonrpc":"2.0","id":5,"method":"tether-conformance/probe","params":{"a":"#);
+    let mut p = String::from(
+        r#"{"jsonrpc":"2.0","id":5,"method":"tether-conformance/probe","params":{"a":"#,
+    );
     p.push_str(&"[".repeat(inner));
     p.push_str(&"]".repeat(inner));
     p.push_str("}}");
@@ -1180,7 +1843,14 @@ fn nested(levels: usize) -> Vec<u8> {
 
 async fn cmd_nesting(cx: Arc<Context>) -> Res<()> {
     let mut s = ready(&cx, "ctl").await?;
-    refuse(&mut s, &nested(33), -32700, Value::Null, "33 levels of nesting").await?;
+    refuse(
+        &mut s,
+        &nested(33),
+        -32700,
+        Value::Null,
+        "33 levels of nesting",
+    )
+    .await?;
     s.send_plain(&nested(32)).await?;
     let a = s.answer_to(&json!(5), HOST_WAIT).await?;
     check(error_code(&a) != Some(-32700), || {
@@ -1193,9 +1863,18 @@ async fn cmd_nesting(cx: Arc<Context>) -> Res<()> {
 async fn cmd_duplicate(cx: Arc<Context>) -> Res<()> {
     let mut s = ready(&cx, "ctl").await?;
     for (what, bytes) in [
-        ("two ids", br#"{"jsonrpc":"2.0","id":1,"id":2,"method":"x"}"#.as_slice()),
-        ("an escaped duplicate", br#"{"jsonrpc":"2.0","id":1,"method":"x","\u006dethod":"y"}"#.as_slice()),
-        ("a nested duplicate", br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":{"b":1,"b":2}}}"#.as_slice()),
+        (
+            "two ids",
+            br#"{"jsonrpc":"2.0","id":1,"id":2,"method":"x"}"#.as_slice(),
+        ),
+        (
+            "an escaped duplicate",
+            br#"{"jsonrpc":"2.0","id":1,"method":"x","\u006dethod":"y"}"#.as_slice(),
+        ),
+        (
+            "a nested duplicate",
+            br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":{"b":1,"b":2}}}"#.as_slice(),
+        ),
     ] {
         refuse(&mut s, bytes, -32700, Value::Null, what).await?;
     }
@@ -1222,8 +1901,14 @@ async fn cmd_version(cx: Arc<Context>) -> Res<()> {
     let mut s = ready(&cx, "ctl").await?;
     for (what, bytes) in [
         ("no jsonrpc", br#"{"id":5,"method":"x"}"#.as_slice()),
-        ("jsonrpc 1.0", br#"{"jsonrpc":"1.0","id":5,"method":"x"}"#.as_slice()),
-        ("jsonrpc the number 2.0", br#"{"jsonrpc":2.0,"id":5,"method":"x"}"#.as_slice()),
+        (
+            "jsonrpc 1.0",
+            br#"{"jsonrpc":"1.0","id":5,"method":"x"}"#.as_slice(),
+        ),
+        (
+            "jsonrpc the number 2.0",
+            br#"{"jsonrpc":2.0,"id":5,"method":"x"}"#.as_slice(),
+        ),
     ] {
         refuse(&mut s, bytes, -32600, json!(5), what).await?;
     }
@@ -1245,11 +1930,23 @@ async fn cmd_bad_id(cx: Arc<Context>) -> Res<()> {
         ("a 65-byte string", format!("\"{long}\"")),
     ] {
         let msg = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tether-conformance/probe"}}"#);
-        refuse(&mut s, msg.as_bytes(), -32600, Value::Null, &format!("id {what}")).await?;
+        refuse(
+            &mut s,
+            msg.as_bytes(),
+            -32600,
+            Value::Null,
+            &format!("id {what}"),
+        )
+        .await?;
     }
     // The largest valid ids are fine.
-    for id in [json!(9_007_199_254_740_991i64), json!(-9_007_199_254_740_991i64), json!("b".repeat(64))] {
-        s.send_json(&json!({"jsonrpc":"2.0","id":id,"method":"tether-conformance/probe"})).await?;
+    for id in [
+        json!(9_007_199_254_740_991i64),
+        json!(-9_007_199_254_740_991i64),
+        json!("b".repeat(64)),
+    ] {
+        s.send_json(&json!({"jsonrpc":"2.0","id":id,"method":"tether-conformance/probe"}))
+            .await?;
         let a = s.answer_to(&id, HOST_WAIT).await?;
         expect_error(&a, -32601, &format!("a valid id {id}"))?;
     }
@@ -1260,10 +1957,26 @@ async fn cmd_bad_id(cx: Arc<Context>) -> Res<()> {
 async fn cmd_invalid_request(cx: Arc<Context>) -> Res<()> {
     let mut s = ready(&cx, "ctl").await?;
     for (what, bytes, id) in [
-        ("method 5", br#"{"jsonrpc":"2.0","id":6,"method":5}"#.as_slice(), json!(6)),
-        ("method and result", br#"{"jsonrpc":"2.0","id":6,"method":"x","result":{}}"#.as_slice(), json!(6)),
-        ("string params", br#"{"jsonrpc":"2.0","id":6,"method":"x","params":"p"}"#.as_slice(), json!(6)),
-        ("neither method nor id", br#"{"jsonrpc":"2.0"}"#.as_slice(), Value::Null),
+        (
+            "method 5",
+            br#"{"jsonrpc":"2.0","id":6,"method":5}"#.as_slice(),
+            json!(6),
+        ),
+        (
+            "method and result",
+            br#"{"jsonrpc":"2.0","id":6,"method":"x","result":{}}"#.as_slice(),
+            json!(6),
+        ),
+        (
+            "string params",
+            br#"{"jsonrpc":"2.0","id":6,"method":"x","params":"p"}"#.as_slice(),
+            json!(6),
+        ),
+        (
+            "neither method nor id",
+            br#"{"jsonrpc":"2.0"}"#.as_slice(),
+            Value::Null,
+        ),
     ] {
         refuse(&mut s, bytes, -32600, id, what).await?;
     }
@@ -1273,14 +1986,21 @@ async fn cmd_invalid_request(cx: Arc<Context>) -> Res<()> {
 
 async fn cmd_bad_error_object(cx: Arc<Context>) -> Res<()> {
     let mut s = ready(&cx, "ctl").await?;
-    s.send_plain(br#"{"jsonrpc":"2.0","id":5,"error":{"code":"x"}}"#).await?;
-    s.send_plain(br#"{"jsonrpc":"2.0","id":6,"error":{"message":"no code"}}"#).await?;
-    s.send_plain(br#"{"jsonrpc":"2.0","id":7,"result":{},"error":{"code":1,"message":"m"}}"#).await?;
+    s.send_plain(br#"{"jsonrpc":"2.0","id":5,"error":{"code":"x"}}"#)
+        .await?;
+    s.send_plain(br#"{"jsonrpc":"2.0","id":6,"error":{"message":"no code"}}"#)
+        .await?;
+    s.send_plain(br#"{"jsonrpc":"2.0","id":7,"result":{},"error":{"code":1,"message":"m"}}"#)
+        .await?;
     // The next message from the host must be the answer to this probe, nothing for the three.
-    s.send_plain(br#"{"jsonrpc":"2.0","id":8,"method":"tether-conformance/probe"}"#).await?;
+    s.send_plain(br#"{"jsonrpc":"2.0","id":8,"method":"tether-conformance/probe"}"#)
+        .await?;
     let m = s.recv(HOST_WAIT).await?;
     check(m.value.get("id") == Some(&json!(8)), || {
-        format!("the host answered a response (responses are never answered, CMD-11): {}", m.value)
+        format!(
+            "the host answered a response (responses are never answered, CMD-11): {}",
+            m.value
+        )
     })?;
     s.close().await;
     Ok(())
@@ -1288,12 +2008,22 @@ async fn cmd_bad_error_object(cx: Arc<Context>) -> Res<()> {
 
 async fn cmd_answers(cx: Arc<Context>) -> Res<()> {
     let mut s = session(&cx, "ctl").await?;
-    refuse(&mut s, br#"{"jsonrpc":"1.0","id":"abc","method":"x"}"#, -32600, json!("abc"), "jsonrpc 1.0 with id \"abc\"").await?;
+    refuse(
+        &mut s,
+        br#"{"jsonrpc":"1.0","id":"abc","method":"x"}"#,
+        -32600,
+        json!("abc"),
+        "jsonrpc 1.0 with id \"abc\"",
+    )
+    .await?;
     refuse(&mut s, b"{]", -32700, Value::Null, "not JSON").await?;
     // A response to nothing is dropped, not answered.
-    s.send_plain(br#"{"jsonrpc":"2.0","id":999,"result":{}}"#).await?;
+    s.send_plain(br#"{"jsonrpc":"2.0","id":999,"result":{}}"#)
+        .await?;
     s.initialize().await.map_err(|e| match e {
-        Stop::Fail(r) => Stop::Fail(format!("after refusals, initialize failed (the session must continue): {r}")),
+        Stop::Fail(r) => Stop::Fail(format!(
+            "after refusals, initialize failed (the session must continue): {r}"
+        )),
         other => other,
     })?;
     s.close().await;
@@ -1302,12 +2032,19 @@ async fn cmd_answers(cx: Arc<Context>) -> Res<()> {
 
 async fn cmd_unknown_method(cx: Arc<Context>) -> Res<()> {
     let mut s = ready(&cx, "ctl").await?;
-    for m in ["tether-conformance/nope", "INITIALIZE", "Command/exec", "item/commandExecution/requestApproval"] {
+    for m in [
+        "tether-conformance/nope",
+        "INITIALIZE",
+        "Command/exec",
+        "item/commandExecution/requestApproval",
+    ] {
         let a = s.call(m, json!({})).await?;
         expect_error(&a, -32601, &format!("method {m:?}"))?;
     }
-    s.send_json(&json!({"jsonrpc":"2.0","method":"tether-conformance/notify"})).await?;
-    s.send_plain(br#"{"jsonrpc":"2.0","id":"after","method":"tether-conformance/probe"}"#).await?;
+    s.send_json(&json!({"jsonrpc":"2.0","method":"tether-conformance/notify"}))
+        .await?;
+    s.send_plain(br#"{"jsonrpc":"2.0","id":"after","method":"tether-conformance/probe"}"#)
+        .await?;
     let m = s.recv(HOST_WAIT).await?;
     check(m.value.get("id") == Some(&json!("after")), || {
         format!("the host answered an unknown notification: {}", m.value)
@@ -1320,28 +2057,60 @@ async fn cmd_invalid_params(cx: Arc<Context>) -> Res<()> {
     let mut s = session(&cx, "ctl").await?;
     let a = s.call("initialize", json!([])).await?;
     expect_error(&a, -32602, "initialize with array params")?;
-    let a = s.call("initialize", json!({"protocolVersion": "tether/1"})).await?;
+    let a = s
+        .call("initialize", json!({"protocolVersion": "tether/1"}))
+        .await?;
     expect_error(&a, -32602, "initialize without clientInfo")?;
-    let msg = a.pointer("/error/message").and_then(Value::as_str).unwrap_or("");
+    let msg = a
+        .pointer("/error/message")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     check(msg.contains("clientInfo"), || {
         format!("the -32602 message {msg:?} does not name the member clientInfo")
     })?;
-    let a = s.call("initialize", json!({"clientInfo": {"name": "c", "version": "1"}, "protocolVersion": 1})).await?;
+    let a = s
+        .call(
+            "initialize",
+            json!({"clientInfo": {"name": "c", "version": "1"}, "protocolVersion": 1}),
+        )
+        .await?;
     expect_error(&a, -32602, "initialize with a numeric protocolVersion")?;
     s.initialize().await?;
     // A notification with bad params is ignored, not answered.
-    s.send_json(&json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":[1]}})).await?;
-    s.send_plain(br#"{"jsonrpc":"2.0","id":"after","method":"tether-conformance/probe"}"#).await?;
+    s.send_json(
+        &json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":[1]}}),
+    )
+    .await?;
+    s.send_plain(br#"{"jsonrpc":"2.0","id":"after","method":"tether-conformance/probe"}"#)
+        .await?;
     let m = s.recv(HOST_WAIT).await?;
     check(m.value.get("id") == Some(&json!("after")), || {
-        format!("the host answered a notification with bad params: {}", m.value)
+        format!(
+            "the host answered a notification with bad params: {}",
+            m.value
+        )
     })?;
     if s.has_capability(tether_proto::cmd::capability::COMMAND_EXEC) {
-        let a = s.call("command/exec", json!({"command": "ls", "cwd": "/", "processId": "p"})).await?;
+        let a = s
+            .call(
+                "command/exec",
+                json!({"command": "ls", "cwd": "/", "processId": "p"}),
+            )
+            .await?;
         expect_error(&a, -32602, "command/exec with a string command")?;
-        let a = s.call("command/exec", json!({"command": [], "cwd": "/", "processId": "p"})).await?;
+        let a = s
+            .call(
+                "command/exec",
+                json!({"command": [], "cwd": "/", "processId": "p"}),
+            )
+            .await?;
         expect_error(&a, -32602, "command/exec with an empty command")?;
-        let a = s.call("command/exec", json!({"command": ["true"], "cwd": "/", "processId": "p", "sandbox": "everything"})).await?;
+        let a = s
+            .call(
+                "command/exec",
+                json!({"command": ["true"], "cwd": "/", "processId": "p", "sandbox": "everything"}),
+            )
+            .await?;
         expect_error(&a, -32602, "command/exec with an unknown sandbox mode")?;
     }
     s.close().await;
@@ -1350,17 +2119,36 @@ async fn cmd_invalid_params(cx: Arc<Context>) -> Res<()> {
 
 async fn cmd_answered_once(cx: Arc<Context>) -> Res<()> {
     let mut s = ready(&cx, "ctl").await?;
-    let ids = [json!(0), json!(-1), json!(42), json!("x"), json!(""), json!("id-7"), json!(9_007_199_254_740_991i64), json!(3), json!("3"), json!(-42), json!("é"), json!(10)];
+    let ids = [
+        json!(0),
+        json!(-1),
+        json!(42),
+        json!("x"),
+        json!(""),
+        json!("id-7"),
+        json!(9_007_199_254_740_991i64),
+        json!(3),
+        json!("3"),
+        json!(-42),
+        json!("é"),
+        json!(10),
+    ];
     for id in &ids {
-        s.send_json(&json!({"jsonrpc":"2.0","id":id,"method":"tether-conformance/probe"})).await?;
+        s.send_json(&json!({"jsonrpc":"2.0","id":id,"method":"tether-conformance/probe"}))
+            .await?;
     }
-    s.send_plain(br#"{"jsonrpc":"2.0","id":12345,"result":{}}"#).await?;
+    s.send_plain(br#"{"jsonrpc":"2.0","id":12345,"result":{}}"#)
+        .await?;
     let mut seen: Vec<Value> = Vec::new();
     while seen.len() < ids.len() {
         let m = s.recv(HOST_WAIT).await?;
         let id = m.value.get("id").cloned().unwrap_or(Value::Null);
-        check(ids.contains(&id), || format!("an answer with an id the runner never sent: {}", m.value))?;
-        check(!seen.contains(&id), || format!("request {id} was answered twice"))?;
+        check(ids.contains(&id), || {
+            format!("an answer with an id the runner never sent: {}", m.value)
+        })?;
+        check(!seen.contains(&id), || {
+            format!("request {id} was answered twice")
+        })?;
         seen.push(id);
     }
     s.expect_silence(Duration::from_millis(500)).await?;
@@ -1372,29 +2160,48 @@ async fn cmd_initialize(cx: Arc<Context>) -> Res<()> {
     let mut s = session(&cx, "ctl").await?;
     let a = s.call("tether-conformance/probe", Value::Null).await?;
     expect_error(&a, -32002, "a request before initialize")?;
-    let a = s.call("command/exec", json!({"command": ["true"], "cwd": "/", "processId": "p"})).await?;
-    expect_error(&a, -32002, "command/exec before initialize")?;
-    s.send_json(&json!({"jsonrpc":"2.0","method":"initialized"})).await?;
     let a = s
-        .call("initialize", json!({"clientInfo": {"name": "c", "version": "1"}, "protocolVersion": "tether/2"}))
+        .call(
+            "command/exec",
+            json!({"command": ["true"], "cwd": "/", "processId": "p"}),
+        )
+        .await?;
+    expect_error(&a, -32002, "command/exec before initialize")?;
+    s.send_json(&json!({"jsonrpc":"2.0","method":"initialized"}))
+        .await?;
+    let a = s
+        .call(
+            "initialize",
+            json!({"clientInfo": {"name": "c", "version": "1"}, "protocolVersion": "tether/2"}),
+        )
         .await?;
     expect_error(&a, -32602, "initialize with protocolVersion tether/2")?;
     let a = s.call("tether-conformance/probe", Value::Null).await?;
     expect_error(&a, -32002, "a request after a refused initialize")?;
     let result = s
-        .call_ok("initialize", json!({"clientInfo": {"name": "c", "version": "1"}, "protocolVersion": "tether/1"}))
+        .call_ok(
+            "initialize",
+            json!({"clientInfo": {"name": "c", "version": "1"}, "protocolVersion": "tether/1"}),
+        )
         .await?;
-    check(result.get("protocolVersion") == Some(&json!("tether/1")), || {
-        format!("initialize result without protocolVersion tether/1: {result}")
-    })?;
+    check(
+        result.get("protocolVersion") == Some(&json!("tether/1")),
+        || format!("initialize result without protocolVersion tether/1: {result}"),
+    )?;
     for member in ["serverInfo", "capabilities", "sandbox", "platform"] {
-        check(result.get(member).is_some(), || format!("initialize result without {member}: {result}"))?;
+        check(result.get(member).is_some(), || {
+            format!("initialize result without {member}: {result}")
+        })?;
     }
     // Nothing from the host before `initialized`.
     s.expect_silence(Duration::from_millis(500)).await?;
-    s.send_json(&json!({"jsonrpc":"2.0","method":"initialized"})).await?;
+    s.send_json(&json!({"jsonrpc":"2.0","method":"initialized"}))
+        .await?;
     let a = s
-        .call("initialize", json!({"clientInfo": {"name": "c", "version": "1"}, "protocolVersion": "tether/1"}))
+        .call(
+            "initialize",
+            json!({"clientInfo": {"name": "c", "version": "1"}, "protocolVersion": "tether/1"}),
+        )
         .await?;
     expect_error(&a, -32600, "a second initialize")?;
     s.close().await;
@@ -1410,7 +2217,9 @@ async fn cmd_capabilities(cx: Arc<Context>) -> Res<()> {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    check(caps.iter().all(Value::is_string), || format!("capabilities are not all strings: {caps:?}"))?;
+    check(caps.iter().all(Value::is_string), || {
+        format!("capabilities are not all strings: {caps:?}")
+    })?;
     let has = |c: &str| caps.iter().any(|v| v.as_str() == Some(c));
     if !has(tether_proto::cmd::capability::COMMAND_EXEC) {
         for m in ["command/exec", "command/exec/terminate"] {
@@ -1433,27 +2242,56 @@ async fn cmd_capabilities(cx: Arc<Context>) -> Res<()> {
 
 async fn cmd_exec_basics(cx: Arc<Context>) -> Res<()> {
     let (mut s, dir) = exec_ready(&cx, "ctl").await?;
-    let run = s.exec(exec_params(&["echo", "a;b $HOME |c"], &dir), HOST_WAIT).await?;
+    let run = s
+        .exec(exec_params(&["echo", "a;b $HOME |c"], &dir), HOST_WAIT)
+        .await?;
     check(run.stdout == b"a;b $HOME |c\n", || {
-        format!("echo of one argument printed {:?}: was a shell involved?", String::from_utf8_lossy(&run.stdout))
-    })?;
-    let here = s.exec(exec_params(&["sh", "-c", "pwd -P"], &dir), HOST_WAIT).await?;
-    let want = s.exec(exec_params(&["sh", "-c", &format!("cd '{dir}' && pwd -P")], "/"), HOST_WAIT).await?;
-    check(!here.stdout.is_empty() && here.stdout == want.stdout, || {
         format!(
-            "the process ran in {:?}, not in cwd {:?}",
-            String::from_utf8_lossy(&here.stdout),
-            String::from_utf8_lossy(&want.stdout)
+            "echo of one argument printed {:?}: was a shell involved?",
+            String::from_utf8_lossy(&run.stdout)
         )
     })?;
+    let here = s
+        .exec(exec_params(&["sh", "-c", "pwd -P"], &dir), HOST_WAIT)
+        .await?;
+    let want = s
+        .exec(
+            exec_params(&["sh", "-c", &format!("cd '{dir}' && pwd -P")], "/"),
+            HOST_WAIT,
+        )
+        .await?;
+    check(
+        !here.stdout.is_empty() && here.stdout == want.stdout,
+        || {
+            format!(
+                "the process ran in {:?}, not in cwd {:?}",
+                String::from_utf8_lossy(&here.stdout),
+                String::from_utf8_lossy(&want.stdout)
+            )
+        },
+    )?;
     let start = Instant::now();
     let run = s.exec(exec_params(&["cat"], &dir), HOST_WAIT).await?;
-    check(run.exit_code() == Some(0) && run.stdout.is_empty() && start.elapsed() < Duration::from_secs(5), || {
-        format!("cat with empty stdin: {} after {:?}", run.answer, start.elapsed())
-    })?;
-    for (what, cwd) in [("a missing directory", format!("{dir}/missing")), ("a relative path", "tmp".to_owned())] {
+    check(
+        run.exit_code() == Some(0)
+            && run.stdout.is_empty()
+            && start.elapsed() < Duration::from_secs(5),
+        || {
+            format!(
+                "cat with empty stdin: {} after {:?}",
+                run.answer,
+                start.elapsed()
+            )
+        },
+    )?;
+    for (what, cwd) in [
+        ("a missing directory", format!("{dir}/missing")),
+        ("a relative path", "tmp".to_owned()),
+    ] {
         let run = s.exec(exec_params(&["true"], &cwd), HOST_WAIT).await?;
-        check(run.error_code() == Some(-32602), || format!("cwd {what}: expected -32602, got {}", run.answer))?;
+        check(run.error_code() == Some(-32602), || {
+            format!("cwd {what}: expected -32602, got {}", run.answer)
+        })?;
     }
     s.close().await;
     Ok(())
@@ -1466,11 +2304,14 @@ async fn cmd_exec_pid_in_use(cx: Arc<Context>) -> Res<()> {
         o.insert("processId".to_owned(), json!("same"));
     }
     let first = s.fresh_id();
-    s.send_json(&json!({"jsonrpc":"2.0","id":first,"method":"command/exec","params":p})).await?;
+    s.send_json(&json!({"jsonrpc":"2.0","id":first,"method":"command/exec","params":p}))
+        .await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let a = s.call("command/exec", p.clone()).await?;
     expect_error(&a, -32602, "a second command/exec with a running processId")?;
-    let t = s.call("command/exec/terminate", json!({"processId": "same"})).await?;
+    let t = s
+        .call("command/exec/terminate", json!({"processId": "same"}))
+        .await?;
     check(t.get("result").is_some(), || format!("terminate: {t}"))?;
     s.collect_exec(&json!(first), "same", HOST_WAIT).await?;
     s.close().await;
@@ -1488,10 +2329,18 @@ async fn cmd_output_order(cx: Arc<Context>) -> Res<()> {
         err.push_str(&format!("err{i}\n"));
     }
     check(run.stdout == out.as_bytes(), || {
-        format!("stdout arrived out of order or incomplete ({} of {} bytes)", run.stdout.len(), out.len())
+        format!(
+            "stdout arrived out of order or incomplete ({} of {} bytes)",
+            run.stdout.len(),
+            out.len()
+        )
     })?;
     check(run.stderr == err.as_bytes(), || {
-        format!("stderr arrived out of order or incomplete ({} of {} bytes)", run.stderr.len(), err.len())
+        format!(
+            "stderr arrived out of order or incomplete ({} of {} bytes)",
+            run.stderr.len(),
+            err.len()
+        )
     })?;
     s.close().await;
     Ok(())
@@ -1501,11 +2350,21 @@ async fn cmd_answer_last(cx: Arc<Context>) -> Res<()> {
     let (mut s, dir) = exec_ready(&cx, "ctl").await?;
     for _ in 0..3 {
         let run = s
-            .exec(sh("head -c 200000 /dev/zero; echo done >&2", &dir), Duration::from_secs(30))
+            .exec(
+                sh("head -c 200000 /dev/zero; echo done >&2", &dir),
+                Duration::from_secs(30),
+            )
             .await?;
-        check(run.stdout.len() == 200_000 && run.stderr == b"done\n", || {
-            format!("the answer came before all output: {} + {} bytes", run.stdout.len(), run.stderr.len())
-        })?;
+        check(
+            run.stdout.len() == 200_000 && run.stderr == b"done\n",
+            || {
+                format!(
+                    "the answer came before all output: {} + {} bytes",
+                    run.stdout.len(),
+                    run.stderr.len()
+                )
+            },
+        )?;
     }
     // A delta after its answer would fail here (recv checks, CMD-36).
     still_answers(&mut s, "three runs").await?;
@@ -1522,14 +2381,18 @@ async fn cmd_kill_group(cx: Arc<Context>) -> Res<()> {
         o.insert("processId".to_owned(), json!("group"));
     }
     let id = s.fresh_id();
-    s.send_json(&json!({"jsonrpc":"2.0","id":id,"method":"command/exec","params":p})).await?;
+    s.send_json(&json!({"jsonrpc":"2.0","id":id,"method":"command/exec","params":p}))
+        .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let t = s.call("command/exec/terminate", json!({"processId": "group"})).await?;
+    let t = s
+        .call("command/exec/terminate", json!({"processId": "group"}))
+        .await?;
     check(t.get("result").is_some(), || format!("terminate: {t}"))?;
     s.collect_exec(&json!(id), "group", HOST_WAIT).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     check(!exists(&mut s, &marker, &dir).await?, || {
-        "a child of the terminated process lived on and wrote its file: the group was not killed".to_owned()
+        "a child of the terminated process lived on and wrote its file: the group was not killed"
+            .to_owned()
     })?;
     s.close().await;
     Ok(())
@@ -1537,22 +2400,33 @@ async fn cmd_kill_group(cx: Arc<Context>) -> Res<()> {
 
 async fn cmd_terminate(cx: Arc<Context>) -> Res<()> {
     let (mut s, dir) = exec_ready(&cx, "ctl").await?;
-    let a = s.call("command/exec/terminate", json!({"processId": "nothing-runs"})).await?;
+    let a = s
+        .call(
+            "command/exec/terminate",
+            json!({"processId": "nothing-runs"}),
+        )
+        .await?;
     expect_error(&a, -32016, "terminate of an unknown process")?;
     let mut p = exec_params(&["sleep", "30"], &dir);
     if let Some(o) = p.as_object_mut() {
         o.insert("processId".to_owned(), json!("sleeper"));
     }
     let id = s.fresh_id();
-    s.send_json(&json!({"jsonrpc":"2.0","id":id,"method":"command/exec","params":p})).await?;
+    s.send_json(&json!({"jsonrpc":"2.0","id":id,"method":"command/exec","params":p}))
+        .await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let t = s.call("command/exec/terminate", json!({"processId": "sleeper"})).await?;
-    check(t.get("result") == Some(&json!({})), || format!("terminate of a running process: {t}"))?;
+    let t = s
+        .call("command/exec/terminate", json!({"processId": "sleeper"}))
+        .await?;
+    check(t.get("result") == Some(&json!({})), || {
+        format!("terminate of a running process: {t}")
+    })?;
     let run = s.collect_exec(&json!(id), "sleeper", HOST_WAIT).await?;
     let r = result_of(&run, "the terminated command/exec")?;
-    check(r.get("signal") == Some(&json!("SIGKILL")) && r.get("exitCode") == Some(&Value::Null), || {
-        format!("the terminated process's answer: {r}")
-    })?;
+    check(
+        r.get("signal") == Some(&json!("SIGKILL")) && r.get("exitCode") == Some(&Value::Null),
+        || format!("the terminated process's answer: {r}"),
+    )?;
     s.close().await;
     Ok(())
 }
@@ -1562,27 +2436,39 @@ async fn cmd_exit_status(cx: Arc<Context>) -> Res<()> {
     let run = s.exec(sh("exit 3", &dir), HOST_WAIT).await?;
     let r = result_of(&run, "exit 3")?;
     check(
-        r.get("exitCode") == Some(&json!(3)) && r.get("signal") == Some(&Value::Null)
-            && r.get("timedOut") == Some(&json!(false)) && r.get("capReached") == Some(&json!(false)),
+        r.get("exitCode") == Some(&json!(3))
+            && r.get("signal") == Some(&Value::Null)
+            && r.get("timedOut") == Some(&json!(false))
+            && r.get("capReached") == Some(&json!(false)),
         || format!("exit 3: {r}"),
     )?;
     let run = s.exec(sh("kill -9 $$", &dir), HOST_WAIT).await?;
     let r = result_of(&run, "kill -9 $$")?;
-    check(r.get("exitCode") == Some(&Value::Null) && r.get("signal") == Some(&json!("SIGKILL")), || {
-        format!("a process killed by SIGKILL: {r}")
-    })?;
+    check(
+        r.get("exitCode") == Some(&Value::Null) && r.get("signal") == Some(&json!("SIGKILL")),
+        || format!("a process killed by SIGKILL: {r}"),
+    )?;
     s.close().await;
     Ok(())
 }
 
 async fn cmd_chunks(cx: Arc<Context>) -> Res<()> {
     let (mut s, dir) = exec_ready(&cx, "ctl").await?;
-    let run = s.exec(exec_params(&["head", "-c", "100000", "/dev/zero"], &dir), Duration::from_secs(30)).await?;
-    check(run.stdout.len() == 100_000 && run.stdout.iter().all(|&b| b == 0), || {
-        format!("expected 100000 zero bytes, got {}", run.stdout.len())
-    })?;
+    let run = s
+        .exec(
+            exec_params(&["head", "-c", "100000", "/dev/zero"], &dir),
+            Duration::from_secs(30),
+        )
+        .await?;
+    check(
+        run.stdout.len() == 100_000 && run.stdout.iter().all(|&b| b == 0),
+        || format!("expected 100000 zero bytes, got {}", run.stdout.len()),
+    )?;
     check(run.deltas.len() >= 7, || {
-        format!("100000 bytes in {} deltas: some delta carries more than 16384", run.deltas.len())
+        format!(
+            "100000 bytes in {} deltas: some delta carries more than 16384",
+            run.deltas.len()
+        )
     })?;
     s.close().await;
     Ok(())
@@ -1598,16 +2484,39 @@ async fn cmd_output_cap(cx: Arc<Context>) -> Res<()> {
     let start = Instant::now();
     let run = s.exec(p, Duration::from_secs(30)).await?;
     let total = run.stdout.len() + run.stderr.len();
-    check(total == 1000, || format!("with outputCap 1000, {total} bytes were forwarded"))?;
-    let last_cap = run.deltas.last().and_then(|d| d.get("capReached")).and_then(Value::as_bool);
-    check(last_cap == Some(true), || "the last delta does not carry capReached: true".to_owned())?;
-    let early = run.deltas.iter().rev().skip(1).any(|d| d.get("capReached") == Some(&json!(true)));
-    check(!early, || "a delta followed the one with capReached".to_owned())?;
-    let r = result_of(&run, "the capped command")?;
-    check(r.get("capReached") == Some(&json!(true)), || format!("result without capReached: {r}"))?;
-    check(start.elapsed() < Duration::from_secs(15) && r.get("timedOut") == Some(&json!(false)), || {
-        format!("the capped process was not killed at the cap: {r} after {:?}", start.elapsed())
+    check(total == 1000, || {
+        format!("with outputCap 1000, {total} bytes were forwarded")
     })?;
+    let last_cap = run
+        .deltas
+        .last()
+        .and_then(|d| d.get("capReached"))
+        .and_then(Value::as_bool);
+    check(last_cap == Some(true), || {
+        "the last delta does not carry capReached: true".to_owned()
+    })?;
+    let early = run
+        .deltas
+        .iter()
+        .rev()
+        .skip(1)
+        .any(|d| d.get("capReached") == Some(&json!(true)));
+    check(!early, || {
+        "a delta followed the one with capReached".to_owned()
+    })?;
+    let r = result_of(&run, "the capped command")?;
+    check(r.get("capReached") == Some(&json!(true)), || {
+        format!("result without capReached: {r}")
+    })?;
+    check(
+        start.elapsed() < Duration::from_secs(15) && r.get("timedOut") == Some(&json!(false)),
+        || {
+            format!(
+                "the capped process was not killed at the cap: {r} after {:?}",
+                start.elapsed()
+            )
+        },
+    )?;
     s.close().await;
     Ok(())
 }
@@ -1621,7 +2530,9 @@ async fn cmd_time_limit(cx: Arc<Context>) -> Res<()> {
     let start = Instant::now();
     let run = s.exec(p, Duration::from_secs(20)).await?;
     let r = result_of(&run, "sleep 30 with timeoutMs 500")?;
-    check(r.get("timedOut") == Some(&json!(true)), || format!("result: {r}"))?;
+    check(r.get("timedOut") == Some(&json!(true)), || {
+        format!("result: {r}")
+    })?;
     check(start.elapsed() < Duration::from_secs(10), || {
         format!("the answer came after {:?}", start.elapsed())
     })?;
@@ -1642,7 +2553,9 @@ async fn cmd_limit_ranges(cx: Arc<Context>) -> Res<()> {
             o.insert(member.to_owned(), value);
         }
         let run = s.exec(p, HOST_WAIT).await?;
-        check(run.error_code() == Some(-32602), || format!("{what}: expected -32602, got {}", run.answer))?;
+        check(run.error_code() == Some(-32602), || {
+            format!("{what}: expected -32602, got {}", run.answer)
+        })?;
     }
     s.close().await;
     Ok(())
@@ -1650,7 +2563,12 @@ async fn cmd_limit_ranges(cx: Arc<Context>) -> Res<()> {
 
 /// Runs `script` under `mode` in `cwd`; `None` when the host refuses the mode (-32012) or
 /// runs it degraded (then nothing is enforced to check).
-async fn sandboxed(s: &mut ChannelSession, mode: &str, script: &str, cwd: &str) -> Res<Option<ExecRun>> {
+async fn sandboxed(
+    s: &mut ChannelSession,
+    mode: &str,
+    script: &str,
+    cwd: &str,
+) -> Res<Option<ExecRun>> {
     let mut p = sh(script, cwd);
     if let Some(o) = p.as_object_mut() {
         o.insert("sandbox".to_owned(), json!(mode));
@@ -1665,7 +2583,10 @@ async fn sandboxed(s: &mut ChannelSession, mode: &str, script: &str, cwd: &str) 
         return Ok(None);
     }
     check(report.get("enforced") == Some(&json!(mode)), || {
-        format!("{mode}: not degraded, but enforced is {:?}", report.get("enforced"))
+        format!(
+            "{mode}: not degraded, but enforced is {:?}",
+            report.get("enforced")
+        )
     })?;
     Ok(Some(run))
 }
@@ -1673,12 +2594,14 @@ async fn sandboxed(s: &mut ChannelSession, mode: &str, script: &str, cwd: &str) 
 async fn cmd_read_only(cx: Arc<Context>) -> Res<()> {
     let (mut s, dir) = exec_ready(&cx, "ctl").await?;
     let target = format!("{dir}/written-under-read-only");
-    let Some(_run) = sandboxed(&mut s, "read-only", &format!("echo x > '{target}'"), &dir).await? else {
+    let Some(_run) = sandboxed(&mut s, "read-only", &format!("echo x > '{target}'"), &dir).await?
+    else {
         s.close().await;
         return skip("the host refuses read-only or runs it degraded: nothing enforced to check");
     };
     check(!exists(&mut s, &target, &dir).await?, || {
-        "a write under a read-only sandbox reported as enforced happened (CMD-44, CMD-45)".to_owned()
+        "a write under a read-only sandbox reported as enforced happened (CMD-44, CMD-45)"
+            .to_owned()
     })?;
     s.close().await;
     Ok(())
@@ -1688,8 +2611,12 @@ async fn cmd_workspace_write(cx: Arc<Context>) -> Res<()> {
     let (mut s, dir) = exec_ready(&cx, "ctl").await?;
     // workspace-write may write the host's temporary directory too: the "outside" file
     // must be outside it.
-    let tmp = s.exec(sh("printf %s \"${TMPDIR:-/tmp}\"", &dir), HOST_WAIT).await?;
-    let tmp = String::from_utf8_lossy(&tmp.stdout).trim_end_matches('/').to_owned();
+    let tmp = s
+        .exec(sh("printf %s \"${TMPDIR:-/tmp}\"", &dir), HOST_WAIT)
+        .await?;
+    let tmp = String::from_utf8_lossy(&tmp.stdout)
+        .trim_end_matches('/')
+        .to_owned();
     if !tmp.is_empty() && (dir == tmp || dir.starts_with(&format!("{tmp}/"))) {
         s.close().await;
         return skip(format!(
@@ -1697,13 +2624,16 @@ async fn cmd_workspace_write(cx: Arc<Context>) -> Res<()> {
         ));
     }
     let inner = format!("{dir}/inner");
-    s.exec(exec_params(&["mkdir", "-p", &inner], &dir), HOST_WAIT).await?;
+    s.exec(exec_params(&["mkdir", "-p", &inner], &dir), HOST_WAIT)
+        .await?;
     let inside = format!("{inner}/inside");
     let outside = format!("{dir}/outside");
     let script = format!("echo x > '{inside}'; echo y > '{outside}'");
     let Some(_run) = sandboxed(&mut s, "workspace-write", &script, &inner).await? else {
         s.close().await;
-        return skip("the host refuses workspace-write or runs it degraded: nothing enforced to check");
+        return skip(
+            "the host refuses workspace-write or runs it degraded: nothing enforced to check",
+        );
     };
     check(exists(&mut s, &inside, &dir).await?, || {
         "under workspace-write a write inside cwd did not happen".to_owned()
@@ -1739,17 +2669,24 @@ async fn cmd_sandbox_report(cx: Arc<Context>) -> Res<()> {
         let r = result_of(&run, mode)?;
         let rep = r.get("sandbox").cloned().unwrap_or(Value::Null);
         for m in ["requested", "enforced", "network", "degraded", "mechanism"] {
-            check(rep.get(m).is_some(), || format!("{mode}: the sandbox report lacks {m}: {rep}"))?;
+            check(rep.get(m).is_some(), || {
+                format!("{mode}: the sandbox report lacks {m}: {rep}")
+            })?;
         }
-        check(rep.get("requested") == Some(&json!(mode)), || format!("{mode}: requested is {:?}", rep.get("requested")))?;
+        check(rep.get("requested") == Some(&json!(mode)), || {
+            format!("{mode}: requested is {:?}", rep.get("requested"))
+        })?;
         let degraded = rep.get("degraded") == Some(&json!(true));
         let net = rep.get("network").and_then(Value::as_str).unwrap_or("");
         if mode != "danger-full-access" {
-            check(degraded == (rep.get("enforced") != Some(&json!(mode)) || net == "unenforced"), || {
-                format!("{mode}: degraded does not match enforced/network: {rep}")
-            })?;
+            check(
+                degraded == (rep.get("enforced") != Some(&json!(mode)) || net == "unenforced"),
+                || format!("{mode}: degraded does not match enforced/network: {rep}"),
+            )?;
             if !degraded {
-                check(net == "denied", || format!("{mode} enforced with network {net:?}"))?;
+                check(net == "denied", || {
+                    format!("{mode} enforced with network {net:?}")
+                })?;
             }
         }
     }
@@ -1760,7 +2697,11 @@ async fn cmd_sandbox_report(cx: Arc<Context>) -> Res<()> {
 async fn cmd_unenforceable(cx: Arc<Context>) -> Res<()> {
     let (mut s, dir) = exec_ready(&cx, "ctl").await?;
     let init = s.init.clone().unwrap_or(Value::Null);
-    let modes = init.pointer("/sandbox/modes").and_then(Value::as_array).cloned().unwrap_or_default();
+    let modes = init
+        .pointer("/sandbox/modes")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let degrade = init.pointer("/sandbox/degrade") == Some(&json!(true));
     for mode in ["read-only", "workspace-write", "danger-full-access"] {
         let mut p = exec_params(&["true"], &dir);
@@ -1775,9 +2716,13 @@ async fn cmd_unenforceable(cx: Arc<Context>) -> Res<()> {
             })?,
             Some(c) => return hfail(format!("{mode}: error {c}: {}", run.answer)),
             None => {
-                let deg = run.result().and_then(|r| r.pointer("/sandbox/degraded")) == Some(&json!(true));
+                let deg =
+                    run.result().and_then(|r| r.pointer("/sandbox/degraded")) == Some(&json!(true));
                 check(enforceable || (degrade && deg), || {
-                    format!("{mode} ran though initialize does not list it and the host does not degrade: {}", run.answer)
+                    format!(
+                        "{mode} ran though initialize does not list it and the host does not degrade: {}",
+                        run.answer
+                    )
                 })?;
             }
         }
@@ -1815,14 +2760,21 @@ async fn cmd_cancel(cx: Arc<Context>) -> Res<()> {
         .await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let start = Instant::now();
-    s.send_json(&json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId": id}})).await?;
+    s.send_json(
+        &json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId": id}}),
+    )
+    .await?;
     let run = s.collect_exec(&json!(id), "cancel-me", HOST_WAIT).await?;
     check(start.elapsed() < Duration::from_secs(5), || {
-        format!("the cancelled command/exec was answered after {:?}", start.elapsed())
+        format!(
+            "the cancelled command/exec was answered after {:?}",
+            start.elapsed()
+        )
     })?;
-    check(run.error_code() == Some(-32800) || run.result().is_some(), || {
-        format!("the cancelled command/exec: {}", run.answer)
-    })?;
+    check(
+        run.error_code() == Some(-32800) || run.result().is_some(),
+        || format!("the cancelled command/exec: {}", run.answer),
+    )?;
     s.close().await;
     Ok(())
 }
@@ -1849,15 +2801,35 @@ async fn cmd_in_flight(cx: Arc<Context>) -> Res<()> {
 
 async fn cmd_order(cx: Arc<Context>) -> Res<()> {
     let mut s = session(&cx, "ctl").await?;
-    refuse(&mut s, br#"{"jsonrpc":"1.0","id":1,"method":"tether-conformance/probe"}"#, -32600, json!(1),
-        "a bad jsonrpc version before initialize (envelope first)").await?;
+    refuse(
+        &mut s,
+        br#"{"jsonrpc":"1.0","id":1,"method":"tether-conformance/probe"}"#,
+        -32600,
+        json!(1),
+        "a bad jsonrpc version before initialize (envelope first)",
+    )
+    .await?;
     let a = s.call("tether-conformance/probe", Value::Null).await?;
-    expect_error(&a, -32002, "an unknown method before initialize (initialization before method)")?;
+    expect_error(
+        &a,
+        -32002,
+        "an unknown method before initialize (initialization before method)",
+    )?;
     let a = s.call("command/exec", json!({"command": 5})).await?;
-    expect_error(&a, -32002, "bad params before initialize (initialization before params)")?;
+    expect_error(
+        &a,
+        -32002,
+        "bad params before initialize (initialization before params)",
+    )?;
     s.initialize().await?;
-    let a = s.call("tether-conformance/probe", json!({"x": [1, 2]})).await?;
-    expect_error(&a, -32601, "an unknown method with params (method before params)")?;
+    let a = s
+        .call("tether-conformance/probe", json!({"x": [1, 2]}))
+        .await?;
+    expect_error(
+        &a,
+        -32601,
+        "an unknown method with params (method before params)",
+    )?;
     s.close().await;
     Ok(())
 }
@@ -1874,7 +2846,11 @@ async fn sec_revoked(cx: Arc<Context>) -> Res<()> {
     // and closes it: either way the request must not run.
     let (dir, marker) = match s.work_dir(&cx) {
         Ok(d) if exec => {
-            let m = format!("{}/tether-conf-revoked-{}", d.trim_end_matches('/'), hex::encode(random_bytes::<6>()));
+            let m = format!(
+                "{}/tether-conf-revoked-{}",
+                d.trim_end_matches('/'),
+                hex::encode(random_bytes::<6>())
+            );
             (d, Some(m))
         }
         _ => (String::new(), None),
@@ -1891,7 +2867,11 @@ async fn sec_revoked(cx: Arc<Context>) -> Res<()> {
     while Instant::now() < deadline {
         match s.next_frame(HOST_WAIT).await {
             Ok(Err(code)) => {
-                close_is(code, CloseCode::NOT_AUTHORIZED, "the revoked device's session")?;
+                close_is(
+                    code,
+                    CloseCode::NOT_AUTHORIZED,
+                    "the revoked device's session",
+                )?;
                 closed = true;
                 break;
             }
@@ -1907,7 +2887,9 @@ async fn sec_revoked(cx: Arc<Context>) -> Res<()> {
             Err(_) => break,
         }
     }
-    check(closed, || "the revoked device's session was not closed with NOT_AUTHORIZED".to_owned())?;
+    check(closed, || {
+        "the revoked device's session was not closed with NOT_AUTHORIZED".to_owned()
+    })?;
     if let Some(m) = marker {
         let mut check_s = ready(&cx, "check").await?;
         let ran = exists(&mut check_s, &m, &dir).await?;
@@ -1924,7 +2906,9 @@ async fn sec_tag_first(cx: Arc<Context>) -> Res<()> {
         {"command": ["touch", marker], "cwd": dir, "sandbox": "danger-full-access", "processId": "tag"}});
     let bytes = serde_json::to_vec(&req).map_err(|e| Stop::Fail(e.to_string()))?;
     let mut c = Vec::new();
-    s.transport.encrypt(&bytes, &mut c).map_err(|e| Stop::Fail(format!("encrypt: {e}")))?;
+    s.transport
+        .encrypt(&bytes, &mut c)
+        .map_err(|e| Stop::Fail(format!("encrypt: {e}")))?;
     if let Some(b) = c.last_mut() {
         *b ^= 0x80; // the tag only: the plaintext is intact
     }
@@ -1934,5 +2918,7 @@ async fn sec_tag_first(cx: Arc<Context>) -> Res<()> {
     let mut check_s = ready(&cx, "check").await?;
     let ran = exists(&mut check_s, &marker, &dir).await?;
     check_s.close().await;
-    check(!ran, || "the host ran a command/exec whose tag did not verify".to_owned())
+    check(!ran, || {
+        "the host ran a command/exec whose tag did not verify".to_owned()
+    })
 }

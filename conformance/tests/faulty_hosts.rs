@@ -71,7 +71,11 @@ async fn the_test_host_without_a_fault_passes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_that_accepts_a_consumed_token() {
-    caught_by(HostFault::AcceptsConsumedToken, &["TOKEN-15/consumed-token-refused"]).await;
+    caught_by(
+        HostFault::AcceptsConsumedToken,
+        &["TOKEN-15/consumed-token-refused"],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,7 +89,11 @@ async fn a_host_that_skips_the_replay_check() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_that_answers_before_initialize() {
-    caught_by(HostFault::AnswersBeforeInitialize, &["CMD-15/initialize-first"]).await;
+    caught_by(
+        HostFault::AnswersBeforeInitialize,
+        &["CMD-15/initialize-first"],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,7 +63,12 @@ struct FaultyStore {
 }
 
 impl HostStore for FaultyStore {
-    fn admit(&mut self, device: &[u8; 32], timestamp: Timestamp, now: UnixTime) -> Result<(), Refusal> {
+    fn admit(
+        &mut self,
+        device: &[u8; 32],
+        timestamp: Timestamp,
+        now: UnixTime,
+    ) -> Result<(), Refusal> {
         match (self.fault, self.inner.admit(device, timestamp, now)) {
             (HostFault::NoReplayCheck, Err(Refusal::Replayed)) => Ok(()),
             (HostFault::IgnoresRevocation, Err(Refusal::NotAuthorized))
@@ -75,23 +80,35 @@ impl HostStore for FaultyStore {
         }
     }
 
-    fn redeem_token(&mut self, token_id: &[u8; 16], token_secret: &[u8; 32], now: UnixTime) -> Result<(), Refusal> {
+    fn redeem_token(
+        &mut self,
+        token_id: &[u8; 16],
+        token_secret: &[u8; 32],
+        now: UnixTime,
+    ) -> Result<(), Refusal> {
         match self.fault {
             // Checks on a copy, so the real record is never marked consumed.
-            HostFault::AcceptsConsumedToken => self.inner.clone().redeem_token(token_id, token_secret, now),
+            HostFault::AcceptsConsumedToken => {
+                self.inner.clone().redeem_token(token_id, token_secret, now)
+            }
             HostFault::AnySecret if self.inner.token_consumed(token_id) == Some(false) => {
                 self.inner.add_token(*token_id, &[0; 32], u64::MAX);
                 self.inner.redeem_token(token_id, &[0; 32], now)
             }
-            HostFault::IgnoresExpiry if self.inner.token_consumed(token_id) == Some(false) => {
-                let r = self.inner.redeem_token(token_id, token_secret, UnixTime::from_secs(0));
-                r
-            }
+            HostFault::IgnoresExpiry if self.inner.token_consumed(token_id) == Some(false) => self
+                .inner
+                .redeem_token(token_id, token_secret, UnixTime::from_secs(0)),
             _ => self.inner.redeem_token(token_id, token_secret, now),
         }
     }
 
-    fn record_device(&mut self, device: &[u8; 32], name: &str, timestamp: Timestamp, now: UnixTime) -> Result<(), Refusal> {
+    fn record_device(
+        &mut self,
+        device: &[u8; 32],
+        name: &str,
+        timestamp: Timestamp,
+        now: UnixTime,
+    ) -> Result<(), Refusal> {
         self.names.insert(name.to_owned(), *device);
         self.inner.record_device(device, name, timestamp, now)
     }
@@ -179,7 +196,9 @@ impl TestHost {
     pub fn target(&self, credential: &str) -> Arc<Target> {
         let relay = RelayTarget {
             url: self.relay_url.clone(),
-            workspace: format!("{}={credential}", self.workspace).parse::<Credential>().unwrap(),
+            workspace: format!("{}={credential}", self.workspace)
+                .parse::<Credential>()
+                .unwrap(),
             other_workspace: None,
             remote_access_off: None,
             tls: TlsOptions::default(),
@@ -196,7 +215,8 @@ impl TestHost {
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn send(ws: &mut Ws, frame: &RelayFrame) {
     let _ = ws.send(WsMessage::binary(frame.to_bytes().unwrap())).await;
@@ -213,7 +233,12 @@ async fn next(ws: &mut Ws) -> Option<RelayFrame> {
 }
 
 /// Registers with the relay at `relay_url` in `workspace` and serves sessions with `fault`.
-pub async fn start(relay_url: &str, workspace: &str, credential: &str, fault: HostFault) -> TestHost {
+pub async fn start(
+    relay_url: &str,
+    workspace: &str,
+    credential: &str,
+    fault: HostFault,
+) -> TestHost {
     let mut private = [0u8; 32];
     getrandom::fill(&mut private).unwrap();
     let host_key = public_key(&private);
@@ -240,7 +265,13 @@ pub async fn start(relay_url: &str, workspace: &str, credential: &str, fault: Ho
         panic!("no HOST_CHALLENGE")
     };
     let proof = reg.respond(&message).unwrap();
-    send(&mut ws, &RelayFrame::HostProof { message: proof.to_vec() }).await;
+    send(
+        &mut ws,
+        &RelayFrame::HostProof {
+            message: proof.to_vec(),
+        },
+    )
+    .await;
     assert_eq!(next(&mut ws).await, Some(RelayFrame::Ready));
 
     let host = Host::new(HostConfig {
@@ -279,7 +310,9 @@ fn initialize_request() -> Message {
     Message::Request(Request::new(
         -1i64,
         "initialize",
-        Some(serde_json::json!({"clientInfo": {"name": "fault", "version": "0"}, "protocolVersion": "tether/1"})),
+        Some(
+            serde_json::json!({"clientInfo": {"name": "fault", "version": "0"}, "protocolVersion": "tether/1"}),
+        ),
     ))
 }
 
@@ -319,17 +352,27 @@ async fn serve(mut ws: Ws, mut host: Host, store: Arc<Mutex<FaultyStore>>, fault
         }
         while let Some(event) = host.poll_event() {
             match event {
-                HostEvent::Established { session, device, .. } => {
-                    let mut commands = CommandSession::new(session, Arc::clone(&config), exec_tx.clone());
+                HostEvent::Established {
+                    session, device, ..
+                } => {
+                    let mut commands =
+                        CommandSession::new(session, Arc::clone(&config), exec_tx.clone());
                     if fault == HostFault::AnswersBeforeInitialize {
                         let _ = commands.handle(initialize_request(), Access::Allowed);
                     }
                     sessions.insert(session, Ctx { device, commands });
                 }
-                HostEvent::Message { session, mut message } => {
-                    let Some(ctx) = sessions.get_mut(&session) else { continue };
+                HostEvent::Message {
+                    session,
+                    mut message,
+                } => {
+                    let Some(ctx) = sessions.get_mut(&session) else {
+                        continue;
+                    };
                     let access = match store.lock().unwrap().inner.device(&ctx.device) {
-                        Some(d) if !d.revoked || fault == HostFault::IgnoresRevocation => Access::Allowed,
+                        Some(d) if !d.revoked || fault == HostFault::IgnoresRevocation => {
+                            Access::Allowed
+                        }
                         _ => Access::NotAuthorized,
                     };
                     if fault == HostFault::IgnoresOutputCap

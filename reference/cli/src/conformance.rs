@@ -12,10 +12,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use tether_conformance::report::{junit, list_json, list_text, run_json, summary};
 use tether_conformance::host::{
     BoxFuture, CommandAdmin, GivenTokens, HostAdmin, HostTarget, fill_template, wait_for_host,
 };
+use tether_conformance::report::{junit, list_json, list_text, run_json, summary};
 use tether_conformance::{
     Case, CaseReport, Credential, Expectations, RelayTarget, RunOptions, Status, Target,
     TargetKind, TlsOptions,
@@ -416,7 +416,9 @@ async fn first_token(admin: &dyn HostAdmin, relay: &RelayTarget) -> anyhow::Resu
     let token = loop {
         match admin.mint_token(None).await {
             Ok(Some(t)) => break t,
-            Ok(None) => anyhow::bail!("the host gave no pairing token (give --token or --pair-cmd)"),
+            Ok(None) => {
+                anyhow::bail!("the host gave no pairing token (give --token or --pair-cmd)")
+            }
             Err(e) if std::time::Instant::now() > deadline => {
                 anyhow::bail!("minting the first pairing token: {e}")
             }
@@ -425,9 +427,13 @@ async fn first_token(admin: &dyn HostAdmin, relay: &RelayTarget) -> anyhow::Resu
     };
     let decoded = tether_proto::token::PairingToken::from_text(&token)
         .map_err(|e| anyhow::anyhow!("the host's token does not decode: {e}"))?;
-    wait_for_host(relay, decoded.host_key(), std::time::Duration::from_secs(30))
-        .await
-        .map_err(|e| anyhow::anyhow!(e))?;
+    wait_for_host(
+        relay,
+        decoded.host_key(),
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e))?;
     Ok(token)
 }
 
@@ -451,7 +457,9 @@ async fn host_target(
     let Some(host_cmd) = h.host_cmd.clone() else {
         // A running host.
         let Some(first) = h.tokens.first() else {
-            return Ok(Err("host: give --token TOKEN (a running host) or --host-cmd CMD".to_owned()));
+            return Ok(Err(
+                "host: give --token TOKEN (a running host) or --host-cmd CMD".to_owned(),
+            ));
         };
         let token = match tether_proto::token::PairingToken::from_text(first) {
             Ok(t) => t,
@@ -464,7 +472,10 @@ async fn host_target(
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
         };
-        let url = h.relay.clone().unwrap_or_else(|| token.relay_url().to_owned());
+        let url = h
+            .relay
+            .clone()
+            .unwrap_or_else(|| token.relay_url().to_owned());
         if let Err(e) = tether_conformance::link::parse_url(&url) {
             return Ok(Err(e));
         }
@@ -482,7 +493,11 @@ async fn host_target(
             remote_access_cmd: h.remote_access_cmd,
             given: GivenTokens::new(h.tokens.clone()),
         };
-        let description = format!("host {} via {}", tether_proto::keys::fingerprint(token.host_key()), relay.url);
+        let description = format!(
+            "host {} via {}",
+            tether_proto::keys::fingerprint(token.host_key()),
+            relay.url
+        );
         let mut target = HostTarget::new(relay, Arc::new(admin), description)
             .with_approval_timeout(std::time::Duration::from_secs(h.approval_timeout));
         if let Some(d) = h.work_dir {
@@ -492,14 +507,19 @@ async fn host_target(
     };
     // The runner starts the host.
     if h.pair_cmd.is_none() && h.tokens.is_empty() {
-        return Ok(Err("host --host-cmd needs --pair-cmd to mint tokens".to_owned()));
+        return Ok(Err(
+            "host --host-cmd needs --pair-cmd to mint tokens".to_owned()
+        ));
     }
     let (relay, handle) = match &h.relay {
         Some(url) => {
             let Some(credential) = h.credential.clone() else {
                 return Ok(Err("host --relay needs --credential".to_owned()));
             };
-            let ws = h.workspace.clone().unwrap_or_else(|| "conformance".to_owned());
+            let ws = h
+                .workspace
+                .clone()
+                .unwrap_or_else(|| "conformance".to_owned());
             let cred: Credential = match format!("{ws}={credential}").parse() {
                 Ok(c) => c,
                 Err(e) => return Ok(Err(e)),
@@ -518,7 +538,9 @@ async fn host_target(
             (relay, Some(handle))
         }
     };
-    let state = tempfile::Builder::new().prefix("tether-conformance-host-").tempdir()?;
+    let state = tempfile::Builder::new()
+        .prefix("tether-conformance-host-")
+        .tempdir()?;
     let state_dir = state.path().join("state");
     let work = state.path().join("work");
     let tmp = state.path().join("tmp");
@@ -607,12 +629,20 @@ impl HostAdmin for ReferenceAdmin {
     }
 
     fn revoke(&self, device_name: &str) -> BoxFuture<'_, Result<bool, String>> {
-        let r = self.state.revoke(device_name).map(|_| true).map_err(|e| e.to_string());
+        let r = self
+            .state
+            .revoke(device_name)
+            .map(|_| true)
+            .map_err(|e| e.to_string());
         Box::pin(async move { r })
     }
 
     fn set_remote_access(&self, on: bool) -> BoxFuture<'_, Result<bool, String>> {
-        let r = self.state.set_remote_access(on).map(|()| true).map_err(|e| e.to_string());
+        let r = self
+            .state
+            .set_remote_access(on)
+            .map(|()| true)
+            .map_err(|e| e.to_string());
         Box::pin(async move { r })
     }
 }
@@ -629,7 +659,9 @@ async fn start_reference_host(
     process: &mut Option<HostProcess>,
 ) -> anyhow::Result<HostTarget> {
     let exe = std::env::current_exe().context("finding the tether binary")?;
-    let root = tempfile::Builder::new().prefix("tether-conformance-host-").tempdir()?;
+    let root = tempfile::Builder::new()
+        .prefix("tether-conformance-host-")
+        .tempdir()?;
     let state_dir = root.path().join("state");
     let work = root.path().join("work");
     let tmp = root.path().join("tmp");
