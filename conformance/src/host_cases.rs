@@ -1451,12 +1451,12 @@ async fn chan_one_message(cx: Arc<Context>) -> Res<()> {
         let dir = s.work_dir(&cx)?;
         let run = s
             .exec(
-                exec_params(&["head", "-c", "300000", "/dev/zero"], &dir),
+                exec_params(&["head", "-c", "100000", "/dev/zero"], &dir),
                 Duration::from_secs(30),
             )
             .await?;
-        check(run.stdout.len() == 300_000, || {
-            format!("300000 bytes of output arrived as {}", run.stdout.len())
+        check(run.stdout.len() == 100_000, || {
+            format!("100000 bytes of output arrived as {}", run.stdout.len())
         })?;
     }
     s.close().await;
@@ -2351,12 +2351,12 @@ async fn cmd_answer_last(cx: Arc<Context>) -> Res<()> {
     for _ in 0..3 {
         let run = s
             .exec(
-                sh("head -c 200000 /dev/zero; echo done >&2", &dir),
+                sh("head -c 100000 /dev/zero; echo done >&2", &dir),
                 Duration::from_secs(30),
             )
             .await?;
         check(
-            run.stdout.len() == 200_000 && run.stderr == b"done\n",
+            run.stdout.len() == 100_000 && run.stderr == b"done\n",
             || {
                 format!(
                     "the answer came before all output: {} + {} bytes",

@@ -22,7 +22,11 @@ async fn run_host(fault: HostFault) -> (Vec<String>, Verdict) {
     let relay = common::start(common::Fault::None).await;
     let host = hosts::start(&relay.url, common::WORKSPACE, common::CREDENTIAL, fault).await;
     let cat = catalogue();
-    let sel: Vec<_> = select(&cat, &[], &["CHAN-19/*".to_owned()])
+    // CONF_ONLY narrows the run while debugging one case.
+    let only: Vec<String> = std::env::var("CONF_ONLY")
+        .map(|s| vec![s])
+        .unwrap_or_default();
+    let sel: Vec<_> = select(&cat, &only, &["CHAN-19/*".to_owned()])
         .into_iter()
         .filter(|c| c.target == TargetKind::Host)
         .collect();
@@ -33,7 +37,8 @@ async fn run_host(fault: HostFault) -> (Vec<String>, Verdict) {
         log_dir: dir.path().to_owned(),
         jobs: 4,
     };
-    let report = run(&sel, host.target(common::CREDENTIAL), &opts, |_, _, _| {}).await;
+    let target = host.target(common::CREDENTIAL);
+    let report = run(&sel, target, &opts, |_, _, _| {}).await;
     for c in report.cases.iter().filter(|c| c.status != Status::Pass) {
         eprintln!(
             "{fault:?}: {} {}: {}",
@@ -41,6 +46,9 @@ async fn run_host(fault: HostFault) -> (Vec<String>, Verdict) {
             c.id,
             c.reason.as_deref().unwrap_or("")
         );
+        if std::env::var("CONF_ONLY").is_ok() {
+            eprintln!("{}", c.log.as_deref().unwrap_or(""));
+        }
     }
     let failed = report
         .cases

@@ -20,6 +20,7 @@ use futures_util::{SinkExt, StreamExt};
 use tether_conformance::host::{BoxFuture, HostAdmin, HostTarget};
 use tether_conformance::{Credential, RelayTarget, Target, TlsOptions};
 use tether_host::state::Access;
+use tether_host::threads::{ThreadManager, TurnEvent};
 use tether_host::{CommandConfig, CommandSession, ExecEvent};
 use tether_proto::channel::{HostInfo, PathStyle, Timestamp};
 use tether_proto::cmd::{Message, Request};
@@ -210,7 +211,8 @@ impl TestHost {
             workspace: self.workspace.clone(),
         };
         let host = HostTarget::new(relay, Arc::new(admin), "test host".to_owned())
-            .with_work_dir(self.work.path().display().to_string());
+            .with_work_dir(self.work.path().display().to_string())
+            .with_approval_timeout(Duration::from_secs(3));
         Arc::new(Target::Host(Arc::new(host)))
     }
 }
@@ -283,14 +285,19 @@ pub async fn start(
             arch: std::env::consts::ARCH.to_owned(),
             shell: "sh".to_owned(),
             path_style: PathStyle::Posix,
-            capabilities: vec!["command.exec".to_owned()],
+            capabilities: vec![
+                "command.exec".to_owned(),
+                "agent.test".to_owned(),
+                "thread.handoff".to_owned(),
+            ],
             protocol: "tether/1".to_owned(),
         },
         remote_access: true,
         confirm_pairing: false,
     });
     let work = tempfile::tempdir().unwrap();
-    let task = tokio::spawn(serve(ws, host, Arc::clone(&store), fault));
+    let state = tempfile::tempdir().unwrap();
+    let task = tokio::spawn(serve(ws, host, Arc::clone(&store), fault, state));
     TestHost {
         host_key,
         store,
@@ -316,8 +323,19 @@ fn initialize_request() -> Message {
     ))
 }
 
-async fn serve(mut ws: Ws, mut host: Host, store: Arc<Mutex<FaultyStore>>, fault: HostFault) {
-    let config = Arc::new(CommandConfig::default());
+async fn serve(
+    mut ws: Ws,
+    mut host: Host,
+    store: Arc<Mutex<FaultyStore>>,
+    fault: HostFault,
+    state: tempfile::TempDir,
+) {
+    let config = Arc::new(CommandConfig {
+        approval_timeout: Duration::from_secs(3),
+        ..CommandConfig::default()
+    });
+    let (turn_tx, mut turn_rx) = mpsc::unbounded_channel::<TurnEvent>();
+    let mut threads = ThreadManager::new(state.path(), Arc::clone(&config), turn_tx).unwrap();
     let (exec_tx, mut exec_rx) = mpsc::unbounded_channel::<ExecEvent>();
     let mut sessions: HashMap<SessionId, Ctx> = HashMap::new();
     loop {
@@ -348,17 +366,32 @@ async fn serve(mut ws: Ws, mut host: Host, store: Arc<Mutex<FaultyStore>>, fault
                     let _ = host.send(session, &message);
                 }
             }
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            Some(event) = turn_rx.recv() => threads.handle_event(event),
+            () = tokio::time::sleep(Duration::from_millis(200)) => {
+                threads.handle_timeout(Instant::now());
+            }
         }
         while let Some(event) = host.poll_event() {
             match event {
                 HostEvent::Established {
                     session, device, ..
                 } => {
+                    let name = {
+                        let s = store.lock().unwrap();
+                        s.inner
+                            .device(&device)
+                            .map(|d| d.name.clone())
+                            .unwrap_or_default()
+                    };
+                    threads.session_opened(session, name);
                     let mut commands =
                         CommandSession::new(session, Arc::clone(&config), exec_tx.clone());
                     if fault == HostFault::AnswersBeforeInitialize {
-                        let _ = commands.handle(initialize_request(), Access::Allowed);
+                        let _ = commands.handle_with(
+                            initialize_request(),
+                            Access::Allowed,
+                            Some(&mut threads),
+                        );
                     }
                     sessions.insert(session, Ctx { device, commands });
                 }
@@ -382,9 +415,14 @@ async fn serve(mut ws: Ws, mut host: Host, store: Arc<Mutex<FaultyStore>>, fault
                     {
                         p.remove("outputCap");
                     }
-                    let reply = ctx.commands.handle(message, access);
+                    let reply = ctx
+                        .commands
+                        .handle_with(message, access, Some(&mut threads));
                     for m in &reply.messages {
                         let _ = host.send(session, m);
+                    }
+                    while let Some((s, m)) = threads.poll_outgoing() {
+                        let _ = host.send(s, &m);
                     }
                     if let Some(code) = reply.close {
                         host.close(session, code);
@@ -392,9 +430,13 @@ async fn serve(mut ws: Ws, mut host: Host, store: Arc<Mutex<FaultyStore>>, fault
                 }
                 HostEvent::Closed { session, .. } => {
                     sessions.remove(&session);
+                    threads.session_closed(session);
                 }
                 _ => {}
             }
+        }
+        while let Some((s, m)) = threads.poll_outgoing() {
+            let _ = host.send(s, &m);
         }
         while let Some(f) = host.poll_transmit() {
             out.push(f);
