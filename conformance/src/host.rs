@@ -70,6 +70,22 @@ pub trait HostAdmin: Send + Sync + fmt::Debug {
         Box::pin(async { Ok(false) })
     }
 
+    /// Whether [`HostAdmin::start_instance`] is available.
+    fn can_start_instance(&self) -> bool {
+        false
+    }
+
+    /// Starts a second instance of the host, with a fresh state, told to join the relay at
+    /// `relay_url` (for `SEC-19`: a relay whose certificate it must refuse). The instance
+    /// stops when the returned guard is dropped.
+    ///
+    /// # Errors
+    /// It could not start, or this admin cannot start instances.
+    fn start_instance(&self, relay_url: &str) -> BoxFuture<'_, Result<Instance, String>> {
+        let _ = relay_url;
+        Box::pin(async { Err("this host target cannot start instances".to_owned()) })
+    }
+
     /// Switches the host's remote access on or off. `Ok(false)`: not available.
     ///
     /// # Errors
@@ -77,6 +93,92 @@ pub trait HostAdmin: Send + Sync + fmt::Debug {
     fn set_remote_access(&self, on: bool) -> BoxFuture<'_, Result<bool, String>> {
         let _ = on;
         Box::pin(async { Ok(false) })
+    }
+}
+
+/// A host process the runner started: its process group is killed when this is dropped.
+#[derive(Debug)]
+pub struct Instance {
+    child: Option<tokio::process::Child>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Instance {
+    /// Starts `sh -c command` in its own process group, output to `log` (or discarded),
+    /// with `TMPDIR` set to `tmpdir` when given; `dir` is removed when the instance ends.
+    ///
+    /// # Errors
+    /// It could not start.
+    pub fn spawn(
+        command: &str,
+        log: Option<&std::path::Path>,
+        tmpdir: Option<&std::path::Path>,
+        dir: Option<tempfile::TempDir>,
+    ) -> Result<Self, String> {
+        let (out, err) = match log {
+            Some(path) => {
+                let f =
+                    std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let g = f
+                    .try_clone()
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                (std::process::Stdio::from(f), std::process::Stdio::from(g))
+            }
+            None => (std::process::Stdio::null(), std::process::Stdio::null()),
+        };
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(command)
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(t) = tmpdir {
+            cmd.env("TMPDIR", t);
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("starting `{command}`: {e}"))?;
+        Ok(Self {
+            child: Some(child),
+            task: None,
+            _dir: dir,
+        })
+    }
+
+    /// An instance that is a task of this process (for hosts driven in-process); it is
+    /// aborted when the instance ends.
+    pub fn from_task(task: tokio::task::JoinHandle<()>) -> Self {
+        Self {
+            child: None,
+            task: Some(task),
+            _dir: None,
+        }
+    }
+
+    /// Kills the process group (or aborts the task) now.
+    pub fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child
+                .id()
+                .and_then(|p| i32::try_from(p).ok())
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            }
+            let _ = child.start_kill();
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -121,6 +223,9 @@ pub struct CommandAdmin {
     pub remote_access_cmd: Option<String>,
     /// Tokens given with `--token`, used before `pair_cmd`.
     pub given: GivenTokens,
+    /// The `--host-cmd` template with the workspace and credential it was started with,
+    /// for starting a second instance (`SEC-19`).
+    pub host_cmd: Option<(String, String, String)>,
 }
 
 /// Substitutes the placeholders of a command template.
@@ -213,6 +318,35 @@ impl HostAdmin for CommandAdmin {
             ))
             .await
             .map(|_| true)
+        })
+    }
+
+    fn can_start_instance(&self) -> bool {
+        self.host_cmd.is_some()
+    }
+
+    fn start_instance(&self, relay_url: &str) -> BoxFuture<'_, Result<Instance, String>> {
+        let url = relay_url.to_owned();
+        Box::pin(async move {
+            let Some((template, workspace, credential)) = &self.host_cmd else {
+                return Err("no --host-cmd to start an instance with".to_owned());
+            };
+            let dir = tempfile::Builder::new()
+                .prefix("tether-conformance-instance-")
+                .tempdir()
+                .map_err(|e| e.to_string())?;
+            let state = dir.path().join("state").display().to_string();
+            let cmd = fill_template(
+                template,
+                &[
+                    ("relay", &url),
+                    ("state", &state),
+                    ("workspace", workspace),
+                    ("credential", credential),
+                ],
+            );
+            let tmp = dir.path().to_owned();
+            Instance::spawn(&cmd, None, Some(&tmp), Some(dir))
         })
     }
 

@@ -665,6 +665,14 @@ pub fn catalogue() -> Vec<Case> {
             sec_revoked
         ),
         hcase!(
+            "SEC-19/untrusted-relay-certificate",
+            "SEC-19",
+            Must,
+            60,
+            "a host told to join a wss:// relay with an untrusted certificate does not complete TLS",
+            sec_untrusted_cert
+        ),
+        hcase!(
             "SEC-21/tag-before-acting",
             "SEC-21",
             Must,
@@ -2920,5 +2928,72 @@ async fn sec_tag_first(cx: Arc<Context>) -> Res<()> {
     check_s.close().await;
     check(!ran, || {
         "the host ran a command/exec whose tag did not verify".to_owned()
+    })
+}
+
+async fn sec_untrusted_cert(cx: Arc<Context>) -> Res<()> {
+    let host = host_target(&cx)?;
+    if !host.admin.can_start_instance() {
+        return skip("needs to start a second instance of the host: give --host-cmd");
+    }
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .map_err(|e| Stop::Fail(format!("certificate: {e}")))?;
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| {
+            b.with_no_client_auth()
+                .with_single_cert(vec![cert.cert.der().clone()], key)
+        })
+        .map_err(|e| Stop::Fail(format!("TLS set-up: {e}")))?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| Stop::Fail(format!("listening: {e}")))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| Stop::Fail(format!("listening: {e}")))?
+        .port();
+    let url = format!("wss://127.0.0.1:{port}/");
+    cx.log.note(
+        "runner",
+        format!("a relay with a self-signed certificate at {url}"),
+    );
+    let _instance = host
+        .admin
+        .start_instance(&url)
+        .await
+        .map_err(|e| Stop::Fail(format!("starting a second host instance: {e}")))?;
+    let mut refused = 0usize;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut settle: Option<tokio::time::Instant> = None;
+    loop {
+        let until = settle.unwrap_or(deadline).min(deadline);
+        let accepted = tokio::time::timeout_at(until, listener.accept()).await;
+        let Ok(Ok((tcp, _))) = accepted else { break };
+        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+            Ok(Ok(_)) => {
+                return hfail(
+                    "the host completed a TLS handshake with a relay whose certificate no trusted authority signed",
+                );
+            }
+            Ok(Err(e)) => {
+                cx.log
+                    .note("runner", format!("the host aborted the TLS handshake: {e}"));
+                refused += 1;
+                settle.get_or_insert(tokio::time::Instant::now() + Duration::from_secs(3));
+            }
+            Err(_) => {
+                cx.log
+                    .note("runner", "the host left the TLS handshake hanging");
+                refused += 1;
+                settle.get_or_insert(tokio::time::Instant::now() + Duration::from_secs(3));
+            }
+        }
+    }
+    check(refused > 0, || {
+        format!("the second host instance never connected to {url} within 20 s")
     })
 }

@@ -127,3 +127,12 @@ async fn a_host_that_ignores_revocation() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_accepts_any_relay_certificate() {
+    caught_by(
+        HostFault::AcceptsAnyCertificate,
+        &["SEC-19/untrusted-relay-certificate"],
+    )
+    .await;
+}

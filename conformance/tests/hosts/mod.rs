@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use tether_conformance::host::{BoxFuture, HostAdmin, HostTarget};
+use tether_conformance::host::{BoxFuture, HostAdmin, HostTarget, Instance};
 use tether_conformance::{Credential, RelayTarget, Target, TlsOptions};
 use tether_host::state::Access;
 use tether_host::threads::{ThreadManager, TurnEvent};
@@ -53,6 +53,8 @@ pub enum HostFault {
     IgnoresExpiry,
     /// Revoked devices keep being admitted (CHAN-9).
     IgnoresRevocation,
+    /// Joins a wss:// relay whatever its certificate (SEC-19).
+    AcceptsAnyCertificate,
 }
 
 /// The store: the reference `MemoryHostStore`, wrapped with the fault.
@@ -118,6 +120,7 @@ impl HostStore for FaultyStore {
 /// A running test host.
 pub struct TestHost {
     pub host_key: [u8; 32],
+    fault: HostFault,
     store: Arc<Mutex<FaultyStore>>,
     relay_url: String,
     workspace: String,
@@ -133,6 +136,7 @@ impl Drop for TestHost {
 
 #[derive(Debug)]
 struct Admin {
+    fault: HostFault,
     store: Arc<Mutex<FaultyStore>>,
     host_key: [u8; 32],
     relay_url: String,
@@ -179,6 +183,47 @@ impl HostAdmin for Admin {
         true
     }
 
+    fn can_start_instance(&self) -> bool {
+        true
+    }
+
+    /// The second instance only connects to the relay and does the TLS handshake: with the
+    /// web PKI roots, or (the fault) accepting any certificate.
+    fn start_instance(&self, relay_url: &str) -> BoxFuture<'_, Result<Instance, String>> {
+        let addr = relay_url
+            .trim_start_matches("wss://")
+            .trim_end_matches('/')
+            .to_owned();
+        let any = self.fault == HostFault::AcceptsAnyCertificate;
+        let task = tokio::spawn(async move {
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .unwrap();
+            let config = if any {
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(AcceptAny(
+                        provider.signature_verification_algorithms,
+                    )))
+                    .with_no_client_auth()
+            } else {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                builder.with_root_certificates(roots).with_no_client_auth()
+            };
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+            for _ in 0..10 {
+                if let Ok(tcp) = tokio::net::TcpStream::connect(&addr).await {
+                    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+                    let _ = connector.connect(name, tcp).await;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        Box::pin(async move { Ok(Instance::from_task(task)) })
+    }
+
     fn revoke(&self, device_name: &str) -> BoxFuture<'_, Result<bool, String>> {
         let mut s = self.store.lock().unwrap();
         let r = match s.names.get(device_name).copied() {
@@ -205,6 +250,7 @@ impl TestHost {
             tls: TlsOptions::default(),
         };
         let admin = Admin {
+            fault: self.fault,
             store: Arc::clone(&self.store),
             host_key: self.host_key,
             relay_url: self.relay_url.clone(),
@@ -300,6 +346,7 @@ pub async fn start(
     let task = tokio::spawn(serve(ws, host, Arc::clone(&store), fault, state));
     TestHost {
         host_key,
+        fault,
         store,
         relay_url: relay_url.to_owned(),
         workspace: workspace.to_owned(),
@@ -444,5 +491,44 @@ async fn serve(
         for f in &out {
             send(&mut ws, f).await;
         }
+    }
+}
+
+/// A certificate verifier that accepts anything: the fault of `AcceptsAnyCertificate`.
+#[derive(Debug)]
+struct AcceptAny(rustls::crypto::WebPkiSupportedAlgorithms);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_schemes()
     }
 }

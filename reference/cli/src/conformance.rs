@@ -492,6 +492,7 @@ async fn host_target(
             revoke_cmd: h.revoke_cmd,
             remote_access_cmd: h.remote_access_cmd,
             given: GivenTokens::new(h.tokens.clone()),
+            host_cmd: None,
         };
         let description = format!(
             "host {} via {}",
@@ -569,6 +570,7 @@ async fn host_target(
         revoke_cmd: None,
         remote_access_cmd: None,
         given: GivenTokens::new(h.tokens.clone()),
+        host_cmd: None,
     };
     let first = first_token(&probe, &relay).await?;
     let mut tokens = vec![first];
@@ -579,6 +581,11 @@ async fn host_target(
         revoke_cmd: h.revoke_cmd,
         remote_access_cmd: h.remote_access_cmd,
         given: GivenTokens::new(tokens),
+        host_cmd: Some((
+            host_cmd.clone(),
+            relay.workspace.workspace.clone(),
+            credential.clone(),
+        )),
     };
     let description = format!("host started with `{host_cmd}` via {}", relay.url);
     let work_dir = h.work_dir.unwrap_or_else(|| work.display().to_string());
@@ -598,6 +605,8 @@ async fn host_target(
 struct ReferenceAdmin {
     state: tether_host::StateDir,
     first: std::sync::Mutex<Option<String>>,
+    /// `tether host run` with `{relay}` and `{state}` left to fill, for a second instance.
+    instance_cmd: String,
 }
 
 impl HostAdmin for ReferenceAdmin {
@@ -626,6 +635,27 @@ impl HostAdmin for ReferenceAdmin {
 
     fn can_switch_remote_access(&self) -> bool {
         true
+    }
+
+    fn can_start_instance(&self) -> bool {
+        true
+    }
+
+    fn start_instance(
+        &self,
+        relay_url: &str,
+    ) -> BoxFuture<'_, Result<tether_conformance::host::Instance, String>> {
+        let url = relay_url.to_owned();
+        Box::pin(async move {
+            let dir = tempfile::Builder::new()
+                .prefix("tether-conformance-instance-")
+                .tempdir()
+                .map_err(|e| e.to_string())?;
+            let state = dir.path().join("state").display().to_string();
+            let cmd = fill_template(&self.instance_cmd, &[("relay", &url), ("state", &state)]);
+            let tmp = dir.path().to_owned();
+            tether_conformance::host::Instance::spawn(&cmd, None, Some(&tmp), Some(dir))
+        })
     }
 
     fn revoke(&self, device_name: &str) -> BoxFuture<'_, Result<bool, String>> {
@@ -687,6 +717,12 @@ async fn start_reference_host(
     let admin = ReferenceAdmin {
         state: tether_host::StateDir::open(&state_dir)?,
         first: std::sync::Mutex::new(None),
+        instance_cmd: format!(
+            "exec '{}' host run --state {{state}} --relay {{relay}} --workspace '{}' --credential '{}' --name conformance-instance",
+            exe.display(),
+            relay.workspace.workspace,
+            credential
+        ),
     };
     let first = first_token(&admin, &relay).await?;
     if let Ok(mut f) = admin.first.lock() {
