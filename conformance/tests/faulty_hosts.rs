@@ -22,9 +22,9 @@ async fn run_host(fault: HostFault) -> (Vec<String>, Verdict) {
     let relay = common::start(common::Fault::None).await;
     let host = hosts::start(&relay.url, common::WORKSPACE, common::CREDENTIAL, fault).await;
     let cat = catalogue();
-    // CONF_ONLY narrows the run while debugging one case.
+    // CONF_ONLY (comma-separated patterns) narrows the run while debugging.
     let only: Vec<String> = std::env::var("CONF_ONLY")
-        .map(|s| vec![s])
+        .map(|s| s.split(',').map(str::to_owned).collect())
         .unwrap_or_default();
     let sel: Vec<_> = select(&cat, &only, &["CHAN-19/*".to_owned()])
         .into_iter()
