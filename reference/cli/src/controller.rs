@@ -31,7 +31,7 @@ pub(crate) struct RelayOptions {
 }
 
 impl RelayOptions {
-    fn link_options(&self) -> LinkOptions {
+    pub(crate) fn link_options(&self) -> LinkOptions {
         LinkOptions {
             ca_cert: self.ca_cert.clone(),
             insecure: self.insecure,
@@ -60,7 +60,7 @@ pub(crate) struct PairArgs {
 
 /// Sandbox modes as `--sandbox` spells them.
 #[derive(Clone, Copy, ValueEnum)]
-enum Sandbox {
+pub(crate) enum Sandbox {
     ReadOnly,
     WorkspaceWrite,
     DangerFullAccess,
@@ -112,14 +112,14 @@ pub(crate) struct StatusArgs {
     relay: RelayOptions,
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
 }
 
 /// Prints the one error line and picks the exit status: 2 for usage errors, 1 otherwise.
-fn fail(what: &str, e: &ControllerError) -> ExitCode {
+pub(crate) fn fail(what: &str, e: &ControllerError) -> ExitCode {
     eprintln!("tether: {what}: {}", describe(e));
     if matches!(e, ControllerError::Usage(_)) {
         ExitCode::from(2)
@@ -129,14 +129,21 @@ fn fail(what: &str, e: &ControllerError) -> ExitCode {
 }
 
 /// The error text without a redundant "session closed:" prefix for refusals.
-fn describe(e: &ControllerError) -> String {
+pub(crate) fn describe(e: &ControllerError) -> String {
     match e {
         ControllerError::Closed(info) => info.to_string(),
+        // spec/05 5.12: the typed error's code and name, e.g. -32010 RemoteAccessDisabled.
+        ControllerError::Rpc { method, error } => {
+            format!(
+                "{method} refused: {}",
+                tether_controller::describe_rpc_error(error)
+            )
+        }
         other => other.to_string(),
     }
 }
 
-fn open_state(dir: &std::path::Path) -> Result<ControllerState, ExitCode> {
+pub(crate) fn open_state(dir: &std::path::Path) -> Result<ControllerState, ExitCode> {
     ControllerState::open(dir).map_err(|e| fail("state directory", &e))
 }
 
@@ -203,7 +210,7 @@ fn abbreviate(token: &str) -> String {
     }
 }
 
-fn host_label(host: &PairedHost) -> String {
+pub(crate) fn host_label(host: &PairedHost) -> String {
     format!("{} ({})", host.name, host.fingerprint())
 }
 

@@ -8,8 +8,10 @@ use clap::{Parser, Subcommand};
 mod conformance;
 mod controller;
 mod host;
+mod loadtest;
 mod relay;
 mod sandbox;
+mod threads;
 mod vectors;
 
 /// Tether: drive a coding-agent host from another device, end-to-end encrypted through a
@@ -36,11 +38,22 @@ enum Command {
     Exec(controller::ExecArgs),
     /// Show paired hosts and whether each is reachable.
     Status(controller::StatusArgs),
+    /// Start, list, show and hand off threads on a paired host.
+    Thread {
+        #[command(subcommand)]
+        command: threads::ThreadCommand,
+    },
+    /// Run one turn on a thread: stream its output live and answer its approvals.
+    #[command(after_help = threads::TURN_EXIT_HELP)]
+    Turn(threads::TurnArgs),
     /// Run a program under a kernel sandbox (used by the host for every command it runs).
     #[command(hide = true)]
     SandboxExec(sandbox::SandboxExecArgs),
     /// Run the conformance suite against a relay (or, with no target, the reference relay).
     Conformance(conformance::ConformanceArgs),
+    /// Drive N sessions through a relay for a while, check every byte end to end and
+    /// report what was lost, corrupted or misrouted and the relay's peak memory.
+    Loadtest(loadtest::LoadtestArgs),
     /// Generate or verify the protocol test vectors in `vectors/`.
     Vectors {
         #[command(subcommand)]
@@ -74,8 +87,11 @@ fn main() -> ExitCode {
         Command::Pair(args) => controller::pair(args),
         Command::Exec(args) => controller::exec(args),
         Command::Status(args) => controller::status(args),
+        Command::Thread { command } => threads::run_thread(command),
+        Command::Turn(args) => threads::turn(args),
         Command::SandboxExec(args) => sandbox::run(args),
         Command::Conformance(args) => conformance::run(args),
+        Command::Loadtest(args) => loadtest::run(args),
         Command::Vectors { action } => match action {
             VectorsAction::Verify { dir } => vectors::verify(&dir),
             VectorsAction::Generate { dir } => vectors::generate(&dir),

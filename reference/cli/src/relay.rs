@@ -32,7 +32,14 @@ pub(crate) struct RelayArgs {
     /// Allow plain ws:// on an address that is not loopback (LINK-2).
     #[arg(long)]
     insecure: bool,
+    /// Most connections open at once from one client address; more are closed on accept
+    /// (SEC-17). 0: no bound.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_LINKS_PER_ADDRESS)]
+    max_links_per_address: usize,
 }
+
+/// The default of `--max-links-per-address` (`SEC-17`).
+const DEFAULT_MAX_LINKS_PER_ADDRESS: usize = 256;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 fn init_tracing() {
@@ -67,6 +74,8 @@ pub(crate) fn run(args: RelayArgs) -> anyhow::Result<ExitCode> {
         config = config.with_tls(cert, key);
     }
     config.insecure = args.insecure;
+    config.max_links_per_address =
+        (args.max_links_per_address > 0).then_some(args.max_links_per_address);
     if config.workspaces.is_empty() {
         bail!("no workspace configured: give --workspace NAME=CREDENTIAL or --config FILE.toml");
     }

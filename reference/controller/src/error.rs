@@ -201,11 +201,74 @@ impl ControllerError {
         self.close_info().map(|i| i.code)
     }
 
+    /// The host's error object, if the error is an error response to a request.
+    pub fn rpc_error(&self) -> Option<&ErrorObject> {
+        match self {
+            Self::Rpc { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// The JSON-RPC code of an error response, if the error is one (`spec/05` 5.12).
+    pub fn rpc_code(&self) -> Option<i64> {
+        self.rpc_error().map(|e| e.code)
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
             context: context.into(),
             source,
         }
+    }
+}
+
+/// The name of a host's error (`ThreadNotFound`): `data.error` when the host sent one
+/// (`CMD-10`; letters and digits only, at most 40), else the registry name of the code.
+pub fn error_name(error: &ErrorObject) -> Option<String> {
+    let from_data = error
+        .data
+        .as_ref()
+        .and_then(|d| d.get("error"))
+        .and_then(|v| v.as_str())
+        .filter(|n| !n.is_empty() && n.len() <= 40 && n.chars().all(|c| c.is_ascii_alphanumeric()));
+    from_data
+        .map(str::to_owned)
+        .or_else(|| tether_proto::cmd::codes::name(error.code).map(str::to_owned))
+}
+
+/// One plain sentence for a host's error response, with its code and name:
+/// `remote access is switched off on the host (-32010 RemoteAccessDisabled)`.
+///
+/// The well-known refusals get a fixed text; otherwise the host's message is shown, cut to
+/// 200 characters and stripped of control characters.
+pub fn describe_rpc_error(error: &ErrorObject) -> String {
+    use tether_proto::cmd::codes;
+    let fixed = match error.code {
+        codes::REMOTE_ACCESS_DISABLED => Some("remote access is switched off on the host"),
+        codes::NOT_AUTHORIZED => Some("this device is no longer authorized on the host"),
+        codes::APPROVAL_ALREADY_RESOLVED => Some("the approval was already answered"),
+        codes::OVERLOADED => Some("the host is overloaded; try again later"),
+        _ => None,
+    };
+    let text = match fixed {
+        Some(t) => t.to_owned(),
+        None => {
+            let clean: String = error
+                .message
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect();
+            if clean.is_empty() {
+                codes::description(error.code).unwrap_or("error").to_owned()
+            } else {
+                clean
+            }
+        }
+    };
+    match error_name(error) {
+        Some(name) => format!("{text} ({} {name})", error.code),
+        None => format!("{text} ({})", error.code),
     }
 }
 
@@ -247,6 +310,36 @@ mod tests {
             ..goaway
         };
         assert_eq!(close.requirement(), Some("CHAN-26"));
+    }
+
+    #[test]
+    fn cmd_55_rpc_errors_are_described_with_code_and_name() {
+        let e = ErrorObject::from(&tether_proto::cmd::CommandError::RemoteAccessDisabled);
+        assert_eq!(
+            describe_rpc_error(&e),
+            "remote access is switched off on the host (-32010 RemoteAccessDisabled)"
+        );
+        let e = ErrorObject::from(&tether_proto::cmd::CommandError::ThreadNotFound {
+            thread_id: "thr_x".to_owned(),
+        });
+        let text = describe_rpc_error(&e);
+        assert!(text.contains("thr_x"), "{text}");
+        assert!(text.ends_with("(-32013 ThreadNotFound)"), "{text}");
+        // Without data, the registry name; control characters never reach the terminal.
+        let bare = ErrorObject {
+            code: -32013,
+            message: "no\u{1b}[31m thread".to_owned(),
+            data: Some(serde_json::json!({"error": "not a name!"})),
+        };
+        let text = describe_rpc_error(&bare);
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(text.ends_with("(-32013 THREAD_NOT_FOUND)"), "{text}");
+        let unknown = ErrorObject {
+            code: -1,
+            message: String::new(),
+            data: None,
+        };
+        assert_eq!(describe_rpc_error(&unknown), "error (-1)");
     }
 
     #[test]

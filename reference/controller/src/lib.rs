@@ -11,6 +11,7 @@
 //! | [`link`] | one WebSocket link to a relay: `HELLO`/`READY`, keepalive, `GOAWAY` (`LINK-*`) |
 //! | [`session`] | one session: handshake, requests by id, notifications, `CLOSE` |
 //! | [`ops`] | pair, exec, status |
+//! | [`threads`] | threads, turns with approvals, hand-off between hosts |
 //! | [`backoff`] | reconnection with jittered exponential backoff (`LINK-28`) |
 //!
 //! The `tether pair`, `tether exec` and `tether status` commands and the conformance
@@ -23,9 +24,10 @@ pub mod link;
 pub mod ops;
 pub mod session;
 pub mod state;
+pub mod threads;
 
 pub use backoff::{Backoff, connect_with_retry};
-pub use error::{CloseInfo, ControllerError};
+pub use error::{CloseInfo, ControllerError, describe_rpc_error, error_name};
 pub use link::{Link, LinkEnd, LinkOptions, SessionInput};
 pub use ops::{
     Connection, ExecOutcome, ExecRequest, HostStatus, Paired, Reachable, connect, exec, exec_on,
@@ -33,3 +35,8 @@ pub use ops::{
 };
 pub use session::{PendingReply, RpcError, Session, SessionEnd, SessionEvent, random_session_id};
 pub use state::{ControllerState, PairedHost};
+pub use threads::{
+    ApprovalRequest, Approver, DecisionFuture, FixedDecision, Handoff, HandoffError, HandoffStep,
+    TurnEvent, TurnOutcome, follow_turn, handoff, run_turn, run_turn_until, thread_export,
+    thread_import, thread_list, thread_list_all, thread_read, thread_resume, thread_start,
+};

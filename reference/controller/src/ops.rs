@@ -143,7 +143,10 @@ pub fn initialize_params() -> InitializeParams {
             version: env!("CARGO_PKG_VERSION").to_owned(),
         },
         protocol_version: PROTOCOL_NAME.to_owned(),
-        capabilities: Some(vec![capability::COMMAND_EXEC.to_owned()]),
+        capabilities: Some(vec![
+            capability::COMMAND_EXEC.to_owned(),
+            capability::THREAD_HANDOFF.to_owned(),
+        ]),
     }
 }
 

@@ -19,7 +19,7 @@ use serde_json::Value;
 use tether_proto::channel::HostInfo;
 use tether_proto::cmd::{
     ErrorObject, ErrorResponse, Id, Message, Notification, Rejection, Request, RequestParams,
-    Response,
+    Response, ServerRequest,
 };
 use tether_proto::link::{CloseCode, RelayFrame, SessionId};
 use tether_proto::session::{Controller, ControllerConfig, ControllerEvent};
@@ -96,7 +96,9 @@ impl std::error::Error for RpcError {}
 pub enum SessionEvent {
     /// A notification.
     Notification(Notification),
-    /// A server request (an approval): answer with [`Session::respond`] or
+    /// A server request (an approval), already checked to be of a method this controller
+    /// implements with well-formed params (others are answered -32601 or -32602 by the
+    /// session, `CMD-12`, `CMD-13`): answer with [`Session::respond`] or
     /// [`Session::respond_error`].
     Request(Request),
     /// A response whose id matches no outstanding request.
@@ -133,7 +135,10 @@ enum Command {
         reply: oneshot::Sender<Result<Value, RpcError>>,
     },
     Send(Message),
-    Plaintext(Vec<u8>),
+    Plaintext {
+        bytes: Vec<u8>,
+        sent: Option<oneshot::Sender<Result<(), ControllerError>>>,
+    },
     Close(CloseCode),
 }
 
@@ -156,7 +161,7 @@ impl std::fmt::Debug for Command {
         match self {
             Self::Request { request, .. } => write!(f, "Request({})", request.method),
             Self::Send(m) => write!(f, "Send({})", m.kind()),
-            Self::Plaintext(p) => write!(f, "Plaintext({} bytes)", p.len()),
+            Self::Plaintext { bytes, .. } => write!(f, "Plaintext({} bytes)", bytes.len()),
             Self::Close(c) => write!(f, "Close({c})"),
         }
     }
@@ -369,7 +374,30 @@ impl Session {
     /// # Errors
     /// [`ControllerError::LinkLost`] if the session has ended.
     pub fn send_plaintext(&self, plaintext: Vec<u8>) -> Result<(), ControllerError> {
-        self.command(Command::Plaintext(plaintext))
+        self.command(Command::Plaintext {
+            bytes: plaintext,
+            sent: None,
+        })
+    }
+
+    /// Sends bytes as one transport message, unchecked, and reports whether the channel
+    /// took them: a test escape hatch for malformed JSON-RPC over a real session.
+    ///
+    /// # Errors
+    /// [`ControllerError::Protocol`] when the channel refuses the bytes (longer than a
+    /// transport message, `CHAN-16`); [`ControllerError::LinkLost`] if the session ended.
+    #[doc(hidden)]
+    pub async fn send_raw(&self, bytes: Vec<u8>) -> Result<(), ControllerError> {
+        let (sent, rx) = oneshot::channel();
+        self.command(Command::Plaintext {
+            bytes,
+            sent: Some(sent),
+        })?;
+        rx.await.unwrap_or_else(|_| {
+            Err(ControllerError::LinkLost {
+                detail: "session ended".to_owned(),
+            })
+        })
     }
 
     fn command(&self, command: Command) -> Result<(), ControllerError> {
@@ -459,8 +487,11 @@ impl Driver {
                     Some(Command::Send(m)) => {
                         let _ = self.controller.send(&m);
                     }
-                    Some(Command::Plaintext(p)) => {
-                        let _ = self.controller.send_plaintext(&p);
+                    Some(Command::Plaintext { bytes, sent }) => {
+                        let r = self.controller.send_plaintext(&bytes);
+                        if let Some(sent) = sent {
+                            let _ = sent.send(r.map_err(ControllerError::from));
+                        }
                     }
                     Some(Command::Close(code)) => self.controller.close(code),
                     // The handle was dropped: leave normally.
@@ -475,6 +506,10 @@ impl Driver {
             }
             if let Some(end) = self.drain_events() {
                 break end;
+            }
+            // Answers queued while draining (CMD-12, CMD-13).
+            while let Some(frame) = self.controller.poll_transmit() {
+                let _ = self.link.send_frame(frame);
             }
         };
         self.link.unregister(self.controller.session());
@@ -515,7 +550,18 @@ impl Driver {
                     let _ = self.events.send(SessionEvent::Notification(n));
                 }
                 ControllerEvent::Message(Message::Request(r)) => {
-                    let _ = self.events.send(SessionEvent::Request(r));
+                    // CMD-12, CMD-13: a request of a method this controller does not
+                    // implement, or with bad params, is answered here; only well-formed
+                    // server requests (approvals) reach the application.
+                    match ServerRequest::from_request(&r) {
+                        Ok(_) => {
+                            let _ = self.events.send(SessionEvent::Request(r));
+                        }
+                        Err(e) => {
+                            let answer = Message::Error(ErrorResponse::new(Some(r.id), &e));
+                            let _ = self.controller.send(&answer);
+                        }
+                    }
                 }
                 ControllerEvent::Rejected(r) => {
                     let _ = self.events.send(SessionEvent::Rejected(r));

@@ -352,11 +352,24 @@ fn response<R: serde::Serialize>(id: Id, result: &R) -> Message {
     }
 }
 
+/// The answer to a thread method, fitted to one transport message (`CMD-2`): long command
+/// outputs are cut ([`crate::threads::fit`]); a result that still does not fit is
+/// answered with `Internal` (`CMD-60`).
 fn answer<R: serde::Serialize>(id: Id, result: Result<R, CommandError>) -> Message {
-    match result {
-        Ok(r) => response(id, &r),
-        Err(e) => error(id, &e),
+    let message = match result {
+        Ok(r) => crate::threads::fit(response(id.clone(), &r)),
+        Err(e) => return error(id, &e),
+    };
+    let len = message.to_bytes().len();
+    if len > tether_proto::limits::MAX_TRANSPORT_PLAINTEXT_LEN {
+        return error(
+            id,
+            &CommandError::Internal {
+                detail: format!("the result takes {len} bytes, more than one message carries"),
+            },
+        );
     }
+    message
 }
 
 impl CommandSession {
@@ -412,9 +425,15 @@ impl CommandSession {
                 if access == Access::Allowed && self.initialized {
                     match ClientNotification::from_notification(&n) {
                         Ok(ClientNotification::Cancelled(p)) => self.cancel(&p.request_id),
-                        // `initialized`: the controller is ready. CMD-12, CMD-13: unknown
-                        // or malformed notifications are ignored.
-                        Ok(ClientNotification::Initialized(_)) | Err(_) => {}
+                        // CMD-15: the controller is ready for the host's requests and
+                        // notifications.
+                        Ok(ClientNotification::Initialized(_)) => {
+                            if let Some(threads) = threads {
+                                threads.session_ready(self.session);
+                            }
+                        }
+                        // CMD-12, CMD-13: unknown or malformed notifications are ignored.
+                        Err(_) => {}
                     }
                 }
                 Reply::default()

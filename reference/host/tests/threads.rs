@@ -20,7 +20,7 @@ use tether_host::state::StateDir;
 use tether_host::{CommandConfig, RunError, run};
 use tether_proto::cmd::codes;
 use tether_proto::cmd::methods::ThreadReadResult;
-use tether_proto::cmd::types::{ThreadItem, Turn};
+use tether_proto::cmd::types::{SandboxMode, ThreadItem, Turn};
 use tether_proto::cmd::{Notification, Request};
 use tether_proto::time::UnixTime;
 use tether_relay::{RelayHandle, RelayServer, RelayServerConfig};
@@ -678,4 +678,117 @@ async fn cmd_52_to_54_handoff_between_two_hosts() {
     c2.close().await;
     host1.stop().await;
     host2.stop().await;
+}
+
+/// The `tether` binary of this build, which provides `sandbox-exec` (built by
+/// `cargo test --workspace`; absent when only this package was built).
+fn tether_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let path = exe.parent()?.parent()?.join("tether");
+    path.is_file().then_some(path)
+}
+
+/// Runs one turn on `m` and returns its final state.
+async fn run_turn(
+    m: &mut tether_host::threads::ThreadManager,
+    rx: &mut mpsc::UnboundedReceiver<tether_host::threads::TurnEvent>,
+    session: tether_proto::link::SessionId,
+    thread_id: &str,
+    input: &str,
+) -> Turn {
+    m.turn_start(
+        session,
+        &serde_json::from_value(json!({"threadId": thread_id, "input": text(input)})).unwrap(),
+    )
+    .unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        while let Some((_, message)) = m.poll_outgoing() {
+            if let tether_proto::cmd::Message::Notification(n) = message
+                && n.method == "turn/completed"
+            {
+                return serde_json::from_value(n.params.unwrap()["turn"].clone()).unwrap();
+            }
+        }
+        let event = tokio::time::timeout_at(deadline.into(), rx.recv())
+            .await
+            .expect("turn did not complete in time")
+            .unwrap();
+        m.handle_event(event);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cmd_44_turn_commands_run_under_the_kernel_sandbox() {
+    let Some(tether) = tether_binary() else {
+        eprintln!("skipped: no tether binary next to this test (cargo test --workspace builds it)");
+        return;
+    };
+    let launcher = tether_host::commands::SandboxLauncher::probe(tether);
+    let state = tempfile::tempdir().unwrap();
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join(".git")).unwrap();
+    // Outside the project and outside the temporary directory (writable under
+    // workspace-write).
+    let outside = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let enforced: Vec<SandboxMode> = launcher.enforced.iter().map(|(m, _)| *m).collect();
+    let config = std::sync::Arc::new(CommandConfig {
+        sandbox: Some(launcher),
+        default_project: Some(project.path().to_owned()),
+        ..CommandConfig::default()
+    });
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut m = tether_host::threads::ThreadManager::new(state.path(), config, tx).unwrap();
+    let s = tether_proto::link::SessionId([7; 8]);
+    m.session_opened(s, "t".into());
+    m.session_ready(s);
+    for mode in [SandboxMode::WorkspaceWrite, SandboxMode::ReadOnly] {
+        let start =
+            serde_json::from_value(json!({"sandbox": mode.as_str(), "approvalPolicy": "never"}))
+                .unwrap();
+        if !enforced.contains(&mode) {
+            // CMD-46: not enforced here and not configured to degrade.
+            let e = m.thread_start(s, &start).unwrap_err();
+            assert_eq!(e.rpc_code(), codes::SANDBOX_DENIED);
+            eprintln!("{} is not enforced by this kernel: refused", mode.as_str());
+            continue;
+        }
+        let opened = m.thread_start(s, &start).unwrap();
+        assert_eq!(opened.sandbox.enforced, mode);
+        assert!(!opened.sandbox.degraded);
+        let inside = project.path().join(format!("inside-{}", mode.as_str()));
+        let escaped = outside.path().join(format!("escaped-{}", mode.as_str()));
+        let script = format!(
+            "$ echo ok > {}; echo x > {}",
+            inside.display(),
+            escaped.display()
+        );
+        let turn = run_turn(&mut m, &mut rx, s, &opened.thread.id, &script).await;
+        let ThreadItem::CommandExecution(c) = &turn.items[1] else {
+            panic!("{turn:?}")
+        };
+        assert_ne!(c.exit_code, Some(0), "{c:?}");
+        assert!(
+            !escaped.exists(),
+            "{} wrote outside the project",
+            mode.as_str()
+        );
+        assert_eq!(
+            inside.exists(),
+            mode == SandboxMode::WorkspaceWrite,
+            "{}: {c:?}",
+            mode.as_str()
+        );
+        assert!(
+            c.aggregated_output
+                .as_deref()
+                .unwrap_or_default()
+                .contains("ermission denied")
+                || c.aggregated_output
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("Read-only"),
+            "{c:?}"
+        );
+    }
 }

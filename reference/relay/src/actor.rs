@@ -20,6 +20,14 @@ const SLOW_READER_FLUSH: Duration = Duration::from_millis(100);
 /// Extra time, past the flush timeout, that a shutdown waits for connections to report.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
+/// How long a computed next-timer deadline is reused, and the shortest gap between two
+/// timer runs. `Relay::poll_timeout` and `Relay::handle_timeout` scan every link; done
+/// after every frame, they made each frame cost O(links) (with 10,000 idle links the
+/// aggregate throughput fell to a quarter, `relay-capacity` in `BENCHMARKS.md`). Timers
+/// fire at most this much late; their periods are seconds (`LINK-7`, `LINK-24`,
+/// `LINK-25`).
+const TIMER_REFRESH: Duration = Duration::from_millis(100);
+
 pub(crate) struct Actor {
     relay: Relay,
     links: HashMap<LinkId, LinkEnd>,
@@ -60,14 +68,43 @@ impl Actor {
     pub(crate) async fn run(mut self, shutdown: oneshot::Receiver<()>) {
         let mut shutdown = shutdown;
         let mut shutdown_deadline: Option<tokio::time::Instant> = None;
+        let mut timer: Option<Instant> = None;
+        let mut timer_computed: Option<Instant> = None;
+        let mut last_timer_run: Option<Instant> = None;
+        // Whether anything happened since the deadline was computed.
+        let mut dirty = true;
         loop {
             self.pump();
             self.publish_gauges();
             if self.shutting_down && self.links.is_empty() {
                 break;
             }
-            let timer = self.relay.poll_timeout();
-            let timer_at = timer.map_or_else(far_future, tokio::time::Instant::from_std);
+            let now = Instant::now();
+            if timer_computed.is_none_or(|at| dirty && now.duration_since(at) >= TIMER_REFRESH) {
+                timer = self.relay.poll_timeout();
+                timer_computed = Some(now);
+                dirty = false;
+            }
+            // Coalesce: at most one timer run per TIMER_REFRESH.
+            let due = match (
+                timer,
+                last_timer_run.and_then(|t| t.checked_add(TIMER_REFRESH)),
+            ) {
+                (Some(t), Some(earliest)) => Some(t.max(earliest)),
+                (t, _) => t,
+            };
+            // After activity, look again once the refresh period is over (a new link's
+            // deadline may be the next one).
+            let refresh = if dirty {
+                timer_computed.and_then(|t| t.checked_add(TIMER_REFRESH))
+            } else {
+                None
+            };
+            let wake = match (due, refresh) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let wake_at = wake.map_or_else(far_future, tokio::time::Instant::from_std);
             let stop_at = shutdown_deadline.unwrap_or_else(far_future);
             tokio::select! {
                 biased;
@@ -81,11 +118,17 @@ impl Actor {
                     None => break,
                 },
                 () = self.notify.notified() => {}
-                () = tokio::time::sleep_until(timer_at), if timer.is_some() && !self.shutting_down => {
-                    self.relay.handle_timeout(Instant::now());
+                () = tokio::time::sleep_until(wake_at), if wake.is_some() && !self.shutting_down => {
+                    let now = Instant::now();
+                    if due.is_some_and(|d| d <= now) {
+                        self.relay.handle_timeout(now);
+                        last_timer_run = Some(now);
+                        timer_computed = None;
+                    }
                 }
                 () = tokio::time::sleep_until(stop_at), if shutdown_deadline.is_some() => break,
             }
+            dirty = true;
             self.drain_events();
         }
         self.publish_gauges();

@@ -36,6 +36,21 @@ pub fn websocket_config(max_frame_len: usize) -> WebSocketConfig {
         .max_frame_size(Some(max_frame_len))
 }
 
+/// Bytes a relay-side WebSocket reads from its socket at a time.
+///
+/// tungstenite zero-fills its read buffer up to this size before every read, so with its
+/// default (128 KiB) every connection kept about 140 KiB resident even when idle. With
+/// 4 KiB an idle link with one session costs the relay about 11 KiB (`relay-capacity`,
+/// `BENCHMARKS.md`); a larger frame is still read whole (the buffer grows to the frame's
+/// length, bounded by `LINK-5`), in 4 KiB reads, with no measurable loss of throughput.
+pub const RELAY_READ_BUFFER: usize = 4 * 1024;
+
+/// The relay side's WebSocket settings: [`websocket_config`] with a read buffer of
+/// [`RELAY_READ_BUFFER`], so that idle links cost little memory.
+pub fn relay_websocket_config(max_frame_len: usize) -> WebSocketConfig {
+    websocket_config(max_frame_len).read_buffer_size(RELAY_READ_BUFFER)
+}
+
 /// A rustls client configuration trusting only the certificates of the PEM file `ca_pem`
 /// (for a relay with a private or self-signed certificate).
 ///

@@ -51,6 +51,10 @@ pub struct RelayServerConfig {
     pub limits: RelayLimits,
     /// How long a closing link may take to flush its last frames and close.
     pub flush_timeout: Duration,
+    /// Most connections open at once from one client network address (`SEC-17`); a
+    /// connection beyond it is closed as soon as it is accepted, before TLS or the
+    /// WebSocket upgrade. `None`: no bound.
+    pub max_links_per_address: Option<usize>,
 }
 
 impl RelayServerConfig {
@@ -63,7 +67,16 @@ impl RelayServerConfig {
             insecure: false,
             limits: RelayLimits::default(),
             flush_timeout: Duration::from_secs(2),
+            max_links_per_address: None,
         }
+    }
+
+    /// Bounds the connections open at once from one client address (`SEC-17`); `None`
+    /// removes the bound.
+    #[must_use]
+    pub fn with_max_links_per_address(mut self, max: Option<usize>) -> Self {
+        self.max_links_per_address = max;
+        self
     }
 
     /// Adds a workspace with its plain credential (stored as its digest).

@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsClos
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
 use tracing::debug;
 
-use crate::client::{LinkIo, websocket_config};
+use crate::client::{LinkIo, relay_websocket_config};
 
 /// Frames a link's writer holds beyond what the core queues (each at most 65544 bytes).
 pub(crate) const WRITER_QUEUE: usize = 8;
@@ -82,9 +82,12 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: ConnContext) {
             None => Box::new(tcp),
         };
         // LINK-5: tungstenite refuses a larger message before buffering it.
-        tokio_tungstenite::accept_async_with_config(io, Some(websocket_config(ctx.max_frame_len)))
-            .await
-            .map_err(|e| e.to_string())
+        tokio_tungstenite::accept_async_with_config(
+            io,
+            Some(relay_websocket_config(ctx.max_frame_len)),
+        )
+        .await
+        .map_err(|e| e.to_string())
     };
     let ws = match timeout(ctx.handshake_timeout, setup).await {
         Ok(Ok(ws)) => ws,

@@ -1,8 +1,9 @@
 //! The listening relay: bind, run, spawn, shut down.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::BufReader;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,14 +12,19 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::actor::Actor;
 use crate::conn::{self, ConnContext};
 use crate::{RelayError, RelayServerConfig, RelayStats, TlsFiles};
 
-/// Inputs waiting for the actor, from all connections together.
-const INPUT_QUEUE: usize = 1024;
+/// Inputs waiting for the actor, from all connections together. With frames of at most
+/// 65 535 bytes (`LINK-5`) this holds at most 4 MiB: the queue is shared, so its bound is
+/// part of the relay's fixed memory, not of any link's, and a reader that finds it full
+/// waits (TCP pushes back on the sender) instead of growing it. The actor never waits on
+/// a link (it drops or closes slow readers, `LINK-22`, `LINK-23`), so the queue drains at
+/// the actor's pace.
+const INPUT_QUEUE: usize = 64;
 
 /// A bound relay, not yet serving.
 pub struct RelayServer {
@@ -27,6 +33,7 @@ pub struct RelayServer {
     tls: Option<TlsAcceptor>,
     relay: Relay,
     flush_timeout: Duration,
+    max_links_per_address: Option<usize>,
     stats: Arc<Mutex<RelayStats>>,
 }
 
@@ -77,6 +84,7 @@ impl RelayServer {
             tls,
             relay: Relay::new(core),
             flush_timeout: config.flush_timeout,
+            max_links_per_address: config.max_links_per_address,
             stats: Arc::default(),
         })
     }
@@ -119,9 +127,12 @@ impl RelayServer {
         );
         let actor = tokio::spawn(actor.run(stop_rx));
         info!(addr = %self.local_addr, tls = ctx.tls.is_some(), "relay listening");
+        let limiter = self
+            .max_links_per_address
+            .map(|max| Arc::new(AddressLimiter::new(max)));
         tokio::select! {
             () = shutdown => {}
-            () = accept_loop(self.listener, ctx) => {}
+            () = accept_loop(self.listener, ctx, limiter, self.stats.clone()) => {}
         }
         let _ = stop_tx.send(());
         let _ = actor.await;
@@ -192,12 +203,91 @@ fn snapshot(stats: &Mutex<RelayStats>) -> RelayStats {
         .clone()
 }
 
-async fn accept_loop(listener: TcpListener, ctx: ConnContext) {
+/// Connections open per client address (`SEC-17`).
+struct AddressLimiter {
+    max: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection counted against its address; released on drop.
+struct AddressSlot {
+    limiter: Arc<AddressLimiter>,
+    ip: IpAddr,
+}
+
+impl AddressLimiter {
+    fn new(max: usize) -> Self {
+        Self {
+            max,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn open(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A slot for one more connection from `ip`, or `None` at the bound.
+    fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
+        let mut open = self.open();
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            limiter: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.limiter.open();
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    ctx: ConnContext,
+    limiter: Option<Arc<AddressLimiter>>,
+    stats: Arc<Mutex<RelayStats>>,
+) {
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
+                // SEC-17: a bound on the links of one client address, checked before any
+                // TLS or WebSocket work; the connection is simply closed.
+                let slot = match &limiter {
+                    Some(limiter) => match limiter.acquire(peer.ip()) {
+                        Some(slot) => Some(slot),
+                        None => {
+                            stats
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .refused_per_address += 1;
+                            debug!(%peer, "too many links from this address (SEC-17)");
+                            drop(tcp);
+                            continue;
+                        }
+                    },
+                    None => None,
+                };
                 let _ = tcp.set_nodelay(true);
-                tokio::spawn(conn::serve(tcp, peer, ctx.clone()));
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    conn::serve(tcp, peer, ctx).await;
+                    drop(slot);
+                });
             }
             Err(e) => {
                 // For example out of file descriptors: wait rather than spin.

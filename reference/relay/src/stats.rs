@@ -26,6 +26,9 @@ pub struct RelayStats {
     pub peer_goaway_by_code: BTreeMap<CloseCode, u64>,
     /// Connections that failed before the WebSocket was up (TLS or HTTP upgrade).
     pub handshakes_failed: u64,
+    /// Connections closed on accept because their address already had the most links
+    /// allowed (`SEC-17`).
+    pub refused_per_address: u64,
 }
 
 impl RelayStats {

@@ -43,6 +43,7 @@ use tether_proto::cmd::types::{
 use tether_proto::cmd::{
     CommandError, ErrorResponse, Id, Message, Params, Response, ServerNotification, ServerRequest,
 };
+use tether_proto::limits::MAX_TRANSPORT_PLAINTEXT_LEN;
 use tether_proto::link::SessionId;
 use tether_proto::time::UnixTime;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -98,6 +99,10 @@ impl Entry {
 struct SessionInfo {
     device: String,
     next_request: i64,
+    /// `initialized` was received (`CMD-15`): until then requests and notifications wait
+    /// in `held`.
+    ready: bool,
+    held: Vec<Message>,
 }
 
 /// How an approval ended, for a late answer (`CMD-32`).
@@ -241,8 +246,36 @@ impl ThreadManager {
             SessionInfo {
                 device,
                 next_request: 1,
+                ready: false,
+                held: Vec::new(),
             },
         );
+    }
+
+    /// The session sent `initialized` (`CMD-15`): what was held for it is sent now.
+    pub fn session_ready(&mut self, session: SessionId) {
+        if let Some(info) = self.sessions.get_mut(&session) {
+            info.ready = true;
+            for m in std::mem::take(&mut info.held) {
+                self.outbox.push_back((session, m));
+            }
+        }
+    }
+
+    /// Queues `message` for `session`, holding requests and notifications until the
+    /// session is ready (`CMD-15`). Messages holding items are fitted to one transport
+    /// message ([`fit`], `CMD-2`).
+    fn push(&mut self, session: SessionId, message: Message) {
+        let message = fit(message);
+        match self.sessions.get_mut(&session) {
+            Some(info)
+                if !info.ready
+                    && matches!(message, Message::Request(_) | Message::Notification(_)) =>
+            {
+                info.held.push(message);
+            }
+            _ => self.outbox.push_back((session, message)),
+        }
     }
 
     /// A session ended: its attachments, its outstanding approval requests and its
@@ -312,10 +345,13 @@ impl ThreadManager {
     }
 
     fn send_to_attached(&mut self, thread_id: &str, message: &Message) {
-        if let Some(entry) = self.threads.get(thread_id) {
-            for s in &entry.attached {
-                self.outbox.push_back((*s, message.clone()));
-            }
+        let attached = self
+            .threads
+            .get(thread_id)
+            .map(|e| e.attached.clone())
+            .unwrap_or_default();
+        for s in attached {
+            self.push(s, message.clone());
         }
     }
 
@@ -570,6 +606,13 @@ impl ThreadManager {
             approval: None,
             interrupters: Vec::new(),
         });
+        // CMD-17: the turn is durable before it runs; if it cannot be stored, it does not
+        // start.
+        if let Err(e) = self.store.save(&entry.record) {
+            entry.record.turns.pop();
+            entry.running = None;
+            return Err(internal(&e));
+        }
         let job = agent::TurnJob {
             thread_id: params.thread_id.clone(),
             turn_id,
@@ -582,7 +625,6 @@ impl ThreadManager {
             events: self.events.clone(),
             kill: kill_rx,
         };
-        self.save(&params.thread_id);
         // CMD-24: after the result (the caller sends the reply before the outbox).
         self.send_to_attached(
             &params.thread_id,
@@ -844,7 +886,7 @@ impl ThreadManager {
                 // CMD-23: the interrupting sessions get their answer after turn/completed.
                 for (session, id) in running.map(|r| r.interrupters).unwrap_or_default() {
                     if let Ok(r) = Response::new(id, &EmptyResult {}) {
-                        self.outbox.push_back((session, Message::Response(r)));
+                        self.push(session, Message::Response(r));
                     }
                 }
             }
@@ -910,7 +952,7 @@ impl ThreadManager {
         let request = ServerRequest::CommandExecutionRequestApproval(pending.params.clone())
             .into_request(id.clone());
         self.requests.insert((session, id), thread_id.to_owned());
-        self.outbox.push_back((session, Message::Request(request)));
+        self.push(session, Message::Request(request));
     }
 
     /// Resolves the pending approval of `thread_id` (`CMD-30`, `CMD-31`, `CMD-33`):
@@ -942,7 +984,7 @@ impl ThreadManager {
                 resolved_by: resolved_by.clone(),
                 rejected_answer: None,
             });
-            self.outbox.push_back((session, notification(n)));
+            self.push(session, notification(n));
         }
         for (session, id) in &pending.sent {
             self.requests.remove(&(*session, id.clone()));
@@ -951,7 +993,7 @@ impl ThreadManager {
                     request_id: id.clone(),
                     reason: Some("the approval was resolved".to_owned()),
                 });
-                self.outbox.push_back((*session, notification(n)));
+                self.push(*session, notification(n));
             }
             // CMD-32: remembered for a late answer.
             let key = (*session, id.clone());
@@ -1010,9 +1052,71 @@ impl ThreadManager {
                     message: e.to_string(),
                 }),
             });
-            self.outbox.push_back((session, notification(n)));
+            self.push(session, notification(n));
         }
         // CMD-14: any other response is ignored.
+    }
+}
+
+/// `CMD-2`: a message is at most 65 519 bytes, but an item's `aggregatedOutput` may hold
+/// up to the output cap (`CMD-41`). A message holding items that would be larger carries
+/// each `aggregatedOutput` cut to its end, after a line `[N bytes cut]`, with the longest
+/// end that lets the message fit (see the note in spec 5.4). Other messages are returned
+/// as they are.
+pub fn fit(message: Message) -> Message {
+    if message.to_bytes().len() <= MAX_TRANSPORT_PLAINTEXT_LEN {
+        return message;
+    }
+    let mut keep = MAX_TRANSPORT_PLAINTEXT_LEN;
+    let mut out = message.clone();
+    while keep > 0 {
+        keep /= 2;
+        out = message.clone();
+        let value = match &mut out {
+            Message::Request(r) => r.params.as_mut(),
+            Message::Notification(n) => n.params.as_mut(),
+            Message::Response(r) => Some(&mut r.result),
+            Message::Error(_) => None,
+        };
+        let Some(value) = value else { return out };
+        if !cut_outputs(value, keep) || out.to_bytes().len() <= MAX_TRANSPORT_PLAINTEXT_LEN {
+            return out;
+        }
+    }
+    out
+}
+
+/// Cuts every `aggregatedOutput` of a `commandExecution` item in `value` to its last
+/// `keep` bytes (on a character boundary); returns whether there was one to cut.
+fn cut_outputs(value: &mut serde_json::Value, keep: usize) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut found = false;
+            if map.get("type").and_then(Value::as_str) == Some("commandExecution")
+                && let Some(Value::String(s)) = map.get_mut("aggregatedOutput")
+            {
+                found = true;
+                if s.len() > keep {
+                    let mut start = s.len() - keep;
+                    while !s.is_char_boundary(start) {
+                        start += 1;
+                    }
+                    *s = format!(
+                        "[{start} bytes cut]\n{}",
+                        s.get(start..).unwrap_or_default()
+                    );
+                }
+            }
+            for child in map.values_mut() {
+                found |= cut_outputs(child, keep);
+            }
+            found
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |found, x| cut_outputs(x, keep) | found),
+        _ => false,
     }
 }
 

@@ -41,6 +41,8 @@ fn harness(config: CommandConfig) -> H {
     let mut m = ThreadManager::new(state.path(), Arc::clone(&config), tx).unwrap();
     m.session_opened(A, "ana-phone".into());
     m.session_opened(B, "bo-laptop".into());
+    m.session_ready(A);
+    m.session_ready(B);
     H {
         m,
         rx,
@@ -778,6 +780,7 @@ async fn cmd_19_cmd_33_resume_gets_the_pending_approval_and_it_survives_session_
     assert!(h.m.poll_timeout().is_some());
     let c = SessionId([3; 8]);
     h.m.session_opened(c, "cy".into());
+    h.m.session_ready(c);
     h.m.thread_resume(
         c,
         &ThreadResumeParams {
@@ -837,6 +840,7 @@ async fn cmd_17_restart_keeps_history_and_fails_the_running_turn() {
     );
     // And a new turn works, with fresh item ids (CMD-25).
     h.m.session_opened(A, "ana".into());
+    h.m.session_ready(A);
     let (tx, rx) = mpsc::unbounded_channel();
     h.m.events = tx;
     h.rx = rx;
@@ -1010,4 +1014,76 @@ async fn cmd_52_to_54_export_import_rediscovers_agents_md() {
         })
         .unwrap_err();
     assert_eq!(code(&e), codes::THREAD_NOT_FOUND);
+}
+
+#[tokio::test]
+async fn cmd_15_nothing_is_sent_before_initialized() {
+    let mut h = harness(config());
+    let c = SessionId([3; 8]);
+    h.m.session_opened(c, "cy".into());
+    let t = h.start(c, ApprovalPolicy::Untrusted, SandboxMode::DangerFullAccess);
+    h.turn(c, &t, "$ true").unwrap();
+    // The turn runs up to its approval request meanwhile.
+    let _ = tokio::time::timeout(Duration::from_millis(500), h.until(|_| false)).await;
+    assert!(methods(&h.log, c).is_empty(), "held until initialized");
+    h.m.session_ready(c);
+    h.drain();
+    assert_eq!(
+        methods(&h.log, c),
+        [
+            "turn/started",
+            "item/started",
+            "item/completed",
+            "item/started",
+            "item/commandExecution/requestApproval"
+        ]
+    );
+}
+
+#[test]
+fn cmd_2_long_outputs_are_cut_to_fit_one_message() {
+    use tether_proto::cmd::types::CommandExecutionItem;
+    let big = format!("{}\u{1}end", "é".repeat(200_000));
+    let item = ThreadItem::CommandExecution(CommandExecutionItem {
+        id: "item_2".into(),
+        command: "x".into(),
+        cwd: "/".into(),
+        status: CommandExecutionStatus::Completed,
+        exit_code: Some(0),
+        aggregated_output: Some(big.clone()),
+        duration_ms: Some(1),
+    });
+    let n = notification(ServerNotification::ItemCompleted(ItemCompletedParams {
+        thread_id: "thr_1".into(),
+        turn_id: "turn_1".into(),
+        item: item.clone(),
+    }));
+    assert!(n.to_bytes().len() > MAX_TRANSPORT_PLAINTEXT_LEN);
+    let fitted = fit(n);
+    let len = fitted.to_bytes().len();
+    assert!(len <= MAX_TRANSPORT_PLAINTEXT_LEN, "{len}");
+    assert!(
+        len > MAX_TRANSPORT_PLAINTEXT_LEN / 4,
+        "keeps as much as it can: {len}"
+    );
+    let Message::Notification(n) = fitted else {
+        panic!()
+    };
+    let out = n.params.unwrap()["item"]["aggregatedOutput"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(out.starts_with('['), "{}", &out[..40]);
+    assert!(out.ends_with("\u{1}end"));
+    // Small messages are left alone.
+    drop(item);
+    let small = notification(ServerNotification::ItemStarted(ItemStartedParams {
+        thread_id: "thr_1".into(),
+        turn_id: "turn_1".into(),
+        item: ThreadItem::UserMessage(tether_proto::cmd::types::UserMessageItem {
+            id: "item_1".into(),
+            text: "hi".into(),
+        }),
+    }));
+    assert_eq!(fit(small.clone()), small);
 }

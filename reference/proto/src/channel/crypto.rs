@@ -4,7 +4,19 @@
 //! (`LINK-12`, `Noise_XN_25519_ChaChaPoly_BLAKE2s`) — is built through [`noise_builder`], so
 //! every backend behaves the same on the one point where X25519 implementations differ:
 //! a Diffie-Hellman whose output is all zeros (a low-order peer key) is an error
-//! (`CHAN-7`), never a key. A faster backend is plugged in here and nowhere else.
+//! (`CHAN-7`), never a key.
+//!
+//! Two backends compute the same functions (every vector gives the same bytes with both):
+//!
+//! | primitive | feature `aws-lc` (default) | without it (`--no-default-features`) |
+//! |---|---|---|
+//! | X25519 | aws-lc-rs | curve25519-dalek (through snow) |
+//! | ChaCha20-Poly1305 | aws-lc-rs | RustCrypto `chacha20poly1305` (through snow) |
+//! | BLAKE2s | RustCrypto `blake2` (through snow) | the same |
+//! | random numbers | the operating system (`getrandom`, through snow) | the same |
+//!
+//! [`BACKEND`] names the one compiled in. A fuzzing build (`cfg(fuzzing)`) can still swap
+//! in its insecure primitives first, whichever backend is compiled (`crate::fuzzing`).
 
 use snow::params::{CipherChoice, DHChoice, HashChoice, NoiseParams};
 use snow::resolvers::{CryptoResolver, DefaultResolver};
@@ -33,11 +45,21 @@ pub fn noise_builder<'a>(params: NoiseParams) -> snow::Builder<'a> {
     snow::Builder::with_resolver(params, Box::new(TetherResolver::default()))
 }
 
+/// The crypto backend compiled in: `"aws-lc"` (the default feature `aws-lc`: X25519 and
+/// ChaCha20-Poly1305 from aws-lc-rs) or `"rust"` (snow's pure-Rust primitives).
+#[cfg(feature = "aws-lc")]
+pub const BACKEND: &str = "aws-lc";
+/// The crypto backend compiled in: `"aws-lc"` (the default feature `aws-lc`: X25519 and
+/// ChaCha20-Poly1305 from aws-lc-rs) or `"rust"` (snow's pure-Rust primitives).
+#[cfg(not(feature = "aws-lc"))]
+pub const BACKEND: &str = "rust";
+
 /// The crypto resolver of every Tether Noise state.
 ///
-/// Hash, cipher and random numbers come from snow's [`DefaultResolver`] (BLAKE2s,
-/// ChaCha20-Poly1305, the operating system's CSPRNG); the Diffie-Hellman function is
-/// snow's X25519 wrapped so that an all-zero output is refused (`CHAN-7`).
+/// X25519 and ChaCha20-Poly1305 come from the backend compiled in ([`BACKEND`]); BLAKE2s
+/// and random numbers from snow's [`DefaultResolver`] (RustCrypto's BLAKE2s, the operating
+/// system's CSPRNG). The Diffie-Hellman function is wrapped so that an all-zero output is
+/// refused (`CHAN-7`) whatever the backend.
 #[derive(Debug, Default)]
 pub struct TetherResolver {
     _private: (),
@@ -55,7 +77,7 @@ impl CryptoResolver for TetherResolver {
         if let Some(inner) = crate::fuzzing::resolve_dh(choice) {
             return Some(Box::new(NonZeroDh { inner }));
         }
-        let inner = DefaultResolver.resolve_dh(choice)?;
+        let inner = backend_dh(choice)?;
         Some(Box::new(NonZeroDh { inner }))
     }
 
@@ -67,8 +89,34 @@ impl CryptoResolver for TetherResolver {
         if let Some(cipher) = crate::fuzzing::resolve_cipher(choice) {
             return Some(cipher);
         }
-        DefaultResolver.resolve_cipher(choice)
+        backend_cipher(choice)
     }
+}
+
+#[cfg(feature = "aws-lc")]
+fn backend_dh(choice: &DHChoice) -> Option<Box<dyn Dh>> {
+    match choice {
+        DHChoice::Curve25519 => Some(Box::<super::aws_lc::AwsLcDh>::default()),
+        _ => DefaultResolver.resolve_dh(choice),
+    }
+}
+
+#[cfg(not(feature = "aws-lc"))]
+fn backend_dh(choice: &DHChoice) -> Option<Box<dyn Dh>> {
+    DefaultResolver.resolve_dh(choice)
+}
+
+#[cfg(feature = "aws-lc")]
+fn backend_cipher(choice: &CipherChoice) -> Option<Box<dyn Cipher>> {
+    match choice {
+        CipherChoice::ChaChaPoly => Some(Box::<super::aws_lc::AwsLcChaChaPoly>::default()),
+        _ => DefaultResolver.resolve_cipher(choice),
+    }
+}
+
+#[cfg(not(feature = "aws-lc"))]
+fn backend_cipher(choice: &CipherChoice) -> Option<Box<dyn Cipher>> {
+    DefaultResolver.resolve_cipher(choice)
 }
 
 /// A DH function that refuses an all-zero shared secret (`CHAN-7`).
@@ -134,6 +182,108 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
     use super::*;
+
+    /// Both backends compute the same X25519 and ChaCha20-Poly1305: the compiled one
+    /// against snow's pure-Rust primitives, on keys, shared secrets, ciphertexts and a
+    /// rekey (`CHAN-7`, `CHAN-19`, `CHAN-21`).
+    #[test]
+    fn backend_agrees_with_snow_default_primitives() {
+        let resolver = TetherResolver::default();
+        for seed in 1u8..=16 {
+            let a_priv = [seed; 32];
+            let b_priv: [u8; 32] =
+                std::array::from_fn(|i| seed.wrapping_mul(31) ^ u8::try_from(i).unwrap());
+            let mut ours = resolver.resolve_dh(&DHChoice::Curve25519).unwrap();
+            let mut theirs = DefaultResolver.resolve_dh(&DHChoice::Curve25519).unwrap();
+            ours.set(&a_priv);
+            theirs.set(&a_priv);
+            assert_eq!(ours.pubkey(), theirs.pubkey());
+            assert_eq!(ours.privkey(), &a_priv);
+            let mut peer = DefaultResolver.resolve_dh(&DHChoice::Curve25519).unwrap();
+            peer.set(&b_priv);
+            let (mut x, mut y) = ([0u8; 32], [0u8; 32]);
+            ours.dh(peer.pubkey(), &mut x).unwrap();
+            theirs.dh(peer.pubkey(), &mut y).unwrap();
+            assert_eq!(x, y);
+
+            let mut c1 = resolver.resolve_cipher(&CipherChoice::ChaChaPoly).unwrap();
+            let mut c2 = DefaultResolver
+                .resolve_cipher(&CipherChoice::ChaChaPoly)
+                .unwrap();
+            c1.set(&x);
+            c2.set(&x);
+            let plaintext: Vec<u8> = (0..(usize::from(seed) * 97))
+                .map(|i| u8::try_from(i % 251).unwrap())
+                .collect();
+            let ad = [seed; 7];
+            let nonce = u64::from(seed) << 40 | 5;
+            let mut e1 = vec![0u8; plaintext.len() + 16];
+            let mut e2 = vec![0u8; plaintext.len() + 16];
+            assert_eq!(c1.encrypt(nonce, &ad, &plaintext, &mut e1), e1.len());
+            c2.encrypt(nonce, &ad, &plaintext, &mut e2);
+            assert_eq!(e1, e2);
+            let mut d = vec![0u8; plaintext.len()];
+            assert_eq!(
+                c1.decrypt(nonce, &ad, &e2, &mut d).unwrap(),
+                plaintext.len()
+            );
+            assert_eq!(d, plaintext);
+            // A wrong nonce, a flipped bit or a short message fails and leaves no plaintext.
+            assert!(c1.decrypt(nonce + 1, &ad, &e2, &mut d).is_err());
+            let mut flipped = e2.clone();
+            flipped[0] ^= 1;
+            assert!(c1.decrypt(nonce, &ad, &flipped, &mut d).is_err());
+            if cfg!(feature = "aws-lc") {
+                // aws-lc's cipher also wipes a failed plaintext and refuses a message
+                // shorter than a tag (snow's own checks the length before its cipher).
+                assert!(d.iter().all(|b| *b == 0));
+                assert!(c1.decrypt(nonce, &ad, &[0u8; 15], &mut d).is_err());
+            }
+            c1.rekey();
+            c2.rekey();
+            c1.encrypt(1, &[], &plaintext, &mut e1);
+            c2.encrypt(1, &[], &plaintext, &mut e2);
+            assert_eq!(e1, e2);
+        }
+    }
+
+    /// Alternating static keys (the backend remembers the last one set) still give each
+    /// key's own public key and shared secrets.
+    #[test]
+    fn alternating_static_keys_stay_distinct() {
+        let resolver = TetherResolver::default();
+        let reference = |k: &[u8; 32]| {
+            let mut d = DefaultResolver.resolve_dh(&DHChoice::Curve25519).unwrap();
+            d.set(k);
+            d
+        };
+        let peer = reference(&[0x99; 32]);
+        for round in 0..4u8 {
+            for k in [[0x01u8; 32], [0x02; 32], [round.wrapping_add(3); 32]] {
+                let mut ours = resolver.resolve_dh(&DHChoice::Curve25519).unwrap();
+                ours.set(&k);
+                let theirs = reference(&k);
+                assert_eq!(ours.pubkey(), theirs.pubkey());
+                assert_eq!(ours.privkey(), &k);
+                let (mut x, mut y) = ([0u8; 32], [0u8; 32]);
+                ours.dh(peer.pubkey(), &mut x).unwrap();
+                theirs.dh(peer.pubkey(), &mut y).unwrap();
+                assert_eq!(x, y);
+            }
+        }
+    }
+
+    #[test]
+    fn backend_is_named() {
+        assert_eq!(
+            BACKEND,
+            if cfg!(feature = "aws-lc") {
+                "aws-lc"
+            } else {
+                "rust"
+            }
+        );
+    }
 
     #[test]
     fn chan_1_protocol_name_parses() {

@@ -27,8 +27,12 @@
 //! - [`Transport`]: strict-nonce transport with rekey every 65536 messages.
 //! - [`TetherResolver`], [`noise_builder`]: the one place that picks the primitives, and
 //!   refuses all-zero Diffie-Hellman outputs (`CHAN-7`); the relay registration uses it too.
+//!   X25519 and ChaCha20-Poly1305 come from aws-lc-rs by default (feature `aws-lc`), from
+//!   snow's pure-Rust primitives without it ([`BACKEND`] says which).
 //! - [`confirmation_code`]: the 6-digit pairing code (`CHAN-23`).
 
+#[cfg(feature = "aws-lc")]
+mod aws_lc;
 mod confirm;
 mod crypto;
 mod error;
@@ -38,7 +42,7 @@ mod prologue;
 mod transport;
 
 pub use confirm::{CONFIRM_LABEL, confirmation_code};
-pub use crypto::{IK_PROTOCOL_NAME, TetherResolver, ik_params, noise_builder};
+pub use crypto::{BACKEND, IK_PROTOCOL_NAME, TetherResolver, ik_params, noise_builder};
 pub use error::ChannelError;
 pub use handshake::{Initiator, PendingResponder, Responder};
 pub use payload::{
