@@ -122,6 +122,9 @@ pub struct Case {
     pub target: TargetKind,
     /// Takes more than a few seconds by design (a protocol timer).
     pub slow: bool,
+    /// Runs alone: it changes or exhausts something every other case depends on (the
+    /// host's handshake budget, its remote-access switch).
+    pub exclusive: bool,
     /// The check itself.
     pub body: fn(Arc<Context>) -> CaseFuture,
 }

@@ -20,6 +20,9 @@
 //! | [`context`] | what a case gets: the [`Target`] and its credentials |
 //! | [`link`] | the runner's end of a relay link: raw frames, host registration, helpers |
 //! | [`relay_cases`] | the relay cases |
+//! | [`host`] | the runner's side of a host under test: tokens, a controller that can misbehave |
+//! | [`host_cases`] | the host cases: tokens, channel, envelope, command/exec |
+//! | [`host_thread_cases`] | the host cases of threads, turns, approvals, AGENTS.md, hand-off |
 //! | [`mod@select`] | `--only` / `--skip` globs and the expectations file |
 //! | [`mod@runner`] | running cases, the verdict and exit code |
 //! | [`report`] | the summary table, `--json`, `--junit` |
@@ -27,6 +30,9 @@
 
 pub mod case;
 pub mod context;
+pub mod host;
+pub mod host_cases;
+pub mod host_thread_cases;
 pub mod link;
 pub mod relay_cases;
 pub mod report;
@@ -36,11 +42,15 @@ pub mod traffic;
 
 pub use case::{Case, CaseError, CaseResult, Level, Outcome, TargetKind};
 pub use context::{Context, Credential, RelayTarget, Target, TlsOptions};
+pub use host::{CommandAdmin, GivenTokens, HostAdmin, HostTarget};
 pub use runner::{CaseReport, RunOptions, RunReport, Status, Verdict, run};
 pub use select::{Expectations, glob_match, select};
 pub use traffic::TrafficLog;
 
-/// Every case the runner knows, relay cases first, in spec order.
+/// Every case the runner knows, relay cases first, then host cases, in spec order.
 pub fn catalogue() -> Vec<Case> {
-    relay_cases::catalogue()
+    let mut cases = relay_cases::catalogue();
+    cases.extend(host_cases::catalogue());
+    cases.extend(host_thread_cases::catalogue());
+    cases
 }

@@ -38,6 +38,7 @@ macro_rules! slow_case {
             timeout: Duration::from_secs($secs),
             target: TargetKind::Relay,
             slow: $slow,
+            exclusive: false,
             body: |cx| Box::pin($body(cx)),
         }
     };

@@ -188,7 +188,8 @@ async fn run_one(case: Case, target: Arc<Target>) -> (Outcome, Duration, String)
 }
 
 /// Runs `cases` against `target`, at most `opts.jobs` at once, calling `progress` as each
-/// finishes (in completion order). The report lists the cases in the order given.
+/// finishes (in completion order). Exclusive cases run first, each alone; slow cases start
+/// next. The report lists the cases in the order given.
 pub async fn run(
     cases: &[&Case],
     target: Arc<Target>,
@@ -201,7 +202,12 @@ pub async fn run(
     let mut slots: Vec<Option<CaseReport>> = vec![None; total];
     let mut done = 0usize;
     let mut set = JoinSet::new();
-    let mut queue = cases.iter().enumerate();
+    // Exclusive cases first (each alone, before anything else starts), then the slow ones
+    // (protocol timers), so that neither waits for the other; the report keeps the order
+    // given.
+    let mut order: Vec<(usize, &&Case)> = cases.iter().enumerate().collect();
+    order.sort_by_key(|(_, c)| (!c.exclusive, !c.slow));
+    let queue = order.into_iter();
     let jobs = opts.jobs.max(1);
 
     let make = |case: &Case, status, reason, duration, log| CaseReport {
@@ -217,9 +223,37 @@ pub async fn run(
         log_file: None,
     };
 
+    let mut queue = queue.peekable();
+    // An exclusive case runs alone: the queue waits until the set is empty, and nothing
+    // else starts while it runs.
+    let mut alone = false;
     loop {
-        while set.len() < jobs {
+        while set.len() < jobs && !alone {
+            let Some(&(_, next)) = queue.peek() else {
+                break;
+            };
+            let exclusive = next.exclusive && opts.expectations.reason(next.id).is_none();
+            if exclusive && !set.is_empty() {
+                break;
+            }
             let Some((i, case)) = queue.next() else { break };
+            let skip = if target.runs(case.target) {
+                None
+            } else {
+                Some(format!(
+                    "a {} case; the target is not a {}",
+                    case.target, case.target
+                ))
+            };
+            if let Some(reason) = skip {
+                let r = make(case, Status::Skip, Some(reason), Duration::ZERO, None);
+                done += 1;
+                progress(&r, done, total);
+                if let Some(slot) = slots.get_mut(i) {
+                    *slot = Some(r);
+                }
+                continue;
+            }
             if let Some(reason) = opts.expectations.reason(case.id) {
                 let r = make(
                     case,
@@ -237,11 +271,13 @@ pub async fn run(
             }
             let case = (*case).clone();
             let target = target.clone();
+            alone = case.exclusive;
             set.spawn(async move { (i, run_one(case, target).await) });
         }
         let Some(joined) = set.join_next().await else {
             break;
         };
+        alone = false;
         let Ok((i, (outcome, duration, log))) = joined else {
             continue;
         };

@@ -1,5 +1,6 @@
-//! `tether conformance`: run the conformance suite against a relay (or, with no target,
-//! against the reference relay started in-process).
+//! `tether conformance`: run the conformance suite against a relay or a host (or, with no
+//! target, against the reference relay started in-process and the reference host joined to
+//! it).
 //!
 //! Exit status: 0 when every counted case passed (MUST, and SHOULD with `--strict`), 1 when
 //! one failed, 2 for a usage error or when no case ran.
@@ -11,6 +12,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use tether_conformance::host::{
+    BoxFuture, CommandAdmin, GivenTokens, HostAdmin, HostTarget, fill_template, wait_for_host,
+};
 use tether_conformance::report::{junit, list_json, list_text, run_json, summary};
 use tether_conformance::{
     Case, CaseReport, Credential, Expectations, RelayTarget, RunOptions, Status, Target,
@@ -21,10 +25,13 @@ use tether_relay::{RelayServer, RelayServerConfig};
 /// Arguments of `tether conformance`.
 #[derive(Args)]
 #[command(after_help = "\
-With no target, starts the reference relay in-process on 127.0.0.1 and runs every case \
-against it.\n\nExit status: 0 every counted case passed; 1 a counted case failed; 2 usage \
+With no target, starts the reference relay in-process on 127.0.0.1 and the reference host \
+(this binary, `tether host run`) joined to it, and runs every case against them.\n\nExit status: 0 every counted case passed; 1 a counted case failed; 2 usage \
 error or no case ran.\n\nExamples:\n  tether conformance\n  tether conformance relay \
 wss://relay.example.com/ --workspace acme=SECRET --other-workspace beta=SECRET2 --junit out.xml\n  \
+tether conformance host --token TETHER:... --credential SECRET\n  \
+tether conformance host --host-cmd 'my-host --relay {relay} --state {state} --workspace {workspace} \
+--credential {credential}' --pair-cmd 'my-host pair --state {state}'\n  \
 tether conformance --list --json")]
 pub(crate) struct ConformanceArgs {
     #[command(subcommand)]
@@ -75,6 +82,57 @@ struct RunArgs {
 enum TargetCommand {
     /// Test a relay: the runner plays hosts and controllers through it.
     Relay(Box<RelayTargetArgs>),
+    /// Test a host: the runner plays controllers through the relay the host joined.
+    Host(Box<HostTargetArgs>),
+}
+
+#[derive(Args)]
+struct HostTargetArgs {
+    /// A pairing token minted by the running host (repeatable: cases that consume a token
+    /// of their own are skipped when none is left). Used before --pair-cmd.
+    #[arg(long = "token", value_name = "TOKEN")]
+    tokens: Vec<String>,
+    /// The workspace credential the host registered with (the runner connects as a
+    /// controller of the token's workspace).
+    #[arg(long, value_name = "CREDENTIAL")]
+    credential: Option<String>,
+    /// The relay: with --token, where to reach the host (default: the token's relay URL);
+    /// with --host-cmd, the relay the host is told to join (default: the reference relay,
+    /// started in-process).
+    #[arg(long, value_name = "URL")]
+    relay: Option<String>,
+    /// The workspace for --host-cmd with --relay (default: "conformance").
+    #[arg(long, value_name = "NAME")]
+    workspace: Option<String>,
+    /// Start the host under test: a shell command with {relay}, {state}, {workspace} and
+    /// {credential}, run with `sh -c` and killed (its process group) at the end.
+    #[arg(long, value_name = "CMD")]
+    host_cmd: Option<String>,
+    /// Mint a token: a shell command with {state} (and optionally {ttl}, seconds) that
+    /// prints the token on a line of its standard output.
+    #[arg(long, value_name = "CMD")]
+    pair_cmd: Option<String>,
+    /// Revoke a device: a shell command with {state} and {device} (its name).
+    #[arg(long, value_name = "CMD")]
+    revoke_cmd: Option<String>,
+    /// Switch remote access: a shell command with {state} and {value} (on or off).
+    #[arg(long, value_name = "CMD")]
+    remote_access_cmd: Option<String>,
+    /// A directory on the host (host-native, outside its temporary directory) where
+    /// command/exec cases may create files (default: a fresh directory with --host-cmd,
+    /// else /tmp).
+    #[arg(long, value_name = "DIR")]
+    work_dir: Option<String>,
+    /// The host's approval time limit in seconds, if it was configured shorter than the
+    /// 300 s of CMD-31 for testing (the CMD-31 case waits this long).
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    approval_timeout: u64,
+    /// Extra CA certificate (PEM) to trust for wss://.
+    #[arg(long, value_name = "PEM")]
+    ca_cert: Option<PathBuf>,
+    /// Accept any TLS certificate, and plain ws:// to a non-loopback address. Test set-ups only.
+    #[arg(long)]
+    insecure: bool,
 }
 
 #[derive(Args)]
@@ -139,11 +197,13 @@ pub(crate) fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
     let args = *args;
     let catalogue = tether_conformance::catalogue();
     let kind = match &target {
-        Some(TargetCommand::Relay(_)) | None => TargetKind::Relay,
+        Some(TargetCommand::Relay(_)) => Some(TargetKind::Relay),
+        Some(TargetCommand::Host(_)) => Some(TargetKind::Host),
+        None => None,
     };
     let selected: Vec<&Case> = tether_conformance::select(&catalogue, &args.only, &args.skip)
         .into_iter()
-        .filter(|c| args.list || c.target == kind)
+        .filter(|c| args.list || kind.is_none_or(|k| c.target == k))
         .collect();
     if args.list {
         match &args.json {
@@ -187,7 +247,8 @@ pub(crate) fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        // The target: the one given, or the reference relay in-process.
+        // The target: the one given, or the reference relay and host in-process.
+        let mut host_process: Option<HostProcess> = None;
         let (target, relay) = match target {
             Some(TargetCommand::Relay(r)) => {
                 let mut tls = TlsOptions {
@@ -212,7 +273,13 @@ pub(crate) fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
                     remote_access_off: r.remote_access_off_workspace,
                     tls,
                 };
-                (target, None)
+                (Target::Relay(target), None)
+            }
+            Some(TargetCommand::Host(h)) => {
+                match host_target(*h, &opts.log_dir, &mut host_process).await? {
+                    Ok(pair) => pair,
+                    Err(msg) => return usage(msg),
+                }
             }
             None => {
                 let (target, handle) = start_reference_relay().await?;
@@ -220,10 +287,11 @@ pub(crate) fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
                     "tether conformance: reference relay started at {}",
                     target.url
                 );
-                (target, Some(handle))
+                let host = start_reference_host(target, &opts.log_dir, &mut host_process).await?;
+                (Target::Host(Arc::new(host)), Some(handle))
             }
         };
-        let target = Arc::new(Target::Relay(target));
+        let target = Arc::new(target);
         if !args.quiet {
             eprintln!(
                 "tether conformance: {} cases against {}",
@@ -238,6 +306,9 @@ pub(crate) fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
             }
         })
         .await;
+        if let Some(p) = host_process.take() {
+            p.stop();
+        }
         if let Some(relay) = relay {
             relay.shutdown().await;
         }
@@ -294,4 +365,375 @@ async fn start_reference_relay() -> anyhow::Result<(RelayTarget, tether_relay::R
 
 fn hex_string(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The host under test, when the runner started it: killed with its process group at the
+/// end (also when dropped).
+struct HostProcess {
+    child: tokio::process::Child,
+    _state: Option<tempfile::TempDir>,
+}
+
+impl HostProcess {
+    fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            tether_host::commands::kill_group(pid);
+        }
+        let _ = self.child.start_kill();
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            tether_host::commands::kill_group(pid);
+        }
+    }
+}
+
+/// Starts `sh -c COMMAND` in its own process group, output to `log`, with `TMPDIR` set.
+fn spawn_host(command: &str, log: &Path, tmpdir: &Path) -> anyhow::Result<tokio::process::Child> {
+    let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let err = out.try_clone()?;
+    let child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env("TMPDIR", tmpdir)
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting the host: {command}"))?;
+    Ok(child)
+}
+
+/// Mints the first token (retrying while the host starts), then waits until the host
+/// answers through the relay. Returns the token.
+async fn first_token(admin: &dyn HostAdmin, relay: &RelayTarget) -> anyhow::Result<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let token = loop {
+        match admin.mint_token(None).await {
+            Ok(Some(t)) => break t,
+            Ok(None) => {
+                anyhow::bail!("the host gave no pairing token (give --token or --pair-cmd)")
+            }
+            Err(e) if std::time::Instant::now() > deadline => {
+                anyhow::bail!("minting the first pairing token: {e}")
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
+    };
+    let decoded = tether_proto::token::PairingToken::from_text(&token)
+        .map_err(|e| anyhow::anyhow!("the host's token does not decode: {e}"))?;
+    wait_for_host(
+        relay,
+        decoded.host_key(),
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e))?;
+    Ok(token)
+}
+
+/// The `host` target: a running host (--token) or one the runner starts (--host-cmd).
+/// `Ok(Err(msg))` is a usage error.
+async fn host_target(
+    h: HostTargetArgs,
+    log_dir: &Path,
+    process: &mut Option<HostProcess>,
+) -> anyhow::Result<Result<(Target, Option<tether_relay::RelayHandle>), String>> {
+    let mut tls = TlsOptions {
+        insecure: h.insecure,
+        ..TlsOptions::default()
+    };
+    if let Some(ca) = &h.ca_cert {
+        tls = match tls.with_ca_file(ca) {
+            Ok(t) => t,
+            Err(e) => return Ok(Err(e)),
+        };
+    }
+    let Some(host_cmd) = h.host_cmd.clone() else {
+        // A running host.
+        let Some(first) = h.tokens.first() else {
+            return Ok(Err(
+                "host: give --token TOKEN (a running host) or --host-cmd CMD".to_owned(),
+            ));
+        };
+        let token = match tether_proto::token::PairingToken::from_text(first) {
+            Ok(t) => t,
+            Err(e) => return Ok(Err(format!("--token does not decode: {e}"))),
+        };
+        let Some(credential) = h.credential.clone() else {
+            return Ok(Err("host: --credential is required with --token".to_owned()));
+        };
+        let cred: Credential = match format!("{}={credential}", token.workspace()).parse() {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        let url = h
+            .relay
+            .clone()
+            .unwrap_or_else(|| token.relay_url().to_owned());
+        if let Err(e) = tether_conformance::link::parse_url(&url) {
+            return Ok(Err(e));
+        }
+        let relay = RelayTarget {
+            url,
+            workspace: cred,
+            other_workspace: None,
+            remote_access_off: None,
+            tls,
+        };
+        let admin = CommandAdmin {
+            state: PathBuf::new(),
+            pair_cmd: h.pair_cmd,
+            revoke_cmd: h.revoke_cmd,
+            remote_access_cmd: h.remote_access_cmd,
+            given: GivenTokens::new(h.tokens.clone()),
+            host_cmd: None,
+        };
+        let description = format!(
+            "host {} via {}",
+            tether_proto::keys::fingerprint(token.host_key()),
+            relay.url
+        );
+        let mut target = HostTarget::new(relay, Arc::new(admin), description)
+            .with_approval_timeout(std::time::Duration::from_secs(h.approval_timeout));
+        if let Some(d) = h.work_dir {
+            target = target.with_work_dir(d);
+        }
+        return Ok(Ok((Target::Host(Arc::new(target)), None)));
+    };
+    // The runner starts the host.
+    if h.pair_cmd.is_none() && h.tokens.is_empty() {
+        return Ok(Err(
+            "host --host-cmd needs --pair-cmd to mint tokens".to_owned()
+        ));
+    }
+    let (relay, handle) = match &h.relay {
+        Some(url) => {
+            let Some(credential) = h.credential.clone() else {
+                return Ok(Err("host --relay needs --credential".to_owned()));
+            };
+            let ws = h
+                .workspace
+                .clone()
+                .unwrap_or_else(|| "conformance".to_owned());
+            let cred: Credential = match format!("{ws}={credential}").parse() {
+                Ok(c) => c,
+                Err(e) => return Ok(Err(e)),
+            };
+            let relay = RelayTarget {
+                url: url.clone(),
+                workspace: cred,
+                other_workspace: None,
+                remote_access_off: None,
+                tls,
+            };
+            (relay, None)
+        }
+        None => {
+            let (relay, handle) = start_reference_relay().await?;
+            (relay, Some(handle))
+        }
+    };
+    let state = tempfile::Builder::new()
+        .prefix("tether-conformance-host-")
+        .tempdir()?;
+    let state_dir = state.path().join("state");
+    let work = state.path().join("work");
+    let tmp = state.path().join("tmp");
+    std::fs::create_dir_all(&work)?;
+    std::fs::create_dir_all(&tmp)?;
+    std::fs::create_dir_all(log_dir)?;
+    let credential = String::from_utf8_lossy(&relay.workspace.credential).into_owned();
+    let state_text = state_dir.display().to_string();
+    let command = fill_template(
+        &host_cmd,
+        &[
+            ("relay", &relay.url),
+            ("state", &state_text),
+            ("workspace", &relay.workspace.workspace),
+            ("credential", &credential),
+        ],
+    );
+    let child = spawn_host(&command, &log_dir.join("host-under-test.log"), &tmp)?;
+    *process = Some(HostProcess {
+        child,
+        _state: None,
+    });
+    let probe = CommandAdmin {
+        state: state_dir.clone(),
+        pair_cmd: h.pair_cmd.clone(),
+        revoke_cmd: None,
+        remote_access_cmd: None,
+        given: GivenTokens::new(h.tokens.clone()),
+        host_cmd: None,
+    };
+    let first = first_token(&probe, &relay).await?;
+    let mut tokens = vec![first];
+    tokens.extend(h.tokens.iter().skip(1).cloned());
+    let admin = CommandAdmin {
+        state: state_dir,
+        pair_cmd: h.pair_cmd,
+        revoke_cmd: h.revoke_cmd,
+        remote_access_cmd: h.remote_access_cmd,
+        given: GivenTokens::new(tokens),
+        host_cmd: Some((
+            host_cmd.clone(),
+            relay.workspace.workspace.clone(),
+            credential.clone(),
+        )),
+    };
+    let description = format!("host started with `{host_cmd}` via {}", relay.url);
+    let work_dir = h.work_dir.unwrap_or_else(|| work.display().to_string());
+    let target = HostTarget::new(relay, Arc::new(admin), description)
+        .with_work_dir(work_dir)
+        .with_approval_timeout(std::time::Duration::from_secs(h.approval_timeout));
+    if let Some(p) = process.as_mut() {
+        p._state = Some(state);
+    }
+    Ok(Ok((Target::Host(Arc::new(target)), handle)))
+}
+
+/// Administration of the reference host through its state directory, in-process: tokens
+/// of any lifetime, revocation and the remote-access switch (`tether host pair` and
+/// `tether host revoke` do the same from the command line).
+#[derive(Debug)]
+struct ReferenceAdmin {
+    state: tether_host::StateDir,
+    first: std::sync::Mutex<Option<String>>,
+    /// `tether host run` with `{relay}` and `{state}` left to fill, for a second instance.
+    instance_cmd: String,
+}
+
+impl HostAdmin for ReferenceAdmin {
+    fn mint_token(&self, ttl: Option<u64>) -> BoxFuture<'_, Result<Option<String>, String>> {
+        Box::pin(async move {
+            if ttl.is_none()
+                && let Some(t) = self.first.lock().ok().and_then(|mut f| f.take())
+            {
+                return Ok(Some(t));
+            }
+            let ttl = std::time::Duration::from_secs(ttl.unwrap_or(300));
+            self.state
+                .mint_token(ttl, tether_proto::time::UnixTime::now())
+                .map(|t| Some(t.to_text()))
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn can_set_ttl(&self) -> bool {
+        true
+    }
+
+    fn can_revoke(&self) -> bool {
+        true
+    }
+
+    fn can_switch_remote_access(&self) -> bool {
+        true
+    }
+
+    fn can_start_instance(&self) -> bool {
+        true
+    }
+
+    fn start_instance(
+        &self,
+        relay_url: &str,
+    ) -> BoxFuture<'_, Result<tether_conformance::host::Instance, String>> {
+        let url = relay_url.to_owned();
+        Box::pin(async move {
+            let dir = tempfile::Builder::new()
+                .prefix("tether-conformance-instance-")
+                .tempdir()
+                .map_err(|e| e.to_string())?;
+            let state = dir.path().join("state").display().to_string();
+            let cmd = fill_template(&self.instance_cmd, &[("relay", &url), ("state", &state)]);
+            let tmp = dir.path().to_owned();
+            tether_conformance::host::Instance::spawn(&cmd, None, Some(&tmp), Some(dir))
+        })
+    }
+
+    fn revoke(&self, device_name: &str) -> BoxFuture<'_, Result<bool, String>> {
+        let r = self
+            .state
+            .revoke(device_name)
+            .map(|_| true)
+            .map_err(|e| e.to_string());
+        Box::pin(async move { r })
+    }
+
+    fn set_remote_access(&self, on: bool) -> BoxFuture<'_, Result<bool, String>> {
+        let r = self
+            .state
+            .set_remote_access(on)
+            .map(|()| true)
+            .map_err(|e| e.to_string());
+        Box::pin(async move { r })
+    }
+}
+
+/// The approval time limit the in-process run gives the reference host, so that the
+/// `CMD-31` case waits seconds, not the 300 s of the specification.
+const REFERENCE_APPROVAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Starts the reference host (`tether host run`, this binary) joined to `relay`, in a
+/// fresh state directory, and waits until it answers.
+async fn start_reference_host(
+    relay: RelayTarget,
+    log_dir: &Path,
+    process: &mut Option<HostProcess>,
+) -> anyhow::Result<HostTarget> {
+    let exe = std::env::current_exe().context("finding the tether binary")?;
+    let root = tempfile::Builder::new()
+        .prefix("tether-conformance-host-")
+        .tempdir()?;
+    let state_dir = root.path().join("state");
+    let work = root.path().join("work");
+    let tmp = root.path().join("tmp");
+    std::fs::create_dir_all(&work)?;
+    std::fs::create_dir_all(&tmp)?;
+    std::fs::create_dir_all(log_dir)?;
+    let credential = String::from_utf8_lossy(&relay.workspace.credential).into_owned();
+    let command = format!(
+        "exec '{}' host run --state '{}' --relay '{}' --workspace '{}' --credential '{}' --name conformance-host --approval-timeout-ms {}",
+        exe.display(),
+        state_dir.display(),
+        relay.url,
+        relay.workspace.workspace,
+        credential,
+        REFERENCE_APPROVAL_TIMEOUT.as_millis()
+    );
+    let log = log_dir.join("host-under-test.log");
+    let child = spawn_host(&command, &log, &tmp)?;
+    *process = Some(HostProcess {
+        child,
+        _state: Some(root),
+    });
+    let admin = ReferenceAdmin {
+        state: tether_host::StateDir::open(&state_dir)?,
+        first: std::sync::Mutex::new(None),
+        instance_cmd: format!(
+            "exec '{}' host run --state {{state}} --relay {{relay}} --workspace '{}' --credential '{}' --name conformance-instance",
+            exe.display(),
+            relay.workspace.workspace,
+            credential
+        ),
+    };
+    let first = first_token(&admin, &relay).await?;
+    if let Ok(mut f) = admin.first.lock() {
+        *f = Some(first);
+    }
+    eprintln!(
+        "tether conformance: reference host started (log: {})",
+        log.display()
+    );
+    let description = format!("reference relay {} and reference host", relay.url);
+    Ok(HostTarget::new(relay, Arc::new(admin), description)
+        .with_work_dir(work.display().to_string())
+        .with_approval_timeout(REFERENCE_APPROVAL_TIMEOUT))
 }

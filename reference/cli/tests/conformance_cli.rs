@@ -172,3 +172,62 @@ fn the_reference_relay_passes_every_case() {
     assert!(xml.contains(&format!("tests=\"{total}\" failures=\"0\"")));
     assert_eq!(xml.matches("<testcase ").count() as u64, total);
 }
+
+#[test]
+fn a_host_started_with_templates_passes_its_cases() {
+    // The path a third-party host takes: the runner starts it from a command template,
+    // serves the reference relay for it, and mints, revokes through more templates.
+    let exe = env!("CARGO_BIN_EXE_tether");
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let host_cmd = format!(
+        "exec '{exe}' host run --state {{state}} --relay {{relay}} --workspace {{workspace}} --credential {{credential}} --name templated"
+    );
+    let pair_cmd = format!("'{exe}' host pair --state {{state}} --ttl {{ttl}}");
+    let revoke_cmd = format!("'{exe}' host revoke --state {{state}} {{device}}");
+    let o = tether(&[
+        "conformance",
+        "host",
+        "--host-cmd",
+        &host_cmd,
+        "--pair-cmd",
+        &pair_cmd,
+        "--revoke-cmd",
+        &revoke_cmd,
+        "--only",
+        "TOKEN-*,CHAN-9/*,CHAN-12/*,CMD-15/*,CMD-41/*,CMD-56/*,CMD-26/*,CHAN-26/*",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(v["target"]["kind"], "host");
+    let cases = v["cases"].as_array().unwrap();
+    let status = |id: &str| {
+        cases
+            .iter()
+            .find(|c| c["id"] == id)
+            .map(|c| c["status"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    assert_eq!(status("TOKEN-15/consumed-token-refused"), "pass");
+    assert_eq!(status("CHAN-12/expired-token"), "pass");
+    assert_eq!(status("CHAN-9/revoked-device"), "pass");
+    assert_eq!(status("CMD-41/output-cap"), "pass");
+    // No --remote-access-cmd: skipped, with the reason.
+    assert_eq!(status("CHAN-26/remote-access-off"), "skip");
+    assert!(cases.iter().all(|c| c["status"] != "fail"));
+
+    // Usage errors.
+    let o = tether(&["conformance", "host"]);
+    assert_eq!(code(&o), 2);
+    let o = tether(&[
+        "conformance",
+        "host",
+        "--token",
+        "TETHER:AAAA",
+        "--credential",
+        "0123456789abcdef",
+    ]);
+    assert_eq!(code(&o), 2);
+}

@@ -1,0 +1,138 @@
+//! Strength of the host cases: each faulty host (the reference session state machine and
+//! command layer, with a store or a command layer wrapped to misbehave in one way) fails
+//! the run, and the case named for its fault is among the failures. The same host without
+//! a fault passes.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+mod hosts;
+
+use hosts::HostFault;
+use tether_conformance::{RunOptions, Status, TargetKind, Verdict, catalogue, run, select};
+
+/// Runs every host case but the rekey (65540 round trips) against a test host with
+/// `fault`; returns the report's failing ids and the verdict.
+async fn run_host(fault: HostFault) -> (Vec<String>, Verdict) {
+    let relay = common::start(common::Fault::None).await;
+    let host = hosts::start(&relay.url, common::WORKSPACE, common::CREDENTIAL, fault).await;
+    let cat = catalogue();
+    // CONF_ONLY (comma-separated patterns) narrows the run while debugging.
+    let only: Vec<String> = std::env::var("CONF_ONLY")
+        .map(|s| s.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let sel: Vec<_> = select(&cat, &only, &["CHAN-19/*".to_owned()])
+        .into_iter()
+        .filter(|c| c.target == TargetKind::Host)
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = RunOptions {
+        strict: true,
+        expectations: Default::default(),
+        log_dir: dir.path().to_owned(),
+        jobs: 4,
+    };
+    let target = host.target(common::CREDENTIAL);
+    let report = run(&sel, target, &opts, |_, _, _| {}).await;
+    for c in report.cases.iter().filter(|c| c.status != Status::Pass) {
+        eprintln!(
+            "{fault:?}: {} {}: {}",
+            c.status.as_str(),
+            c.id,
+            c.reason.as_deref().unwrap_or("")
+        );
+        if std::env::var("CONF_ONLY").is_ok() {
+            eprintln!("{}", c.log.as_deref().unwrap_or(""));
+        }
+    }
+    let failed = report
+        .cases
+        .iter()
+        .filter(|c| c.status == Status::Fail)
+        .map(|c| c.id.to_owned())
+        .collect();
+    (failed, report.verdict())
+}
+
+async fn caught_by(fault: HostFault, cases: &[&str]) {
+    let (failed, verdict) = run_host(fault).await;
+    assert_eq!(verdict, Verdict::Fail, "{fault:?} passed the suite");
+    for case in cases {
+        assert!(
+            failed.iter().any(|f| f == case),
+            "{fault:?} was not caught by {case}; failing: {failed:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_test_host_without_a_fault_passes() {
+    let (failed, verdict) = run_host(HostFault::None).await;
+    assert!(failed.is_empty(), "failing: {failed:?}");
+    assert_eq!(verdict, Verdict::Pass);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_accepts_a_consumed_token() {
+    caught_by(
+        HostFault::AcceptsConsumedToken,
+        &["TOKEN-15/consumed-token-refused"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_skips_the_replay_check() {
+    caught_by(
+        HostFault::NoReplayCheck,
+        &["CHAN-10/replayed-message-1", "CHAN-10/timestamp-not-newer"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_answers_before_initialize() {
+    caught_by(
+        HostFault::AnswersBeforeInitialize,
+        &["CMD-15/initialize-first"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_ignores_the_output_cap() {
+    caught_by(HostFault::IgnoresOutputCap, &["CMD-41/output-cap"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_accepts_any_secret() {
+    caught_by(HostFault::AnySecret, &["CHAN-12/wrong-secret"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_ignores_token_expiry() {
+    caught_by(HostFault::IgnoresExpiry, &["CHAN-12/expired-token"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_ignores_revocation() {
+    caught_by(
+        HostFault::IgnoresRevocation,
+        &["CHAN-9/revoked-device", "CMD-56/revoked-in-session"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_accepts_any_relay_certificate() {
+    caught_by(
+        HostFault::AcceptsAnyCertificate,
+        &["SEC-19/untrusted-relay-certificate"],
+    )
+    .await;
+}

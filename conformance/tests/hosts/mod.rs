@@ -1,0 +1,534 @@
+//! A small host for the runner's own tests: the reference session state machine
+//! (`tether_proto::session::Host`) and command layer (`tether_host::CommandSession`)
+//! behind a WebSocket driver, with a store and a command layer that can misbehave in one
+//! way each. The faults live here, around the reference pieces, not in them.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    dead_code,
+    unreachable_pub
+)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tether_conformance::host::{BoxFuture, HostAdmin, HostTarget, Instance};
+use tether_conformance::{Credential, RelayTarget, Target, TlsOptions};
+use tether_host::state::Access;
+use tether_host::threads::{ThreadManager, TurnEvent};
+use tether_host::{CommandConfig, CommandSession, ExecEvent};
+use tether_proto::channel::{HostInfo, PathStyle, Timestamp};
+use tether_proto::cmd::{Message, Request};
+use tether_proto::keys::public_key;
+use tether_proto::limits::PROTOCOL_VERSION;
+use tether_proto::link::registration::HostRegistration;
+use tether_proto::link::{RelayFrame, Role, SessionId};
+use tether_proto::session::{Host, HostConfig, HostEvent, HostStore, MemoryHostStore, Refusal};
+use tether_proto::time::UnixTime;
+use tether_proto::token::PairingToken;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// How the host misbehaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostFault {
+    /// None: the reference pieces, correctly driven.
+    None,
+    /// The store never marks a token consumed (TOKEN-15, CHAN-12).
+    AcceptsConsumedToken,
+    /// The store's replay check always passes (CHAN-10).
+    NoReplayCheck,
+    /// Every session counts as initialized from the start (CMD-15).
+    AnswersBeforeInitialize,
+    /// `command/exec` runs with the default output cap whatever the request says (CMD-41).
+    IgnoresOutputCap,
+    /// The store accepts any secret for a known token id (CHAN-12).
+    AnySecret,
+    /// The store does not check token expiry (CHAN-12).
+    IgnoresExpiry,
+    /// Revoked devices keep being admitted (CHAN-9).
+    IgnoresRevocation,
+    /// Joins a wss:// relay whatever its certificate (SEC-19).
+    AcceptsAnyCertificate,
+}
+
+/// The store: the reference `MemoryHostStore`, wrapped with the fault.
+struct FaultyStore {
+    inner: MemoryHostStore,
+    fault: HostFault,
+    names: HashMap<String, [u8; 32]>,
+    secrets: HashMap<[u8; 16], u64>,
+}
+
+impl HostStore for FaultyStore {
+    fn admit(
+        &mut self,
+        device: &[u8; 32],
+        timestamp: Timestamp,
+        now: UnixTime,
+    ) -> Result<(), Refusal> {
+        match (self.fault, self.inner.admit(device, timestamp, now)) {
+            (HostFault::NoReplayCheck, Err(Refusal::Replayed)) => Ok(()),
+            (HostFault::IgnoresRevocation, Err(Refusal::NotAuthorized))
+                if self.inner.device(device).is_some() =>
+            {
+                Ok(())
+            }
+            (_, r) => r,
+        }
+    }
+
+    fn redeem_token(
+        &mut self,
+        token_id: &[u8; 16],
+        token_secret: &[u8; 32],
+        now: UnixTime,
+    ) -> Result<(), Refusal> {
+        match self.fault {
+            // Checks on a copy, so the real record is never marked consumed.
+            HostFault::AcceptsConsumedToken => {
+                self.inner.clone().redeem_token(token_id, token_secret, now)
+            }
+            HostFault::AnySecret if self.inner.token_consumed(token_id) == Some(false) => {
+                self.inner.add_token(*token_id, &[0; 32], u64::MAX);
+                self.inner.redeem_token(token_id, &[0; 32], now)
+            }
+            HostFault::IgnoresExpiry if self.inner.token_consumed(token_id) == Some(false) => self
+                .inner
+                .redeem_token(token_id, token_secret, UnixTime::from_secs(0)),
+            _ => self.inner.redeem_token(token_id, token_secret, now),
+        }
+    }
+
+    fn record_device(
+        &mut self,
+        device: &[u8; 32],
+        name: &str,
+        timestamp: Timestamp,
+        now: UnixTime,
+    ) -> Result<(), Refusal> {
+        self.names.insert(name.to_owned(), *device);
+        self.inner.record_device(device, name, timestamp, now)
+    }
+}
+
+/// A running test host.
+pub struct TestHost {
+    pub host_key: [u8; 32],
+    fault: HostFault,
+    store: Arc<Mutex<FaultyStore>>,
+    relay_url: String,
+    workspace: String,
+    task: tokio::task::JoinHandle<()>,
+    work: tempfile::TempDir,
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[derive(Debug)]
+struct Admin {
+    fault: HostFault,
+    store: Arc<Mutex<FaultyStore>>,
+    host_key: [u8; 32],
+    relay_url: String,
+    workspace: String,
+}
+
+impl std::fmt::Debug for FaultyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FaultyStore({:?})", self.fault)
+    }
+}
+
+impl HostAdmin for Admin {
+    fn mint_token(&self, ttl: Option<u64>) -> BoxFuture<'_, Result<Option<String>, String>> {
+        let mut id = [0u8; 16];
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut id).unwrap();
+        getrandom::fill(&mut secret).unwrap();
+        let expires = UnixTime::now().as_secs() + ttl.unwrap_or(300);
+        let token = PairingToken::new(
+            self.host_key,
+            id,
+            secret,
+            expires,
+            self.workspace.clone(),
+            self.relay_url.clone(),
+            Some("test-host".to_owned()),
+        )
+        .unwrap();
+        {
+            let mut s = self.store.lock().unwrap();
+            s.inner.add_token(id, &secret, expires);
+            s.secrets.insert(id, expires);
+        }
+        let text = token.to_text();
+        Box::pin(async move { Ok(Some(text)) })
+    }
+
+    fn can_set_ttl(&self) -> bool {
+        true
+    }
+
+    fn can_revoke(&self) -> bool {
+        true
+    }
+
+    fn can_start_instance(&self) -> bool {
+        true
+    }
+
+    /// The second instance only connects to the relay and does the TLS handshake: with the
+    /// web PKI roots, or (the fault) accepting any certificate.
+    fn start_instance(&self, relay_url: &str) -> BoxFuture<'_, Result<Instance, String>> {
+        let addr = relay_url
+            .trim_start_matches("wss://")
+            .trim_end_matches('/')
+            .to_owned();
+        let any = self.fault == HostFault::AcceptsAnyCertificate;
+        let task = tokio::spawn(async move {
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .unwrap();
+            let config = if any {
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(AcceptAny(
+                        provider.signature_verification_algorithms,
+                    )))
+                    .with_no_client_auth()
+            } else {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                builder.with_root_certificates(roots).with_no_client_auth()
+            };
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+            for _ in 0..10 {
+                if let Ok(tcp) = tokio::net::TcpStream::connect(&addr).await {
+                    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+                    let _ = connector.connect(name, tcp).await;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        Box::pin(async move { Ok(Instance::from_task(task)) })
+    }
+
+    fn revoke(&self, device_name: &str) -> BoxFuture<'_, Result<bool, String>> {
+        let mut s = self.store.lock().unwrap();
+        let r = match s.names.get(device_name).copied() {
+            Some(key) => {
+                s.inner.revoke(&key);
+                Ok(true)
+            }
+            None => Err(format!("no device named {device_name:?}")),
+        };
+        Box::pin(async move { r })
+    }
+}
+
+impl TestHost {
+    /// The conformance target: this host through `relay_url` in `workspace`.
+    pub fn target(&self, credential: &str) -> Arc<Target> {
+        let relay = RelayTarget {
+            url: self.relay_url.clone(),
+            workspace: format!("{}={credential}", self.workspace)
+                .parse::<Credential>()
+                .unwrap(),
+            other_workspace: None,
+            remote_access_off: None,
+            tls: TlsOptions::default(),
+        };
+        let admin = Admin {
+            fault: self.fault,
+            store: Arc::clone(&self.store),
+            host_key: self.host_key,
+            relay_url: self.relay_url.clone(),
+            workspace: self.workspace.clone(),
+        };
+        let host = HostTarget::new(relay, Arc::new(admin), "test host".to_owned())
+            .with_work_dir(self.work.path().display().to_string())
+            .with_approval_timeout(Duration::from_secs(3));
+        Arc::new(Target::Host(Arc::new(host)))
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn send(ws: &mut Ws, frame: &RelayFrame) {
+    let _ = ws.send(WsMessage::binary(frame.to_bytes().unwrap())).await;
+}
+
+async fn next(ws: &mut Ws) -> Option<RelayFrame> {
+    loop {
+        match ws.next().await? {
+            Ok(WsMessage::Binary(b)) => return RelayFrame::decode(&b).ok(),
+            Ok(WsMessage::Close(_)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Registers with the relay at `relay_url` in `workspace` and serves sessions with `fault`.
+pub async fn start(
+    relay_url: &str,
+    workspace: &str,
+    credential: &str,
+    fault: HostFault,
+) -> TestHost {
+    let mut private = [0u8; 32];
+    getrandom::fill(&mut private).unwrap();
+    let host_key = public_key(&private);
+    let store = Arc::new(Mutex::new(FaultyStore {
+        inner: MemoryHostStore::new(),
+        fault,
+        names: HashMap::new(),
+        secrets: HashMap::new(),
+    }));
+    let (mut ws, _) = tokio_tungstenite::connect_async(relay_url).await.unwrap();
+    let (reg, msg1) = HostRegistration::start(&private, workspace).unwrap();
+    send(
+        &mut ws,
+        &RelayFrame::Hello {
+            version: PROTOCOL_VERSION,
+            role: Role::Host,
+            workspace: workspace.to_owned(),
+            credential: credential.as_bytes().to_vec(),
+            registration: msg1.to_vec(),
+        },
+    )
+    .await;
+    let Some(RelayFrame::HostChallenge { message }) = next(&mut ws).await else {
+        panic!("no HOST_CHALLENGE")
+    };
+    let proof = reg.respond(&message).unwrap();
+    send(
+        &mut ws,
+        &RelayFrame::HostProof {
+            message: proof.to_vec(),
+        },
+    )
+    .await;
+    assert_eq!(next(&mut ws).await, Some(RelayFrame::Ready));
+
+    let host = Host::new(HostConfig {
+        static_private: private,
+        workspace: workspace.to_owned(),
+        host_info: HostInfo {
+            name: "test-host".to_owned(),
+            os: std::env::consts::OS.to_owned(),
+            arch: std::env::consts::ARCH.to_owned(),
+            shell: "sh".to_owned(),
+            path_style: PathStyle::Posix,
+            capabilities: vec![
+                "command.exec".to_owned(),
+                "agent.test".to_owned(),
+                "thread.handoff".to_owned(),
+            ],
+            protocol: "tether/1".to_owned(),
+        },
+        remote_access: true,
+        confirm_pairing: false,
+    });
+    let work = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let task = tokio::spawn(serve(ws, host, Arc::clone(&store), fault, state));
+    TestHost {
+        host_key,
+        fault,
+        store,
+        relay_url: relay_url.to_owned(),
+        workspace: workspace.to_owned(),
+        task,
+        work,
+    }
+}
+
+struct Ctx {
+    device: [u8; 32],
+    commands: CommandSession,
+}
+
+fn initialize_request() -> Message {
+    Message::Request(Request::new(
+        -1i64,
+        "initialize",
+        Some(
+            serde_json::json!({"clientInfo": {"name": "fault", "version": "0"}, "protocolVersion": "tether/1"}),
+        ),
+    ))
+}
+
+async fn serve(
+    mut ws: Ws,
+    mut host: Host,
+    store: Arc<Mutex<FaultyStore>>,
+    fault: HostFault,
+    state: tempfile::TempDir,
+) {
+    let config = Arc::new(CommandConfig {
+        approval_timeout: Duration::from_secs(3),
+        ..CommandConfig::default()
+    });
+    let (turn_tx, mut turn_rx) = mpsc::unbounded_channel::<TurnEvent>();
+    let mut threads = ThreadManager::new(state.path(), Arc::clone(&config), turn_tx).unwrap();
+    let (exec_tx, mut exec_rx) = mpsc::unbounded_channel::<ExecEvent>();
+    let mut sessions: HashMap<SessionId, Ctx> = HashMap::new();
+    loop {
+        let mut out = Vec::new();
+        tokio::select! {
+            frame = next(&mut ws) => {
+                let Some(frame) = frame else { return };
+                match frame {
+                    RelayFrame::Incoming { session, handshake } => {
+                        let mut s = store.lock().unwrap();
+                        host.handle_incoming(session, &handshake, Instant::now(), UnixTime::now(), &mut *s);
+                    }
+                    RelayFrame::Data { session, payload } => host.handle_data(session, &payload),
+                    RelayFrame::Close { session, code } => host.handle_close(session, code),
+                    RelayFrame::Ping { value } => out.push(RelayFrame::Pong { value }),
+                    _ => {}
+                }
+            }
+            Some(event) = exec_rx.recv() => {
+                let (session, message, finished) = match event {
+                    ExecEvent::Output { session, message } => (session, message, None),
+                    ExecEvent::Finished { session, process_id, message } => (session, message, Some(process_id)),
+                };
+                if let Some(ctx) = sessions.get_mut(&session) {
+                    if let Some(p) = finished {
+                        ctx.commands.finished(&p);
+                    }
+                    let _ = host.send(session, &message);
+                }
+            }
+            Some(event) = turn_rx.recv() => threads.handle_event(event),
+            () = tokio::time::sleep(Duration::from_millis(200)) => {
+                threads.handle_timeout(Instant::now());
+            }
+        }
+        while let Some(event) = host.poll_event() {
+            match event {
+                HostEvent::Established {
+                    session, device, ..
+                } => {
+                    let name = {
+                        let s = store.lock().unwrap();
+                        s.inner
+                            .device(&device)
+                            .map(|d| d.name.clone())
+                            .unwrap_or_default()
+                    };
+                    threads.session_opened(session, name);
+                    let mut commands =
+                        CommandSession::new(session, Arc::clone(&config), exec_tx.clone());
+                    if fault == HostFault::AnswersBeforeInitialize {
+                        let _ = commands.handle_with(
+                            initialize_request(),
+                            Access::Allowed,
+                            Some(&mut threads),
+                        );
+                    }
+                    sessions.insert(session, Ctx { device, commands });
+                }
+                HostEvent::Message {
+                    session,
+                    mut message,
+                } => {
+                    let Some(ctx) = sessions.get_mut(&session) else {
+                        continue;
+                    };
+                    let access = match store.lock().unwrap().inner.device(&ctx.device) {
+                        Some(d) if !d.revoked || fault == HostFault::IgnoresRevocation => {
+                            Access::Allowed
+                        }
+                        _ => Access::NotAuthorized,
+                    };
+                    if fault == HostFault::IgnoresOutputCap
+                        && let Message::Request(r) = &mut message
+                        && r.method == "command/exec"
+                        && let Some(p) = r.params.as_mut().and_then(|p| p.as_object_mut())
+                    {
+                        p.remove("outputCap");
+                    }
+                    let reply = ctx
+                        .commands
+                        .handle_with(message, access, Some(&mut threads));
+                    for m in &reply.messages {
+                        let _ = host.send(session, m);
+                    }
+                    while let Some((s, m)) = threads.poll_outgoing() {
+                        let _ = host.send(s, &m);
+                    }
+                    if let Some(code) = reply.close {
+                        host.close(session, code);
+                    }
+                }
+                HostEvent::Closed { session, .. } => {
+                    sessions.remove(&session);
+                    threads.session_closed(session);
+                }
+                _ => {}
+            }
+        }
+        while let Some((s, m)) = threads.poll_outgoing() {
+            let _ = host.send(s, &m);
+        }
+        while let Some(f) = host.poll_transmit() {
+            out.push(f);
+        }
+        for f in &out {
+            send(&mut ws, f).await;
+        }
+    }
+}
+
+/// A certificate verifier that accepts anything: the fault of `AcceptsAnyCertificate`.
+#[derive(Debug)]
+struct AcceptAny(rustls::crypto::WebPkiSupportedAlgorithms);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
