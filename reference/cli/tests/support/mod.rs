@@ -1,0 +1,221 @@
+//! What the end-to-end tests share: the `tether` binary, child processes killed on drop,
+//! temporary directories, bounded runs and waits, and a `tether relay` on loopback.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub(crate) const CRED: &str = "acme-credential-0123456789";
+pub(crate) const OTHER_CRED: &str = "other-credential-0123456789";
+
+pub(crate) fn tether() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tether"));
+    c.env_remove("RUST_LOG");
+    c
+}
+
+/// A child process killed (SIGKILL) and reaped on drop.
+pub(crate) struct Proc(pub(crate) Child);
+
+impl Proc {
+    pub(crate) fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A temporary directory removed on drop.
+pub(crate) struct TempDir(pub(crate) PathBuf);
+
+pub(crate) static DIRS: AtomicUsize = AtomicUsize::new(0);
+
+impl TempDir {
+    pub(crate) fn new(label: &str) -> Self {
+        let n = DIRS.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("tether-e2e-{}-{label}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+
+    pub(crate) fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub(crate) struct Output {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+impl Output {
+    pub(crate) fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs a command to completion within `limit`, killing it if it overruns.
+pub(crate) fn run(mut cmd: Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {limit:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    }
+}
+
+pub(crate) const LIMIT: Duration = Duration::from_secs(30);
+
+/// Retries `f` every 200 ms until it returns `Some` or `limit` passes.
+pub(crate) fn eventually<T>(
+    limit: Duration,
+    what: &str,
+    mut f: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(last) => {
+                if Instant::now() > deadline {
+                    panic!("{what}: not within {limit:?}; last attempt: {last}");
+                }
+            }
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub(crate) struct Relay {
+    pub(crate) proc: Proc,
+    pub(crate) url: String,
+    pub(crate) addr: String,
+}
+
+/// `tether relay --listen ADDR` with workspaces acme and other; waits for its
+/// "listening on" line.
+pub(crate) fn start_relay(listen: &str) -> Relay {
+    let mut child = tether()
+        .args(["relay", "--listen", listen])
+        .args(["--workspace", &format!("acme={CRED}")])
+        .args(["--workspace", &format!("other={OTHER_CRED}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let proc = Proc(child);
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        // Keep draining so the relay never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let line = rx
+        .recv_timeout(LIMIT)
+        .expect("relay printed no listening line");
+    let url = line
+        .strip_prefix("tether relay listening on ")
+        .unwrap_or_else(|| panic!("unexpected relay line {line:?}"))
+        .trim()
+        .to_owned();
+    let addr = url
+        .trim_start_matches("ws://")
+        .trim_end_matches('/')
+        .to_owned();
+    let url = if url.ends_with('/') {
+        url
+    } else {
+        format!("{url}/")
+    };
+    Relay { proc, url, addr }
+}
+
+/// `tether host pair` → the token text (retried until `host run` has written run.json).
+pub(crate) fn mint_token(host_state: &Path, ttl: u64) -> String {
+    eventually(LIMIT, "tether host pair", || {
+        let mut c = tether();
+        c.args(["host", "pair", "--state"])
+            .arg(host_state)
+            .args(["--ttl", &ttl.to_string()]);
+        let out = run(c, LIMIT);
+        let token = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("TETHER:"))
+            .map(str::to_owned);
+        match (out.code(), token) {
+            (Some(0), Some(t)) => Ok(t),
+            _ => Err(format!("{out:?}")),
+        }
+    })
+}
+
+/// A relay, a host registered with it, and a controller paired with the host.
+pub(crate) struct World {
+    pub(crate) relay: Relay,
+    pub(crate) host: Proc,
+    pub(crate) host_state: TempDir,
+    pub(crate) ctl_state: TempDir,
+}
