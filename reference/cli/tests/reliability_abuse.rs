@@ -14,6 +14,7 @@
 )]
 
 mod reliability_util;
+mod support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -10,6 +10,7 @@
 )]
 
 mod reliability_util;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;

@@ -10,6 +10,7 @@
 )]
 
 mod reliability_util;
+mod support;
 
 use std::process::Stdio;
 use std::thread;

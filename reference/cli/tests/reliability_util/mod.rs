@@ -2,158 +2,17 @@
 //! wait bounded, every child killed on drop.
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub const CRED: &str = "acme-credential-0123456789";
-pub const LIMIT: Duration = Duration::from_secs(30);
-
-pub fn tether() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tether"));
-    c.env_remove("RUST_LOG").env_remove("TETHER_FAULT");
-    c
-}
-
-/// A child process killed (SIGKILL) and reaped on drop.
-pub struct Proc(pub Child);
-
-impl Proc {
-    pub fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.0.id()
-    }
-
-    /// Waits up to `limit` for the process to end by itself.
-    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(Some(s)) = self.0.try_wait() {
-                return Some(s);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A temporary directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-static DIRS: AtomicUsize = AtomicUsize::new(0);
-
-impl TempDir {
-    pub fn new(label: &str) -> Self {
-        let n = DIRS.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("tether-rel-{}-{label}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
-
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-pub struct Output {
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Output {
-    pub fn code(&self) -> Option<i32> {
-        self.status.code()
-    }
-}
-
-impl std::fmt::Debug for Output {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs a command to completion within `limit`, killing it if it overruns.
-pub fn run(mut cmd: Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {limit:?}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
-    }
-}
-
-/// Retries `f` every 200 ms until it returns `Ok` or `limit` passes.
-pub fn eventually<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        match f() {
-            Ok(v) => return v,
-            Err(last) => {
-                if Instant::now() > deadline {
-                    panic!("{what}: not within {limit:?}; last attempt: {last}");
-                }
-            }
-        }
-        thread::sleep(Duration::from_millis(200));
-    }
-}
+// The process harness is the one the end-to-end tests use (`tests/support`); each test
+// file that uses this module declares `mod support;` too.
+#[allow(unused_imports)] // not every test file uses every piece
+pub(crate) use crate::support::{CRED, LIMIT, Output, Proc, TempDir, eventually, run, tether};
 
 /// A `tether relay` child process; its stderr log lines are kept.
 pub struct Relay {

@@ -15,7 +15,7 @@ pub(crate) const OTHER_CRED: &str = "other-credential-0123456789";
 
 pub(crate) fn tether() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tether"));
-    c.env_remove("RUST_LOG");
+    c.env_remove("RUST_LOG").env_remove("TETHER_FAULT");
     c
 }
 
@@ -26,6 +26,24 @@ impl Proc {
     pub(crate) fn kill(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Waits up to `limit` for the process to end by itself.
+    pub(crate) fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(s)) = self.0.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -123,7 +141,7 @@ pub(crate) fn run(mut cmd: Command, limit: Duration) -> Output {
 
 pub(crate) const LIMIT: Duration = Duration::from_secs(30);
 
-/// Retries `f` every 200 ms until it returns `Some` or `limit` passes.
+/// Retries `f` every 200 ms until it returns `Ok` or `limit` passes.
 pub(crate) fn eventually<T>(
     limit: Duration,
     what: &str,
