@@ -9,7 +9,6 @@
     missing_docs
 )]
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,124 +25,14 @@ use tether_proto::cmd::{ClientRequest, Message, Params, Response};
 use tether_proto::keys::public_key;
 use tether_proto::limits::PROTOCOL_VERSION;
 use tether_proto::link::registration::HostRegistration;
-use tether_proto::link::router::{LinkId, Relay, RelayConfig, RelayEvent, WorkspaceConfig};
 use tether_proto::link::{CloseCode, RelayFrame, Role};
 use tether_proto::session::{Host, HostConfig, HostEvent, MemoryHostStore};
 use tether_proto::time::UnixTime;
 use tether_proto::token::PairingToken;
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as Ws;
 
-const CREDENTIAL: &str = "acme-credential-0123456789";
-const OTHER_CREDENTIAL: &str = "other-credential-0123456789";
-
-fn rng() -> [u8; 32] {
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b).unwrap();
-    b
-}
-
-type Writers = Arc<Mutex<HashMap<LinkId, mpsc::UnboundedSender<Option<Vec<u8>>>>>>;
-
-struct TestRelay {
-    url: String,
-    /// Every binary message the relay forwarded, both ways.
-    tap: Arc<Mutex<Vec<u8>>>,
-}
-
-async fn start_relay() -> TestRelay {
-    start_relay_with(None).await
-}
-
-type Shared = (Arc<Mutex<Relay>>, Writers, Arc<Mutex<Vec<u8>>>);
-
-async fn start_relay_with(tls: Option<tokio_rustls::TlsAcceptor>) -> TestRelay {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let url = match tls {
-        Some(_) => format!("wss://localhost:{port}/"),
-        None => format!("ws://127.0.0.1:{port}/"),
-    };
-    let config = RelayConfig::default()
-        .with_workspace("acme", WorkspaceConfig::new(CREDENTIAL.as_bytes(), true))
-        .with_workspace(
-            "other",
-            WorkspaceConfig::new(OTHER_CREDENTIAL.as_bytes(), true),
-        );
-    let relay = Arc::new(Mutex::new(Relay::new(config)));
-    let writers: Writers = Arc::default();
-    let tap: Arc<Mutex<Vec<u8>>> = Arc::default();
-    let shared: Shared = (relay, writers, tap.clone());
-    tokio::spawn(async move {
-        loop {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let shared = shared.clone();
-            let tls = tls.clone();
-            tokio::spawn(async move {
-                match tls {
-                    Some(acceptor) => {
-                        if let Ok(stream) = acceptor.accept(tcp).await {
-                            serve_link(stream, shared).await;
-                        }
-                    }
-                    None => serve_link(tcp, shared).await,
-                }
-            });
-        }
-    });
-    TestRelay { url, tap }
-}
-
-async fn serve_link<S>(stream: S, (relay, writers, tap): Shared)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
-        return;
-    };
-    let (mut sink, mut stream) = ws.split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Option<Vec<u8>>>();
-    let link = relay.lock().unwrap().handle_link_opened(Instant::now());
-    writers.lock().unwrap().insert(link, tx);
-    tokio::spawn(async move {
-        while let Some(Some(bytes)) = rx.recv().await {
-            if sink.send(Ws::binary(bytes)).await.is_err() {
-                break;
-            }
-        }
-        let _ = sink.close().await;
-    });
-    let pump = |relay: &mut Relay| {
-        let w = writers.lock().unwrap();
-        for l in relay.links_with_pending() {
-            while let Some(bytes) = relay.poll_transmit(l) {
-                tap.lock().unwrap().extend_from_slice(&bytes);
-                if let Some(tx) = w.get(&l) {
-                    let _ = tx.send(Some(bytes));
-                }
-            }
-        }
-        while let Some(ev) = relay.poll_event() {
-            if let RelayEvent::CloseLink { link, .. } = ev
-                && let Some(tx) = w.get(&link)
-            {
-                let _ = tx.send(None);
-            }
-        }
-    };
-    while let Some(Ok(msg)) = stream.next().await {
-        if let Ws::Binary(bytes) = msg {
-            let mut r = relay.lock().unwrap();
-            r.handle_frame(link, &bytes, Instant::now(), &mut rng);
-            pump(&mut r);
-        }
-    }
-    let mut r = relay.lock().unwrap();
-    r.handle_link_closed(link, Instant::now());
-    pump(&mut r);
-    writers.lock().unwrap().remove(&link);
-}
+mod support;
+use support::*;
 
 struct TestHost {
     key: [u8; 32],
