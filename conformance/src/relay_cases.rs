@@ -587,6 +587,22 @@ pub fn catalogue() -> Vec<Case> {
             "registration message 1 with an all-zero ephemeral gets GOAWAY REGISTRATION_FAILED",
             low_order_registration
         ),
+        case!(
+            "LINK-38/open-before-ready",
+            "LINK-38",
+            Must,
+            15,
+            "a controller's OPEN sent right after its HELLO, before READY arrives, opens the session",
+            open_before_ready
+        ),
+        case!(
+            "LINK-38/open-after-refused-hello",
+            "LINK-38",
+            Must,
+            15,
+            "an OPEN sent right after a HELLO with a wrong credential reaches no host",
+            open_after_refused_hello
+        ),
     ]
 }
 
@@ -2053,5 +2069,57 @@ async fn relay_codes_registered(cx: Arc<Context>) -> CaseResult<Outcome> {
         "ctl",
         format!("codes seen: {seen:?}, {}, {}", describe(&f), describe(&g)),
     );
+    pass()
+}
+
+// ----- LINK-38 ------------------------------------------------------------------------
+
+/// HELLO and OPEN written back to back: the relay processes the OPEN in READY.
+async fn open_before_ready(cx: Arc<Context>) -> CaseResult<Outcome> {
+    let cred = ws(&cx)?;
+    let key = HostKey::random();
+    let mut h = host(&cx, "host", &cred, &key).await?;
+    let mut c = Link::connect(&cx, "ctl").await?;
+    let s = random_session();
+    let handshake = pattern(38, 128);
+    c.send(&controller_hello(&cred)).await?;
+    c.send(&RelayFrame::Open {
+        session: s,
+        host_key: key.public,
+        handshake: handshake.clone(),
+    })
+    .await?;
+    c.expect_frame(&RelayFrame::Ready, ANSWER_WAIT).await?;
+    h.expect_frame(
+        &RelayFrame::Incoming {
+            session: s,
+            handshake,
+        },
+        ANSWER_WAIT,
+    )
+    .await?;
+    data_crosses(&mut h, &mut c, s, pattern(39, 200)).await?;
+    data_crosses(&mut c, &mut h, s, pattern(40, 200)).await?;
+    pass()
+}
+
+/// HELLO with a wrong credential and OPEN back to back: GOAWAY AUTH_FAILED, and the OPEN
+/// never reaches the workspace's host.
+async fn open_after_refused_hello(cx: Arc<Context>) -> CaseResult<Outcome> {
+    let cred = ws(&cx)?;
+    let key = HostKey::random();
+    let mut h = host(&cx, "host", &cred, &key).await?;
+    let mut c = Link::connect(&cx, "ctl").await?;
+    let wrong = wrong_credential_for(&cred);
+    c.send(&controller_hello(&wrong)).await?;
+    c.send(&RelayFrame::Open {
+        session: random_session(),
+        host_key: key.public,
+        handshake: pattern(41, 128),
+    })
+    .await?;
+    c.expect_goaway(CloseCode::AUTH_FAILED, ANSWER_WAIT).await?;
+    c.expect_end_after_goaway().await?;
+    h.expect_quiet(Duration::from_millis(500)).await?;
     pass()
 }

@@ -28,7 +28,7 @@ pub mod threads;
 
 pub use backoff::{Backoff, connect_with_retry};
 pub use error::{CloseInfo, ControllerError, describe_rpc_error, error_name};
-pub use link::{Link, LinkEnd, LinkOptions, SessionInput};
+pub use link::{Link, LinkEnd, LinkOptions, PendingReady, SessionInput};
 pub use ops::{
     Connection, ExecOutcome, ExecRequest, HostStatus, Paired, Reachable, connect, exec, exec_on,
     open_session, pair, status,

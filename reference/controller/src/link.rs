@@ -26,7 +26,7 @@ use tether_proto::limits::{
 use tether_proto::link::{CloseCode, RelayFrame, Role, SessionId};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -205,6 +205,44 @@ pub struct Link {
     workspace: String,
 }
 
+/// The relay's answer to a link's `HELLO` (`READY`, or `GOAWAY` with its code), from
+/// [`Link::start`].
+#[derive(Debug)]
+pub struct PendingReady {
+    rx: oneshot::Receiver<Result<(), LinkEnd>>,
+    url: String,
+    timeout: Duration,
+}
+
+impl PendingReady {
+    /// Waits for `READY`, at most the link's connect timeout (the relay's auth deadline,
+    /// `LINK-7`).
+    ///
+    /// # Errors
+    /// [`ControllerError::GoAway`] when the relay refused the `HELLO` (for example
+    /// `AUTH_FAILED`, `LINK-10`), [`ControllerError::Connect`] when the connection ended or
+    /// no `READY` came in time.
+    pub async fn wait(self) -> Result<(), ControllerError> {
+        match tokio::time::timeout(self.timeout, self.rx).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(LinkEnd::GoAway { code, reason }))) => {
+                Err(LinkEnd::GoAway { code, reason }.into())
+            }
+            Ok(Ok(Err(LinkEnd::Lost(detail)))) => Err(connect_error(
+                &self.url,
+                &format!("{detail} (before READY)"),
+            )),
+            Ok(Ok(Err(LinkEnd::Closed)) | Err(_)) => {
+                Err(connect_error(&self.url, &"connection closed before READY"))
+            }
+            Err(_) => Err(connect_error(
+                &self.url,
+                &format!("no READY within {} s (LINK-7)", self.timeout.as_secs()),
+            )),
+        }
+    }
+}
+
 impl std::fmt::Debug for LinkCommand {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -220,7 +258,7 @@ type Ws = WebSocketStream<Box<dyn Io>>;
 
 impl Link {
     /// Connects to the relay at `url` and authenticates as a controller of `workspace`
-    /// with `credential` (its UTF-8 bytes, 16 to 255 of them).
+    /// with `credential` (its UTF-8 bytes, 16 to 255 of them), waiting for `READY`.
     ///
     /// # Errors
     /// [`ControllerError::BadUrl`], [`ControllerError::InsecureUrl`] (`LINK-2`),
@@ -233,6 +271,27 @@ impl Link {
         credential: &str,
         options: &LinkOptions,
     ) -> Result<Self, ControllerError> {
+        let (link, ready) = Self::start(url, workspace, credential, options).await?;
+        ready.wait().await?;
+        Ok(link)
+    }
+
+    /// Like [`Link::connect`], but returns as soon as `HELLO` is written: the relay's
+    /// answer is awaited with [`PendingReady::wait`]. Frames queued on the link in the
+    /// meantime go out at once, after the `HELLO`; the relay processes a link's frames in
+    /// order, so a controller's `OPEN` sent this way reaches it in `READY` (`LINK-38`) and
+    /// a connection saves the round trip to the relay. Queue only frames of at most 512
+    /// bytes before `READY` arrives (`LINK-6`).
+    ///
+    /// # Errors
+    /// As [`Link::connect`], except the relay's refusal, which [`PendingReady::wait`]
+    /// returns.
+    pub async fn start(
+        url: &str,
+        workspace: &str,
+        credential: &str,
+        options: &LinkOptions,
+    ) -> Result<(Self, PendingReady), ControllerError> {
         let parsed = RelayUrl::parse(url)?;
         // LINK-2
         if !parsed.tls && !parsed.is_loopback() && !options.insecure {
@@ -262,41 +321,34 @@ impl Link {
         ws.send(WsMessage::binary(hello))
             .await
             .map_err(|e| connect_error(url, &e))?;
-        // LINK-7: the relay must answer within its auth deadline; wait as long.
-        let ready = tokio::time::timeout(options.connect_timeout, await_ready(&mut ws, url)).await;
-        match ready {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => {
-                return Err(ControllerError::Connect {
-                    url: url.to_owned(),
-                    detail: format!(
-                        "no READY within {} s (LINK-7)",
-                        options.connect_timeout.as_secs()
-                    ),
-                });
-            }
-        }
         let (commands, command_rx) = mpsc::unbounded_channel();
         let routes: Routes = Arc::new(Mutex::new(HashMap::new()));
         let (ended_tx, ended) = watch::channel(None);
+        let (ready_tx, ready_rx) = oneshot::channel();
         let driver = Driver {
             ws,
             commands: command_rx,
             routes: routes.clone(),
             ended: ended_tx,
+            ready: Some(ready_tx),
             keepalive: options.keepalive,
             idle_timeout: options.idle_timeout,
             next_ping: 0,
         };
         tokio::spawn(driver.run());
-        Ok(Self {
+        let link = Self {
             commands,
             routes,
             ended,
             url: url.to_owned(),
             workspace: workspace.to_owned(),
-        })
+        };
+        let ready = PendingReady {
+            rx: ready_rx,
+            url: url.to_owned(),
+            timeout: options.connect_timeout,
+        };
+        Ok((link, ready))
     }
 
     /// The relay URL.
@@ -457,43 +509,13 @@ pub fn tls_config(options: &LinkOptions) -> Result<Arc<rustls::ClientConfig>, Co
     Ok(Arc::new(config))
 }
 
-async fn await_ready(ws: &mut Ws, url: &str) -> Result<(), ControllerError> {
-    loop {
-        let Some(message) = ws.next().await else {
-            return Err(connect_error(url, &"connection closed before READY"));
-        };
-        let message = message.map_err(|e| connect_error(url, &e))?;
-        let WsMessage::Binary(bytes) = message else {
-            continue;
-        };
-        match RelayFrame::decode(&bytes).map_err(tether_proto::Error::from)? {
-            RelayFrame::Ready => return Ok(()),
-            RelayFrame::GoAway { code, reason } => {
-                return Err(LinkEnd::GoAway { code, reason }.into());
-            }
-            RelayFrame::Ping { value } => {
-                let pong = RelayFrame::Pong { value }
-                    .to_bytes()
-                    .map_err(tether_proto::Error::from)?;
-                ws.send(WsMessage::binary(pong))
-                    .await
-                    .map_err(|e| connect_error(url, &e))?;
-            }
-            other => {
-                return Err(connect_error(
-                    url,
-                    &format!("relay sent {} before READY (LINK-8)", other.type_name()),
-                ));
-            }
-        }
-    }
-}
-
 struct Driver {
     ws: Ws,
     commands: mpsc::UnboundedReceiver<LinkCommand>,
     routes: Routes,
     ended: watch::Sender<Option<LinkEnd>>,
+    /// Until `READY` arrives: where to report it (or the link's end).
+    ready: Option<oneshot::Sender<Result<(), LinkEnd>>>,
     keepalive: Duration,
     idle_timeout: Duration,
     next_ping: u64,
@@ -512,6 +534,9 @@ impl Driver {
             .collect();
         for (_, tx) in routes {
             let _ = tx.send(SessionInput::LinkEnded(end.clone()));
+        }
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(Err(end.clone()));
         }
         let _ = self.ended.send(Some(end));
     }
@@ -573,6 +598,23 @@ impl Driver {
                             return LinkEnd::Lost(format!("relay sent a malformed frame: {e} ({})", e.requirement()));
                         }
                     };
+                    if self.ready.is_some() {
+                        // Before READY the relay may send READY or GOAWAY (and this
+                        // controller answers a PING); anything else breaks LINK-8.
+                        match frame {
+                            RelayFrame::Ready => {
+                                if let Some(ready) = self.ready.take() {
+                                    let _ = ready.send(Ok(()));
+                                }
+                                continue;
+                            }
+                            RelayFrame::GoAway { .. } | RelayFrame::Ping { .. } => {}
+                            other => {
+                                let _ = self.send(&RelayFrame::GoAway { code: CloseCode::UNEXPECTED_FRAME, reason: String::new() }).await;
+                                return LinkEnd::Lost(format!("relay sent {} before READY (LINK-8)", other.type_name()));
+                            }
+                        }
+                    }
                     match frame {
                         RelayFrame::Data { session, payload } => {
                             self.route(session, SessionInput::Data(payload), false);

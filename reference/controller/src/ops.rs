@@ -184,9 +184,15 @@ pub async fn connect(
     host: &PairedHost,
     options: &LinkOptions,
 ) -> Result<Connection, ControllerError> {
-    let link = Link::connect(&host.relay, &host.workspace, &host.credential, options).await?;
+    // LINK-38: OPEN follows HELLO without waiting for READY (message 1 of a resumed
+    // session is far below LINK-6's 512 bytes), which saves a round trip to the relay.
+    let (link, ready) =
+        Link::start(&host.relay, &host.workspace, &host.credential, options).await?;
     let result = async {
-        let session = open_session(state, &link, host).await?;
+        let (ready, session) = tokio::join!(ready.wait(), open_session(state, &link, host));
+        // The relay's refusal of the HELLO explains a failed open better than the open.
+        ready?;
+        let session = session?;
         let init = session.call(&initialize_params()).await?;
         session.notify(
             InitializedParams::METHOD,

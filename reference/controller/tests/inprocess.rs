@@ -303,6 +303,16 @@ async fn pair_exec_status_and_refusals() {
             .unwrap_err();
         assert_eq!(err.close_code(), Some(CloseCode::AUTH_FAILED), "{err}");
         assert!(err.to_string().contains("LINK-10"), "{err}");
+
+        // LINK-38: `connect` sends OPEN right after HELLO; when the relay refuses the
+        // HELLO, the error is the relay's refusal, not the session's end.
+        let mut wrong = stored.clone();
+        wrong.credential = "wrong-credential-000".into();
+        let err = tether_controller::connect(&state, &wrong, &opts)
+            .await
+            .unwrap_err();
+        assert_eq!(err.close_code(), Some(CloseCode::AUTH_FAILED), "{err}");
+        assert!(err.to_string().contains("LINK-10"), "{err}");
     })
     .await;
 }
