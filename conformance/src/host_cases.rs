@@ -665,6 +665,14 @@ pub fn catalogue() -> Vec<Case> {
             sec_revoked
         ),
         hcase!(
+            "SEC-13/revocation-closes-idle-session",
+            "SEC-13",
+            Must,
+            60,
+            "after revocation the device's open session is closed NOT_AUTHORIZED within 5 s though it sends nothing",
+            sec_revoked_idle
+        ),
+        hcase!(
             "SEC-19/untrusted-relay-certificate",
             "SEC-19",
             Must,
@@ -2844,6 +2852,47 @@ async fn cmd_order(cx: Arc<Context>) -> Res<()> {
 
 // ---------------------------------------------------------------------------------------
 // SEC
+
+/// SEC-13's bound on closing a revoked device's sessions.
+const SEC13_CLOSE_WITHIN: Duration = Duration::from_secs(5);
+
+/// The revoked device's session sends nothing after the revocation: the host must close it
+/// on its own, within SEC-13's 5 s (plus the time the revocation command takes, measured
+/// from its end, and a second of slack for a loaded machine).
+async fn sec_revoked_idle(cx: Arc<Context>) -> Res<()> {
+    let (device, mut s) = pair_for_revocation(&cx).await?;
+    s.initialize().await?;
+    revoke(&cx, &device).await?;
+    let revoked = Instant::now();
+    let deadline = revoked + SEC13_CLOSE_WITHIN + Duration::from_secs(1);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return hfail(format!(
+                "the revoked device's session was still open {} s after the revocation (SEC-13: at most 5 s)",
+                revoked.elapsed().as_secs()
+            ));
+        }
+        match s.next_frame(left).await {
+            Ok(Err(code)) => {
+                return close_is(
+                    code,
+                    CloseCode::NOT_AUTHORIZED,
+                    "the revoked device's idle session",
+                );
+            }
+            // Notifications the host had queued before the revocation may still arrive.
+            Ok(Ok(_)) => {}
+            Err(Stop::Fail(e)) => {
+                return hfail(format!(
+                    "no CLOSE NOT_AUTHORIZED {} s after the revocation (SEC-13: at most 5 s): {e}",
+                    revoked.elapsed().as_secs()
+                ));
+            }
+            Err(stop) => return Err(stop),
+        }
+    }
+}
 
 async fn sec_revoked(cx: Arc<Context>) -> Res<()> {
     let (device, mut s) = pair_for_revocation(&cx).await?;

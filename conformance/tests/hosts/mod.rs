@@ -27,7 +27,7 @@ use tether_proto::cmd::{Message, Request};
 use tether_proto::keys::public_key;
 use tether_proto::limits::PROTOCOL_VERSION;
 use tether_proto::link::registration::HostRegistration;
-use tether_proto::link::{RelayFrame, Role, SessionId};
+use tether_proto::link::{CloseCode, RelayFrame, Role, SessionId};
 use tether_proto::session::{Host, HostConfig, HostEvent, HostStore, MemoryHostStore, Refusal};
 use tether_proto::time::UnixTime;
 use tether_proto::token::PairingToken;
@@ -416,6 +416,16 @@ async fn serve(
             Some(event) = turn_rx.recv() => threads.handle_event(event),
             () = tokio::time::sleep(Duration::from_millis(200)) => {
                 threads.handle_timeout(Instant::now());
+                // SEC-13: sessions of a revoked device are closed without waiting for
+                // their next request (unless revocation is the fault).
+                if fault != HostFault::IgnoresRevocation {
+                    let s = store.lock().unwrap();
+                    for (session, ctx) in &sessions {
+                        if s.inner.device(&ctx.device).is_none_or(|d| d.revoked) {
+                            host.close(*session, CloseCode::NOT_AUTHORIZED);
+                        }
+                    }
+                }
             }
         }
         while let Some(event) = host.poll_event() {

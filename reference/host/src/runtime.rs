@@ -324,6 +324,10 @@ struct Inputs {
     confirm: mpsc::UnboundedReceiver<(SessionId, bool)>,
 }
 
+/// How often a host re-checks the devices of its open sessions against its state
+/// (`SEC-13`: a revocation closes them within 5 s, whether or not they send anything).
+const ACCESS_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
 struct Runner {
     host: Host,
     store: DiskHostStore,
@@ -532,8 +536,13 @@ impl Runner {
         let mut last_sent = Instant::now();
         let mut last_received = Instant::now();
         let mut ping_value: u64 = 0;
+        let mut next_sweep = Instant::now() + ACCESS_SWEEP_INTERVAL;
         loop {
             let mut wake = (last_sent + KEEPALIVE_INTERVAL).min(last_received + LINK_IDLE_TIMEOUT);
+            // SEC-13: revocations by another process reach open sessions within a sweep.
+            if !self.sessions.is_empty() {
+                wake = wake.min(next_sweep);
+            }
             if let Some(t) = self.host.poll_timeout() {
                 wake = wake.min(t);
             }
@@ -580,6 +589,10 @@ impl Runner {
                     let now = Instant::now();
                     self.host.handle_timeout(now);
                     self.threads.handle_timeout(now);
+                    if now >= next_sweep {
+                        next_sweep = now + ACCESS_SWEEP_INTERVAL;
+                        self.sweep_access();
+                    }
                     if now >= last_received + LINK_IDLE_TIMEOUT {
                         // LINK-36
                         let _ = ws.close(None).await;
@@ -711,6 +724,39 @@ impl Runner {
     fn drain_notices(&mut self) {
         while let Some(n) = self.threads.take_notice() {
             self.notice(n);
+        }
+    }
+
+    /// SEC-13: closes with `NOT_AUTHORIZED` every open session whose device has been
+    /// revoked (by `tether host revoke`, possibly in another process) or has passed the
+    /// inactivity age (`CHAN-9`) since it was established. One read of the state for all
+    /// sessions; a state that cannot be read closes nothing (the next request is refused
+    /// by [`Runner::access`] instead).
+    fn sweep_access(&mut self) {
+        if self.sessions.is_empty() {
+            return;
+        }
+        let state = match self.store.dir().read() {
+            Ok(state) => state,
+            Err(e) => {
+                self.notice(format!(
+                    "cannot read the state to re-check open sessions: {e}"
+                ));
+                return;
+            }
+        };
+        let now = UnixTime::now();
+        let ended: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, ctx)| state.access(&ctx.device, now) == Access::NotAuthorized)
+            .map(|(session, _)| *session)
+            .collect();
+        for session in ended {
+            self.notice(format!(
+                "session {session}: its device is no longer authorized; closing it (SEC-13)"
+            ));
+            self.host.close(session, CloseCode::NOT_AUTHORIZED);
         }
     }
 
