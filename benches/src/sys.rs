@@ -45,3 +45,13 @@ pub fn rss_bytes(pid: u32) -> Result<u64> {
         .map(|kib| kib * 1024)
         .context("no VmRSS in /proc/PID/status")
 }
+
+/// CPU time this process has used so far, all threads, user and system
+/// (`CLOCK_PROCESS_CPUTIME_ID`).
+pub fn process_cpu_time() -> std::time::Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    std::time::Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
