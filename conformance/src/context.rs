@@ -88,6 +88,85 @@ impl TlsOptions {
     }
 }
 
+/// What the runner may ask of the relay's operator, outside the protocol: reconfigure a
+/// workspace while the relay runs (`LINK-37`). The `LINK-37` cases add a workspace of their
+/// own (named `tether-conf-` and 12 hex digits, with a fresh credential of 32 hex digits),
+/// change it, and remove it at their end, so the workspaces the target was given are never
+/// touched.
+pub trait RelayAdmin: Send + Sync + fmt::Debug {
+    /// Sets `workspace` to `credential` with remote access `remote_access`, adding it if it
+    /// is new; `credential: None` removes the workspace (`remote_access` is then ignored).
+    /// Returns once the relay has applied the change: the `LINK-37` bound (1 s) runs from
+    /// then.
+    ///
+    /// # Errors
+    /// The relay could not be reconfigured.
+    fn set_workspace(
+        &self,
+        workspace: &str,
+        credential: Option<&[u8]>,
+        remote_access: bool,
+    ) -> crate::host::BoxFuture<'_, Result<(), String>>;
+}
+
+/// A [`RelayAdmin`] that runs a shell command template with `sh -c` (`--reconfigure-cmd`).
+///
+/// Placeholders: `{action}` is `set` or `remove`; `{workspace}` the workspace id;
+/// `{credential}` the credential (empty for `remove`); `{credential_blake2s}` its
+/// BLAKE2s-256 digest in 64 lowercase hex digits (empty for `remove`); `{remote_access}`
+/// `true` or `false` (`false` for `remove`). Every value the runner substitutes is made of
+/// `a-z 0-9 -` only, so it needs no shell quoting. The command must exit 0 once the relay
+/// has applied the change (a command that only signals the relay should wait for it).
+#[derive(Clone, Debug)]
+pub struct CommandRelayAdmin {
+    /// The template.
+    pub reconfigure_cmd: String,
+}
+
+impl RelayAdmin for CommandRelayAdmin {
+    fn set_workspace(
+        &self,
+        workspace: &str,
+        credential: Option<&[u8]>,
+        remote_access: bool,
+    ) -> crate::host::BoxFuture<'_, Result<(), String>> {
+        let cmd = reconfigure_command(&self.reconfigure_cmd, workspace, credential, remote_access);
+        Box::pin(async move { crate::host::run_shell(&cmd).await.map(|_| ()) })
+    }
+}
+
+/// Fills a `--reconfigure-cmd` template (see [`CommandRelayAdmin`]).
+pub fn reconfigure_command(
+    template: &str,
+    workspace: &str,
+    credential: Option<&[u8]>,
+    remote_access: bool,
+) -> String {
+    let (action, plain, digest) = match credential {
+        Some(c) => (
+            "set",
+            String::from_utf8_lossy(c).into_owned(),
+            hex::encode(tether_proto::link::router::credential_digest(c)),
+        ),
+        None => ("remove", String::new(), String::new()),
+    };
+    let remote = if credential.is_some() && remote_access {
+        "true"
+    } else {
+        "false"
+    };
+    crate::host::fill_template(
+        template,
+        &[
+            ("action", action),
+            ("workspace", workspace),
+            ("credential_blake2s", &digest),
+            ("credential", &plain),
+            ("remote_access", remote),
+        ],
+    )
+}
+
 /// A relay under test.
 #[derive(Clone, Debug)]
 pub struct RelayTarget {
@@ -101,11 +180,18 @@ pub struct RelayTarget {
     pub remote_access_off: Option<Credential>,
     /// TLS settings.
     pub tls: TlsOptions,
+    /// How the runner reconfigures the relay while it runs (`LINK-37`); without it the
+    /// `LINK-37` cases are skipped.
+    pub admin: Option<Arc<dyn RelayAdmin>>,
 }
 
 /// The implementation under test.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one target per run, held in an Arc: its size does not matter"
+)]
 pub enum Target {
     /// A relay.
     Relay(RelayTarget),

@@ -41,7 +41,9 @@ pub mod select;
 pub mod traffic;
 
 pub use case::{Case, CaseError, CaseResult, Level, Outcome, TargetKind};
-pub use context::{Context, Credential, RelayTarget, Target, TlsOptions};
+pub use context::{
+    CommandRelayAdmin, Context, Credential, RelayAdmin, RelayTarget, Target, TlsOptions,
+};
 pub use host::{CommandAdmin, GivenTokens, HostAdmin, HostTarget};
 pub use runner::{CaseReport, RunOptions, RunReport, Status, Verdict, run};
 pub use select::{Expectations, glob_match, select};

@@ -133,3 +133,18 @@ async fn a_relay_that_reveals_unknown_workspaces() {
 async fn a_relay_that_drops_close() {
     caught_by(Fault::DropsClose, "LINK-21/close-forwarded", &[]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_ignores_reconfiguration() {
+    let failed = failing(Fault::IgnoresReconfiguration, &[]).await;
+    for case in [
+        "LINK-37/credential-changed",
+        "LINK-37/remote-access-off",
+        "LINK-37/workspace-removed",
+    ] {
+        assert!(
+            failed.iter().any(|f| f == case),
+            "not caught by {case}; failing: {failed:?}"
+        );
+    }
+}

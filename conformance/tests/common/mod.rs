@@ -17,11 +17,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use tether_conformance::{Credential, RelayTarget, Target, TlsOptions};
+use tether_conformance::host::BoxFuture;
+use tether_conformance::{Credential, RelayAdmin, RelayTarget, Target, TlsOptions};
 use tether_proto::link::router::{Relay, RelayConfig, RelayEvent, RelayLimits, WorkspaceConfig};
 use tether_proto::link::{CloseCode, RelayFrame, SessionId};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
@@ -52,6 +53,9 @@ pub enum Fault {
     RevealsWorkspace,
     /// Drops CLOSE frames from clients instead of forwarding them (LINK-21).
     DropsClose,
+    /// Takes in new workspaces at run time but ignores every change to, or removal of, a
+    /// workspace it has: the links stay up and the old credential keeps working (LINK-37).
+    IgnoresReconfiguration,
 }
 
 pub const WORKSPACE: &str = "conf-main";
@@ -62,6 +66,8 @@ pub const OFF_WORKSPACE: &str = "conf-off";
 pub const OFF_CREDENTIAL: &str = "conformance-off-credential-00003";
 
 enum Ev {
+    /// The operator sets (or removes) a workspace (LINK-37).
+    SetWorkspace(String, Option<WorkspaceConfig>, oneshot::Sender<()>),
     Opened(u64, mpsc::Sender<Out>),
     Frame(u64, Vec<u8>),
     Text(u64),
@@ -78,6 +84,38 @@ enum Out {
 pub struct TestRelay {
     pub url: String,
     task: tokio::task::JoinHandle<()>,
+    admin: Arc<DriverAdmin>,
+}
+
+/// The driver's operator hook: reconfigures the core while it runs (LINK-37).
+#[derive(Debug)]
+pub struct DriverAdmin {
+    events: mpsc::UnboundedSender<Ev>,
+}
+
+impl std::fmt::Debug for Ev {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ev")
+    }
+}
+
+impl RelayAdmin for DriverAdmin {
+    fn set_workspace(
+        &self,
+        workspace: &str,
+        credential: Option<&[u8]>,
+        remote_access: bool,
+    ) -> BoxFuture<'_, Result<(), String>> {
+        let config = credential.map(|c| WorkspaceConfig::new(c, remote_access));
+        let (tx, rx) = oneshot::channel();
+        let sent = self
+            .events
+            .send(Ev::SetWorkspace(workspace.to_owned(), config, tx));
+        Box::pin(async move {
+            sent.map_err(|_| "the relay has stopped".to_owned())?;
+            rx.await.map_err(|_| "the relay has stopped".to_owned())
+        })
+    }
 }
 
 impl Drop for TestRelay {
@@ -95,6 +133,7 @@ impl TestRelay {
             other_workspace: Some(cred(OTHER_WORKSPACE, OTHER_CREDENTIAL)),
             remote_access_off: Some(cred(OFF_WORKSPACE, OFF_CREDENTIAL)),
             tls: TlsOptions::default(),
+            admin: Some(self.admin.clone()),
         }))
     }
 }
@@ -133,6 +172,9 @@ pub async fn start(fault: Fault) -> TestRelay {
     let url = format!("ws://{}/", listener.local_addr().unwrap());
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let accept_tx = ev_tx.clone();
+    let admin = Arc::new(DriverAdmin {
+        events: ev_tx.clone(),
+    });
     let accept = tokio::spawn(async move {
         let mut next = 0u64;
         while let Ok((tcp, _)) = listener.accept().await {
@@ -146,7 +188,7 @@ pub async fn start(fault: Fault) -> TestRelay {
         drive(Relay::new(config), ev_rx, fault).await;
         accept.abort();
     });
-    TestRelay { url, task }
+    TestRelay { url, task, admin }
 }
 
 async fn serve(tcp: tokio::net::TcpStream, id: u64, ev: mpsc::UnboundedSender<Ev>) {
@@ -341,6 +383,13 @@ async fn drive(mut relay: Relay, mut rx: mpsc::UnboundedReceiver<Ev>, fault: Fau
                 let Some(ev) = ev else { return };
                 let now = Instant::now();
                 match ev {
+                    Ev::SetWorkspace(workspace, config, done) => {
+                        let known = relay.config().workspaces.contains_key(&workspace);
+                        if fault != Fault::IgnoresReconfiguration || !known {
+                            relay.set_workspace(&workspace, config, now);
+                        }
+                        let _ = done.send(());
+                    }
                     Ev::Opened(id, tx) => {
                         let link = relay.handle_link_opened(now);
                         by_link.insert(link, id);

@@ -248,6 +248,7 @@ impl TestHost {
             other_workspace: None,
             remote_access_off: None,
             tls: TlsOptions::default(),
+            admin: None,
         };
         let admin = Admin {
             fault: self.fault,

@@ -17,8 +17,8 @@ use tether_conformance::host::{
 };
 use tether_conformance::report::{junit, list_json, list_text, run_json, summary};
 use tether_conformance::{
-    Case, CaseReport, Credential, Expectations, RelayTarget, RunOptions, Status, Target,
-    TargetKind, TlsOptions,
+    Case, CaseReport, CommandRelayAdmin, Credential, Expectations, RelayAdmin, RelayTarget,
+    RunOptions, Status, Target, TargetKind, TlsOptions,
 };
 use tether_relay::{RelayServer, RelayServerConfig};
 
@@ -29,6 +29,8 @@ With no target, starts the reference relay in-process on 127.0.0.1 and the refer
 (this binary, `tether host run`) joined to it, and runs every case against them.\n\nExit status: 0 every counted case passed; 1 a counted case failed; 2 usage \
 error or no case ran.\n\nExamples:\n  tether conformance\n  tether conformance relay \
 wss://relay.example.com/ --workspace acme=SECRET --other-workspace beta=SECRET2 --junit out.xml\n  \
+tether conformance relay ws://127.0.0.1:7400/ --workspace acme=SECRET \
+--reconfigure-cmd 'my-relay-admin {action} {workspace} {credential_blake2s} {remote_access}'\n  \
 tether conformance host --token TETHER:... --credential SECRET\n  \
 tether conformance host --host-cmd 'my-host --relay {relay} --state {state} --workspace {workspace} \
 --credential {credential}' --pair-cmd 'my-host pair --state {state}'\n  \
@@ -148,6 +150,13 @@ struct RelayTargetArgs {
     /// A workspace with remote access switched off, for LINK-11.
     #[arg(long, value_name = "NAME=CREDENTIAL")]
     remote_access_off_workspace: Option<Credential>,
+    /// Reconfigure the running relay, for the LINK-37 cases: a shell command with
+    /// {action} (set or remove), {workspace}, {credential}, {credential_blake2s} (64 hex
+    /// digits) and {remote_access} (true or false), that exits 0 once the relay has applied
+    /// the change. The cases add workspaces named tether-conf-HEX and remove them at their
+    /// end; without this option they are skipped.
+    #[arg(long, value_name = "CMD")]
+    reconfigure_cmd: Option<String>,
     /// Extra CA certificate (PEM) to trust for wss://.
     #[arg(long, value_name = "PEM")]
     ca_cert: Option<PathBuf>,
@@ -272,6 +281,9 @@ pub(crate) fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
                     other_workspace: r.other_workspace,
                     remote_access_off: r.remote_access_off_workspace,
                     tls,
+                    admin: r.reconfigure_cmd.map(|reconfigure_cmd| {
+                        Arc::new(CommandRelayAdmin { reconfigure_cmd }) as Arc<dyn RelayAdmin>
+                    }),
                 };
                 (Target::Relay(target), None)
             }
@@ -359,8 +371,37 @@ async fn start_reference_relay() -> anyhow::Result<(RelayTarget, tether_relay::R
         other_workspace: Some(other),
         remote_access_off: Some(off),
         tls: TlsOptions::default(),
+        admin: Some(Arc::new(EmbeddedRelayAdmin {
+            control: handle.control(),
+        })),
     };
     Ok((target, handle))
+}
+
+/// The in-process reference relay's operator hook (`LINK-37`): workspace changes go
+/// straight to the running relay.
+#[derive(Debug)]
+struct EmbeddedRelayAdmin {
+    control: tether_relay::RelayControl,
+}
+
+impl RelayAdmin for EmbeddedRelayAdmin {
+    fn set_workspace(
+        &self,
+        workspace: &str,
+        credential: Option<&[u8]>,
+        remote_access: bool,
+    ) -> BoxFuture<'_, Result<(), String>> {
+        let workspace = workspace.to_owned();
+        let config = credential.map(|c| tether_relay::WorkspaceConfig::new(c, remote_access));
+        Box::pin(async move {
+            self.control
+                .set_workspace(&workspace, config)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
 }
 
 fn hex_string(bytes: &[u8]) -> String {
@@ -485,6 +526,7 @@ async fn host_target(
             other_workspace: None,
             remote_access_off: None,
             tls,
+            admin: None,
         };
         let admin = CommandAdmin {
             state: PathBuf::new(),
@@ -531,6 +573,7 @@ async fn host_target(
                 other_workspace: None,
                 remote_access_off: None,
                 tls,
+                admin: None,
             };
             (relay, None)
         }

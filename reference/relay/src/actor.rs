@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 
 use tether_proto::link::CloseCode;
 use tether_proto::link::RelayFrame;
-use tether_proto::link::router::{LinkId, Relay, RelayEvent};
+use tether_proto::link::router::{LinkId, Relay, RelayEvent, WorkspaceConfig};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, error, info};
 
 use crate::RelayStats;
 use crate::conn::{Finish, Input};
+use crate::control::{ChangeKind, Update, WorkspaceChange};
 
 /// How long a `GOAWAY SLOW_READER` may wait for the socket: the reader is not reading, so
 /// the `GOAWAY` is sent only if the WebSocket takes it at once (`LINK-23`).
@@ -129,7 +130,7 @@ impl Actor {
                 () = tokio::time::sleep_until(stop_at), if shutdown_deadline.is_some() => break,
             }
             dirty = true;
-            self.drain_events();
+            let _ = self.drain_events();
         }
         self.publish_gauges();
         info!("relay stopped");
@@ -217,7 +218,48 @@ impl Actor {
                 self.relay.handle_link_closed(link, now);
             }
             Input::HandshakeFailed => self.stats().handshakes_failed += 1,
+            Input::Reconfigure { update, reply } => {
+                let changes = self.reconfigure(update, now);
+                let _ = reply.send(changes);
+            }
         }
+    }
+
+    /// Applies the operator's workspace changes through the core, one workspace at a time,
+    /// and ends the links each one revokes at once (`LINK-37`: the core queues their
+    /// `GOAWAY`s, [`Self::drain_events`] hands them to the writers).
+    fn reconfigure(&mut self, update: Update, now: Instant) -> Vec<WorkspaceChange> {
+        let current = &self.relay.config().workspaces;
+        let steps: Vec<(String, Option<WorkspaceConfig>)> = match update {
+            // Applied even when unchanged: the core decides what that ends (nothing).
+            Update::One(id, workspace) => vec![(id, workspace)],
+            Update::Replace(wanted) => {
+                let mut steps: Vec<(String, Option<WorkspaceConfig>)> = current
+                    .keys()
+                    .filter(|id| !wanted.contains_key(*id))
+                    .map(|id| (id.clone(), None))
+                    .collect();
+                steps.sort_by(|a, b| a.0.cmp(&b.0));
+                steps.extend(
+                    wanted
+                        .into_iter()
+                        .filter(|(id, ws)| current.get(id) != Some(ws))
+                        .map(|(id, ws)| (id, Some(ws))),
+                );
+                steps
+            }
+        };
+        let mut changes = Vec::with_capacity(steps.len());
+        for (id, workspace) in steps {
+            let kind =
+                ChangeKind::between(self.relay.config().workspaces.get(&id), workspace.as_ref());
+            self.relay.set_workspace(&id, workspace, now);
+            let links_ended = self.drain_events();
+            let change = WorkspaceChange::new(id, kind, links_ended);
+            info!(%change, "workspace reconfigured (LINK-37)");
+            changes.push(change);
+        }
+        changes
     }
 
     /// Hands frames to every writer with room (step 4 of the core's call order): a frame
@@ -241,7 +283,9 @@ impl Actor {
         }
     }
 
-    fn drain_events(&mut self) {
+    /// Handles the core's events; returns how many links it closed.
+    fn drain_events(&mut self) -> usize {
+        let mut closed = 0;
         while let Some(event) = self.relay.poll_event() {
             match event {
                 RelayEvent::LinkReady {
@@ -261,6 +305,7 @@ impl Actor {
                 RelayEvent::CloseLink { link, code } => {
                     info!(%link, %code, "closing link");
                     self.finish(link, code);
+                    closed += 1;
                 }
                 RelayEvent::PeerGoingAway { link, code } => {
                     info!(%link, %code, "client going away");
@@ -281,6 +326,7 @@ impl Actor {
                 _ => {}
             }
         }
+        closed
     }
 
     /// The core queued the link's `GOAWAY`: send everything still queued, then close.

@@ -203,7 +203,7 @@ fn default_remote_access() -> bool {
 }
 
 /// Workspace ids are 1–64 bytes of `[a-z0-9._-]` (`LINK-32`).
-fn check_workspace_id(id: &str) -> Result<(), RelayError> {
+pub(crate) fn check_workspace_id(id: &str) -> Result<(), RelayError> {
     let ok = (1..=64).contains(&id.len())
         && id
             .bytes()

@@ -41,6 +41,12 @@ pub(crate) enum Input {
     Closed(LinkId),
     /// TLS or the WebSocket upgrade failed or timed out.
     HandshakeFailed,
+    /// The operator reconfigures the workspaces (`LINK-37`); the actor answers with what
+    /// changed.
+    Reconfigure {
+        update: crate::control::Update,
+        reply: oneshot::Sender<Vec<crate::control::WorkspaceChange>>,
+    },
 }
 
 /// The actor's ends of a link's writer.

@@ -32,6 +32,9 @@ pub enum RelayError {
     /// The TLS certificate or key could not be loaded or used.
     #[error("TLS setup failed: {0}")]
     Tls(String),
+    /// The relay is no longer running (a reconfiguration came too late).
+    #[error("the relay has stopped")]
+    Stopped,
 }
 
 impl RelayError {

@@ -8,6 +8,12 @@
 //! link's writer has room, so the core's queue bounds (`LINK-22`, `LINK-23`) are the real
 //! backpressure.
 //!
+//! The operator can add, change and remove workspaces while the relay runs
+//! ([`RelayControl`], from [`RelayServer::control`] or [`RelayHandle::control`]); a change
+//! applies to the links already open (`LINK-37`): changing or removing a credential ends
+//! the workspace's links with `GOAWAY AUTH_FAILED`, switching remote access off ends them
+//! with `GOAWAY REMOTE_ACCESS_DISABLED`.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), tether_relay::RelayError> {
 //! use tether_relay::{RelayServer, RelayServerConfig};
@@ -27,11 +33,13 @@ mod actor;
 pub mod client;
 mod config;
 mod conn;
+mod control;
 mod error;
 mod server;
 mod stats;
 
 pub use config::{RelayServerConfig, TlsFiles};
+pub use control::{ChangeKind, RelayControl, WorkspaceChange};
 pub use error::RelayError;
 pub use server::{RelayHandle, RelayServer};
 pub use stats::RelayStats;

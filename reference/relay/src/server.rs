@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tether_proto::link::router::{Relay, RelayConfig};
+use tether_proto::link::router::{Relay, RelayConfig, WorkspaceConfig};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -15,7 +15,8 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::actor::Actor;
-use crate::conn::{self, ConnContext};
+use crate::conn::{self, ConnContext, Input};
+use crate::control::{RelayControl, WorkspaceChange};
 use crate::{RelayError, RelayServerConfig, RelayStats, TlsFiles};
 
 /// Inputs waiting for the actor, from all connections together. With frames of at most
@@ -35,6 +36,8 @@ pub struct RelayServer {
     flush_timeout: Duration,
     max_links_per_address: Option<usize>,
     stats: Arc<Mutex<RelayStats>>,
+    inputs: mpsc::Sender<Input>,
+    input_rx: mpsc::Receiver<Input>,
 }
 
 impl std::fmt::Debug for RelayServer {
@@ -78,6 +81,7 @@ impl RelayServer {
             workspaces: config.workspaces.into_iter().collect(),
             limits: config.limits,
         };
+        let (inputs, input_rx) = mpsc::channel(INPUT_QUEUE);
         Ok(Self {
             listener,
             local_addr,
@@ -86,7 +90,16 @@ impl RelayServer {
             flush_timeout: config.flush_timeout,
             max_links_per_address: config.max_links_per_address,
             stats: Arc::default(),
+            inputs,
+            input_rx,
         })
+    }
+
+    /// A handle that adds, changes and removes workspaces while the relay serves
+    /// (`LINK-37`); take it before [`Self::run`]. Changes sent before the relay runs are
+    /// applied when it starts.
+    pub fn control(&self) -> RelayControl {
+        RelayControl::new(self.inputs.clone())
     }
 
     /// The bound address (with the port chosen for port 0).
@@ -108,7 +121,7 @@ impl RelayServer {
     /// Serves until `shutdown` resolves, then sends `GOAWAY GOING_AWAY` on every link,
     /// closes them (each bounded by the flush timeout) and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
+        let (input_tx, input_rx) = (self.inputs, self.input_rx);
         let (stop_tx, stop_rx) = oneshot::channel();
         let notify = Arc::new(Notify::new());
         let ctx = ConnContext {
@@ -145,6 +158,7 @@ impl RelayServer {
         let url = self.url();
         let local_addr = self.local_addr;
         let stats = self.stats.clone();
+        let control = self.control();
         let task = tokio::spawn(self.run(async {
             let _ = stop_rx.await;
         }));
@@ -154,6 +168,7 @@ impl RelayServer {
             stats,
             stop: Some(stop_tx),
             task,
+            control,
         }
     }
 }
@@ -167,6 +182,7 @@ pub struct RelayHandle {
     stats: Arc<Mutex<RelayStats>>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    control: RelayControl,
 }
 
 impl RelayHandle {
@@ -183,6 +199,25 @@ impl RelayHandle {
     /// A snapshot of the counters (`LINK-29`).
     pub fn stats(&self) -> RelayStats {
         snapshot(&self.stats)
+    }
+
+    /// A handle that reconfigures the running relay's workspaces (`LINK-37`).
+    pub fn control(&self) -> RelayControl {
+        self.control.clone()
+    }
+
+    /// Sets workspace `id` (`Some`, adding it if new) or removes it (`None`) while the
+    /// relay runs, ending the links the change revokes (`LINK-37`); see
+    /// [`RelayControl::set_workspace`].
+    ///
+    /// # Errors
+    /// As [`RelayControl::set_workspace`].
+    pub async fn set_workspace(
+        &self,
+        id: &str,
+        workspace: Option<WorkspaceConfig>,
+    ) -> Result<WorkspaceChange, RelayError> {
+        self.control.set_workspace(id, workspace).await
     }
 
     /// Sends `GOAWAY GOING_AWAY` on every link, closes them and waits until the relay has

@@ -17,7 +17,10 @@ use tether_proto::limits::{MAX_FRAME_LEN, PROTOCOL_VERSION};
 use tether_proto::link::registration::HostRegistration;
 use tether_proto::link::{CloseCode, RelayFrame, Role, SessionId};
 use tether_relay::client::{self, ClientLink};
-use tether_relay::{RelayError, RelayHandle, RelayLimits, RelayServer, RelayServerConfig};
+use tether_relay::{
+    ChangeKind, RelayError, RelayHandle, RelayLimits, RelayServer, RelayServerConfig,
+    WorkspaceConfig,
+};
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -432,4 +435,119 @@ async fn client_goaway_closes_its_link_and_its_sessions_get_peer_gone() {
     })
     .await;
     relay.shutdown().await;
+}
+
+// ----- LINK-37: reconfiguring a running relay ---------------------------------------------
+
+#[tokio::test]
+async fn changing_a_credential_ends_the_workspaces_links_and_no_others() {
+    let relay = spawn(config()).await;
+    let (mut host, _) = host(&relay, "acme", ACME).await;
+    let mut ctl = controller(&relay, "acme", ACME).await;
+    let mut other = controller(&relay, "other", OTHER).await;
+    let new = b"acme credential rotated";
+    let change = relay
+        .set_workspace("acme", Some(WorkspaceConfig::new(new, true)))
+        .await
+        .unwrap();
+    assert_eq!(
+        change.kind,
+        ChangeKind::Changed {
+            credential: true,
+            remote_access: None
+        }
+    );
+    assert_eq!(change.links_ended, 2);
+    expect_goaway_and_close(&mut host, CloseCode::AUTH_FAILED).await;
+    expect_goaway_and_close(&mut ctl, CloseCode::AUTH_FAILED).await;
+    // The other workspace's link is untouched.
+    send(&mut other, RelayFrame::Ping { value: 9 }).await;
+    assert_eq!(recv(&mut other).await, RelayFrame::Pong { value: 9 });
+    // The old credential is now wrong; the new one works.
+    let mut old = connect(&relay).await;
+    send(&mut old, hello(Role::Controller, "acme", ACME, Vec::new())).await;
+    expect_goaway_and_close(&mut old, CloseCode::AUTH_FAILED).await;
+    drop(controller(&relay, "acme", new).await);
+}
+
+#[tokio::test]
+async fn switching_remote_access_off_and_on_and_unchanged_settings() {
+    let relay = spawn(config()).await;
+    let mut ctl = controller(&relay, "acme", ACME).await;
+    // Unchanged: nothing ends.
+    let change = relay
+        .set_workspace("acme", Some(WorkspaceConfig::new(ACME, true)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (change.kind, change.links_ended),
+        (ChangeKind::Unchanged, 0)
+    );
+    send(&mut ctl, RelayFrame::Ping { value: 1 }).await;
+    assert_eq!(recv(&mut ctl).await, RelayFrame::Pong { value: 1 });
+    // Off: GOAWAY REMOTE_ACCESS_DISABLED, and for new links too (LINK-11).
+    let change = relay
+        .set_workspace("acme", Some(WorkspaceConfig::new(ACME, false)))
+        .await
+        .unwrap();
+    assert_eq!(change.links_ended, 1);
+    expect_goaway_and_close(&mut ctl, CloseCode::REMOTE_ACCESS_DISABLED).await;
+    let mut late = connect(&relay).await;
+    send(&mut late, hello(Role::Controller, "acme", ACME, Vec::new())).await;
+    expect_goaway_and_close(&mut late, CloseCode::REMOTE_ACCESS_DISABLED).await;
+    // On again.
+    relay
+        .set_workspace("acme", Some(WorkspaceConfig::new(ACME, true)))
+        .await
+        .unwrap();
+    drop(controller(&relay, "acme", ACME).await);
+}
+
+#[tokio::test]
+async fn replacing_the_workspaces_applies_only_the_differences() {
+    let relay = spawn(config()).await;
+    let mut acme = controller(&relay, "acme", ACME).await;
+    let mut other = controller(&relay, "other", OTHER).await;
+    // A bad id: refused, nothing applied.
+    let mut bad = std::collections::BTreeMap::new();
+    bad.insert("Bad Id".to_owned(), WorkspaceConfig::new(ACME, true));
+    assert!(matches!(
+        relay.control().replace_workspaces(bad).await,
+        Err(RelayError::Config(_))
+    ));
+    let mut wanted = std::collections::BTreeMap::new();
+    wanted.insert("acme".to_owned(), WorkspaceConfig::new(ACME, true));
+    wanted.insert("beta".to_owned(), WorkspaceConfig::new(OTHER, false));
+    let changes = relay.control().replace_workspaces(wanted).await.unwrap();
+    let summary: Vec<(String, ChangeKind, usize)> = changes
+        .into_iter()
+        .map(|c| (c.workspace, c.kind, c.links_ended))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("other".to_owned(), ChangeKind::Removed, 1),
+            (
+                "beta".to_owned(),
+                ChangeKind::Added {
+                    remote_access: false
+                },
+                0
+            ),
+        ]
+    );
+    expect_goaway_and_close(&mut other, CloseCode::AUTH_FAILED).await;
+    send(&mut acme, RelayFrame::Ping { value: 2 }).await;
+    assert_eq!(recv(&mut acme).await, RelayFrame::Pong { value: 2 });
+}
+
+#[tokio::test]
+async fn reconfiguring_a_stopped_relay_is_an_error() {
+    let relay = spawn(config()).await;
+    let control = relay.control();
+    timeout(WAIT, relay.shutdown()).await.unwrap();
+    assert!(matches!(
+        control.set_workspace("acme", None).await,
+        Err(RelayError::Stopped)
+    ));
 }
