@@ -17,8 +17,8 @@ use hosts::HostFault;
 use tether_conformance::{RunOptions, Status, TargetKind, Verdict, catalogue, run, select};
 
 /// Runs every host case but the rekey (65540 round trips) against a test host with
-/// `fault`; returns the report's failing ids and the verdict.
-async fn run_host(fault: HostFault) -> (Vec<String>, Verdict) {
+/// `fault`; returns the report's failing ids, the verdict and the passing ids.
+async fn run_host(fault: HostFault) -> (Vec<String>, Verdict, Vec<String>) {
     let relay = common::start(common::Fault::None).await;
     let host = hosts::start(&relay.url, common::WORKSPACE, common::CREDENTIAL, fault).await;
     let cat = catalogue();
@@ -50,17 +50,19 @@ async fn run_host(fault: HostFault) -> (Vec<String>, Verdict) {
             eprintln!("{}", c.log.as_deref().unwrap_or(""));
         }
     }
-    let failed = report
-        .cases
-        .iter()
-        .filter(|c| c.status == Status::Fail)
-        .map(|c| c.id.to_owned())
-        .collect();
-    (failed, report.verdict())
+    let with = |status| {
+        report
+            .cases
+            .iter()
+            .filter(|c| c.status == status)
+            .map(|c| c.id.to_owned())
+            .collect()
+    };
+    (with(Status::Fail), report.verdict(), with(Status::Pass))
 }
 
 async fn caught_by(fault: HostFault, cases: &[&str]) {
-    let (failed, verdict) = run_host(fault).await;
+    let (failed, verdict, _) = run_host(fault).await;
     assert_eq!(verdict, Verdict::Fail, "{fault:?} passed the suite");
     for case in cases {
         assert!(
@@ -72,9 +74,15 @@ async fn caught_by(fault: HostFault, cases: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_test_host_without_a_fault_passes() {
-    let (failed, verdict) = run_host(HostFault::None).await;
+    let (failed, verdict, passed) = run_host(HostFault::None).await;
     assert!(failed.is_empty(), "failing: {failed:?}");
     assert_eq!(verdict, Verdict::Pass);
+    // The inactivity cases ran (the target knows the host's age) rather than being skipped.
+    if std::env::var("CONF_ONLY").is_err() {
+        for case in ["CHAN-9/inactive-device", "CHAN-9/active-within-age"] {
+            assert!(passed.iter().any(|p| p == case), "{case} did not pass");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,6 +134,11 @@ async fn a_host_that_ignores_revocation() {
         &["CHAN-9/revoked-device", "CMD-56/revoked-in-session"],
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_ignores_its_inactivity_limit() {
+    caught_by(HostFault::IgnoresInactivity, &["CHAN-9/inactive-device"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
