@@ -19,14 +19,23 @@ use tether_conformance::{RunOptions, Status, TargetKind, Verdict, catalogue, run
 /// Runs every host case but the rekey (65540 round trips) against a test host with
 /// `fault`; returns the report's failing ids, the verdict and the passing ids.
 async fn run_host(fault: HostFault) -> (Vec<String>, Verdict, Vec<String>) {
-    let relay = common::start(common::Fault::None).await;
-    let host = hosts::start(&relay.url, common::WORKSPACE, common::CREDENTIAL, fault).await;
-    let cat = catalogue();
     // CONF_ONLY (comma-separated patterns) narrows the run while debugging.
     let only: Vec<String> = std::env::var("CONF_ONLY")
         .map(|s| s.split(',').map(str::to_owned).collect())
         .unwrap_or_default();
-    let sel: Vec<_> = select(&cat, &only, &["CHAN-19/*".to_owned()])
+    run_host_with(fault, &only, 4).await
+}
+
+/// [`run_host`] with the cases `only` selects (all when empty), `jobs` at once.
+async fn run_host_with(
+    fault: HostFault,
+    only: &[String],
+    jobs: usize,
+) -> (Vec<String>, Verdict, Vec<String>) {
+    let relay = common::start(common::Fault::None).await;
+    let host = hosts::start(&relay.url, common::WORKSPACE, common::CREDENTIAL, fault).await;
+    let cat = catalogue();
+    let sel: Vec<_> = select(&cat, only, &["CHAN-19/*".to_owned()])
         .into_iter()
         .filter(|c| c.target == TargetKind::Host)
         .collect();
@@ -35,7 +44,7 @@ async fn run_host(fault: HostFault) -> (Vec<String>, Verdict, Vec<String>) {
         strict: true,
         expectations: Default::default(),
         log_dir: dir.path().to_owned(),
-        jobs: 4,
+        jobs,
     };
     let target = host.target(common::CREDENTIAL);
     let report = run(&sel, target, &opts, |_, _, _| {}).await;
@@ -82,6 +91,28 @@ async fn the_test_host_without_a_fault_passes() {
         for case in ["CHAN-9/inactive-device", "CHAN-9/active-within-age"] {
             assert!(passed.iter().any(|p| p == case), "{case} did not pass");
         }
+    }
+}
+
+/// One case at a time: the two inactivity cases run first and leave the runner's paired
+/// device (paired by the first of them) unused by any case for about 24 s, more than twice
+/// the test host's inactivity age. The runner keeps it active (CHAN-9), so the cases after
+/// them, which use it, still pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_paired_device_stays_active_through_a_long_pause() {
+    let only: Vec<String> = ["CHAN-9/*", "CHAN-10/*", "CMD-14/*"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let (failed, verdict, passed) = run_host_with(HostFault::None, &only, 1).await;
+    assert!(failed.is_empty(), "failing: {failed:?}");
+    assert_eq!(verdict, Verdict::Pass);
+    for case in [
+        "CHAN-9/inactive-device",
+        "CHAN-9/active-within-age",
+        "CMD-14/each-request-answered-once",
+    ] {
+        assert!(passed.iter().any(|p| p == case), "{case} did not pass");
     }
 }
 
