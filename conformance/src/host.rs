@@ -383,6 +383,9 @@ pub struct HostTarget {
     /// The host's approval time limit (`CMD-31`: 300 s; a host configured shorter for
     /// tests says so here).
     pub approval_timeout: Duration,
+    /// The inactivity age the host was configured with (`CHAN-9`), if the runner was told
+    /// it (`--max-inactive`); the `CHAN-9` inactivity cases are skipped without it.
+    pub max_inactive: Option<Duration>,
     shared: tokio::sync::Mutex<Option<PairedDevice>>,
 }
 
@@ -467,6 +470,9 @@ pub struct PairedDevice {
     pub device: Device,
     /// The timestamp of the pairing handshake.
     pub paired_with: Timestamp,
+    /// When the runner last sent a message 1 the host accepted for this device (the
+    /// pairing or a session): the host's inactivity age (`CHAN-9`) runs from about then.
+    pub last_accepted: std::time::Instant,
 }
 
 impl HostTarget {
@@ -478,8 +484,20 @@ impl HostTarget {
             work_dir: None,
             description,
             approval_timeout: tether_proto::limits::APPROVAL_TIMEOUT,
+            max_inactive: None,
             shared: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Tells the runner the inactivity age the host was configured with (`CHAN-9`): the
+    /// `CHAN-9/inactive-device` and `CHAN-9/active-within-age` cases run (each waits about
+    /// the age), and the runner keeps its own paired device active meanwhile (see
+    /// [`paired`]). Ages from [`MIN_TESTABLE_INACTIVE`] to [`MAX_TESTABLE_INACTIVE`] can be
+    /// tested; with another, those cases are skipped with the reason.
+    #[must_use]
+    pub fn with_max_inactive(mut self, age: Duration) -> Self {
+        self.max_inactive = Some(age);
+        self
     }
 
     /// Sets the approval time limit the `CMD-31` case waits for.
@@ -578,7 +596,73 @@ pub async fn fresh_token(cx: &Context, ttl: Option<u64>) -> Res<(String, Pairing
     Ok((text, token))
 }
 
-/// The shared paired device, pairing it with the host's first token on first use.
+/// The shortest inactivity age the `CHAN-9` inactivity cases can test reliably: the
+/// runner's own paired device must be kept active (below) with handshakes a third of the
+/// age apart on a loaded machine, and `CHAN-9/active-within-age` reconnects 0.6 of the age
+/// after the last handshake, leaving 0.4 of it for the handshake itself.
+pub const MIN_TESTABLE_INACTIVE: Duration = Duration::from_secs(5);
+
+/// The longest inactivity age the `CHAN-9` inactivity cases wait for (their time limits
+/// are sized for it).
+pub const MAX_TESTABLE_INACTIVE: Duration = Duration::from_secs(600);
+
+/// Keeps the runner's shared paired device active on a host with an inactivity age
+/// (`CHAN-9`): every eighth of the age, if the device's last accepted handshake is older
+/// than a third of the age, opens a session with it and closes it. Without this a host
+/// configured with a short age for testing would expire the device during a pause in the
+/// run (`--jobs 1`, the relay's timer cases) and close its long sessions (`CHAN-19/rekey`
+/// holds one for about 30 s; a host closes the sessions of a device that passes its age,
+/// `SEC-13`). Only the shared device is kept active: the inactivity cases use devices of
+/// their own. Handshakes refused meanwhile (remote access switched off by `CHAN-26` or
+/// `CMD-55`, the rate limit spent by `CHAN-14`) are retried at the next tick. Ends when
+/// the target is dropped (the run is over).
+async fn keep_active(target: std::sync::Weak<crate::context::Target>, age: Duration) {
+    let tick = (age / 8).max(Duration::from_millis(200));
+    let stale = age / 3;
+    loop {
+        tokio::time::sleep(tick).await;
+        let Some(target) = target.upgrade() else {
+            return;
+        };
+        let crate::context::Target::Host(host) = target.as_ref() else {
+            return;
+        };
+        // Held through the handshake, as for any session of the device (`CHAN-10`).
+        let mut shared = host.shared.lock().await;
+        let Some(p) = shared.as_mut() else {
+            continue;
+        };
+        if p.last_accepted.elapsed() < stale {
+            continue;
+        }
+        let cx = Context {
+            case_id: "keep-active",
+            target: Arc::clone(&target),
+            log: crate::traffic::TrafficLog::new(),
+        };
+        let payload = HandshakePayload::Session {
+            timestamp: p.device.next_timestamp(),
+        };
+        let sent = std::time::Instant::now();
+        let opened = open_with(
+            &cx,
+            "keep-active",
+            &p.identity,
+            &p.device,
+            &payload,
+            random_session(),
+        )
+        .await;
+        if let Ok((Opened::Established(s), _)) = opened {
+            p.last_accepted = sent;
+            s.close().await;
+        }
+    }
+}
+
+/// The shared paired device, pairing it with the host's first token on first use. On a
+/// host with a known inactivity age ([`HostTarget::with_max_inactive`]) the runner keeps
+/// it active from then on (`keep_active`).
 ///
 /// # Errors
 /// Skip without a token; failure when pairing fails.
@@ -597,6 +681,7 @@ pub async fn paired(cx: &Context) -> Res<PairedDevice> {
     let mut device = Device::fresh("main");
     let ts = device.next_timestamp();
     let payload = pair_payload(&identity.token, &device, ts);
+    let sent = std::time::Instant::now();
     match open(cx, "pairing", &identity, &device, &payload).await? {
         Opened::Established(s) => s.close().await,
         Opened::Refused(code, _) => {
@@ -609,8 +694,12 @@ pub async fn paired(cx: &Context) -> Res<PairedDevice> {
         identity,
         device,
         paired_with: ts,
+        last_accepted: sent,
     };
     *shared = Some(p.clone());
+    if let Some(age) = host.max_inactive {
+        tokio::spawn(keep_active(Arc::downgrade(&cx.target), age));
+    }
     Ok(p)
 }
 
@@ -660,7 +749,8 @@ pub async fn session_capture(
     };
     let identity = p.identity.clone();
     let device = p.device.clone();
-    open_with(
+    let sent = std::time::Instant::now();
+    let opened = open_with(
         cx,
         name,
         &identity,
@@ -668,7 +758,11 @@ pub async fn session_capture(
         &HandshakePayload::Session { timestamp: ts },
         session,
     )
-    .await
+    .await?;
+    if matches!(opened.0, Opened::Established(_)) {
+        p.last_accepted = sent;
+    }
+    Ok(opened)
 }
 
 /// The last timestamp the shared device sent, and the timestamp of its pairing.

@@ -220,6 +220,24 @@ pub fn catalogue() -> Vec<Case> {
             "a SESSION from a revoked device gets NOT_AUTHORIZED",
             chan_revoked
         ),
+        // Time limits sized for the longest age the runner tests
+        // (host::MAX_TESTABLE_INACTIVE, 600 s): the age plus the margin, then a minute.
+        hcase!(
+            slow "CHAN-9/inactive-device",
+            "CHAN-9",
+            Must,
+            670,
+            "a device idle longer than the host's inactivity age gets NOT_AUTHORIZED, and pairs again with a fresh token",
+            chan_inactive
+        ),
+        hcase!(
+            slow "CHAN-9/active-within-age",
+            "CHAN-9",
+            Must,
+            780,
+            "a device that reconnects within the inactivity age of its last handshake, twice, is accepted",
+            chan_active_within_age
+        ),
         hcase!(
             "CHAN-10/replayed-message-1",
             "CHAN-10",
@@ -1247,6 +1265,155 @@ async fn chan_revoked(cx: Arc<Context>) -> Res<()> {
         .refused("CLOSE NOT_AUTHORIZED for a revoked device")
         .await?;
     close_is(code, CloseCode::NOT_AUTHORIZED, "revoked device")
+}
+
+/// How much longer than the host's inactivity age `CHAN-9/inactive-device` stays idle: the
+/// host may count the age in whole seconds (the reference host does) and records the
+/// last-seen time when it reads message 1, before the runner has message 2; two seconds
+/// cover both.
+const INACTIVE_MARGIN: Duration = Duration::from_secs(2);
+
+/// The host's inactivity age, or a skip naming the option (`CHAN-9`).
+fn max_inactive(cx: &Context) -> Res<Duration> {
+    let host = host_target(cx)?;
+    let Some(age) = host.max_inactive else {
+        return skip(
+            "needs the host's inactivity age: configure the host with a short one and give --max-inactive SECONDS",
+        );
+    };
+    if age < host::MIN_TESTABLE_INACTIVE || age > host::MAX_TESTABLE_INACTIVE {
+        return skip(format!(
+            "the inactivity age {} s is outside what a run can test ({} to {} s)",
+            age.as_secs_f64(),
+            host::MIN_TESTABLE_INACTIVE.as_secs(),
+            host::MAX_TESTABLE_INACTIVE.as_secs()
+        ));
+    }
+    Ok(age)
+}
+
+/// The established session of `opened`, or a failure naming `what`.
+async fn established(opened: Opened, what: &str) -> Res<ChannelSession> {
+    match opened {
+        Opened::Established(s) => Ok(*s),
+        Opened::Refused(code, _) => hfail(format!("{what}: got CLOSE {code}")),
+    }
+}
+
+/// Opens a SESSION of `device` (the next timestamp).
+async fn device_session(
+    cx: &Context,
+    name: &str,
+    identity: &host::Identity,
+    device: &mut Device,
+) -> Res<Opened> {
+    let ts = device.next_timestamp();
+    open(
+        cx,
+        name,
+        identity,
+        device,
+        &HandshakePayload::Session { timestamp: ts },
+    )
+    .await
+}
+
+/// Waits `dur`, saying so in the log.
+async fn idle(cx: &Context, dur: Duration, why: &str) {
+    cx.log.note(
+        "runner",
+        format!("idle for {:.1} s: {why}", dur.as_secs_f64()),
+    );
+    tokio::time::sleep(dur).await;
+}
+
+async fn chan_inactive(cx: Arc<Context>) -> Res<()> {
+    let age = max_inactive(&cx)?;
+    let identity = paired(&cx).await?.identity;
+    let (_, token) = fresh_token(&cx, None).await?;
+    let (mut device, opened) = pair_fresh(&cx, &token, "inactive").await?;
+    established(opened, "pairing a fresh device")
+        .await?
+        .close()
+        .await;
+    // The pairing is the device's last handshake; the age runs from it.
+    idle(
+        &cx,
+        age + INACTIVE_MARGIN,
+        "longer than the host's inactivity age",
+    )
+    .await;
+    let code = device_session(&cx, "after-idle", &identity, &mut device)
+        .await?
+        .refused("CLOSE NOT_AUTHORIZED for a device idle longer than the inactivity age")
+        .await?;
+    close_is(
+        code,
+        CloseCode::NOT_AUTHORIZED,
+        "a device idle longer than the inactivity age",
+    )?;
+    // Expired, not lost: it pairs again with a fresh token and opens sessions again.
+    let (_, token) = fresh_token(&cx, None).await?;
+    let ts = device.next_timestamp();
+    let opened = open(
+        &cx,
+        "pair-again",
+        &identity,
+        &device,
+        &pair_payload(&token, &device, ts),
+    )
+    .await?;
+    established(
+        opened,
+        "pairing the expired device again with a fresh token",
+    )
+    .await?
+    .close()
+    .await;
+    let opened = device_session(&cx, "after-pairing-again", &identity, &mut device).await?;
+    established(opened, "a session after pairing again")
+        .await?
+        .close()
+        .await;
+    Ok(())
+}
+
+async fn chan_active_within_age(cx: Arc<Context>) -> Res<()> {
+    let age = max_inactive(&cx)?;
+    let identity = paired(&cx).await?.identity;
+    let (_, token) = fresh_token(&cx, None).await?;
+    let (mut device, opened) = pair_fresh(&cx, &token, "active").await?;
+    established(opened, "pairing a fresh device")
+        .await?
+        .close()
+        .await;
+    // Two sessions, each 0.6 of the age after the device's last handshake. The 0.4 of the
+    // age left before expiry covers the handshake on a loaded machine (4 s for an age of
+    // 10 s). The second comes 1.2 ages after the pairing, so a host that counts the age
+    // from the pairing instead of from the last handshake refuses it (clearly so from an
+    // age of 10 s, 2 s past it, on).
+    let step = age.mul_f64(0.6);
+    for (i, what) in ["first", "second"].into_iter().enumerate() {
+        idle(&cx, step, "well within the host's inactivity age").await;
+        let opened = device_session(&cx, what, &identity, &mut device).await?;
+        let after = if i == 0 {
+            "the pairing"
+        } else {
+            "the last session"
+        };
+        let mut s = established(
+            opened,
+            &format!(
+                "a session {:.1} s after {after}, within the inactivity age of {:.1} s",
+                step.as_secs_f64(),
+                age.as_secs_f64()
+            ),
+        )
+        .await?;
+        still_answers(&mut s, "a session within the inactivity age").await?;
+        s.close().await;
+    }
+    Ok(())
 }
 
 async fn chan_replayed(cx: Arc<Context>) -> Res<()> {

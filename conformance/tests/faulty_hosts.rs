@@ -17,16 +17,25 @@ use hosts::HostFault;
 use tether_conformance::{RunOptions, Status, TargetKind, Verdict, catalogue, run, select};
 
 /// Runs every host case but the rekey (65540 round trips) against a test host with
-/// `fault`; returns the report's failing ids and the verdict.
-async fn run_host(fault: HostFault) -> (Vec<String>, Verdict) {
-    let relay = common::start(common::Fault::None).await;
-    let host = hosts::start(&relay.url, common::WORKSPACE, common::CREDENTIAL, fault).await;
-    let cat = catalogue();
+/// `fault`; returns the report's failing ids, the verdict and the passing ids.
+async fn run_host(fault: HostFault) -> (Vec<String>, Verdict, Vec<String>) {
     // CONF_ONLY (comma-separated patterns) narrows the run while debugging.
     let only: Vec<String> = std::env::var("CONF_ONLY")
         .map(|s| s.split(',').map(str::to_owned).collect())
         .unwrap_or_default();
-    let sel: Vec<_> = select(&cat, &only, &["CHAN-19/*".to_owned()])
+    run_host_with(fault, &only, 4).await
+}
+
+/// [`run_host`] with the cases `only` selects (all when empty), `jobs` at once.
+async fn run_host_with(
+    fault: HostFault,
+    only: &[String],
+    jobs: usize,
+) -> (Vec<String>, Verdict, Vec<String>) {
+    let relay = common::start(common::Fault::None).await;
+    let host = hosts::start(&relay.url, common::WORKSPACE, common::CREDENTIAL, fault).await;
+    let cat = catalogue();
+    let sel: Vec<_> = select(&cat, only, &["CHAN-19/*".to_owned()])
         .into_iter()
         .filter(|c| c.target == TargetKind::Host)
         .collect();
@@ -35,7 +44,7 @@ async fn run_host(fault: HostFault) -> (Vec<String>, Verdict) {
         strict: true,
         expectations: Default::default(),
         log_dir: dir.path().to_owned(),
-        jobs: 4,
+        jobs,
     };
     let target = host.target(common::CREDENTIAL);
     let report = run(&sel, target, &opts, |_, _, _| {}).await;
@@ -50,17 +59,19 @@ async fn run_host(fault: HostFault) -> (Vec<String>, Verdict) {
             eprintln!("{}", c.log.as_deref().unwrap_or(""));
         }
     }
-    let failed = report
-        .cases
-        .iter()
-        .filter(|c| c.status == Status::Fail)
-        .map(|c| c.id.to_owned())
-        .collect();
-    (failed, report.verdict())
+    let with = |status| {
+        report
+            .cases
+            .iter()
+            .filter(|c| c.status == status)
+            .map(|c| c.id.to_owned())
+            .collect()
+    };
+    (with(Status::Fail), report.verdict(), with(Status::Pass))
 }
 
 async fn caught_by(fault: HostFault, cases: &[&str]) {
-    let (failed, verdict) = run_host(fault).await;
+    let (failed, verdict, _) = run_host(fault).await;
     assert_eq!(verdict, Verdict::Fail, "{fault:?} passed the suite");
     for case in cases {
         assert!(
@@ -72,9 +83,37 @@ async fn caught_by(fault: HostFault, cases: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_test_host_without_a_fault_passes() {
-    let (failed, verdict) = run_host(HostFault::None).await;
+    let (failed, verdict, passed) = run_host(HostFault::None).await;
     assert!(failed.is_empty(), "failing: {failed:?}");
     assert_eq!(verdict, Verdict::Pass);
+    // The inactivity cases ran (the target knows the host's age) rather than being skipped.
+    if std::env::var("CONF_ONLY").is_err() {
+        for case in ["CHAN-9/inactive-device", "CHAN-9/active-within-age"] {
+            assert!(passed.iter().any(|p| p == case), "{case} did not pass");
+        }
+    }
+}
+
+/// One case at a time: the two inactivity cases run first and leave the runner's paired
+/// device (paired by the first of them) unused by any case for about 24 s, more than twice
+/// the test host's inactivity age. The runner keeps it active (CHAN-9), so the cases after
+/// them, which use it, still pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_paired_device_stays_active_through_a_long_pause() {
+    let only: Vec<String> = ["CHAN-9/*", "CHAN-10/*", "CMD-14/*"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let (failed, verdict, passed) = run_host_with(HostFault::None, &only, 1).await;
+    assert!(failed.is_empty(), "failing: {failed:?}");
+    assert_eq!(verdict, Verdict::Pass);
+    for case in [
+        "CHAN-9/inactive-device",
+        "CHAN-9/active-within-age",
+        "CMD-14/each-request-answered-once",
+    ] {
+        assert!(passed.iter().any(|p| p == case), "{case} did not pass");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,6 +165,11 @@ async fn a_host_that_ignores_revocation() {
         &["CHAN-9/revoked-device", "CMD-56/revoked-in-session"],
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_ignores_its_inactivity_limit() {
+    caught_by(HostFault::IgnoresInactivity, &["CHAN-9/inactive-device"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

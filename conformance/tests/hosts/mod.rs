@@ -55,7 +55,19 @@ pub enum HostFault {
     IgnoresRevocation,
     /// Joins a wss:// relay whatever its certificate (SEC-19).
     AcceptsAnyCertificate,
+    /// Configured with an inactivity age (the runner is told it) that its store never
+    /// applies (CHAN-9).
+    IgnoresInactivity,
 }
+
+/// The inactivity age of the test host (CHAN-9), given to the runner too. Ten seconds:
+/// `CHAN-9/inactive-device` and `CHAN-9/active-within-age` wait 12 s each, at the start of
+/// the run and alongside the other cases, so the run grows by a few seconds only. No other
+/// case lets a device idle that long: the runner keeps its shared paired device active
+/// (a handshake when the last is a third of the age old, checked every eighth, which
+/// leaves over 5 s for that handshake on a loaded two-core machine), and the devices the
+/// revocation and pairing cases pair are used within a second of their last handshake.
+pub const TEST_HOST_MAX_INACTIVE: Duration = Duration::from_secs(10);
 
 /// The store: the reference `MemoryHostStore`, wrapped with the fault.
 struct FaultyStore {
@@ -259,7 +271,8 @@ impl TestHost {
         };
         let host = HostTarget::new(relay, Arc::new(admin), "test host".to_owned())
             .with_work_dir(self.work.path().display().to_string())
-            .with_approval_timeout(Duration::from_secs(3));
+            .with_approval_timeout(Duration::from_secs(3))
+            .with_max_inactive(TEST_HOST_MAX_INACTIVE);
         Arc::new(Target::Host(Arc::new(host)))
     }
 }
@@ -291,8 +304,13 @@ pub async fn start(
     let mut private = [0u8; 32];
     getrandom::fill(&mut private).unwrap();
     let host_key = public_key(&private);
+    let inner = match fault {
+        // The age is configured (the target says so) but the store never applies it.
+        HostFault::IgnoresInactivity => MemoryHostStore::new(),
+        _ => MemoryHostStore::new().with_max_inactive(TEST_HOST_MAX_INACTIVE),
+    };
     let store = Arc::new(Mutex::new(FaultyStore {
-        inner: MemoryHostStore::new(),
+        inner,
         fault,
         names: HashMap::new(),
         secrets: HashMap::new(),
@@ -460,8 +478,15 @@ async fn serve(
                     let Some(ctx) = sessions.get_mut(&session) else {
                         continue;
                     };
+                    // CMD-56: a revoked device, or one past the inactivity age (CHAN-9), is
+                    // refused in its open sessions too.
                     let access = match store.lock().unwrap().inner.device(&ctx.device) {
-                        Some(d) if !d.revoked || fault == HostFault::IgnoresRevocation => {
+                        Some(d)
+                            if (!d.revoked || fault == HostFault::IgnoresRevocation)
+                                && (fault == HostFault::IgnoresInactivity
+                                    || UnixTime::now()
+                                        <= d.last_seen.saturating_add(TEST_HOST_MAX_INACTIVE)) =>
+                        {
                             Access::Allowed
                         }
                         _ => Access::NotAuthorized,

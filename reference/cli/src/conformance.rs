@@ -129,6 +129,12 @@ struct HostTargetArgs {
     /// 300 s of CMD-31 for testing (the CMD-31 case waits this long).
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     approval_timeout: u64,
+    /// The inactivity age the host was configured with, in seconds (CHAN-9: a device whose
+    /// last handshake is older must pair again). Runs CHAN-9/inactive-device and
+    /// CHAN-9/active-within-age, which wait about 1.2 times the age; 5 to 600, 10 or more
+    /// recommended. The runner keeps its own paired device active meanwhile.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(5..=600))]
+    max_inactive: Option<u64>,
     /// Extra CA certificate (PEM) to trust for wss://.
     #[arg(long, value_name = "PEM")]
     ca_cert: Option<PathBuf>,
@@ -546,6 +552,9 @@ async fn host_target(
         if let Some(d) = h.work_dir {
             target = target.with_work_dir(d);
         }
+        if let Some(secs) = h.max_inactive {
+            target = target.with_max_inactive(std::time::Duration::from_secs(secs));
+        }
         return Ok(Ok((Target::Host(Arc::new(target)), None)));
     };
     // The runner starts the host.
@@ -632,9 +641,12 @@ async fn host_target(
     };
     let description = format!("host started with `{host_cmd}` via {}", relay.url);
     let work_dir = h.work_dir.unwrap_or_else(|| work.display().to_string());
-    let target = HostTarget::new(relay, Arc::new(admin), description)
+    let mut target = HostTarget::new(relay, Arc::new(admin), description)
         .with_work_dir(work_dir)
         .with_approval_timeout(std::time::Duration::from_secs(h.approval_timeout));
+    if let Some(secs) = h.max_inactive {
+        target = target.with_max_inactive(std::time::Duration::from_secs(secs));
+    }
     if let Some(p) = process.as_mut() {
         p._state = Some(state);
     }
@@ -724,6 +736,17 @@ impl HostAdmin for ReferenceAdmin {
 /// `CMD-31` case waits seconds, not the 300 s of the specification.
 const REFERENCE_APPROVAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
+/// The inactivity age the in-process run gives the reference host (`CHAN-9`), so that the
+/// inactivity cases wait seconds, not days. Ten seconds: `CHAN-9/inactive-device` waits
+/// 12 s and `CHAN-9/active-within-age` 12 s, both alongside the relay's 60-s idle-timeout
+/// case, so the run takes no longer; and the runner keeps its own paired device active with
+/// a handshake whenever its last one is 3.3 s old (checked every 1.25 s), which leaves more
+/// than 5 s for that handshake on a loaded machine before the device would expire. Every
+/// other device a case pairs (revocation, pairing cases) is used for well under a second
+/// after its last handshake; `CHAN-19/rekey`'s 30-s session belongs to the paired device,
+/// whose handshakes keep it open (`SEC-13`).
+const REFERENCE_MAX_INACTIVE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Starts the reference host (`tether host run`, this binary) joined to `relay`, in a
 /// fresh state directory, and waits until it answers.
 async fn start_reference_host(
@@ -743,13 +766,14 @@ async fn start_reference_host(
     std::fs::create_dir_all(log_dir)?;
     let credential = String::from_utf8_lossy(&relay.workspace.credential).into_owned();
     let command = format!(
-        "exec '{}' host run --state '{}' --relay '{}' --workspace '{}' --credential '{}' --name conformance-host --approval-timeout-ms {}",
+        "exec '{}' host run --state '{}' --relay '{}' --workspace '{}' --credential '{}' --name conformance-host --approval-timeout-ms {} --max-inactive {}s",
         exe.display(),
         state_dir.display(),
         relay.url,
         relay.workspace.workspace,
         credential,
-        REFERENCE_APPROVAL_TIMEOUT.as_millis()
+        REFERENCE_APPROVAL_TIMEOUT.as_millis(),
+        REFERENCE_MAX_INACTIVE.as_secs()
     );
     let log = log_dir.join("host-under-test.log");
     let child = spawn_host(&command, &log, &tmp)?;
@@ -778,5 +802,6 @@ async fn start_reference_host(
     let description = format!("reference relay {} and reference host", relay.url);
     Ok(HostTarget::new(relay, Arc::new(admin), description)
         .with_work_dir(work.display().to_string())
-        .with_approval_timeout(REFERENCE_APPROVAL_TIMEOUT))
+        .with_approval_timeout(REFERENCE_APPROVAL_TIMEOUT)
+        .with_max_inactive(REFERENCE_MAX_INACTIVE))
 }

@@ -68,9 +68,53 @@ pub(crate) struct RunArgs {
     /// Switch remote access on or off (stored in the state directory).
     #[arg(long, value_enum)]
     remote_access: Option<Switch>,
+    /// Devices whose last handshake is older than AGE must pair again (CHAN-9): a number
+    /// with a unit, s, m, h or d (90s, 15m, 12h, 30d; a bare number is seconds), or `off`
+    /// for no limit. Stored in the state directory.
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    max_inactive: Option<Age>,
     /// Approval time limit in milliseconds instead of 300 s (CMD-31); for tests.
     #[arg(long, hide = true, value_name = "MS")]
     approval_timeout_ms: Option<u64>,
+}
+
+/// An inactivity age given on the command line: seconds, or no limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Age(Option<u64>);
+
+/// Parses `--max-inactive`: `off`, or a positive number with an optional unit (`s`, `m`,
+/// `h`, `d`; none is seconds).
+fn parse_age(text: &str) -> Result<Age, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("off") {
+        return Ok(Age(None));
+    }
+    let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let scale: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?}: expected a number with a unit s, m, h or d (90s, 12h, 30d), or off"
+            ));
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number before the unit (90s, 12h, 30d)"))?;
+    if n == 0 {
+        return Err(format!(
+            "{text:?}: the age must be at least 1 s; use off for no limit"
+        ));
+    }
+    n.checked_mul(scale)
+        .map(|secs| Age(Some(secs)))
+        .ok_or_else(|| format!("{text:?}: too large"))
 }
 
 /// Arguments of `tether host pair`.
@@ -134,6 +178,9 @@ fn run_host(args: RunArgs) -> anyhow::Result<()> {
     let state = StateDir::open(&args.state)?;
     if let Some(switch) = args.remote_access {
         state.set_remote_access(matches!(switch, Switch::On))?;
+    }
+    if let Some(Age(secs)) = args.max_inactive {
+        state.set_max_inactive(secs)?; // CHAN-9
     }
     let options = HostOptions {
         relay: args.relay,
@@ -250,15 +297,21 @@ fn utc(secs: u64) -> String {
     UnixTime::from_secs(secs).rfc3339().replacen('T', " ", 1)
 }
 
-fn print_device(out: &mut impl Write, d: &Device) -> std::io::Result<()> {
+fn print_device(out: &mut impl Write, d: &Device, inactive: bool) -> std::io::Result<()> {
+    let status = if d.revoked {
+        "revoked"
+    } else if inactive {
+        "inactive (must pair again)"
+    } else {
+        "active"
+    };
     writeln!(
         out,
-        "{:<24} {}  paired {}  last seen {}  {}",
+        "{:<24} {}  paired {}  last seen {}  {status}",
         d.name,
         d.fingerprint(),
         utc(d.paired_at),
         utc(d.last_seen),
-        if d.revoked { "revoked" } else { "active" }
     )
 }
 
@@ -269,8 +322,9 @@ fn devices(args: DevicesArgs) -> anyhow::Result<()> {
     if host.devices.is_empty() {
         writeln!(out, "no paired devices")?;
     }
+    let now = UnixTime::now();
     for d in &host.devices {
-        print_device(&mut out, d)?;
+        print_device(&mut out, d, host.inactive(d, now))?;
     }
     Ok(())
 }
@@ -280,13 +334,36 @@ fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
     let device = state.revoke(&args.device)?;
     let mut out = std::io::stdout().lock();
     write!(out, "revoked ")?;
-    print_device(&mut out, &device)?;
+    print_device(&mut out, &device, false)?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::utc;
+    use super::{Age, parse_age, utc};
+
+    #[test]
+    fn max_inactive_ages() {
+        assert_eq!(parse_age("90s"), Ok(Age(Some(90))));
+        assert_eq!(parse_age("90"), Ok(Age(Some(90))));
+        assert_eq!(parse_age("15m"), Ok(Age(Some(900))));
+        assert_eq!(parse_age("12h"), Ok(Age(Some(43_200))));
+        assert_eq!(parse_age("30d"), Ok(Age(Some(2_592_000))));
+        assert_eq!(parse_age("off"), Ok(Age(None)));
+        for bad in [
+            "",
+            "0s",
+            "0",
+            "s",
+            "5w",
+            "1.5h",
+            "-1s",
+            "12 h",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_age(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn utc_dates() {

@@ -176,8 +176,12 @@ pub struct HostSettings {
     /// With remote access off every session is refused (`CHAN-26`) and requests of open
     /// sessions are answered -32010 (`CMD-55`).
     pub remote_access: bool,
-    /// Devices not seen for longer than this many days must pair again (`CHAN-9`).
+    /// Devices whose last accepted handshake is more than this many days old must pair
+    /// again (`CHAN-9`). [`HostSettings::max_inactive_secs`] wins when both are set.
     pub max_inactive_days: Option<u32>,
+    /// The same age in seconds, for ages that are not whole days (`tether host run
+    /// --max-inactive 90s`); wins over [`HostSettings::max_inactive_days`].
+    pub max_inactive_secs: Option<u64>,
 }
 
 impl Default for HostSettings {
@@ -185,6 +189,37 @@ impl Default for HostSettings {
         Self {
             remote_access: true,
             max_inactive_days: None,
+            max_inactive_secs: None,
+        }
+    }
+}
+
+impl HostSettings {
+    /// The inactivity age in effect, in seconds (`CHAN-9`): `max_inactive_secs`, else
+    /// `max_inactive_days`, else none (no device expires).
+    pub fn max_inactive(&self) -> Option<u64> {
+        self.max_inactive_secs.or_else(|| {
+            self.max_inactive_days
+                .map(|days| u64::from(days).saturating_mul(86_400))
+        })
+    }
+
+    /// Sets the inactivity age to `secs` seconds, or removes it (`None`). An age of whole
+    /// days is kept as `maxInactiveDays`, so the file stays readable by hosts that predate
+    /// `maxInactiveSecs`; any other age as `maxInactiveSecs`.
+    pub fn set_max_inactive(&mut self, secs: Option<u64>) {
+        let days = secs
+            .filter(|s| s % 86_400 == 0)
+            .and_then(|s| u32::try_from(s / 86_400).ok());
+        match (secs, days) {
+            (Some(_), Some(days)) => {
+                self.max_inactive_days = Some(days);
+                self.max_inactive_secs = None;
+            }
+            (secs, _) => {
+                self.max_inactive_days = None;
+                self.max_inactive_secs = secs;
+            }
         }
     }
 }
@@ -221,12 +256,13 @@ impl HostState {
         self.devices.iter().find(|d| &d.key == key)
     }
 
-    fn inactive(&self, device: &Device, now: UnixTime) -> bool {
-        match self.config.max_inactive_days {
-            Some(days) => {
-                let limit = u64::from(days).saturating_mul(86_400);
-                now.as_secs() > device.last_seen.saturating_add(limit)
-            }
+    /// Whether `device` has passed the inactivity age at `now` (`CHAN-9`): its last-seen
+    /// time — its last accepted handshake, the pairing or a `SESSION` message 1 (`CHAN-10`,
+    /// `CHAN-27`) — is more than the age ago, in whole seconds. Messages inside sessions do
+    /// not count.
+    pub fn inactive(&self, device: &Device, now: UnixTime) -> bool {
+        match self.config.max_inactive() {
+            Some(limit) => now.as_secs() > device.last_seen.saturating_add(limit),
             None => false,
         }
     }
@@ -425,6 +461,10 @@ struct TokenV1 {
 struct ConfigV1 {
     remote_access: bool,
     max_inactive_days: Option<u32>,
+    /// Added within version 1: absent in older files, and left out when unset so that
+    /// such files stay readable by hosts that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_inactive_secs: Option<u64>,
 }
 
 fn hex_array<const N: usize>(s: &str, what: &str) -> Result<[u8; N], String> {
@@ -522,6 +562,7 @@ pub fn parse_state(bytes: &[u8], path: &Path) -> Result<HostState, StateError> {
         config: HostSettings {
             remote_access: file.config.remote_access,
             max_inactive_days: file.config.max_inactive_days,
+            max_inactive_secs: file.config.max_inactive_secs,
         },
     })
 }
@@ -555,6 +596,7 @@ pub fn render_state(state: &HostState) -> Vec<u8> {
         config: ConfigV1 {
             remote_access: state.config.remote_access,
             max_inactive_days: state.config.max_inactive_days,
+            max_inactive_secs: state.config.max_inactive_secs,
         },
     };
     // Cannot fail: every key is a string.
@@ -1066,6 +1108,18 @@ impl StateDir {
         self.update(|s| s.revoke(query))?
     }
 
+    /// Sets the inactivity age in seconds, or removes it with `None` (`CHAN-9`): see
+    /// [`HostSettings::set_max_inactive`].
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn set_max_inactive(&self, secs: Option<u64>) -> Result<(), StateError> {
+        self.update(|s| {
+            s.config.set_max_inactive(secs);
+            Ok::<(), StateError>(())
+        })?
+    }
+
     /// Switches remote access on or off (`CHAN-26`, `CMD-55`).
     ///
     /// # Errors
@@ -1416,6 +1470,101 @@ mod tests {
         }
         // Every read-modify-write held the lock: all 40 devices are there.
         assert_eq!(state.read().unwrap().devices.len(), 40);
+    }
+
+    #[test]
+    fn chan_9_inactivity_age_in_seconds() {
+        let (_tmp, state) = dir();
+        let mut store = DiskHostStore::new(state.clone());
+        let dev = [6u8; 32];
+        let paired = 1_800_000_000;
+        store
+            .record_device(&dev, "p", ts(1), UnixTime::from_secs(paired))
+            .unwrap();
+        state.set_max_inactive(Some(90)).unwrap();
+        // Stored as seconds (90 s is not whole days), read back the same.
+        let s = state.read().unwrap();
+        assert_eq!(s.config.max_inactive_secs, Some(90));
+        assert_eq!(s.config.max_inactive_days, None);
+        assert_eq!(s.config.max_inactive(), Some(90));
+        // The age runs from the last accepted handshake, not from the pairing.
+        let at = |secs: u64| UnixTime::new(paired + secs, 999_999_999);
+        assert_eq!(
+            store.admit(&dev, ts(2), at(90)),
+            Ok(()),
+            "90 s idle is within"
+        );
+        assert_eq!(
+            store.admit(&dev, ts(3), at(180)),
+            Ok(()),
+            "90 s after the last"
+        );
+        assert_eq!(
+            state
+                .read()
+                .unwrap()
+                .access(&dev, UnixTime::from_secs(paired + 270)),
+            Access::Allowed
+        );
+        assert_eq!(
+            state
+                .read()
+                .unwrap()
+                .access(&dev, UnixTime::from_secs(paired + 271)),
+            Access::NotAuthorized,
+            "an open session of an expired device is refused too (CMD-56)"
+        );
+        assert_eq!(
+            store.admit(&dev, ts(4), UnixTime::from_secs(paired + 271)),
+            Err(Refusal::NotAuthorized)
+        );
+        // Pairing again makes the device active again.
+        store
+            .record_device(&dev, "p", ts(5), UnixTime::from_secs(paired + 272))
+            .unwrap();
+        assert_eq!(
+            store.admit(&dev, ts(6), UnixTime::from_secs(paired + 273)),
+            Ok(())
+        );
+        // Whole days go to the field older hosts read; `None` removes the limit.
+        state.set_max_inactive(Some(2 * 86_400)).unwrap();
+        let text = fs::read_to_string(state.state_path()).unwrap();
+        assert!(text.contains("\"maxInactiveDays\": 2"), "{text}");
+        assert!(!text.contains("maxInactiveSecs"), "{text}");
+        state.set_max_inactive(None).unwrap();
+        let s = state.read().unwrap();
+        assert_eq!(s.config.max_inactive(), None);
+        assert_eq!(s.config, HostSettings::default());
+        assert_eq!(
+            store.admit(&dev, ts(7), UnixTime::from_secs(paired + 10 * 86_400)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn state_files_with_and_without_max_inactive_secs_load() {
+        let (_tmp, state) = dir();
+        // A version-1 file written before maxInactiveSecs existed.
+        let old = b"{\"version\":1,\"devices\":[],\"tokens\":[],\"config\":{\"remoteAccess\":true,\"maxInactiveDays\":3}}";
+        fs::write(state.state_path(), old).unwrap();
+        let s = state.read().unwrap();
+        assert_eq!(s.config.max_inactive(), Some(3 * 86_400));
+        // With it: it wins over maxInactiveDays.
+        let new = b"{\"version\":1,\"devices\":[],\"tokens\":[],\"config\":{\"remoteAccess\":true,\"maxInactiveDays\":3,\"maxInactiveSecs\":12}}";
+        fs::write(state.state_path(), new).unwrap();
+        let s = state.read().unwrap();
+        assert_eq!(s.config.max_inactive(), Some(12));
+        // Round trip; a file without the setting renders as before (no new member).
+        assert_eq!(
+            parse_state(&render_state(&s), &state.state_path()).unwrap(),
+            s
+        );
+        let plain = render_state(&HostState::default());
+        assert!(
+            !String::from_utf8(plain)
+                .unwrap()
+                .contains("maxInactiveSecs")
+        );
     }
 
     #[test]
