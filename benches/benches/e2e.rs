@@ -61,6 +61,11 @@ fn e2e(c: &mut Criterion) {
             rt.block_on(async {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
+                    // The same idle time before each connection as `connect` has (its
+                    // pacing), so that both start from the same state: parked worker
+                    // threads and colder caches cost a connection after a pause more
+                    // than one in a tight loop.
+                    let _ = stack.pace().await;
                     let start = Instant::now();
                     let (ws, transport) = snow_server.connect(&initiator_static).await.unwrap();
                     total += start.elapsed();
