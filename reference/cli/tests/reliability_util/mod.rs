@@ -5,14 +5,16 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 // The process harness is the one the end-to-end tests use (`tests/support`); each test
 // file that uses this module declares `mod support;` too.
 #[allow(unused_imports)] // not every test file uses every piece
-pub(crate) use crate::support::{CRED, LIMIT, Output, Proc, TempDir, eventually, run, tether};
+pub(crate) use crate::support::{
+    CRED, LIMIT, Output, Proc, TempDir, eventually, listening_url, run, tether,
+};
 
 /// A `tether relay` child process; its stderr log lines are kept.
 pub struct Relay {
@@ -81,31 +83,7 @@ pub fn start_relay(listen: &str, extra: &[&str]) -> Relay {
             }
         }
     });
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(line)) = lines.next() {
-            let _ = tx.send(line);
-        }
-        for _ in lines {}
-    });
-    let line = rx
-        .recv_timeout(LIMIT)
-        .expect("relay printed no listening line");
-    let url = line
-        .strip_prefix("tether relay listening on ")
-        .unwrap_or_else(|| panic!("unexpected relay line {line:?}"))
-        .trim()
-        .to_owned();
-    let addr = url
-        .trim_start_matches("ws://")
-        .trim_end_matches('/')
-        .to_owned();
-    let url = if url.ends_with('/') {
-        url
-    } else {
-        format!("{url}/")
-    };
+    let (url, addr) = listening_url(stdout);
     Relay {
         proc,
         url,

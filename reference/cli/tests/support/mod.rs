@@ -181,13 +181,20 @@ pub(crate) fn start_relay(listen: &str) -> Relay {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let proc = Proc(child);
+    let (url, addr) = listening_url(stdout);
+    Relay { proc, url, addr }
+}
+
+/// Waits (at most [`LIMIT`]) for a starting relay's "listening on" line on `stdout` and
+/// returns its URL (with a trailing `/`) and `HOST:PORT`; keeps draining `stdout` in the
+/// background so that the relay never blocks on a full pipe.
+pub(crate) fn listening_url(stdout: std::process::ChildStdout) -> (String, String) {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines();
         if let Some(Ok(line)) = lines.next() {
             let _ = tx.send(line);
         }
-        // Keep draining so the relay never blocks on a full pipe.
         for _ in lines {}
     });
     let line = rx
@@ -207,7 +214,7 @@ pub(crate) fn start_relay(listen: &str) -> Relay {
     } else {
         format!("{url}/")
     };
-    Relay { proc, url, addr }
+    (url, addr)
 }
 
 /// `tether host pair` → the token text (retried until `host run` has written run.json).
