@@ -606,31 +606,11 @@ async fn host_link(
                     }
                 }
             }
-            Ok(RelayFrame::Data { session, payload }) => match mine.get(&session) {
-                Some(&i) => on_data(&plan, i, Dir::ToHost, &payload),
-                None => {
-                    stats.misrouted.fetch_add(1, Ordering::Relaxed);
+            Ok(frame) => {
+                if let Err(e) = common_frame(frame, Dir::ToHost, &plan, &mine, &tx).await {
+                    end = format!("host link {host}: {e}");
+                    break;
                 }
-            },
-            Ok(RelayFrame::Close { session, code }) => {
-                if let Some(s) = mine.get(&session).and_then(|&i| plan.sessions.get(i)) {
-                    s.closed.store(true, Ordering::Relaxed);
-                }
-                stats.count_close(code);
-            }
-            Ok(RelayFrame::Ping { value }) => {
-                if let Ok(b) = (RelayFrame::Pong { value }).to_bytes() {
-                    let _ = tx.send(b).await;
-                }
-            }
-            Ok(RelayFrame::Pong { .. }) => {}
-            Ok(RelayFrame::GoAway { code, .. }) => {
-                end = format!("host link {host}: relay sent GOAWAY {code}");
-                break;
-            }
-            Ok(other) => {
-                end = format!("host link {host}: unexpected {}", other.type_name());
-                break;
             }
             Err(e) => {
                 end = format!("host link {host}: undecodable frame: {e}");
@@ -644,6 +624,44 @@ async fn host_link(
     }
     drop(tx);
     let _ = writer.await;
+}
+
+/// The frames host and controller links treat alike: `DATA` of one of the link's
+/// sessions (`mine`) is checked as travelling in `dir`, `DATA` of another is misrouted;
+/// `CLOSE` ends a session (and wakes the set-up's count); `PING` is answered. `GOAWAY` and
+/// any other frame end the link: the error says why.
+async fn common_frame(
+    frame: RelayFrame,
+    dir: Dir,
+    plan: &Plan,
+    mine: &HashMap<SessionId, usize>,
+    tx: &mpsc::Sender<Vec<u8>>,
+) -> Result<(), String> {
+    let stats = &plan.stats;
+    match frame {
+        RelayFrame::Data { session, payload } => match mine.get(&session) {
+            Some(&i) => on_data(plan, i, dir, &payload),
+            None => {
+                stats.misrouted.fetch_add(1, Ordering::Relaxed);
+            }
+        },
+        RelayFrame::Close { session, code } => {
+            if let Some(s) = mine.get(&session).and_then(|&i| plan.sessions.get(i)) {
+                s.closed.store(true, Ordering::Relaxed);
+            }
+            stats.count_close(code);
+            plan.opened.notify_one();
+        }
+        RelayFrame::Ping { value } => {
+            if let Ok(b) = (RelayFrame::Pong { value }).to_bytes() {
+                let _ = tx.send(b).await;
+            }
+        }
+        RelayFrame::Pong { .. } => {}
+        RelayFrame::GoAway { code, .. } => return Err(format!("relay sent GOAWAY {code}")),
+        other => return Err(format!("unexpected {}", other.type_name())),
+    }
+    Ok(())
 }
 
 /// Serves a controller link: `OPEN`s its sessions, then checks what arrives.
@@ -699,32 +717,11 @@ async fn controller_link(
             }
         };
         match RelayFrame::decode(&bytes) {
-            Ok(RelayFrame::Data { session, payload }) => match mine.get(&session) {
-                Some(&i) => on_data(&plan, i, Dir::ToController, &payload),
-                None => {
-                    stats.misrouted.fetch_add(1, Ordering::Relaxed);
+            Ok(frame) => {
+                if let Err(e) = common_frame(frame, Dir::ToController, &plan, &mine, &tx).await {
+                    end = format!("controller link: {e}");
+                    break;
                 }
-            },
-            Ok(RelayFrame::Close { session, code }) => {
-                if let Some(s) = mine.get(&session).and_then(|&i| plan.sessions.get(i)) {
-                    s.closed.store(true, Ordering::Relaxed);
-                }
-                stats.count_close(code);
-                plan.opened.notify_one();
-            }
-            Ok(RelayFrame::Ping { value }) => {
-                if let Ok(b) = (RelayFrame::Pong { value }).to_bytes() {
-                    let _ = tx.send(b).await;
-                }
-            }
-            Ok(RelayFrame::Pong { .. }) => {}
-            Ok(RelayFrame::GoAway { code, .. }) => {
-                end = format!("controller link: relay sent GOAWAY {code}");
-                break;
-            }
-            Ok(other) => {
-                end = format!("controller link: unexpected {}", other.type_name());
-                break;
             }
             Err(e) => {
                 end = format!("controller link: undecodable frame: {e}");
