@@ -12,12 +12,10 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::Duration;
 
-use support::{LIMIT, Proc, TempDir, run, tether};
+use support::{Proc, TempDir, listening_url, run, tether};
 
 const MAIN: &str = "main-credential-0123456789";
 const OTHER: &str = "other-credential-0123456789";
@@ -76,20 +74,7 @@ fn start_configured_relay() -> ConfiguredRelay {
     std::fs::write(dir.join("relay.pid"), child.id().to_string()).unwrap();
     let stdout = child.stdout.take().unwrap();
     let proc = Proc(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(line)) = lines.next() {
-            let _ = tx.send(line);
-        }
-        for _ in lines {}
-    });
-    let line = rx.recv_timeout(LIMIT).expect("no listening line");
-    let url = line
-        .strip_prefix("tether relay listening on ")
-        .unwrap_or_else(|| panic!("unexpected line {line:?}"))
-        .trim()
-        .to_owned();
+    let (url, _) = listening_url(stdout);
     ConfiguredRelay {
         _proc: proc,
         url,

@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use support::{LIMIT, Proc, TempDir, tether};
+use support::{LIMIT, Proc, TempDir, listening_url, tether};
 use tether_proto::limits::PROTOCOL_VERSION;
 use tether_proto::link::{CloseCode, RelayFrame, Role};
 use tether_relay::client::{self, ClientLink};
@@ -131,14 +131,6 @@ fn sighup_applies_the_rewritten_config_to_open_links() {
     let stdout = child.stdout.take().unwrap();
     let stderr = child.stderr.take().unwrap();
     let relay = Proc(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(line)) = lines.next() {
-            let _ = tx.send(line);
-        }
-        for _ in lines {}
-    });
     let (log_tx, log) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -147,12 +139,7 @@ fn sighup_applies_the_rewritten_config_to_open_links() {
             }
         }
     });
-    let line = rx.recv_timeout(LIMIT).expect("no listening line");
-    let url = line
-        .strip_prefix("tether relay listening on ")
-        .unwrap_or_else(|| panic!("unexpected line {line:?}"))
-        .trim()
-        .to_owned();
+    let (url, _) = listening_url(stdout);
     let mut seen = Vec::new();
 
     let runtime = tokio::runtime::Builder::new_current_thread()
