@@ -21,9 +21,9 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -934,6 +934,58 @@ impl StateDir {
         self.read_unlocked()
     }
 
+    /// `host.json` as of now, re-read (under the lock) only when the file changed since
+    /// `snapshot` was taken: the per-request checks of `CMD-55` and `CMD-56` and the
+    /// re-checks of `SEC-13` cost one `stat` instead of a lock, a read and a parse.
+    ///
+    /// "Changed" is any difference in device, inode, size, modification or change time.
+    /// Every writer replaces the file by renaming a new one over it (a new inode), and an
+    /// edit in place moves its times; a file replaced between the `stat` and the read is
+    /// re-read on the next call. File times move in clock ticks (up to a second on some
+    /// file systems), so an edit in place within a tick of the read could keep every
+    /// field: a snapshot of a file modified less than [`RACY_WINDOW`] before it was read
+    /// is trusted for at most [`RACY_RECHECK`], then read again (git's "racily clean"
+    /// rule, with a bound on the cost).
+    ///
+    /// # Errors
+    /// As [`StateDir::read`]; the snapshot is left as it was.
+    pub fn read_fresh<'a>(
+        &self,
+        snapshot: &'a mut StateSnapshot,
+    ) -> Result<&'a HostState, StateError> {
+        let (stamp, _) = self.stamp()?;
+        let recheck = snapshot.racy && snapshot.read_at.is_none_or(|t| t.elapsed() >= RACY_RECHECK);
+        if recheck || snapshot.stamp != Some(stamp) {
+            let _lock = self.lock()?;
+            // Stamped under the lock, before the read: a later write changes the stamp.
+            let (stamp, modified) = self.stamp()?;
+            let read_at = SystemTime::now();
+            snapshot.state = self.read_unlocked()?;
+            snapshot.stamp = Some(stamp);
+            snapshot.read_at = Some(Instant::now());
+            snapshot.racy = modified.is_some_and(|m| m + RACY_WINDOW > read_at || m > read_at);
+        }
+        Ok(&snapshot.state)
+    }
+
+    fn stamp(&self) -> Result<(FileStamp, Option<SystemTime>), StateError> {
+        let path = self.state_path();
+        match fs::metadata(&path) {
+            Ok(m) => Ok((
+                FileStamp::Present {
+                    dev: m.dev(),
+                    ino: m.ino(),
+                    size: m.size(),
+                    mtime: (m.mtime(), m.mtime_nsec()),
+                    ctime: (m.ctime(), m.ctime_nsec()),
+                },
+                m.modified().ok(),
+            )),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((FileStamp::Absent, None)),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
     /// One read-modify-write of `host.json` under the lock: `f` sees the current state;
     /// if it returns `Ok` the state is written durably before this returns, if it returns
     /// `Err` nothing is written.
@@ -1132,6 +1184,39 @@ impl StateDir {
     }
 }
 
+/// What identifies one version of `host.json` on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FileStamp {
+    Absent,
+    Present {
+        dev: u64,
+        ino: u64,
+        size: u64,
+        mtime: (i64, i64),
+        ctime: (i64, i64),
+    },
+}
+
+/// How long after its last modification a read of `host.json` is still trusted only for
+/// the call that made it (see [`StateDir::read_fresh`]): well above the tick of file
+/// times.
+pub const RACY_WINDOW: Duration = Duration::from_secs(2);
+
+/// How long a snapshot of a recently modified `host.json` is trusted (see
+/// [`StateDir::read_fresh`]).
+pub const RACY_RECHECK: Duration = Duration::from_millis(100);
+
+/// The last `host.json` read by [`StateDir::read_fresh`], with what identifies it.
+#[derive(Debug, Default)]
+pub struct StateSnapshot {
+    stamp: Option<FileStamp>,
+    /// The file was modified within [`RACY_WINDOW`] of the read.
+    racy: bool,
+    /// When it was read.
+    read_at: Option<Instant>,
+    state: HostState,
+}
+
 // ---------------------------------------------------------------------------------------
 // the HostStore
 
@@ -1249,6 +1334,82 @@ mod tests {
         );
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         assert!(matches!(state.read_key(), Err(StateError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn cmd_56_read_fresh_sees_every_change_of_host_json() {
+        let (_tmp, state) = dir();
+        let mut snap = StateSnapshot::default();
+        assert!(state.read_fresh(&mut snap).unwrap().devices.is_empty());
+        let now = UnixTime::from_secs(1_800_000_000);
+        let device = [7u8; 32];
+        // A write by this process (atomic replace).
+        state
+            .update(|s| {
+                s.record_device(&device, "phone", ts(1_800_000_000), now);
+                Ok::<(), ()>(())
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            state.read_fresh(&mut snap).unwrap().access(&device, now),
+            Access::Allowed
+        );
+        // Unchanged: the same answer from the snapshot.
+        assert_eq!(
+            state.read_fresh(&mut snap).unwrap().access(&device, now),
+            Access::Allowed
+        );
+        // A revocation by another process (`tether host revoke`).
+        state.revoke("phone").unwrap();
+        assert_eq!(
+            state.read_fresh(&mut snap).unwrap().access(&device, now),
+            Access::NotAuthorized
+        );
+        // An edit in place, as an editor might make it: same inode, new content.
+        let before = fs::read(state.state_path()).unwrap();
+        let mut f = OpenOptions::new()
+            .write(true)
+            .open(state.state_path())
+            .unwrap();
+        f.write_all(&render_state(&HostState::default())).unwrap();
+        f.set_len(render_state(&HostState::default()).len() as u64)
+            .unwrap();
+        drop(f);
+        assert_ne!(fs::read(state.state_path()).unwrap(), before);
+        assert!(state.read_fresh(&mut snap).unwrap().devices.is_empty());
+        // An edit in place that keeps the size, within a tick of the last read, may keep
+        // every field of the stamp: it is seen once RACY_RECHECK has passed.
+        assert!(state.read_fresh(&mut snap).unwrap().config.remote_access);
+        let text = String::from_utf8(fs::read(state.state_path()).unwrap()).unwrap();
+        assert!(text.contains("\"remoteAccess\": true"), "{text}");
+        let edited = text.replacen("\"remoteAccess\": true", "\"remoteAccess\":false", 1);
+        assert_eq!(edited.len(), text.len());
+        let mut f = OpenOptions::new()
+            .write(true)
+            .open(state.state_path())
+            .unwrap();
+        f.write_all(edited.as_bytes()).unwrap();
+        drop(f);
+        std::thread::sleep(RACY_RECHECK + Duration::from_millis(20));
+        assert!(!state.read_fresh(&mut snap).unwrap().config.remote_access);
+        // Removed: the empty state.
+        state
+            .update(|s| {
+                s.record_device(&device, "phone", ts(1_800_000_001), now);
+                Ok::<(), ()>(())
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(state.read_fresh(&mut snap).unwrap().devices.len(), 1);
+        fs::remove_file(state.state_path()).unwrap();
+        assert!(state.read_fresh(&mut snap).unwrap().devices.is_empty());
+        // A corrupt file is an error and leaves the snapshot as it was.
+        fs::write(state.state_path(), b"{not json").unwrap();
+        assert!(matches!(
+            state.read_fresh(&mut snap),
+            Err(StateError::Corrupt { .. })
+        ));
     }
 
     #[test]
