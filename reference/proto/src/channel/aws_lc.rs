@@ -39,18 +39,24 @@ pub(super) struct AwsLcDh {
     key: Option<Arc<PrivateKey>>,
 }
 
-/// The key pair last given to [`Dh::set`]: a host or controller sets its one static key
-/// for every handshake, and deriving its public key is one of the six X25519 operations
-/// a side does, so it is derived once. Only keys passed to `set` (static keys, and the
-/// fixed ephemerals of test vectors) are kept, one at a time; generated ephemerals never
-/// are. The process holds its static key anyway; this keeps one more copy.
-struct LastKey {
+/// A key pair given to [`Dh::set`]: a host or controller sets its one static key for
+/// every handshake, and deriving its public key costs an X25519 base-point multiplication,
+/// so it is derived once. Only keys passed to `set` (static keys, and the fixed ephemerals
+/// of test vectors) are kept; generated ephemerals never are. The process holds its static
+/// keys anyway; this keeps one more copy of each.
+struct SetKey {
     private: [u8; KEY_LEN],
     public: [u8; KEY_LEN],
     key: Arc<PrivateKey>,
 }
 
-static LAST_SET: Mutex<Option<LastKey>> = Mutex::new(None);
+/// How many keys [`SET_KEYS`] keeps: one process may play both sides (a conformance
+/// runner, a benchmark, a test) or hold a few identities; more keys than this evict the
+/// least recently set.
+const SET_KEYS_CAP: usize = 4;
+
+/// The keys last given to [`Dh::set`], most recent first.
+static SET_KEYS: Mutex<Vec<SetKey>> = Mutex::new(Vec::new());
 
 /// The aws-lc key and public key of `private`; `None` if aws-lc refuses it.
 fn derive(private: &[u8; KEY_LEN]) -> Option<(Arc<PrivateKey>, [u8; KEY_LEN])> {
@@ -59,20 +65,25 @@ fn derive(private: &[u8; KEY_LEN]) -> Option<(Arc<PrivateKey>, [u8; KEY_LEN])> {
     Some((Arc::new(key), public))
 }
 
-/// [`derive`] through [`LAST_SET`].
+/// [`derive`] through [`SET_KEYS`].
 fn derive_cached(private: &[u8; KEY_LEN]) -> Option<(Arc<PrivateKey>, [u8; KEY_LEN])> {
-    let mut last = LAST_SET.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(hit) = last.as_ref()
-        && bool::from(hit.private.ct_eq(private))
-    {
-        return Some((hit.key.clone(), hit.public));
+    let mut keys = SET_KEYS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(i) = keys.iter().position(|k| bool::from(k.private.ct_eq(private))) {
+        let hit = keys.remove(i);
+        let found = (hit.key.clone(), hit.public);
+        keys.insert(0, hit);
+        return Some(found);
     }
     let (key, public) = derive(private)?;
-    *last = Some(LastKey {
-        private: *private,
-        public,
-        key: key.clone(),
-    });
+    keys.truncate(SET_KEYS_CAP - 1);
+    keys.insert(
+        0,
+        SetKey {
+            private: *private,
+            public,
+            key: key.clone(),
+        },
+    );
     Some((key, public))
 }
 
@@ -238,5 +249,39 @@ impl Cipher for AwsLcChaChaPoly {
             return Err(snow::Error::Decrypt);
         }
         Ok(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys set in turn, more of them than the cache keeps, each keep their own public key
+    /// and shared secrets: a hit never hands out another key's pair.
+    #[test]
+    fn set_keys_cache_returns_the_key_asked_for() {
+        let privates: Vec<[u8; KEY_LEN]> = (1..=SET_KEYS_CAP as u8 + 3)
+            .map(|i| [i.wrapping_mul(37); KEY_LEN])
+            .collect();
+        let peer = crate::keys::public_key(&[0x42; KEY_LEN]);
+        for round in 0..3 {
+            for (i, private) in privates.iter().enumerate() {
+                // Alternate between a few keys and the whole set, to hit and to evict.
+                if round == 1 && i % 2 == 1 {
+                    continue;
+                }
+                let mut dh = AwsLcDh::default();
+                dh.set(private);
+                assert_eq!(dh.pubkey(), crate::keys::public_key(private), "key {i}");
+                let mut ours = [0u8; KEY_LEN];
+                dh.dh(&peer, &mut ours).unwrap();
+                let mut other = AwsLcDh::default();
+                other.set(&[0x42; KEY_LEN]);
+                let mut theirs = [0u8; KEY_LEN];
+                other.dh(dh.pubkey(), &mut theirs).unwrap();
+                assert_eq!(ours, theirs, "key {i}");
+            }
+        }
+        assert!(SET_KEYS.lock().unwrap().len() <= SET_KEYS_CAP);
     }
 }
