@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tether_proto::channel::HostInfo;
+use tether_proto::channel::{HostInfo, Timestamp};
 use tether_proto::cmd::methods::{
     CommandExecParams, CommandExecResult, InitializeParams, InitializeResult, InitializedParams,
     decode_delta,
@@ -162,6 +162,17 @@ pub async fn open_session(
 ) -> Result<Session, ControllerError> {
     let host_key = host.host_key_bytes()?;
     let timestamp = state.next_timestamp(&host_key, UnixTime::now())?;
+    open_session_at(state, link, host, host_key, timestamp).await
+}
+
+/// [`open_session`] with the message-1 timestamp already taken (and persisted, `CHAN-5`).
+async fn open_session_at(
+    state: &ControllerState,
+    link: &Link,
+    host: &PairedHost,
+    host_key: [u8; 32],
+    timestamp: Timestamp,
+) -> Result<Session, ControllerError> {
     let purpose = Purpose::Resume;
     let config = ControllerConfig {
         static_private: *state.keypair().private(),
@@ -184,12 +195,28 @@ pub async fn connect(
     host: &PairedHost,
     options: &LinkOptions,
 ) -> Result<Connection, ControllerError> {
-    // LINK-38: OPEN follows HELLO without waiting for READY (message 1 of a resumed
-    // session is far below LINK-6's 512 bytes), which saves a round trip to the relay.
-    let (link, ready) =
-        Link::start(&host.relay, &host.workspace, &host.credential, options).await?;
+    let host_key = host.host_key_bytes()?;
+    // The timestamp is persisted (CHAN-5) while the link comes up: the write runs when the
+    // link's first step waits for the network, not after the link is up.
+    let (started, timestamp) = tokio::join!(
+        Link::start(&host.relay, &host.workspace, &host.credential, options),
+        async { state.next_timestamp(&host_key, UnixTime::now()) },
+    );
+    let (link, ready) = started?;
+    let timestamp = match timestamp {
+        Ok(t) => t,
+        Err(e) => {
+            link.close(CloseCode::NORMAL).await;
+            return Err(e);
+        }
+    };
     let result = async {
-        let (ready, session) = tokio::join!(ready.wait(), open_session(state, &link, host));
+        // LINK-38: OPEN follows HELLO without waiting for READY (message 1 of a resumed
+        // session is far below LINK-6's 512 bytes), which saves a round trip to the relay.
+        let (ready, session) = tokio::join!(
+            ready.wait(),
+            open_session_at(state, &link, host, host_key, timestamp)
+        );
         // The relay's refusal of the HELLO explains a failed open better than the open.
         ready?;
         let session = session?;

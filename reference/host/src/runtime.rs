@@ -45,7 +45,7 @@ use tokio_tungstenite::tungstenite::http::Uri;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::commands::{CommandConfig, CommandSession, ExecEvent};
-use crate::state::{Access, DiskHostStore, RunInfo, StateDir, StateError, StateSnapshot};
+use crate::state::{Access, DiskHostStore, RunInfo, StateDir, StateError};
 use crate::threads::{ThreadManager, TurnEvent};
 
 /// Longest host name (it goes into pairing tokens, `TOKEN-8`).
@@ -331,8 +331,6 @@ const ACCESS_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 struct Runner {
     host: Host,
     store: DiskHostStore,
-    /// `host.json` as last read, for the checks of every request (`CMD-55`, `CMD-56`).
-    snapshot: StateSnapshot,
     options: HostOptions,
     commands: Arc<CommandConfig>,
     sessions: HashMap<SessionId, SessionCtx>,
@@ -413,7 +411,6 @@ pub async fn run(
     let mut runner = Runner {
         host,
         store: DiskHostStore::new(state),
-        snapshot: StateSnapshot::default(),
         commands,
         options,
         sessions: HashMap::new(),
@@ -739,7 +736,7 @@ impl Runner {
         if self.sessions.is_empty() {
             return;
         }
-        let state = match self.store.dir().read_fresh(&mut self.snapshot) {
+        let state = match self.store.current() {
             Ok(state) => state,
             Err(e) => {
                 self.notice(format!(
@@ -764,7 +761,7 @@ impl Runner {
     }
 
     fn access(&mut self, device: &[u8; 32]) -> Access {
-        match self.store.dir().read_fresh(&mut self.snapshot) {
+        match self.store.current() {
             Ok(state) => state.access(device, UnixTime::now()),
             Err(e) => {
                 self.notice(format!("cannot read the state to authorize a request: {e}"));
@@ -785,8 +782,7 @@ impl Runner {
                         Some(n) => n.clone(),
                         None => self
                             .store
-                            .dir()
-                            .read_fresh(&mut self.snapshot)
+                            .current()
                             .ok()
                             .and_then(|s| s.device(&device).map(|d| d.name.clone()))
                             .unwrap_or_default(),

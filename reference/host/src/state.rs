@@ -996,12 +996,38 @@ impl StateDir {
         &self,
         f: impl FnOnce(&mut HostState) -> Result<T, E>,
     ) -> Result<Result<T, E>, StateError> {
+        self.update_with(None, f)
+    }
+
+    /// [`StateDir::update`] that leaves what it wrote in `snapshot`, so that the next
+    /// [`StateDir::read_fresh`] need not read it back.
+    ///
+    /// # Errors
+    /// As [`StateDir::update`].
+    pub fn update_with<T, E>(
+        &self,
+        snapshot: Option<&mut StateSnapshot>,
+        f: impl FnOnce(&mut HostState) -> Result<T, E>,
+    ) -> Result<Result<T, E>, StateError> {
         let _lock = self.lock()?;
         let mut state = self.read_unlocked()?;
         match f(&mut state) {
             Ok(t) => {
                 self.sweep_temporaries(STATE_FILE);
-                write_atomic(&self.state_path(), &render_state(&state), 0o600)?;
+                if let Some(snapshot) = snapshot {
+                    // Whatever happens next, the old snapshot no longer describes the file.
+                    snapshot.stamp = None;
+                    write_atomic(&self.state_path(), &render_state(&state), 0o600)?;
+                    if let Ok((stamp, _)) = self.stamp() {
+                        snapshot.stamp = Some(stamp);
+                        snapshot.state = state;
+                        snapshot.read_at = Some(Instant::now());
+                        // Just written: trusted for RACY_RECHECK only.
+                        snapshot.racy = true;
+                    }
+                } else {
+                    write_atomic(&self.state_path(), &render_state(&state), 0o600)?;
+                }
                 Ok(Ok(t))
             }
             Err(e) => Ok(Err(e)),
@@ -1226,6 +1252,8 @@ pub struct StateSnapshot {
 #[derive(Debug)]
 pub struct DiskHostStore {
     dir: StateDir,
+    /// `host.json` as last read or written (see [`DiskHostStore::current`]).
+    snapshot: StateSnapshot,
     last_error: Option<String>,
 }
 
@@ -1234,6 +1262,7 @@ impl DiskHostStore {
     pub fn new(dir: StateDir) -> Self {
         Self {
             dir,
+            snapshot: StateSnapshot::default(),
             last_error: None,
         }
     }
@@ -1241,6 +1270,16 @@ impl DiskHostStore {
     /// The directory.
     pub fn dir(&self) -> &StateDir {
         &self.dir
+    }
+
+    /// `host.json` as of now, for the checks of every request (`CMD-55`, `CMD-56`) and the
+    /// re-checks of open sessions (`SEC-13`): what this store last wrote or read, re-read
+    /// when the file has changed ([`StateDir::read_fresh`]).
+    ///
+    /// # Errors
+    /// As [`StateDir::read`].
+    pub fn current(&mut self) -> Result<&HostState, StateError> {
+        self.dir.read_fresh(&mut self.snapshot)
     }
 
     /// The last store failure, taken (for the host's log).
@@ -1252,7 +1291,7 @@ impl DiskHostStore {
         &mut self,
         f: impl FnOnce(&mut HostState) -> Result<(), Refusal>,
     ) -> Result<(), Refusal> {
-        match self.dir.update(f) {
+        match self.dir.update_with(Some(&mut self.snapshot), f) {
             Ok(result) => result,
             Err(e) => {
                 self.last_error = Some(e.to_string());
@@ -1410,6 +1449,33 @@ mod tests {
             state.read_fresh(&mut snap),
             Err(StateError::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn sec_13_store_snapshot_follows_its_own_writes_and_others() {
+        let (_tmp, state) = dir();
+        let mut store = DiskHostStore::new(state.clone());
+        let now = UnixTime::from_secs(1_800_000_000);
+        let device = [9u8; 32];
+        assert_eq!(
+            store.current().unwrap().access(&device, now),
+            Access::NotAuthorized
+        );
+        HostStore::record_device(&mut store, &device, "tablet", ts(1_800_000_000), now).unwrap();
+        assert_eq!(
+            store.current().unwrap().access(&device, now),
+            Access::Allowed
+        );
+        assert_eq!(store.current().unwrap(), &state.read().unwrap());
+        // Another writer right after this store's own write.
+        state.revoke("tablet").unwrap();
+        assert_eq!(
+            store.current().unwrap().access(&device, now),
+            Access::NotAuthorized
+        );
+        // A refused admit writes nothing and leaves the snapshot true to the file.
+        assert!(store.admit(&device, ts(1_800_000_001), now).is_err());
+        assert_eq!(store.current().unwrap(), &state.read().unwrap());
     }
 
     #[test]

@@ -68,7 +68,10 @@ fn derive(private: &[u8; KEY_LEN]) -> Option<(Arc<PrivateKey>, [u8; KEY_LEN])> {
 /// [`derive`] through [`SET_KEYS`].
 fn derive_cached(private: &[u8; KEY_LEN]) -> Option<(Arc<PrivateKey>, [u8; KEY_LEN])> {
     let mut keys = SET_KEYS.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(i) = keys.iter().position(|k| bool::from(k.private.ct_eq(private))) {
+    if let Some(i) = keys
+        .iter()
+        .position(|k| bool::from(k.private.ct_eq(private)))
+    {
         let hit = keys.remove(i);
         let found = (hit.key.clone(), hit.public);
         keys.insert(0, hit);
@@ -260,9 +263,10 @@ mod tests {
     /// and shared secrets: a hit never hands out another key's pair.
     #[test]
     fn set_keys_cache_returns_the_key_asked_for() {
-        let privates: Vec<[u8; KEY_LEN]> = (1..=SET_KEYS_CAP as u8 + 3)
+        let privates: Vec<[u8; KEY_LEN]> = (1u8..=7)
             .map(|i| [i.wrapping_mul(37); KEY_LEN])
             .collect();
+        assert!(privates.len() > SET_KEYS_CAP);
         let peer = crate::keys::public_key(&[0x42; KEY_LEN]);
         for round in 0..3 {
             for (i, private) in privates.iter().enumerate() {
