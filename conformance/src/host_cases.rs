@@ -624,6 +624,14 @@ pub fn catalogue() -> Vec<Case> {
             cmd_workspace_write
         ),
         hcase!(
+            "CMD-44/network-denied",
+            "CMD-44",
+            Must,
+            90,
+            "under an enforced read-only or workspace-write sandbox with network denied, a connection to the runner's loopback listener does not happen",
+            cmd_network_denied
+        ),
+        hcase!(
             "CMD-45/sandbox-report",
             "CMD-45",
             Must,
@@ -2838,6 +2846,107 @@ async fn cmd_workspace_write(cx: Arc<Context>) -> Res<()> {
     })?;
     s.close().await;
     Ok(())
+}
+
+/// A script that connects to `127.0.0.1:port` with the first tool the host has (bash's
+/// `/dev/tcp`, python3, nc, curl), and exits 97 when it has none.
+fn connect_script(port: u16) -> String {
+    format!(
+        "if command -v bash >/dev/null 2>&1; then exec bash -c 'echo x > /dev/tcp/127.0.0.1/{port}'; \
+         elif command -v python3 >/dev/null 2>&1; then exec python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 5)'; \
+         elif command -v nc >/dev/null 2>&1; then echo x | exec nc -w 5 127.0.0.1 {port}; \
+         elif command -v curl >/dev/null 2>&1; then exec curl -s -m 5 http://127.0.0.1:{port}/; \
+         else exit 97; fi"
+    )
+}
+
+async fn cmd_network_denied(cx: Arc<Context>) -> Res<()> {
+    let (mut s, dir) = exec_ready(&cx, "ctl").await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| Stop::Fail(format!("binding a loopback listener: {e}")))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| Stop::Fail(format!("the listener's address: {e}")))?
+        .port();
+    let script = connect_script(port);
+    // The control: without a sandbox the connection must arrive, or this host cannot
+    // reach the runner's loopback (it runs elsewhere, or has no tool to connect with).
+    let control = async { s.exec(sh(&script, &dir), Duration::from_secs(30)).await };
+    let (run, reached) = match tokio::time::timeout(
+        Duration::from_secs(30),
+        accept_alongside(&listener, control),
+    )
+    .await
+    {
+        Ok(r) => r?,
+        Err(_) => return hfail("the control connection run took more than 30 s".to_owned()),
+    };
+    if run.exit_code() == Some(97) || !reached {
+        s.close().await;
+        return skip(format!(
+            "the host cannot reach the runner's listener on 127.0.0.1:{port} without a sandbox (it runs on another machine, or has none of bash, python3, nc, curl): nothing to compare"
+        ));
+    }
+    let mut tried = 0;
+    for mode in ["read-only", "workspace-write"] {
+        let (run, reached) = match tokio::time::timeout(
+            Duration::from_secs(40),
+            accept_alongside(&listener, sandboxed(&mut s, mode, &script, &dir)),
+        )
+        .await
+        {
+            Ok(r) => r?,
+            Err(_) => return hfail(format!("the {mode} run took more than 40 s")),
+        };
+        let Some(run) = run else {
+            continue; // refused or degraded: nothing enforced to check
+        };
+        let net = run
+            .result()
+            .and_then(|r| r.pointer("/sandbox/network"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        if net != json!("denied") {
+            continue;
+        }
+        tried += 1;
+        check(!reached, || {
+            format!(
+                "under {mode} with network reported denied, the command connected to 127.0.0.1:{port} (CMD-44, CMD-45): {}",
+                run.answer
+            )
+        })?;
+    }
+    s.close().await;
+    if tried == 0 {
+        return skip("the host enforces neither read-only nor workspace-write with network denied");
+    }
+    Ok(())
+}
+
+/// Runs `run` while accepting on `listener`; whether a connection arrived while it ran or
+/// within a second after.
+async fn accept_alongside<T>(
+    listener: &tokio::net::TcpListener,
+    run: impl Future<Output = Res<T>>,
+) -> Res<(T, bool)> {
+    let accepted = std::sync::atomic::AtomicBool::new(false);
+    let accept_loop = async {
+        // Bounded by the caller's timeout around the whole.
+        while let Ok((conn, _)) = listener.accept().await {
+            drop(conn);
+            accepted.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    };
+    tokio::pin!(accept_loop);
+    let out = tokio::select! {
+        out = run => out?,
+        () = &mut accept_loop => return hfail("the loopback listener failed".to_owned()),
+    };
+    // A connection the command started may land just after its answer.
+    let _ = tokio::time::timeout(Duration::from_secs(1), &mut accept_loop).await;
+    Ok((out, accepted.load(std::sync::atomic::Ordering::SeqCst)))
 }
 
 async fn cmd_sandbox_report(cx: Arc<Context>) -> Res<()> {

@@ -89,3 +89,122 @@ fn the_sandbox_cases_pass_against_the_reference_host() {
     }
     assert!(cases.iter().all(|c| c["status"] != "fail"));
 }
+
+/// What a filtered kernel interface lacks.
+#[cfg(target_os = "linux")]
+#[derive(Clone, Copy, Debug)]
+enum Missing {
+    /// Landlock's three system calls.
+    Landlock,
+    /// seccomp filters (`seccomp(2)` and `prctl(PR_SET_SECCOMP)`).
+    Seccomp,
+}
+
+/// Runs the sandbox cases in a `tether` process whose kernel lacks `missing`, as a kernel
+/// built without it does: a seccomp filter on a thread of this test fails those system
+/// calls with `ENOSYS`, and the `tether` process started from that thread, and the host it
+/// starts, inherit it. The host then cannot enforce `read-only` or `workspace-write`
+/// (`CMD-46`): the kernel paths that a fully equipped kernel never takes.
+#[cfg(target_os = "linux")]
+fn sandbox_cases_without(missing: Missing) -> (Output, serde_json::Value) {
+    use seccompiler::{BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp};
+    use seccompiler::{SeccompCondition, SeccompFilter, SeccompRule, TargetArch};
+    use std::collections::BTreeMap;
+
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let json_arg = json.to_str().unwrap().to_owned();
+    let output = std::thread::spawn(move || {
+        let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+        match missing {
+            Missing::Landlock => {
+                for call in [
+                    libc::SYS_landlock_create_ruleset,
+                    libc::SYS_landlock_add_rule,
+                    libc::SYS_landlock_restrict_self,
+                ] {
+                    rules.insert(call, vec![]);
+                }
+            }
+            Missing::Seccomp => {
+                rules.insert(libc::SYS_seccomp, vec![]);
+                let set_seccomp = SeccompCondition::new(
+                    0,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::Eq,
+                    u64::try_from(libc::PR_SET_SECCOMP).unwrap(),
+                )
+                .unwrap();
+                rules.insert(
+                    libc::SYS_prctl,
+                    vec![SeccompRule::new(vec![set_seccomp]).unwrap()],
+                );
+            }
+        }
+        let arch: TargetArch = std::env::consts::ARCH.try_into().unwrap();
+        let filter = SeccompFilter::new(
+            rules,
+            SeccompAction::Allow,
+            SeccompAction::Errno(u32::try_from(libc::ENOSYS).unwrap()),
+            arch,
+        )
+        .unwrap();
+        let program = BpfProgram::try_from(filter).unwrap();
+        seccompiler::apply_filter(&program).unwrap();
+        // The filter works: from this thread on, the kernel offers no Landlock (or no
+        // seccomp: a second filter is refused).
+        match missing {
+            Missing::Landlock => assert!(!landlock_available()),
+            Missing::Seccomp => assert!(seccompiler::apply_filter(&program).is_err()),
+        }
+        tether(&[
+            "conformance",
+            "--only",
+            "CMD-44/*,CMD-45/*,CMD-46/*,CMD-47/*",
+            "--json",
+            &json_arg,
+        ])
+    })
+    .join()
+    .unwrap();
+    let report = serde_json::from_slice(&std::fs::read(&json).unwrap_or_default())
+        .unwrap_or(serde_json::Value::Null);
+    (output, report)
+}
+
+/// `CMD-45`, `CMD-46` on a kernel without Landlock or without seccomp: the host refuses the
+/// modes it cannot enforce (it lists only `danger-full-access` in `initialize`, the sandbox
+/// report says so, and it never claims a mode the escapes would break).
+#[cfg(target_os = "linux")]
+#[test]
+fn cmd_46_a_kernel_without_landlock_or_seccomp_makes_the_host_refuse_the_modes() {
+    for missing in [Missing::Landlock, Missing::Seccomp] {
+        let (o, v) = sandbox_cases_without(missing);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "without {missing:?}:\n{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let cases = v["cases"].as_array().unwrap();
+        let status = |id: &str| {
+            cases
+                .iter()
+                .find(|c| c["id"] == id)
+                .map(|c| c["status"].as_str().unwrap().to_owned())
+                .unwrap_or_else(|| panic!("no case {id}"))
+        };
+        for id in ["CMD-45/sandbox-report", "CMD-46/unenforceable-mode"] {
+            assert_eq!(status(id), "pass", "without {missing:?}: {id}");
+        }
+        // Nothing enforced, so nothing for the escapes to try: the host did not claim
+        // either mode.
+        for id in [
+            "CMD-44/read-only-write-denied",
+            "CMD-44/workspace-write-outside-denied",
+        ] {
+            assert_eq!(status(id), "skip", "without {missing:?}: {id}");
+        }
+    }
+}
