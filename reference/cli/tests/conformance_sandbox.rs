@@ -100,21 +100,17 @@ enum Missing {
     Seccomp,
 }
 
-/// Runs the sandbox cases in a `tether` process whose kernel lacks `missing`, as a kernel
-/// built without it does: a seccomp filter on a thread of this test fails those system
-/// calls with `ENOSYS`, and the `tether` process started from that thread, and the host it
-/// starts, inherit it. The host then cannot enforce `read-only` or `workspace-write`
-/// (`CMD-46`): the kernel paths that a fully equipped kernel never takes.
+/// Runs `f` on a thread whose kernel interface lacks `missing`, as a kernel built without
+/// it does: a seccomp filter on that thread fails those system calls with `ENOSYS`, and
+/// every process started from the thread (a `tether` process, the host it starts, the
+/// commands it runs) inherits it.
 #[cfg(target_os = "linux")]
-fn sandbox_cases_without(missing: Missing) -> (Output, serde_json::Value) {
+fn without<T: Send + 'static>(missing: Missing, f: impl FnOnce() -> T + Send + 'static) -> T {
     use seccompiler::{BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp};
     use seccompiler::{SeccompCondition, SeccompFilter, SeccompRule, TargetArch};
     use std::collections::BTreeMap;
 
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("r.json");
-    let json_arg = json.to_str().unwrap().to_owned();
-    let output = std::thread::spawn(move || {
+    std::thread::spawn(move || {
         let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
         match missing {
             Missing::Landlock => {
@@ -151,12 +147,25 @@ fn sandbox_cases_without(missing: Missing) -> (Output, serde_json::Value) {
         .unwrap();
         let program = BpfProgram::try_from(filter).unwrap();
         seccompiler::apply_filter(&program).unwrap();
-        // The filter works: from this thread on, the kernel offers no Landlock (or no
-        // seccomp: a second filter is refused).
+        // The filter works: from here on the kernel offers no Landlock (or no seccomp: a
+        // second filter is refused).
         match missing {
             Missing::Landlock => assert!(!landlock_available()),
             Missing::Seccomp => assert!(seccompiler::apply_filter(&program).is_err()),
         }
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// The sandbox cases run by a `tether` process whose kernel lacks `missing`.
+#[cfg(target_os = "linux")]
+fn sandbox_cases_without(missing: Missing) -> (Output, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let json_arg = json.to_str().unwrap().to_owned();
+    let output = without(missing, move || {
         tether(&[
             "conformance",
             "--only",
@@ -164,12 +173,141 @@ fn sandbox_cases_without(missing: Missing) -> (Output, serde_json::Value) {
             "--json",
             &json_arg,
         ])
-    })
-    .join()
-    .unwrap();
+    });
     let report = serde_json::from_slice(&std::fs::read(&json).unwrap_or_default())
         .unwrap_or(serde_json::Value::Null);
     (output, report)
+}
+
+/// The highest Landlock ABI, up to 6, that the kernel confirms, asked directly: a ruleset
+/// handling every file-system right of ABI n (n ≤ 5), or the scopes of ABI 6, can be
+/// created only on a kernel with at least ABI n. 0 without Landlock.
+#[cfg(target_os = "linux")]
+fn kernel_landlock_abi_at_least() -> u8 {
+    use landlock::{ABI, Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr, Scope};
+    let mut confirmed = 0;
+    for (n, abi) in [
+        (1, ABI::V1),
+        (2, ABI::V2),
+        (3, ABI::V3),
+        (4, ABI::V4),
+        (5, ABI::V5),
+    ] {
+        let ok = Ruleset::default()
+            .set_compatibility(CompatLevel::HardRequirement)
+            .handle_access(AccessFs::from_all(abi))
+            .and_then(|r| r.create())
+            .is_ok();
+        if !ok {
+            return confirmed;
+        }
+        confirmed = n;
+    }
+    let scopes = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessFs::from_all(ABI::V1))
+        .and_then(|r| r.scope(Scope::from_all(ABI::V6)))
+        .and_then(|r| r.create())
+        .is_ok();
+    if scopes { 6 } else { confirmed }
+}
+
+/// `tether sandbox-exec --probe --mode MODE`: what the kernel enforces, as the host sees it
+/// (`CMD-45`).
+fn probe(mode: &str) -> serde_json::Value {
+    let tmp = std::env::temp_dir();
+    let o = tether(&[
+        "sandbox-exec",
+        "--probe",
+        "--mode",
+        mode,
+        "--writable",
+        tmp.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// `tether sandbox-exec --mode read-only [--allow-degraded] -- sh -c 'echo x > TARGET'`:
+/// its exit status, and whether TARGET was written.
+fn sandboxed_write(degraded_ok: bool) -> (Option<i32>, bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("written");
+    let script = format!("echo x > '{}'", target.display());
+    let mut args = vec!["sandbox-exec", "--mode", "read-only"];
+    if degraded_ok {
+        args.push("--allow-degraded");
+    }
+    args.extend(["--", "sh", "-c", &script]);
+    let o = tether(&args);
+    (o.status.code(), target.exists())
+}
+
+/// `CMD-45`: on this kernel the probe reports what the kernel offers, asked directly:
+/// Landlock with its ABI, and seccomp, so `landlock+seccomp` with the network denied.
+#[cfg(target_os = "linux")]
+#[test]
+fn cmd_45_sandbox_exec_reports_what_the_kernel_enforces() {
+    if !landlock_available() {
+        return;
+    }
+    let abi = kernel_landlock_abi_at_least();
+    for mode in ["read-only", "workspace-write"] {
+        let p = probe(mode);
+        assert_eq!(p["filesystem"], true, "{mode}: {p}");
+        assert_eq!(p["network"], "denied", "{mode}: {p}");
+        assert_eq!(p["mechanism"], "landlock+seccomp", "{mode}: {p}");
+        let reported = p["landlockAbi"].as_u64().unwrap();
+        assert!(
+            reported >= u64::from(abi) && reported > 0,
+            "{mode}: Landlock ABI reported {reported}, the kernel confirms at least {abi}: {p}"
+        );
+    }
+    // Enforced: the program runs (not refused with 125) and its write fails.
+    let (code, written) = sandboxed_write(false);
+    assert!(!written);
+    assert!(code.is_some_and(|c| c != 0 && c != 125), "{code:?}");
+}
+
+/// `CMD-46` in `tether sandbox-exec` itself: on a kernel without Landlock, or without
+/// seccomp, the probe says what is missing, and the program is not run unless
+/// `--allow-degraded` is given (exit 125, nothing written); with it, it runs unconfined.
+#[cfg(target_os = "linux")]
+#[test]
+fn cmd_46_sandbox_exec_refuses_to_run_what_it_cannot_confine() {
+    for missing in [Missing::Landlock, Missing::Seccomp] {
+        let (p, refused, degraded) = without(missing, || {
+            (
+                probe("read-only"),
+                sandboxed_write(false),
+                sandboxed_write(true),
+            )
+        });
+        match missing {
+            Missing::Landlock => {
+                assert_eq!(p["filesystem"], false, "{p}");
+                assert_eq!(p["landlockAbi"], 0, "{p}");
+                assert_eq!(p["network"], "denied", "{p}");
+                assert_eq!(p["mechanism"], "seccomp", "{p}");
+            }
+            Missing::Seccomp => {
+                assert_eq!(p["filesystem"], true, "{p}");
+                assert_eq!(p["network"], "unenforced", "{p}");
+                assert_eq!(p["mechanism"], "landlock", "{p}");
+            }
+        }
+        assert_eq!(refused, (Some(125), false), "without {missing:?}");
+        // Degraded on request the program runs: without Landlock its write happens, with
+        // Landlock it fails.
+        let (code, written) = degraded;
+        match missing {
+            Missing::Landlock => assert_eq!((code, written), (Some(0), true)),
+            Missing::Seccomp => {
+                assert!(!written);
+                assert!(code.is_some_and(|c| c != 0 && c != 125), "{code:?}");
+            }
+        }
+    }
 }
 
 /// `CMD-45`, `CMD-46` on a kernel without Landlock or without seccomp: the host refuses the
