@@ -263,9 +263,8 @@ mod tests {
     /// and shared secrets: a hit never hands out another key's pair.
     #[test]
     fn set_keys_cache_returns_the_key_asked_for() {
-        let privates: Vec<[u8; KEY_LEN]> = (1u8..=7)
-            .map(|i| [i.wrapping_mul(37); KEY_LEN])
-            .collect();
+        let privates: Vec<[u8; KEY_LEN]> =
+            (1u8..=7).map(|i| [i.wrapping_mul(37); KEY_LEN]).collect();
         assert!(privates.len() > SET_KEYS_CAP);
         let peer = crate::keys::public_key(&[0x42; KEY_LEN]);
         for round in 0..3 {
