@@ -10,28 +10,17 @@
 )]
 
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::Duration;
 
+mod support;
+
+use support::Output;
+
+/// `tether ARGS...`, run to completion (bounded: 240 s).
 fn tether(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Bounded: the full suite takes about 65 s.
-    let start = std::time::Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > Duration::from_secs(240) {
-            let _ = child.kill();
-            panic!("tether {args:?} did not finish within 240 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut c = support::tether();
+    c.args(args);
+    support::run(c, Duration::from_secs(240))
 }
 
 fn code(o: &Output) -> i32 {
@@ -70,7 +59,7 @@ fn failures(report: &serde_json::Value) -> String {
 fn list_json_is_the_catalogue() {
     let o = tether(&["conformance", "--list", "--json"]);
     assert_eq!(code(&o), 0);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["schema"], "tether-conformance-cases");
     let cases = v["cases"].as_array().unwrap();
     assert!(cases.len() >= 60);
@@ -81,7 +70,7 @@ fn list_json_is_the_catalogue() {
         assert!(["MUST", "SHOULD", "MAY"].contains(&c["level"].as_str().unwrap()));
     }
     let text = tether(&["conformance", "--list", "--only", "LINK-5/*"]);
-    let out = String::from_utf8(text.stdout).unwrap();
+    let out = text.stdout;
     assert!(out.contains("LINK-5/oversize-frame"));
     assert!(!out.contains("LINK-6/"));
 }
@@ -99,7 +88,7 @@ fn usage_errors_exit_2() {
         exp.to_str().unwrap(),
     ]);
     assert_eq!(code(&o), 2);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no reason"));
+    assert!(o.stderr.contains("no reason"));
 
     let o = tether(&["conformance", "--only", "NO-SUCH/*"]);
     assert_eq!(code(&o), 2);
@@ -126,7 +115,7 @@ fn usage_errors_exit_2() {
         "--expectations",
         exp.to_str().unwrap(),
     ]);
-    assert_eq!(code(&o), 2, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(code(&o), 2, "{}", o.stderr);
 }
 
 #[test]
@@ -154,7 +143,7 @@ fn an_unreachable_relay_fails_with_logs() {
         "--log-dir",
         logs.to_str().unwrap(),
     ]);
-    assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(code(&o), 1, "{}", o.stderr);
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(v["verdict"], "fail");
     assert_eq!(v["exitCode"], 1);
@@ -183,7 +172,7 @@ fn the_reference_relay_passes_every_case() {
         "--junit",
         junit.to_str().unwrap(),
     ]);
-    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stdout = &o.stdout;
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(code(&o), 0, "{}", failures(&v));
     assert!(stdout.contains("verdict: PASS"));
@@ -222,7 +211,7 @@ fn a_host_started_with_templates_passes_its_cases() {
         "--json",
         json.to_str().unwrap(),
     ]);
-    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(code(&o), 0, "{}", o.stderr);
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(v["target"]["kind"], "host");
     let cases = v["cases"].as_array().unwrap();

@@ -10,27 +10,17 @@
     clippy::panic
 )]
 
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+mod support;
+
+use support::Output;
+
+/// `tether ARGS...`, run to completion (bounded: 180 s).
 fn tether(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > Duration::from_secs(180) {
-            let _ = child.kill();
-            panic!("tether {args:?} did not finish within 180 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut c = support::tether();
+    c.args(args);
+    support::run(c, Duration::from_secs(180))
 }
 
 /// Whether this kernel offers Landlock with file-system rules, asked directly (not through
@@ -62,13 +52,7 @@ fn the_sandbox_cases_pass_against_the_reference_host() {
         "--json",
         json.to_str().unwrap(),
     ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", o.stdout, o.stderr);
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let cases = v["cases"].as_array().unwrap();
     let status = |id: &str| {
@@ -224,8 +208,8 @@ fn probe(mode: &str) -> serde_json::Value {
         "--writable",
         tmp.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
+    assert!(o.status.success(), "{}", o.stderr);
+    serde_json::from_str(&o.stdout).unwrap()
 }
 
 /// `tether sandbox-exec --mode read-only [--allow-degraded] -- sh -c 'echo x > TARGET'`:
@@ -322,8 +306,8 @@ fn cmd_46_a_kernel_without_landlock_or_seccomp_makes_the_host_refuse_the_modes()
             o.status.code(),
             Some(0),
             "without {missing:?}:\n{}\n{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
+            o.stdout,
+            o.stderr
         );
         let cases = v["cases"].as_array().unwrap();
         let status = |id: &str| {

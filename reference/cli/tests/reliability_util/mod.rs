@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 // file that uses this module declares `mod support;` too.
 #[allow(unused_imports)] // not every test file uses every piece
 pub(crate) use crate::support::{
-    CRED, LIMIT, Output, Proc, TempDir, eventually, listening_url, run, tether,
+    CRED, LIMIT, Output, Proc, TempDir, eventually, listening_url, mint_token, run, tether,
 };
 
 /// A `tether relay` child process; its stderr log lines are kept.
@@ -116,26 +116,6 @@ pub fn start_host(state: &Path, relay_url: &str, fault: Option<&str>) -> Proc {
         c.env("TETHER_FAULT", f);
     }
     Proc(c.spawn().unwrap())
-}
-
-/// `tether host pair` → the token text (retried until `host run` has written run.json).
-pub fn mint_token(host_state: &Path, ttl: u64) -> String {
-    eventually(LIMIT, "tether host pair", || {
-        let mut c = tether();
-        c.args(["host", "pair", "--state"])
-            .arg(host_state)
-            .args(["--ttl", &ttl.to_string()]);
-        let out = run(c, LIMIT);
-        let token = out
-            .stdout
-            .lines()
-            .find(|l| l.starts_with("TETHER:"))
-            .map(str::to_owned);
-        match (out.code(), token) {
-            (Some(0), Some(t)) => Ok(t),
-            _ => Err(format!("{out:?}")),
-        }
-    })
 }
 
 pub fn pair_cmd(ctl: &Path, token: &str) -> Output {
