@@ -215,13 +215,7 @@ fn a_host_started_with_templates_passes_its_cases() {
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(v["target"]["kind"], "host");
     let cases = v["cases"].as_array().unwrap();
-    let status = |id: &str| {
-        cases
-            .iter()
-            .find(|c| c["id"] == id)
-            .map(|c| c["status"].as_str().unwrap().to_owned())
-            .unwrap()
-    };
+    let status = |id: &str| support::case_status(&v, id);
     assert_eq!(status("TOKEN-15/consumed-token-refused"), "pass");
     assert_eq!(status("CHAN-12/expired-token"), "pass");
     assert_eq!(status("CHAN-9/revoked-device"), "pass");

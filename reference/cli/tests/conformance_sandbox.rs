@@ -55,13 +55,7 @@ fn the_sandbox_cases_pass_against_the_reference_host() {
     assert_eq!(o.status.code(), Some(0), "{}\n{}", o.stdout, o.stderr);
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let cases = v["cases"].as_array().unwrap();
-    let status = |id: &str| {
-        cases
-            .iter()
-            .find(|c| c["id"] == id)
-            .map(|c| c["status"].as_str().unwrap().to_owned())
-            .unwrap_or_else(|| panic!("no case {id}"))
-    };
+    let status = |id: &str| support::case_status(&v, id);
     for id in ["CMD-45/sandbox-report", "CMD-46/unenforceable-mode"] {
         assert_eq!(status(id), "pass", "{id}");
     }
@@ -227,6 +221,12 @@ fn sandboxed_write(degraded_ok: bool) -> (Option<i32>, bool) {
     (o.status.code(), target.exists())
 }
 
+/// The program ran (`sandbox-exec` did not refuse it with 125) and its write failed.
+fn assert_ran_but_write_failed((code, written): (Option<i32>, bool)) {
+    assert!(!written, "the write happened");
+    assert!(code.is_some_and(|c| c != 0 && c != 125), "{code:?}");
+}
+
 /// `CMD-45`: on this kernel the probe reports what the kernel offers, asked directly:
 /// Landlock with its ABI, and seccomp, so `landlock+seccomp` with the network denied.
 #[cfg(target_os = "linux")]
@@ -247,10 +247,8 @@ fn cmd_45_sandbox_exec_reports_what_the_kernel_enforces() {
             "{mode}: Landlock ABI reported {reported}, the kernel confirms at least {abi}: {p}"
         );
     }
-    // Enforced: the program runs (not refused with 125) and its write fails.
-    let (code, written) = sandboxed_write(false);
-    assert!(!written);
-    assert!(code.is_some_and(|c| c != 0 && c != 125), "{code:?}");
+    // Enforced: the program runs and its write fails.
+    assert_ran_but_write_failed(sandboxed_write(false));
 }
 
 /// `CMD-46` in `tether sandbox-exec` itself: on a kernel without Landlock, or without
@@ -286,10 +284,7 @@ fn cmd_46_sandbox_exec_refuses_to_run_what_it_cannot_confine() {
         let (code, written) = degraded;
         match missing {
             Missing::Landlock => assert_eq!((code, written), (Some(0), true)),
-            Missing::Seccomp => {
-                assert!(!written);
-                assert!(code.is_some_and(|c| c != 0 && c != 125), "{code:?}");
-            }
+            Missing::Seccomp => assert_ran_but_write_failed((code, written)),
         }
     }
 }
@@ -309,14 +304,7 @@ fn cmd_46_a_kernel_without_landlock_or_seccomp_makes_the_host_refuse_the_modes()
             o.stdout,
             o.stderr
         );
-        let cases = v["cases"].as_array().unwrap();
-        let status = |id: &str| {
-            cases
-                .iter()
-                .find(|c| c["id"] == id)
-                .map(|c| c["status"].as_str().unwrap().to_owned())
-                .unwrap_or_else(|| panic!("no case {id}"))
-        };
+        let status = |id: &str| support::case_status(&v, id);
         for id in ["CMD-45/sandbox-report", "CMD-46/unenforceable-mode"] {
             assert_eq!(status(id), "pass", "without {missing:?}: {id}");
         }

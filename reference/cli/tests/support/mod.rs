@@ -141,6 +141,19 @@ pub(crate) fn run(mut cmd: Command, limit: Duration) -> Output {
 
 pub(crate) const LIMIT: Duration = Duration::from_secs(30);
 
+/// The status (`"pass"`, `"fail"`, `"skip"`, …) of case `id` in a `tether conformance --json`
+/// report; panics if the report has no such case.
+pub(crate) fn case_status(report: &serde_json::Value, id: &str) -> String {
+    report["cases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["id"] == id)
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or_else(|| panic!("no case {id} in the report"))
+        .to_owned()
+}
+
 /// Retries `f` every 200 ms until it returns `Ok` or `limit` passes.
 pub(crate) fn eventually<T>(
     limit: Duration,
