@@ -180,3 +180,12 @@ async fn a_host_that_accepts_any_relay_certificate() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_claims_a_sandbox_it_does_not_enforce() {
+    caught_by(
+        HostFault::ClaimsUnenforcedSandbox,
+        &["CMD-44/read-only-write-denied", "CMD-44/network-denied"],
+    )
+    .await;
+}

@@ -23,6 +23,7 @@ use tether_host::state::Access;
 use tether_host::threads::{ThreadManager, TurnEvent};
 use tether_host::{CommandConfig, CommandSession, ExecEvent};
 use tether_proto::channel::{HostInfo, PathStyle, Timestamp};
+use tether_proto::cmd::types::SandboxMode;
 use tether_proto::cmd::{Message, Request};
 use tether_proto::keys::public_key;
 use tether_proto::limits::PROTOCOL_VERSION;
@@ -58,6 +59,31 @@ pub enum HostFault {
     /// Configured with an inactivity age (the runner is told it) that its store never
     /// applies (CHAN-9).
     IgnoresInactivity,
+    /// Reports `read-only` and `workspace-write` as enforced, network denied, and runs
+    /// commands without any sandbox (CMD-44, CMD-45).
+    ClaimsUnenforcedSandbox,
+}
+
+/// The `sandbox-exec` of [`HostFault::ClaimsUnenforcedSandbox`]: skips its options and
+/// runs the program unconfined.
+const FAKE_SANDBOX_EXEC: &str = "#!/bin/sh\nwhile [ \"$#\" -gt 0 ] && [ \"$1\" != \"--\" ]; do shift; done\nshift\nexec \"$@\"\n";
+
+/// A launcher that claims both restricted modes and enforces neither, in `dir`.
+fn fake_sandbox(dir: &std::path::Path) -> tether_host::commands::SandboxLauncher {
+    use std::os::unix::fs::PermissionsExt;
+    let program = dir.join("fake-sandbox-exec");
+    std::fs::write(&program, FAKE_SANDBOX_EXEC).unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    tether_host::commands::SandboxLauncher {
+        program,
+        enforced: vec![
+            (SandboxMode::ReadOnly, "none (a faulty host)".to_owned()),
+            (
+                SandboxMode::WorkspaceWrite,
+                "none (a faulty host)".to_owned(),
+            ),
+        ],
+    }
 }
 
 /// The inactivity age of the test host (CHAN-9), given to the runner too. Ten seconds:
@@ -398,6 +424,7 @@ async fn serve(
 ) {
     let config = Arc::new(CommandConfig {
         approval_timeout: Duration::from_secs(3),
+        sandbox: (fault == HostFault::ClaimsUnenforcedSandbox).then(|| fake_sandbox(state.path())),
         ..CommandConfig::default()
     });
     let (turn_tx, mut turn_rx) = mpsc::unbounded_channel::<TurnEvent>();
