@@ -2860,15 +2860,21 @@ fn connect_script(port: u16) -> String {
     )
 }
 
-async fn cmd_network_denied(cx: Arc<Context>) -> Res<()> {
-    let (mut s, dir) = exec_ready(&cx, "ctl").await?;
+/// A TCP listener on an ephemeral port of 127.0.0.1, and the port.
+async fn loopback_listener() -> Res<(tokio::net::TcpListener, u16)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| Stop::Fail(format!("binding a loopback listener: {e}")))?;
     let port = listener
         .local_addr()
-        .map_err(|e| Stop::Fail(format!("the listener's address: {e}")))?
+        .map_err(|e| Stop::Fail(format!("the loopback listener's address: {e}")))?
         .port();
+    Ok((listener, port))
+}
+
+async fn cmd_network_denied(cx: Arc<Context>) -> Res<()> {
+    let (mut s, dir) = exec_ready(&cx, "ctl").await?;
+    let (listener, port) = loopback_listener().await?;
     let script = connect_script(port);
     // The control: without a sandbox the connection must arrive, or this host cannot
     // reach the runner's loopback (it runs elsewhere, or has no tool to connect with).
@@ -3288,13 +3294,7 @@ async fn sec_untrusted_cert(cx: Arc<Context>) -> Res<()> {
         })
         .map_err(|e| Stop::Fail(format!("TLS set-up: {e}")))?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| Stop::Fail(format!("listening: {e}")))?;
-    let port = listener
-        .local_addr()
-        .map_err(|e| Stop::Fail(format!("listening: {e}")))?
-        .port();
+    let (listener, port) = loopback_listener().await?;
     let url = format!("wss://127.0.0.1:{port}/");
     cx.log.note(
         "runner",

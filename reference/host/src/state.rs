@@ -954,7 +954,7 @@ impl StateDir {
         snapshot: &'a mut StateSnapshot,
     ) -> Result<&'a HostState, StateError> {
         let (stamp, _) = self.stamp()?;
-        let recheck = snapshot.racy && snapshot.read_at.is_none_or(|t| t.elapsed() >= RACY_RECHECK);
+        let recheck = snapshot.recheck_at.is_some_and(|t| Instant::now() >= t);
         if recheck || snapshot.stamp != Some(stamp) {
             let _lock = self.lock()?;
             // Stamped under the lock, before the read: a later write changes the stamp.
@@ -962,8 +962,9 @@ impl StateDir {
             let read_at = SystemTime::now();
             snapshot.state = self.read_unlocked()?;
             snapshot.stamp = Some(stamp);
-            snapshot.read_at = Some(Instant::now());
-            snapshot.racy = modified.is_some_and(|m| m + RACY_WINDOW > read_at || m > read_at);
+            snapshot.recheck_at = modified
+                .is_some_and(|m| m + RACY_WINDOW > read_at)
+                .then(|| Instant::now() + RACY_RECHECK);
         }
         Ok(&snapshot.state)
     }
@@ -1014,19 +1015,19 @@ impl StateDir {
         match f(&mut state) {
             Ok(t) => {
                 self.sweep_temporaries(STATE_FILE);
-                if let Some(snapshot) = snapshot {
+                let mut snapshot = snapshot;
+                if let Some(snapshot) = snapshot.as_deref_mut() {
                     // Whatever happens next, the old snapshot no longer describes the file.
                     snapshot.stamp = None;
-                    write_atomic(&self.state_path(), &render_state(&state), 0o600)?;
-                    if let Ok((stamp, _)) = self.stamp() {
-                        snapshot.stamp = Some(stamp);
-                        snapshot.state = state;
-                        snapshot.read_at = Some(Instant::now());
-                        // Just written: trusted for RACY_RECHECK only.
-                        snapshot.racy = true;
-                    }
-                } else {
-                    write_atomic(&self.state_path(), &render_state(&state), 0o600)?;
+                }
+                write_atomic(&self.state_path(), &render_state(&state), 0o600)?;
+                if let Some(snapshot) = snapshot
+                    && let Ok((stamp, _)) = self.stamp()
+                {
+                    snapshot.stamp = Some(stamp);
+                    snapshot.state = state;
+                    // Just written: trusted for RACY_RECHECK only.
+                    snapshot.recheck_at = Some(Instant::now() + RACY_RECHECK);
                 }
                 Ok(Ok(t))
             }
@@ -1236,10 +1237,9 @@ pub const RACY_RECHECK: Duration = Duration::from_millis(100);
 #[derive(Debug, Default)]
 pub struct StateSnapshot {
     stamp: Option<FileStamp>,
-    /// The file was modified within [`RACY_WINDOW`] of the read.
-    racy: bool,
-    /// When it was read.
-    read_at: Option<Instant>,
+    /// When a snapshot of a file modified within [`RACY_WINDOW`] of its read (or just
+    /// written) must be read again; `None` when the stamp alone decides.
+    recheck_at: Option<Instant>,
     state: HostState,
 }
 
