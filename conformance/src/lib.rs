@@ -38,6 +38,7 @@ pub mod relay_cases;
 pub mod report;
 pub mod runner;
 pub mod select;
+pub mod token_check;
 pub mod traffic;
 
 pub use case::{Case, CaseError, CaseResult, Level, Outcome, TargetKind};

@@ -600,11 +600,20 @@ fn valid_cases() -> Vec<Case> {
         // A generator bug (an edge case that does not parse) shows up as a failing case.
         let m = Message::parse(text.as_bytes())
             .unwrap_or_else(|_| Message::Notification(Notification::new("GENERATOR-BUG", None)));
-        let result_of = match &m {
-            Message::Response(_) => Some("turn/interrupt"),
-            _ => None,
+        // A response answers a request of the other side: turn/interrupt is a controller's
+        // request, so its response travels from the host.
+        let (direction, result_of) = match &m {
+            Message::Response(_) => (H2C, Some("turn/interrupt")),
+            _ => (C2H, None),
         };
-        valid_bytes(comment, flags, C2H, text.as_bytes().to_vec(), &m, result_of)
+        valid_bytes(
+            comment,
+            flags,
+            direction,
+            text.as_bytes().to_vec(),
+            &m,
+            result_of,
+        )
     };
     let max_string_id = "i".repeat(64);
     let deep = format!(

@@ -493,6 +493,20 @@ fn generate() -> String {
             &FrameError::BadUtf8,
         );
     }
+    // A length-prefixed string is one field: its length byte and its bytes are read
+    // (step 4) before its constraint is checked (step 5).
+    b.invalid(
+        "HELLO whose workspace length byte is 65 with one byte after it: Truncated, not BadWorkspace",
+        &["Hello", "Truncated", "DecodeOrder"],
+        &[0x01, 0x01, 0x02, 65, b'a'],
+        &FrameError::Truncated,
+    );
+    b.invalid(
+        "HELLO whose credential length byte is 8 with four bytes after it: Truncated, not BadCredentialLength",
+        &["Hello", "Truncated", "DecodeOrder"],
+        &cat(&[&[0x01, 0x01, 0x02, 0x04], b"acme", &[8], cred.get(..4).unwrap_or_default()]),
+        &FrameError::Truncated,
+    );
 
     let n = b.tests.len();
     to_json(&json!({

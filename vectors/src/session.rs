@@ -134,7 +134,7 @@ fn conversation() -> Vec<(&'static str, &'static str)> {
         ),
         (
             "host",
-            r#"{"jsonrpc":"2.0","id":1,"result":{"capabilities":["agent.test","command.exec","thread.handoff","sandbox.landlock"],"platform":{"arch":"x86_64","os":"linux","pathStyle":"posix"},"protocolVersion":"tether/1","sandbox":{"degrade":false,"mechanism":"landlock","modes":["read-only","workspace-write","danger-full-access"]},"serverInfo":{"name":"tether-host","version":"0.1.0"}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{"capabilities":["agent.test","command.exec","thread.handoff","pairing.confirm","sandbox.landlock"],"platform":{"arch":"x86_64","os":"linux","pathStyle":"posix"},"protocolVersion":"tether/1","sandbox":{"degrade":false,"mechanism":"landlock","modes":["read-only","workspace-write","danger-full-access"]},"serverInfo":{"name":"tether-host","version":"0.1.0"}}}"#,
         ),
         ("controller", r#"{"jsonrpc":"2.0","method":"initialized"}"#),
         (
@@ -159,6 +159,14 @@ fn conversation() -> Vec<(&'static str, &'static str)> {
         ),
         (
             "host",
+            r#"{"jsonrpc":"2.0","method":"item/started","params":{"item":{"id":"item_5c1d0e6a8f3b2947","text":"$ cargo test","type":"userMessage"},"threadId":"thr_8346c65416f03e42","turnId":"turn_27863707814d2015"}}"#,
+        ),
+        (
+            "host",
+            r#"{"jsonrpc":"2.0","method":"item/completed","params":{"item":{"id":"item_5c1d0e6a8f3b2947","text":"$ cargo test","type":"userMessage"},"threadId":"thr_8346c65416f03e42","turnId":"turn_27863707814d2015"}}"#,
+        ),
+        (
+            "host",
             r#"{"jsonrpc":"2.0","method":"item/started","params":{"item":{"command":"cargo test","cwd":"/home/dev/acme/service","id":"item_0090c3292cd45f2e","status":"inProgress","type":"commandExecution"},"threadId":"thr_8346c65416f03e42","turnId":"turn_27863707814d2015"}}"#,
         ),
         (
@@ -171,7 +179,7 @@ fn conversation() -> Vec<(&'static str, &'static str)> {
         ),
         (
             "host",
-            r#"{"jsonrpc":"2.0","method":"serverRequest/resolved","params":{"decision":"accept","requestId":1,"resolvedBy":"phone","threadId":"thr_8346c65416f03e42"}}"#,
+            r#"{"jsonrpc":"2.0","method":"serverRequest/resolved","params":{"decision":"accept","requestId":1,"resolvedBy":"Ana's phone","threadId":"thr_8346c65416f03e42"}}"#,
         ),
         (
             "host",
@@ -183,7 +191,7 @@ fn conversation() -> Vec<(&'static str, &'static str)> {
         ),
         (
             "host",
-            r#"{"jsonrpc":"2.0","method":"turn/completed","params":{"threadId":"thr_8346c65416f03e42","turn":{"id":"turn_27863707814d2015","items":[],"status":"completed"}}}"#,
+            r#"{"jsonrpc":"2.0","method":"turn/completed","params":{"threadId":"thr_8346c65416f03e42","turn":{"id":"turn_27863707814d2015","items":[{"id":"item_5c1d0e6a8f3b2947","text":"$ cargo test","type":"userMessage"},{"aggregatedOutput":"test result: ok. 3 passed\n","command":"cargo test","cwd":"/home/dev/acme/service","durationMs":1520,"exitCode":0,"id":"item_0090c3292cd45f2e","status":"completed","type":"commandExecution"}],"status":"completed"}}}"#,
         ),
     ]
 }
@@ -214,6 +222,7 @@ fn default_inputs() -> Inputs {
                 "agent.test".into(),
                 "command.exec".into(),
                 "thread.handoff".into(),
+                "pairing.confirm".into(),
                 "sandbox.landlock".into(),
             ],
             protocol: "tether/1".into(),

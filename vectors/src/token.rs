@@ -592,6 +592,19 @@ fn generate() -> String {
             &TokenError::BadHostName,
         );
     }
+    // TOKEN-12 counts characters (Unicode scalar values), not bytes.
+    b.bad_text(
+        "1024 two-byte characters (2048 bytes): not too long, so the prefix is checked",
+        &["TextOnly", "Length", "DecodeOrder"],
+        &"\u{e9}".repeat(1024),
+        &TokenError::BadPrefix,
+    );
+    b.bad_text(
+        "1025 two-byte characters: too long",
+        &["TextOnly", "Length"],
+        &"\u{e9}".repeat(1025),
+        &TokenError::TooLong,
+    );
 
     let n = b.tests.len();
     to_json(&json!({
@@ -614,7 +627,7 @@ fn generate() -> String {
             "Expiry": "decodes, but check_expiry(now) must fail with Expired (TOKEN-10): now >= expiresAt",
             "ExpiryEdge": "now is within one second of expiresAt",
             "TextOnly": "invalid text with no binary form: only the text decoder is tested",
-            "Length": "text longer than 1024 characters (TOKEN-12)",
+            "Length": "the 1024-character limit (TOKEN-12): characters are Unicode scalar values, not bytes",
             "Prefix": "missing or different prefix (TOKEN-3)",
             "Encoding": "text after the prefix is not canonical upper-case unpadded base32 (TOKEN-3)",
             "Truncated": "the binary ends before a field does (TOKEN-5)",
@@ -632,7 +645,7 @@ fn generate() -> String {
         },
         "schema": {
             "text": "the text form (string); present in every case",
-            "binary": "the binary form (hex); present when the text is valid base32 of it; decoding it must give the same result as decoding the text",
+            "binary": "the binary form (hex); present when the text after the prefix is canonical base32 of at least one byte; decoding it must give the same result as decoding the text",
             "token": "decoded fields: hostKey, tokenId, tokenSecret (hex), expiresAt (Unix seconds), workspace, relayUrl, hostName (string or null)",
             "now": "Unix seconds to check expiry against",
             "error": "name: the error variant; requirement: the requirement id it enforces",

@@ -1,0 +1,1 @@
+"""Independent Python cross-checks of the Tether vector files, written from spec/ alone."""
