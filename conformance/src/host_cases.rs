@@ -557,7 +557,7 @@ pub fn catalogue() -> Vec<Case> {
             "CMD-37",
             Must,
             60,
-            "command/exec/terminate kills the whole process group, children included",
+            "command/exec/terminate kills the whole process group, children that ignore SIGTERM included",
             cmd_kill_group
         ),
         hcase!(
@@ -2613,7 +2613,12 @@ async fn cmd_answer_last(cx: Arc<Context>) -> Res<()> {
 async fn cmd_kill_group(cx: Arc<Context>) -> Res<()> {
     let (mut s, dir) = exec_ready(&cx, "ctl").await?;
     let marker = format!("{dir}/child-survived");
-    let mut p = sh(&format!("(sleep 2; touch '{marker}') & sleep 60"), &dir);
+    // Every process of the group ignores SIGTERM (ignored signals survive exec): only
+    // SIGKILL to the whole group (CMD-37) stops the child before it writes its file.
+    let mut p = sh(
+        &format!("trap '' TERM; (sleep 2; touch '{marker}') & sleep 60"),
+        &dir,
+    );
     if let Some(o) = p.as_object_mut() {
         o.insert("processId".to_owned(), json!("group"));
     }
