@@ -129,7 +129,7 @@ pub fn catalogue() -> Vec<Case> {
             "TOKEN-9",
             Must,
             30,
-            "the host's token expires at most 600 s after it was minted",
+            "the host's token expires at most 600 s after it was minted, also when asked for 3600 s",
             token_lifetime
         ),
         hcase!(
@@ -988,7 +988,35 @@ async fn token_lifetime(cx: Arc<Context>) -> Res<()> {
             "the token expired {} s before the runner received it",
             received - raw.expires_at
         )
-    })
+    })?;
+    // Asked for an hour, the host refuses or mints at most 600 s (TOKEN-9).
+    let host = host_target(&cx)?;
+    if !host.admin.can_set_ttl() {
+        return Ok(());
+    }
+    let asked = UnixTime::now().as_secs();
+    match host.admin.mint_token(Some(3600)).await {
+        Err(e) => {
+            cx.log
+                .note("runner", format!("a 3600 s token was refused: {e}"));
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Ok(Some(text)) => {
+            let long = token_check::read(&text).map_err(|f| {
+                Stop::Fail(format!(
+                    "the token minted for 3600 s is not well-formed: {} ({}): {}",
+                    f.name, f.requirement, f.detail
+                ))
+            })?;
+            check(long.expires_at <= asked + 600 + 2, || {
+                format!(
+                    "asked for a 3600 s token, the host minted one that expires {} s later (at most 600 s)",
+                    long.expires_at.saturating_sub(asked)
+                )
+            })
+        }
+    }
 }
 
 async fn token_key(cx: Arc<Context>) -> Res<()> {
