@@ -592,6 +592,21 @@ fn generate() -> String {
             &TokenError::BadHostName,
         );
     }
+    // The shortest layout (section 2.1: W = 1, U = 1, no host name) is exactly 99 bytes:
+    // long enough for step 6, so its one-byte relay URL is what fails (step 13).
+    let shortest = with(|f| {
+        f.workspace = b"a".to_vec();
+        f.relay_url = b"x".to_vec();
+        f.host_name = None;
+    })
+    .sealed();
+    debug_assert_eq!(shortest.len(), 99);
+    b.bad_bytes(
+        "99 bytes, the shortest layout: not truncated; its 1-byte relay URL breaks TOKEN-8",
+        &["RelayUrl", "RecomputedChecksum", "DecodeOrder"],
+        &shortest,
+        &TokenError::BadRelayUrl,
+    );
     // TOKEN-12 counts characters (Unicode scalar values), not bytes.
     b.bad_text(
         "1024 two-byte characters (2048 bytes): not too long, so the prefix is checked",
