@@ -193,7 +193,16 @@ impl HostAdmin for Admin {
         let mut secret = [0u8; 32];
         getrandom::fill(&mut id).unwrap();
         getrandom::fill(&mut secret).unwrap();
-        let expires = UnixTime::now().as_secs() + ttl.unwrap_or(300);
+        // TOKEN-9: at most 600 s.
+        let ttl = ttl.unwrap_or(300);
+        if ttl > 600 {
+            return Box::pin(async move {
+                Err(format!(
+                    "a pairing token lives at most 600 s, not {ttl} (TOKEN-9)"
+                ))
+            });
+        }
+        let expires = UnixTime::now().as_secs() + ttl;
         let token = PairingToken::new(
             self.host_key,
             id,
