@@ -864,10 +864,7 @@ async fn host_token(cx: &Context) -> Res<(Identity, RawToken)> {
     let id = paired(cx).await?.identity;
     match token_check::read(&id.token_text) {
         Ok(raw) => Ok((id, raw)),
-        Err(f) => hfail(format!(
-            "the host's token is not well-formed: {} ({}): {}",
-            f.name, f.requirement, f.detail
-        )),
+        Err(f) => hfail(format!("the host's token is not well-formed: {f}")),
     }
 }
 
@@ -1005,8 +1002,7 @@ async fn token_lifetime(cx: Arc<Context>) -> Res<()> {
         Ok(Some(text)) => {
             let long = token_check::read(&text).map_err(|f| {
                 Stop::Fail(format!(
-                    "the token minted for 3600 s is not well-formed: {} ({}): {}",
-                    f.name, f.requirement, f.detail
+                    "the token minted for 3600 s is not well-formed: {f}"
                 ))
             })?;
             check(long.expires_at <= asked + 600 + 2, || {

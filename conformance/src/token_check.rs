@@ -62,6 +62,12 @@ pub struct Fault {
     pub detail: String,
 }
 
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.name, self.requirement, self.detail)
+    }
+}
+
 fn fault(name: &'static str, requirement: &'static str, detail: impl Into<String>) -> Fault {
     Fault {
         name,
