@@ -197,15 +197,21 @@ class _Parser:
                 self.fail("expected ':'")
             self.i += 1
             out[key] = self.value(level)
-            self.ws()
-            if self.i >= len(self.s):
-                self.fail("unterminated object")
-            c = self.s[self.i]
-            self.i += 1
-            if c == "}":
+            if self.closed("}", "object"):
                 return out
-            if c != ",":
-                self.fail("expected ',' or '}'")
+
+    def closed(self, close, what):
+        """After a member or element: True at `close`, False after a comma."""
+        self.ws()
+        if self.i >= len(self.s):
+            self.fail(f"unterminated {what}")
+        c = self.s[self.i]
+        self.i += 1
+        if c == close:
+            return True
+        if c != ",":
+            self.fail(f"expected ',' or '{close}'")
+        return False
 
     def arr(self, level):
         self.i += 1
@@ -216,15 +222,8 @@ class _Parser:
             return out
         while True:
             out.append(self.value(level))
-            self.ws()
-            if self.i >= len(self.s):
-                self.fail("unterminated array")
-            c = self.s[self.i]
-            self.i += 1
-            if c == "]":
+            if self.closed("]", "array"):
                 return out
-            if c != ",":
-                self.fail("expected ',' or ']'")
 
     def hex4(self):
         h = self.s[self.i:self.i + 4]

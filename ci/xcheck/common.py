@@ -5,7 +5,9 @@ first disagreement with a vector file, hex decoding, loading a vector file, the 
 checks every file gets (numberOfTests, unique tcIds) and a small per-file counter.
 """
 
+import copy
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -47,6 +49,27 @@ def check_header(data: dict, name: str) -> list:
             raise Mismatch(f"{name}: tcId {tc} appears more than once")
         seen.add(tc)
     return tests
+
+
+@contextmanager
+def checking(where: str):
+    """Reports any failure inside the block as a Mismatch prefixed with `where` (a test's
+    file and tcId); a malformed test (missing or mistyped member) is a Mismatch too."""
+    try:
+        yield
+    except Mismatch as e:
+        msg = str(e)
+        raise Mismatch(msg if msg.startswith(where) else f"{where}: {msg}") from None
+    except (KeyError, TypeError, AttributeError, ValueError, UnicodeError) as e:
+        raise Mismatch(f"{where}: malformed test ({type(e).__name__}: {e})") from None
+
+
+def variant_of(base: dict, tc_id: int, change) -> dict:
+    """A deep copy of the vector file `base` with `change(test, file)` applied to the test
+    `tc_id` (a self-test mutant)."""
+    d = copy.deepcopy(base)
+    change(next(t for t in d["tests"] if t["tcId"] == tc_id), d)
+    return d
 
 
 class Result:

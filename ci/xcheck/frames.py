@@ -40,12 +40,12 @@ BadWorkspace (cases 87 and 88).
 the counts; `mutants(root)` yields altered copies of the file that `run` must reject.
 """
 
-import copy
 import re
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
-from .common import Mismatch, Result, check_header, load, unhex
+from .common import Mismatch, Result, check_header, checking, load, unhex, variant_of
 
 FILE = "relay-frames.json"
 
@@ -418,7 +418,7 @@ def run(root: Path, data: dict | None = None) -> dict:
     result = Result(FILE, "valid", "invalid")
     for t in tests:
         where = f"{FILE} tcId {t['tcId']}"
-        try:
+        with checking(where):
             _check_flags(t, notes, where)
             if t.get("result") == "valid":
                 _check_valid(t, where)
@@ -428,11 +428,6 @@ def run(root: Path, data: dict | None = None) -> dict:
                 result.add("invalid")
             else:
                 raise Mismatch(f"{where}: result {t.get('result')!r}")
-        except Mismatch as e:
-            msg = str(e)
-            raise Mismatch(msg if msg.startswith(where) else f"{where}: {msg}") from None
-        except (KeyError, TypeError, AttributeError, ValueError, UnicodeError) as e:
-            raise Mismatch(f"{where}: malformed test ({type(e).__name__}: {e})") from None
     _check_spec_examples(root, tests)
     return result.as_dict()
 
@@ -443,10 +438,7 @@ def mutants(root: Path) -> Iterator[tuple[str, dict]]:
     """Altered copies of the vector file; `run` must raise Mismatch on every one."""
     base = load(root, FILE)
 
-    def variant(tc_id: int, change):
-        d = copy.deepcopy(base)
-        change(next(t for t in d["tests"] if t["tcId"] == tc_id), d)
-        return d
+    variant = partial(variant_of, base)
 
     yield "tcId 1: role host -> controller", variant(1, lambda t, d: t["decoded"].update(role="controller"))
     yield "tcId 3: HELLO version 2 -> 1", variant(3, lambda t, d: (t["decoded"].update(version=1), t.update(flags=["Hello"])))

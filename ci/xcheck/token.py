@@ -33,13 +33,13 @@ TooLong (TOKEN-12) counts the text's characters as Unicode code points; the spec
 the counts; `mutants(root)` yields altered copies of the file that `run` must reject.
 """
 
-import copy
 import hashlib
 import re
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
-from .common import Mismatch, Result, check_header, load, unhex
+from .common import Mismatch, Result, check_header, checking, load, unhex, variant_of
 
 FILE = "pairing-token.json"
 
@@ -385,7 +385,7 @@ def run(root: Path, data: dict | None = None) -> dict:
     result = Result(FILE, "valid", "invalid")
     for t in tests:
         where = f"{FILE} tcId {t['tcId']}"
-        try:
+        with checking(where):
             _check_flags(t, notes, where)
             if not isinstance(t.get("text"), str):
                 raise Mismatch(f"{where}: `text` missing")
@@ -405,11 +405,6 @@ def run(root: Path, data: dict | None = None) -> dict:
                 result.add("invalid")
             else:
                 raise Mismatch(f"{where}: result {t.get('result')!r}")
-        except Mismatch as e:
-            msg = str(e)
-            raise Mismatch(msg if msg.startswith(where) else f"{where}: {msg}") from None
-        except (KeyError, TypeError, AttributeError, ValueError, UnicodeError) as e:
-            raise Mismatch(f"{where}: malformed test ({type(e).__name__}: {e})") from None
     _check_spec_example(root, tests)
     return result.as_dict()
 
@@ -420,10 +415,7 @@ def mutants(root: Path) -> Iterator[tuple[str, dict]]:
     """Altered copies of the vector file; `run` must raise Mismatch on every one."""
     base = load(root, FILE)
 
-    def variant(tc_id: int, change):
-        d = copy.deepcopy(base)
-        change(next(t for t in d["tests"] if t["tcId"] == tc_id), d)
-        return d
+    variant = partial(variant_of, base)
 
     def flip_binary(t, _d):
         # Binary and text both carry the flipped bit; the checksum is now stale.
