@@ -228,6 +228,24 @@ pub struct CommandAdmin {
     pub host_cmd: Option<(String, String, String)>,
 }
 
+/// Writes the workspace credential, on one line, to a new file `path` of mode 0600, for a
+/// host the runner starts: a host takes it from a file (`{credential_file}`), never on its
+/// command line (`SEC-23`).
+///
+/// # Errors
+/// The file exists already or cannot be written.
+pub fn write_credential_file(path: &std::path::Path, credential: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| writeln!(f, "{credential}"))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Substitutes the placeholders of a command template.
 pub fn fill_template(template: &str, values: &[(&str, &str)]) -> String {
     let mut out = template.to_owned();
@@ -336,16 +354,23 @@ impl HostAdmin for CommandAdmin {
                 .tempdir()
                 .map_err(|e| e.to_string())?;
             let state = dir.path().join("state").display().to_string();
+            // SEC-23: the credential in a file; SEC-22: the host's temporary directory
+            // beside its state directory, not around it.
+            let credential_file = dir.path().join("credential");
+            write_credential_file(&credential_file, credential)?;
+            let credential_file = credential_file.display().to_string();
             let cmd = fill_template(
                 template,
                 &[
                     ("relay", &url),
                     ("state", &state),
                     ("workspace", workspace),
+                    ("credential_file", &credential_file),
                     ("credential", credential),
                 ],
             );
-            let tmp = dir.path().to_owned();
+            let tmp = dir.path().join("tmp");
+            std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
             Instance::spawn(&cmd, None, Some(&tmp), Some(dir))
         })
     }
@@ -386,6 +411,9 @@ pub struct HostTarget {
     /// The inactivity age the host was configured with (`CHAN-9`), if the runner was told
     /// it (`--max-inactive`); the `CHAN-9` inactivity cases are skipped without it.
     pub max_inactive: Option<Duration>,
+    /// The host's state directory in its native form, when the runner knows it (it started
+    /// the host with `{state}`): the `CMD-63` case checks that no sandboxed command sees it.
+    pub state_dir: Option<String>,
     shared: tokio::sync::Mutex<Option<PairedDevice>>,
 }
 
@@ -485,6 +513,7 @@ impl HostTarget {
             description,
             approval_timeout: tether_proto::limits::APPROVAL_TIMEOUT,
             max_inactive: None,
+            state_dir: None,
             shared: tokio::sync::Mutex::new(None),
         }
     }
@@ -511,6 +540,13 @@ impl HostTarget {
     #[must_use]
     pub fn with_work_dir(mut self, dir: impl Into<String>) -> Self {
         self.work_dir = Some(dir.into());
+        self
+    }
+
+    /// Tells the runner the host's state directory (`CMD-63`).
+    #[must_use]
+    pub fn with_state_dir(mut self, dir: impl Into<String>) -> Self {
+        self.state_dir = Some(dir.into());
         self
     }
 }

@@ -813,17 +813,17 @@ fn exec_params(cmd: &[&str], cwd: &str) -> Value {
     json!({"command": cmd, "cwd": cwd, "sandbox": "danger-full-access", "timeoutMs": 60000})
 }
 
-fn sh(script: &str, cwd: &str) -> Value {
+pub(crate) fn sh(script: &str, cwd: &str) -> Value {
     exec_params(&["sh", "-c", script], cwd)
 }
 
-fn result_of<'a>(run: &'a ExecRun, what: &str) -> Res<&'a Value> {
+pub(crate) fn result_of<'a>(run: &'a ExecRun, what: &str) -> Res<&'a Value> {
     run.result()
         .ok_or_else(|| Stop::Fail(format!("{what}: command/exec failed: {}", run.answer)))
 }
 
 /// A session ready for `command/exec`, with a fresh directory on the host.
-async fn exec_ready(cx: &Context, name: &str) -> Res<(ChannelSession, String)> {
+pub(crate) async fn exec_ready(cx: &Context, name: &str) -> Res<(ChannelSession, String)> {
     let mut s = ready(cx, name).await?;
     s.need_exec()?;
     let base = s.work_dir(cx)?;
@@ -842,7 +842,7 @@ async fn exec_ready(cx: &Context, name: &str) -> Res<(ChannelSession, String)> {
 }
 
 /// Whether `path` exists on the host (asked with `test -e`, unsandboxed).
-async fn exists(s: &mut ChannelSession, path: &str, cwd: &str) -> Res<bool> {
+pub(crate) async fn exists(s: &mut ChannelSession, path: &str, cwd: &str) -> Res<bool> {
     let run = s
         .exec(exec_params(&["test", "-e", path], cwd), HOST_WAIT)
         .await?;

@@ -23,6 +23,7 @@
 //! | [`host`] | the runner's side of a host under test: tokens, a controller that can misbehave |
 //! | [`host_cases`] | the host cases: tokens, channel, envelope, command/exec |
 //! | [`host_thread_cases`] | the host cases of threads, turns, approvals, AGENTS.md, hand-off |
+//! | [`sandbox_cases`] | the host cases of the sandbox's escapes: namespaces, secrets, terminal, privileges, sockets, containment |
 //! | [`mod@select`] | `--only` / `--skip` globs and the expectations file |
 //! | [`mod@runner`] | running cases, the verdict and exit code |
 //! | [`report`] | the summary table, `--json`, `--junit` |
@@ -37,6 +38,7 @@ pub mod link;
 pub mod relay_cases;
 pub mod report;
 pub mod runner;
+pub mod sandbox_cases;
 pub mod select;
 pub mod token_check;
 pub mod traffic;
@@ -54,6 +56,7 @@ pub use traffic::TrafficLog;
 pub fn catalogue() -> Vec<Case> {
     let mut cases = relay_cases::catalogue();
     cases.extend(host_cases::catalogue());
+    cases.extend(sandbox_cases::catalogue());
     cases.extend(host_thread_cases::catalogue());
     cases
 }

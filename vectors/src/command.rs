@@ -333,7 +333,7 @@ fn valid_cases() -> Vec<Case> {
         .into(),
         CommandExecParams {
             command: vec!["git".into(), "status".into(), "--short".into()],
-            cwd: CWD.into(),
+            cwd: Some(CWD.into()),
             sandbox: Some(SandboxMode::ReadOnly),
             timeout_ms: Some(30_000),
             output_cap: Some(65_536),

@@ -83,6 +83,7 @@ fn fake_sandbox(dir: &std::path::Path) -> tether_host::commands::SandboxLauncher
                 "none (a faulty host)".to_owned(),
             ),
         ],
+        missing: Vec::new(),
     }
 }
 
@@ -458,7 +459,7 @@ async fn serve(
             }
             Some(event) = exec_rx.recv() => {
                 let (session, message, finished) = match event {
-                    ExecEvent::Output { session, message } => (session, message, None),
+                    ExecEvent::Output { session, message, .. } => (session, message, None),
                     ExecEvent::Finished { session, process_id, message } => (session, message, Some(process_id)),
                 };
                 if let Some(ctx) = sessions.get_mut(&session) {

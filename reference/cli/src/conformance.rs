@@ -33,7 +33,7 @@ tether conformance relay ws://127.0.0.1:7400/ --workspace acme=SECRET \
 --reconfigure-cmd 'my-relay-admin {action} {workspace} {credential_blake2s} {remote_access}'\n  \
 tether conformance host --token TETHER:... --credential SECRET\n  \
 tether conformance host --host-cmd 'my-host --relay {relay} --state {state} --workspace {workspace} \
---credential {credential}' --pair-cmd 'my-host pair --state {state}'\n  \
+--credential-file {credential_file}' --pair-cmd 'my-host pair --state {state}'\n  \
 tether conformance --list --json")]
 pub(crate) struct ConformanceArgs {
     #[command(subcommand)]
@@ -107,7 +107,9 @@ struct HostTargetArgs {
     #[arg(long, value_name = "NAME")]
     workspace: Option<String>,
     /// Start the host under test: a shell command with {relay}, {state}, {workspace} and
-    /// {credential}, run with `sh -c` and killed (its process group) at the end.
+    /// {credential_file} (a file of mode 0600 holding the workspace credential; SEC-23
+    /// keeps it off a host's command line; {credential} is the credential itself), run
+    /// with `sh -c` and killed (its process group) at the end.
     #[arg(long, value_name = "CMD")]
     host_cmd: Option<String>,
     /// Mint a token: a shell command with {state} (and optionally {ttl}, seconds) that
@@ -423,18 +425,88 @@ struct HostProcess {
 
 impl HostProcess {
     fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            tether_host::commands::kill_group(pid);
-        }
+        self.kill_all();
         let _ = self.child.start_kill();
+    }
+
+    /// `SIGKILL` to the host's process group and to every process below it: a host run
+    /// under `script(1)` is in a session of its own, outside the group.
+    fn kill_all(&self) {
+        if let Some(pid) = self.child.id() {
+            let below = descendants(pid);
+            tether_host::commands::kill_group(pid);
+            for p in below {
+                if let Some(p) = i32::try_from(p)
+                    .ok()
+                    .and_then(rustix::process::Pid::from_raw)
+                {
+                    let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+                }
+            }
+        }
     }
 }
 
 impl Drop for HostProcess {
     fn drop(&mut self) {
-        if let Some(pid) = self.child.id() {
-            tether_host::commands::kill_group(pid);
-        }
+        self.kill_all();
+    }
+}
+
+/// Every process below `pid`, from `/proc/*/stat` (none where there is no `/proc`).
+fn descendants(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let p: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            // pid (comm) state ppid ...: comm may hold spaces and parentheses.
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((p, ppid))
+        })
+        .collect();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while let Some(&parent) = found.get(i) {
+        found.extend(
+            parents
+                .iter()
+                .filter(|(p, pp)| *pp == parent && !found.contains(p))
+                .map(|(p, _)| *p)
+                .collect::<Vec<_>>(),
+        );
+        i += 1;
+    }
+    found.split_off(1)
+}
+
+/// `command` run with a controlling terminal of its own: a pseudo-terminal of util-linux
+/// `script(1)`, as when a developer starts the host from a terminal. The `CMD-65` case
+/// needs one to check that sandboxed commands do not get it. `command` itself where
+/// `script` is missing or is not util-linux's.
+fn with_terminal(command: &str) -> String {
+    let works = std::process::Command::new("script")
+        .args(["-qefc", "true", "/dev/null"])
+        .env("SHELL", "/bin/sh")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if works {
+        format!(
+            "SHELL=/bin/sh exec script -qefc '{}' /dev/null",
+            command.replace('\'', "'\\''")
+        )
+    } else {
+        command.to_owned()
     }
 }
 
@@ -602,12 +674,18 @@ async fn host_target(
     std::fs::create_dir_all(log_dir)?;
     let credential = String::from_utf8_lossy(&relay.workspace.credential).into_owned();
     let state_text = state_dir.display().to_string();
+    // SEC-23: beside the state directory, mode 0600.
+    let credential_file = state.path().join("credential");
+    tether_conformance::host::write_credential_file(&credential_file, &credential)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let credential_file = credential_file.display().to_string();
     let command = fill_template(
         &host_cmd,
         &[
             ("relay", &relay.url),
             ("state", &state_text),
             ("workspace", &relay.workspace.workspace),
+            ("credential_file", &credential_file),
             ("credential", &credential),
         ],
     );
@@ -643,6 +721,7 @@ async fn host_target(
     let work_dir = h.work_dir.unwrap_or_else(|| work.display().to_string());
     let mut target = HostTarget::new(relay, Arc::new(admin), description)
         .with_work_dir(work_dir)
+        .with_state_dir(state_text)
         .with_approval_timeout(std::time::Duration::from_secs(h.approval_timeout));
     if let Some(secs) = h.max_inactive {
         target = target.with_max_inactive(std::time::Duration::from_secs(secs));
@@ -708,7 +787,9 @@ impl HostAdmin for ReferenceAdmin {
                 .map_err(|e| e.to_string())?;
             let state = dir.path().join("state").display().to_string();
             let cmd = fill_template(&self.instance_cmd, &[("relay", &url), ("state", &state)]);
-            let tmp = dir.path().to_owned();
+            // SEC-22: the temporary directory beside the state directory, not around it.
+            let tmp = dir.path().join("tmp");
+            std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
             tether_conformance::host::Instance::spawn(&cmd, None, Some(&tmp), Some(dir))
         })
     }
@@ -765,18 +846,25 @@ async fn start_reference_host(
     std::fs::create_dir_all(&tmp)?;
     std::fs::create_dir_all(log_dir)?;
     let credential = String::from_utf8_lossy(&relay.workspace.credential).into_owned();
+    // SEC-23: the credential from a file of mode 0600, not the command line; SEC-22: the
+    // state directory beside the commands' temporary directory and the default project
+    // (`--project`, so that the runner's own directory does not matter).
+    let credential_file = root.path().join("credential");
+    tether_conformance::host::write_credential_file(&credential_file, &credential)
+        .map_err(|e| anyhow::anyhow!(e))?;
     let command = format!(
-        "exec '{}' host run --state '{}' --relay '{}' --workspace '{}' --credential '{}' --name conformance-host --approval-timeout-ms {} --max-inactive {}s",
+        "exec '{}' host run --state '{}' --relay '{}' --workspace '{}' --credential-file '{}' --project '{}' --name conformance-host --approval-timeout-ms {} --max-inactive {}s",
         exe.display(),
         state_dir.display(),
         relay.url,
         relay.workspace.workspace,
-        credential,
+        credential_file.display(),
+        work.display(),
         REFERENCE_APPROVAL_TIMEOUT.as_millis(),
         REFERENCE_MAX_INACTIVE.as_secs()
     );
     let log = log_dir.join("host-under-test.log");
-    let child = spawn_host(&command, &log, &tmp)?;
+    let child = spawn_host(&with_terminal(&command), &log, &tmp)?;
     *process = Some(HostProcess {
         child,
         _state: Some(root),
@@ -785,10 +873,11 @@ async fn start_reference_host(
         state: tether_host::StateDir::open(&state_dir)?,
         first: std::sync::Mutex::new(None),
         instance_cmd: format!(
-            "exec '{}' host run --state {{state}} --relay {{relay}} --workspace '{}' --credential '{}' --name conformance-instance",
+            "exec '{}' host run --state {{state}} --relay {{relay}} --workspace '{}' --credential-file '{}' --project '{}' --name conformance-instance",
             exe.display(),
             relay.workspace.workspace,
-            credential
+            credential_file.display(),
+            work.display()
         ),
     };
     let first = first_token(&admin, &relay).await?;
@@ -802,6 +891,7 @@ async fn start_reference_host(
     let description = format!("reference relay {} and reference host", relay.url);
     Ok(HostTarget::new(relay, Arc::new(admin), description)
         .with_work_dir(work.display().to_string())
+        .with_state_dir(state_dir.display().to_string())
         .with_approval_timeout(REFERENCE_APPROVAL_TIMEOUT)
         .with_max_inactive(REFERENCE_MAX_INACTIVE))
 }

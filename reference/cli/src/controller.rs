@@ -49,8 +49,16 @@ pub(crate) struct PairArgs {
     #[arg(long, value_name = "DIR")]
     state: PathBuf,
     /// The workspace credential to present to the relay.
-    #[arg(long)]
-    credential: String,
+    #[arg(
+        long,
+        required_unless_present = "credential_file",
+        conflicts_with = "credential_file"
+    )]
+    credential: Option<String>,
+    /// A file holding the workspace credential on one line, readable by this account only
+    /// (mode 0600): keeps it off the command line.
+    #[arg(long, value_name = "FILE")]
+    credential_file: Option<PathBuf>,
     /// The name the host records for this device.
     #[arg(long)]
     name: String,
@@ -92,7 +100,8 @@ pub(crate) struct ExecArgs {
     /// Time limit in seconds (the host's default, 600 s, when absent).
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     timeout: Option<u64>,
-    /// Working directory on the host (default: `/`).
+    /// Working directory on the host (default: the host's default project, the directory
+    /// a thread started without --cwd gets; CMD-71).
     #[arg(long)]
     cwd: Option<String>,
     #[command(flatten)]
@@ -167,12 +176,27 @@ pub(crate) fn pair(args: PairArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    let credential = match (&args.credential, &args.credential_file) {
+        (_, Some(path)) => match tether_host::state::read_credential_file(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("tether: --credential-file: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        (Some(c), None) => c.clone(),
+        // clap requires one of them.
+        (None, None) => {
+            eprintln!("tether: give --credential or --credential-file");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     let options = args.relay.link_options();
     let rt = runtime()?;
     let result = rt.block_on(run_pair(
         &state,
         &args.token,
-        &args.credential,
+        &credential,
         &args.name,
         &options,
         |code| {
@@ -262,6 +286,18 @@ pub(crate) fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     match result {
         Ok(outcome) => {
             let r = &outcome.result;
+            // SEC-18: a command that ran with less than it asked for is never silent.
+            if r.sandbox.degraded {
+                eprintln!(
+                    "tether: warning: host {} ran the command degraded: {} was asked for, {} \
+                     enforced, network {} (mechanism {}; CMD-46)",
+                    host_label(&host),
+                    r.sandbox.requested.as_str(),
+                    r.sandbox.enforced.as_str(),
+                    format!("{:?}", r.sandbox.network).to_lowercase(),
+                    r.sandbox.mechanism,
+                );
+            }
             if r.timed_out {
                 eprintln!(
                     "tether: the command reached its time limit on host {} (CMD-42)",

@@ -5,11 +5,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
+use tether_host::commands::{approval_rank, sandbox_rank};
 use tether_host::runtime::{HostOptions, RunEvent};
-use tether_host::state::{Device, StateDir};
+use tether_host::state::{CREDENTIAL_ENV, Device, StateDir};
 use tether_host::{CommandConfig, qr};
+use tether_proto::cmd::types::{ApprovalPolicy, SandboxMode};
 use tether_proto::time::UnixTime;
+
+use crate::controller::Sandbox;
+use crate::threads::Policy;
 
 /// Subcommands of `tether host`.
 #[derive(Subcommand)]
@@ -45,9 +51,33 @@ pub(crate) struct RunArgs {
     /// Workspace to register in.
     #[arg(long)]
     workspace: String,
-    /// Workspace credential (16 to 255 bytes).
-    #[arg(long)]
-    credential: String,
+    /// File holding the workspace credential (16 to 255 bytes) on one line, readable by
+    /// this account only (mode 0600) [default: the environment variable
+    /// TETHER_CREDENTIAL]. Never on the command line, where other processes read it
+    /// (SEC-23).
+    #[arg(long, value_name = "FILE")]
+    credential_file: Option<PathBuf>,
+    /// Refused: the credential does not belong on the command line (SEC-23).
+    #[arg(long, hide = true, value_name = "CREDENTIAL")]
+    credential: Option<String>,
+    /// Default working directory of threads and commands that name none (CMD-17, CMD-71)
+    /// [default: the current directory]. Its project root must not contain the state
+    /// directory (SEC-22).
+    #[arg(long, value_name = "DIR")]
+    project: Option<PathBuf>,
+    /// The most permissive sandbox mode controllers may ask for; beyond it a command or
+    /// thread is refused with -32012 (SEC-15).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        default_value = "danger-full-access"
+    )]
+    max_sandbox: Sandbox,
+    /// The most permissive approval policy a thread may have (untrusted < on-failure <
+    /// on-request < never); beyond it a thread is refused with -32012 (SEC-15).
+    #[arg(long, value_enum, value_name = "POLICY", default_value = "never")]
+    max_approval_policy: Policy,
     /// Name shown to controllers and put into pairing tokens [default: the system host
     /// name, else "tether-host"].
     #[arg(long)]
@@ -76,6 +106,10 @@ pub(crate) struct RunArgs {
     /// Approval time limit in milliseconds instead of 300 s (CMD-31); for tests.
     #[arg(long, hide = true, value_name = "MS")]
     approval_timeout_ms: Option<u64>,
+    /// For conformance fixtures: run commands through PATH sandbox-exec instead of this
+    /// binary.
+    #[arg(long, hide = true, value_name = "PATH")]
+    sandbox_launcher: Option<PathBuf>,
 }
 
 /// An inactivity age given on the command line: seconds, or no limit.
@@ -174,8 +208,140 @@ fn default_name() -> String {
         .unwrap_or_else(|| "tether-host".to_owned())
 }
 
+/// The workspace credential and the file it came from (`SEC-23`): `--credential-file`,
+/// else the environment variable `TETHER_CREDENTIAL`.
+fn credential(args: &RunArgs) -> anyhow::Result<(String, Option<PathBuf>)> {
+    if args.credential.is_some() {
+        anyhow::bail!(
+            "--credential puts the workspace credential on the command line, where every \
+             process of this machine can read it (SEC-23); write it to a file of mode 0600 \
+             and give --credential-file FILE, or set {CREDENTIAL_ENV}"
+        );
+    }
+    if let Some(path) = &args.credential_file {
+        let credential = tether_host::state::read_credential_file(path)?;
+        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+        return Ok((credential, Some(canonical)));
+    }
+    match std::env::var(CREDENTIAL_ENV) {
+        Ok(c) if !c.is_empty() => Ok((c, None)),
+        _ => anyhow::bail!(
+            "no workspace credential: give --credential-file FILE (mode 0600) or set \
+             {CREDENTIAL_ENV} (SEC-23)"
+        ),
+    }
+}
+
+/// Refuses a state directory, or credential file, inside a directory that sandboxed
+/// commands may write: their temporary directory and the default project's root
+/// (`SEC-22`). Every path compared canonicalized.
+fn check_placement(
+    state: &std::path::Path,
+    credential_file: Option<&std::path::Path>,
+    commands: &CommandConfig,
+) -> anyhow::Result<()> {
+    let mut writable = vec![("the commands' temporary directory", commands.temp_dir())];
+    match commands.default_dir() {
+        Some(dir) => writable.push((
+            "the default project (--project, else the current directory's project root)",
+            tether_sandbox::project_root(&std::fs::canonicalize(&dir).unwrap_or(dir)),
+        )),
+        None => {
+            anyhow::bail!("the current directory is gone; give --project DIR (the default project)")
+        }
+    }
+    tether_host::state::check_state_placement(state, &writable)?;
+    if let Some(file) = credential_file {
+        for (role, root) in &writable {
+            if tether_host::state::state_dir_exposed(file, std::slice::from_ref(root)) {
+                anyhow::bail!(
+                    "{}: the credential file lies inside {role} {}, which sandboxed commands \
+                     may write; keep it outside, for example in the state directory (SEC-23)",
+                    file.display(),
+                    root.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 fn run_host(args: RunArgs) -> anyhow::Result<()> {
+    let (credential, credential_file) = credential(&args)?;
+    // CMD-17, CMD-71: the default project, absolute, so that threads and commands that
+    // name no directory get it as it was meant.
+    let project = match &args.project {
+        Some(p) if p.is_dir() => {
+            Some(std::fs::canonicalize(p).with_context(|| format!("--project {}", p.display()))?)
+        }
+        Some(p) => anyhow::bail!("--project {}: not a directory", p.display()),
+        None => None,
+    };
+    let max_sandbox = SandboxMode::from(args.max_sandbox);
+    let max_approval_policy = ApprovalPolicy::from(args.max_approval_policy);
+    let defaults = CommandConfig::default();
+    let mut commands = CommandConfig {
+        allow_unsandboxed: args.allow_unsandboxed,
+        // Probed below, once the paths it must hide are known.
+        sandbox: None,
+        approval_timeout: args.approval_timeout_ms.map_or(
+            tether_proto::limits::APPROVAL_TIMEOUT,
+            Duration::from_millis,
+        ),
+        default_project: project,
+        // SEC-15: the caps. A default above a cap comes down to it: that is the
+        // operator's own setting, not a controller's request.
+        max_sandbox,
+        default_sandbox: if sandbox_rank(defaults.default_sandbox) > sandbox_rank(max_sandbox) {
+            max_sandbox
+        } else {
+            defaults.default_sandbox
+        },
+        max_approval_policy,
+        default_approval_policy: if approval_rank(defaults.default_approval_policy)
+            > approval_rank(max_approval_policy)
+        {
+            max_approval_policy
+        } else {
+            defaults.default_approval_policy
+        },
+        ..defaults
+    };
     let state = StateDir::open(&args.state)?;
+    for (path, mode) in state.tightened() {
+        // SEC-22
+        let now = if path.is_dir() { 0o700 } else { 0o600 };
+        eprintln!(
+            "tether: {} had mode {mode:o}; it is now {now:o} (SEC-22)",
+            path.display()
+        );
+    }
+    let state_path = std::fs::canonicalize(state.path())
+        .with_context(|| format!("--state {}", state.path().display()))?;
+    check_placement(&state_path, credential_file.as_deref(), &commands)?;
+    // SEC-22, SEC-23: what commands must never see.
+    commands.secret_paths = std::iter::once(state_path).chain(credential_file).collect();
+    // CMD-44, CMD-45: commands run under `tether sandbox-exec`, this very binary; the
+    // probe runs the whole sandbox once per mode and says what held.
+    commands.sandbox = args
+        .sandbox_launcher
+        .or_else(|| std::env::current_exe().ok())
+        .map(|program| {
+            tether_host::commands::SandboxLauncher::probe(program, &commands.secret_paths)
+        });
+    if let Some(launcher) = &commands.sandbox {
+        for (mode, missing) in &launcher.missing {
+            eprintln!(
+                "tether: {} is not enforced here ({missing}); such commands are {} (CMD-46)",
+                mode.as_str(),
+                if commands.allow_unsandboxed {
+                    "run unsandboxed and reported degraded"
+                } else {
+                    "refused"
+                }
+            );
+        }
+    }
     if let Some(switch) = args.remote_access {
         state.set_remote_access(matches!(switch, Switch::On))?;
     }
@@ -185,21 +351,10 @@ fn run_host(args: RunArgs) -> anyhow::Result<()> {
     let options = HostOptions {
         relay: args.relay,
         workspace: args.workspace,
-        credential: args.credential,
+        credential,
         name: args.name.unwrap_or_else(default_name),
         confirm: args.confirm,
-        commands: CommandConfig {
-            allow_unsandboxed: args.allow_unsandboxed,
-            // CMD-44: commands run under `tether sandbox-exec`, this very binary.
-            sandbox: std::env::current_exe()
-                .ok()
-                .map(tether_host::commands::SandboxLauncher::probe),
-            approval_timeout: args.approval_timeout_ms.map_or(
-                tether_proto::limits::APPROVAL_TIMEOUT,
-                Duration::from_millis,
-            ),
-            ..CommandConfig::default()
-        },
+        commands,
         ca_cert: args.ca_cert,
         insecure: args.insecure,
     };

@@ -193,7 +193,7 @@ fn a_host_started_with_templates_passes_its_cases() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
     let host_cmd = format!(
-        "exec '{exe}' host run --state {{state}} --relay {{relay}} --workspace {{workspace}} --credential {{credential}} --name templated"
+        "exec '{exe}' host run --state {{state}} --relay {{relay}} --workspace {{workspace}} --credential-file {{credential_file}} --name templated"
     );
     let pair_cmd = format!("'{exe}' host pair --state {{state}} --ttl {{ttl}}");
     let revoke_cmd = format!("'{exe}' host revoke --state {{state}} {{device}}");

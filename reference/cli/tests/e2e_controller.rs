@@ -20,23 +20,10 @@ mod support;
 use support::*;
 
 fn start_host(state: &Path, relay_url: &str) -> Proc {
-    // The host's temporary directory (writable under workspace-write) is its own, so that
-    // the sandbox test can name a directory outside every writable root wherever the
-    // repository and the system temporary directory are.
-    let host_tmp = state.join("tmp");
-    std::fs::create_dir_all(&host_tmp).unwrap();
-    let child = tether()
-        .env("TMPDIR", &host_tmp)
-        .args(["host", "run", "--state"])
-        .arg(state)
-        .args([
-            "--relay",
-            relay_url,
-            "--workspace",
-            "acme",
-            "--credential",
-            CRED,
-        ])
+    // The host's temporary directory (writable under workspace-write) is its own, beside
+    // its state directory (SEC-22), so that the sandbox test can name a directory outside
+    // every writable root wherever the repository and the system temporary directory are.
+    let child = host_run(state, relay_url)
         .args(["--name", "build-box", "--allow-unsandboxed"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -424,8 +411,7 @@ fn sandboxed_exec_is_enforced_by_the_kernel() {
         },
         LIMIT,
     );
-    let enforced = probe.stdout.contains("\"filesystem\":true")
-        && probe.stdout.contains("\"network\":\"denied\"");
+    let enforced = probe.stdout.contains("\"missing\":[]");
     let w = world();
     let project = TempDir::new("project");
     // Outside both writable roots: the project and the host's own TMPDIR (start_host).
@@ -451,7 +437,10 @@ fn sandboxed_exec_is_enforced_by_the_kernel() {
             "the project root is writable: {out:?}"
         );
         assert!(!outside_file.exists(), "wrote outside the project: {out:?}");
-        assert!(out.stderr.contains("Permission denied"), "{out:?}");
+        // CMD-62: the host's temporary directory is not even in the command's view.
+        assert!(out.stderr.contains("nonexistent"), "{out:?}");
+        // The kernel enforces the mode: the host must not have degraded it (SEC-18).
+        assert!(!out.stderr.contains("degraded"), "{out:?}");
     } else {
         // The test host runs with --allow-unsandboxed: degraded, but it ran.
         assert!(inside_file.exists(), "{out:?}");
@@ -470,4 +459,31 @@ fn sandboxed_exec_is_enforced_by_the_kernel() {
         assert_ne!(out.code(), Some(0), "{out:?}");
         assert!(!ro_file.exists(), "a file appeared under read-only");
     }
+}
+
+/// CMD-71: `tether exec` without `--cwd` runs in the host's default working directory
+/// (here the host's own directory: it was started without `--project`), never in `/`.
+#[test]
+fn exec_without_cwd_runs_in_the_hosts_default_directory() {
+    let w = world();
+    let out = exec_when_up(&w.ctl_state.0, &["sh", "-c", "pwd -P"]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    // The host runs in the test's directory (cargo starts tests in the package root).
+    let expected = std::fs::canonicalize(std::env::current_dir().unwrap()).unwrap();
+    assert_eq!(out.stdout.trim_end(), expected.to_str().unwrap(), "{out:?}");
+    assert_ne!(out.stdout.trim_end(), "/");
+}
+
+/// SEC-23: the workspace credential reaches neither the commands the host runs (their
+/// environment) nor anyone reading the host's command line.
+#[test]
+fn sec_23_commands_never_see_the_credential() {
+    let w = world();
+    let script = "echo \"env=${TETHER_CREDENTIAL-unset}\"; \
+                  printf 'host='; tr '\\0' ' ' < /proc/$PPID/cmdline; echo";
+    let out = exec_when_up(&w.ctl_state.0, &["sh", "-c", script]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(out.stdout.contains("env=unset\n"), "{out:?}");
+    assert!(out.stdout.contains("host="), "{out:?}");
+    assert!(!out.stdout.contains(CRED), "{out:?}");
 }

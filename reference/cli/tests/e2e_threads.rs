@@ -30,23 +30,10 @@ mod support;
 use support::*;
 
 fn start_host(state: &Path, relay_url: &str, name: &str, extra: &[&str]) -> Proc {
-    // The host's temporary directory (writable under workspace-write) is its own, so that
-    // the sandbox test can name a directory outside every writable root wherever the
-    // repository and the system temporary directory are.
-    let host_tmp = state.join("tmp");
-    std::fs::create_dir_all(&host_tmp).unwrap();
-    let child = tether()
-        .env("TMPDIR", &host_tmp)
-        .args(["host", "run", "--state"])
-        .arg(state)
-        .args([
-            "--relay",
-            relay_url,
-            "--workspace",
-            "acme",
-            "--credential",
-            CRED,
-        ])
+    // The host's temporary directory (writable under workspace-write) is its own, beside
+    // its state directory (SEC-22), so that the sandbox test can name a directory outside
+    // every writable root wherever the repository and the system temporary directory are.
+    let child = host_run(state, relay_url)
         .args(["--name", name, "--allow-unsandboxed"])
         .args(extra)
         .stdin(Stdio::null())
@@ -1096,5 +1083,93 @@ fn a_second_device_answers_with_thread_attach() {
     let status = attached.0.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     assert_eq!(stdout, "from-laptop-turn\n");
+    drop(w.host);
+}
+
+/// SEC-15 through the CLI: a host started with `--max-sandbox workspace-write
+/// --max-approval-policy on-request` refuses a command or thread beyond either cap with
+/// -32012 (one plain line; nothing runs) and serves those within. CMD-71: with
+/// `--project`, `tether exec` without `--cwd` runs in that project, the directory a thread
+/// started without `--cwd` gets.
+#[test]
+fn sec_15_caps_and_cmd_71_default_project_through_the_cli() {
+    let p = project("capped-project", "x\n");
+    let project_dir = std::fs::canonicalize(&p.0).unwrap();
+    let project_text = project_dir.to_str().unwrap().to_owned();
+    let w = world_with(&[
+        "--max-sandbox",
+        "workspace-write",
+        "--max-approval-policy",
+        "on-request",
+        "--project",
+        &project_text,
+    ]);
+    wait_reachable(&w.ctl_state.0);
+    let refused = |out: &Output, what: &str| {
+        assert_eq!(out.code(), Some(1), "{what}: {out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{what}: {out:?}");
+        assert!(
+            out.stderr.contains("(-32012 SandboxDenied)"),
+            "{what}: {out:?}"
+        );
+        assert!(out.stderr.contains("SEC-15"), "{what}: {out:?}");
+    };
+
+    // command/exec beyond the sandbox cap: refused, and it did not run.
+    let marker = p.join("ran");
+    let mut c = ctl_cmd(&w.ctl_state.0, &["exec"]);
+    c.args(["--sandbox", "danger-full-access", "--", "touch"])
+        .arg(&marker);
+    refused(&run(c, LIMIT), "exec danger-full-access");
+    assert!(!marker.exists());
+    // Within the cap, and without --cwd: in the default project (CMD-71).
+    let mut c = ctl_cmd(&w.ctl_state.0, &["exec"]);
+    c.args(["--sandbox", "read-only", "--", "sh", "-c", "pwd -P"]);
+    let out = run(c, LIMIT);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, format!("{project_text}\n"), "{out:?}");
+
+    // thread/start beyond either cap.
+    for (what, args) in [
+        (
+            "sandbox",
+            [
+                "--sandbox",
+                "danger-full-access",
+                "--approval-policy",
+                "untrusted",
+            ],
+        ),
+        (
+            "policy",
+            ["--sandbox", "read-only", "--approval-policy", "never"],
+        ),
+    ] {
+        let mut c = ctl_cmd(&w.ctl_state.0, &["thread", "start"]);
+        c.args(args);
+        refused(&run(c, LIMIT), what);
+    }
+    let list = tctl(&w.ctl_state.0, &["thread", "list"]);
+    assert!(
+        list.stdout.starts_with("no threads on host "),
+        "a refused thread was created: {list:?}"
+    );
+    // Within both caps, without --cwd: the thread gets the default project.
+    let (id, _) = start_thread(
+        &w.ctl_state.0,
+        None,
+        &[
+            "--sandbox",
+            "workspace-write",
+            "--approval-policy",
+            "on-request",
+        ],
+    );
+    let show = tctl(&w.ctl_state.0, &["thread", "show", &id]);
+    assert_eq!(show.code(), Some(0), "{show:?}");
+    assert!(
+        show.stdout.contains(&format!("cwd:      {project_text}\n")),
+        "{show:?}"
+    );
     drop(w.host);
 }

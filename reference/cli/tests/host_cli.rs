@@ -60,10 +60,24 @@ impl Drop for TempDir {
     }
 }
 
+/// `tether` without the environment the tests control.
+fn bin() -> Command {
+    let mut c = Command::new(BIN);
+    c.env_remove("TETHER_CREDENTIAL");
+    c
+}
+
 /// Starts `args`, waits (at most 20 s) for a stdout line starting with `prefix`.
 fn start_until(args: &[&str], prefix: &str) -> (Proc, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
+    let mut c = bin();
+    c.args(args);
+    start_cmd_until(c, prefix)
+}
+
+/// Starts `cmd`, waits (at most 20 s) for a stdout line starting with `prefix`.
+fn start_cmd_until(mut cmd: Command, prefix: &str) -> (Proc, String) {
+    let args = format!("{cmd:?}");
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -83,16 +97,12 @@ fn start_until(args: &[&str], prefix: &str) -> (Proc, String) {
     });
     let line = rx
         .recv_timeout(Duration::from_secs(20))
-        .unwrap_or_else(|_| panic!("no line starting with {prefix:?} from {args:?}"));
+        .unwrap_or_else(|_| panic!("no line starting with {prefix:?} from {args}"));
     (proc, line)
 }
 
 fn tether(args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    bin().args(args).stdin(Stdio::null()).output().unwrap()
 }
 
 fn relay() -> (Proc, String) {
@@ -110,24 +120,61 @@ fn relay() -> (Proc, String) {
     (p, url)
 }
 
+/// `tether host run` on `state` with the credential in `STATE-credential` (mode 0600,
+/// SEC-23) and the commands' temporary directory `STATE-tmp`, both beside the state
+/// directory (SEC-22), and `extra` arguments; not started.
+fn host_cmd(state: &Path, url: &str, extra: &[&str]) -> Command {
+    use std::os::unix::fs::PermissionsExt;
+    let name = state.file_name().unwrap().to_str().unwrap();
+    let credential = state.with_file_name(format!("{name}-credential"));
+    std::fs::write(&credential, format!("{CREDENTIAL}\n")).unwrap();
+    std::fs::set_permissions(&credential, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let tmp = state.with_file_name(format!("{name}-tmp"));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut c = bin();
+    c.env("TMPDIR", &tmp)
+        .args(["host", "run", "--state"])
+        .arg(state)
+        .args(["--relay", url, "--workspace", "acme", "--credential-file"])
+        .arg(&credential)
+        .args(["--name", "build-box"])
+        .args(extra);
+    c
+}
+
 fn host(state: &Path, url: &str) -> (Proc, String) {
-    start_until(
-        &[
-            "host",
-            "run",
-            "--state",
-            state.to_str().unwrap(),
-            "--relay",
-            url,
-            "--workspace",
-            "acme",
-            "--credential",
-            CREDENTIAL,
-            "--name",
-            "build-box",
-        ],
-        "tether host ready: ",
-    )
+    start_cmd_until(host_cmd(state, url, &[]), "tether host ready: ")
+}
+
+/// The command line of a running process, arguments joined by spaces.
+fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// Runs `cmd` to its end (at most 20 s) and returns its exit code and stderr.
+fn refused(mut cmd: Command) -> (Option<i32>, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            return (status.code(), err);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} was not refused: it still runs after 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -279,4 +326,145 @@ fn host_devices_and_revoke() {
         std::fs::read(state.join("host.json")).unwrap(),
         b"{\"version\":7}"
     );
+}
+
+/// SEC-23: the workspace credential is never on the host's command line: `--credential`
+/// is refused with a pointer to `--credential-file`, as is a credential file other
+/// accounts can read; the host runs with the credential from a file or from
+/// `TETHER_CREDENTIAL`, and its command line (`/proc/PID/cmdline`) does not hold it.
+#[test]
+fn sec_23_credential_never_on_the_command_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = TempDir::new("host-credential");
+    let state = tmp.0.join("state");
+    let (_relay, url) = relay();
+
+    // --credential: refused before anything is created.
+    let (code, err) = refused(host_cmd(&state, &url, &["--credential", CREDENTIAL]));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--credential-file"), "{err}");
+    assert!(err.contains("SEC-23"), "{err}");
+    assert!(
+        !err.contains(CREDENTIAL),
+        "the refusal repeats the credential: {err}"
+    );
+    assert!(!state.exists());
+
+    // Neither a file nor the variable.
+    let mut c = bin();
+    c.env("TMPDIR", tmp.0.join("state-tmp"))
+        .args(["host", "run", "--state"])
+        .arg(&state)
+        .args(["--relay", &url, "--workspace", "acme"]);
+    let (code, err) = refused(c);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("TETHER_CREDENTIAL"), "{err}");
+
+    // A credential file other accounts can read.
+    let c = host_cmd(&state, &url, &[]);
+    let file = tmp.0.join("state-credential");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, err) = refused(c);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("chmod 600"), "{err}");
+
+    // From the file (mode 0600).
+    let (mut from_file, _) = host(&state, &url);
+    let line = cmdline(from_file.0.id());
+    assert!(line.contains("--credential-file"), "{line}");
+    assert!(!line.contains(CREDENTIAL), "{line}");
+    let _ = from_file.0.kill();
+    let _ = from_file.0.wait();
+
+    // From the environment.
+    let mut c = bin();
+    c.env("TMPDIR", tmp.0.join("state-tmp"))
+        .env("TETHER_CREDENTIAL", CREDENTIAL)
+        .args(["host", "run", "--state"])
+        .arg(&state)
+        .args([
+            "--relay",
+            &url,
+            "--workspace",
+            "acme",
+            "--name",
+            "build-box",
+        ]);
+    let (from_env, ready) = start_cmd_until(c, "tether host ready: ");
+    assert!(ready.ends_with(&format!(" on {url}")), "{ready}");
+    assert!(!cmdline(from_env.0.id()).contains(CREDENTIAL));
+}
+
+/// SEC-22: the state directory is its owner's alone and lies outside every directory the
+/// host's commands may write: inside (or around) their temporary directory, or inside the
+/// default project (given with --project, or the current directory's), the host refuses
+/// to start and writes nothing; one others may write is refused, one others may only read
+/// is tightened to 0700.
+#[test]
+fn sec_22_state_directory_placement_and_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = TempDir::new("host-placement");
+    let root = &tmp.0;
+    let (_relay, url) = relay();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let assert_refused = |c: Command, state: &Path, what: &str| {
+        let (code, err) = refused(c);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains("SEC-22"), "{err}");
+        assert!(err.contains(what), "{what}: {err}");
+        assert!(!state.join("host.key").exists(), "{}", state.display());
+        assert!(!state.join("host.json").exists(), "{}", state.display());
+    };
+
+    // Inside the commands' temporary directory (TMPDIR).
+    let commands_tmp = root.join("tmp");
+    std::fs::create_dir_all(&commands_tmp).unwrap();
+    let state = commands_tmp.join("state");
+    let mut c = host_cmd(&state, &url, &[]);
+    c.env("TMPDIR", &commands_tmp);
+    assert_refused(c, &state, "temporary directory");
+    // Around it.
+    let state = root.join("around");
+    let mut c = host_cmd(&state, &url, &[]);
+    std::fs::create_dir_all(state.join("tmp")).unwrap();
+    c.env("TMPDIR", state.join("tmp"));
+    assert_refused(c, &state, "temporary directory");
+    // Through a symbolic link to the temporary directory.
+    let link = root.join("link-to-tmp");
+    std::os::unix::fs::symlink(&commands_tmp, &link).unwrap();
+    let state = link.join("linked-state");
+    let mut c = host_cmd(&state, &url, &[]);
+    c.env("TMPDIR", &commands_tmp);
+    assert_refused(c, &state, "temporary directory");
+
+    // Inside the default project: a checkout, named with --project or the current
+    // directory.
+    let project = root.join("project");
+    std::fs::create_dir_all(project.join(".git")).unwrap();
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    let state = project.join("src").join("host-state");
+    let project_src = project.join("src");
+    let c = host_cmd(&state, &url, &["--project", project_src.to_str().unwrap()]);
+    assert_refused(c, &state, "default project");
+    let mut c = host_cmd(&state, &url, &[]);
+    c.current_dir(&project_src);
+    assert_refused(c, &state, "default project");
+
+    // Others may write it: refused, left as it was.
+    let state = root.join("loose");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let c = host_cmd(&state, &url, &[]);
+    assert_refused(c, &state, "chmod 700");
+    assert_eq!(mode(&state), 0o777);
+
+    // Others may read it: tightened; the host runs, with a state directory outside the
+    // project it serves.
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let c = host_cmd(&state, &url, &["--project", project_src.to_str().unwrap()]);
+    let (_host, ready) = start_cmd_until(c, "tether host ready: ");
+    assert!(ready.ends_with(&format!(" on {url}")), "{ready}");
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&state.join("host.key")), 0o600);
+    assert_eq!(mode(&state.join("run.json")), 0o600);
 }

@@ -8,7 +8,7 @@ use tether_proto::cmd::methods::{
     CommandExecParams, CommandExecResult, InitializeParams, InitializeResult, InitializedParams,
     decode_delta,
 };
-use tether_proto::cmd::types::{Implementation, OutputStream, PathStyle, SandboxMode};
+use tether_proto::cmd::types::{Implementation, OutputStream, SandboxMode};
 use tether_proto::cmd::{PROTOCOL_NAME, Params, ServerNotification, capability};
 use tether_proto::keys::fingerprint;
 use tether_proto::link::CloseCode;
@@ -246,7 +246,8 @@ pub async fn connect(
 pub struct ExecRequest {
     /// Program and arguments (`CMD-34`).
     pub argv: Vec<String>,
-    /// Working directory on the host; `None` for the root of the host's file system.
+    /// Working directory on the host; `None` for the host's default working directory
+    /// (`CMD-71`: its default project).
     pub cwd: Option<String>,
     /// Sandbox mode; `None` for the host's default.
     pub sandbox: Option<SandboxMode>,
@@ -325,16 +326,10 @@ pub async fn exec_on(
     getrandom::fill(&mut suffix)
         .map_err(|e| ControllerError::io("reading the random number generator", e.into()))?;
     let process_id = format!("exec-{}", hex::encode(suffix));
-    let cwd = request
-        .cwd
-        .clone()
-        .unwrap_or_else(|| match conn.init.platform.path_style {
-            PathStyle::Posix => "/".to_owned(),
-            PathStyle::Windows => "C:\\".to_owned(),
-        });
+    // CMD-71: no cwd means the host's default working directory, never `/`.
     let params = CommandExecParams {
         command: request.argv.clone(),
-        cwd,
+        cwd: request.cwd.clone(),
         sandbox: request.sandbox,
         timeout_ms: request
             .timeout

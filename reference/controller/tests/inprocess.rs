@@ -336,7 +336,7 @@ async fn requests_and_notifications_are_correlated() {
         assert_eq!(conn.init.capabilities, vec!["command.exec".to_owned()]);
         let params = CommandExecParams {
             command: vec!["a".into()],
-            cwd: "/".into(),
+            cwd: Some("/".into()),
             sandbox: None,
             timeout_ms: None,
             output_cap: None,

@@ -39,7 +39,7 @@ use tether_proto::cmd::{
 use tether_proto::limits::MAX_OUTPUT_CHUNK;
 use tether_proto::link::{CloseCode, SessionId};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::state::Access;
 use crate::threads::ThreadManager;
@@ -70,46 +70,75 @@ pub struct CommandConfig {
     /// project (`CMD-44`) and given to them as `TMPDIR`; `None`: the host process's
     /// temporary directory (`TMPDIR`, else `/tmp`).
     pub temp_dir: Option<std::path::PathBuf>,
+    /// The most permissive sandbox mode a controller may ask for (`SEC-15`), in the order
+    /// `read-only` < `workspace-write` < `danger-full-access`: a `command/exec`, thread or
+    /// approved re-run beyond it is refused with -32012, never run with another mode.
+    /// Default `danger-full-access`: no cap.
+    pub max_sandbox: SandboxMode,
+    /// The most permissive approval policy a thread may have (`SEC-15`), in the order
+    /// `untrusted` < `on-failure` < `on-request` < `never` (each asks the user about fewer
+    /// commands than the one before); beyond it, -32012. Default `never`: no cap.
+    pub max_approval_policy: ApprovalPolicy,
+    /// Paths no command may see or write (`SEC-22`, `SEC-23`): the host's state directory
+    /// and the file it read its workspace credential from, as `tether host run` found them
+    /// (canonical). A command whose writable roots would reach one of them is refused
+    /// ([`crate::state::state_dir_exposed`]).
+    pub secret_paths: Vec<std::path::PathBuf>,
 }
 
 /// A program providing `sandbox-exec` (the `tether` binary), and the modes its probe
-/// showed the kernel enforces fully.
+/// showed enforced fully, measured from inside the sandbox.
 #[derive(Clone, Debug)]
 pub struct SandboxLauncher {
     /// The program; commands run as `PROGRAM sandbox-exec --mode M … -- COMMAND`.
     pub program: std::path::PathBuf,
-    /// The modes the kernel enforces fully, with what enforces them.
+    /// The modes enforced fully, with what enforces them.
     pub enforced: Vec<(SandboxMode, String)>,
+    /// For each mode not enforced, what is missing (for the host's log).
+    pub missing: Vec<(SandboxMode, String)>,
 }
 
 impl SandboxLauncher {
-    /// Probes `program sandbox-exec --probe` for each restricted mode and keeps those the
-    /// kernel enforces fully (file system and network, `CMD-45`).
-    pub fn probe(program: std::path::PathBuf) -> Self {
+    /// Probes `program sandbox-exec --probe` for each restricted mode, hiding `hidden`,
+    /// and keeps the modes whose every layer held (`CMD-45`, `CMD-62` … `CMD-69`): the
+    /// probe runs the whole chain and reports what the innermost process saw.
+    pub fn probe(program: std::path::PathBuf, hidden: &[std::path::PathBuf]) -> Self {
         let mut enforced = Vec::new();
+        let mut missing = Vec::new();
         for mode in [SandboxMode::ReadOnly, SandboxMode::WorkspaceWrite] {
-            let out = std::process::Command::new(&program)
-                .args(["sandbox-exec", "--probe", "--mode", mode.as_str()])
-                .arg("--writable")
-                .arg(std::env::temp_dir())
-                .output();
-            let Ok(out) = out else { continue };
-            let Ok(report) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
-                continue;
-            };
-            if out.status.success()
-                && report.get("filesystem") == Some(&serde_json::Value::Bool(true))
-                && report.get("network").and_then(|v| v.as_str()) == Some("denied")
-            {
-                let mechanism = report
-                    .get("mechanism")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("unknown")
-                    .to_owned();
-                enforced.push((mode, mechanism));
+            let mut c = std::process::Command::new(&program);
+            c.args(["sandbox-exec", "--probe", "--mode", mode.as_str()]);
+            for h in hidden {
+                c.arg("--hide").arg(h);
+            }
+            let report = c
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", program.display()))
+                .and_then(|out| {
+                    if !out.status.success() {
+                        return Err(format!(
+                            "the probe failed ({}): {}",
+                            out.status,
+                            String::from_utf8_lossy(&out.stderr).trim()
+                        ));
+                    }
+                    serde_json::from_slice::<tether_sandbox::Enforcement>(&out.stdout)
+                        .map_err(|e| format!("the probe's report does not parse: {e}"))
+                });
+            match report {
+                Ok(e) if e.is_complete() && e.requested == mode => {
+                    enforced.push((mode, e.mechanism));
+                }
+                Ok(e) => missing.push((mode, e.missing.join("; "))),
+                Err(why) => missing.push((mode, why)),
             }
         }
-        Self { program, enforced }
+        Self {
+            program,
+            enforced,
+            missing,
+        }
     }
 
     fn mechanism(&self, mode: SandboxMode) -> Option<&str> {
@@ -131,7 +160,40 @@ impl Default for CommandConfig {
             approval_timeout: tether_proto::limits::APPROVAL_TIMEOUT,
             trusted_commands: Vec::new(),
             temp_dir: None,
+            max_sandbox: SandboxMode::DangerFullAccess,
+            max_approval_policy: ApprovalPolicy::Never,
+            secret_paths: Vec::new(),
         }
+    }
+}
+
+/// How permissive a sandbox mode is (`SEC-15`): `read-only` 0, `workspace-write` 1,
+/// `danger-full-access` 2.
+pub fn sandbox_rank(mode: SandboxMode) -> u8 {
+    match mode {
+        SandboxMode::ReadOnly => 0,
+        SandboxMode::WorkspaceWrite => 1,
+        SandboxMode::DangerFullAccess => 2,
+    }
+}
+
+/// How permissive an approval policy is (`SEC-15`): how few of the agent's commands the
+/// user is asked about (`CMD-27`), `untrusted` 0 to `never` 3.
+pub fn approval_rank(policy: ApprovalPolicy) -> u8 {
+    match policy {
+        ApprovalPolicy::Untrusted => 0,
+        ApprovalPolicy::OnFailure => 1,
+        ApprovalPolicy::OnRequest => 2,
+        ApprovalPolicy::Never => 3,
+    }
+}
+
+fn approval_str(policy: ApprovalPolicy) -> &'static str {
+    match policy {
+        ApprovalPolicy::Untrusted => "untrusted",
+        ApprovalPolicy::OnFailure => "on-failure",
+        ApprovalPolicy::OnRequest => "on-request",
+        ApprovalPolicy::Never => "never",
     }
 }
 
@@ -141,12 +203,80 @@ impl CommandConfig {
         self.temp_dir.clone().unwrap_or_else(std::env::temp_dir)
     }
 
-    /// What the host enforces for `requested`, or `SandboxDenied` (`CMD-45`, `CMD-46`).
+    /// Whether a thread may have `policy` on this host (`SEC-15`).
     ///
     /// # Errors
-    /// [`CommandError::SandboxDenied`] for a mode this host cannot enforce when it is not
-    /// configured to degrade.
+    /// [`CommandError::SandboxDenied`] (-32012) for a policy beyond
+    /// [`CommandConfig::max_approval_policy`].
+    pub fn check_approval_policy(&self, policy: ApprovalPolicy) -> Result<(), CommandError> {
+        // SEC-15
+        if approval_rank(policy) > approval_rank(self.max_approval_policy) {
+            return Err(CommandError::SandboxDenied {
+                mode: format!(
+                    "with approval policy {}, above this host's limit {} (SEC-15),",
+                    approval_str(policy),
+                    approval_str(self.max_approval_policy)
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The host's default working directory (`CMD-17`, `CMD-71`): the configured default
+    /// project, else the host process's current directory; `None` when neither is known.
+    pub fn default_dir(&self) -> Option<std::path::PathBuf> {
+        self.default_project
+            .clone()
+            .or_else(|| std::env::current_dir().ok())
+    }
+
+    /// The working directory of a `command/exec` (`CMD-34`): `cwd` when given, which must
+    /// be an absolute path of an existing directory; when absent, the host's default
+    /// working directory (`CMD-71`), never the file-system root unless that is the
+    /// configured default.
+    ///
+    /// # Errors
+    /// [`CommandError::InvalidParams`] for a `cwd` that is not an absolute path of a
+    /// directory, or when the host has no default working directory.
+    pub fn exec_cwd(&self, cwd: Option<&str>) -> Result<std::path::PathBuf, CommandError> {
+        let invalid = |detail: String| CommandError::InvalidParams {
+            method: <CommandExecParams as Params>::METHOD.to_owned(),
+            detail,
+        };
+        let path = match cwd {
+            Some(c) => std::path::PathBuf::from(c),
+            // CMD-71
+            None => self.default_dir().ok_or_else(|| {
+                invalid("no cwd given and the host has no default working directory".to_owned())
+            })?,
+        };
+        // CMD-34
+        if !path.is_absolute() || !path.is_dir() {
+            return Err(invalid(format!(
+                "cwd {:?} is not an absolute path of a directory",
+                path.to_string_lossy()
+            )));
+        }
+        Ok(path)
+    }
+
+    /// What the host enforces for `requested`, or `SandboxDenied` (`CMD-45`, `CMD-46`,
+    /// `SEC-15`).
+    ///
+    /// # Errors
+    /// [`CommandError::SandboxDenied`] for a mode beyond [`CommandConfig::max_sandbox`],
+    /// or one this host cannot enforce when it is not configured to degrade.
     pub fn sandbox_for(&self, requested: SandboxMode) -> Result<SandboxReport, CommandError> {
+        // SEC-15: beyond the operator's cap, refused; never narrowed or widened silently.
+        if sandbox_rank(requested) > sandbox_rank(self.max_sandbox) {
+            return Err(CommandError::SandboxDenied {
+                mode: format!(
+                    "{}, above this host's limit {} (SEC-15),",
+                    requested.as_str(),
+                    self.max_sandbox.as_str()
+                ),
+            });
+        }
         match requested {
             // CMD-46: danger-full-access needs no enforcement.
             SandboxMode::DangerFullAccess => Ok(SandboxReport {
@@ -183,27 +313,52 @@ impl CommandConfig {
 
     /// A command running `program` with `args` in `cwd` under `enforced`, which
     /// [`CommandConfig::sandbox_for`] reported (`CMD-44`): through the `sandbox-exec`
-    /// launcher for `read-only` and `workspace-write` (writable: the project root of `cwd`,
-    /// `CMD-48`, and the temporary directory), directly otherwise. The caller sets up
-    /// stdio and the process group.
+    /// launcher for `read-only` and `workspace-write`, directly otherwise. `writable` is
+    /// the directory `workspace-write` may write: `cwd` for `command/exec` (5.7), the
+    /// thread's project root (`CMD-48`) for a turn. The host's secret paths are hidden
+    /// from the command (`CMD-63`) and its credential is not in its environment
+    /// (`SEC-23`). The caller sets up stdio and the process group.
+    ///
+    /// # Errors
+    /// `InvalidParams` when `writable` would let the command reach one of the host's
+    /// secret paths (`SEC-22`), whatever the mode asked for: the mode may be widened by a
+    /// later approval, and a host configured to degrade would run it unconfined.
     pub fn sandboxed_command(
         &self,
         enforced: SandboxMode,
         program: &str,
         args: &[String],
         cwd: &Path,
-    ) -> tokio::process::Command {
-        let temp_dir = self.temp_dir();
+        writable: &Path,
+    ) -> Result<tokio::process::Command, CommandError> {
+        // SEC-22
+        let roots = [writable.to_path_buf(), cwd.to_path_buf()];
+        if let Some(secret) = self
+            .secret_paths
+            .iter()
+            .find(|s| crate::state::state_dir_exposed(s, &roots))
+        {
+            return Err(CommandError::InvalidParams {
+                method: <CommandExecParams as Params>::METHOD.to_owned(),
+                detail: format!(
+                    "the working directory {} is inside or around the host's state {}, which commands may not reach (SEC-22)",
+                    cwd.display(),
+                    secret.display()
+                ),
+            });
+        }
         let mut c = match (&self.sandbox, enforced) {
             (Some(launcher), SandboxMode::ReadOnly | SandboxMode::WorkspaceWrite) => {
-                // CMD-44: the launcher restricts itself, then becomes the program.
+                // CMD-44, CMD-62: the launcher builds the namespaces and the view, the
+                // inner stage restricts itself, then starts the program.
                 let mut c = tokio::process::Command::new(&launcher.program);
                 c.args(["sandbox-exec", "--mode", enforced.as_str()]);
                 if enforced == SandboxMode::WorkspaceWrite {
-                    c.arg("--writable")
-                        .arg(tether_sandbox::project_root(cwd))
-                        .arg("--writable")
-                        .arg(&temp_dir);
+                    c.arg("--writable").arg(writable);
+                }
+                // CMD-63
+                for secret in &self.secret_paths {
+                    c.arg("--hide").arg(secret);
                 }
                 c.arg("--").arg(program).args(args);
                 c
@@ -211,13 +366,15 @@ impl CommandConfig {
             _ => {
                 let mut c = tokio::process::Command::new(program);
                 c.args(args);
+                if let Some(dir) = &self.temp_dir {
+                    c.env("TMPDIR", dir);
+                }
                 c
             }
         };
-        if self.temp_dir.is_some() {
-            c.env("TMPDIR", &temp_dir);
-        }
-        c
+        // SEC-23
+        c.env_remove(crate::state::CREDENTIAL_ENV);
+        Ok(c)
     }
 
     /// The `initialize` result of a host that serves `command/exec` only (`CMD-15`,
@@ -269,6 +426,19 @@ impl CommandConfig {
     }
 }
 
+/// Chunks of one process's output the host holds unsent at most (`CMD-74`): 8 chunks of
+/// at most 16 KiB (`CMD-40`), 128 KiB. While they wait, the process's pipes are not read,
+/// so the process waits in `write(2)`; nothing is dropped.
+pub const EXEC_OUTPUT_CREDIT: usize = 8;
+
+/// One chunk's share of its process's output budget (`CMD-74`): the process may read
+/// another chunk once this is dropped, which the runtime does when it has handed the
+/// chunk to the session (or dropped it with a session that is gone).
+#[derive(Debug)]
+pub struct OutputCredit {
+    _permit: OwnedSemaphorePermit,
+}
+
 /// What a running process reports to the runtime.
 #[derive(Debug)]
 pub enum ExecEvent {
@@ -278,6 +448,8 @@ pub enum ExecEvent {
         session: SessionId,
         /// The notification.
         message: Message,
+        /// Held until the notification is sent (`CMD-74`).
+        credit: OutputCredit,
     },
     /// The process ended: its `command/exec` answer, the last message of the process.
     Finished {
@@ -370,7 +542,7 @@ fn response<R: serde::Serialize>(id: Id, result: &R) -> Message {
 /// The answer to a thread method, fitted to one transport message (`CMD-2`): long command
 /// outputs are cut ([`crate::threads::fit`]); a result that still does not fit is
 /// answered with `Internal` (`CMD-60`).
-fn answer<R: serde::Serialize>(id: Id, result: Result<R, CommandError>) -> Message {
+pub(crate) fn answer<R: serde::Serialize>(id: Id, result: Result<R, CommandError>) -> Message {
     let message = match result {
         Ok(r) => crate::threads::fit(response(id.clone(), &r)),
         Err(e) => return error(id, &e),
@@ -385,6 +557,25 @@ fn answer<R: serde::Serialize>(id: Id, result: Result<R, CommandError>) -> Messa
         );
     }
     message
+}
+
+/// A thread method that opens a thread (`CMD-72`): an error now, or the answer later
+/// through the manager's outbox.
+fn open_later(
+    threads: &mut ThreadManager,
+    id: Id,
+    opening: Result<crate::threads::Opening, CommandError>,
+) -> Reply {
+    match opening {
+        Ok(opening) => {
+            threads.open_later(id, opening);
+            Reply::default()
+        }
+        Err(e) => Reply {
+            messages: vec![error(id, &e)],
+            close: None,
+        },
+    }
 }
 
 impl CommandSession {
@@ -420,7 +611,12 @@ impl CommandSession {
     }
 
     /// Handles one message of the controller. `access` is whether the device may still
-    /// use the session (`CMD-55`, `CMD-56`), checked by the caller against the store.
+    /// use the session (`CMD-55`, `CMD-56`), checked by the caller against the store when
+    /// the message arrived, whatever its kind (`CMD-75`): a refused device's requests are
+    /// answered with the error and its responses (approval answers included) ignored, and
+    /// the session is to be closed ([`Reply::close`]); its notifications are ignored
+    /// (`CMD-55`), and the next request or the re-check of open sessions (`SEC-13`)
+    /// closes it.
     /// With `threads`, the host also serves the thread, turn and hand-off methods and takes
     /// the controller's answers to approval requests (`CMD-30`); what the manager queues
     /// for other sessions (and for this one, after the reply) is in its outbox
@@ -432,12 +628,24 @@ impl CommandSession {
         access: Access,
         threads: Option<&mut ThreadManager>,
     ) -> Reply {
+        let refused = match access {
+            Access::Allowed => None,
+            Access::RemoteAccessDisabled => Some(CloseCode::REMOTE_ACCESS_DISABLED),
+            Access::NotAuthorized => Some(CloseCode::NOT_AUTHORIZED),
+        };
         match message {
             Message::Request(request) => self.handle_request(request, access, threads),
+            // CMD-75: a response of a refused device is ignored — an approval answer
+            // included: the command it would accept does not run — and the session is
+            // closed as for a request (CMD-55, CMD-56).
+            Message::Response(_) | Message::Error(_) if refused.is_some() => Reply {
+                messages: Vec::new(),
+                close: refused,
+            },
             Message::Notification(n) => {
-                // CMD-55, CMD-56: notifications of a refused device are ignored;
+                // CMD-55, CMD-56, CMD-75: notifications of a refused device are ignored;
                 // CMD-15: so are notifications before initialize.
-                if access == Access::Allowed && self.initialized {
+                if refused.is_none() && self.initialized {
                     match ClientNotification::from_notification(&n) {
                         Ok(ClientNotification::Cancelled(p)) => self.cancel(&p.request_id),
                         // CMD-15: the controller is ready for the host's requests and
@@ -525,11 +733,15 @@ impl CommandSession {
                 close: None,
             },
             (ClientRequest::CommandExecTerminate(p), _) => one(self.terminate(id, &p)),
+            // CMD-72: answered once the thread's instruction files are read off this
+            // task, through the manager's outbox.
             (ClientRequest::ThreadStart(p), Some(t)) => {
-                one(answer(id, t.thread_start(session, &p)))
+                let opening = t.begin_thread_start(session, &p);
+                open_later(t, id, opening)
             }
             (ClientRequest::ThreadResume(p), Some(t)) => {
-                one(answer(id, t.thread_resume(session, &p)))
+                let opening = t.begin_thread_resume(session, &p);
+                open_later(t, id, opening)
             }
             (ClientRequest::ThreadList(p), Some(t)) => one(answer(id, t.thread_list(&p))),
             (ClientRequest::ThreadRead(p), Some(t)) => one(answer(id, t.thread_read(&p))),
@@ -543,7 +755,8 @@ impl CommandSession {
             }
             (ClientRequest::ThreadExport(p), Some(t)) => one(answer(id, t.thread_export(&p))),
             (ClientRequest::ThreadImport(p), Some(t)) => {
-                one(answer(id, t.thread_import(session, &p)))
+                let opening = t.begin_thread_import(session, &p);
+                open_later(t, id, opening)
             }
             (other, _) => one(error(
                 id,
@@ -601,20 +814,13 @@ impl CommandSession {
     }
 
     fn exec(&mut self, id: Id, params: CommandExecParams) -> Option<Message> {
-        // CMD-34: cwd must be an absolute path of an existing directory.
-        let cwd = Path::new(&params.cwd);
-        if !cwd.is_absolute() || !cwd.is_dir() {
-            return Some(error(
-                id,
-                &CommandError::InvalidParams {
-                    method: <CommandExecParams as Params>::METHOD.to_owned(),
-                    detail: format!(
-                        "cwd {:?} is not an absolute path of a directory",
-                        params.cwd
-                    ),
-                },
-            ));
-        }
+        // CMD-34: cwd must be an absolute path of an existing directory; CMD-71: absent, the
+        // host's default working directory, never `/` unless configured so.
+        let cwd = match self.config.exec_cwd(params.cwd.as_deref()) {
+            Ok(c) => c,
+            Err(e) => return Some(error(id, &e)),
+        };
+        let cwd = cwd.as_path();
         // CMD-34: process ids are unique among the session's running processes.
         if self.processes.contains_key(&params.process_id) {
             return Some(error(
@@ -641,9 +847,15 @@ impl CommandSession {
                 },
             ));
         };
-        let mut command = self
-            .config
-            .sandboxed_command(report.enforced, program, args, cwd);
+        // 5.7: `command/exec` under workspace-write writes inside `cwd`.
+        let mut command =
+            match self
+                .config
+                .sandboxed_command(report.enforced, program, args, cwd, cwd)
+            {
+                Ok(c) => c,
+                Err(e) => return Some(error(id, &e)),
+            };
         command
             .current_dir(cwd)
             .stdin(Stdio::null())
@@ -713,8 +925,15 @@ struct Job {
 }
 
 impl Job {
-    /// Sends one chunk as a `command/exec/outputDelta` (`CMD-35`).
-    fn send_delta(&self, stream: OutputStream, chunk: &[u8], cap_reached: bool) {
+    /// Sends one chunk as a `command/exec/outputDelta` (`CMD-35`), with its share of the
+    /// process's output budget (`CMD-74`).
+    fn send_delta(
+        &self,
+        stream: OutputStream,
+        chunk: &[u8],
+        cap_reached: bool,
+        credit: OwnedSemaphorePermit,
+    ) {
         let delta = CommandExecOutputDeltaParams {
             process_id: self.process_id.clone(),
             stream,
@@ -727,6 +946,7 @@ impl Job {
         let _ = self.events.send(ExecEvent::Output {
             session: self.session,
             message,
+            credit: OutputCredit { _permit: credit },
         });
     }
 
@@ -736,9 +956,21 @@ impl Job {
         pid: Option<u32>,
         kill_rx: watch::Receiver<KillReason>,
     ) {
-        let outcome = supervise(child, pid, self.cap, self.timeout, kill_rx, |s, c, r| {
-            self.send_delta(s, c, r);
-        })
+        // CMD-74: at most EXEC_OUTPUT_CREDIT chunks of this process wait unsent.
+        let credit = Arc::new(Semaphore::new(EXEC_OUTPUT_CREDIT));
+        let outcome = supervise_with_credit(
+            child,
+            pid,
+            self.cap,
+            self.timeout,
+            kill_rx,
+            Some(credit),
+            |s, c, r, permit| {
+                if let Some(permit) = permit {
+                    self.send_delta(s, c, r, permit);
+                }
+            },
+        )
         .await;
         let message = match outcome.status {
             Some(Ok(status)) if outcome.cancelled && status.code().is_none() => {
@@ -816,12 +1048,33 @@ fn capped<'a>(total: &mut u64, cap: u64, data: &'a [u8]) -> Option<(&'a [u8], bo
 /// when `timeout` passes (`CMD-42`), when `kill_rx` changes or its sender is dropped, and
 /// when the direct child exits (what it left running in its group does not outlive it).
 pub(crate) async fn supervise(
+    child: tokio::process::Child,
+    pid: Option<u32>,
+    cap: u64,
+    timeout: Duration,
+    kill_rx: watch::Receiver<KillReason>,
+    mut on_chunk: impl FnMut(OutputStream, &[u8], bool),
+) -> RunOutcome {
+    supervise_with_credit(child, pid, cap, timeout, kill_rx, None, |s, c, r, _| {
+        on_chunk(s, c, r);
+    })
+    .await
+}
+
+/// [`supervise`], with backpressure (`CMD-74`): with `credit`, a chunk is read from the
+/// pipes only once a permit of `credit` is in hand, and `on_chunk` gets the permit with
+/// the chunk, to hold until the chunk is sent. While every permit is out, the pipes are
+/// not read and the process waits in `write(2)`; the time limit, kills and the cap still
+/// apply (`CMD-37`, `CMD-41`, `CMD-42`). Output past the cap is read and dropped without
+/// permits, to drain the pipes.
+pub(crate) async fn supervise_with_credit(
     mut child: tokio::process::Child,
     pid: Option<u32>,
     cap: u64,
     timeout: Duration,
     mut kill_rx: watch::Receiver<KillReason>,
-    mut on_chunk: impl FnMut(OutputStream, &[u8], bool),
+    credit: Option<Arc<Semaphore>>,
+    mut on_chunk: impl FnMut(OutputStream, &[u8], bool, Option<OwnedSemaphorePermit>),
 ) -> RunOutcome {
     let kill = || {
         if let Some(pid) = pid {
@@ -840,6 +1093,8 @@ pub(crate) async fn supervise(
     let mut killed = false;
     let mut timed_out = false;
     let mut cancelled = false;
+    // CMD-74: the permit the next chunk will travel with.
+    let mut permit: Option<OwnedSemaphorePermit> = None;
     // A kill asked for before the process was even supervised.
     if *kill_rx.borrow_and_update() != KillReason::Running {
         cancelled = *kill_rx.borrow() == KillReason::Cancel;
@@ -850,12 +1105,17 @@ pub(crate) async fn supervise(
         if status.is_some() && stdout.is_none() && stderr.is_none() {
             break;
         }
+        let wants_credit = credit.is_some() && permit.is_none() && !cap_reached;
         let read = tokio::select! {
-            n = read_some(&mut stdout, &mut obuf) => match n {
+            p = take_credit(credit.as_ref()), if wants_credit => {
+                permit = p;
+                None
+            }
+            n = read_some(&mut stdout, &mut obuf), if !wants_credit => match n {
                 Some(n) if n > 0 => Some((OutputStream::Stdout, n)),
                 _ => { stdout = None; None }
             },
-            n = read_some(&mut stderr, &mut ebuf) => match n {
+            n = read_some(&mut stderr, &mut ebuf), if !wants_credit => match n {
                 Some(n) if n > 0 => Some((OutputStream::Stderr, n)),
                 _ => { stderr = None; None }
             },
@@ -894,7 +1154,7 @@ pub(crate) async fn supervise(
         };
         let data = buf.get(..n).unwrap_or_default();
         if let Some((chunk, reached)) = capped(&mut total, cap, data) {
-            on_chunk(stream, chunk, reached);
+            on_chunk(stream, chunk, reached, permit.take());
             if reached {
                 cap_reached = true;
                 if !killed {
@@ -909,6 +1169,18 @@ pub(crate) async fn supervise(
         timed_out,
         cap_reached,
         cancelled,
+    }
+}
+
+/// A permit of `credit` (`CMD-74`); pends forever without one (the semaphore is never
+/// closed).
+async fn take_credit(credit: Option<&Arc<Semaphore>>) -> Option<OwnedSemaphorePermit> {
+    match credit {
+        Some(c) => match Arc::clone(c).acquire_owned().await {
+            Ok(p) => Some(p),
+            Err(_) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
     }
 }
 
@@ -1037,7 +1309,9 @@ mod tests {
                 .expect("no event in 20 s")
                 .expect("channel closed");
             match event {
-                ExecEvent::Output { session, message } => {
+                ExecEvent::Output {
+                    session, message, ..
+                } => {
                     assert_eq!(session, SID);
                     let Message::Notification(n) = message else {
                         panic!()
@@ -1151,6 +1425,45 @@ mod tests {
         );
         assert_eq!(err_code(&r.messages[0]), codes::REMOTE_ACCESS_DISABLED);
         assert_eq!(r.close, Some(CloseCode::REMOTE_ACCESS_DISABLED));
+    }
+
+    #[tokio::test]
+    async fn cmd_75_refused_devices_notifications_and_answers_are_ignored() {
+        let (mut s, mut rx) = session(false);
+        init(&mut s);
+        assert!(one(&mut s, exec(9, "p", &["sleep", "100"], json!({}))).is_none());
+        // A cancellation from a device revoked a moment ago: not acted on (CMD-55: a
+        // notification is only ignored).
+        let cancel = Message::Notification(tether_proto::cmd::Notification::new(
+            "notifications/cancelled",
+            Some(json!({"requestId": 9})),
+        ));
+        for access in [Access::NotAuthorized, Access::RemoteAccessDisabled] {
+            let r = s.handle(cancel.clone(), access);
+            assert!(r.messages.is_empty());
+            assert!(r.close.is_none());
+        }
+        assert_eq!(s.in_flight(), 1, "the process was not cancelled");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), rx.recv())
+                .await
+                .is_err(),
+            "nothing was reported"
+        );
+        // A response (an approval answer) likewise.
+        let answer = Message::Response(Response {
+            id: Id::Number(1),
+            result: json!({"decision": "accept"}),
+        });
+        let r = s.handle(answer.clone(), Access::NotAuthorized);
+        assert!(r.messages.is_empty());
+        assert_eq!(r.close, Some(CloseCode::NOT_AUTHORIZED));
+        let r = s.handle(answer, Access::RemoteAccessDisabled);
+        assert_eq!(r.close, Some(CloseCode::REMOTE_ACCESS_DISABLED));
+        // The same cancellation from a device still allowed is acted on.
+        assert!(s.handle(cancel, Access::Allowed).close.is_none());
+        let out = collect(&mut s, &mut rx).await;
+        assert_eq!(err_code(&out.answer), codes::REQUEST_CANCELLED);
     }
 
     #[tokio::test]
@@ -1407,10 +1720,232 @@ mod tests {
         assert_eq!(finished, 64);
     }
 
+    /// Raw output bytes of the `command/exec/outputDelta` events among `events`.
+    fn delta_bytes(events: &[ExecEvent]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for e in events {
+            if let ExecEvent::Output {
+                message: Message::Notification(n),
+                ..
+            } = e
+            {
+                let ServerNotification::CommandExecOutputDelta(d) =
+                    ServerNotification::from_notification(n).unwrap()
+                else {
+                    panic!()
+                };
+                out.extend(decode_delta(&d.delta_base64).unwrap());
+            }
+        }
+        out
+    }
+
+    /// CMD-74: a command writing 8 MiB to a session that does not take its output: the
+    /// host holds at most EXEC_OUTPUT_CREDIT chunks of it and stops reading, the command
+    /// waits in write(2); once the output is taken, every byte arrives, in order.
+    #[tokio::test]
+    async fn cmd_74_output_waits_for_the_session_and_nothing_is_lost() {
+        let (mut s, mut rx) = session(false);
+        init(&mut s);
+        // 1..=1_200_000, one a line: 8 288 895 bytes.
+        let mut expected: Vec<u8> = Vec::new();
+        for i in 1..=1_200_000u32 {
+            expected.extend(format!("{i}\n").as_bytes());
+        }
+        assert!(expected.len() > 8 << 20);
+        assert!(
+            one(
+                &mut s,
+                exec(
+                    2,
+                    "p",
+                    &["seq", "1", "1200000"],
+                    json!({"outputCap": 16 << 20})
+                )
+            )
+            .is_none()
+        );
+        // The runtime stalls (its link's writes wait): it takes events but sends none, so
+        // their credit is held. Give the command ample time to write everything.
+        let mut held = Vec::new();
+        let stalled_until = tokio::time::Instant::now() + Duration::from_millis(1500);
+        while let Ok(Some(e)) = tokio::time::timeout_at(stalled_until, rx.recv()).await {
+            assert!(
+                !matches!(e, ExecEvent::Finished { .. }),
+                "the command finished: its output was not held back"
+            );
+            held.push(e);
+        }
+        let queued = delta_bytes(&held).len();
+        assert!(queued > 0);
+        assert!(
+            queued <= EXEC_OUTPUT_CREDIT * MAX_OUTPUT_CHUNK,
+            "{queued} bytes queued, bound {}",
+            EXEC_OUTPUT_CREDIT * MAX_OUTPUT_CHUNK
+        );
+        assert_eq!(held.len(), EXEC_OUTPUT_CREDIT, "the credit is all out");
+        assert_eq!(s.in_flight(), 1, "still running, waiting to write");
+        // The runtime catches up: every byte, in order, then the answer.
+        let mut got = delta_bytes(&held);
+        drop(held);
+        let out = collect(&mut s, &mut rx).await;
+        got.extend(out.stdout);
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "bytes lost or out of order");
+        let r = result(&out.answer);
+        assert_eq!(r.exit_code, Some(0));
+        assert!(!r.cap_reached);
+    }
+
+    /// CMD-74 with CMD-42: a command held back by a session that takes no output still
+    /// ends at its time limit, and the answer still comes after its last delta.
+    #[tokio::test]
+    async fn cmd_74_held_back_output_does_not_stop_the_time_limit() {
+        let (mut s, mut rx) = session(false);
+        init(&mut s);
+        assert!(
+            one(
+                &mut s,
+                exec(
+                    2,
+                    "p",
+                    &[
+                        "sh",
+                        "-c",
+                        "while :; do echo xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; done"
+                    ],
+                    json!({"timeoutMs": 700})
+                )
+            )
+            .is_none()
+        );
+        let mut held = Vec::new();
+        while held.len() < EXEC_OUTPUT_CREDIT {
+            held.push(
+                tokio::time::timeout(Duration::from_secs(20), rx.recv())
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+        // Past the time limit, with the credit still held: the group is killed meanwhile.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        drop(held);
+        let out = collect(&mut s, &mut rx).await;
+        let r = result(&out.answer);
+        assert!(r.timed_out, "{r:?}");
+        assert_eq!(r.signal.as_deref(), Some("SIGKILL"));
+    }
+
     #[test]
     fn signal_names() {
         assert_eq!(signal_name(libc::SIGKILL), "SIGKILL");
         assert_eq!(signal_name(libc::SIGSEGV), "SIGSEGV");
         assert_eq!(signal_name(200), "SIG200");
+    }
+
+    /// CMD-71: a `command/exec` without `cwd` runs in the host's default project, not in
+    /// `/`; CMD-34: a given `cwd` is still checked.
+    #[tokio::test]
+    async fn cmd_71_absent_cwd_is_the_default_project() {
+        let project = tempfile::tempdir().unwrap();
+        let project_path = std::fs::canonicalize(project.path()).unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let config = CommandConfig {
+            default_project: Some(project_path.clone()),
+            ..CommandConfig::default()
+        };
+        let mut s = CommandSession::new(SID, Arc::new(config), tx);
+        init(&mut s);
+        let m = request(
+            2,
+            "command/exec",
+            json!({"command": ["sh", "-c", "pwd -P"], "processId": "p", "sandbox": "danger-full-access"}),
+        );
+        assert!(one(&mut s, m).is_none(), "started");
+        let out = collect(&mut s, &mut rx).await;
+        assert_eq!(result(&out.answer).exit_code, Some(0));
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            format!("{}\n", project_path.display())
+        );
+
+        // Without a configured project: the host's own directory.
+        let plain = CommandConfig::default();
+        assert_eq!(
+            plain.exec_cwd(None).unwrap(),
+            std::env::current_dir().unwrap()
+        );
+        assert_eq!(
+            plain.exec_cwd(Some("/")).unwrap(),
+            std::path::PathBuf::from("/")
+        );
+        for bad in ["relative", "/no/such/directory/at/all"] {
+            let e = plain.exec_cwd(Some(bad)).unwrap_err();
+            assert_eq!(e.rpc_code(), codes::INVALID_PARAMS, "{bad}");
+        }
+        // A default project that is gone is refused, not replaced by `/`.
+        let gone = CommandConfig {
+            default_project: Some(project_path.join("gone")),
+            ..CommandConfig::default()
+        };
+        assert_eq!(
+            gone.exec_cwd(None).unwrap_err().rpc_code(),
+            codes::INVALID_PARAMS
+        );
+    }
+
+    /// SEC-15: a mode or policy beyond the operator's cap is refused with -32012, never
+    /// run with another one.
+    #[tokio::test]
+    async fn sec_15_caps_refuse_what_is_beyond_them() {
+        let capped = CommandConfig {
+            allow_unsandboxed: true,
+            max_sandbox: SandboxMode::ReadOnly,
+            max_approval_policy: ApprovalPolicy::OnFailure,
+            ..CommandConfig::default()
+        };
+        for mode in [SandboxMode::WorkspaceWrite, SandboxMode::DangerFullAccess] {
+            let e = capped.sandbox_for(mode).unwrap_err();
+            assert_eq!(e.rpc_code(), codes::SANDBOX_DENIED, "{mode:?}");
+            assert!(e.to_string().contains("SEC-15"), "{e}");
+            assert!(e.to_string().contains(mode.as_str()), "{e}");
+        }
+        // Within the cap: as without one (here degraded, as --allow-unsandboxed says).
+        let report = capped.sandbox_for(SandboxMode::ReadOnly).unwrap();
+        assert_eq!(report.requested, SandboxMode::ReadOnly);
+        assert!(report.degraded);
+        for ok in [ApprovalPolicy::Untrusted, ApprovalPolicy::OnFailure] {
+            capped.check_approval_policy(ok).unwrap();
+        }
+        for beyond in [ApprovalPolicy::OnRequest, ApprovalPolicy::Never] {
+            let e = capped.check_approval_policy(beyond).unwrap_err();
+            assert_eq!(e.rpc_code(), codes::SANDBOX_DENIED, "{beyond:?}");
+            assert!(e.to_string().contains("SEC-15"), "{e}");
+        }
+        // No cap by default.
+        let open = CommandConfig::default();
+        open.sandbox_for(SandboxMode::DangerFullAccess).unwrap();
+        open.check_approval_policy(ApprovalPolicy::Never).unwrap();
+
+        // Through command/exec: refused before anything runs.
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut s = CommandSession::new(SID, Arc::new(capped), tx);
+        init(&mut s);
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let m = one(
+            &mut s,
+            exec(
+                2,
+                "p",
+                &["touch", &marker.to_string_lossy()],
+                json!({"sandbox": "danger-full-access"}),
+            ),
+        )
+        .unwrap();
+        assert_eq!(err_code(&m), codes::SANDBOX_DENIED);
+        assert!(!marker.exists());
+        assert!(rx.try_recv().is_err(), "nothing started");
     }
 }

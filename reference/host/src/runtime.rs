@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tether_proto::channel::{HostInfo, PathStyle};
-use tether_proto::cmd::{Message, capability};
+use tether_proto::cmd::capability;
 use tether_proto::limits::{
     KEEPALIVE_INTERVAL, LINK_IDLE_TIMEOUT, MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
@@ -696,13 +696,21 @@ impl Runner {
     }
 
     fn exec_event(&mut self, event: ExecEvent) {
-        let (session, message, finished) = match event {
-            ExecEvent::Output { session, message } => (session, message, None),
+        // CMD-74: a chunk's credit is released once its notification is handed to the
+        // session (or dropped with a session that is gone), at the end of this call.
+        // While the link's writes wait, this loop does not get here, the events stay
+        // queued and their process stops being read. This loop never waits on a process.
+        let (session, message, finished, _credit) = match event {
+            ExecEvent::Output {
+                session,
+                message,
+                credit,
+            } => (session, message, None, Some(credit)),
             ExecEvent::Finished {
                 session,
                 process_id,
                 message,
-            } => (session, message, Some(process_id)),
+            } => (session, message, Some(process_id), None),
         };
         let Some(ctx) = self.sessions.get_mut(&session) else {
             return; // the session is gone; its processes were killed
@@ -814,11 +822,10 @@ impl Runner {
                     let Some(device) = self.sessions.get(&session).map(|c| c.device) else {
                         continue;
                     };
-                    let access = if matches!(message, Message::Request(_)) {
-                        self.access(&device)
-                    } else {
-                        Access::Allowed
-                    };
+                    // CMD-55, CMD-56, CMD-75: every message is checked against the state
+                    // as it arrives — an approval answer from a device revoked a moment
+                    // ago, before the sweep closed its session (SEC-13), is not acted on.
+                    let access = self.access(&device);
                     let Some(ctx) = self.sessions.get_mut(&session) else {
                         continue;
                     };

@@ -111,6 +111,30 @@ pub enum StateError {
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed: {0}")]
     Random(String),
+    /// The directory can be changed by other accounts, or belongs to one (`SEC-22`): what
+    /// is in it cannot be trusted, so it is not used.
+    #[error("{}: {detail}; the host's state directory must be its owner's alone (SEC-22)", path.display())]
+    Insecure {
+        /// The state directory.
+        path: PathBuf,
+        /// What is wrong, and what to do.
+        detail: String,
+    },
+    /// The directory lies inside, or contains, a directory that sandboxed commands may
+    /// write (`SEC-22`).
+    #[error(
+        "{}: the state directory overlaps {role} {}, which sandboxed commands may write; choose a state directory outside it (SEC-22)",
+        path.display(),
+        root.display()
+    )]
+    Exposed {
+        /// The state directory.
+        path: PathBuf,
+        /// The writable directory.
+        root: PathBuf,
+        /// What that directory is ("the commands' temporary directory").
+        role: String,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
@@ -859,17 +883,141 @@ pub struct StateLock {
 // ---------------------------------------------------------------------------------------
 // the directory
 
+/// Whether `secret` (the host's state directory, or another path no command may touch)
+/// overlaps one of `writable_roots`: lies inside one, is one, or contains one (`SEC-22`).
+/// A command whose writable roots overlap the state directory could rewrite the paired
+/// devices or read the key, so such a command, thread or host configuration is refused.
+///
+/// Paths are compared canonicalized (symbolic links and `..` resolved), component by
+/// component; a path that cannot be canonicalized (it does not exist yet) is compared as
+/// given. Pure apart from resolving the paths.
+pub fn state_dir_exposed(secret: &Path, writable_roots: &[PathBuf]) -> bool {
+    let canonical = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    let secret = canonical(secret);
+    writable_roots.iter().any(|root| {
+        let root = canonical(root);
+        secret.starts_with(&root) || root.starts_with(&secret)
+    })
+}
+
+/// The environment variable `tether host run` reads the workspace credential from when
+/// no `--credential-file` is given (`SEC-23`). Commands the host runs never get it.
+pub const CREDENTIAL_ENV: &str = "TETHER_CREDENTIAL";
+
+/// The largest credential file read: credentials are at most 255 bytes (`LINK-10`), with
+/// room for a line break.
+const MAX_CREDENTIAL_FILE: u64 = 4096;
+
+/// Reads the workspace credential from `path` (`SEC-23`): a regular file of this account
+/// that no other account can read or write, holding the credential on one line (a trailing
+/// line break is dropped). The file is opened without blocking, so a FIFO put in its place
+/// cannot stall the host, and checked before it is read.
+///
+/// # Errors
+/// [`StateError::Io`] when it cannot be read; [`StateError::Insecure`] for a file other
+/// accounts can read or write, or that belongs to another account; [`StateError::Corrupt`]
+/// for a file that is not a regular file, is larger than 4 KiB, is not UTF-8, or is empty.
+pub fn read_credential_file(path: &Path) -> Result<String, StateError> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err(path)(io::Error::from(e)))?;
+    let file = File::from(fd);
+    let meta = file.metadata().map_err(io_err(path))?;
+    let corrupt = |detail: &str| StateError::Corrupt {
+        path: path.to_owned(),
+        detail: detail.to_owned(),
+    };
+    if !meta.is_file() {
+        return Err(corrupt("not a regular file"));
+    }
+    let euid = rustix::process::geteuid().as_raw();
+    if meta.uid() != euid && euid != 0 {
+        return Err(StateError::Insecure {
+            path: path.to_owned(),
+            detail: format!(
+                "the credential file belongs to uid {}, not to this account (uid {euid})",
+                meta.uid()
+            ),
+        });
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(StateError::Insecure {
+            path: path.to_owned(),
+            detail: format!(
+                "mode {mode:o} lets other accounts read the workspace credential; chmod 600 it (SEC-23)"
+            ),
+        });
+    }
+    if meta.len() > MAX_CREDENTIAL_FILE {
+        return Err(corrupt(
+            "larger than 4 KiB; a workspace credential is 16 to 255 bytes",
+        ));
+    }
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(
+        &mut io::Read::take(&file, MAX_CREDENTIAL_FILE + 1),
+        &mut bytes,
+    )
+    .map_err(io_err(path))?;
+    let text = String::from_utf8(bytes).map_err(|_| corrupt("not UTF-8"))?;
+    let credential = text.trim_end_matches(['\n', '\r']);
+    if credential.is_empty() {
+        return Err(corrupt(
+            "empty; it holds the workspace credential on one line",
+        ));
+    }
+    Ok(credential.to_owned())
+}
+
+/// Refuses a state directory that overlaps one of `writable` (`SEC-22`), each a directory
+/// that sandboxed commands may write with what it is ("the commands' temporary
+/// directory"); see [`state_dir_exposed`].
+///
+/// # Errors
+/// [`StateError::Exposed`] naming the first such directory.
+pub fn check_state_placement(state: &Path, writable: &[(&str, PathBuf)]) -> Result<(), StateError> {
+    for (role, root) in writable {
+        if state_dir_exposed(state, std::slice::from_ref(root)) {
+            return Err(StateError::Exposed {
+                path: state.to_owned(),
+                root: root.clone(),
+                role: (*role).to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A host state directory.
 #[derive(Clone, Debug)]
 pub struct StateDir {
     path: PathBuf,
+    tightened: Vec<(PathBuf, u32)>,
 }
 
+/// The files of a state directory whose modes [`StateDir::open`] tightens to 0600 (the key
+/// is refused instead, `SEC-1`).
+const TIGHTENED_FILES: &[&str] = &[STATE_FILE, RUN_FILE, LOCK_FILE];
+
 impl StateDir {
-    /// Opens `path`, creating it with mode 0700 if it does not exist.
+    /// Opens `path`, creating it with mode 0700 if it does not exist (`SEC-1`, `SEC-22`).
+    ///
+    /// An existing directory must belong to this account (or the account be root) and
+    /// must not be writable by group or others: files planted in it by another account
+    /// would be trusted, so such a directory is refused. One that is only readable or
+    /// searchable by others (a `mkdir` under umask 022) is tightened to 0700, and so are
+    /// its `host.json`, `run.json` and `lock` to 0600; [`StateDir::tightened`] says what
+    /// changed, for the caller to report.
     ///
     /// # Errors
-    /// [`StateError::Io`] if it cannot be created or is not a directory.
+    /// [`StateError::Io`] if it cannot be created, inspected or tightened, or is not a
+    /// directory; [`StateError::Insecure`] for a directory of another account or one
+    /// others may write.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, StateError> {
         let path = path.into();
         if !path.exists() {
@@ -879,13 +1027,56 @@ impl StateDir {
                 .create(&path)
                 .map_err(io_err(&path))?;
         }
-        if !path.is_dir() {
+        let meta = fs::metadata(&path).map_err(io_err(&path))?;
+        if !meta.is_dir() {
             return Err(StateError::Io {
                 path,
                 source: io::Error::other("not a directory"),
             });
         }
-        Ok(Self { path })
+        let mut tightened = Vec::new();
+        // SEC-22: owner only.
+        let euid = rustix::process::geteuid().as_raw();
+        if meta.uid() != euid && euid != 0 {
+            return Err(StateError::Insecure {
+                detail: format!(
+                    "it belongs to uid {}, not to this account (uid {euid})",
+                    meta.uid()
+                ),
+                path,
+            });
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(StateError::Insecure {
+                detail: format!(
+                    "mode {mode:o} lets other accounts change it; check its files, then chmod 700 it"
+                ),
+                path,
+            });
+        }
+        if mode & 0o077 != 0 {
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).map_err(io_err(&path))?;
+            tightened.push((path.clone(), mode));
+        }
+        for name in TIGHTENED_FILES {
+            let file = path.join(name);
+            let Ok(meta) = fs::symlink_metadata(&file) else {
+                continue;
+            };
+            let mode = meta.permissions().mode() & 0o7777;
+            if meta.is_file() && mode & 0o077 != 0 {
+                fs::set_permissions(&file, fs::Permissions::from_mode(0o600))
+                    .map_err(io_err(&file))?;
+                tightened.push((file, mode));
+            }
+        }
+        Ok(Self { path, tightened })
+    }
+
+    /// What [`StateDir::open`] tightened: each path with the mode it had (`SEC-22`).
+    pub fn tightened(&self) -> &[(PathBuf, u32)] {
+        &self.tightened
     }
 
     /// The directory.
@@ -1330,6 +1521,15 @@ impl HostStore for DiskHostStore {
         self.run(|s| {
             s.record_device(device, name, timestamp, now);
             Ok(())
+        })
+    }
+
+    /// `CHAN-30`: from the snapshot of `host.json` (re-read when the file changed), as
+    /// for a request's check (`CMD-56`); a state that cannot be read knows no device.
+    fn is_active_device(&mut self, device: &[u8; 32], now: UnixTime) -> bool {
+        self.current().is_ok_and(|s| {
+            s.device(device)
+                .is_some_and(|d| !d.revoked && !s.inactive(d, now))
         })
     }
 }
@@ -1808,5 +2008,188 @@ mod tests {
             s.admit(&dev, ts(3), UnixTime::from_secs(1000 + 2 * 86_400 + 1)),
             Err(Refusal::NotAuthorized)
         );
+    }
+
+    /// SEC-22: a state directory others can read is tightened (and says so), one others
+    /// can write is refused, and files created in it are 0600.
+    #[test]
+    fn sec_22_existing_state_directory_is_tightened_or_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("state");
+        fs::create_dir(&path).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(path.join(STATE_FILE), b"{}").unwrap();
+        fs::set_permissions(path.join(STATE_FILE), fs::Permissions::from_mode(0o644)).unwrap();
+        let state = StateDir::open(&path).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o700);
+        assert_eq!(mode(&path.join(STATE_FILE)), 0o600);
+        assert_eq!(
+            state.tightened(),
+            &[(path.clone(), 0o755), (path.join(STATE_FILE), 0o644)]
+        );
+        // Opened again: nothing left to tighten.
+        assert!(StateDir::open(&path).unwrap().tightened().is_empty());
+        // New files: 0600.
+        state.load_or_create_key().unwrap();
+        run_info(&state);
+        for name in [KEY_FILE, RUN_FILE, LOCK_FILE] {
+            assert_eq!(mode(&path.join(name)), 0o600, "{name}");
+        }
+
+        for loose in [0o775, 0o757, 0o722] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(loose)).unwrap();
+            let e = StateDir::open(&path).unwrap_err();
+            assert!(matches!(e, StateError::Insecure { .. }), "{loose:o}: {e}");
+            assert!(e.to_string().contains("SEC-22"), "{e}");
+            // Refused, not changed.
+            assert_eq!(mode(&path), loose);
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).unwrap();
+
+        // A new directory (and its missing parents) is created 0700.
+        let deep = tmp.path().join("a/b/state");
+        StateDir::open(&deep).unwrap();
+        assert_eq!(mode(&deep), 0o700);
+    }
+
+    /// SEC-22: `state_dir_exposed` sees the state directory inside a writable root, equal
+    /// to one, or containing one, through symbolic links, and nothing else.
+    #[test]
+    fn sec_22_state_dir_exposed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = fs::canonicalize(tmp.path()).unwrap();
+        let state = base.join("home/.local/state/tether");
+        let project = base.join("home/src/acme");
+        let temp = base.join("tmp");
+        for d in [&state, &project, &temp] {
+            fs::create_dir_all(d).unwrap();
+        }
+        assert!(!state_dir_exposed(&state, &[]));
+        assert!(!state_dir_exposed(&state, &[project.clone(), temp.clone()]));
+        // Inside, equal, containing.
+        assert!(state_dir_exposed(
+            &state,
+            &[project.clone(), base.join("home")]
+        ));
+        assert!(state_dir_exposed(&state, std::slice::from_ref(&state)));
+        assert!(state_dir_exposed(&state, &[state.join("threads")]));
+        assert!(state_dir_exposed(&state, &[PathBuf::from("/")]));
+        // Component-wise: ".../state/tether-other" is not inside ".../state/tether".
+        let sibling = base.join("home/.local/state/tether-other");
+        fs::create_dir_all(&sibling).unwrap();
+        assert!(!state_dir_exposed(&state, &[sibling]));
+        // Through a symbolic link and `..`.
+        let link = base.join("link");
+        std::os::unix::fs::symlink(base.join("home/.local"), &link).unwrap();
+        assert!(state_dir_exposed(&state, std::slice::from_ref(&link)));
+        assert!(state_dir_exposed(
+            &link.join("state/tether"),
+            &[base.join("home")]
+        ));
+        assert!(state_dir_exposed(
+            &state,
+            &[project.join("../../.local/state")]
+        ));
+        // A root that does not exist yet is compared as given.
+        assert!(!state_dir_exposed(&state, &[base.join("missing")]));
+        assert!(state_dir_exposed(&state, &[state.join("missing")]));
+    }
+
+    /// SEC-22: the placement check names the directory the state lies in.
+    #[test]
+    fn sec_22_state_inside_a_writable_directory_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("tmp/tether-host");
+        fs::create_dir_all(&state).unwrap();
+        let sibling_tmp = tmp.path().join("host-tmp");
+        fs::create_dir_all(&sibling_tmp).unwrap();
+        let e = check_state_placement(
+            &state,
+            &[
+                ("the commands' temporary directory", sibling_tmp.clone()),
+                ("the default project", tmp.path().join("tmp")),
+            ],
+        )
+        .unwrap_err();
+        match &e {
+            StateError::Exposed { root, role, .. } => {
+                assert_eq!(root, &tmp.path().join("tmp"));
+                assert_eq!(role, "the default project");
+            }
+            other => panic!("{other}"),
+        }
+        assert!(e.to_string().contains("SEC-22"), "{e}");
+        check_state_placement(
+            &state,
+            &[("the commands' temporary directory", sibling_tmp)],
+        )
+        .unwrap();
+    }
+
+    /// SEC-23: the credential file is read only when it is this account's alone.
+    #[test]
+    fn sec_23_credential_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("credential");
+        let write = |bytes: &[u8], mode: u32| {
+            let _ = fs::remove_file(&path);
+            fs::write(&path, bytes).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        };
+        write(b"acme-credential-0123456789\n", 0o600);
+        assert_eq!(
+            read_credential_file(&path).unwrap(),
+            "acme-credential-0123456789"
+        );
+        write(b"acme-credential-0123456789\r\n", 0o400);
+        assert_eq!(
+            read_credential_file(&path).unwrap(),
+            "acme-credential-0123456789"
+        );
+        // Spaces inside and at the end are part of the credential.
+        write(b"with space \n", 0o600);
+        assert_eq!(read_credential_file(&path).unwrap(), "with space ");
+        for mode in [0o640, 0o604, 0o620, 0o644] {
+            write(b"acme-credential-0123456789\n", mode);
+            let e = read_credential_file(&path).unwrap_err();
+            assert!(matches!(e, StateError::Insecure { .. }), "{mode:o}: {e}");
+            assert!(e.to_string().contains("chmod 600"), "{e}");
+        }
+        write(b"\n", 0o600);
+        assert!(matches!(
+            read_credential_file(&path),
+            Err(StateError::Corrupt { .. })
+        ));
+        write(&[b'x'; 5000], 0o600);
+        assert!(matches!(
+            read_credential_file(&path),
+            Err(StateError::Corrupt { .. })
+        ));
+        write(&[0xff, 0xfe], 0o600);
+        assert!(matches!(
+            read_credential_file(&path),
+            Err(StateError::Corrupt { .. })
+        ));
+        // A FIFO in its place: refused at once, not waited on.
+        fs::remove_file(&path).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &path,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let started = Instant::now();
+        assert!(matches!(
+            read_credential_file(&path),
+            Err(StateError::Corrupt { .. })
+        ));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(matches!(
+            read_credential_file(&tmp.path().join("missing")),
+            Err(StateError::Io { .. })
+        ));
     }
 }

@@ -437,3 +437,35 @@ async fn link_28_auth_failed_stops_the_host() {
     }
     relay.shutdown().await;
 }
+
+/// `CHAN-30`: the disk store tells the host which claimed keys are paired, unrevoked and
+/// active devices (their own rate-limit bucket), from `host.json` as it is now: a
+/// revocation or an inactivity age set by another process counts at once.
+#[test]
+fn chan_30_the_disk_store_knows_active_devices() {
+    use tether_host::state::DiskHostStore;
+    use tether_proto::session::HostStore;
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateDir::open(dir.path().join("state")).unwrap();
+    let mut store = DiskHostStore::new(state.clone());
+    let (phone, laptop) = ([7u8; 32], [8u8; 32]);
+    let now = UnixTime::now();
+    let ts = Timestamp::from_unix(now);
+    store.record_device(&phone, "phone", ts, now).unwrap();
+    store.record_device(&laptop, "laptop", ts, now).unwrap();
+    assert!(store.is_active_device(&phone, now));
+    assert!(store.is_active_device(&laptop, now));
+    assert!(!store.is_active_device(&[9u8; 32], now), "never paired");
+    // Revoked by another process (`tether host revoke`).
+    StateDir::open(dir.path().join("state"))
+        .unwrap()
+        .revoke("phone")
+        .unwrap();
+    assert!(!store.is_active_device(&phone, now));
+    assert!(store.is_active_device(&laptop, now));
+    // Inactive past an age set later.
+    state.set_max_inactive(Some(60)).unwrap();
+    let later = now.saturating_add(Duration::from_secs(61));
+    assert!(!store.is_active_device(&laptop, later));
+    assert!(store.is_active_device(&laptop, now));
+}

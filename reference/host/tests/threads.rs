@@ -724,7 +724,7 @@ async fn cmd_44_turn_commands_run_under_the_kernel_sandbox() {
         eprintln!("skipped: no tether binary next to this test (cargo test --workspace builds it)");
         return;
     };
-    let launcher = tether_host::commands::SandboxLauncher::probe(tether);
+    let launcher = tether_host::commands::SandboxLauncher::probe(tether, &[]);
     let state = tempfile::tempdir().unwrap();
     let project = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(project.path().join(".git")).unwrap();
@@ -793,4 +793,180 @@ async fn cmd_44_turn_commands_run_under_the_kernel_sandbox() {
             "{c:?}"
         );
     }
+}
+
+/// `CMD-75`, `SEC-13`: a device revoked a moment ago answers a pending approval with
+/// `accept` before the revocation sweep closes its session. The answer is checked against
+/// the state when it arrives: the command does not run, the session is closed
+/// `NOT_AUTHORIZED`, and the approval stays pending for the devices still paired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cmd_75_an_approval_answer_from_a_device_revoked_a_moment_ago_is_refused() {
+    let relay = relay().await;
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let host = TestHost::start(
+        relay.url(),
+        "acme",
+        &dir.path().join("host"),
+        config(&project),
+    )
+    .await;
+    let (bo, bo_host) = host.pair(&dir.path().join("bo"), "bo-laptop").await;
+    let mut b = open(&bo, &bo_host).await;
+    for round in 0..3 {
+        let device = format!("phone-{round}");
+        let (ctl, paired) = host.pair(&dir.path().join(&device), &device).await;
+        let mut a = open(&ctl, &paired).await;
+        let opened = call(
+            &a,
+            "thread/start",
+            json!({"sandbox": "danger-full-access", "approvalPolicy": "untrusted"}),
+        )
+        .await;
+        let thread_id = opened["thread"]["id"].as_str().unwrap().to_owned();
+        let marker = project.join(format!("ran-{round}"));
+        call(
+            &a,
+            "turn/start",
+            json!({"threadId": thread_id, "input": text(&format!("$ touch {}", marker.display()))}),
+        )
+        .await;
+        let got = until(&mut a, |g| matches!(g, Got::R(_))).await;
+        let Some(Got::R(ask)) = got.last() else {
+            panic!()
+        };
+        // Revoked (as `tether host revoke` does, in another process), then answered at
+        // once: well inside the one-second sweep.
+        host.state.revoke(&device).unwrap();
+        a.session
+            .respond(ask.id.clone(), json!({"decision": "accept"}))
+            .unwrap();
+        let end = loop {
+            match tokio::time::timeout(WAIT, a.session.next_event())
+                .await
+                .expect("the session was not closed")
+            {
+                Some(SessionEvent::Ended(end)) => break end,
+                Some(_) => {}
+                None => panic!("no end event"),
+            }
+        };
+        match end {
+            tether_controller::SessionEnd::Closed(info) => {
+                assert_eq!(info.code, tether_proto::link::CloseCode::NOT_AUTHORIZED);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Still pending: a device that is still paired gets it on resume (CMD-19) and
+        // declines; the command never ran.
+        call(&b, "thread/resume", json!({"threadId": thread_id})).await;
+        let got = until(&mut b, |g| matches!(g, Got::R(_))).await;
+        let Some(Got::R(ask)) = got.last() else {
+            panic!()
+        };
+        b.session
+            .respond(ask.id.clone(), json!({"decision": "decline"}))
+            .unwrap();
+        let rest = until(&mut b, is("turn/completed")).await;
+        assert_eq!(command_status(&final_turn(&rest)), "declined");
+        assert!(
+            !marker.exists(),
+            "round {round}: the revoked device's accept ran the command"
+        );
+    }
+    b.close().await;
+    host.stop().await;
+}
+
+/// SEC-15: a host restarted with lower caps refuses to resume or import a thread beyond
+/// them (-32012, nothing created), and under `on-failure` an accepted re-run with
+/// `danger-full-access` beyond the sandbox cap fails instead of running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sec_15_lowered_caps_refuse_resume_import_and_the_rerun() {
+    let relay = relay().await;
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let host_state = dir.path().join("host");
+    let host = TestHost::start(relay.url(), "acme", &host_state, config(&project)).await;
+    let (ctl, paired) = host.pair(&dir.path().join("ctl"), "ana-phone").await;
+    let conn = open(&ctl, &paired).await;
+    let id = |v: Value| v["thread"]["id"].as_str().unwrap().to_owned();
+    let wide = id(call(
+        &conn,
+        "thread/start",
+        json!({"sandbox": "danger-full-access", "approvalPolicy": "never"}),
+    )
+    .await);
+    let narrow = id(call(
+        &conn,
+        "thread/start",
+        json!({"sandbox": "workspace-write", "approvalPolicy": "on-failure"}),
+    )
+    .await);
+    let bundle = call(&conn, "thread/export", json!({"threadId": wide})).await["bundle"].clone();
+    conn.close().await;
+    host.stop().await;
+
+    let capped = CommandConfig {
+        max_sandbox: SandboxMode::WorkspaceWrite,
+        max_approval_policy: tether_proto::cmd::types::ApprovalPolicy::OnFailure,
+        ..config(&project)
+    };
+    let host = TestHost::start(relay.url(), "acme", &host_state, capped).await;
+    let mut conn = open(&ctl, &paired).await;
+    assert_eq!(
+        call_err(&conn, "thread/resume", json!({"threadId": wide})).await,
+        codes::SANDBOX_DENIED
+    );
+    assert_eq!(
+        call_err(&conn, "thread/import", json!({"bundle": bundle})).await,
+        codes::SANDBOX_DENIED
+    );
+    let mut policy_beyond = bundle.clone();
+    policy_beyond["sandbox"] = json!("workspace-write");
+    assert_eq!(
+        call_err(&conn, "thread/import", json!({"bundle": policy_beyond})).await,
+        codes::SANDBOX_DENIED
+    );
+    let listed = call(&conn, "thread/list", json!({})).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2, "{listed}");
+
+    // Within the caps: resumed; its on-failure re-run would need danger-full-access.
+    call(&conn, "thread/resume", json!({"threadId": narrow})).await;
+    let flag = project.join("failed-once");
+    let rerun = project.join("re-run");
+    let script = format!(
+        "$ test -e {f} || {{ touch {f}; exit 1; }}; touch {r}",
+        f = flag.display(),
+        r = rerun.display()
+    );
+    call(
+        &conn,
+        "turn/start",
+        json!({"threadId": narrow, "input": text(&script)}),
+    )
+    .await;
+    let got = until(&mut conn, |g| {
+        matches!(g, Got::R(_)) || g.method() == "turn/completed"
+    })
+    .await;
+    let rest = match got.last() {
+        Some(Got::R(ask)) => {
+            conn.session
+                .respond(ask.id.clone(), json!({"decision": "accept"}))
+                .unwrap();
+            until(&mut conn, is("turn/completed")).await
+        }
+        _ => got,
+    };
+    assert!(
+        flag.exists(),
+        "the first run, in the thread's sandbox, happened"
+    );
+    assert!(!rerun.exists(), "the re-run beyond the cap ran");
+    assert_eq!(command_status(&final_turn(&rest)), "failed");
+    conn.close().await;
+    host.stop().await;
 }

@@ -52,10 +52,21 @@ pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(600);
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Time a host waits for its user to confirm a pairing code (`CHAN-24`).
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(60);
-/// Message-1 handshakes a host processes per second, in a token bucket (`CHAN-14`).
+/// Message-1 handshakes of senders that are not paired devices a host processes per
+/// second, in one shared token bucket (`CHAN-14`).
 pub const HANDSHAKE_RATE_PER_SEC: u32 = 50;
 /// Burst size of that token bucket (`CHAN-14`).
 pub const HANDSHAKE_BURST: u32 = 100;
+/// Message 1s a host reads per second (one Diffie-Hellman each, to learn the claimed
+/// static key), in one global token bucket taken before any DH (`CHAN-14`).
+pub const HANDSHAKE_READ_RATE_PER_SEC: u32 = 5000;
+/// Burst size of that token bucket (`CHAN-14`).
+pub const HANDSHAKE_READ_BURST: u32 = 5000;
+/// Message-1 handshakes per second of one paired device, in that device's own token
+/// bucket (`CHAN-30`).
+pub const DEVICE_HANDSHAKE_RATE_PER_SEC: u32 = 5;
+/// Burst size of a device's own token bucket (`CHAN-30`).
+pub const DEVICE_HANDSHAKE_BURST: u32 = 10;
 
 /// Deepest nesting of JSON arrays and objects in a command message (`CMD-4`).
 pub const MAX_JSON_DEPTH: usize = 32;

@@ -669,3 +669,59 @@ fn chan_20_nonce_exhaustion_closes_before_2_64_minus_1() {
     assert!(host.is_closed());
     assert_eq!(ChannelError::NonceExhausted.requirement(), "CHAN-20");
 }
+
+/// `CHAN-30`: the host reads the claimed static key with one DH (`es`) to pick the
+/// sender's rate-limit bucket. It agrees with the full read on every message that reads,
+/// and gives nothing for a message whose key does not decrypt; the key it gives is not yet
+/// authenticated (a flipped payload bit still yields it, the full read then fails).
+#[test]
+fn chan_30_claimed_static_agrees_with_the_full_read() {
+    for seed in 1u8..=24 {
+        let controller: [u8; 32] = std::array::from_fn(|i| {
+            seed.wrapping_mul(97) ^ u8::try_from(i).unwrap().wrapping_mul(13)
+        });
+        let init = Initiator::new(
+            &controller,
+            &public(&key(HOST_STATIC)),
+            &prologue(),
+            &payload(),
+        )
+        .unwrap();
+        let msg1 = init.message1();
+        let r = responder(&prologue());
+        let claimed = r.claimed_static(msg1);
+        assert_eq!(claimed, Some(public(&controller)), "seed {seed}");
+        let pending = r.read_message1(msg1).unwrap();
+        assert_eq!(Some(*pending.remote_static()), claimed);
+    }
+    let msg1 = initiator().message1().to_vec();
+    let r = responder(&prologue());
+    assert_eq!(
+        r.claimed_static(&msg1),
+        Some(public(&key(CONTROLLER_STATIC)))
+    );
+    // Any flip in e or in the encrypted static key: no key.
+    for byte in (0..80).step_by(7) {
+        let mut bad = msg1.clone();
+        bad[byte] ^= 0x10;
+        assert_eq!(r.claimed_static(&bad), None, "byte {byte}");
+    }
+    // A flip in the payload: the claim reads, the handshake does not (ss is unchecked).
+    let mut bad = msg1.clone();
+    bad[85] ^= 1;
+    assert_eq!(
+        r.claimed_static(&bad),
+        Some(public(&key(CONTROLLER_STATIC)))
+    );
+    assert!(responder(&prologue()).read_message1(&bad).is_err());
+    // Another prologue, a low-order ephemeral (CHAN-7), too short, too long.
+    let other = Prologue::new("other", &public(&key(HOST_STATIC)), session()).unwrap();
+    assert_eq!(responder(&other).claimed_static(&msg1), None);
+    let mut low = msg1.clone();
+    low[..32].copy_from_slice(&key(LOW_ORDER_POINT));
+    assert_eq!(r.claimed_static(&low), None);
+    assert_eq!(r.claimed_static(&msg1[..79]), None);
+    let mut long = msg1.clone();
+    long.resize(513, 0);
+    assert_eq!(r.claimed_static(&long), None);
+}

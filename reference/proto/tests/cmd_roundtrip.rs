@@ -236,7 +236,7 @@ fn client_request() -> impl Strategy<Value = ClientRequest> {
         .into()),
         (
             vec(text(), 1..4),
-            text(),
+            option::of(text()),
             option::of(sandbox()),
             option::of(1u64..=MAX_EXEC_TIMEOUT_MS),
             option::of(0u64..=MAX_OUTPUT_CAP),

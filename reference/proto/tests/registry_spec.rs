@@ -328,6 +328,26 @@ fn code_limits() -> Vec<(&'static str, u64, &'static str)> {
             u64::from(limits::HANDSHAKE_BURST),
             "handshakes",
         ),
+        (
+            "HANDSHAKE_READ_RATE_PER_SEC",
+            u64::from(limits::HANDSHAKE_READ_RATE_PER_SEC),
+            "handshakes/s",
+        ),
+        (
+            "HANDSHAKE_READ_BURST",
+            u64::from(limits::HANDSHAKE_READ_BURST),
+            "handshakes",
+        ),
+        (
+            "DEVICE_HANDSHAKE_RATE_PER_SEC",
+            u64::from(limits::DEVICE_HANDSHAKE_RATE_PER_SEC),
+            "handshakes/s",
+        ),
+        (
+            "DEVICE_HANDSHAKE_BURST",
+            u64::from(limits::DEVICE_HANDSHAKE_BURST),
+            "handshakes",
+        ),
         ("MAX_JSON_DEPTH", n(limits::MAX_JSON_DEPTH), "levels"),
         ("APPROVAL_TIMEOUT", secs(limits::APPROVAL_TIMEOUT), "s"),
         ("MAX_OUTPUT_CHUNK", n(limits::MAX_OUTPUT_CHUNK), "bytes"),

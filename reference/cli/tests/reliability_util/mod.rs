@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 // file that uses this module declares `mod support;` too.
 #[allow(unused_imports)] // not every test file uses every piece
 pub(crate) use crate::support::{
-    CRED, LIMIT, Output, Proc, TempDir, eventually, listening_url, mint_token, run, tether,
+    CRED, LIMIT, Output, Proc, TempDir, eventually, host_run, listening_url, mint_token, run,
+    tether,
 };
 
 /// A `tether relay` child process; its stderr log lines are kept.
@@ -94,21 +95,8 @@ pub fn start_relay(listen: &str, extra: &[&str]) -> Relay {
 
 /// `tether host run` on `state`, with `fault` as `TETHER_FAULT` if given.
 pub fn start_host(state: &Path, relay_url: &str, fault: Option<&str>) -> Proc {
-    let host_tmp = state.join("tmp");
-    std::fs::create_dir_all(&host_tmp).unwrap();
-    let mut c = tether();
-    c.env("TMPDIR", &host_tmp)
-        .args(["host", "run", "--state"])
-        .arg(state)
-        .args([
-            "--relay",
-            relay_url,
-            "--workspace",
-            "acme",
-            "--credential",
-            CRED,
-        ])
-        .args(["--name", "build-box", "--allow-unsandboxed"])
+    let mut c = host_run(state, relay_url);
+    c.args(["--name", "build-box", "--allow-unsandboxed"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());

@@ -15,7 +15,34 @@ pub(crate) const OTHER_CRED: &str = "other-credential-0123456789";
 
 pub(crate) fn tether() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tether"));
-    c.env_remove("RUST_LOG").env_remove("TETHER_FAULT");
+    c.env_remove("RUST_LOG")
+        .env_remove("TETHER_FAULT")
+        .env_remove("TETHER_CREDENTIAL");
+    c
+}
+
+/// The temporary directory a test host gives its commands (`TMPDIR`): beside its state
+/// directory, `STATE-tmp`, never inside it or around it (`SEC-22`); created.
+pub(crate) fn host_tmp(state: &Path) -> PathBuf {
+    let name = state
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = state.with_file_name(format!("{name}-tmp"));
+    std::fs::create_dir_all(&tmp).unwrap();
+    tmp
+}
+
+/// `tether host run --state STATE --relay URL --workspace acme` as the tests start it:
+/// the host's temporary directory beside its state directory ([`host_tmp`], `SEC-22`) and
+/// the workspace credential in `TETHER_CREDENTIAL`, never on the command line (`SEC-23`).
+pub(crate) fn host_run(state: &Path, relay_url: &str) -> Command {
+    let mut c = tether();
+    c.env("TMPDIR", host_tmp(state))
+        .env("TETHER_CREDENTIAL", CRED)
+        .args(["host", "run", "--state"])
+        .arg(state)
+        .args(["--relay", relay_url, "--workspace", "acme"]);
     c
 }
 
@@ -53,7 +80,9 @@ impl Drop for Proc {
     }
 }
 
-/// A temporary directory removed on drop.
+/// A temporary directory, `BASE/LABEL` in a new `BASE` of the system's temporary
+/// directory, removed with `BASE` on drop: a host state directory made here has room for
+/// its own temporary directory beside it ([`host_tmp`]).
 pub(crate) struct TempDir(pub(crate) PathBuf);
 
 pub(crate) static DIRS: AtomicUsize = AtomicUsize::new(0);
@@ -61,8 +90,10 @@ pub(crate) static DIRS: AtomicUsize = AtomicUsize::new(0);
 impl TempDir {
     pub(crate) fn new(label: &str) -> Self {
         let n = DIRS.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("tether-e2e-{}-{label}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
+        let base =
+            std::env::temp_dir().join(format!("tether-e2e-{}-{label}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let p = base.join(label);
         std::fs::create_dir_all(&p).unwrap();
         Self(p)
     }
@@ -74,7 +105,9 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if let Some(base) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(base);
+        }
     }
 }
 

@@ -73,6 +73,10 @@ pub enum TurnEventKind {
     },
     /// The turn is over (`turn/completed`); nothing about it follows.
     Finished(TurnStatus),
+    /// Not a turn's event (its `turn_id` is empty): the instruction files of a thread
+    /// being opened were read, or their time ran out (`CMD-72`); the manager sends the
+    /// deferred `thread/start`, `thread/resume` or `thread/import` answer.
+    Opened(Box<super::OpenDone>),
 }
 
 /// One turn of the test agent.
@@ -284,9 +288,16 @@ impl TurnJob {
         };
         let cwd = PathBuf::from(&item.cwd);
         let args = ["-c".to_owned(), item.command.clone()];
-        let mut command = self
-            .config
-            .sandboxed_command(report.enforced, "sh", &args, &cwd);
+        // CMD-44, CMD-48: a turn's commands may write under the thread's project root.
+        let root = tether_sandbox::project_root(&cwd);
+        let mut command =
+            match self
+                .config
+                .sandboxed_command(report.enforced, "sh", &args, &cwd, &root)
+            {
+                Ok(c) => c,
+                Err(e) => return failed(format!("{e}\n")),
+            };
         command
             .current_dir(&cwd)
             .stdin(Stdio::null())

@@ -6,9 +6,10 @@
 //! needs no locks:
 //!
 //! ```text
-//!   session requests ──► CommandSession::handle_with ──► ThreadManager::thread_start, ...
+//!   session requests ──► CommandSession::handle_with ──► ThreadManager::begin_thread_start, …
 //!   controller answers to approval requests ───────────► ThreadManager::handle_response
 //!   turn tasks (agent.rs) ── TurnEvent channel ────────► ThreadManager::handle_event
+//!   AGENTS.md reads (blocking pool, CMD-72, open_later) ► ThreadManager::handle_event
 //!   approval time limits ── poll_timeout/handle_timeout ┘
 //!                                                        │ persist (store.rs), then
 //!                                                        ▼
@@ -25,6 +26,7 @@ pub mod store;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use tether_proto::cmd::methods::{
@@ -58,6 +60,32 @@ use crate::state::{StateError, random_bytes};
 /// Late answers remembered per host, to tell a late answerer the approval was already
 /// resolved (`CMD-32`); older ones are forgotten (then the answer is ignored, `CMD-14`).
 const MAX_RESOLVED_REMEMBERED: usize = 1024;
+
+/// Instruction-file reads that may still run on the blocking pool at once (`CMD-72`):
+/// reads past their time limit keep their thread until the file system answers, so a
+/// hanging file system holds at most this many; further threads open without their
+/// files.
+const MAX_DISCOVERIES: usize = 8;
+
+/// A thread being opened (`thread/start`, `thread/resume`, `thread/import`) whose
+/// instruction files are still to be read (`CMD-72`); [`ThreadManager::open_later`]
+/// finishes it.
+#[derive(Debug)]
+pub struct Opening {
+    session: SessionId,
+    thread_id: String,
+    cwd: PathBuf,
+    /// The answer, without its instruction files.
+    opened: ThreadOpened,
+}
+
+/// The instruction files of an [`Opening`] were read, or their time ran out.
+#[derive(Debug)]
+pub struct OpenDone {
+    id: Id,
+    opening: Opening,
+    found: Option<instructions::Instructions>,
+}
 
 /// A pending approval (`CMD-28`): at most one per thread.
 struct Pending {
@@ -103,6 +131,9 @@ struct SessionInfo {
     /// in `held`.
     ready: bool,
     held: Vec<Message>,
+    /// Threads being opened for it, answered once their instruction files are read
+    /// (`CMD-72`): requests in flight (`CMD-58`).
+    opening: usize,
 }
 
 /// How an approval ended, for a late answer (`CMD-32`).
@@ -126,6 +157,8 @@ pub struct ThreadManager {
     events: mpsc::UnboundedSender<TurnEvent>,
     outbox: VecDeque<(SessionId, Message)>,
     notices: VecDeque<String>,
+    /// Instruction-file reads running on the blocking pool (`CMD-72`).
+    discoveries: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for ThreadManager {
@@ -225,6 +258,7 @@ impl ThreadManager {
             events,
             outbox: VecDeque::new(),
             notices,
+            discoveries: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -248,6 +282,7 @@ impl ThreadManager {
                 next_request: 1,
                 ready: false,
                 held: Vec::new(),
+                opening: 0,
             },
         );
     }
@@ -300,11 +335,13 @@ impl ThreadManager {
     /// Requests of `session` received and not answered yet (deferred `turn/interrupt`
     /// answers), for the in-flight limit (`CMD-58`).
     pub fn in_flight(&self, session: SessionId) -> usize {
+        let opening = self.sessions.get(&session).map_or(0, |i| i.opening);
         self.threads
             .values()
             .filter_map(|e| e.running.as_ref())
             .map(|r| r.interrupters.iter().filter(|(s, _)| *s == session).count())
-            .sum()
+            .sum::<usize>()
+            + opening
     }
 
     /// The next message to send, in order.
@@ -386,6 +423,32 @@ impl ThreadManager {
         })
     }
 
+    /// `CMD-73`: `cwd` (`root` joined with `relative`), with every symlink resolved, must
+    /// lie inside `root`, resolved too; the resolved path is the one the thread keeps, so
+    /// a link changed later cannot move it either.
+    fn inside_project(
+        method: &str,
+        root: &Path,
+        cwd: &Path,
+        relative: &str,
+    ) -> Result<PathBuf, CommandError> {
+        let resolve = |p: &Path| {
+            std::fs::canonicalize(p)
+                .map_err(|e| invalid(method, format!("{p:?} cannot be resolved: {e}")))
+        };
+        let (real_root, real_cwd) = (resolve(root)?, resolve(cwd)?);
+        if real_cwd.starts_with(&real_root) {
+            Ok(real_cwd)
+        } else {
+            Err(invalid(
+                method,
+                format!(
+                    "cwdRelative {relative:?} resolves to {real_cwd:?}, outside the project root {real_root:?}: a symlink leads out of it (CMD-73)"
+                ),
+            ))
+        }
+    }
+
     /// `CMD-17`: `cwd` must be a host-native absolute path of an existing directory.
     fn check_dir(method: &str, path: &str) -> Result<PathBuf, CommandError> {
         let p = Path::new(path);
@@ -399,49 +462,174 @@ impl ThreadManager {
         }
     }
 
-    fn opened(&self, record: &ThreadRecord, sandbox: SandboxReport) -> ThreadOpened {
-        // CMD-48..CMD-51: read when the thread starts, resumes or is imported.
-        let found = instructions::discover(Path::new(&record.cwd));
-        ThreadOpened {
-            thread: record.thread(),
-            sandbox,
-            instruction_sources: found
-                .sources
-                .iter()
-                .map(|p| p.to_string_lossy().into_owned())
-                .collect(),
+    /// The answer for a thread being opened, its instruction files not read yet
+    /// (`CMD-51`: they are read when the thread starts, resumes or is imported, by
+    /// [`ThreadManager::open_later`] or the blocking methods).
+    fn opening(session: SessionId, record: &ThreadRecord, sandbox: SandboxReport) -> Opening {
+        Opening {
+            session,
+            thread_id: record.id.clone(),
+            cwd: PathBuf::from(&record.cwd),
+            opened: ThreadOpened {
+                thread: record.thread(),
+                sandbox,
+                instruction_sources: Vec::new(),
+            },
         }
     }
 
-    /// Stores a new thread and attaches `session` to it.
+    /// Stores a new thread; `session` is attached when the opening finishes.
     fn create(
         &mut self,
         session: SessionId,
         record: ThreadRecord,
         report: SandboxReport,
-    ) -> Result<ThreadOpened, CommandError> {
+    ) -> Result<Opening, CommandError> {
         self.store.save(&record).map_err(|e| internal(&e))?;
-        let opened = self.opened(&record, report);
-        let mut entry = Entry {
+        let opening = Self::opening(session, &record, report);
+        let entry = Entry {
             record,
             attached: Vec::new(),
             running: None,
             grants: HashSet::new(),
         };
-        entry.attach(session);
         self.threads.insert(entry.record.id.clone(), entry);
-        Ok(opened)
+        Ok(opening)
     }
 
-    /// `thread/start` (`CMD-17`).
+    /// Finishes opening a thread with the instruction files `found` (`CMD-51`): attaches
+    /// the session and returns the answer, and whether the thread's pending approval is
+    /// to be sent to the session after it (`CMD-19`, `CMD-28`).
+    fn finish_open(
+        &mut self,
+        opening: Opening,
+        found: &instructions::Instructions,
+    ) -> (ThreadOpened, bool) {
+        let Opening {
+            session,
+            thread_id,
+            mut opened,
+            ..
+        } = opening;
+        opened.instruction_sources = found
+            .sources
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        let mut attach_new = false;
+        if let Some(entry) = self.threads.get_mut(&thread_id) {
+            attach_new = !entry.attached.contains(&session);
+            entry.attach(session);
+        }
+        (opened, attach_new)
+    }
+
+    /// Opens a thread on the calling thread: reads its instruction files there (blocking,
+    /// `CMD-72`: not for the runtime's task) and attaches the session; a pending approval
+    /// goes to the outbox after the answer.
+    fn open_now(&mut self, opening: Opening) -> ThreadOpened {
+        let (session, thread_id) = (opening.session, opening.thread_id.clone());
+        let found = instructions::discover(&opening.cwd);
+        let (opened, attach_new) = self.finish_open(opening, &found);
+        if attach_new {
+            self.send_pending_to(&thread_id, session);
+        }
+        opened
+    }
+
+    /// Serves the opening of a thread (`thread/start`, `thread/resume`, `thread/import`)
+    /// without blocking the caller (`CMD-72`): the instruction files are read on the
+    /// blocking pool, within [`instructions::DISCOVERY_TIMEOUT`] (the thread opens without
+    /// them after that), and the answer to request `id` is queued in the outbox when they
+    /// are, followed by the thread's pending approval. Until then the request counts as in
+    /// flight (`CMD-58`). Must be called inside a tokio runtime.
+    pub fn open_later(&mut self, id: Id, opening: Opening) {
+        let session = opening.session;
+        match self.sessions.get_mut(&session) {
+            Some(info) => info.opening += 1,
+            None => return, // the session is gone: nobody to answer
+        }
+        if self.discoveries.load(Ordering::Acquire) >= MAX_DISCOVERIES {
+            // Earlier reads still hang (their time ran out, the file system did not
+            // answer): do not tie up another blocking thread.
+            self.complete_open(id, opening, None);
+            return;
+        }
+        let events = self.events.clone();
+        let running = Arc::clone(&self.discoveries);
+        running.fetch_add(1, Ordering::AcqRel);
+        let cwd = opening.cwd.clone();
+        tokio::spawn(async move {
+            let read = tokio::task::spawn_blocking(move || {
+                let found = instructions::discover(&cwd);
+                running.fetch_sub(1, Ordering::AcqRel);
+                found
+            });
+            let found = match tokio::time::timeout(instructions::DISCOVERY_TIMEOUT, read).await {
+                Ok(Ok(found)) => Some(found),
+                _ => None,
+            };
+            let _ = events.send(TurnEvent {
+                thread_id: opening.thread_id.clone(),
+                turn_id: String::new(),
+                kind: TurnEventKind::Opened(Box::new(OpenDone { id, opening, found })),
+            });
+        });
+    }
+
+    /// The instruction files of an opening were read (`found`), or not in time (`None`):
+    /// the answer, then the pending approval (`CMD-19`).
+    fn complete_open(
+        &mut self,
+        id: Id,
+        opening: Opening,
+        found: Option<instructions::Instructions>,
+    ) {
+        let session = opening.session;
+        let thread_id = opening.thread_id.clone();
+        match self.sessions.get_mut(&session) {
+            Some(info) => info.opening = info.opening.saturating_sub(1),
+            None => return, // the session ended meanwhile
+        }
+        let found = found.unwrap_or_else(|| {
+            self.notices.push_back(format!(
+                "thread {thread_id}: its instruction files could not be read in {} s; opened without them (CMD-72)",
+                instructions::DISCOVERY_TIMEOUT.as_secs()
+            ));
+            instructions::Instructions::default()
+        });
+        let (opened, attach_new) = self.finish_open(opening, &found);
+        self.push(session, crate::commands::answer(id, Ok(opened)));
+        if attach_new {
+            self.send_pending_to(&thread_id, session);
+        }
+    }
+
+    /// `thread/start` (`CMD-17`), reading the instruction files on the calling thread
+    /// (blocking: the runtime uses [`ThreadManager::begin_thread_start`] and
+    /// [`ThreadManager::open_later`] instead, `CMD-72`).
     ///
     /// # Errors
-    /// -32602 for a bad `cwd`, -32012 (`CMD-46`), -32603 when it cannot be stored.
+    /// As [`ThreadManager::begin_thread_start`].
     pub fn thread_start(
         &mut self,
         session: SessionId,
         params: &ThreadStartParams,
     ) -> Result<ThreadOpened, CommandError> {
+        let opening = self.begin_thread_start(session, params)?;
+        Ok(self.open_now(opening))
+    }
+
+    /// `thread/start` (`CMD-17`) up to its instruction files: the thread is created and
+    /// stored; [`ThreadManager::open_later`] finishes it.
+    ///
+    /// # Errors
+    /// -32602 for a bad `cwd`, -32012 (`CMD-46`), -32603 when it cannot be stored.
+    pub fn begin_thread_start(
+        &mut self,
+        session: SessionId,
+        params: &ThreadStartParams,
+    ) -> Result<Opening, CommandError> {
         let cwd = match &params.cwd {
             Some(c) => Self::check_dir(ThreadStartParams::METHOD, c)?,
             None => Self::check_dir(
@@ -449,18 +637,20 @@ impl ThreadManager {
                 &self.default_project.to_string_lossy(),
             )?,
         };
-        // CMD-46, CMD-47: checked before the thread is created.
+        // CMD-46, CMD-47, SEC-15: checked before the thread is created.
         let sandbox = params.sandbox.unwrap_or(self.config.default_sandbox);
         let report = self.config.sandbox_for(sandbox)?;
+        let approval_policy = params
+            .approval_policy
+            .unwrap_or(self.config.default_approval_policy);
+        self.config.check_approval_policy(approval_policy)?;
         let now = UnixTime::now().as_secs();
         let record = ThreadRecord {
             version: THREAD_FILE_VERSION,
             id: self.new_thread_id()?,
             cwd: cwd.to_string_lossy().into_owned(),
             sandbox,
-            approval_policy: params
-                .approval_policy
-                .unwrap_or(self.config.default_approval_policy),
+            approval_policy,
             created_at: now,
             updated_at: now,
             goal: None,
@@ -473,30 +663,41 @@ impl ThreadManager {
 
     /// `thread/resume` (`CMD-19`): attaches `session`; a pending approval is sent to it
     /// after the answer (through the outbox, which the caller drains after the reply).
+    /// Reads the instruction files on the calling thread (blocking: the runtime uses
+    /// [`ThreadManager::begin_thread_resume`] and [`ThreadManager::open_later`], `CMD-72`).
     ///
     /// # Errors
-    /// -32013, -32012.
+    /// As [`ThreadManager::begin_thread_resume`].
     pub fn thread_resume(
         &mut self,
         session: SessionId,
         params: &ThreadResumeParams,
     ) -> Result<ThreadOpened, CommandError> {
+        let opening = self.begin_thread_resume(session, params)?;
+        Ok(self.open_now(opening))
+    }
+
+    /// `thread/resume` (`CMD-19`) up to its instruction files; [`ThreadManager::open_later`]
+    /// attaches the session and sends it the pending approval after the answer.
+    ///
+    /// # Errors
+    /// -32013, -32012.
+    pub fn begin_thread_resume(
+        &mut self,
+        session: SessionId,
+        params: &ThreadResumeParams,
+    ) -> Result<Opening, CommandError> {
         let entry = self
             .threads
             .get(&params.thread_id)
             .ok_or_else(|| not_found(&params.thread_id))?;
-        // CMD-19, CMD-46: the host may have changed since the thread was created.
+        // CMD-19, CMD-46, SEC-15: the host may have changed since the thread was created
+        // (a lower cap, a mechanism lost).
         let report = self.config.sandbox_for(entry.record.sandbox)?;
-        let opened = self.opened(&entry.record, report);
-        let attach_new = !entry.attached.contains(&session);
-        if let Some(entry) = self.threads.get_mut(&params.thread_id) {
-            entry.attach(session);
-        }
-        // CMD-19, CMD-28: the pending approval goes to a session that attaches.
-        if attach_new {
-            self.send_pending_to(&params.thread_id, session);
-        }
-        Ok(opened)
+        self.config
+            .check_approval_policy(entry.record.approval_policy)?;
+        // CMD-19, CMD-28: attached, and given the pending approval, when it finishes.
+        Ok(Self::opening(session, &entry.record, report))
     }
 
     /// `thread/list` (`CMD-20`): most recently updated first, ties by id; does not attach.
@@ -714,18 +915,35 @@ impl ThreadManager {
         })
     }
 
-    /// `thread/import` (`CMD-53`, `CMD-54`): a new thread with a new id; the bundle's
-    /// items form one completed turn, with ids of this thread; AGENTS.md is discovered
-    /// again with this host's paths. `params.bundle` was validated when it was decoded
-    /// (`CMD-53`).
+    /// `thread/import` (`CMD-53`, `CMD-54`), reading the instruction files on the calling
+    /// thread (blocking: the runtime uses [`ThreadManager::begin_thread_import`] and
+    /// [`ThreadManager::open_later`], `CMD-72`).
     ///
     /// # Errors
-    /// -32602 for a project root or cwd that is not a directory, -32012, -32603.
+    /// As [`ThreadManager::begin_thread_import`].
     pub fn thread_import(
         &mut self,
         session: SessionId,
         params: &ThreadImportParams,
     ) -> Result<ThreadOpened, CommandError> {
+        let opening = self.begin_thread_import(session, params)?;
+        Ok(self.open_now(opening))
+    }
+
+    /// `thread/import` (`CMD-53`, `CMD-54`, `CMD-73`) up to its instruction files: a new
+    /// thread with a new id; the bundle's items form one completed turn, with ids of this
+    /// thread; AGENTS.md is discovered again with this host's paths when
+    /// [`ThreadManager::open_later`] finishes it. `params.bundle` was validated when it
+    /// was decoded (`CMD-53`).
+    ///
+    /// # Errors
+    /// -32602 for a project root or cwd that is not a directory, or a cwd that resolves
+    /// outside the project root (`CMD-73`), -32012, -32603.
+    pub fn begin_thread_import(
+        &mut self,
+        session: SessionId,
+        params: &ThreadImportParams,
+    ) -> Result<Opening, CommandError> {
         let bundle = &params.bundle;
         bundle.validate()?;
         let method = ThreadImportParams::METHOD;
@@ -733,14 +951,16 @@ impl ThreadManager {
             Some(r) => Self::check_dir(method, r)?,
             None => Self::check_dir(method, &self.default_project.to_string_lossy())?,
         };
-        let mut cwd = root;
+        let mut cwd = root.clone();
         if bundle.cwd_relative != "." {
             for name in bundle.cwd_relative.split('/') {
                 cwd.push(name);
             }
         }
         let cwd = Self::check_dir(method, &cwd.to_string_lossy())?;
+        let cwd = Self::inside_project(method, &root, &cwd, &bundle.cwd_relative)?;
         let report = self.config.sandbox_for(bundle.sandbox)?;
+        self.config.check_approval_policy(bundle.approval_policy)?; // SEC-15
         let id = self.new_thread_id()?;
         // Items get ids of the new thread (CMD-25); an item still in progress in the
         // exported thread did not finish here either.
@@ -799,6 +1019,14 @@ impl ThreadManager {
             turn_id,
             kind,
         } = event;
+        let kind = match kind {
+            // Not a turn's: a thread being opened has its instruction files (CMD-72).
+            TurnEventKind::Opened(done) => {
+                let OpenDone { id, opening, found } = *done;
+                return self.complete_open(id, opening, found);
+            }
+            kind => kind,
+        };
         let Some(entry) = self.threads.get_mut(&thread_id) else {
             return;
         };
@@ -862,6 +1090,7 @@ impl ThreadManager {
                 );
             }
             TurnEventKind::Approval { params, reply } => self.ask(&thread_id, params, reply),
+            TurnEventKind::Opened(_) => {} // handled above
             TurnEventKind::Finished(status) => {
                 let running = entry.running.take();
                 let mut final_turn = None;

@@ -1087,3 +1087,174 @@ fn cmd_2_long_outputs_are_cut_to_fit_one_message() {
     }));
     assert_eq!(fit(small.clone()), small);
 }
+
+/// The response to request `id` of `session` in the log, if it came.
+fn response_to(log: &[(SessionId, Message)], session: SessionId, id: i64) -> Option<Value> {
+    log.iter().find_map(|(s, m)| match m {
+        Message::Response(r) if *s == session && r.id == Id::Number(id) => Some(r.result.clone()),
+        _ => None,
+    })
+}
+
+fn mkfifo(path: &Path) {
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+}
+
+/// `CMD-72`: the runtime's way to open a thread reads its instruction files off the
+/// caller's task and answers through the outbox; a FIFO among them neither blocks it nor
+/// is read.
+#[tokio::test]
+async fn cmd_72_threads_open_after_their_files_are_read_off_the_task() {
+    let mut h = harness(config());
+    let root = h.project.path().to_owned();
+    std::fs::create_dir_all(root.join(".git")).unwrap();
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    mkfifo(&root.join("AGENTS.md"));
+    std::fs::write(root.join("sub/AGENTS.md"), "sub rules\n").unwrap();
+    let opening =
+        h.m.begin_thread_start(
+            A,
+            &ThreadStartParams {
+                cwd: Some(root.join("sub").to_string_lossy().into_owned()),
+                sandbox: None,
+                approval_policy: None,
+            },
+        )
+        .unwrap();
+    h.m.open_later(Id::Number(7), opening);
+    // Answered later, and in flight until then (CMD-58).
+    assert_eq!(h.m.in_flight(A), 1);
+    h.drain();
+    assert!(response_to(&h.log, A, 7).is_none());
+    // The manager answers other requests meanwhile.
+    assert_eq!(
+        h.m.thread_list(&ThreadListParams::default())
+            .unwrap()
+            .data
+            .len(),
+        1
+    );
+    h.until(|log| response_to(log, A, 7).is_some()).await;
+    let opened: ThreadOpened = serde_json::from_value(response_to(&h.log, A, 7).unwrap()).unwrap();
+    assert_eq!(
+        opened.instruction_sources,
+        vec![root.join("sub/AGENTS.md").to_string_lossy().into_owned()]
+    );
+    assert_eq!(h.m.in_flight(A), 0);
+    // The session is attached once answered: a turn's notifications reach it.
+    h.turn(B, &opened.thread.id, "hello").unwrap();
+    h.until(turn_done(A)).await;
+}
+
+/// `CMD-72`, `CMD-19`: a deferred `thread/resume` answer comes before the pending approval.
+#[tokio::test]
+async fn cmd_72_resume_answer_comes_before_the_pending_approval() {
+    let mut h = harness(config());
+    let t = h.start(A, ApprovalPolicy::Untrusted, SandboxMode::DangerFullAccess);
+    h.turn(A, &t, "$ echo later").unwrap();
+    h.until(has_request(A)).await;
+    let opening =
+        h.m.begin_thread_resume(
+            B,
+            &ThreadResumeParams {
+                thread_id: t.clone(),
+            },
+        )
+        .unwrap();
+    h.m.open_later(Id::Number(3), opening);
+    h.drain();
+    assert!(h.requests(B).is_empty(), "not before the answer");
+    h.until(|log| {
+        log.iter()
+            .any(|(s, m)| *s == B && matches!(m, Message::Request(_)))
+    })
+    .await;
+    let b: Vec<&Message> = h
+        .log
+        .iter()
+        .filter(|(s, _)| *s == B)
+        .map(|(_, m)| m)
+        .collect();
+    assert!(
+        matches!(b[0], Message::Response(r) if r.id == Id::Number(3)),
+        "{b:?}"
+    );
+    assert!(matches!(b[1], Message::Request(_)), "{b:?}");
+}
+
+/// `CMD-72`: while earlier reads still hang, a thread opens at once without its files,
+/// and the host's log says so.
+#[tokio::test]
+async fn cmd_72_hanging_reads_tie_up_a_bounded_number_of_threads() {
+    let mut h = harness(config());
+    std::fs::write(h.project.path().join("AGENTS.md"), "rules\n").unwrap();
+    h.m.discoveries.store(MAX_DISCOVERIES, Ordering::Release);
+    let opening =
+        h.m.begin_thread_start(A, &ThreadStartParams::default())
+            .unwrap();
+    h.m.open_later(Id::Number(5), opening);
+    h.drain();
+    let opened: ThreadOpened = serde_json::from_value(response_to(&h.log, A, 5).unwrap()).unwrap();
+    assert!(opened.instruction_sources.is_empty());
+    assert!(h.m.take_notice().unwrap().contains("CMD-72"));
+    assert_eq!(h.m.in_flight(A), 0);
+    // Once they are done, threads get their files again.
+    h.m.discoveries.store(0, Ordering::Release);
+    let opening =
+        h.m.begin_thread_start(A, &ThreadStartParams::default())
+            .unwrap();
+    h.m.open_later(Id::Number(6), opening);
+    h.until(|log| response_to(log, A, 6).is_some()).await;
+    let opened: ThreadOpened = serde_json::from_value(response_to(&h.log, A, 6).unwrap()).unwrap();
+    assert_eq!(opened.instruction_sources.len(), 1);
+}
+
+/// `CMD-73`: an imported thread's `cwdRelative` that passes through a symlink out of the
+/// project root is refused; one through a symlink that stays inside is resolved.
+#[tokio::test]
+async fn cmd_73_import_through_a_symlink_out_of_the_project_is_refused() {
+    let mut h = harness(config());
+    let t = h.start(A, ApprovalPolicy::Never, SandboxMode::DangerFullAccess);
+    let bundle =
+        h.m.thread_export(&ThreadExportParams { thread_id: t })
+            .unwrap()
+            .bundle;
+    let root = h.project.path().to_owned();
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("link")).unwrap();
+    std::fs::create_dir_all(root.join("real/dir")).unwrap();
+    std::os::unix::fs::symlink(root.join("real"), root.join("inner")).unwrap();
+    // A relative link inside the project that leads to the link out of it.
+    std::os::unix::fs::symlink("../link", root.join("real/hop")).unwrap();
+    let import = |m: &mut ThreadManager, rel: &str| {
+        let mut b = bundle.clone();
+        rel.clone_into(&mut b.cwd_relative);
+        m.begin_thread_import(
+            A,
+            &ThreadImportParams {
+                bundle: b,
+                project_root: Some(root.to_string_lossy().into_owned()),
+            },
+        )
+    };
+    let before = h.m.len();
+    for rel in ["link", "real/hop", "inner/hop"] {
+        let e = import(&mut h.m, rel).unwrap_err();
+        assert_eq!(code(&e), codes::INVALID_PARAMS, "{rel}");
+        assert!(e.to_string().contains("outside the project root"), "{e}");
+    }
+    // No thread was created for the refused imports.
+    assert_eq!(h.m.len(), before);
+    // Through a symlink inside the project: the thread keeps the resolved directory.
+    let opening = import(&mut h.m, "inner/dir").unwrap();
+    h.m.open_later(Id::Number(9), opening);
+    h.until(|log| response_to(log, A, 9).is_some()).await;
+    let opened: ThreadOpened = serde_json::from_value(response_to(&h.log, A, 9).unwrap()).unwrap();
+    let real = std::fs::canonicalize(root.join("real/dir")).unwrap();
+    assert_eq!(opened.thread.cwd, real.to_string_lossy());
+}

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::crypto::{ik_params, noise_builder};
+use super::crypto::{IK_PROTOCOL_NAME, TetherResolver, ik_params, noise_builder};
 use super::payload::{HandshakePayload, HostInfo, MAX_HOST_INFO_LEN};
 use super::transport::Transport;
 use super::{ChannelError, Prologue, confirmation_code};
@@ -212,6 +212,67 @@ impl Responder {
     pub fn with_fixed_ephemeral_for_testing(mut self, ephemeral: &[u8; 32]) -> Self {
         self.ephemeral = Some(*ephemeral);
         self
+    }
+
+    /// The static key message 1 claims, read with one Diffie-Hellman (`-> e, es, s`, not
+    /// `ss`): what the host needs to pick the sender's rate-limit bucket (`CHAN-30`)
+    /// before it spends the rest of the handshake on it. `None` when the key does not
+    /// decrypt, the message is too short or too long, or `es` is all zeros (`CHAN-7`):
+    /// [`Responder::read_message1`] fails on every such message.
+    ///
+    /// The key is not authenticated yet: anyone can claim any key they know. The same
+    /// primitives as the handshake's are used ([`TetherResolver`]), so this agrees with
+    /// [`Responder::read_message1`] on every message that reads.
+    pub fn claimed_static(&self, message: &[u8]) -> Option<[u8; KEY_LEN]> {
+        use snow::params::{CipherChoice, DHChoice, HashChoice};
+        use snow::resolvers::CryptoResolver;
+
+        if message.len() > MAX_HANDSHAKE_LEN {
+            return None;
+        }
+        let ephemeral = message.get(..KEY_LEN)?;
+        let encrypted_static = message.get(KEY_LEN..KEY_LEN + KEY_LEN + TAG_LEN)?;
+        let resolver = TetherResolver::default();
+        let mut hash = resolver.resolve_hash(&HashChoice::Blake2s)?;
+        let mut dh = resolver.resolve_dh(&DHChoice::Curve25519)?;
+        let mut cipher = resolver.resolve_cipher(&CipherChoice::ChaChaPoly)?;
+        let hash = hash.as_mut();
+        // MixHash(data): h = HASH(h || data).
+        let mix_hash = |hash: &mut dyn snow::types::Hash, h: &mut [u8; KEY_LEN], data: &[u8]| {
+            hash.reset();
+            hash.input(h.as_slice());
+            hash.input(data);
+            hash.result(h.as_mut_slice());
+        };
+        // Noise section 5.2, InitializeSymmetric: the name is longer than HASHLEN, so
+        // h = HASH(name); ck = h.
+        let mut h = [0u8; KEY_LEN];
+        let name = IK_PROTOCOL_NAME.as_bytes();
+        if let Some(prefix) = h.get_mut(..name.len()) {
+            prefix.copy_from_slice(name);
+        } else {
+            hash.reset();
+            hash.input(name);
+            hash.result(&mut h);
+        }
+        let chaining_key = h;
+        mix_hash(hash, &mut h, self.prologue.as_bytes());
+        // The pre-message `<- s`: the responder's own static public key.
+        dh.set(&self.local_static);
+        mix_hash(hash, &mut h, dh.pubkey());
+        // `e`
+        mix_hash(hash, &mut h, ephemeral);
+        // `es`: MixKey(DH(s, re)); CHAN-7 refuses an all-zero output.
+        let mut shared = [0u8; KEY_LEN];
+        dh.dh(ephemeral, &mut shared).ok()?;
+        let (mut next_ck, mut key) = ([0u8; 64], [0u8; 64]);
+        hash.hkdf(&chaining_key, &shared, 2, &mut next_ck, &mut key, &mut []);
+        let key: [u8; KEY_LEN] = key.get(..KEY_LEN)?.try_into().ok()?;
+        cipher.set(&key);
+        // `s`: DecryptAndHash with nonce 0 and the hash so far as associated data.
+        let mut claimed = [0u8; KEY_LEN];
+        cipher.decrypt(0, &h, encrypted_static, &mut claimed).ok()?;
+        Some(claimed)
     }
 
     /// Reads message 1 (`-> e, es, s, ss`) and decodes its payload.

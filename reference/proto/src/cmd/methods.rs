@@ -362,8 +362,10 @@ params!(TurnInterruptParams = "turn/interrupt");
 pub struct CommandExecParams {
     /// Program and arguments, run without a shell; at least one element.
     pub command: Vec<String>,
-    /// Working directory, absolute, host-native.
-    pub cwd: String,
+    /// Working directory, absolute, host-native; when absent, the host's default working
+    /// directory (`CMD-71`), the one a `thread/start` without `cwd` gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
     /// Sandbox mode; the host's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<SandboxMode>,

@@ -12,8 +12,10 @@
 //! Per session:
 //!
 //! ```text
-//!   INCOMING ─┬─ bucket empty ──────────────────────────────► refused RATE_LIMITED
+//!   INCOMING ─┬─ read budget empty (before any DH) ───────► refused RATE_LIMITED
 //!             ├─ remote access off ─────────────────────────► refused REMOTE_ACCESS_DISABLED
+//!             ├─ es: claimed key → its bucket empty ────────► refused RATE_LIMITED
+//!             │  (a paired device's own, else the shared)
 //!             ├─ msg1 fails (DH, decrypt, payload) ─────────► refused HANDSHAKE_FAILED
 //!             ├─ timestamp > now + 600 s ───────────────────► refused CLOCK_SKEW
 //!             ├─ SESSION: store.admit ─── refused ──────────► NOT_AUTHORIZED / REPLAYED
@@ -33,7 +35,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
-use super::ratelimit::TokenBucket;
+use super::ratelimit::{HandshakeLimiter, TokenBucket};
 use super::store::{HostStore, Refusal};
 use crate::channel::{
     ChannelError, HandshakePayload, HostInfo, PendingResponder, Prologue, Responder, Timestamp,
@@ -162,7 +164,7 @@ enum SessionState {
 pub struct Host {
     config: HostConfig,
     host_key: [u8; 32],
-    bucket: TokenBucket,
+    limiter: HandshakeLimiter,
     sessions: HashMap<SessionId, SessionState>,
     transmits: VecDeque<RelayFrame>,
     events: VecDeque<HostEvent>,
@@ -180,13 +182,13 @@ impl std::fmt::Debug for Host {
 }
 
 impl Host {
-    /// A host with no sessions, and the handshake budget of `CHAN-14`.
+    /// A host with no sessions, and the handshake budget of `CHAN-14` and `CHAN-30`.
     pub fn new(config: HostConfig) -> Self {
         let host_key = crate::keys::public_key(&config.static_private);
         Self {
             config,
             host_key,
-            bucket: TokenBucket::for_handshakes(),
+            limiter: HandshakeLimiter::default(),
             sessions: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -202,9 +204,16 @@ impl Host {
         self.fixed_ephemeral = Some(ephemeral);
     }
 
-    /// Replaces the handshake budget (tests and benchmarks).
+    /// Replaces the shared bucket of senders that are not paired devices (`CHAN-14`;
+    /// tests and benchmarks).
     pub fn with_bucket(mut self, bucket: TokenBucket) -> Self {
-        self.bucket = bucket;
+        self.limiter.set_shared(bucket);
+        self
+    }
+
+    /// Replaces the whole message-1 budget (`CHAN-14`, `CHAN-30`; tests and benchmarks).
+    pub fn with_limiter(mut self, limiter: HandshakeLimiter) -> Self {
+        self.limiter = limiter;
         self
     }
 
@@ -258,8 +267,8 @@ impl Host {
             });
             return;
         }
-        // CHAN-14: the budget is taken before any Diffie-Hellman work.
-        if !self.bucket.try_take(now) {
+        // CHAN-14: the read budget is taken before any Diffie-Hellman work.
+        if !self.limiter.try_read(now) {
             return self.refuse(session, RefusalReason::Refusal(Refusal::RateLimited));
         }
         // CHAN-26
@@ -280,6 +289,15 @@ impl Host {
         let mut responder = Responder::new(&self.config.static_private, &prologue);
         if let Some(e) = &self.fixed_ephemeral {
             responder = responder.with_fixed_ephemeral_for_testing(e);
+        }
+        // CHAN-14, CHAN-30: one DH (es) tells the static key the sender claims; a paired,
+        // unrevoked, active device pays from its own bucket first, any other sender (or a
+        // message whose key does not decrypt) from the shared one.
+        let claimed = responder
+            .claimed_static(message1)
+            .filter(|key| store.is_active_device(key, wall));
+        if self.limiter.try_sender(claimed.as_ref(), now).is_none() {
+            return self.refuse(session, RefusalReason::Refusal(Refusal::RateLimited));
         }
         let pending = match responder.read_message1(message1) {
             Ok(p) => p,

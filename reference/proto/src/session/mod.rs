@@ -13,5 +13,5 @@ pub mod store;
 
 pub use controller::{Controller, ControllerConfig, ControllerEvent, Purpose};
 pub use host::{Host, HostConfig, HostEvent, RefusalReason};
-pub use ratelimit::TokenBucket;
+pub use ratelimit::{Budget, HandshakeLimiter, TokenBucket};
 pub use store::{DeviceRecord, HostStore, MemoryHostStore, Refusal};

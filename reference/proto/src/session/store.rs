@@ -119,6 +119,17 @@ pub trait HostStore {
         timestamp: Timestamp,
         now: UnixTime,
     ) -> Result<(), Refusal>;
+
+    /// Whether `device` is a paired device that is neither revoked nor inactive at `now`
+    /// (what `CHAN-9` checks), recording nothing. The host asks it, before message 1 is
+    /// authenticated, to pick the bucket that pays for the message (`CHAN-30`), so it
+    /// must be cheap: no durable write. The default answers `false`, which puts every
+    /// sender in the shared bucket of `CHAN-14` (a store that cannot tell still bounds
+    /// the work, but one sender's flood then reaches the paired devices too).
+    fn is_active_device(&mut self, device: &[u8; 32], now: UnixTime) -> bool {
+        let _ = (device, now);
+        false
+    }
 }
 
 /// A paired device as [`MemoryHostStore`] keeps it.
@@ -201,6 +212,16 @@ impl MemoryHostStore {
     }
 }
 
+impl MemoryHostStore {
+    /// `CHAN-9`: paired, not revoked, and seen within the inactivity age.
+    fn active(&self, record: &DeviceRecord, now: UnixTime) -> bool {
+        !record.revoked
+            && self
+                .max_inactive
+                .is_none_or(|age| now <= record.last_seen.saturating_add(age))
+    }
+}
+
 impl HostStore for MemoryHostStore {
     fn admit(
         &mut self,
@@ -208,15 +229,11 @@ impl HostStore for MemoryHostStore {
         timestamp: Timestamp,
         now: UnixTime,
     ) -> Result<(), Refusal> {
+        let record = self.devices.get(device).ok_or(Refusal::NotAuthorized)?;
+        if !self.active(record, now) {
+            return Err(Refusal::NotAuthorized); // CHAN-9: revoked or inactive too long
+        }
         let record = self.devices.get_mut(device).ok_or(Refusal::NotAuthorized)?;
-        if record.revoked {
-            return Err(Refusal::NotAuthorized); // CHAN-9
-        }
-        if let Some(age) = self.max_inactive
-            && now > record.last_seen.saturating_add(age)
-        {
-            return Err(Refusal::NotAuthorized); // CHAN-9: inactive too long
-        }
         if timestamp <= record.last_timestamp {
             return Err(Refusal::Replayed); // CHAN-10
         }
@@ -264,5 +281,12 @@ impl HostStore for MemoryHostStore {
         record.revoked = false;
         record.last_timestamp = record.last_timestamp.max(timestamp);
         Ok(())
+    }
+
+    fn is_active_device(&mut self, device: &[u8; 32], now: UnixTime) -> bool {
+        // CHAN-30: the same test as admit's CHAN-9 check.
+        self.devices
+            .get(device)
+            .is_some_and(|r| self.active(r, now))
     }
 }
