@@ -543,7 +543,7 @@ METHODS = {
             "thread/read": THREAD_ID,
             "turn/start": t_obj(threadId=req(STR), input=req(t_arr(UserInput, 1))),
             "turn/interrupt": t_obj(threadId=req(STR), turnId=req(STR)),
-            "command/exec": t_obj(command=req(t_arr(STR, 1)), cwd=req(STR),
+            "command/exec": t_obj(command=req(t_arr(STR, 1)), cwd=opt(STR),
                                   sandbox=opt(SandboxMode),
                                   timeoutMs=opt(t_int(1, 86_400_000)),
                                   outputCap=opt(t_int(0, 67_108_864)),

@@ -24,6 +24,7 @@
 //! | [`host_cases`] | the host cases: tokens, channel, envelope, command/exec |
 //! | [`host_thread_cases`] | the host cases of threads, turns, approvals, AGENTS.md, hand-off |
 //! | [`sandbox_cases`] | the host cases of the sandbox's escapes: namespaces, secrets, terminal, privileges, sockets, containment |
+//! | [`hygiene_cases`] | the host cases of where a host keeps its state and credential, and where a command without `cwd` runs |
 //! | [`mod@select`] | `--only` / `--skip` globs and the expectations file |
 //! | [`mod@runner`] | running cases, the verdict and exit code |
 //! | [`report`] | the summary table, `--json`, `--junit` |
@@ -34,6 +35,7 @@ pub mod context;
 pub mod host;
 pub mod host_cases;
 pub mod host_thread_cases;
+pub mod hygiene_cases;
 pub mod link;
 pub mod relay_cases;
 pub mod report;
@@ -57,6 +59,7 @@ pub fn catalogue() -> Vec<Case> {
     let mut cases = relay_cases::catalogue();
     cases.extend(host_cases::catalogue());
     cases.extend(sandbox_cases::catalogue());
+    cases.extend(hygiene_cases::catalogue());
     cases.extend(host_thread_cases::catalogue());
     cases
 }

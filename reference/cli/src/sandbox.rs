@@ -104,7 +104,7 @@ pub(crate) fn run(args: SandboxExecArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(exec_plain(&args.program));
     }
-    launch(args)
+    launch(&args, true)
 }
 
 fn danger(policy: &Policy) -> Enforcement {
@@ -151,7 +151,10 @@ fn find_bwrap() -> Option<PathBuf> {
 
 /// The launcher: sets up the cgroup and the status pipe, starts bubblewrap with the inner
 /// stage, waits, cleans up and ends the way the program ended.
-fn launch(args: SandboxExecArgs) -> anyhow::Result<ExitCode> {
+///
+/// `use_bwrap: false` runs the inner layer alone: for a probe or `--allow-degraded` on a
+/// machine where bubblewrap is missing or cannot build the namespaces.
+fn launch(args: &SandboxExecArgs, use_bwrap: bool) -> anyhow::Result<ExitCode> {
     let policy = Policy {
         mode: args.mode,
         writable_roots: args.writable.clone(),
@@ -159,7 +162,7 @@ fn launch(args: SandboxExecArgs) -> anyhow::Result<ExitCode> {
     };
     let cwd = std::env::current_dir().context("sandbox-exec: the working directory")?;
     let exe = std::env::current_exe().context("sandbox-exec: locating this program")?;
-    let bwrap = find_bwrap();
+    let bwrap = if use_bwrap { find_bwrap() } else { None };
     let view = match bwrap
         .as_ref()
         .map(|_| tether_sandbox::view::bwrap_args(&policy, &cwd))
@@ -296,6 +299,17 @@ fn launch(args: SandboxExecArgs) -> anyhow::Result<ExitCode> {
     #[cfg(target_os = "linux")]
     drop(cgroup);
     let bwrap_status = waited.context("sandbox-exec: waiting for the sandbox")?;
+    let started = status.lines().any(|l| l == STARTED);
+    if !started && args.allow_degraded && bwrap.is_some() && bwrap_status.signal().is_none() {
+        // bubblewrap could not build the sandbox and the program never ran: degraded on
+        // request, it runs with the inner layer alone (CMD-46).
+        eprintln!(
+            "tether sandbox-exec: the namespaces could not be built; running {} with \
+             Landlock and seccomp only (--allow-degraded)",
+            args.mode.as_str()
+        );
+        return launch(args, false);
+    }
     Ok(match parse_status(&status) {
         Some(Ended::Exit(code)) => ExitCode::from(code),
         Some(Ended::Signal(sig)) => die_by(sig),
@@ -307,6 +321,9 @@ fn launch(args: SandboxExecArgs) -> anyhow::Result<ExitCode> {
         },
     })
 }
+
+/// The inner stage's report that it is starting the program.
+const STARTED: &str = "started";
 
 /// How the program ended, as the inner stage reports it.
 #[derive(Debug, PartialEq, Eq)]
@@ -419,6 +436,7 @@ fn inner(args: SandboxExecArgs) -> ExitCode {
         report(&format!("exit {EXIT_EXEC}"));
         return ExitCode::from(EXIT_EXEC);
     };
+    report(STARTED);
     // CMD-34: an empty standard input (this stage's own is the launcher's program file).
     let child = Command::new(program)
         .args(rest)

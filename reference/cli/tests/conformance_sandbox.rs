@@ -76,6 +76,8 @@ enum Missing {
     Landlock,
     /// seccomp filters (`seccomp(2)` and `prctl(PR_SET_SECCOMP)`).
     Seccomp,
+    /// User namespaces (and so every namespace bubblewrap builds): the outer layer.
+    UserNamespaces,
 }
 
 /// Runs `f` on a thread whose kernel interface lacks `missing`, as a kernel built without
@@ -99,6 +101,27 @@ fn without<T: Send + 'static>(missing: Missing, f: impl FnOnce() -> T + Send + '
                 ] {
                     rules.insert(call, vec![]);
                 }
+            }
+            Missing::UserNamespaces => {
+                // clone(2) and unshare(2) with CLONE_NEWUSER, as a kernel with
+                // user.max_user_namespaces = 0 refuses them; clone3 is refused outright
+                // (callers fall back to clone).
+                let newuser = u64::try_from(libc::CLONE_NEWUSER).unwrap();
+                let flag = |arg| {
+                    SeccompRule::new(vec![
+                        SeccompCondition::new(
+                            arg,
+                            SeccompCmpArgLen::Qword,
+                            SeccompCmpOp::MaskedEq(newuser),
+                            newuser,
+                        )
+                        .unwrap(),
+                    ])
+                    .unwrap()
+                };
+                rules.insert(libc::SYS_clone, vec![flag(0)]);
+                rules.insert(libc::SYS_unshare, vec![flag(0)]);
+                rules.insert(libc::SYS_clone3, vec![]);
             }
             Missing::Seccomp => {
                 rules.insert(libc::SYS_seccomp, vec![]);
@@ -130,6 +153,13 @@ fn without<T: Send + 'static>(missing: Missing, f: impl FnOnce() -> T + Send + '
         match missing {
             Missing::Landlock => assert!(!landlock_available()),
             Missing::Seccomp => assert!(seccompiler::apply_filter(&program).is_err()),
+            Missing::UserNamespaces => assert!(
+                !std::process::Command::new("unshare")
+                    .args(["-U", "true"])
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            ),
         }
         f()
     })
@@ -209,7 +239,8 @@ fn probe(mode: &str) -> serde_json::Value {
 /// `tether sandbox-exec --mode read-only [--allow-degraded] -- sh -c 'echo x > TARGET'`:
 /// its exit status, and whether TARGET was written.
 fn sandboxed_write(degraded_ok: bool) -> (Option<i32>, bool) {
-    let dir = tempfile::tempdir().unwrap();
+    // Outside the system temporary directory, which a sandboxed command does not see.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let target = dir.path().join("written");
     let script = format!("echo x > '{}'", target.display());
     let mut args = vec!["sandbox-exec", "--mode", "read-only"];
@@ -228,7 +259,8 @@ fn assert_ran_but_write_failed((code, written): (Option<i32>, bool)) {
 }
 
 /// `CMD-45`: on this kernel the probe reports what the kernel offers, asked directly:
-/// Landlock with its ABI, and seccomp, so `landlock+seccomp` with the network denied.
+/// Landlock with its ABI, seccomp and bubblewrap's namespaces, so
+/// `bubblewrap+landlock+seccomp` with the network denied.
 #[cfg(target_os = "linux")]
 #[test]
 fn cmd_45_sandbox_exec_reports_what_the_kernel_enforces() {
@@ -240,7 +272,8 @@ fn cmd_45_sandbox_exec_reports_what_the_kernel_enforces() {
         let p = probe(mode);
         assert_eq!(p["filesystem"], true, "{mode}: {p}");
         assert_eq!(p["network"], "denied", "{mode}: {p}");
-        assert_eq!(p["mechanism"], "landlock+seccomp", "{mode}: {p}");
+        assert_eq!(p["mechanism"], "bubblewrap+landlock+seccomp", "{mode}: {p}");
+        assert_eq!(p["missing"], serde_json::json!([]), "{mode}: {p}");
         let reported = p["landlockAbi"].as_u64().unwrap();
         assert!(
             reported >= u64::from(abi) && reported > 0,
@@ -257,7 +290,7 @@ fn cmd_45_sandbox_exec_reports_what_the_kernel_enforces() {
 #[cfg(target_os = "linux")]
 #[test]
 fn cmd_46_sandbox_exec_refuses_to_run_what_it_cannot_confine() {
-    for missing in [Missing::Landlock, Missing::Seccomp] {
+    for missing in [Missing::Landlock, Missing::Seccomp, Missing::UserNamespaces] {
         let (p, refused, degraded) = without(missing, || {
             (
                 probe("read-only"),
@@ -270,22 +303,25 @@ fn cmd_46_sandbox_exec_refuses_to_run_what_it_cannot_confine() {
                 assert_eq!(p["filesystem"], false, "{p}");
                 assert_eq!(p["landlockAbi"], 0, "{p}");
                 assert_eq!(p["network"], "denied", "{p}");
-                assert_eq!(p["mechanism"], "seccomp", "{p}");
+                assert_eq!(p["mechanism"], "bubblewrap+seccomp", "{p}");
             }
             Missing::Seccomp => {
                 assert_eq!(p["filesystem"], true, "{p}");
                 assert_eq!(p["network"], "unenforced", "{p}");
-                assert_eq!(p["mechanism"], "landlock", "{p}");
+                assert_eq!(p["mechanism"], "bubblewrap+landlock", "{p}");
+            }
+            Missing::UserNamespaces => {
+                assert_eq!(p["namespaces"], false, "{p}");
+                let missing = p["missing"].to_string();
+                assert!(missing.contains("bubblewrap"), "{p}");
+                assert!(missing.contains("did not start"), "{p}");
             }
         }
         assert_eq!(refused, (Some(125), false), "without {missing:?}");
-        // Degraded on request the program runs: without Landlock its write happens, with
-        // Landlock it fails.
-        let (code, written) = degraded;
-        match missing {
-            Missing::Landlock => assert_eq!((code, written), (Some(0), true)),
-            Missing::Seccomp => assert_ran_but_write_failed((code, written)),
-        }
+        // Degraded on request the program runs with the layers that remain: without
+        // Landlock the read-only mounts still refuse its write (the layers back each
+        // other up); without the namespaces Landlock refuses it.
+        assert_ran_but_write_failed(degraded);
     }
 }
 
@@ -295,7 +331,7 @@ fn cmd_46_sandbox_exec_refuses_to_run_what_it_cannot_confine() {
 #[cfg(target_os = "linux")]
 #[test]
 fn cmd_46_a_kernel_without_landlock_or_seccomp_makes_the_host_refuse_the_modes() {
-    for missing in [Missing::Landlock, Missing::Seccomp] {
+    for missing in [Missing::Landlock, Missing::Seccomp, Missing::UserNamespaces] {
         let (o, v) = sandbox_cases_without(missing);
         assert_eq!(
             o.status.code(),

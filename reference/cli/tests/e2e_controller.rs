@@ -33,11 +33,19 @@ fn start_host(state: &Path, relay_url: &str) -> Proc {
     Proc(child)
 }
 
+/// `tether pair` with the credential from a file of mode 0600 beside the controller's
+/// state directory (`--credential-file`).
 fn pair_cmd(ctl: &Path, token: &str) -> Output {
+    use std::os::unix::fs::PermissionsExt;
+    let file = ctl.with_file_name("ctl-credential");
+    std::fs::write(&file, format!("{CRED}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let mut c = tether();
     c.args(["pair", token, "--state"])
         .arg(ctl)
-        .args(["--credential", CRED, "--name", "laptop"]);
+        .arg("--credential-file")
+        .arg(&file)
+        .args(["--name", "laptop"]);
     run(c, Duration::from_secs(90))
 }
 

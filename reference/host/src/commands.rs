@@ -320,9 +320,8 @@ impl CommandConfig {
     /// (`SEC-23`). The caller sets up stdio and the process group.
     ///
     /// # Errors
-    /// `InvalidParams` when `writable` would let the command reach one of the host's
-    /// secret paths (`SEC-22`), whatever the mode asked for: the mode may be widened by a
-    /// later approval, and a host configured to degrade would run it unconfined.
+    /// `InvalidParams` when, under `workspace-write`, `writable` or `cwd` would let the
+    /// command reach one of the host's secret paths (`SEC-22`).
     pub fn sandboxed_command(
         &self,
         enforced: SandboxMode,
@@ -331,12 +330,15 @@ impl CommandConfig {
         cwd: &Path,
         writable: &Path,
     ) -> Result<tokio::process::Command, CommandError> {
-        // SEC-22
+        // SEC-22: a writable root never reaches the host's secrets. (Under `read-only` the
+        // view hides them wherever `cwd` is, CMD-63; `danger-full-access` reaches
+        // everything the host user can by definition.)
         let roots = [writable.to_path_buf(), cwd.to_path_buf()];
-        if let Some(secret) = self
-            .secret_paths
-            .iter()
-            .find(|s| crate::state::state_dir_exposed(s, &roots))
+        if enforced == SandboxMode::WorkspaceWrite
+            && let Some(secret) = self
+                .secret_paths
+                .iter()
+                .find(|s| crate::state::state_dir_exposed(s, &roots))
         {
             return Err(CommandError::InvalidParams {
                 method: <CommandExecParams as Params>::METHOD.to_owned(),
