@@ -1286,7 +1286,7 @@ async fn chan_unpaired(cx: Arc<Context>) -> Res<()> {
     close_is(code, CloseCode::NOT_AUTHORIZED, "unpaired key")
 }
 
-async fn revoke(cx: &Context, device: &Device) -> Res<()> {
+pub(crate) async fn revoke(cx: &Context, device: &Device) -> Res<()> {
     let host = host_target(cx)?;
     match host.admin.revoke(&device.name).await {
         Ok(true) => {
@@ -1300,7 +1300,7 @@ async fn revoke(cx: &Context, device: &Device) -> Res<()> {
 
 /// Pairs a fresh device with a token of its own (skips if the runner cannot revoke, before
 /// spending the token).
-async fn pair_for_revocation(cx: &Context) -> Res<(Device, ChannelSession)> {
+pub(crate) async fn pair_for_revocation(cx: &Context) -> Res<(Device, ChannelSession)> {
     let host = host_target(cx)?;
     if !host.admin.can_revoke() {
         return skip("needs a way to revoke a device: give --revoke-cmd");

@@ -238,7 +238,11 @@ fn expect_error(answer: &Value, code: i64, what: &str) -> Res<()> {
 }
 
 /// An initialized session of the paired device, with a fresh directory on the host.
-async fn threads_ready(cx: &Context, name: &str, agent: bool) -> Res<(ChannelSession, String)> {
+pub(crate) async fn threads_ready(
+    cx: &Context,
+    name: &str,
+    agent: bool,
+) -> Res<(ChannelSession, String)> {
     let mut s = session(cx, name).await?;
     s.initialize().await?;
     if agent && !s.has_capability(tether_proto::cmd::capability::AGENT_TEST) {
@@ -262,13 +266,13 @@ async fn threads_ready(cx: &Context, name: &str, agent: bool) -> Res<(ChannelSes
 }
 
 /// Another initialized session of the paired device.
-async fn second(cx: &Context, name: &str) -> Res<ChannelSession> {
+pub(crate) async fn second(cx: &Context, name: &str) -> Res<ChannelSession> {
     let mut s = session(cx, name).await?;
     s.initialize().await?;
     Ok(s)
 }
 
-async fn run_sh(s: &mut ChannelSession, script: &str, cwd: &str) -> Res<()> {
+pub(crate) async fn run_sh(s: &mut ChannelSession, script: &str, cwd: &str) -> Res<()> {
     let run = s
         .exec(
             json!({"command": ["sh", "-c", script], "cwd": cwd, "sandbox": "danger-full-access", "timeoutMs": 30000}),
@@ -280,7 +284,7 @@ async fn run_sh(s: &mut ChannelSession, script: &str, cwd: &str) -> Res<()> {
     })
 }
 
-async fn mkdirs(s: &mut ChannelSession, dirs: &[&str], cwd: &str) -> Res<()> {
+pub(crate) async fn mkdirs(s: &mut ChannelSession, dirs: &[&str], cwd: &str) -> Res<()> {
     let mut script = String::from("mkdir -p");
     for d in dirs {
         script.push_str(&format!(" '{d}'"));
@@ -290,7 +294,11 @@ async fn mkdirs(s: &mut ChannelSession, dirs: &[&str], cwd: &str) -> Res<()> {
 
 /// `thread/start` in `cwd` with `policy` (danger-full-access, so any host can enforce it);
 /// returns the thread id and the result.
-async fn start_thread(s: &mut ChannelSession, cwd: &str, policy: &str) -> Res<(String, Value)> {
+pub(crate) async fn start_thread(
+    s: &mut ChannelSession,
+    cwd: &str,
+    policy: &str,
+) -> Res<(String, Value)> {
     let r = s
         .call_ok(
             "thread/start",
@@ -308,7 +316,7 @@ async fn start_thread(s: &mut ChannelSession, cwd: &str, policy: &str) -> Res<(S
 }
 
 /// `turn/start` with one text input; returns the turn id.
-async fn start_turn(s: &mut ChannelSession, thread: &str, text: &str) -> Res<String> {
+pub(crate) async fn start_turn(s: &mut ChannelSession, thread: &str, text: &str) -> Res<String> {
     let r = s
         .call_ok(
             "turn/start",
@@ -337,7 +345,7 @@ async fn until_completed(s: &mut ChannelSession, thread: &str) -> Res<Vec<HostMe
 }
 
 /// Reads until the approval request of `thread`; returns its id and params.
-async fn until_approval(
+pub(crate) async fn until_approval(
     s: &mut ChannelSession,
     thread: &str,
 ) -> Res<(Value, Value, Vec<HostMessage>)> {
@@ -1195,7 +1203,11 @@ async fn approval_interrupted(cx: Arc<Context>) -> Res<()> {
 // AGENTS.md
 
 /// Writes `files` (path, content) on the host.
-async fn write_files(s: &mut ChannelSession, files: &[(String, String)], cwd: &str) -> Res<()> {
+pub(crate) async fn write_files(
+    s: &mut ChannelSession,
+    files: &[(String, String)],
+    cwd: &str,
+) -> Res<()> {
     for (path, content) in files {
         let run = s
             .exec(
@@ -1210,7 +1222,7 @@ async fn write_files(s: &mut ChannelSession, files: &[(String, String)], cwd: &s
     Ok(())
 }
 
-fn sources(r: &Value) -> Vec<String> {
+pub(crate) fn sources(r: &Value) -> Vec<String> {
     r.get("instructionSources")
         .and_then(Value::as_array)
         .map(|a| {

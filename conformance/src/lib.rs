@@ -24,7 +24,7 @@
 //! | [`host_cases`] | the host cases: tokens, channel, envelope, command/exec |
 //! | [`host_thread_cases`] | the host cases of threads, turns, approvals, AGENTS.md, hand-off |
 //! | [`sandbox_cases`] | the host cases of the sandbox's escapes: namespaces, secrets, terminal, privileges, sockets, containment |
-//! | [`hygiene_cases`] | the host cases of where a host keeps its state and credential, and where a command without `cwd` runs |
+//! | [`hygiene_cases`] | the host cases of where a host keeps its state and credential, where a command without `cwd` runs, what it reads from a project (`AGENTS.md`, imported `cwd`), and whose messages it acts on (revoked answers, message-1 floods) |
 //! | [`mod@select`] | `--only` / `--skip` globs and the expectations file |
 //! | [`mod@runner`] | running cases, the verdict and exit code |
 //! | [`report`] | the summary table, `--json`, `--junit` |

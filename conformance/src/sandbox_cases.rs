@@ -24,7 +24,7 @@
 //! | TIOCSTI into the host's terminal | `CMD-65/no-controlling-terminal` |
 //! | capabilities kept, user namespaces | `CMD-66/no-privileges` |
 //! | AF_PACKET, netlink, vsock, Unix sockets | `CMD-67/no-sockets` |
-//! | `setsid` children outliving the command | `CMD-68/no-survivor-after-exit`, `CMD-68/no-survivor-after-kill`, `CMD-68/answer-despite-held-output` |
+//! | `setsid` children outliving the command | `CMD-68/no-survivor-after-exit`, `CMD-68/no-survivor-after-kill`, `CMD-68/no-survivor-after-revocation`, `CMD-68/answer-despite-held-output` |
 //! | no process-count limit | `CMD-69/process-limit` |
 //! | `.git/hooks` writable | `CMD-70/git-read-only` |
 //! | `command/exec` writes its project root, not only `cwd` | `CMD-44/exec-writes-only-cwd` |
@@ -39,7 +39,7 @@ use serde_json::{Value, json};
 use crate::case::{Case, CaseResult, Level, Outcome, TargetKind};
 use crate::context::Context;
 use crate::host::{ChannelSession, ExecRun, HOST_WAIT, Res, Stop, check, hfail, host_target, skip};
-use crate::host_cases::{exec_ready, exists, result_of, sh};
+use crate::host_cases::{exec_ready, exists, pair_for_revocation, result_of, revoke, sh};
 
 async fn wrap<F, Fut>(cx: Arc<Context>, f: F) -> CaseResult<Outcome>
 where
@@ -140,6 +140,13 @@ pub fn catalogue() -> Vec<Case> {
             90,
             "under workspace-write a setsid background process is gone once the command is ended by its time limit, command/exec/terminate or cancellation",
             no_survivor_after_kill
+        ),
+        scase!(
+            "CMD-68/no-survivor-after-revocation",
+            "CMD-68",
+            90,
+            "under workspace-write a setsid background process of a device's command is gone once the device's revocation closes its session",
+            no_survivor_after_revocation
         ),
         scase!(
             "CMD-68/answer-despite-held-output",
@@ -1233,6 +1240,78 @@ async fn no_survivor_after_kill(cx: Arc<Context>) -> Res<()> {
         p.beacon_stays_still(&cwd, &format!("under {mode}, after {what}"))
             .await?;
     }
+    p.close().await;
+    Ok(())
+}
+
+/// The revoked device's session must be closed by then (`SEC-13`: 5 s, and a second of
+/// slack for a loaded machine).
+const REVOKED_CLOSED_WITHIN: Duration = Duration::from_secs(6);
+
+async fn no_survivor_after_revocation(cx: Arc<Context>) -> Res<()> {
+    let mode = "workspace-write";
+    let mut p = Probe::new(&cx).await?;
+    let cwd = p.subdir("revoked").await?;
+    // Before a token is spent: the mode must be enforced, and the runner able to revoke.
+    if under(&mut p.s, mode, "true", &cwd).await?.is_none() {
+        p.close().await;
+        return skip(NO_WORKSPACE_WRITE);
+    }
+    let (device, mut r) = pair_for_revocation(&cx).await?;
+    r.initialize().await?;
+    let mut params = sh(&format!("{}sleep 1000\n", beacon_script(false)), &cwd);
+    if let Some(o) = params.as_object_mut() {
+        o.insert("sandbox".to_owned(), json!(mode));
+        o.insert("processId".to_owned(), json!("beacon-revoked"));
+    }
+    let id = r.fresh_id();
+    r.send_json(&json!({"jsonrpc": "2.0", "id": id, "method": "command/exec", "params": params}))
+        .await?;
+    // Revoked once the beacon writes.
+    let beacon = format!("{cwd}/beacon");
+    let started = Instant::now();
+    while p.size(&beacon).await?.unwrap_or(0) == 0 {
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = unconfined(&mut p.s, "touch stop", &cwd).await;
+            return hfail(format!(
+                "under {mode} the probe's background process never wrote {beacon}: it did not start"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    revoke(&cx, &device).await?;
+    let revoked = Instant::now();
+    let mut closed = false;
+    while revoked.elapsed() < REVOKED_CLOSED_WITHIN {
+        match r
+            .next_frame(REVOKED_CLOSED_WITHIN.saturating_sub(revoked.elapsed()))
+            .await
+        {
+            Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            // Output and the answer of the killed command may come first.
+            Ok(Ok(_)) => {}
+            Err(_) => break,
+        }
+    }
+    cx.log.note(
+        "runner",
+        if closed {
+            format!(
+                "the revoked device's session was closed {:.1} s after the revocation",
+                revoked.elapsed().as_secs_f64()
+            )
+        } else {
+            "the revoked device's session was not closed within 6 s (SEC-13)".to_owned()
+        },
+    );
+    p.beacon_stays_still(
+        &cwd,
+        &format!("under {mode}, after the device that ran the command was revoked"),
+    )
+    .await?;
     p.close().await;
     Ok(())
 }

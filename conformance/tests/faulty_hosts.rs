@@ -189,3 +189,43 @@ async fn a_host_that_claims_a_sandbox_it_does_not_enforce() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_with_one_handshake_bucket_for_everyone() {
+    caught_by(
+        HostFault::SharedHandshakeBucket,
+        &["CHAN-30/flood-does-not-lock-out-paired-devices"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_acts_on_answers_of_revoked_devices() {
+    caught_by(
+        HostFault::ActsOnAnswersOfRevokedDevices,
+        &["CMD-75/answer-after-revocation"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_imports_through_links_out_of_the_project() {
+    caught_by(
+        HostFault::ImportFollowsLinksOut,
+        &["CMD-73/import-through-link-out"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_reads_instruction_files_blocking() {
+    caught_by(
+        HostFault::ReadsInstructionsBlocking,
+        &[
+            "CMD-72/fifo-not-waited-on",
+            "CMD-72/device-not-read",
+            "CMD-72/link-out-of-project",
+        ],
+    )
+    .await;
+}

@@ -13,10 +13,13 @@
 )]
 
 use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
 use tether_conformance::host::{BoxFuture, HostAdmin, HostTarget, Instance};
 use tether_conformance::{Credential, RelayTarget, Target, TlsOptions};
 use tether_host::state::Access;
@@ -24,7 +27,7 @@ use tether_host::threads::{ThreadManager, TurnEvent};
 use tether_host::{CommandConfig, CommandSession, ExecEvent};
 use tether_proto::channel::{HostInfo, PathStyle, Timestamp};
 use tether_proto::cmd::types::SandboxMode;
-use tether_proto::cmd::{Message, Request};
+use tether_proto::cmd::{Id, Message, Request};
 use tether_proto::keys::public_key;
 use tether_proto::limits::PROTOCOL_VERSION;
 use tether_proto::link::registration::HostRegistration;
@@ -62,6 +65,23 @@ pub enum HostFault {
     /// Reports `read-only` and `workspace-write` as enforced, network denied, and runs
     /// commands without any sandbox (CMD-44, CMD-45).
     ClaimsUnenforcedSandbox,
+    /// Every message 1 pays from the one shared bucket of CHAN-14: the store cannot tell a
+    /// paired device (`is_active_device` answers `false`, the trait's default), so one
+    /// sender's flood locks the paired devices out too, as before issue 14 (CHAN-30).
+    SharedHandshakeBucket,
+    /// Checks the device when a request arrives and in a sweep of the open sessions once a
+    /// second, not when an approval answer arrives: an `accept` sent just after the
+    /// revocation runs the command, as before issue 14 (CMD-75).
+    ActsOnAnswersOfRevokedDevices,
+    /// `thread/import` follows a symlink of `cwdRelative` out of the project root and opens
+    /// the thread there, as before issue 14 (CMD-73).
+    ImportFollowsLinksOut,
+    /// Reads the instruction files of a thread it starts as before issue 14: `std::fs`
+    /// reads, symlinks followed, whatever the file is, on the task that serves every
+    /// session, and lists what it found (CMD-72). Two bounds keep the test machine whole,
+    /// which the host it imitates lacked: it gives up on a file after 20 s (it waited for
+    /// ever on a FIFO) and reads at most 16 MiB of one (it read `/dev/zero` until 2 GB).
+    ReadsInstructionsBlocking,
 }
 
 /// The `sandbox-exec` of [`HostFault::ClaimsUnenforcedSandbox`]: skips its options and
@@ -69,7 +89,7 @@ pub enum HostFault {
 const FAKE_SANDBOX_EXEC: &str = "#!/bin/sh\nwhile [ \"$#\" -gt 0 ] && [ \"$1\" != \"--\" ]; do shift; done\nshift\nexec \"$@\"\n";
 
 /// A launcher that claims both restricted modes and enforces neither, in `dir`.
-fn fake_sandbox(dir: &std::path::Path) -> tether_host::commands::SandboxLauncher {
+fn fake_sandbox(dir: &Path) -> tether_host::commands::SandboxLauncher {
     use std::os::unix::fs::PermissionsExt;
     let program = dir.join("fake-sandbox-exec");
     std::fs::write(&program, FAKE_SANDBOX_EXEC).unwrap();
@@ -153,6 +173,10 @@ impl HostStore for FaultyStore {
     ) -> Result<(), Refusal> {
         self.names.insert(name.to_owned(), *device);
         self.inner.record_device(device, name, timestamp, now)
+    }
+
+    fn is_active_device(&mut self, device: &[u8; 32], now: UnixTime) -> bool {
+        self.fault != HostFault::SharedHandshakeBucket && self.inner.is_active_device(device, now)
     }
 }
 
@@ -415,6 +439,116 @@ struct Ctx {
     commands: CommandSession,
 }
 
+/// How long [`HostFault::ReadsInstructionsBlocking`] waits for one instruction file.
+const LEGACY_READ_GIVES_UP: Duration = Duration::from_secs(20);
+
+/// How much of one instruction file [`HostFault::ReadsInstructionsBlocking`] reads at most.
+const LEGACY_READ_MAX: u64 = 16 << 20;
+
+/// The instruction files of a thread in `cwd` as the host found them before issue 14
+/// ([`HostFault::ReadsInstructionsBlocking`]): from the project root down, the first of
+/// `AGENTS.override.md` and `AGENTS.md` that reads as not empty, whatever it is.
+fn legacy_instruction_sources(cwd: &Path) -> Vec<String> {
+    let root = tether_host::instructions::project_root(cwd);
+    let mut dirs: Vec<&Path> = cwd
+        .ancestors()
+        .take_while(|d| d.starts_with(&root))
+        .collect();
+    dirs.reverse();
+    let mut found = Vec::new();
+    for dir in dirs {
+        if let Some(path) = ["AGENTS.override.md", "AGENTS.md"]
+            .iter()
+            .map(|name| dir.join(name))
+            .find(|path| legacy_read(path).is_some_and(|bytes| !bytes.is_empty()))
+        {
+            found.push(path.display().to_string());
+        }
+    }
+    found
+}
+
+/// `path` read as `std::fs::read` reads it (opened blocking, symlinks followed, any kind
+/// of file), up to [`LEGACY_READ_MAX`] bytes. The read runs on a thread of its own so that
+/// the test can end: the caller waits for it, up to [`LEGACY_READ_GIVES_UP`], then opens
+/// the file for writing without blocking, which lets an open of a FIFO return.
+fn legacy_read(path: &Path) -> Option<Vec<u8>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = path.to_owned();
+    std::thread::spawn(move || {
+        let read = std::fs::File::open(&owned).and_then(|f| {
+            let mut bytes = Vec::new();
+            f.take(LEGACY_READ_MAX)
+                .read_to_end(&mut bytes)
+                .map(|_| bytes)
+        });
+        let _ = tx.send(read.ok());
+    });
+    match rx.recv_timeout(LEGACY_READ_GIVES_UP) {
+        Ok(read) => read,
+        Err(_) => {
+            let _ = rustix::fs::open(
+                path,
+                rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::NONBLOCK,
+                rustix::fs::Mode::empty(),
+            );
+            None
+        }
+    }
+}
+
+/// [`HostFault::ImportFollowsLinksOut`]: a `thread/import` whose `cwdRelative` resolves
+/// outside its project root is rewritten to open the thread where the links lead (the
+/// joined path as its own project root), so the reference's CMD-73 check has nothing to
+/// refuse. Every other import is left as it is.
+fn follow_links_out(params: &mut serde_json::Map<String, Value>) {
+    let root = params.get("projectRoot").and_then(Value::as_str);
+    let relative = params
+        .get("bundle")
+        .and_then(|b| b.get("cwdRelative"))
+        .and_then(Value::as_str);
+    let (Some(root), Some(relative)) = (root, relative) else {
+        return;
+    };
+    // Only names CMD-53 lets through: the fault is the missing CMD-73 check alone.
+    let names_only = relative.split('/').all(|name| {
+        !name.is_empty() && name != "." && name != ".." && !name.contains(['\\', ':', '\0'])
+    });
+    if relative == "." || !names_only {
+        return;
+    }
+    let joined = Path::new(root).join(relative);
+    let outside = match (std::fs::canonicalize(root), std::fs::canonicalize(&joined)) {
+        (Ok(real_root), Ok(real)) => !real.starts_with(real_root),
+        _ => false,
+    };
+    if outside {
+        params.insert(
+            "projectRoot".to_owned(),
+            Value::String(joined.display().to_string()),
+        );
+        if let Some(b) = params.get_mut("bundle").and_then(Value::as_object_mut) {
+            b.insert("cwdRelative".to_owned(), Value::String(".".to_owned()));
+        }
+    }
+}
+
+/// [`HostFault::ReadsInstructionsBlocking`]: the answer to a `thread/start` lists what the
+/// legacy read found for it instead of what the reference found.
+fn patched(
+    patches: &mut HashMap<(SessionId, Id), Vec<String>>,
+    session: SessionId,
+    mut message: Message,
+) -> Message {
+    if let Message::Response(r) = &mut message
+        && let Some(found) = patches.remove(&(session, r.id.clone()))
+        && let Some(o) = r.result.as_object_mut()
+    {
+        o.insert("instructionSources".to_owned(), serde_json::json!(found));
+    }
+    message
+}
+
 fn initialize_request() -> Message {
     Message::Request(Request::new(
         -1i64,
@@ -441,6 +575,15 @@ async fn serve(
     let mut threads = ThreadManager::new(state.path(), Arc::clone(&config), turn_tx).unwrap();
     let (exec_tx, mut exec_rx) = mpsc::unbounded_channel::<ExecEvent>();
     let mut sessions: HashMap<SessionId, Ctx> = HashMap::new();
+    let mut patches: HashMap<(SessionId, Id), Vec<String>> = HashMap::new();
+    // ActsOnAnswersOfRevokedDevices re-checks open sessions once a second, as the host
+    // before issue 14 did; the others every 200 ms when idle.
+    let sweep_every = if fault == HostFault::ActsOnAnswersOfRevokedDevices {
+        Duration::from_secs(1)
+    } else {
+        Duration::ZERO
+    };
+    let mut last_sweep = Instant::now();
     loop {
         let mut out = Vec::new();
         tokio::select! {
@@ -474,7 +617,8 @@ async fn serve(
                 threads.handle_timeout(Instant::now());
                 // SEC-13: sessions of a revoked device are closed without waiting for
                 // their next request (unless revocation is the fault).
-                if fault != HostFault::IgnoresRevocation {
+                if fault != HostFault::IgnoresRevocation && last_sweep.elapsed() >= sweep_every {
+                    last_sweep = Instant::now();
                     let s = store.lock().unwrap();
                     for (session, ctx) in &sessions {
                         if s.inner.device(&ctx.device).is_none_or(|d| d.revoked) {
@@ -517,7 +661,7 @@ async fn serve(
                     };
                     // CMD-56: a revoked device, or one past the inactivity age (CHAN-9), is
                     // refused in its open sessions too.
-                    let access = match store.lock().unwrap().inner.device(&ctx.device) {
+                    let mut access = match store.lock().unwrap().inner.device(&ctx.device) {
                         Some(d)
                             if (!d.revoked || fault == HostFault::IgnoresRevocation)
                                 && (fault == HostFault::IgnoresInactivity
@@ -528,6 +672,34 @@ async fn serve(
                         }
                         _ => Access::NotAuthorized,
                     };
+                    if fault == HostFault::ActsOnAnswersOfRevokedDevices
+                        && matches!(message, Message::Response(_) | Message::Error(_))
+                    {
+                        access = Access::Allowed;
+                    }
+                    if fault == HostFault::ImportFollowsLinksOut
+                        && let Message::Request(r) = &mut message
+                        && r.method == "thread/import"
+                        && let Some(p) = r.params.as_mut().and_then(|p| p.as_object_mut())
+                    {
+                        follow_links_out(p);
+                    }
+                    if fault == HostFault::ReadsInstructionsBlocking
+                        && let Message::Request(r) = &message
+                        && r.method == "thread/start"
+                        && let Some(cwd) = r
+                            .params
+                            .as_ref()
+                            .and_then(|p| p.get("cwd"))
+                            .and_then(Value::as_str)
+                    {
+                        // On this task, which serves every session; block_in_place only
+                        // keeps the rest of the test's runtime (relay, runner) going.
+                        let found = tokio::task::block_in_place(|| {
+                            legacy_instruction_sources(Path::new(cwd))
+                        });
+                        patches.insert((session, r.id.clone()), found);
+                    }
                     if fault == HostFault::IgnoresOutputCap
                         && let Message::Request(r) = &mut message
                         && r.method == "command/exec"
@@ -538,11 +710,11 @@ async fn serve(
                     let reply = ctx
                         .commands
                         .handle_with(message, access, Some(&mut threads));
-                    for m in &reply.messages {
-                        let _ = host.send(session, m);
+                    for m in reply.messages {
+                        let _ = host.send(session, &patched(&mut patches, session, m));
                     }
                     while let Some((s, m)) = threads.poll_outgoing() {
-                        let _ = host.send(s, &m);
+                        let _ = host.send(s, &patched(&mut patches, s, m));
                     }
                     if let Some(code) = reply.close {
                         host.close(session, code);
@@ -550,13 +722,14 @@ async fn serve(
                 }
                 HostEvent::Closed { session, .. } => {
                     sessions.remove(&session);
+                    patches.retain(|(s, _), _| *s != session);
                     threads.session_closed(session);
                 }
                 _ => {}
             }
         }
         while let Some((s, m)) = threads.poll_outgoing() {
-            let _ = host.send(s, &m);
+            let _ = host.send(s, &patched(&mut patches, s, m));
         }
         while let Some(f) = host.poll_transmit() {
             out.push(f);

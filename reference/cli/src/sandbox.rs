@@ -284,11 +284,11 @@ fn launch(args: &SandboxExecArgs, use_bwrap: bool) -> anyhow::Result<ExitCode> {
                 mechanism: "none".into(),
                 missing: Vec::new(),
             };
-            e.assess();
-            e.missing.push(format!(
+            // The cause first and alone: nothing was measured, so nothing else is known.
+            e.missing = vec![format!(
                 "the sandbox did not start: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            )];
             e
         });
         return print_probe(&report);
@@ -304,8 +304,8 @@ fn launch(args: &SandboxExecArgs, use_bwrap: bool) -> anyhow::Result<ExitCode> {
         // bubblewrap could not build the sandbox and the program never ran: degraded on
         // request, it runs with the inner layer alone (CMD-46).
         eprintln!(
-            "tether sandbox-exec: the namespaces could not be built; running {} with \
-             Landlock and seccomp only (--allow-degraded)",
+            "tether sandbox-exec: bubblewrap could not build the sandbox (its message is \
+             above); running {} with Landlock and seccomp only (--allow-degraded)",
             args.mode.as_str()
         );
         return launch(args, false);

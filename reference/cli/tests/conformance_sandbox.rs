@@ -313,7 +313,7 @@ fn cmd_46_sandbox_exec_refuses_to_run_what_it_cannot_confine() {
             Missing::UserNamespaces => {
                 assert_eq!(p["namespaces"], false, "{p}");
                 let missing = p["missing"].to_string();
-                assert!(missing.contains("bubblewrap"), "{p}");
+                assert!(missing.contains("bwrap"), "{p}");
                 assert!(missing.contains("did not start"), "{p}");
             }
         }
@@ -359,7 +359,7 @@ fn cmd_46_a_kernel_without_landlock_or_seccomp_makes_the_host_refuse_the_modes()
 // The sandbox escape cases (CMD-44/exec-writes-only-cwd, CMD-62 … CMD-70, issue 14)
 
 /// Every sandbox escape case (`conformance/src/sandbox_cases.rs`).
-const ESCAPE_CASES: [&str; 13] = [
+const ESCAPE_CASES: [&str; 14] = [
     "CMD-44/exec-writes-only-cwd",
     "CMD-62/fresh-namespaces-and-view",
     "CMD-63/state-dir-invisible",
@@ -370,6 +370,7 @@ const ESCAPE_CASES: [&str; 13] = [
     "CMD-67/no-sockets",
     "CMD-68/no-survivor-after-exit",
     "CMD-68/no-survivor-after-kill",
+    "CMD-68/no-survivor-after-revocation",
     "CMD-68/answer-despite-held-output",
     "CMD-69/process-limit",
     "CMD-70/git-read-only",
@@ -438,36 +439,80 @@ fn legacy_sandbox_exec() -> std::path::PathBuf {
     exe
 }
 
-/// The escape cases run by `tether conformance host` against a reference host started
-/// from `host_cmd` (under `script(1)` when it exists, so that it has a controlling
-/// terminal), and the JSON report.
-fn escape_cases_against(host_cmd: &str) -> (Output, serde_json::Value) {
+/// How `tether conformance host` starts the host under test and runs its administration
+/// commands.
+struct HostUnderTest<'a> {
+    /// `tether host run ...`, with the runner's placeholders (`{state}`, `{relay}`, ...).
+    run: &'a str,
+    /// Shell commands the runner's account runs first, each ending in `&&` (empty: none).
+    prepare: &'a str,
+    /// What the host, `tether host pair` and `tether host revoke` are started through, a
+    /// command prefix ending in a space (empty: as the runner's account).
+    as_user: &'a str,
+    /// `--work-dir`: where the cases' commands make their directories (default: the
+    /// runner's, beside the state directory).
+    work_dir: Option<&'a str>,
+}
+
+/// `cases` run by `tether conformance host` against `host` (under `script(1)` when it
+/// exists, so that the host has a controlling terminal): the runner's output, its JSON
+/// report and the host's log.
+fn cases_against(host: &HostUnderTest<'_>, cases: &[&str]) -> (Output, serde_json::Value, String) {
     let exe = env!("CARGO_BIN_EXE_tether");
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
+    let logs = dir.path().join("logs");
+    let quoted = host.run.replace('\'', "'\\''");
     let host_cmd = if script_available() {
         format!(
-            "SHELL=/bin/sh exec script -qefc '{}' /dev/null",
-            host_cmd.replace('\'', "'\\''")
+            "{}SHELL=/bin/sh exec {}script -qefc '{quoted}' /dev/null",
+            host.prepare, host.as_user
         )
+    } else if host.as_user.is_empty() {
+        format!("{}{}", host.prepare, host.run)
     } else {
-        host_cmd.to_owned()
+        format!("{}exec {}sh -c '{quoted}'", host.prepare, host.as_user)
     };
-    let pair_cmd = format!("'{exe}' host pair --state {{state}} --ttl {{ttl}}");
-    let o = tether(&[
+    let as_user = host.as_user;
+    let pair_cmd = format!("{as_user}'{exe}' host pair --state {{state}} --ttl {{ttl}}");
+    let revoke_cmd = format!("{as_user}'{exe}' host revoke --state {{state}} {{device}}");
+    let only = cases.join(",");
+    let mut args = vec![
         "conformance",
         "host",
         "--host-cmd",
         &host_cmd,
         "--pair-cmd",
         &pair_cmd,
+        "--revoke-cmd",
+        &revoke_cmd,
         "--only",
-        &ESCAPE_CASES.join(","),
+        &only,
+        "--log-dir",
+        logs.to_str().unwrap(),
         "--json",
         json.to_str().unwrap(),
-    ]);
+    ];
+    if let Some(dir) = host.work_dir {
+        args.extend(["--work-dir", dir]);
+    }
+    let o = tether(&args);
     let report = serde_json::from_slice(&std::fs::read(&json).unwrap_or_default())
         .unwrap_or(serde_json::Value::Null);
+    let log = std::fs::read_to_string(logs.join("host-under-test.log")).unwrap_or_default();
+    (o, report, log)
+}
+
+/// The escape cases against a reference host started from `host_cmd` by the runner's
+/// own account, and the JSON report.
+fn escape_cases_against(host_cmd: &str) -> (Output, serde_json::Value) {
+    let host = HostUnderTest {
+        run: host_cmd,
+        prepare: "",
+        as_user: "",
+        work_dir: None,
+    };
+    let (o, report, _) = cases_against(&host, &ESCAPE_CASES);
     (o, report)
 }
 
@@ -574,5 +619,139 @@ fn the_escape_cases_pass_against_the_reference_host() {
             _ => "pass",
         };
         assert_eq!(status(id), expected, "{id}:\n{}", not_passed(&v));
+    }
+}
+
+/// The account the unprivileged host runs as: `nobody`.
+const NOBODY: u32 = 65534;
+
+/// `setpriv` from util-linux: the rest of the line runs as `nobody` (real and effective
+/// user and group, no supplementary groups), with `nobody`'s home and the system's `PATH`
+/// (root's may lead through directories `nobody` cannot read). The environment is kept
+/// otherwise: the runner gives the host its `TMPDIR` (`SEC-22`).
+const AS_NOBODY: &str = "setpriv --reuid=65534 --regid=65534 --clear-groups -- \
+                         env HOME=/nonexistent PATH=/usr/local/bin:/usr/bin:/bin ";
+
+/// Whether `program ARGS` runs as `nobody` ([`AS_NOBODY`]) and exits 0.
+fn runs_as_nobody(program: &str, args: &[&str]) -> bool {
+    let mut all: Vec<&str> = AS_NOBODY.split_whitespace().skip(1).collect();
+    all.push(program);
+    all.extend(args);
+    runs("setpriv", &all)
+}
+
+/// Issue 14 ("with the host run as root and as an unprivileged user"): the escape cases
+/// and the hygiene cases (`SEC-22`, `SEC-23`, `CMD-71`) against the reference host run
+/// as `nobody`, its pairing and revocation too, when the test runs as root. Everything
+/// the host needs is `nobody`'s: the state directory the runner names (created 0700 and
+/// given to `nobody`, its parent made traversable), the credential file (0600), the
+/// runner's `TMPDIR` for the host, and the directory the cases work in (`--work-dir`,
+/// also the host's `--project`). The sandbox then bounds processes with `RLIMIT_NPROC`
+/// in the command's own user namespace rather than a cgroup: `CMD-69` and `CMD-66` must
+/// pass, not be skipped.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_escape_cases_pass_against_a_reference_host_run_as_nobody() {
+    if !rustix::process::geteuid().is_root() {
+        println!("skipped: the test runs as root to start the host as nobody (uid {NOBODY})");
+        return;
+    }
+    if !runs_as_nobody("true", &[]) {
+        println!("skipped: no util-linux setpriv to start the host as nobody with");
+        return;
+    }
+    let exe = env!("CARGO_BIN_EXE_tether");
+    if !runs_as_nobody("test", &["-x", exe]) {
+        println!("skipped: nobody cannot run {exe} (a target directory it cannot read)");
+        return;
+    }
+    // Outside the repository (whose .git would make it the project root) and readable on
+    // the way: the system temporary directory; the directory itself nobody's.
+    let work = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(work.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+    let work_dir = work.path().to_str().unwrap();
+    // As root, before the host starts: the runner made {state}'s parent, the credential
+    // file (0600) and the host's TMPDIR for its own account; the parent is left
+    // traversable only (0711), the rest becomes nobody's. The host starts
+    // in a directory nobody cannot enter, as `sudo -u` from root's home does: its
+    // sandbox must not depend on its own working directory.
+    let root_only = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        root_only.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let prepare = format!(
+        "cd '{}' && mkdir -m 0700 '{{state}}' && chown {NOBODY}:{NOBODY} '{{state}}' '{{credential_file}}' \
+         \"$TMPDIR\" && chmod 0711 \"$(dirname '{{state}}')\" && ",
+        root_only.path().display()
+    );
+    let run = format!(
+        "exec '{exe}' host run --state {{state}} --relay {{relay}} --workspace {{workspace}} \
+         --credential-file {{credential_file}} --project '{work_dir}' --name nobody-sandbox"
+    );
+    let host = HostUnderTest {
+        run: &run,
+        prepare: &prepare,
+        as_user: AS_NOBODY,
+        // The runner's own work directory, beside the state directory, is root's.
+        work_dir: Some(work_dir),
+    };
+    let hygiene = ["SEC-22/*", "SEC-23/*", "CMD-71/*"];
+    let cases: Vec<&str> = ESCAPE_CASES.iter().chain(&hygiene).copied().collect();
+    let (o, v, log) = cases_against(&host, &cases);
+    // The host ran as nobody: the directories its commands made are nobody's.
+    let made: Vec<u32> = std::fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| std::os::unix::fs::MetadataExt::uid(&e.unwrap().metadata().unwrap()))
+        .collect();
+    assert!(
+        !made.is_empty() && made.iter().all(|uid| *uid == NOBODY),
+        "owners of the cases' directories: {made:?}\n{}\n{log}",
+        not_passed(&v)
+    );
+    let status = |id: &str| support::case_status(&v, id);
+    let sandbox_works = landlock_available()
+        && runs_as_nobody("bwrap", &["--unshare-user", "--ro-bind", "/", "/", "true"]);
+    if !sandbox_works {
+        println!(
+            "the sandbox cannot be built for nobody here (no Landlock, or no unprivileged \
+             user namespaces): the host refuses both modes; only checking that nothing fails"
+        );
+        for c in v["cases"].as_array().unwrap() {
+            assert_ne!(c["status"], "fail", "{c}\n--- host log\n{log}");
+        }
+        return;
+    }
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}\n{}\n--- host log\n{log}",
+        not_passed(&v),
+        o.stderr
+    );
+    for id in ESCAPE_CASES {
+        let expected = match id {
+            "CMD-65/no-controlling-terminal" if !script_available() => "skip",
+            "CMD-67/no-sockets" if !runs_as_nobody("python3", &["-c", ""]) => "skip",
+            _ => "pass",
+        };
+        assert_eq!(status(id), expected, "{id}:\n{}\n{log}", not_passed(&v));
+    }
+    // Not merely unskipped: the process limit and the dropped privileges are measured for
+    // a host without root's exemptions.
+    for id in ["CMD-69/process-limit", "CMD-66/no-privileges"] {
+        assert_eq!(status(id), "pass", "{id}:\n{}", not_passed(&v));
+    }
+    let cases = v["cases"].as_array().unwrap();
+    for prefix in ["SEC-22/", "SEC-23/", "CMD-71/"] {
+        let hygiene: Vec<_> = cases
+            .iter()
+            .filter(|c| c["id"].as_str().is_some_and(|id| id.starts_with(prefix)))
+            .collect();
+        assert!(!hygiene.is_empty(), "no {prefix}* case ran");
+        for c in hygiene {
+            assert_eq!(c["status"], "pass", "{c}\n{}", not_passed(&v));
+        }
     }
 }

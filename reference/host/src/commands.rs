@@ -108,6 +108,11 @@ impl SandboxLauncher {
         for mode in [SandboxMode::ReadOnly, SandboxMode::WorkspaceWrite] {
             let mut c = std::process::Command::new(&program);
             c.args(["sandbox-exec", "--probe", "--mode", mode.as_str()]);
+            // In `/`, not the host's own working directory: bubblewrap enters the
+            // command's, and a host started from one its account cannot enter (`sudo -u`
+            // from root's home) would otherwise find every layer missing and refuse both
+            // modes for good.
+            c.current_dir("/");
             for h in hidden {
                 c.arg("--hide").arg(h);
             }
