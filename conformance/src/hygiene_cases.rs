@@ -1,4 +1,4 @@
-//! The host hygiene cases (issue 14): where a host keeps what a command must not reach,
+//! The host hygiene cases: where a host keeps what a command must not reach,
 //! where a command runs when it names no directory, what it reads from a project its
 //! commands can write, and whose messages it acts on.
 //!

@@ -1,6 +1,6 @@
 //! The sandbox escape cases (`spec/05`, section 5.7: `CMD-44` for `command/exec`'s roots,
 //! `CMD-62` … `CMD-70`): one case per way a hostile command got out of a host's
-//! `read-only` or `workspace-write` sandbox (issue 14). `danger-full-access` has no
+//! `read-only` or `workspace-write` sandbox. `danger-full-access` has no
 //! sandbox and is used only as the control.
 //!
 //! Each case asks the host, through `command/exec`, to run probe commands under the
@@ -16,7 +16,7 @@
 //! needs (`python3` for the socket and terminal probes), or when what it checks is absent
 //! on the host (no controlling terminal, a state directory the runner was not told).
 //!
-//! | escape (issue 14) | case |
+//! | escape | case |
 //! |---|---|
 //! | host processes and namespaces shared | `CMD-62/fresh-namespaces-and-view` |
 //! | state directory, keys, credential readable | `CMD-63/state-dir-invisible`, `CMD-63/credential-invisible` |

@@ -67,16 +67,16 @@ pub enum HostFault {
     ClaimsUnenforcedSandbox,
     /// Every message 1 pays from the one shared bucket of CHAN-14: the store cannot tell a
     /// paired device (`is_active_device` answers `false`, the trait's default), so one
-    /// sender's flood locks the paired devices out too, as before issue 14 (CHAN-30).
+    /// sender's flood locks the paired devices out too, as in v1 (CHAN-30).
     SharedHandshakeBucket,
     /// Checks the device when a request arrives and in a sweep of the open sessions once a
     /// second, not when an approval answer arrives: an `accept` sent just after the
-    /// revocation runs the command, as before issue 14 (CMD-75).
+    /// revocation runs the command, as in v1 (CMD-75).
     ActsOnAnswersOfRevokedDevices,
     /// `thread/import` follows a symlink of `cwdRelative` out of the project root and opens
-    /// the thread there, as before issue 14 (CMD-73).
+    /// the thread there, as in v1 (CMD-73).
     ImportFollowsLinksOut,
-    /// Reads the instruction files of a thread it starts as before issue 14: `std::fs`
+    /// Reads the instruction files of a thread it starts as in v1: `std::fs`
     /// reads, symlinks followed, whatever the file is, on the task that serves every
     /// session, and lists what it found (CMD-72). Two bounds keep the test machine whole,
     /// which the host it imitates lacked: it gives up on a file after 20 s (it waited for
@@ -445,7 +445,7 @@ const LEGACY_READ_GIVES_UP: Duration = Duration::from_secs(20);
 /// How much of one instruction file [`HostFault::ReadsInstructionsBlocking`] reads at most.
 const LEGACY_READ_MAX: u64 = 16 << 20;
 
-/// The instruction files of a thread in `cwd` as the host found them before issue 14
+/// The instruction files of a thread in `cwd` as the host found them in v1
 /// ([`HostFault::ReadsInstructionsBlocking`]): from the project root down, the first of
 /// `AGENTS.override.md` and `AGENTS.md` that reads as not empty, whatever it is.
 fn legacy_instruction_sources(cwd: &Path) -> Vec<String> {
@@ -577,7 +577,7 @@ async fn serve(
     let mut sessions: HashMap<SessionId, Ctx> = HashMap::new();
     let mut patches: HashMap<(SessionId, Id), Vec<String>> = HashMap::new();
     // ActsOnAnswersOfRevokedDevices re-checks open sessions once a second, as the host
-    // before issue 14 did; the others every 200 ms when idle.
+    // in v1 did; the others every 200 ms when idle.
     let sweep_every = if fault == HostFault::ActsOnAnswersOfRevokedDevices {
         Duration::from_secs(1)
     } else {

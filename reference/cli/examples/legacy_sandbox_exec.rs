@@ -1,5 +1,5 @@
 //! A conformance fixture, not a sandbox to use: the `tether sandbox-exec` of the reference
-//! host before issue 14 (Landlock ABI 3 for the file system, a seccomp filter refusing only
+//! host in v1 (Landlock ABI 3 for the file system, a seccomp filter refusing only
 //! `AF_INET`/`AF_INET6` sockets and `io_uring_setup`, no namespaces, no dropped
 //! capabilities, the host's controlling terminal kept), kept so that a host running its
 //! commands through it fails the sandbox cases `CMD-44/exec-writes-only-cwd` and `CMD-62`
@@ -138,7 +138,7 @@ impl Enforcement {
 
 #[cfg(target_os = "linux")]
 mod legacy {
-    //! The Landlock and seccomp code of `tether-sandbox` before issue 14.
+    //! The Landlock and seccomp code of `tether-sandbox` in v1.
 
     use std::collections::BTreeMap;
 
@@ -245,7 +245,7 @@ mod legacy {
         Ok(seccompiler::apply_filter(&program).is_ok())
     }
 
-    /// Restricts this thread as the reference host's sandbox did before issue 14.
+    /// Restricts this thread as the reference host's sandbox did in v1.
     pub(super) fn restrict_self(args: &Args) -> Result<Enforcement, String> {
         if args.mode == "danger-full-access" {
             return Ok(Enforcement {

@@ -356,7 +356,7 @@ fn cmd_46_a_kernel_without_landlock_or_seccomp_makes_the_host_refuse_the_modes()
 }
 
 // ---------------------------------------------------------------------------------------
-// The sandbox escape cases (CMD-44/exec-writes-only-cwd, CMD-62 … CMD-70, issue 14)
+// The sandbox escape cases (CMD-44/exec-writes-only-cwd, CMD-62 … CMD-70)
 
 /// Every sandbox escape case (`conformance/src/sandbox_cases.rs`).
 const ESCAPE_CASES: [&str; 14] = [
@@ -412,7 +412,7 @@ fn not_passed(report: &serde_json::Value) -> String {
 }
 
 /// The fixture `legacy_sandbox_exec` (`reference/cli/examples/`): `tether sandbox-exec` as
-/// it was before issue 14, built beside the `tether` under test (cargo makes this a no-op
+/// it was in v1, built beside the `tether` under test (cargo makes this a no-op
 /// when it is fresh; a plain `cargo test --test` does not build examples).
 fn legacy_sandbox_exec() -> std::path::PathBuf {
     let tether = std::path::Path::new(env!("CARGO_BIN_EXE_tether"));

@@ -86,6 +86,9 @@ pub struct CommandConfig {
     pub secret_paths: Vec<std::path::PathBuf>,
 }
 
+/// How many times [`SandboxLauncher::probe`] runs a probe that failed to run.
+const PROBE_ATTEMPTS: usize = 3;
+
 /// A program providing `sandbox-exec` (the `tether` binary), and the modes its probe
 /// showed enforced fully, measured from inside the sandbox.
 #[derive(Clone, Debug)]
@@ -106,31 +109,48 @@ impl SandboxLauncher {
         let mut enforced = Vec::new();
         let mut missing = Vec::new();
         for mode in [SandboxMode::ReadOnly, SandboxMode::WorkspaceWrite] {
-            let mut c = std::process::Command::new(&program);
-            c.args(["sandbox-exec", "--probe", "--mode", mode.as_str()]);
-            // In `/`, not the host's own working directory: bubblewrap enters the
-            // command's, and a host started from one its account cannot enter (`sudo -u`
-            // from root's home) would otherwise find every layer missing and refuse both
-            // modes for good.
-            c.current_dir("/");
-            for h in hidden {
-                c.arg("--hide").arg(h);
+            let run = || {
+                let mut c = std::process::Command::new(&program);
+                c.args(["sandbox-exec", "--probe", "--mode", mode.as_str()]);
+                // In `/`, not the host's own working directory: bubblewrap enters the
+                // command's, and a host started from one its account cannot enter
+                // (`sudo -u` from root's home) would otherwise find every layer missing and
+                // refuse both modes for good.
+                c.current_dir("/");
+                for h in hidden {
+                    c.arg("--hide").arg(h);
+                }
+                c.stdin(Stdio::null())
+                    .output()
+                    .map_err(|e| format!("cannot run {}: {e}", program.display()))
+                    .and_then(|out| {
+                        if !out.status.success() {
+                            return Err(format!(
+                                "the probe failed ({}): {}",
+                                out.status,
+                                String::from_utf8_lossy(&out.stderr).trim()
+                            ));
+                        }
+                        serde_json::from_slice::<tether_sandbox::Enforcement>(&out.stdout)
+                            .map_err(|e| format!("the probe's report does not parse: {e}"))
+                    })
+            };
+            // A probe that could not run, or whose sandbox did not start, is tried again
+            // (three times in all): a busy machine (no process slot, memory) must not turn
+            // into a host that runs every command of a mode degraded, or refuses it, for
+            // its whole life. A probe that ran and measured a missing layer is final.
+            let mut report = run();
+            for _ in 1..PROBE_ATTEMPTS {
+                let transient = match &report {
+                    Err(_) => true,
+                    Ok(e) => e.missing.iter().any(|m| m.contains("did not start")),
+                };
+                if !transient {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+                report = run();
             }
-            let report = c
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| format!("cannot run {}: {e}", program.display()))
-                .and_then(|out| {
-                    if !out.status.success() {
-                        return Err(format!(
-                            "the probe failed ({}): {}",
-                            out.status,
-                            String::from_utf8_lossy(&out.stderr).trim()
-                        ));
-                    }
-                    serde_json::from_slice::<tether_sandbox::Enforcement>(&out.stdout)
-                        .map_err(|e| format!("the probe's report does not parse: {e}"))
-                });
             match report {
                 Ok(e) if e.is_complete() && e.requested == mode => {
                     enforced.push((mode, e.mechanism));
@@ -1954,5 +1974,54 @@ mod tests {
         assert_eq!(err_code(&m), codes::SANDBOX_DENIED);
         assert!(!marker.exists());
         assert!(rx.try_recv().is_err(), "nothing started");
+    }
+
+    /// A launcher whose probe fails the first `fail_first` times it runs (a busy machine),
+    /// then reports every layer held.
+    fn flaky_launcher(dir: &Path, fail_first: u32) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let count = dir.join("runs");
+        let script = dir.join("launcher");
+        let report = r#"{"requested":"%s","filesystem":true,"network":"denied","landlockAbi":7,"namespaces":true,"privilegesDropped":true,"noTerminal":true,"processLimit":{"max":1024,"by":"rlimit"},"mechanism":"bubblewrap+landlock+seccomp","missing":[]}"#;
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nn=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}\n\
+                 [ $n -le {fail_first} ] && exit 137\nprintf '{report}\\n' \"$4\"\n",
+                c = count.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        script
+    }
+
+    #[test]
+    fn cmd_45_a_probe_that_failed_to_run_is_tried_again() {
+        // Killed once (as on a machine out of process slots), then fine: both modes are
+        // enforced, nothing is degraded for the host's whole life.
+        let dir = tempfile::tempdir().unwrap();
+        let launcher = SandboxLauncher::probe(flaky_launcher(dir.path(), 1), &[]);
+        assert_eq!(
+            launcher
+                .enforced
+                .iter()
+                .map(|(m, _)| *m)
+                .collect::<Vec<_>>(),
+            [SandboxMode::ReadOnly, SandboxMode::WorkspaceWrite],
+            "{launcher:?}"
+        );
+        assert!(launcher.missing.is_empty(), "{launcher:?}");
+        // Always killed: each mode is missing, with the reason, after three attempts.
+        let dir = tempfile::tempdir().unwrap();
+        let launcher = SandboxLauncher::probe(flaky_launcher(dir.path(), 1000), &[]);
+        assert!(launcher.enforced.is_empty(), "{launcher:?}");
+        assert_eq!(launcher.missing.len(), 2, "{launcher:?}");
+        assert!(
+            launcher.missing[0].1.contains("the probe failed"),
+            "{launcher:?}"
+        );
+        let runs = std::fs::read_to_string(dir.path().join("runs")).unwrap();
+        assert_eq!(runs.trim(), (2 * PROBE_ATTEMPTS).to_string());
     }
 }
