@@ -70,6 +70,13 @@ pub(crate) struct SandboxExecArgs {
     /// Internal: the pids cgroup limit the launcher put the sandbox under.
     #[arg(long, hide = true)]
     cgroup_limit: Option<u32>,
+    /// The command's memory bound in bytes, where a memory cgroup can be created (a host
+    /// running as root) [default: half the machine's memory]; 0 for none.
+    #[arg(long, value_name = "BYTES")]
+    memory_max: Option<u64>,
+    /// Internal: the memory cgroup limit the launcher put the sandbox under.
+    #[arg(long, hide = true)]
+    memory_limit: Option<u64>,
     /// The program and its arguments.
     #[arg(last = true, value_name = "PROGRAM")]
     program: Vec<String>,
@@ -118,6 +125,7 @@ fn danger(policy: &Policy) -> Enforcement {
         privileges_dropped: false,
         no_terminal: false,
         process_limit: None,
+        memory_limit: None,
         mechanism: "none".into(),
         missing: Vec::new(),
     })
@@ -193,6 +201,21 @@ fn launch(args: &SandboxExecArgs, use_bwrap: bool) -> anyhow::Result<ExitCode> {
     let cgroup_limit = cgroup.as_ref().map(tether_sandbox::cgroup::PidsCgroup::max);
     #[cfg(not(target_os = "linux"))]
     let cgroup_limit: Option<u32> = None;
+    // CMD-69 (SHOULD): memory, where a cgroup can bound it.
+    #[cfg(target_os = "linux")]
+    let memory = if rustix::process::geteuid().is_root() {
+        args.memory_max
+            .or_else(tether_sandbox::default_memory_limit)
+            .and_then(tether_sandbox::cgroup::LimitCgroup::memory)
+    } else {
+        None
+    };
+    #[cfg(target_os = "linux")]
+    let memory_limit = memory
+        .as_ref()
+        .map(tether_sandbox::cgroup::LimitCgroup::limit);
+    #[cfg(not(target_os = "linux"))]
+    let memory_limit: Option<u64> = None;
 
     // The inner stage is this program, handed over as standard input (the program itself
     // gets an empty one, CMD-34): the view need not contain the path it was started from.
@@ -227,6 +250,10 @@ fn launch(args: &SandboxExecArgs, use_bwrap: bool) -> anyhow::Result<ExitCode> {
     }
     if let Some(limit) = cgroup_limit {
         inner_args.push("--cgroup-limit".into());
+        inner_args.push(limit.to_string().into());
+    }
+    if let Some(limit) = memory_limit {
+        inner_args.push("--memory-limit".into());
         inner_args.push(limit.to_string().into());
     }
     if args.allow_degraded {
@@ -281,6 +308,7 @@ fn launch(args: &SandboxExecArgs, use_bwrap: bool) -> anyhow::Result<ExitCode> {
                 privileges_dropped: false,
                 no_terminal: false,
                 process_limit: None,
+                memory_limit: None,
                 mechanism: "none".into(),
                 missing: Vec::new(),
             };
@@ -297,7 +325,7 @@ fn launch(args: &SandboxExecArgs, use_bwrap: bool) -> anyhow::Result<ExitCode> {
     let mut status = String::new();
     let _ = std::fs::File::from(status_r).read_to_string(&mut status);
     #[cfg(target_os = "linux")]
-    drop(cgroup);
+    drop((cgroup, memory));
     let bwrap_status = waited.context("sandbox-exec: waiting for the sandbox")?;
     let started = status.lines().any(|l| l == STARTED);
     if !started && args.allow_degraded && bwrap.is_some() && bwrap_status.signal().is_none() {
@@ -409,6 +437,7 @@ fn inner(args: SandboxExecArgs) -> ExitCode {
             by: "cgroup".to_owned(),
         });
     }
+    enforcement.memory_limit = args.memory_limit;
     if enforcement.namespaces {
         enforcement.mechanism = format!("bubblewrap+{}", enforcement.mechanism);
     }

@@ -518,6 +518,49 @@ print(f"running={started}")
     assert!(running > 100, "the probe itself did not work: {out:?}");
 }
 
+/// CMD-69 (SHOULD): where the launcher can create a memory cgroup (a host running as
+/// root), a command that allocates past its bound is killed inside the sandbox; the probe
+/// reports the bound.
+#[test]
+fn cmd_69_memory_is_bounded_where_a_cgroup_can_be_made() {
+    if !enforced("workspace-write") || !has("python3") {
+        return;
+    }
+    let limit = 64u64 << 20;
+    let out = tether()
+        .args([
+            "sandbox-exec",
+            "--probe",
+            "--mode",
+            "workspace-write",
+            "--memory-max",
+        ])
+        .arg(limit.to_string())
+        .output()
+        .unwrap();
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    if p["memoryLimit"].is_null() {
+        assert!(!is_root(), "root can make a memory cgroup here: {p}");
+        return;
+    }
+    assert_eq!(p["memoryLimit"], limit, "{p}");
+    let dir = scratch();
+    let run = |mib: u64| {
+        sandbox_cmd("workspace-write", &[dir.path()], &[], dir.path())
+            .args(["--memory-max", &limit.to_string(), "--", "python3", "-c"])
+            .arg(format!(
+                "x = bytearray({mib} << 20); x[::4096] = b'x' * len(x[::4096]); print('held')"
+            ))
+            .output()
+            .unwrap()
+    };
+    let small = run(16);
+    assert_eq!(text(&small.stdout).trim(), "held", "{small:?}");
+    let big = run(256);
+    assert_eq!(big.status.signal(), Some(libc::SIGKILL), "{big:?}");
+    assert!(!text(&big.stdout).contains("held"), "{big:?}");
+}
+
 #[test]
 fn cmd_70_git_stays_read_only_under_workspace_write() {
     if !enforced("workspace-write") {

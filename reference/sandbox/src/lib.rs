@@ -16,7 +16,8 @@
 //! empties when the sandbox's init ends: no descendant outlives the command (`CMD-68`).
 //!
 //! **Inner layer: the process restricts itself** ([`restrict_self`]) just before it
-//! starts the program: resource limits (`CMD-69`), Landlock file-system rules (ABI 5:
+//! starts the program: resource limits (`CMD-69`; the launcher adds `pids` and `memory`
+//! cgroups where it may create them, [`cgroup`]), Landlock file-system rules (ABI 5:
 //! writes and device ioctls), and a seccomp filter that refuses `socket(2)` of every
 //! family, `socketpair(2)` but `AF_UNIX`, io_uring, `TIOCSTI`/`TIOCLINUX`, keyrings and
 //! namespace, mount, BPF and perf calls (`CMD-65`, `CMD-67`).
@@ -47,6 +48,22 @@ mod linux;
 
 /// At most this many processes run at once in one sandboxed command (`CMD-69`).
 pub const MAX_PROCESSES: u32 = 1024;
+
+/// The memory bound of one sandboxed command when none is configured: half the machine's
+/// memory (`CMD-69`), so that one command cannot take the host down with it. `None` when
+/// the machine's memory cannot be read.
+pub fn default_memory_limit() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024 / 2)
+}
 
 /// What a sandbox must enforce.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +105,10 @@ pub struct Enforcement {
     /// The process limit in force and what enforces it (`CMD-69`), if any.
     #[serde(default)]
     pub process_limit: Option<ProcessLimit>,
+    /// The memory bound in force, in bytes (a `memory` cgroup), if any: a SHOULD of
+    /// `CMD-69`, so not part of [`Enforcement::is_complete`].
+    #[serde(default)]
+    pub memory_limit: Option<u64>,
     /// What enforces it, e.g. `"bubblewrap+landlock+seccomp"`, or `"none"`.
     pub mechanism: String,
     /// Why the mode is not complete, one entry per missing layer (empty when complete).
@@ -219,6 +240,7 @@ pub fn restrict_self(policy: &Policy) -> Result<Enforcement, SandboxError> {
             privileges_dropped: false,
             no_terminal: false,
             process_limit: None,
+            memory_limit: None,
             mechanism: "none".into(),
             missing: Vec::new(),
         });
@@ -308,6 +330,7 @@ mod imp {
             privileges_dropped: false,
             no_terminal: false,
             process_limit: None,
+            memory_limit: None,
             mechanism: "none".into(),
             missing: Vec::new(),
         };

@@ -224,6 +224,7 @@ pub(crate) fn restrict_self(policy: &Policy) -> Result<Enforcement, SandboxError
         privileges_dropped: false,
         no_terminal: false,
         process_limit,
+        memory_limit: None,
         mechanism: mechanism.into(),
         missing: Vec::new(),
     };
