@@ -30,7 +30,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::Context;
 use clap::Args;
-use tether_proto::cmd::types::{NetworkAccess, SandboxMode};
+use tether_proto::cmd::types::SandboxMode;
 use tether_sandbox::{Enforcement, MAX_PROCESSES, Policy, ProcessLimit, SelfView, restrict_self};
 
 /// Exit status when the sandbox could not be set up or is incomplete.
@@ -116,19 +116,7 @@ pub(crate) fn run(args: SandboxExecArgs) -> anyhow::Result<ExitCode> {
 
 fn danger(policy: &Policy) -> Enforcement {
     // danger-full-access has nothing to enforce: restrict_self does nothing for it.
-    restrict_self(policy).unwrap_or_else(|_| Enforcement {
-        requested: policy.mode,
-        filesystem: true,
-        network: NetworkAccess::Allowed,
-        landlock_abi: 0,
-        namespaces: false,
-        privileges_dropped: false,
-        no_terminal: false,
-        process_limit: None,
-        memory_limit: None,
-        mechanism: "none".into(),
-        missing: Vec::new(),
-    })
+    restrict_self(policy).unwrap_or_else(|_| Enforcement::full_access())
 }
 
 fn print_probe(e: &Enforcement) -> anyhow::Result<ExitCode> {
@@ -299,19 +287,7 @@ fn launch(args: &SandboxExecArgs, use_bwrap: bool) -> anyhow::Result<ExitCode> {
             .wait_with_output()
             .context("sandbox-exec: waiting for the probe")?;
         let report = serde_json::from_slice::<Enforcement>(&out.stdout).unwrap_or_else(|_| {
-            let mut e = Enforcement {
-                requested: args.mode,
-                filesystem: false,
-                network: NetworkAccess::Unenforced,
-                landlock_abi: 0,
-                namespaces: false,
-                privileges_dropped: false,
-                no_terminal: false,
-                process_limit: None,
-                memory_limit: None,
-                mechanism: "none".into(),
-                missing: Vec::new(),
-            };
+            let mut e = Enforcement::nothing(args.mode);
             // The cause first and alone: nothing was measured, so nothing else is known.
             e.missing = vec![format!(
                 "the sandbox did not start: {}",

@@ -128,6 +128,32 @@ pub struct ProcessLimit {
 }
 
 impl Enforcement {
+    /// `danger-full-access`: nothing to enforce, the network allowed.
+    pub fn full_access() -> Self {
+        Self {
+            filesystem: true,
+            network: NetworkAccess::Allowed,
+            ..Self::nothing(SandboxMode::DangerFullAccess)
+        }
+    }
+
+    /// Nothing enforced for `requested` (yet): every layer false, `missing` not assessed.
+    pub fn nothing(requested: SandboxMode) -> Self {
+        Self {
+            requested,
+            filesystem: false,
+            network: NetworkAccess::Unenforced,
+            landlock_abi: 0,
+            namespaces: false,
+            privileges_dropped: false,
+            no_terminal: false,
+            process_limit: None,
+            memory_limit: None,
+            mechanism: "none".into(),
+            missing: Vec::new(),
+        }
+    }
+
     /// Whether everything the mode asks for is enforced (`CMD-46`).
     pub fn is_complete(&self) -> bool {
         match self.requested {
@@ -231,19 +257,7 @@ pub fn project_root(cwd: &Path) -> PathBuf {
 /// returned [`Enforcement`] says what is missing.
 pub fn restrict_self(policy: &Policy) -> Result<Enforcement, SandboxError> {
     if policy.mode == SandboxMode::DangerFullAccess {
-        return Ok(Enforcement {
-            requested: policy.mode,
-            filesystem: true,
-            network: NetworkAccess::Allowed,
-            landlock_abi: 0,
-            namespaces: false,
-            privileges_dropped: false,
-            no_terminal: false,
-            process_limit: None,
-            memory_limit: None,
-            mechanism: "none".into(),
-            missing: Vec::new(),
-        });
+        return Ok(Enforcement::full_access());
     }
     imp::restrict_self(policy)
 }
@@ -321,19 +335,7 @@ mod imp {
     use super::*;
 
     pub(crate) fn restrict_self(policy: &Policy) -> Result<Enforcement, SandboxError> {
-        let mut e = Enforcement {
-            requested: policy.mode,
-            filesystem: false,
-            network: NetworkAccess::Unenforced,
-            landlock_abi: 0,
-            namespaces: false,
-            privileges_dropped: false,
-            no_terminal: false,
-            process_limit: None,
-            memory_limit: None,
-            mechanism: "none".into(),
-            missing: Vec::new(),
-        };
+        let mut e = Enforcement::nothing(policy.mode);
         e.assess();
         Ok(e)
     }

@@ -216,17 +216,12 @@ pub(crate) fn restrict_self(policy: &Policy) -> Result<Enforcement, SandboxError
         (false, false) => "none",
     };
     let mut e = Enforcement {
-        requested: policy.mode,
         filesystem,
         network,
         landlock_abi,
-        namespaces: false,
-        privileges_dropped: false,
-        no_terminal: false,
         process_limit,
-        memory_limit: None,
         mechanism: mechanism.into(),
-        missing: Vec::new(),
+        ..Enforcement::nothing(policy.mode)
     };
     e.assess();
     Ok(e)
