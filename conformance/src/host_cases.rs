@@ -2944,7 +2944,7 @@ async fn cmd_network_denied(cx: Arc<Context>) -> Res<()> {
     let control = async { s.exec(sh(&script, &dir), Duration::from_secs(30)).await };
     let (run, reached) = match tokio::time::timeout(
         Duration::from_secs(30),
-        accept_alongside(&listener, control),
+        accept_alongside(&listener, "the loopback listener", control),
     )
     .await
     {
@@ -2961,7 +2961,11 @@ async fn cmd_network_denied(cx: Arc<Context>) -> Res<()> {
     for mode in ["read-only", "workspace-write"] {
         let (run, reached) = match tokio::time::timeout(
             Duration::from_secs(40),
-            accept_alongside(&listener, sandboxed(&mut s, mode, &script, &dir)),
+            accept_alongside(
+                &listener,
+                "the loopback listener",
+                sandboxed(&mut s, mode, &script, &dir),
+            ),
         )
         .await
         {
@@ -2994,24 +2998,43 @@ async fn cmd_network_denied(cx: Arc<Context>) -> Res<()> {
     Ok(())
 }
 
+/// A listener of the runner's that the sandbox cases watch for connections from a
+/// command: TCP on loopback, or a pathname Unix socket.
+pub(crate) trait Acceptor {
+    /// Accepts one connection and drops it.
+    async fn accept_one(&self) -> std::io::Result<()>;
+}
+
+impl Acceptor for tokio::net::TcpListener {
+    async fn accept_one(&self) -> std::io::Result<()> {
+        self.accept().await.map(drop)
+    }
+}
+
+impl Acceptor for tokio::net::UnixListener {
+    async fn accept_one(&self) -> std::io::Result<()> {
+        self.accept().await.map(drop)
+    }
+}
+
 /// Runs `run` while accepting on `listener`; whether a connection arrived while it ran or
-/// within a second after.
-async fn accept_alongside<T>(
-    listener: &tokio::net::TcpListener,
+/// within a second after. `what` names the listener if it fails.
+pub(crate) async fn accept_alongside<T>(
+    listener: &impl Acceptor,
+    what: &str,
     run: impl Future<Output = Res<T>>,
 ) -> Res<(T, bool)> {
     let accepted = std::sync::atomic::AtomicBool::new(false);
     let accept_loop = async {
         // Bounded by the caller's timeout around the whole.
-        while let Ok((conn, _)) = listener.accept().await {
-            drop(conn);
+        while listener.accept_one().await.is_ok() {
             accepted.store(true, std::sync::atomic::Ordering::SeqCst);
         }
     };
     tokio::pin!(accept_loop);
     let out = tokio::select! {
         out = run => out?,
-        () = &mut accept_loop => return hfail("the loopback listener failed".to_owned()),
+        () = &mut accept_loop => return hfail(format!("{what} failed")),
     };
     // A connection the command started may land just after its answer.
     let _ = tokio::time::timeout(Duration::from_secs(1), &mut accept_loop).await;

@@ -39,7 +39,9 @@ use serde_json::{Value, json};
 use crate::case::{Case, CaseResult, Level, Outcome, TargetKind};
 use crate::context::Context;
 use crate::host::{ChannelSession, ExecRun, HOST_WAIT, Res, Stop, check, hfail, host_target, skip};
-use crate::host_cases::{exec_ready, exists, pair_for_revocation, result_of, revoke, sh};
+use crate::host_cases::{
+    accept_alongside, exec_ready, exists, pair_for_revocation, result_of, revoke, sh,
+};
 
 async fn wrap<F, Fut>(cx: Arc<Context>, f: F) -> CaseResult<Outcome>
 where
@@ -990,29 +992,15 @@ if len(sys.argv) > 1:
 print("end")
 "#;
 
-/// Runs `run` while accepting on `listener`; whether a connection arrived while it ran or
-/// within a second after.
+/// [`accept_alongside`] on the runner's Unix socket, when it has one.
 async fn accept_unix_alongside<T>(
     listener: Option<&tokio::net::UnixListener>,
     run: impl Future<Output = Res<T>>,
 ) -> Res<(T, bool)> {
-    let Some(listener) = listener else {
-        return Ok((run.await?, false));
-    };
-    let accepted = std::sync::atomic::AtomicBool::new(false);
-    let accept_loop = async {
-        while let Ok((conn, _)) = listener.accept().await {
-            drop(conn);
-            accepted.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-    };
-    tokio::pin!(accept_loop);
-    let out = tokio::select! {
-        out = run => out?,
-        () = &mut accept_loop => return hfail("the runner's Unix socket failed".to_owned()),
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(1), &mut accept_loop).await;
-    Ok((out, accepted.load(std::sync::atomic::Ordering::SeqCst)))
+    match listener {
+        Some(l) => accept_alongside(l, "the runner's Unix socket", run).await,
+        None => Ok((run.await?, false)),
+    }
 }
 
 async fn no_sockets(cx: Arc<Context>) -> Res<()> {
