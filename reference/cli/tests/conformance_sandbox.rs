@@ -240,7 +240,7 @@ fn probe(mode: &str) -> serde_json::Value {
 /// its exit status, and whether TARGET was written.
 fn sandboxed_write(degraded_ok: bool) -> (Option<i32>, bool) {
     // Outside the system temporary directory, which a sandboxed command does not see.
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = tempfile::tempdir_in(support::outside_tmp()).unwrap();
     let target = dir.path().join("written");
     let script = format!("echo x > '{}'", target.display());
     let mut args = vec!["sandbox-exec", "--mode", "read-only"];

@@ -2,8 +2,8 @@
 //! escape class of section 5.7 (`CMD-44`, `CMD-62` … `CMD-70`) is attempted and must fail,
 //! and an incompletely enforced mode runs nothing (`CMD-46`).
 //!
-//! Directories the tests give the sandbox live under `CARGO_TARGET_TMPDIR`, not the system
-//! temporary directory, which a sandboxed command does not see (it has a private `/tmp`).
+//! Directories the tests give the sandbox live outside the system temporary directory
+//! (`support::outside_tmp`), which a sandboxed command does not see (it has a private `/tmp`).
 //! When the tests run as root, the key checks run again as `nobody` (`setpriv`), so that
 //! both a root host and an unprivileged one are covered.
 #![allow(
@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+
 fn tether() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tether"))
 }
@@ -29,7 +31,7 @@ fn tether() -> Command {
 fn scratch() -> tempfile::TempDir {
     let dir = tempfile::Builder::new()
         .prefix("sandbox-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .tempdir_in(support::outside_tmp())
         .unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     dir

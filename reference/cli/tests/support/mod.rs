@@ -290,3 +290,17 @@ pub(crate) struct World {
     pub(crate) host_state: TempDir,
     pub(crate) ctl_state: TempDir,
 }
+
+/// A directory for files a sandboxed command must see: outside the system temporary
+/// directory, which the sandbox replaces with a private one. `CARGO_TARGET_TMPDIR`, unless
+/// the checkout itself lies under `/tmp`; then `/var/tmp`.
+#[allow(dead_code)]
+pub(crate) fn outside_tmp() -> PathBuf {
+    let target = std::fs::canonicalize(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
+    if target.starts_with("/tmp") {
+        PathBuf::from("/var/tmp")
+    } else {
+        target
+    }
+}
