@@ -24,9 +24,9 @@ impl CloseInfo {
     /// `CHAN-12` for `TOKEN_REJECTED`).
     pub fn requirement(&self) -> Option<&'static str> {
         if self.link_level {
-            goaway_requirement(self.code)
+            self.code.goaway_requirement()
         } else {
-            close_requirement(self.code)
+            self.code.close_requirement()
         }
     }
 }
@@ -42,47 +42,6 @@ impl fmt::Display for CloseInfo {
         }
         Ok(())
     }
-}
-
-/// The requirement behind a code received in a session's `CLOSE` (`spec/03`, `spec/04`).
-pub fn close_requirement(code: CloseCode) -> Option<&'static str> {
-    Some(match code {
-        CloseCode::HOST_UNREACHABLE => "LINK-17",
-        CloseCode::SESSION_LIMIT => "LINK-20",
-        CloseCode::SESSION_ID_IN_USE => "LINK-16",
-        CloseCode::UNKNOWN_SESSION => "LINK-19",
-        CloseCode::PEER_GONE => "LINK-21",
-        CloseCode::SLOW_READER => "LINK-22",
-        CloseCode::NOT_AUTHORIZED => "CHAN-9",
-        CloseCode::REPLAYED => "CHAN-10",
-        CloseCode::CLOCK_SKEW => "CHAN-11",
-        CloseCode::TOKEN_REJECTED => "CHAN-12",
-        CloseCode::HANDSHAKE_FAILED => "CHAN-8",
-        CloseCode::DECRYPT_FAILED => "CHAN-18",
-        CloseCode::RATE_LIMITED => "CHAN-14",
-        CloseCode::CONFIRMATION_REJECTED => "CHAN-24",
-        CloseCode::REMOTE_ACCESS_DISABLED => "CHAN-26",
-        CloseCode::HOST_ERROR => "CHAN-12",
-        _ => return None,
-    })
-}
-
-/// The requirement behind a code received in a link's `GOAWAY` (`spec/03`).
-pub fn goaway_requirement(code: CloseCode) -> Option<&'static str> {
-    Some(match code {
-        CloseCode::PROTOCOL_ERROR => "LINK-4",
-        CloseCode::UNSUPPORTED_VERSION => "LINK-3",
-        CloseCode::FRAME_TOO_LARGE => "LINK-5",
-        CloseCode::UNEXPECTED_FRAME => "LINK-8",
-        CloseCode::AUTH_FAILED => "LINK-10",
-        CloseCode::AUTH_TIMEOUT => "LINK-7",
-        CloseCode::REGISTRATION_FAILED => "LINK-12",
-        CloseCode::REMOTE_ACCESS_DISABLED => "LINK-11",
-        CloseCode::IDLE_TIMEOUT => "LINK-24",
-        CloseCode::REPLACED => "LINK-14",
-        CloseCode::SLOW_READER => "LINK-23",
-        _ => return None,
-    })
 }
 
 /// Any failure of the controller library.
@@ -340,14 +299,5 @@ mod tests {
             data: None,
         };
         assert_eq!(describe_rpc_error(&unknown), "error (-1)");
-    }
-
-    #[test]
-    fn every_end_to_end_code_has_a_requirement() {
-        for code in CloseCode::ALL {
-            if (33..=39).contains(&code.0) || code.0 == 32 || code.0 == 41 {
-                assert!(close_requirement(*code).is_some(), "{code}");
-            }
-        }
     }
 }

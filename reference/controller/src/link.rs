@@ -5,32 +5,28 @@
 //!                                 GOAWAY(code) before READY ──► ControllerError::GoAway
 //! ```
 //!
-//! Once `READY`, one tokio task owns the WebSocket: it routes `DATA` and `CLOSE` frames to
-//! the session registered under their session id, answers `PING` with `PONG`, sends `PING`
-//! after 20 s without sending (`LINK-25`), treats 60 s without receiving as a lost link
-//! (`LINK-36`), and ends every session when the link ends (`GOAWAY` either way or the
-//! connection dropping). [`Link`] is a cheap handle to that task; the link ends with
+//! One tokio task owns the WebSocket and drives a [`LinkClient`], which holds the link's
+//! rules (`HELLO`, `READY`, keepalive `LINK-25`, idle `LINK-36`, frames the state does not
+//! allow `LINK-35`, text and malformed messages `LINK-1`/`LINK-4`). The task routes `DATA`
+//! and `CLOSE` to the session registered under their session id, and ends every session
+//! when the link ends (`GOAWAY` either way or the connection dropping). [`Link`] is a cheap handle to that task; the link ends with
 //! `GOAWAY NORMAL` when the last handle (and every session on it) is dropped, or at
 //! [`Link::close`].
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use tether_proto::limits::{
-    AUTH_DEADLINE, KEEPALIVE_INTERVAL, LINK_IDLE_TIMEOUT, MAX_FRAME_LEN, PROTOCOL_VERSION,
+use futures_util::StreamExt;
+use tether_proto::limits::{AUTH_DEADLINE, KEEPALIVE_INTERVAL, LINK_IDLE_TIMEOUT};
+use tether_proto::link::{
+    ClientConfig, ClientError, CloseCode, LinkClient, LinkEvent, RelayFrame, RelayUrl, SessionId,
 };
-use tether_proto::link::{CloseCode, RelayFrame, Role, SessionId};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+pub use tether_proto::link::LinkEnd;
 
 use crate::error::{CloseInfo, ControllerError};
 
@@ -62,86 +58,6 @@ impl Default for LinkOptions {
     }
 }
 
-/// A parsed relay URL.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RelayUrl {
-    /// The URL as given.
-    pub url: String,
-    /// `wss://`.
-    pub tls: bool,
-    /// Host name or IP address (IPv6 without brackets).
-    pub host: String,
-    /// Port (default 80 or 443).
-    pub port: u16,
-}
-
-impl RelayUrl {
-    /// Parses a `ws://` or `wss://` URL.
-    ///
-    /// # Errors
-    /// [`ControllerError::BadUrl`].
-    pub fn parse(url: &str) -> Result<Self, ControllerError> {
-        let bad = |detail: &str| ControllerError::BadUrl {
-            url: url.to_owned(),
-            detail: detail.to_owned(),
-        };
-        let (tls, rest) = if let Some(r) = url.strip_prefix("wss://") {
-            (true, r)
-        } else if let Some(r) = url.strip_prefix("ws://") {
-            (false, r)
-        } else {
-            return Err(bad("must start with ws:// or wss://"));
-        };
-        let authority = rest
-            .split(['/', '?', '#'])
-            .next()
-            .filter(|a| !a.is_empty())
-            .ok_or_else(|| bad("no host"))?;
-        if authority.contains('@') {
-            return Err(bad("user information is not allowed"));
-        }
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (h, after) = v6.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
-            let port = match after {
-                "" => None,
-                p => Some(p.strip_prefix(':').ok_or_else(|| bad("bad port"))?),
-            };
-            (h, port)
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (authority, None),
-            }
-        };
-        if host.is_empty() {
-            return Err(bad("no host"));
-        }
-        let port = match port {
-            None => {
-                if tls {
-                    443
-                } else {
-                    80
-                }
-            }
-            Some(p) => p.parse::<u16>().map_err(|_| bad("bad port"))?,
-        };
-        Ok(Self {
-            url: url.to_owned(),
-            tls,
-            host: host.to_owned(),
-            port,
-        })
-    }
-
-    /// Whether the host is a loopback address: `localhost`, `127.0.0.0/8` or `::1`
-    /// (`LINK-2`).
-    pub fn is_loopback(&self) -> bool {
-        self.host.eq_ignore_ascii_case("localhost")
-            || self.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-    }
-}
-
 /// What the link task delivers to one session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SessionInput {
@@ -151,22 +67,6 @@ pub enum SessionInput {
     Close(CloseCode),
     /// The link ended; the session is gone with it.
     LinkEnded(LinkEnd),
-}
-
-/// How a link ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LinkEnd {
-    /// The relay sent `GOAWAY`.
-    GoAway {
-        /// Its code.
-        code: CloseCode,
-        /// Its reason text.
-        reason: String,
-    },
-    /// This controller closed it.
-    Closed,
-    /// The connection dropped, failed, or went quiet for the idle timeout (`LINK-36`).
-    Lost(String),
 }
 
 impl From<LinkEnd> for ControllerError {
@@ -180,10 +80,12 @@ impl From<LinkEnd> for ControllerError {
                 },
                 reason,
             },
-            LinkEnd::Closed => ControllerError::LinkLost {
+            LinkEnd::Closed { .. } => ControllerError::LinkLost {
                 detail: "the link was closed by this controller".to_owned(),
             },
-            LinkEnd::Lost(detail) => ControllerError::LinkLost { detail },
+            other => ControllerError::LinkLost {
+                detail: other.to_string(),
+            },
         }
     }
 }
@@ -192,6 +94,8 @@ enum LinkCommand {
     Frame(RelayFrame),
     GoAway(CloseCode),
 }
+
+type Ws = tether_link::LinkSocket;
 
 type Routes = Arc<Mutex<HashMap<SessionId, mpsc::UnboundedSender<SessionInput>>>>;
 
@@ -228,13 +132,10 @@ impl PendingReady {
             Ok(Ok(Err(LinkEnd::GoAway { code, reason }))) => {
                 Err(LinkEnd::GoAway { code, reason }.into())
             }
-            Ok(Ok(Err(LinkEnd::Lost(detail)))) => Err(connect_error(
-                &self.url,
-                &format!("{detail} (before READY)"),
-            )),
-            Ok(Ok(Err(LinkEnd::Closed)) | Err(_)) => {
+            Ok(Ok(Err(LinkEnd::Closed { .. })) | Err(_)) => {
                 Err(connect_error(&self.url, &"connection closed before READY"))
             }
+            Ok(Ok(Err(end))) => Err(connect_error(&self.url, &format!("{end} (before READY)"))),
             Err(_) => Err(connect_error(
                 &self.url,
                 &format!("no READY within {} s (LINK-7)", self.timeout.as_secs()),
@@ -251,10 +152,6 @@ impl std::fmt::Debug for LinkCommand {
         }
     }
 }
-
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-type Ws = WebSocketStream<Box<dyn Io>>;
 
 impl Link {
     /// Connects to the relay at `url` and authenticates as a controller of `workspace`
@@ -292,34 +189,40 @@ impl Link {
         credential: &str,
         options: &LinkOptions,
     ) -> Result<(Self, PendingReady), ControllerError> {
-        let parsed = RelayUrl::parse(url)?;
+        let parsed = RelayUrl::parse(url).map_err(|e| ControllerError::BadUrl {
+            url: url.to_owned(),
+            detail: e.to_string(),
+        })?;
         // LINK-2
-        if !parsed.tls && !parsed.is_loopback() && !options.insecure {
+        if parsed.check_transport(options.insecure).is_err() {
             return Err(ControllerError::InsecureUrl {
                 url: url.to_owned(),
             });
         }
-        let hello = RelayFrame::Hello {
-            version: PROTOCOL_VERSION,
-            role: Role::Controller,
-            workspace: workspace.to_owned(),
-            credential: credential.as_bytes().to_vec(),
-            registration: Vec::new(),
-        }
-        .to_bytes()
-        .map_err(tether_proto::Error::from)?;
-        let mut ws =
-            tokio::time::timeout(options.connect_timeout, open_websocket(&parsed, options))
-                .await
-                .map_err(|_| ControllerError::Connect {
-                    url: url.to_owned(),
-                    detail: format!(
-                        "no connection within {} s",
-                        options.connect_timeout.as_secs()
-                    ),
-                })??;
-        ws.send(WsMessage::binary(hello))
+        let mut config = ClientConfig::new(workspace, credential.as_bytes());
+        config.keepalive = options.keepalive;
+        config.idle_timeout = options.idle_timeout;
+        config.ready_timeout = options.connect_timeout;
+        let client =
+            LinkClient::controller(config, Instant::now().into_std()).map_err(|e| match e {
+                ClientError::Frame(e) => ControllerError::Protocol(e.into()),
+                other => ControllerError::Usage(other.to_string()),
+            })?;
+        let tls = if parsed.is_tls() {
+            Some(tls_config(options)?)
+        } else {
+            None
+        };
+        let connecting = tether_link::connect(&parsed, tls.as_ref());
+        let ws = tokio::time::timeout(options.connect_timeout, connecting)
             .await
+            .map_err(|_| ControllerError::Connect {
+                url: url.to_owned(),
+                detail: format!(
+                    "no connection within {} s",
+                    options.connect_timeout.as_secs()
+                ),
+            })?
             .map_err(|e| connect_error(url, &e))?;
         let (commands, command_rx) = mpsc::unbounded_channel();
         let routes: Routes = Arc::new(Mutex::new(HashMap::new()));
@@ -327,13 +230,11 @@ impl Link {
         let (ready_tx, ready_rx) = oneshot::channel();
         let driver = Driver {
             ws,
+            client,
             commands: command_rx,
             routes: routes.clone(),
             ended: ended_tx,
             ready: Some(ready_tx),
-            keepalive: options.keepalive,
-            idle_timeout: options.idle_timeout,
-            next_ping: 0,
         };
         tokio::spawn(driver.run());
         let link = Self {
@@ -425,7 +326,7 @@ impl Link {
                 return rx
                     .borrow()
                     .clone()
-                    .unwrap_or_else(|| LinkEnd::Lost("link task ended".to_owned()));
+                    .unwrap_or_else(|| LinkEnd::lost("link task ended"));
             }
         }
     }
@@ -446,85 +347,30 @@ fn connect_error(url: &str, e: &dyn std::fmt::Display) -> ControllerError {
     }
 }
 
-async fn open_websocket(url: &RelayUrl, options: &LinkOptions) -> Result<Ws, ControllerError> {
-    let tcp = TcpStream::connect((url.host.as_str(), url.port))
-        .await
-        .map_err(|e| connect_error(&url.url, &e))?;
-    let _ = tcp.set_nodelay(true);
-    let stream: Box<dyn Io> = if url.tls {
-        let config = tls_config(options)?;
-        let name = rustls::pki_types::ServerName::try_from(url.host.clone())
-            .map_err(|e| connect_error(&url.url, &e))?;
-        let tls = tokio_rustls::TlsConnector::from(config)
-            .connect(name, tcp)
-            .await
-            .map_err(|e| connect_error(&url.url, &e))?;
-        Box::new(tls)
-    } else {
-        Box::new(tcp)
-    };
-    // LINK-5: refuse larger messages before buffering them.
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(MAX_FRAME_LEN))
-        .max_frame_size(Some(MAX_FRAME_LEN));
-    let (ws, _response) =
-        tokio_tungstenite::client_async_with_config(url.url.as_str(), stream, Some(config))
-            .await
-            .map_err(|e| connect_error(&url.url, &e))?;
-    Ok(ws)
-}
-
 /// The rustls client configuration: webpki roots plus the `ca_cert` file.
 ///
 /// # Errors
 /// [`ControllerError::Tls`].
 pub fn tls_config(options: &LinkOptions) -> Result<Arc<rustls::ClientConfig>, ControllerError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = &options.ca_cert {
-        let pem = std::fs::read(path)
-            .map_err(|e| ControllerError::Tls(format!("reading {}: {e}", path.display())))?;
-        let mut added = 0usize;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert =
-                cert.map_err(|e| ControllerError::Tls(format!("{}: {e}", path.display())))?;
-            roots
-                .add(cert)
-                .map_err(|e| ControllerError::Tls(format!("{}: {e}", path.display())))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(ControllerError::Tls(format!(
-                "{}: no certificate found",
-                path.display()
-            )));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ControllerError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+    tether_link::tls_config(options.ca_cert.as_deref())
+        .map_err(|e| ControllerError::Tls(e.to_string()))
 }
 
+/// The link task: pumps the [`LinkClient`] (messages in, transmits out, timers).
 struct Driver {
     ws: Ws,
+    client: LinkClient,
     commands: mpsc::UnboundedReceiver<LinkCommand>,
     routes: Routes,
     ended: watch::Sender<Option<LinkEnd>>,
     /// Until `READY` arrives: where to report it (or the link's end).
     ready: Option<oneshot::Sender<Result<(), LinkEnd>>>,
-    keepalive: Duration,
-    idle_timeout: Duration,
-    next_ping: u64,
 }
 
 impl Driver {
     async fn run(mut self) {
         let end = self.serve().await;
-        tracing::debug!(?end, "relay link ended");
+        tracing::debug!(%end, "relay link ended");
         let _ = self.ws.close(None).await;
         let routes: Vec<_> = self
             .routes
@@ -541,122 +387,65 @@ impl Driver {
         let _ = self.ended.send(Some(end));
     }
 
-    async fn send(&mut self, frame: &RelayFrame) -> Result<(), LinkEnd> {
-        let bytes = match frame.to_bytes() {
-            Ok(b) => b,
-            Err(e) => {
-                // A frame this controller built breaks a field rule: drop it, keep the link.
-                tracing::warn!(error = %e, "not sending an invalid {} frame", frame.type_name());
-                return Ok(());
-            }
-        };
-        self.ws
-            .send(WsMessage::binary(bytes))
-            .await
-            .map_err(|e| LinkEnd::Lost(e.to_string()))
-    }
-
     async fn serve(&mut self) -> LinkEnd {
-        let mut last_sent = Instant::now();
-        let mut last_received = Instant::now();
         loop {
-            let ping_at = last_sent + self.keepalive;
-            let idle_at = last_received + self.idle_timeout;
+            tether_link::flush(&mut self.ws, &mut self.client).await;
+            while let Some(event) = self.client.poll_event() {
+                match event {
+                    LinkEvent::Ready => {
+                        if let Some(ready) = self.ready.take() {
+                            let _ = ready.send(Ok(()));
+                        }
+                    }
+                    LinkEvent::Data { session, payload } => {
+                        self.route(session, SessionInput::Data(payload), false);
+                    }
+                    LinkEvent::Close { session, code } => {
+                        self.route(session, SessionInput::Close(code), true);
+                    }
+                    LinkEvent::Ended(end) => {
+                        // Whatever the client still queued (its GOAWAY) goes out first.
+                        tether_link::flush(&mut self.ws, &mut self.client).await;
+                        return end;
+                    }
+                    // A controller's client yields no INCOMING.
+                    _ => {}
+                }
+            }
+            let wake = self.client.poll_timeout().map_or_else(
+                || Instant::now() + Duration::from_secs(3600),
+                Instant::from_std,
+            );
             tokio::select! {
                 command = self.commands.recv() => {
-                    let (frame, last) = match command {
-                        Some(LinkCommand::Frame(f)) => (f, false),
-                        Some(LinkCommand::GoAway(code)) => (RelayFrame::GoAway { code, reason: String::new() }, true),
-                        // Every handle is gone: leave normally (LINK-27).
-                        None => (RelayFrame::GoAway { code: CloseCode::NORMAL, reason: String::new() }, true),
-                    };
-                    if let Err(end) = self.send(&frame).await {
-                        return end;
-                    }
-                    last_sent = Instant::now();
-                    if last {
-                        // LINK-27: nothing after our GOAWAY.
-                        return LinkEnd::Closed;
-                    }
-                }
-                message = self.ws.next() => {
-                    last_received = Instant::now();
-                    let bytes = match message {
-                        None => return LinkEnd::Lost("connection closed by the relay".to_owned()),
-                        Some(Err(e)) => return LinkEnd::Lost(e.to_string()),
-                        Some(Ok(WsMessage::Binary(b))) => b,
-                        Some(Ok(WsMessage::Close(_))) => {
-                            return LinkEnd::Lost("WebSocket closed by the relay".to_owned());
-                        }
-                        Some(Ok(_)) => continue,
-                    };
-                    let frame = match RelayFrame::decode(&bytes) {
-                        Ok(f) => f,
-                        Err(e) => {
-                            // LINK-4: a malformed frame ends the link.
-                            let _ = self.send(&RelayFrame::GoAway { code: e.close_code(), reason: String::new() }).await;
-                            return LinkEnd::Lost(format!("relay sent a malformed frame: {e} ({})", e.requirement()));
-                        }
-                    };
-                    if self.ready.is_some() {
-                        // Before READY the relay may send READY or GOAWAY (and this
-                        // controller answers a PING); anything else breaks LINK-8.
-                        match frame {
-                            RelayFrame::Ready => {
-                                if let Some(ready) = self.ready.take() {
-                                    let _ = ready.send(Ok(()));
+                    let now = Instant::now().into_std();
+                    match command {
+                        Some(LinkCommand::Frame(frame)) => {
+                            let sent = match frame {
+                                RelayFrame::Open { session, host_key, handshake } => {
+                                    self.client.open(session, host_key, handshake, now)
                                 }
-                                continue;
+                                RelayFrame::Data { session, payload } => {
+                                    self.client.send(session, payload, now)
+                                }
+                                RelayFrame::Close { session, code } => {
+                                    self.client.close_session(session, code, now)
+                                }
+                                other => self.client.send_unchecked(&other, now),
+                            };
+                            if let Err(e) = sent {
+                                // A frame this controller built that the link cannot take:
+                                // drop it, keep the link.
+                                tracing::warn!(error = %e, "frame not sent");
                             }
-                            RelayFrame::GoAway { .. } | RelayFrame::Ping { .. } => {}
-                            other => {
-                                let _ = self.send(&RelayFrame::GoAway { code: CloseCode::UNEXPECTED_FRAME, reason: String::new() }).await;
-                                return LinkEnd::Lost(format!("relay sent {} before READY (LINK-8)", other.type_name()));
-                            }
                         }
-                    }
-                    match frame {
-                        RelayFrame::Data { session, payload } => {
-                            self.route(session, SessionInput::Data(payload), false);
-                        }
-                        RelayFrame::Close { session, code } => {
-                            self.route(session, SessionInput::Close(code), true);
-                        }
-                        RelayFrame::Ping { value } => {
-                            // LINK-25
-                            if let Err(end) = self.send(&RelayFrame::Pong { value }).await {
-                                return end;
-                            }
-                            last_sent = Instant::now();
-                        }
-                        RelayFrame::Pong { .. } => {}
-                        RelayFrame::GoAway { code, reason } => {
-                            // LINK-27: send nothing more.
-                            return LinkEnd::GoAway { code, reason };
-                        }
-                        other => {
-                            // LINK-8: frames a controller never receives.
-                            let _ = self.send(&RelayFrame::GoAway { code: CloseCode::UNEXPECTED_FRAME, reason: String::new() }).await;
-                            return LinkEnd::Lost(format!("relay sent an unexpected {} frame (LINK-8)", other.type_name()));
-                        }
+                        Some(LinkCommand::GoAway(code)) => self.client.close(code, "", now),
+                        // Every handle is gone: leave normally (LINK-27).
+                        None => self.client.close(CloseCode::NORMAL, "", now),
                     }
                 }
-                () = tokio::time::sleep_until(ping_at) => {
-                    // LINK-25
-                    let value = self.next_ping;
-                    self.next_ping = self.next_ping.wrapping_add(1);
-                    if let Err(end) = self.send(&RelayFrame::Ping { value }).await {
-                        return end;
-                    }
-                    last_sent = Instant::now();
-                }
-                () = tokio::time::sleep_until(idle_at) => {
-                    // LINK-36
-                    return LinkEnd::Lost(format!(
-                        "nothing received for {} s (LINK-36)",
-                        self.idle_timeout.as_secs()
-                    ));
-                }
+                message = self.ws.next() => tether_link::deliver(message, &mut self.client, Instant::now().into_std()),
+                () = tokio::time::sleep_until(wake) => self.client.handle_timeout(Instant::now().into_std()),
             }
         }
     }
@@ -681,23 +470,6 @@ impl Driver {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn parses_urls() {
-        let u = RelayUrl::parse("ws://127.0.0.1:7400/tether").unwrap();
-        assert_eq!((u.tls, u.host.as_str(), u.port), (false, "127.0.0.1", 7400));
-        assert!(u.is_loopback());
-        let u = RelayUrl::parse("wss://relay.example").unwrap();
-        assert_eq!((u.tls, u.port), (true, 443));
-        assert!(!u.is_loopback());
-        let u = RelayUrl::parse("ws://[::1]:9/").unwrap();
-        assert_eq!((u.host.as_str(), u.port), ("::1", 9));
-        assert!(u.is_loopback());
-        assert!(RelayUrl::parse("http://x").is_err());
-        assert!(RelayUrl::parse("ws://").is_err());
-        assert!(RelayUrl::parse("ws://a@b").is_err());
-        assert!(RelayUrl::parse("ws://a:99999").is_err());
-    }
 
     /// LINK-2: plain ws:// only to loopback unless allowed.
     #[tokio::test]

@@ -121,7 +121,7 @@ impl Future for PendingReply {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.rx).poll(cx).map(|r| {
             r.unwrap_or_else(|_| {
-                Err(RpcError::Ended(SessionEnd::Link(LinkEnd::Lost(
+                Err(RpcError::Ended(SessionEnd::Link(LinkEnd::lost(
                     "session task ended".to_owned(),
                 ))))
             })
@@ -202,7 +202,7 @@ impl Session {
                         Some(SessionInput::Data(p)) => controller.handle_data(&p),
                         Some(SessionInput::Close(code)) => controller.handle_close(code),
                         Some(SessionInput::LinkEnded(end)) => return Err(end.into()),
-                        None => return Err(LinkEnd::Lost("link task ended".to_owned()).into()),
+                        None => return Err(LinkEnd::lost("link task ended").into()),
                     },
                     () = sleep_until_opt(deadline) => {
                         controller.handle_timeout(std::time::Instant::now());
@@ -301,7 +301,7 @@ impl Session {
         if let Err(mpsc::error::SendError(Command::Request { reply, .. })) =
             self.commands.send(Command::Request { request, reply })
         {
-            let _ = reply.send(Err(RpcError::Ended(SessionEnd::Link(LinkEnd::Lost(
+            let _ = reply.send(Err(RpcError::Ended(SessionEnd::Link(LinkEnd::lost(
                 "session ended".to_owned(),
             )))));
         }
@@ -468,7 +468,7 @@ impl Driver {
                     Some(SessionInput::Data(p)) => self.controller.handle_data(&p),
                     Some(SessionInput::Close(code)) => self.controller.handle_close(code),
                     Some(SessionInput::LinkEnded(end)) => link_end = Some(end),
-                    None => link_end = Some(LinkEnd::Lost("link task ended".to_owned())),
+                    None => link_end = Some(LinkEnd::lost("link task ended")),
                 },
                 command = self.commands.recv() => match command {
                     Some(Command::Request { request, reply }) => {
@@ -479,7 +479,7 @@ impl Driver {
                             }
                             Err(e) => {
                                 let _ = reply.send(Err(RpcError::Ended(SessionEnd::Link(
-                                    LinkEnd::Lost(format!("{e} ({})", e.requirement())),
+                                    LinkEnd::lost(format!("{e} ({})", e.requirement())),
                                 ))));
                             }
                         }

@@ -391,7 +391,12 @@ async fn wss_with_an_extra_ca_certificate() {
             .unwrap();
         assert!(link.end().is_none());
         link.close(CloseCode::NORMAL).await;
-        assert_eq!(link.end(), Some(tether_controller::LinkEnd::Closed));
+        assert_eq!(
+            link.end(),
+            Some(tether_controller::LinkEnd::Closed {
+                code: CloseCode::NORMAL
+            })
+        );
     })
     .await;
 }

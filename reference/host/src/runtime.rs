@@ -20,29 +20,20 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::IsTerminal;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use tether_proto::channel::{HostInfo, PathStyle};
 use tether_proto::cmd::capability;
-use tether_proto::limits::{
-    KEEPALIVE_INTERVAL, LINK_IDLE_TIMEOUT, MAX_FRAME_LEN, PROTOCOL_VERSION,
-};
 use tether_proto::link::frame::{MAX_CREDENTIAL_LEN, MIN_CREDENTIAL_LEN};
-use tether_proto::link::registration::HostRegistration;
-use tether_proto::link::{CloseCode, RelayFrame, Role, SessionId};
+use tether_proto::link::{
+    ClientConfig, CloseCode, LinkClient, LinkEvent, RelayFrame, RelayUrl, SessionId,
+};
 use tether_proto::session::{Host, HostConfig, HostEvent};
 use tether_proto::time::UnixTime;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::tungstenite::http::Uri;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::commands::{CommandConfig, CommandSession, ExecEvent};
 use crate::state::{Access, DiskHostStore, RunInfo, StateDir, StateError};
@@ -143,16 +134,10 @@ pub enum RunError {
     },
 }
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-type Ws = WebSocketStream<Box<dyn Io>>;
-
 /// Where the host connects.
 #[derive(Clone, Debug)]
 struct Target {
-    url: String,
-    host: String,
-    port: u16,
+    url: RelayUrl,
     tls: Option<Arc<rustls::ClientConfig>>,
 }
 
@@ -160,83 +145,20 @@ fn config_error(msg: impl Into<String>) -> RunError {
     RunError::Config(msg.into())
 }
 
-/// Whether a URL host is a loopback address (`LINK-2`).
-pub fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-fn tls_config(ca_cert: Option<&PathBuf>) -> Result<Arc<rustls::ClientConfig>, RunError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca_cert {
-        let mut n = 0;
-        for cert in CertificateDer::pem_file_iter(path)
-            .map_err(|e| config_error(format!("--ca-cert {}: {e}", path.display())))?
-        {
-            let cert =
-                cert.map_err(|e| config_error(format!("--ca-cert {}: {e}", path.display())))?;
-            roots
-                .add(cert)
-                .map_err(|e| config_error(format!("--ca-cert {}: {e}", path.display())))?;
-            n += 1;
-        }
-        if n == 0 {
-            return Err(config_error(format!(
-                "--ca-cert {}: no certificate found",
-                path.display()
-            )));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| config_error(format!("TLS: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
 fn target(options: &HostOptions) -> Result<Target, RunError> {
-    let uri: Uri = options
-        .relay
-        .parse()
+    let url = RelayUrl::parse(&options.relay)
         .map_err(|e| config_error(format!("relay URL {:?}: {e}", options.relay)))?;
-    let host = uri
-        .host()
-        .ok_or_else(|| config_error(format!("relay URL {:?} has no host", options.relay)))?
-        .to_owned();
-    let (tls, default_port) = match uri.scheme_str() {
-        Some("wss") => (Some(tls_config(options.ca_cert.as_ref())?), 443),
-        Some("ws") => {
-            // LINK-2
-            if !is_loopback(&host) && !options.insecure {
-                return Err(config_error(format!(
-                    "relay URL {:?}: plain ws:// is allowed only to a loopback address (LINK-2); use wss:// or --insecure",
-                    options.relay
-                )));
-            }
-            (None, 80)
-        }
-        _ => {
-            return Err(config_error(format!(
-                "relay URL {:?}: the scheme must be ws:// or wss://",
-                options.relay
-            )));
-        }
+    // LINK-2
+    url.check_transport(options.insecure)
+        .map_err(|e| config_error(format!("relay URL {:?}: {e} (--insecure)", options.relay)))?;
+    let tls = if url.is_tls() {
+        let config = tether_link::tls_config(options.ca_cert.as_deref())
+            .map_err(|e| config_error(format!("--ca-cert {e}")))?;
+        Some(config)
+    } else {
+        None
     };
-    Ok(Target {
-        url: options.relay.clone(),
-        host: host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned(),
-        port: uri.port_u16().unwrap_or(default_port),
-        tls,
-    })
+    Ok(Target { url, tls })
 }
 
 fn check_options(options: &HostOptions) -> Result<(), RunError> {
@@ -262,34 +184,6 @@ fn check_options(options: &HostOptions) -> Result<(), RunError> {
         )));
     }
     Ok(())
-}
-
-async fn connect(target: &Target) -> Result<Ws, String> {
-    let tcp = TcpStream::connect((target.host.as_str(), target.port))
-        .await
-        .map_err(|e| format!("connecting to {}:{}: {e}", target.host, target.port))?;
-    let _ = tcp.set_nodelay(true);
-    let stream: Box<dyn Io> = match &target.tls {
-        Some(config) => {
-            let name = rustls::pki_types::ServerName::try_from(target.host.clone())
-                .map_err(|e| format!("TLS server name {:?}: {e}", target.host))?;
-            let tls = tokio_rustls::TlsConnector::from(Arc::clone(config))
-                .connect(name, tcp)
-                .await
-                .map_err(|e| format!("TLS handshake with {}: {e}", target.host))?;
-            Box::new(tls)
-        }
-        None => Box::new(tcp),
-    };
-    // LINK-5: larger messages are refused before they are buffered.
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(MAX_FRAME_LEN))
-        .max_frame_size(Some(MAX_FRAME_LEN));
-    let (ws, _) =
-        tokio_tungstenite::client_async_with_config(target.url.as_str(), stream, Some(config))
-            .await
-            .map_err(|e| format!("WebSocket handshake with {}: {e}", target.url))?;
-    Ok(ws)
 }
 
 /// The wait after the `n`-th consecutive failed attempt: uniform in 50–100 % of
@@ -323,6 +217,9 @@ struct Inputs {
     turns: mpsc::UnboundedReceiver<TurnEvent>,
     confirm: mpsc::UnboundedReceiver<(SessionId, bool)>,
 }
+
+/// The longest the serving loop sleeps when nothing else is due.
+const LINK_WAIT_MAX: Duration = Duration::from_secs(3600);
 
 /// How often a host re-checks the devices of its open sessions against its state
 /// (`SEC-13`: a revocation closes them within 5 s, whether or not they send anything).
@@ -456,53 +353,25 @@ pub async fn run(
     }
 }
 
-fn goaway_end(code: CloseCode, reason: &str, ready: bool) -> LinkEnd {
-    let text = match code.description() {
-        Some(d) if reason.is_empty() => d.to_owned(),
-        Some(d) => format!("{d}: {reason}"),
-        None => reason.to_owned(),
-    };
-    // LINK-28: no automatic retry after these.
-    if code == CloseCode::AUTH_FAILED
-        || code == CloseCode::REMOTE_ACCESS_DISABLED
-        || code == CloseCode::REPLACED
-        || code == CloseCode::UNSUPPORTED_VERSION
-    {
-        LinkEnd::Fatal(RunError::Refused { code, reason: text })
-    } else {
-        LinkEnd::Lost {
-            reason: format!("relay sent GOAWAY {code}: {text}"),
+/// What the host does after its link client ended: stop for good after the refusals of
+/// `LINK-28`, otherwise reconnect.
+fn link_end(end: &tether_proto::link::LinkEnd, ready: bool) -> LinkEnd {
+    match end {
+        tether_proto::link::LinkEnd::GoAway { code, reason } if !end.should_reconnect() => {
+            let text = match code.description() {
+                Some(d) if reason.is_empty() => d.to_owned(),
+                Some(d) => format!("{d}: {reason}"),
+                None => reason.clone(),
+            };
+            LinkEnd::Fatal(RunError::Refused {
+                code: *code,
+                reason: text,
+            })
+        }
+        other => LinkEnd::Lost {
+            reason: other.to_string(),
             ready,
-        }
-    }
-}
-
-async fn send_frame(ws: &mut Ws, frame: &RelayFrame) -> Result<(), String> {
-    let bytes = frame
-        .to_bytes()
-        .map_err(|e| format!("encoding {}: {e}", frame.type_name()))?;
-    ws.send(WsMessage::Binary(bytes.into()))
-        .await
-        .map_err(|e| format!("sending: {e}"))
-}
-
-/// The next relay frame, or why there is none.
-async fn next_frame(ws: &mut Ws) -> Result<RelayFrame, String> {
-    loop {
-        match ws.next().await {
-            Some(Ok(WsMessage::Binary(bytes))) => {
-                return RelayFrame::decode(&bytes)
-                    .map_err(|e| format!("bad frame from relay: {e}"));
-            }
-            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
-            Some(Ok(WsMessage::Text(_))) => {
-                return Err("relay sent a text message (LINK-1)".to_owned());
-            }
-            Some(Ok(WsMessage::Close(_))) | None => {
-                return Err("relay closed the connection".to_owned());
-            }
-            Some(Err(e)) => return Err(format!("WebSocket: {e}")),
-        }
+        },
     }
 }
 
@@ -511,34 +380,95 @@ impl Runner {
         (self.on_event)(RunEvent::Notice(text));
     }
 
-    /// Connects, registers and serves one link.
+    /// Connects, registers and serves one link: the WebSocket's messages go to the
+    /// [`LinkClient`], its events to the [`Host`] state machine, and what both queue goes
+    /// out in order.
     async fn link(
         &mut self,
         target: &Target,
         inputs: &mut Inputs,
         shutdown: &mut (impl Future<Output = ()> + Unpin),
     ) -> LinkEnd {
-        let registered = tokio::select! {
-            r = tokio::time::timeout(REGISTRATION_TIMEOUT, self.register(target)) => match r {
-                Ok(r) => r,
-                Err(_) => Err(LinkEnd::Lost { reason: "no READY from the relay in time".to_owned(), ready: false }),
+        let connected = tokio::select! {
+            r = tokio::time::timeout(REGISTRATION_TIMEOUT, tether_link::connect(&target.url, target.tls.as_ref())) => match r {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err("no connection to the relay in time".to_owned()),
             },
             () = &mut *shutdown => return LinkEnd::Shutdown,
         };
-        let mut ws = match registered {
+        let mut ws = match connected {
             Ok(ws) => ws,
-            Err(end) => return end,
+            Err(reason) => {
+                return LinkEnd::Lost {
+                    reason,
+                    ready: false,
+                };
+            }
         };
-        (self.on_event)(RunEvent::Ready {
-            fingerprint: self.fingerprint.clone(),
-            relay: self.options.relay.clone(),
-        });
-        let mut last_sent = Instant::now();
-        let mut last_received = Instant::now();
-        let mut ping_value: u64 = 0;
+        let mut config = ClientConfig::new(
+            self.options.workspace.clone(),
+            self.options.credential.as_bytes(),
+        );
+        config.ready_timeout = REGISTRATION_TIMEOUT;
+        // LINK-9, LINK-12: HELLO carries registration message 1 of the host's static key.
+        let mut client = match LinkClient::host(config, &self.key, Instant::now()) {
+            Ok(client) => client,
+            Err(e) => return LinkEnd::Fatal(config_error(format!("registration: {e}"))),
+        };
+        let mut ready = false;
         let mut next_sweep = Instant::now() + ACCESS_SWEEP_INTERVAL;
         loop {
-            let mut wake = (last_sent + KEEPALIVE_INTERVAL).min(last_received + LINK_IDLE_TIMEOUT);
+            while let Some(event) = client.poll_event() {
+                match event {
+                    LinkEvent::Ready => {
+                        ready = true;
+                        (self.on_event)(RunEvent::Ready {
+                            fingerprint: self.fingerprint.clone(),
+                            relay: self.options.relay.clone(),
+                        });
+                    }
+                    LinkEvent::Incoming { session, handshake } => {
+                        self.host.handle_incoming(
+                            session,
+                            &handshake,
+                            Instant::now(),
+                            UnixTime::now(),
+                            &mut self.store,
+                        );
+                    }
+                    LinkEvent::Data { session, payload } => {
+                        self.host.handle_data(session, &payload)
+                    }
+                    LinkEvent::Close { session, code } => self.host.handle_close(session, code),
+                    LinkEvent::Ended(end) => {
+                        // LINK-27: the client's GOAWAY, if it sent one, then nothing.
+                        tether_link::finish(&mut ws, &mut client).await;
+                        return link_end(&end, ready);
+                    }
+                    _ => {}
+                }
+            }
+            self.drain_events();
+            self.drain_threads();
+            if let Some(e) = self.store.take_error() {
+                self.notice(format!("state store failed: {e}"));
+            }
+            let now = Instant::now();
+            while let Some(frame) = self.host.poll_transmit() {
+                let sent = match frame {
+                    RelayFrame::Data { session, payload } => client.send(session, payload, now),
+                    RelayFrame::Close { session, code } => client.close_session(session, code, now),
+                    other => client.send_unchecked(&other, now),
+                };
+                if let Err(e) = sent {
+                    self.notice(format!("frame not sent to the relay: {e}"));
+                }
+            }
+            tether_link::flush(&mut ws, &mut client).await;
+            if client.is_ended() {
+                continue;
+            }
+            let mut wake = client.poll_timeout().unwrap_or(now + LINK_WAIT_MAX);
             // SEC-13: revocations by another process reach open sessions within a sweep.
             if !self.sessions.is_empty() {
                 wake = wake.min(next_sweep);
@@ -550,36 +480,8 @@ impl Runner {
             if let Some(t) = self.threads.poll_timeout() {
                 wake = wake.min(t);
             }
-            let mut out: Vec<RelayFrame> = Vec::new();
             tokio::select! {
-                frame = next_frame(&mut ws) => {
-                    let frame = match frame {
-                        Ok(f) => f,
-                        Err(reason) => return LinkEnd::Lost { reason, ready: true },
-                    };
-                    last_received = Instant::now();
-                    match frame {
-                        RelayFrame::Incoming { session, handshake } => {
-                            self.host.handle_incoming(session, &handshake, Instant::now(), UnixTime::now(), &mut self.store);
-                        }
-                        RelayFrame::Data { session, payload } => self.host.handle_data(session, &payload),
-                        RelayFrame::Close { session, code } => self.host.handle_close(session, code),
-                        // LINK-25
-                        RelayFrame::Ping { value } => out.push(RelayFrame::Pong { value }),
-                        RelayFrame::Pong { .. } => {}
-                        RelayFrame::GoAway { code, reason } => {
-                            // LINK-27: nothing is sent after a GOAWAY.
-                            let _ = ws.close(None).await;
-                            return goaway_end(code, &reason, true);
-                        }
-                        other => {
-                            // LINK-35
-                            let _ = send_frame(&mut ws, &RelayFrame::GoAway { code: CloseCode::UNEXPECTED_FRAME, reason: String::new() }).await;
-                            let _ = ws.close(None).await;
-                            return LinkEnd::Lost { reason: format!("relay sent an unexpected {} frame", other.type_name()), ready: true };
-                        }
-                    }
-                }
+                message = ws.next() => tether_link::deliver(message, &mut client, Instant::now()),
                 Some(event) = inputs.exec.recv() => self.exec_event(event),
                 Some(event) = inputs.turns.recv() => self.threads.handle_event(event),
                 Some((session, accept)) = inputs.confirm.recv() => {
@@ -587,109 +489,19 @@ impl Runner {
                 }
                 () = tokio::time::sleep_until(wake.into()) => {
                     let now = Instant::now();
+                    // LINK-25 keepalive, LINK-36 idle link, no READY in time.
+                    client.handle_timeout(now);
                     self.host.handle_timeout(now);
                     self.threads.handle_timeout(now);
                     if now >= next_sweep {
                         next_sweep = now + ACCESS_SWEEP_INTERVAL;
                         self.sweep_access();
                     }
-                    if now >= last_received + LINK_IDLE_TIMEOUT {
-                        // LINK-36
-                        let _ = ws.close(None).await;
-                        return LinkEnd::Lost { reason: "nothing received from the relay for 60 s".to_owned(), ready: true };
-                    }
-                    if now >= last_sent + KEEPALIVE_INTERVAL {
-                        // LINK-25
-                        ping_value = ping_value.wrapping_add(1);
-                        out.push(RelayFrame::Ping { value: ping_value });
-                    }
                 }
                 () = &mut *shutdown => {
-                    let _ = send_frame(&mut ws, &RelayFrame::GoAway { code: CloseCode::GOING_AWAY, reason: "host shutting down".to_owned() }).await;
-                    let _ = ws.close(None).await;
+                    client.close(CloseCode::GOING_AWAY, "host shutting down", Instant::now());
+                    tether_link::finish(&mut ws, &mut client).await;
                     return LinkEnd::Shutdown;
-                }
-            }
-            self.drain_events();
-            self.drain_threads();
-            if let Some(e) = self.store.take_error() {
-                self.notice(format!("state store failed: {e}"));
-            }
-            while let Some(frame) = self.host.poll_transmit() {
-                out.push(frame);
-            }
-            for frame in &out {
-                if let Err(reason) = send_frame(&mut ws, frame).await {
-                    return LinkEnd::Lost {
-                        reason,
-                        ready: true,
-                    };
-                }
-                last_sent = Instant::now();
-            }
-        }
-    }
-
-    /// HELLO, HOST_CHALLENGE, HOST_PROOF, READY (`LINK-9`, `LINK-12`).
-    async fn register(&mut self, target: &Target) -> Result<Ws, LinkEnd> {
-        let lost = |reason: String| LinkEnd::Lost {
-            reason,
-            ready: false,
-        };
-        let mut ws = connect(target).await.map_err(lost)?;
-        let (registration, msg1) = HostRegistration::start(&self.key, &self.options.workspace)
-            .map_err(|e| LinkEnd::Fatal(config_error(format!("registration: {e}"))))?;
-        send_frame(
-            &mut ws,
-            &RelayFrame::Hello {
-                version: PROTOCOL_VERSION,
-                role: Role::Host,
-                workspace: self.options.workspace.clone(),
-                credential: self.options.credential.as_bytes().to_vec(),
-                registration: msg1.to_vec(),
-            },
-        )
-        .await
-        .map_err(lost)?;
-        let mut registration = Some(registration);
-        loop {
-            match next_frame(&mut ws).await.map_err(lost)? {
-                RelayFrame::HostChallenge { message } => {
-                    let Some(reg) = registration.take() else {
-                        return Err(lost("relay sent a second HOST_CHALLENGE".to_owned()));
-                    };
-                    let proof = reg.respond(&message).map_err(|e| {
-                        lost(format!("registration with the relay failed: {e} (LINK-12)"))
-                    })?;
-                    send_frame(
-                        &mut ws,
-                        &RelayFrame::HostProof {
-                            message: proof.to_vec(),
-                        },
-                    )
-                    .await
-                    .map_err(lost)?;
-                }
-                RelayFrame::Ready if registration.is_none() => return Ok(ws),
-                RelayFrame::GoAway { code, reason } => {
-                    let _ = ws.close(None).await;
-                    return Err(goaway_end(code, &reason, false));
-                }
-                other => {
-                    // LINK-35
-                    let _ = send_frame(
-                        &mut ws,
-                        &RelayFrame::GoAway {
-                            code: CloseCode::UNEXPECTED_FRAME,
-                            reason: String::new(),
-                        },
-                    )
-                    .await;
-                    let _ = ws.close(None).await;
-                    return Err(lost(format!(
-                        "relay sent an unexpected {} frame during registration",
-                        other.type_name()
-                    )));
                 }
             }
         }
@@ -906,16 +718,6 @@ mod tests {
         assert_eq!(backoff(40, u32::MAX), Duration::from_secs(60));
         let mid = backoff(2, u32::MAX / 2);
         assert!(mid > Duration::from_secs(2) && mid < Duration::from_secs(4));
-    }
-
-    #[test]
-    fn link_2_loopback() {
-        assert!(is_loopback("127.0.0.1"));
-        assert!(is_loopback("127.9.9.9"));
-        assert!(is_loopback("[::1]"));
-        assert!(is_loopback("localhost"));
-        assert!(!is_loopback("10.0.0.1"));
-        assert!(!is_loopback("relay.example"));
     }
 
     fn options(relay: &str) -> HostOptions {

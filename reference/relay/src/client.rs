@@ -3,20 +3,18 @@
 //! relay protocol itself (see `tether_proto::link`).
 
 use std::io::BufReader;
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::ServerName;
 use tether_proto::limits::MAX_FRAME_LEN;
-use tether_proto::link::RelayFrame;
+use tether_proto::link::{RelayFrame, RelayUrl};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::RelayError;
@@ -95,33 +93,13 @@ pub async fn connect(
     url: &str,
     tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<ClientLink, RelayError> {
-    let request = url
-        .into_client_request()
+    let parsed =
+        RelayUrl::parse(url).map_err(|e| RelayError::Config(format!("relay URL {url:?}: {e}")))?;
+    // LINK-2
+    parsed
+        .check_transport(false)
         .map_err(|e| RelayError::Config(format!("relay URL {url:?}: {e}")))?;
-    let uri = request.uri();
-    let secure = match uri.scheme_str() {
-        Some("wss") => true,
-        Some("ws") => false,
-        _ => {
-            return Err(RelayError::Config(format!(
-                "relay URL {url:?} must start with ws:// or wss://"
-            )));
-        }
-    };
-    let host = uri
-        .host()
-        .ok_or_else(|| RelayError::Config(format!("relay URL {url:?} has no host")))?;
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-    if !secure && !is_loopback(&host) {
-        // LINK-2
-        return Err(RelayError::Config(format!(
-            "relay URL {url:?}: plain ws:// is allowed only to a loopback address; use wss:// (LINK-2)"
-        )));
-    }
+    let (secure, host, port) = (parsed.is_tls(), parsed.host().to_owned(), parsed.port());
     let tcp = TcpStream::connect((host.as_str(), port))
         .await
         .map_err(|e| RelayError::io(format!("connecting to {host}:{port}"), e))?;
@@ -143,19 +121,13 @@ pub async fn connect(
         Box::new(tcp)
     };
     let (ws, _response) = tokio_tungstenite::client_async_with_config(
-        request,
+        parsed.as_str(),
         io,
         Some(websocket_config(MAX_FRAME_LEN)),
     )
     .await
     .map_err(|e| RelayError::Link(format!("WebSocket upgrade at {url}: {e}")))?;
     Ok(ws)
-}
-
-/// Whether `host` names a loopback address (`LINK-2`).
-pub fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Sends one relay frame as one binary message (`LINK-1`).

@@ -103,11 +103,79 @@ codes! {
     HOST_ERROR = 41, "host internal error";
 }
 
+impl CloseCode {
+    /// The requirement behind this code when it arrives in a session's `CLOSE` (`spec/03`,
+    /// `spec/04`), or `None` where no requirement calls for it.
+    pub fn close_requirement(self) -> Option<&'static str> {
+        Some(match self {
+            Self::HOST_UNREACHABLE => "LINK-17",
+            Self::SESSION_LIMIT => "LINK-20",
+            Self::SESSION_ID_IN_USE => "LINK-16",
+            Self::UNKNOWN_SESSION => "LINK-19",
+            Self::PEER_GONE => "LINK-21",
+            Self::SLOW_READER => "LINK-22",
+            Self::NOT_AUTHORIZED => "CHAN-9",
+            Self::REPLAYED => "CHAN-10",
+            Self::CLOCK_SKEW => "CHAN-11",
+            Self::TOKEN_REJECTED | Self::HOST_ERROR => "CHAN-12",
+            Self::HANDSHAKE_FAILED => "CHAN-8",
+            Self::DECRYPT_FAILED => "CHAN-18",
+            Self::RATE_LIMITED => "CHAN-14",
+            Self::CONFIRMATION_REJECTED => "CHAN-24",
+            Self::REMOTE_ACCESS_DISABLED => "CHAN-26",
+            _ => return None,
+        })
+    }
+
+    /// The requirement behind this code when it arrives in a link's `GOAWAY` (`spec/03`),
+    /// or `None` where no requirement calls for it.
+    pub fn goaway_requirement(self) -> Option<&'static str> {
+        Some(match self {
+            Self::PROTOCOL_ERROR => "LINK-4",
+            Self::UNSUPPORTED_VERSION => "LINK-3",
+            Self::FRAME_TOO_LARGE => "LINK-5",
+            Self::UNEXPECTED_FRAME => "LINK-8",
+            Self::AUTH_FAILED => "LINK-10",
+            Self::AUTH_TIMEOUT => "LINK-7",
+            Self::REGISTRATION_FAILED => "LINK-12",
+            Self::REMOTE_ACCESS_DISABLED => "LINK-11",
+            Self::IDLE_TIMEOUT => "LINK-24",
+            Self::REPLACED => "LINK-14",
+            Self::SLOW_READER => "LINK-23",
+            _ => return None,
+        })
+    }
+}
+
 impl fmt::Display for CloseCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.name() {
             Some(name) => write!(f, "{name} ({})", self.0),
             None => write!(f, "unregistered code {}", self.0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_end_to_end_code_has_a_requirement() {
+        for code in CloseCode::ALL {
+            if (32..=39).contains(&code.0) || code.0 == 41 {
+                assert!(code.close_requirement().is_some(), "{code}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_code_can_mean_two_requirements() {
+        let code = CloseCode::REMOTE_ACCESS_DISABLED;
+        assert_eq!(code.goaway_requirement(), Some("LINK-11"));
+        assert_eq!(code.close_requirement(), Some("CHAN-26"));
+        assert_eq!(CloseCode::SLOW_READER.goaway_requirement(), Some("LINK-23"));
+        assert_eq!(CloseCode::SLOW_READER.close_requirement(), Some("LINK-22"));
+        assert_eq!(CloseCode(999).goaway_requirement(), None);
     }
 }
