@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use curve25519_dalek::MontgomeryPoint;
 use tether_proto::link::registration::HostRegistration;
 use tether_proto::link::router::{LinkId, Relay, RelayConfig, RelayEvent, WorkspaceConfig};
-use tether_proto::link::{CloseCode, RelayFrame, Role, SessionId};
+use tether_proto::link::{
+    ClientConfig, CloseCode, Incoming, LinkClient, LinkEvent, RelayFrame, Role, SessionId,
+};
 
 /// One client as the harness sees it: what the relay delivered to it, in order.
 #[derive(Debug, Default)]
@@ -196,31 +198,48 @@ impl Net {
         self.clients[&link].closed
     }
 
-    /// Opens a link and authenticates a controller; asserts READY.
+    /// Opens a link and authenticates a controller with a real [`LinkClient`]; asserts
+    /// READY. From then on the link is driven with raw frames.
     pub fn controller(&mut self, workspace: &str, credential: &[u8]) -> LinkId {
-        let link = self.open();
-        self.send(link, &hello(Role::Controller, workspace, credential, &[]));
-        assert_eq!(self.take(link), vec![RelayFrame::Ready]);
-        link
+        let client =
+            LinkClient::controller(ClientConfig::new(workspace, credential), self.now).unwrap();
+        self.authenticate(client)
     }
 
-    /// Opens a link and registers a host (full XN exchange); asserts READY.
+    /// Opens a link and registers a host (the full XN exchange) with a real
+    /// [`LinkClient`]; asserts READY.
     pub fn host(
         &mut self,
         workspace: &str,
         credential: &[u8],
         static_private: &[u8; 32],
     ) -> LinkId {
+        let config = ClientConfig::new(workspace, credential);
+        let client = LinkClient::host(config, static_private, self.now).unwrap();
+        self.authenticate(client)
+    }
+
+    /// Pumps a link client's frames into the relay and the relay's into it until it is
+    /// READY, recording the relay's frames like any other.
+    fn authenticate(&mut self, mut client: LinkClient) -> LinkId {
         let link = self.open();
-        let proof = self.register(link, workspace, credential, static_private);
-        self.send(
-            link,
-            &RelayFrame::HostProof {
-                message: proof.to_vec(),
-            },
+        for _ in 0..4 {
+            while let Some(bytes) = client.poll_transmit() {
+                self.send_raw(link, &bytes);
+            }
+            for frame in self.take(link) {
+                client.handle_message(Incoming::Binary(&frame.to_bytes().unwrap()), self.now);
+            }
+            if client.is_ready() {
+                assert_eq!(client.poll_event(), Some(LinkEvent::Ready));
+                return link;
+            }
+        }
+        panic!(
+            "{:?} did not reach READY: {:?}",
+            client.role(),
+            client.poll_event()
         );
-        assert_eq!(self.take(link), vec![RelayFrame::Ready]);
-        link
     }
 
     /// Sends a host HELLO, reads the challenge and returns the proof (not sent).
