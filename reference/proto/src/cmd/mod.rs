@@ -29,12 +29,17 @@
 //! # Ok::<(), tether_proto::cmd::CommandError>(())
 //! ```
 //!
-//! Session rules (initialize first, in-flight limits, approvals, exec) are enforced by the
-//! host; this module gives them their types, codes and limits.
+//! The session rules a host applies before a method runs — initialize first, the in-flight
+//! limit, a refused device, methods not offered (`CMD-61`'s order) — are [`gate`]'s; who is
+//! asked to approve a command, which answer wins and when an approval runs out are
+//! [`approvals`]'. Both are sans-IO state machines the host drives; what a method does
+//! (running a command, a thread's turns) is the host's.
 
+pub mod approvals;
 pub mod codes;
 mod envelope;
 mod error;
+pub mod gate;
 pub mod methods;
 pub mod strict;
 pub mod types;
