@@ -75,7 +75,7 @@ struct RunArgs {
     /// Cases run at once.
     #[arg(long, global = true, value_name = "N", default_value_t = 4)]
     jobs: usize,
-    /// No progress lines, only the summary.
+    /// No progress lines: only failures and the summary.
     #[arg(long, global = true)]
     quiet: bool,
 }

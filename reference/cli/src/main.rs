@@ -46,10 +46,10 @@ enum Command {
     /// Run one turn on a thread: stream its output live and answer its approvals.
     #[command(after_help = threads::TURN_EXIT_HELP)]
     Turn(threads::TurnArgs),
-    /// Run a program under a kernel sandbox (used by the host for every command it runs).
+    /// Run a program under a kernel sandbox (used by the host for every `read-only` and `workspace-write` command it runs).
     #[command(hide = true)]
     SandboxExec(sandbox::SandboxExecArgs),
-    /// Run the conformance suite against a relay (or, with no target, the reference relay).
+    /// Run the conformance suite against a relay or a host (with no target, the reference relay and host).
     Conformance(conformance::ConformanceArgs),
     /// Drive N sessions through a relay for a while, check every byte end to end and
     /// report what was lost, corrupted or misrouted and the relay's peak memory.

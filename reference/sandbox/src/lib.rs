@@ -6,7 +6,8 @@
 //! reads command text, or a sandbox for `danger-full-access` (which has none).
 //!
 //! **Outer layer: namespaces and a file-system view** ([`view::bwrap_args`], run by
-//! bubblewrap). The command gets fresh user, mount, PID, IPC, UTS and network namespaces;
+//! bubblewrap). The command gets fresh user, mount, PID, IPC, UTS and network namespaces
+//! (and a cgroup namespace where the kernel allows);
 //! a view in which the system is mounted read-only (so metadata writes fail too, `CMD-64`),
 //! the writable roots read-write with their `.git` read-only (`CMD-70`), a private `/tmp`,
 //! a fresh `/dev` and `/proc`; and in which the paths the host hides (its state directory,
@@ -18,7 +19,8 @@
 //! **Inner layer: the process restricts itself** ([`restrict_self`]) just before it
 //! starts the program: resource limits (`CMD-69`; the launcher adds `pids` and `memory`
 //! cgroups where it may create them, [`cgroup`]), Landlock file-system rules (ABI 5:
-//! writes and device ioctls), and a seccomp filter that refuses `socket(2)` of every
+//! writes and device ioctls) and, from ABI 6, scopes that keep signals and abstract Unix
+//! sockets inside the sandbox, and a seccomp filter that refuses `socket(2)` of every
 //! family, `socketpair(2)` but `AF_UNIX`, io_uring, `TIOCSTI`/`TIOCLINUX`, keyrings and
 //! namespace, mount, BPF and perf calls (`CMD-65`, `CMD-67`).
 //!
