@@ -11,8 +11,7 @@
 //! stored there *before* the message is sent (`CHAN-5`), so a restart with the clock set
 //! back never reuses a timestamp.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -314,69 +313,46 @@ fn decode_key(text: &str) -> Option<[u8; 32]> {
     hex::decode(text).ok()?.try_into().ok()
 }
 
-struct Lock(File);
+/// The exclusive lock on `DIR/lock` (created with mode 0600), released on drop.
+struct Lock {
+    _file: tether_store::FileLock,
+}
 
 impl Lock {
     fn take(dir: &Path) -> Result<Self, ControllerError> {
-        let path = dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| ControllerError::io(format!("opening {}", path.display()), e))?;
-        file.lock()
-            .map_err(|e| ControllerError::io(format!("locking {}", path.display()), e))?;
-        Ok(Self(file))
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        let _ = self.0.unlock();
+        tether_store::FileLock::take(&dir.join(LOCK_FILE))
+            .map(|file| Self { _file: file })
+            .map_err(|e| store_error(e, None))
     }
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), ControllerError> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
-        .map_err(|e| ControllerError::io(format!("creating {}", dir.display()), e))
+    tether_store::create_private_dir(dir).map_err(|e| store_error(e, None))
 }
 
-/// Writes `name` in `dir` by atomic replace: temporary file (mode 0600), fsync, rename,
-/// fsync of the directory.
+/// Writes `name` in `dir` by atomic replace ([`tether_store::write_atomic`]): temporary
+/// file (mode 0600), fsync, rename, fsync of the directory.
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), ControllerError> {
     let target = dir.join(name);
-    let ctx = |what: &str| format!("{what} {}", target.display());
-    let mut nonce = [0u8; 8];
-    getrandom::fill(&mut nonce)
-        .map_err(|e| ControllerError::io("reading the random number generator", e.into()))?;
-    let tmp = dir.join(format!(".{name}.{}.tmp", hex::encode(nonce)));
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+    tether_store::write_atomic(&target, bytes, 0o600).map_err(|e| store_error(e, Some(&target)))
+}
+
+/// A store error as the controller reports it: "writing TARGET" for any step of an atomic
+/// write of `target`, "opening"/"locking"/"creating PATH" otherwise.
+fn store_error(e: tether_store::StoreError, target: Option<&Path>) -> ControllerError {
+    match e {
+        tether_store::StoreError::Random(e) => {
+            ControllerError::io("reading the random number generator", e.into())
+        }
+        tether_store::StoreError::Io { what, path, source } => {
+            let (what, path) = match target {
+                Some(target) => ("writing", target.to_owned()),
+                None => (what, path),
+            };
+            ControllerError::io(format!("{what} {}", path.display()), source)
+        }
+        other => ControllerError::io("state directory", std::io::Error::other(other)),
     }
-    let result = (|| {
-        let mut file = options.open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, &target)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(|e| ControllerError::io(ctx("writing"), e))
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, error, info};
 
 use crate::RelayStats;
-use crate::conn::{Finish, Input};
-use crate::control::{ChangeKind, Update, WorkspaceChange};
+use crate::change::{ChangeKind, WorkspaceChange};
+use crate::input::{Finish, Input, Update};
 
 /// How long a `GOAWAY SLOW_READER` may wait for the socket: the reader is not reading, so
 /// the `GOAWAY` is sent only if the WebSocket takes it at once (`LINK-23`).

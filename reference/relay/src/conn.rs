@@ -16,57 +16,14 @@ use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
-use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::debug;
 
 use crate::client::{LinkIo, relay_websocket_config};
+use crate::input::{Finish, Input, LinkWriter};
 
 /// Frames a link's writer holds beyond what the core queues (each at most 65544 bytes).
 pub(crate) const WRITER_QUEUE: usize = 8;
-
-/// What a connection tells the actor.
-pub(crate) enum Input {
-    /// The WebSocket is up; the actor answers with the link's id.
-    Opened {
-        writer: LinkWriter,
-        reply: oneshot::Sender<LinkId>,
-    },
-    /// A binary message: one relay frame (`LINK-1`).
-    Frame(LinkId, Bytes),
-    /// A text message (`LINK-1`).
-    Text(LinkId),
-    /// A message larger than the frame limit was refused before being buffered (`LINK-5`).
-    Oversize(LinkId),
-    /// The connection is gone.
-    Closed(LinkId),
-    /// TLS or the WebSocket upgrade failed or timed out.
-    HandshakeFailed,
-    /// The operator reconfigures the workspaces (`LINK-37`); the actor answers with what
-    /// changed.
-    Reconfigure {
-        update: crate::control::Update,
-        reply: oneshot::Sender<Vec<crate::control::WorkspaceChange>>,
-    },
-}
-
-/// The actor's ends of a link's writer.
-pub(crate) struct LinkWriter {
-    /// Frames to send, bounded: the actor fills it only when it has room.
-    pub(crate) frames: mpsc::Sender<Vec<u8>>,
-    /// The link's last words; once sent, the writer closes the WebSocket.
-    pub(crate) finish: oneshot::Sender<Finish>,
-}
-
-/// How a link ends.
-pub(crate) struct Finish {
-    /// Frames to send after those already handed over (the last is the `GOAWAY`).
-    pub(crate) frames: Vec<Vec<u8>>,
-    /// Drop what is still queued instead of sending it (after the client's `GOAWAY`,
-    /// nothing more may be sent, `LINK-27`).
-    pub(crate) discard_queued: bool,
-    /// Bound on flushing and closing.
-    pub(crate) timeout: Duration,
-}
 
 /// What every connection task shares.
 #[derive(Clone)]

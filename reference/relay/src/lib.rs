@@ -14,6 +14,11 @@
 //! the workspace's links with `GOAWAY AUTH_FAILED`, switching remote access off ends them
 //! with `GOAWAY REMOTE_ACCESS_DISABLED`.
 //!
+//! The files are layered, each referring only to those below it: `server` above the
+//! `actor`, the connections (`conn`) and the control handle (`control`), above `input`
+//! (what they tell the actor), above `change` (what a reconfiguration did), with
+//! `client`, `config`, `stats` and `error` at the bottom.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), tether_relay::RelayError> {
 //! use tether_relay::{RelayServer, RelayServerConfig};
@@ -30,16 +35,19 @@
 //! ```
 
 mod actor;
+mod change;
 pub mod client;
 mod config;
 mod conn;
 mod control;
 mod error;
+mod input;
 mod server;
 mod stats;
 
+pub use change::{ChangeKind, WorkspaceChange};
 pub use config::{RelayServerConfig, TlsFiles};
-pub use control::{ChangeKind, RelayControl, WorkspaceChange};
+pub use control::RelayControl;
 pub use error::RelayError;
 pub use server::{RelayHandle, RelayServer};
 pub use stats::RelayStats;

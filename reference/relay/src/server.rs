@@ -15,8 +15,10 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::actor::Actor;
-use crate::conn::{self, ConnContext, Input};
-use crate::control::{RelayControl, WorkspaceChange};
+use crate::change::WorkspaceChange;
+use crate::conn::{self, ConnContext};
+use crate::control::RelayControl;
+use crate::input::Input;
 use crate::{RelayError, RelayServerConfig, RelayStats, TlsFiles};
 
 /// Inputs waiting for the actor, from all connections together. With frames of at most

@@ -31,7 +31,8 @@ use tether_proto::cmd::types::{
 use tether_proto::limits::{DEFAULT_EXEC_TIMEOUT, DEFAULT_OUTPUT_CAP};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::commands::{CommandConfig, KillReason, kill_group, supervise};
+use super::opening::OpenDone;
+use crate::exec::{CommandConfig, KillReason, kill_group, supervise};
 
 /// What a turn reports to the runtime.
 #[derive(Debug)]
@@ -76,7 +77,7 @@ pub enum TurnEventKind {
     /// Not a turn's event (its `turn_id` is empty): the instruction files of a thread
     /// being opened were read, or their time ran out (`CMD-72`); the manager sends the
     /// deferred `thread/start`, `thread/resume` or `thread/import` answer.
-    Opened(Box<super::OpenDone>),
+    Opened(Box<OpenDone>),
 }
 
 /// One turn of the test agent.

@@ -21,6 +21,7 @@
 //! session in the same order (`CMD-26`).
 
 pub mod agent;
+mod opening;
 pub mod store;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -45,15 +46,17 @@ use tether_proto::cmd::types::{
 use tether_proto::cmd::{
     CommandError, ErrorResponse, Id, Message, Params, Response, ServerNotification, ServerRequest,
 };
-use tether_proto::limits::MAX_TRANSPORT_PLAINTEXT_LEN;
 use tether_proto::link::SessionId;
 use tether_proto::time::UnixTime;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use agent::{TurnEvent, TurnEventKind};
+pub use opening::{OpenDone, Opening};
 use store::{THREAD_FILE_VERSION, ThreadRecord, ThreadStore};
 
-use crate::commands::{CommandConfig, KillReason};
+use crate::answer::answer;
+pub use crate::answer::fit;
+use crate::exec::{CommandConfig, KillReason};
 use crate::instructions;
 use crate::state::{StateError, random_bytes};
 
@@ -66,26 +69,6 @@ const MAX_RESOLVED_REMEMBERED: usize = 1024;
 /// hanging file system holds at most this many; further threads open without their
 /// files.
 const MAX_DISCOVERIES: usize = 8;
-
-/// A thread being opened (`thread/start`, `thread/resume`, `thread/import`) whose
-/// instruction files are still to be read (`CMD-72`); [`ThreadManager::open_later`]
-/// finishes it.
-#[derive(Debug)]
-pub struct Opening {
-    session: SessionId,
-    thread_id: String,
-    cwd: PathBuf,
-    /// The answer, without its instruction files.
-    opened: ThreadOpened,
-}
-
-/// The instruction files of an [`Opening`] were read, or their time ran out.
-#[derive(Debug)]
-pub struct OpenDone {
-    id: Id,
-    opening: Opening,
-    found: Option<instructions::Instructions>,
-}
 
 /// A pending approval (`CMD-28`): at most one per thread.
 struct Pending {
@@ -599,7 +582,7 @@ impl ThreadManager {
             instructions::Instructions::default()
         });
         let (opened, attach_new) = self.finish_open(opening, &found);
-        self.push(session, crate::commands::answer(id, Ok(opened)));
+        self.push(session, answer(id, Ok(opened)));
         if attach_new {
             self.send_pending_to(&thread_id, session);
         }
@@ -1284,68 +1267,6 @@ impl ThreadManager {
             self.push(session, notification(n));
         }
         // CMD-14: any other response is ignored.
-    }
-}
-
-/// `CMD-2`: a message is at most 65 519 bytes, but an item's `aggregatedOutput` may hold
-/// up to the output cap (`CMD-41`). A message holding items that would be larger carries
-/// each `aggregatedOutput` cut to its end, after a line `[N bytes cut]`, with the longest
-/// end that lets the message fit (see the note in spec 5.4). Other messages are returned
-/// as they are.
-pub fn fit(message: Message) -> Message {
-    if message.to_bytes().len() <= MAX_TRANSPORT_PLAINTEXT_LEN {
-        return message;
-    }
-    let mut keep = MAX_TRANSPORT_PLAINTEXT_LEN;
-    let mut out = message.clone();
-    while keep > 0 {
-        keep /= 2;
-        out = message.clone();
-        let value = match &mut out {
-            Message::Request(r) => r.params.as_mut(),
-            Message::Notification(n) => n.params.as_mut(),
-            Message::Response(r) => Some(&mut r.result),
-            Message::Error(_) => None,
-        };
-        let Some(value) = value else { return out };
-        if !cut_outputs(value, keep) || out.to_bytes().len() <= MAX_TRANSPORT_PLAINTEXT_LEN {
-            return out;
-        }
-    }
-    out
-}
-
-/// Cuts every `aggregatedOutput` of a `commandExecution` item in `value` to its last
-/// `keep` bytes (on a character boundary); returns whether there was one to cut.
-fn cut_outputs(value: &mut serde_json::Value, keep: usize) -> bool {
-    use serde_json::Value;
-    match value {
-        Value::Object(map) => {
-            let mut found = false;
-            if map.get("type").and_then(Value::as_str) == Some("commandExecution")
-                && let Some(Value::String(s)) = map.get_mut("aggregatedOutput")
-            {
-                found = true;
-                if s.len() > keep {
-                    let mut start = s.len() - keep;
-                    while !s.is_char_boundary(start) {
-                        start += 1;
-                    }
-                    *s = format!(
-                        "[{start} bytes cut]\n{}",
-                        s.get(start..).unwrap_or_default()
-                    );
-                }
-            }
-            for child in map.values_mut() {
-                found |= cut_outputs(child, keep);
-            }
-            found
-        }
-        Value::Array(items) => items
-            .iter_mut()
-            .fold(false, |found, x| cut_outputs(x, keep) | found),
-        _ => false,
     }
 }
 

@@ -1,7 +1,7 @@
 //! Durable threads: one file per thread, `STATE/threads/<threadId>.json` (`CMD-17`).
 //!
 //! Each file is replaced atomically (temporary file, fsync, rename, fsync of the
-//! directory: [`crate::state::write_atomic`]) on every change the host must not lose: the
+//! directory: [`tether_store::write_atomic`]) on every change the host must not lose: the
 //! thread's creation, the start and end of each turn, the start and completion of each
 //! item. A file this host cannot read is left untouched and reported, never overwritten.
 //!
@@ -13,7 +13,6 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -21,8 +20,9 @@ use tether_proto::cmd::types::{
     ApprovalPolicy, CommandExecutionStatus, SandboxMode, Thread, ThreadItem, ThreadStatus, Turn,
     TurnStatus,
 };
+use tether_store::{create_private_dir, write_atomic};
 
-use crate::state::{StateError, write_atomic};
+use crate::state::StateError;
 
 /// The directory, inside the state directory, that holds the thread files.
 pub const THREADS_DIR: &str = "threads";
@@ -158,11 +158,7 @@ impl ThreadStore {
     pub fn open(state_dir: &Path) -> Result<Self, StateError> {
         let dir = state_dir.join(THREADS_DIR);
         if !dir.is_dir() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-                .map_err(|e| io_error(&dir, e))?;
+            create_private_dir(&dir)?;
         }
         Ok(Self { dir })
     }
@@ -185,7 +181,7 @@ impl ThreadStore {
         // Cannot fail: every map key is a string.
         let mut bytes = serde_json::to_vec_pretty(record).unwrap_or_default();
         bytes.push(b'\n');
-        write_atomic(&self.path(&record.id), &bytes, 0o600)
+        Ok(write_atomic(&self.path(&record.id), &bytes, 0o600)?)
     }
 
     /// Reads one file.

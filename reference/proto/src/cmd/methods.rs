@@ -20,13 +20,16 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::CommandError;
 use super::envelope::{Id, Notification, Request};
 use super::types::{
     ApprovalDecision, ApprovalPolicy, Implementation, OutputStream, Platform, SandboxMode,
     SandboxReport, SandboxSupport, Thread, ThreadBundle, ThreadItem, Turn, UserInput, nullable,
 };
-use super::{CommandError, PROTOCOL_NAME};
 use crate::limits::MAX_OUTPUT_CHUNK;
+
+/// The protocol version named in `initialize` (`CMD-15`).
+pub const PROTOCOL_NAME: &str = "tether/1";
 
 /// Largest `timeoutMs` of `command/exec`: 24 hours (`CMD-43`).
 pub const MAX_EXEC_TIMEOUT_MS: u64 = 86_400_000;

@@ -50,11 +50,9 @@ pub use envelope::{
 };
 pub use error::CommandError;
 pub use methods::{
-    ClientNotification, ClientRequest, Params, RequestParams, ServerNotification, ServerRequest,
+    ClientNotification, ClientRequest, PROTOCOL_NAME, Params, RequestParams, ServerNotification,
+    ServerRequest,
 };
-
-/// The protocol version named in `initialize` (`CMD-15`).
-pub const PROTOCOL_NAME: &str = "tether/1";
 
 /// Most requests a host serves at once for one session; more are refused with
 /// `-32001` (`CMD-58`).
