@@ -7,9 +7,11 @@
 //! reports its deltas and its final answer as [`ExecEvent`]s on a channel the runtime
 //! drains; the answer is the last event of its process (`CMD-36`).
 //!
-//! Requests are checked in the order of `CMD-61`: remote access and authorization
+//! Requests are checked in the order of `CMD-61` by the core's
+//! [`SessionGate`](tether_proto::cmd::gate::SessionGate): remote access and authorization
 //! (`CMD-55`, `CMD-56`), the in-flight limit (`CMD-58`), initialization (`CMD-15`), the
-//! method (`CMD-12`, `CMD-16`), the params (`CMD-13`, `CMD-43`), then the method's rules.
+//! method (`CMD-12`, `CMD-16`), the params (`CMD-13`, `CMD-43`); then the method's rules,
+//! here.
 //!
 //! This module is the dispatcher, above [`crate::threads`]: it routes a request to the
 //! process table of the session or to the [`ThreadManager`]. Starting and supervising a
@@ -20,13 +22,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tether_proto::cmd::methods::{
-    CommandExecParams, CommandExecTerminateParams, EmptyResult, InitializeParams,
-};
-use tether_proto::cmd::{
-    ClientNotification, ClientRequest, CommandError, Id, MAX_IN_FLIGHT_REQUESTS, Message, Params,
-    Request,
-};
+use tether_proto::cmd::gate::{Inbound, SessionGate};
+use tether_proto::cmd::methods::{CommandExecParams, CommandExecTerminateParams, EmptyResult};
+use tether_proto::cmd::{ClientRequest, CommandError, Id, Message, Params};
 use tether_proto::link::{CloseCode, SessionId};
 use tokio::sync::mpsc;
 
@@ -52,7 +50,7 @@ pub struct Reply {
 pub struct CommandSession {
     session: SessionId,
     config: Arc<CommandConfig>,
-    initialized: bool,
+    gate: SessionGate,
     processes: HashMap<String, ProcessHandle>,
     events: mpsc::UnboundedSender<ExecEvent>,
 }
@@ -61,7 +59,7 @@ impl std::fmt::Debug for CommandSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CommandSession")
             .field("session", &self.session)
-            .field("initialized", &self.initialized)
+            .field("initialized", &self.gate.is_initialized())
             .field("processes", &self.processes.len())
             .finish()
     }
@@ -96,7 +94,7 @@ impl CommandSession {
         Self {
             session,
             config,
-            initialized: false,
+            gate: SessionGate::new(),
             processes: HashMap::new(),
             events,
         }
@@ -109,7 +107,7 @@ impl CommandSession {
 
     /// Whether `initialize` succeeded.
     pub fn is_initialized(&self) -> bool {
-        self.initialized
+        self.gate.is_initialized()
     }
 
     /// Handles one message of the controller on a host that serves `command/exec` only
@@ -134,107 +132,74 @@ impl CommandSession {
         &mut self,
         message: Message,
         access: Access,
-        threads: Option<&mut ThreadManager>,
+        mut threads: Option<&mut ThreadManager>,
     ) -> Reply {
-        let refused = match access {
-            Access::Allowed => None,
-            Access::RemoteAccessDisabled => Some(CloseCode::REMOTE_ACCESS_DISABLED),
-            Access::NotAuthorized => Some(CloseCode::NOT_AUTHORIZED),
-        };
-        match message {
-            Message::Request(request) => self.handle_request(request, access, threads),
-            // CMD-75: a response of a refused device is ignored — an approval answer
-            // included: the command it would accept does not run — and the session is
-            // closed as for a request (CMD-55, CMD-56).
-            Message::Response(_) | Message::Error(_) if refused.is_some() => Reply {
-                messages: Vec::new(),
-                close: refused,
-            },
-            Message::Notification(n) => {
-                // CMD-55, CMD-56, CMD-75: notifications of a refused device are ignored;
-                // CMD-15: so are notifications before initialize.
-                if refused.is_none() && self.initialized {
-                    match ClientNotification::from_notification(&n) {
-                        Ok(ClientNotification::Cancelled(p)) => self.cancel(&p.request_id),
-                        // CMD-15: the controller is ready for the host's requests and
-                        // notifications.
-                        Ok(ClientNotification::Initialized(_)) => {
-                            if let Some(threads) = threads {
-                                threads.session_ready(self.session);
-                            }
-                        }
-                        // CMD-12, CMD-13: unknown or malformed notifications are ignored.
-                        Err(_) => {}
-                    }
-                }
-                Reply::default()
-            }
-            // CMD-30, CMD-32: answers to approval requests; CMD-14: any other response is
-            // ignored.
-            response @ (Message::Response(_) | Message::Error(_)) => {
-                if let Some(threads) = threads {
-                    threads.handle_response(self.session, response);
-                }
-                Reply::default()
-            }
-        }
-    }
-
-    fn handle_request(
-        &mut self,
-        request: Request,
-        access: Access,
-        threads: Option<&mut ThreadManager>,
-    ) -> Reply {
-        let id = request.id.clone();
-        // CMD-61 order. CMD-55, CMD-56:
-        let refusal = match access {
-            Access::Allowed => None,
-            Access::RemoteAccessDisabled => Some((
-                CommandError::RemoteAccessDisabled,
-                CloseCode::REMOTE_ACCESS_DISABLED,
-            )),
-            Access::NotAuthorized => Some((CommandError::NotAuthorized, CloseCode::NOT_AUTHORIZED)),
-        };
-        if let Some((e, code)) = refusal {
-            return Reply {
-                messages: vec![error(id, &e)],
-                close: Some(code),
-            };
-        }
         let one = |m| Reply {
             messages: vec![m],
             close: None,
         };
         // CMD-58: running processes and deferred `turn/interrupt` answers.
         let deferred = threads.as_deref().map_or(0, |t| t.in_flight(self.session));
-        if self.in_flight() + deferred >= MAX_IN_FLIGHT_REQUESTS {
-            return one(error(id, &CommandError::Overloaded));
-        }
-        // CMD-15
-        if !self.initialized && request.method != <InitializeParams as Params>::METHOD {
-            return one(error(id, &CommandError::NotInitialized));
-        }
+        let with_threads = threads.is_some();
         // CMD-12, CMD-16: methods this host does not offer are not found, before their
         // params are looked at.
-        let served = SERVED_METHODS.contains(&request.method.as_str())
-            || (threads.is_some() && THREAD_METHODS.contains(&request.method.as_str()));
-        if !served {
-            return one(error(
+        let serves = |method: &str| {
+            SERVED_METHODS.contains(&method) || (with_threads && THREAD_METHODS.contains(&method))
+        };
+        // CMD-61's order, CMD-15, CMD-55, CMD-56, CMD-75: the core's gate.
+        match self
+            .gate
+            .handle(message, access, self.in_flight() + deferred, serves)
+        {
+            Inbound::Refused { reply, close } => Reply {
+                messages: vec![reply],
+                close,
+            },
+            Inbound::Close(code) => Reply {
+                messages: Vec::new(),
+                close: Some(code),
+            },
+            Inbound::Initialize { id, .. } => one(response(
                 id,
-                &CommandError::MethodNotFound {
-                    method: request.method.clone(),
-                },
-            ));
+                &self.config.initialize_result_for(with_threads),
+            )),
+            // CMD-15: the controller is ready for the host's requests and notifications.
+            Inbound::Ready => {
+                if let Some(threads) = threads {
+                    threads.session_ready(self.session);
+                }
+                Reply::default()
+            }
+            Inbound::Cancel { request_id } => {
+                self.cancel(&request_id);
+                Reply::default()
+            }
+            // CMD-30, CMD-32: answers to approval requests; CMD-14: any other response is
+            // ignored.
+            Inbound::Response(response) => {
+                if let Some(threads) = threads.as_deref_mut() {
+                    threads.handle_response(self.session, response);
+                }
+                Reply::default()
+            }
+            Inbound::Request { id, request } => self.dispatch(id, request, threads),
+            _ => Reply::default(),
         }
-        // CMD-13, CMD-43, CMD-53
-        let parsed = match ClientRequest::from_request(&request) {
-            Ok(p) => p,
-            Err(e) => return one(error(id, &e)),
+    }
+
+    /// A request past the gate: its method's own rules.
+    fn dispatch(
+        &mut self,
+        id: Id,
+        request: ClientRequest,
+        threads: Option<&mut ThreadManager>,
+    ) -> Reply {
+        let one = |m| Reply {
+            messages: vec![m],
+            close: None,
         };
         let session = self.session;
-        match (parsed, threads) {
-            (ClientRequest::Initialize(p), t) => one(self.initialize(id, &p, t.is_some())),
+        match (request, threads) {
             // A started process answers later, from its task (CMD-36).
             (ClientRequest::CommandExec(p), _) => Reply {
                 messages: self.exec(id, p).into_iter().collect(),
@@ -273,17 +238,6 @@ impl CommandSession {
                 },
             )),
         }
-    }
-
-    fn initialize(&mut self, id: Id, params: &InitializeParams, threads: bool) -> Message {
-        if self.initialized {
-            return error(id, &CommandError::AlreadyInitialized);
-        }
-        if let Err(e) = params.check_version() {
-            return error(id, &e);
-        }
-        self.initialized = true;
-        response(id, &self.config.initialize_result_for(threads))
     }
 
     fn terminate(&mut self, id: Id, params: &CommandExecTerminateParams) -> Message {
@@ -406,7 +360,7 @@ mod tests {
     }
 
     fn request(id: i64, method: &str, params: Value) -> Message {
-        Message::Request(Request::new(id, method, Some(params)))
+        Message::Request(tether_proto::cmd::Request::new(id, method, Some(params)))
     }
 
     fn one(s: &mut CommandSession, m: Message) -> Option<Message> {

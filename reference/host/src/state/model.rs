@@ -112,16 +112,8 @@ pub struct HostState {
     pub config: HostSettings,
 }
 
-/// Whether a device may use an open session (`CMD-55`, `CMD-56`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    /// It may.
-    Allowed,
-    /// Remote access is switched off (`CMD-55`).
-    RemoteAccessDisabled,
-    /// The device was revoked, expired or is unknown (`CMD-56`).
-    NotAuthorized,
-}
+/// Whether a device may use an open session (`CMD-55`, `CMD-56`): the core's type.
+pub use tether_proto::cmd::gate::Access;
 
 impl HostState {
     fn device_mut(&mut self, key: &[u8; 32]) -> Option<&mut Device> {

@@ -30,10 +30,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use tether_proto::cmd::approvals::Approvals;
 use tether_proto::cmd::methods::{
-    ApprovalResult, CancelledParams, CommandExecutionOutputDeltaParams,
-    CommandExecutionRequestApprovalParams, DEFAULT_THREAD_LIST_LIMIT, EmptyResult,
-    ItemCompletedParams, ItemStartedParams, RejectedAnswer, ServerRequestResolvedParams,
+    CommandExecutionOutputDeltaParams, CommandExecutionRequestApprovalParams,
+    DEFAULT_THREAD_LIST_LIMIT, EmptyResult, ItemCompletedParams, ItemStartedParams,
     ThreadExportParams, ThreadExportResult, ThreadImportParams, ThreadListParams, ThreadListResult,
     ThreadOpened, ThreadReadParams, ThreadReadResult, ThreadResumeParams, ThreadStartParams,
     TurnCompletedParams, TurnInterruptParams, TurnStartParams, TurnStartResult, TurnStartedParams,
@@ -43,9 +43,7 @@ use tether_proto::cmd::types::{
     ApprovalDecision, BUNDLE_VERSION, SandboxReport, ThreadBundle, ThreadItem, Turn, TurnStatus,
     UserInput,
 };
-use tether_proto::cmd::{
-    CommandError, ErrorResponse, Id, Message, Params, Response, ServerNotification, ServerRequest,
-};
+use tether_proto::cmd::{CommandError, Id, Message, Params, Response, ServerNotification};
 use tether_proto::link::SessionId;
 use tether_proto::time::UnixTime;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -60,31 +58,19 @@ use crate::exec::{CommandConfig, KillReason};
 use crate::instructions;
 use crate::state::{StateError, random_bytes};
 
-/// Late answers remembered per host, to tell a late answerer the approval was already
-/// resolved (`CMD-32`); older ones are forgotten (then the answer is ignored, `CMD-14`).
-const MAX_RESOLVED_REMEMBERED: usize = 1024;
-
 /// Instruction-file reads that may still run on the blocking pool at once (`CMD-72`):
 /// reads past their time limit keep their thread until the file system answers, so a
 /// hanging file system holds at most this many; further threads open without their
 /// files.
 const MAX_DISCOVERIES: usize = 8;
 
-/// A pending approval (`CMD-28`): at most one per thread.
-struct Pending {
-    params: CommandExecutionRequestApprovalParams,
-    reply: oneshot::Sender<ApprovalDecision>,
-    /// `CMD-31`: the time limit from the first request.
-    deadline: Instant,
-    /// Every session the request went to, with the id it had there.
-    sent: Vec<(SessionId, Id)>,
-}
-
 /// The turn in progress of a thread.
 struct Running {
     turn_id: String,
     kill: watch::Sender<KillReason>,
-    approval: Option<Pending>,
+    /// Where the decision of the turn's pending approval goes (the approval itself is in
+    /// [`Approvals`]).
+    approval: Option<oneshot::Sender<ApprovalDecision>>,
     /// `turn/interrupt` requests answered after `turn/completed` (`CMD-23`).
     interrupters: Vec<(SessionId, Id)>,
 }
@@ -108,8 +94,6 @@ impl Entry {
 
 #[derive(Default)]
 struct SessionInfo {
-    device: String,
-    next_request: i64,
     /// `initialized` was received (`CMD-15`): until then requests and notifications wait
     /// in `held`.
     ready: bool,
@@ -119,13 +103,6 @@ struct SessionInfo {
     opening: usize,
 }
 
-/// How an approval ended, for a late answer (`CMD-32`).
-struct Resolved {
-    thread_id: String,
-    decision: ApprovalDecision,
-    resolved_by: Option<String>,
-}
-
 /// Every thread of the host, and which session sees which.
 pub struct ThreadManager {
     config: Arc<CommandConfig>,
@@ -133,10 +110,8 @@ pub struct ThreadManager {
     default_project: PathBuf,
     threads: HashMap<String, Entry>,
     sessions: HashMap<SessionId, SessionInfo>,
-    /// Outstanding approval requests: (session, request id) -> thread id.
-    requests: HashMap<(SessionId, Id), String>,
-    resolved: HashMap<(SessionId, Id), Resolved>,
-    resolved_order: VecDeque<(SessionId, Id)>,
+    /// Who is asked, which answer wins, the time limit (`CMD-28`..`CMD-33`): the core's.
+    approvals: Approvals,
     events: mpsc::UnboundedSender<TurnEvent>,
     outbox: VecDeque<(SessionId, Message)>,
     notices: VecDeque<String>,
@@ -174,6 +149,14 @@ fn internal(e: &StateError) -> CommandError {
 
 fn notification(n: ServerNotification) -> Message {
     Message::Notification(n.to_notification())
+}
+
+/// The sessions attached to a thread, in the order they attached.
+fn attached(threads: &HashMap<String, Entry>, thread_id: &str) -> Vec<SessionId> {
+    threads
+        .get(thread_id)
+        .map(|e| e.attached.clone())
+        .unwrap_or_default()
 }
 
 /// `thread/list` cursor: the sort key of the last thread of a page (`CMD-20`).
@@ -229,15 +212,14 @@ impl ThreadManager {
             .clone()
             .or_else(|| std::env::current_dir().ok())
             .unwrap_or_else(|| PathBuf::from("/"));
+        let approval_timeout = config.approval_timeout;
         Ok(Self {
             config,
             store,
             default_project,
             threads,
             sessions: HashMap::new(),
-            requests: HashMap::new(),
-            resolved: HashMap::new(),
-            resolved_order: VecDeque::new(),
+            approvals: Approvals::new(approval_timeout),
             events,
             outbox: VecDeque::new(),
             notices,
@@ -258,11 +240,10 @@ impl ThreadManager {
     /// A session was established; `device` is its controller's device name (for
     /// `resolvedBy`, `CMD-30`).
     pub fn session_opened(&mut self, session: SessionId, device: String) {
+        self.approvals.session_opened(session, device);
         self.sessions.insert(
             session,
             SessionInfo {
-                device,
-                next_request: 1,
                 ready: false,
                 held: Vec::new(),
                 opening: 0,
@@ -304,14 +285,9 @@ impl ThreadManager {
             entry.attached.retain(|s| *s != session);
             if let Some(running) = &mut entry.running {
                 running.interrupters.retain(|(s, _)| *s != session);
-                if let Some(p) = &mut running.approval {
-                    p.sent.retain(|(s, _)| *s != session);
-                }
             }
         }
-        self.requests.retain(|(s, _), _| *s != session);
-        self.resolved.retain(|(s, _), _| *s != session);
-        self.resolved_order.retain(|(s, _)| *s != session);
+        self.approvals.session_closed(session);
         self.outbox.retain(|(s, _)| *s != session);
     }
 
@@ -339,29 +315,14 @@ impl ThreadManager {
 
     /// When [`ThreadManager::handle_timeout`] must be called next (`CMD-31`).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.threads
-            .values()
-            .filter_map(|e| e.running.as_ref()?.approval.as_ref())
-            .map(|p| p.deadline)
-            .min()
+        self.approvals.poll_timeout()
     }
 
     /// `CMD-31`: approvals without an answer in time resolve as `decline`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<String> = self
-            .threads
-            .iter()
-            .filter(|(_, e)| {
-                e.running
-                    .as_ref()
-                    .and_then(|r| r.approval.as_ref())
-                    .is_some_and(|p| p.deadline <= now)
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
-        for thread_id in due {
-            self.resolve(&thread_id, ApprovalDecision::Decline, None);
-        }
+        let threads = &self.threads;
+        self.approvals.handle_timeout(now, |t| attached(threads, t));
+        self.drain_approvals();
     }
 
     fn send_to_attached(&mut self, thread_id: &str, message: &Message) {
@@ -515,7 +476,8 @@ impl ThreadManager {
         let found = instructions::discover(&opening.cwd);
         let (opened, attach_new) = self.finish_open(opening, &found);
         if attach_new {
-            self.send_pending_to(&thread_id, session);
+            self.approvals.attach(&thread_id, session);
+            self.drain_approvals();
         }
         opened
     }
@@ -584,7 +546,8 @@ impl ThreadManager {
         let (opened, attach_new) = self.finish_open(opening, &found);
         self.push(session, answer(id, Ok(opened)));
         if attach_new {
-            self.send_pending_to(&thread_id, session);
+            self.approvals.attach(&thread_id, session);
+            self.drain_approvals();
         }
     }
 
@@ -850,7 +813,9 @@ impl ThreadManager {
         let _ = running.kill.send(KillReason::Terminate);
         if running.approval.is_some() {
             // CMD-33
-            self.resolve(&params.thread_id, ApprovalDecision::Cancel, None);
+            let attached = entry.attached.clone();
+            self.approvals.cancel(&params.thread_id, &attached);
+            self.drain_approvals();
         }
         Ok(())
     }
@@ -1076,6 +1041,15 @@ impl ThreadManager {
             TurnEventKind::Opened(_) => {} // handled above
             TurnEventKind::Finished(status) => {
                 let running = entry.running.take();
+                if self.approvals.is_pending(&thread_id) {
+                    // CMD-33: the turn ended while its approval was pending.
+                    let attached = entry.attached.clone();
+                    self.approvals.cancel(&thread_id, &attached);
+                    self.drain_approvals();
+                }
+                let Some(entry) = self.threads.get_mut(&thread_id) else {
+                    return;
+                };
                 let mut final_turn = None;
                 if let Some(turn) = entry.record.turns.last_mut() {
                     turn.status = status;
@@ -1132,141 +1106,53 @@ impl ThreadManager {
             let _ = reply.send(ApprovalDecision::Accept);
             return;
         }
-        running.approval = Some(Pending {
-            params,
-            reply,
-            deadline: Instant::now() + self.config.approval_timeout,
-            sent: Vec::new(),
-        });
+        running.approval = Some(reply);
         let attached = entry.attached.clone();
-        for session in attached {
-            self.send_pending_to(thread_id, session);
+        if self
+            .approvals
+            .ask(thread_id, params, &attached, Instant::now())
+            .is_err()
+        {
+            // CMD-28: at most one approval per thread; a turn asks one at a time.
+            if let Some(reply) = running.approval.take() {
+                let _ = reply.send(ApprovalDecision::Cancel);
+            }
         }
+        self.drain_approvals();
     }
 
-    /// Sends the thread's pending approval request to `session` with an id of that
-    /// session's host-to-controller id space (`CMD-28`, `CMD-14`).
-    fn send_pending_to(&mut self, thread_id: &str, session: SessionId) {
-        let Some(info) = self.sessions.get_mut(&session) else {
-            return;
-        };
-        let Some(pending) = self
-            .threads
-            .get_mut(thread_id)
-            .and_then(|e| e.running.as_mut())
-            .and_then(|r| r.approval.as_mut())
-        else {
-            return;
-        };
-        let id = Id::Number(info.next_request);
-        info.next_request += 1;
-        pending.sent.push((session, id.clone()));
-        let request = ServerRequest::CommandExecutionRequestApproval(pending.params.clone())
-            .into_request(id.clone());
-        self.requests.insert((session, id), thread_id.to_owned());
-        self.push(session, Message::Request(request));
-    }
-
-    /// Resolves the pending approval of `thread_id` (`CMD-30`, `CMD-31`, `CMD-33`):
-    /// `serverRequest/resolved` to every attached session, `notifications/cancelled` to
-    /// every other session the request went to, then the decision to the agent.
-    fn resolve(&mut self, thread_id: &str, decision: ApprovalDecision, winner: Option<SessionId>) {
-        let Some(entry) = self.threads.get_mut(thread_id) else {
-            return;
-        };
-        let Some(pending) = entry.running.as_mut().and_then(|r| r.approval.take()) else {
-            return;
-        };
-        if decision == ApprovalDecision::AcceptForSession {
-            // CMD-29: in memory only, never stored or exported.
-            entry
-                .grants
-                .insert((pending.params.command.clone(), pending.params.cwd.clone()));
+    /// Sends what the approvals queued (through [`ThreadManager::push`], which holds it
+    /// for a session not yet ready) and acts on the resolved ones: the decision goes to the
+    /// turn; `acceptForSession` is remembered for the thread, in memory only (`CMD-29`).
+    fn drain_approvals(&mut self) {
+        while let Some((session, message)) = self.approvals.poll_outgoing() {
+            self.push(session, message);
         }
-        let attached = entry.attached.clone();
-        let resolved_by = winner.and_then(|s| self.sessions.get(&s).map(|i| i.device.clone()));
-        for session in attached {
-            let Some((_, id)) = pending.sent.iter().find(|(s, _)| *s == session) else {
+        while let Some(notice) = self.approvals.take_notice() {
+            self.notices.push_back(notice);
+        }
+        while let Some(resolution) = self.approvals.poll_resolution() {
+            let Some(entry) = self.threads.get_mut(&resolution.thread_id) else {
                 continue;
             };
-            let n = ServerNotification::ServerRequestResolved(ServerRequestResolvedParams {
-                thread_id: thread_id.to_owned(),
-                request_id: id.clone(),
-                decision,
-                resolved_by: resolved_by.clone(),
-                rejected_answer: None,
-            });
-            self.push(session, notification(n));
-        }
-        for (session, id) in &pending.sent {
-            self.requests.remove(&(*session, id.clone()));
-            if Some(*session) != winner {
-                let n = ServerNotification::Cancelled(CancelledParams {
-                    request_id: id.clone(),
-                    reason: Some("the approval was resolved".to_owned()),
-                });
-                self.push(*session, notification(n));
+            if resolution.decision == ApprovalDecision::AcceptForSession {
+                entry.grants.insert((
+                    resolution.params.command.clone(),
+                    resolution.params.cwd.clone(),
+                ));
             }
-            // CMD-32: remembered for a late answer.
-            let key = (*session, id.clone());
-            self.resolved.insert(
-                key.clone(),
-                Resolved {
-                    thread_id: thread_id.to_owned(),
-                    decision,
-                    resolved_by: resolved_by.clone(),
-                },
-            );
-            self.resolved_order.push_back(key);
-        }
-        while self.resolved_order.len() > MAX_RESOLVED_REMEMBERED {
-            if let Some(old) = self.resolved_order.pop_front() {
-                self.resolved.remove(&old);
+            if let Some(reply) = entry.running.as_mut().and_then(|r| r.approval.take()) {
+                let _ = reply.send(resolution.decision);
             }
         }
-        let _ = pending.reply.send(decision);
     }
 
     /// A response of `session` (`CMD-30`, `CMD-32`, `CMD-14`).
     pub fn handle_response(&mut self, session: SessionId, message: Message) {
-        let (id, result) = match message {
-            Message::Response(r) => (r.id, Some(r.result)),
-            // CMD-30: an error response is not an answer; the approval stays pending.
-            Message::Error(ErrorResponse { id: Some(id), .. }) => (id, None),
-            _ => return,
-        };
-        let key = (session, id);
-        if let Some(thread_id) = self.requests.get(&key).cloned() {
-            let Some(result) = result else { return };
-            match serde_json::from_value::<ApprovalResult>(result) {
-                Ok(r) => {
-                    self.requests.remove(&key);
-                    self.resolve(&thread_id, r.decision, Some(session));
-                }
-                Err(e) => self.notices.push_back(format!(
-                    "session {session}: approval answer ignored (CMD-13 BadResult): {e}"
-                )),
-            }
-            return;
-        }
-        if result.is_some()
-            && let Some(late) = self.resolved.remove(&key)
-        {
-            // CMD-32: nothing changes; the late answerer is told.
-            let e = CommandError::ApprovalAlreadyResolved;
-            let n = ServerNotification::ServerRequestResolved(ServerRequestResolvedParams {
-                thread_id: late.thread_id,
-                request_id: key.1,
-                decision: late.decision,
-                resolved_by: late.resolved_by,
-                rejected_answer: Some(RejectedAnswer {
-                    code: e.rpc_code(),
-                    message: e.to_string(),
-                }),
-            });
-            self.push(session, notification(n));
-        }
-        // CMD-14: any other response is ignored.
+        let threads = &self.threads;
+        self.approvals
+            .handle_response(session, message, |t| attached(threads, t));
+        self.drain_approvals();
     }
 }
 

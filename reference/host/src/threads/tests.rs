@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tether_proto::cmd::codes;
 use tether_proto::cmd::methods::decode_delta;
 use tether_proto::cmd::types::{ApprovalPolicy, CommandExecutionStatus, SandboxMode, ThreadStatus};
+use tether_proto::cmd::{ErrorResponse, codes};
 use tether_proto::limits::MAX_TRANSPORT_PLAINTEXT_LEN;
 
 use super::*;
