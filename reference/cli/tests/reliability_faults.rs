@@ -374,10 +374,7 @@ fn relay_killed_mid_stream_then_everything_reconnects() {
     // A library controller waiting for the relay with backoff (LINK-28).
     let url = relay.url.clone();
     let waiter = thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tether_testkit::inproc::runtime();
         rt.block_on(async {
             let mut backoff =
                 tether_controller::Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
