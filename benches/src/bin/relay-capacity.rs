@@ -24,7 +24,6 @@
 //! if the hard limit is too low.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,7 +36,6 @@ use tether_proto::keys::public_key;
 use tether_proto::limits::MAX_SESSIONS_PER_HOST;
 use tether_proto::link::{RelayFrame, SessionId};
 use tether_relay::client::{self, ClientLink};
-use tether_relay::{RelayServer, RelayServerConfig};
 use tether_testkit::inproc;
 use tether_testkit::proc::{Proc, wait_line};
 use tokio::sync::{Semaphore, watch};
@@ -121,12 +119,7 @@ fn real_main() -> Result<()> {
 
 /// Child mode: the relay alone; prints its address, runs until stdin closes.
 async fn serve() -> Result<()> {
-    let config = RelayServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0))).with_workspace(
-        WORKSPACE,
-        CREDENTIAL.as_bytes(),
-        true,
-    )?;
-    let relay = RelayServer::bind(config).await?.spawn();
+    let relay = inproc::relay(&[(WORKSPACE, CREDENTIAL.as_bytes())]).await;
     println!("ADDR {}", relay.local_addr());
     std::io::stdout().flush()?;
     tokio::task::spawn_blocking(|| {

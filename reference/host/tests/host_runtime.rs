@@ -115,7 +115,7 @@ async fn pair_exec_resume_revoke_over_wss() {
     let mut options = inproc::host_options(&url, "acme", CREDENTIAL, "build-box");
     options.ca_cert = Some(cert.cert.clone());
     let mut host = inproc::Host::start(state.clone(), options);
-    let (fingerprint, reported) = host.ready(WAIT).await;
+    let (fingerprint, reported) = host.ready(WAIT).await.unwrap();
     assert_eq!(reported, url);
     let host_key = tether_proto::keys::public_key(&state.read_key().unwrap());
     assert_eq!(fingerprint, tether_proto::keys::fingerprint(&host_key));

@@ -50,7 +50,7 @@ impl TestHost {
         let mut options = inproc::host_options(url, workspace, CREDENTIAL, &name);
         options.commands = commands;
         let mut host = inproc::Host::start(state.clone(), options);
-        host.ready(WAIT).await;
+        host.ready(WAIT).await.unwrap();
         Self { host, state }
     }
 

@@ -271,29 +271,35 @@ impl Host {
     }
 
     /// Waits (each event at most `limit`) for `READY`; returns the fingerprint and relay URL
-    /// the host reported. Panics on a lost link or a stopped host.
-    pub async fn ready(&mut self, limit: Duration) -> (String, String) {
+    /// the host reported.
+    ///
+    /// # Errors
+    /// If the host lost its link, stopped, or said nothing within `limit`.
+    pub async fn ready(&mut self, limit: Duration) -> Result<(String, String)> {
         loop {
             match tokio::time::timeout(limit, self.events.recv())
                 .await
-                .unwrap_or_else(|_| panic!("host not ready within {limit:?}"))
+                .map_err(|_| anyhow!("host not ready within {limit:?}"))?
             {
-                Some(RunEvent::Ready { fingerprint, relay }) => return (fingerprint, relay),
-                Some(RunEvent::LinkLost { reason, .. }) => panic!("link lost: {reason}"),
+                Some(RunEvent::Ready { fingerprint, relay }) => return Ok((fingerprint, relay)),
+                Some(RunEvent::LinkLost { reason, .. }) => bail!("link lost: {reason}"),
                 Some(_) => {}
-                None => panic!("host stopped: {:?}", (&mut self.task).await),
+                None => bail!("host stopped: {:?}", (&mut self.task).await),
             }
         }
     }
 
     /// Asks the host to stop and waits (at most `limit`) for `run` to return.
-    pub async fn stop(mut self, limit: Duration) -> Result<(), RunError> {
+    ///
+    /// # Errors
+    /// If it does not stop in time, or `run` failed.
+    pub async fn stop(mut self, limit: Duration) -> Result<()> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         tokio::time::timeout(limit, &mut self.task)
             .await
-            .unwrap_or_else(|_| panic!("host did not stop within {limit:?}"))
-            .unwrap_or_else(|e| panic!("host task: {e}"))
+            .map_err(|_| anyhow!("host did not stop within {limit:?}"))??
+            .map_err(|e| anyhow!("host run: {e}"))
     }
 }

@@ -77,15 +77,6 @@ impl Proc {
         }
     }
 
-    /// Closes the process's stdin (if piped) and waits up to `limit` for it to end; kills
-    /// it if it does not.
-    pub fn stop(mut self, limit: Duration) -> Option<ExitStatus> {
-        drop(self.0.stdin.take());
-        let status = self.wait_exit(limit);
-        self.kill();
-        status
-    }
-
     /// Waits up to `limit` for the process to end and collects what it wrote on its piped
     /// stdout and stderr (see [`Proc::piped`]); panics if it is still running.
     pub fn finish(mut self, limit: Duration) -> Output {

@@ -44,15 +44,6 @@ impl Tap {
         });
         Self { addr, seen }
     }
-
-    /// Whether `needle` occurs in what the tap has seen.
-    pub fn saw(&self, needle: &[u8]) -> bool {
-        self.seen
-            .lock()
-            .unwrap()
-            .windows(needle.len())
-            .any(|w| w == needle)
-    }
 }
 
 fn forward(mut from: TcpStream, mut to: TcpStream, kept: &Mutex<Vec<u8>>) {
