@@ -21,16 +21,14 @@ use serde_json::json;
 use tether_controller::{
     Connection, ControllerState, LinkOptions, PairedHost, RpcError, connect, pair,
 };
-use tether_host::runtime::{HostOptions, RunEvent};
 use tether_host::state::StateDir;
-use tether_host::{CommandConfig, run};
 use tether_proto::cmd::{Message, Notification};
 use tether_proto::limits::{HANDSHAKE_RATE_PER_SEC, MAX_TRANSPORT_PLAINTEXT_LEN};
 use tether_proto::time::UnixTime;
-use tether_relay::{RelayHandle, RelayServer, RelayServerConfig};
+use tether_relay::RelayHandle;
+use tether_testkit::inproc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message as Ws;
 
 /// The workspace of the benchmark relay.
@@ -55,11 +53,6 @@ fn state_root() -> Result<tempfile::TempDir> {
         .with_context(|| format!("creating a state directory in {}", base.display()))
 }
 
-struct RunningHost {
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
 /// The reference relay, `hosts` reference hosts paired with one reference controller.
 ///
 /// A host takes at most 50 handshakes a second (`CHAN-14`); [`TetherStack::pace`] spreads
@@ -67,7 +60,7 @@ struct RunningHost {
 /// refused.
 pub struct TetherStack {
     relay: Option<RelayHandle>,
-    hosts: Vec<RunningHost>,
+    hosts: Vec<inproc::Host>,
     controller: ControllerState,
     paired: Vec<PairedHost>,
     last_handshake: Vec<Option<Instant>>,
@@ -91,15 +84,7 @@ impl TetherStack {
     /// Any set-up failure (binding, registration, pairing).
     pub async fn start(hosts: usize) -> Result<Self> {
         let dir = state_root()?;
-        let relay = RelayServer::bind(
-            RelayServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0))).with_workspace(
-                WORKSPACE,
-                CREDENTIAL.as_bytes(),
-                true,
-            )?,
-        )
-        .await?
-        .spawn();
+        let relay = inproc::relay(&[(WORKSPACE, CREDENTIAL.as_bytes())]).await;
         let url = relay.url().to_owned();
         let controller = ControllerState::open(&dir.path().join("controller"))?;
         let options = LinkOptions::default();
@@ -107,49 +92,13 @@ impl TetherStack {
         let mut paired = Vec::new();
         for i in 0..hosts.max(1) {
             let state = StateDir::open(dir.path().join(format!("host{i}")))?;
-            let (events_tx, mut events) = mpsc::unbounded_channel();
-            let (stop, stopped) = oneshot::channel::<()>();
-            let host_options = HostOptions {
-                relay: url.clone(),
-                workspace: WORKSPACE.into(),
-                credential: CREDENTIAL.into(),
-                name: format!("bench-host-{i}"),
-                confirm: false,
-                commands: CommandConfig::default(),
-                ca_cert: None,
-                insecure: false,
-            };
-            let task = tokio::spawn({
-                let state = state.clone();
-                async move {
-                    let _ = run(
-                        state,
-                        host_options,
-                        async {
-                            let _ = stopped.await;
-                        },
-                        move |e| {
-                            let _ = events_tx.send(e);
-                        },
-                    )
-                    .await;
-                }
-            });
-            running.push(RunningHost {
-                stop: Some(stop),
-                task,
-            });
-            loop {
-                match tokio::time::timeout(SETUP_WAIT, events.recv()).await {
-                    Ok(Some(RunEvent::Ready { .. })) => break,
-                    Ok(Some(RunEvent::LinkLost { reason, .. })) => {
-                        bail!("host {i} lost its link: {reason}")
-                    }
-                    Ok(Some(_)) => {}
-                    Ok(None) => bail!("host {i} stopped before READY"),
-                    Err(_) => bail!("host {i} not READY within {SETUP_WAIT:?}"),
-                }
-            }
+            let name = format!("bench-host-{i}");
+            let host_options = inproc::host_options(&url, WORKSPACE, CREDENTIAL, &name);
+            let mut host = inproc::Host::start(state.clone(), host_options);
+            host.ready(SETUP_WAIT)
+                .await
+                .with_context(|| format!("host {i}"))?;
+            running.push(host);
             let token = state.mint_token(Duration::from_secs(300), UnixTime::now())?;
             let done = tokio::time::timeout(
                 SETUP_WAIT,
@@ -211,13 +160,8 @@ impl TetherStack {
 
     /// Stops the hosts and the relay.
     pub async fn shutdown(mut self) {
-        for h in &mut self.hosts {
-            if let Some(stop) = h.stop.take() {
-                let _ = stop.send(());
-            }
-        }
         for h in self.hosts.drain(..) {
-            let _ = tokio::time::timeout(Duration::from_secs(5), h.task).await;
+            let _ = h.stop(Duration::from_secs(5)).await;
         }
         if let Some(relay) = self.relay.take() {
             relay.shutdown().await;

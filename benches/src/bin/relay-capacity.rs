@@ -23,9 +23,8 @@
 //! It raises `RLIMIT_NOFILE` to what N needs (both processes), and stops with a message
 //! if the hard limit is too low.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::io::Write;
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -34,11 +33,11 @@ use anyhow::{Context, Result, anyhow, bail};
 use tether_benches::e2e::{CREDENTIAL, WORKSPACE};
 use tether_benches::sys::{nofile_hard_limit, raise_nofile, rss_bytes};
 use tether_proto::keys::public_key;
-use tether_proto::limits::{MAX_SESSIONS_PER_HOST, PROTOCOL_VERSION};
-use tether_proto::link::registration::HostRegistration;
-use tether_proto::link::{RelayFrame, Role, SessionId};
+use tether_proto::limits::MAX_SESSIONS_PER_HOST;
+use tether_proto::link::{RelayFrame, SessionId};
 use tether_relay::client::{self, ClientLink};
-use tether_relay::{RelayServer, RelayServerConfig};
+use tether_testkit::inproc;
+use tether_testkit::proc::{Proc, wait_line};
 use tokio::sync::{Semaphore, watch};
 
 /// Frames a host receives per acknowledgement.
@@ -120,12 +119,7 @@ fn real_main() -> Result<()> {
 
 /// Child mode: the relay alone; prints its address, runs until stdin closes.
 async fn serve() -> Result<()> {
-    let config = RelayServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0))).with_workspace(
-        WORKSPACE,
-        CREDENTIAL.as_bytes(),
-        true,
-    )?;
-    let relay = RelayServer::bind(config).await?.spawn();
+    let relay = inproc::relay(&[(WORKSPACE, CREDENTIAL.as_bytes())]).await;
     println!("ADDR {}", relay.local_addr());
     std::io::stdout().flush()?;
     tokio::task::spawn_blocking(|| {
@@ -138,43 +132,30 @@ async fn serve() -> Result<()> {
 }
 
 struct RelayChild {
-    child: Child,
+    proc: Proc,
     url: String,
 }
 
 impl Drop for RelayChild {
     fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // Closing stdin asks the relay to stop; `Proc` kills it if it has not within 5 s.
+        drop(self.proc.0.stdin.take());
+        let _ = self.proc.wait_exit(Duration::from_secs(5));
     }
 }
 
 fn spawn_relay() -> Result<RelayChild> {
-    let exe = std::env::current_exe()?;
-    let mut child = Command::new(exe)
-        .arg("--serve")
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("--serve")
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting the relay process")?;
-    let stdout = child.stdout.take().context("relay stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let addr = line
-        .trim()
-        .strip_prefix("ADDR ")
-        .ok_or_else(|| anyhow!("relay process said {line:?}"))?
-        .to_owned();
+        .stdout(Stdio::piped());
+    let mut proc = Proc::spawn(cmd);
+    let stdout = proc.0.stdout.take().context("relay stdout")?;
+    let line = wait_line(stdout, "ADDR ", Duration::from_secs(30))
+        .context("the relay process printed no address")?;
+    let addr = line.trim().trim_start_matches("ADDR ").to_owned();
     Ok(RelayChild {
-        child,
+        proc,
         url: format!("ws://{addr}/"),
     })
 }
@@ -197,7 +178,7 @@ async fn measure(args: Args) -> Result<()> {
         );
     }
     let relay = spawn_relay()?;
-    let pid = relay.child.id();
+    let pid = relay.proc.pid();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_empty = rss_bytes(pid)?;
 
@@ -333,48 +314,8 @@ async fn measure(args: Args) -> Result<()> {
     Ok(())
 }
 
-async fn hello(url: &str, role: Role, registration: Vec<u8>) -> Result<ClientLink> {
-    let mut link = client::connect(url, None).await?;
-    client::send_frame(
-        &mut link,
-        &RelayFrame::Hello {
-            version: PROTOCOL_VERSION,
-            role,
-            workspace: WORKSPACE.into(),
-            credential: CREDENTIAL.as_bytes().to_vec(),
-            registration,
-        },
-    )
-    .await?;
-    Ok(link)
-}
-
 async fn register_host(url: &str, private: &[u8; 32]) -> Result<ClientLink> {
-    let (reg, msg1) =
-        HostRegistration::start(private, WORKSPACE).map_err(|e| anyhow!("registration: {e:?}"))?;
-    let mut link = hello(url, Role::Host, msg1.to_vec()).await?;
-    let mut reg = Some(reg);
-    loop {
-        match client::recv_frame(&mut link).await? {
-            Some(RelayFrame::HostChallenge { message }) => {
-                let proof = reg
-                    .take()
-                    .context("second challenge")?
-                    .respond(&message)
-                    .map_err(|e| anyhow!("registration: {e:?}"))?;
-                client::send_frame(
-                    &mut link,
-                    &RelayFrame::HostProof {
-                        message: proof.to_vec(),
-                    },
-                )
-                .await?;
-            }
-            Some(RelayFrame::Ready) => return Ok(link),
-            Some(other) => bail!("host registration: unexpected {}", other.type_name()),
-            None => bail!("host registration: link closed"),
-        }
-    }
+    inproc::host_link(url, private, WORKSPACE, CREDENTIAL.as_bytes()).await
 }
 
 /// A host: answers `INCOMING` with a 48-byte `DATA`, counts and acknowledges `DATA`.
@@ -407,12 +348,8 @@ async fn run_host(mut link: ClientLink, received: Arc<AtomicU64>) {
 }
 
 async fn open_session(url: &str, host_key: [u8; 32], session: SessionId) -> Result<ClientLink> {
-    let mut link = hello(url, Role::Controller, Vec::new()).await?;
-    match client::recv_frame(&mut link).await? {
-        Some(RelayFrame::Ready) => {}
-        Some(other) => bail!("controller HELLO: unexpected {}", other.type_name()),
-        None => bail!("controller HELLO: link closed"),
-    }
+    let mut link = client::connect(url, None).await?;
+    inproc::controller_hello(&mut link, WORKSPACE, CREDENTIAL.as_bytes()).await?;
     client::send_frame(
         &mut link,
         &RelayFrame::Open {

@@ -12,10 +12,9 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use support::{Proc, TempDir, listening_url, run, tether};
+use support::{Relay, TempDir, run, tether};
 
 const MAIN: &str = "main-credential-0123456789";
 const OTHER: &str = "other-credential-0123456789";
@@ -46,7 +45,7 @@ done
 "#;
 
 struct ConfiguredRelay {
-    _proc: Proc,
+    _relay: Relay,
     url: String,
     dir: TempDir,
 }
@@ -62,22 +61,16 @@ fn start_configured_relay() -> ConfiguredRelay {
     std::fs::write(dir.join("relay.toml"), &base).unwrap();
     std::fs::write(dir.join("reconfigure.sh"), SCRIPT).unwrap();
     let log = std::fs::File::create(dir.join("relay.log")).unwrap();
-    let mut child = tether()
-        .args(["relay", "--listen", "127.0.0.1:0", "--config"])
+    let mut c = tether();
+    c.args(["relay", "--listen", "127.0.0.1:0", "--config"])
         .arg(dir.join("relay.toml"))
         .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    std::fs::write(dir.join("relay.pid"), child.id().to_string()).unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let proc = Proc(child);
-    let (url, _) = listening_url(stdout);
+        .stderr(log);
+    let relay = Relay::start(c);
+    std::fs::write(dir.join("relay.pid"), relay.proc.pid().to_string()).unwrap();
     ConfiguredRelay {
-        _proc: proc,
-        url,
+        url: relay.url.clone(),
+        _relay: relay,
         dir,
     }
 }

@@ -8,38 +8,30 @@
     missing_docs
 )]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Stdio;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod support;
 use support::*;
+use tether_testkit::tap::Tap;
 
 fn start_host(state: &Path, relay_url: &str) -> Proc {
     // The host's temporary directory (writable under workspace-write) is its own, beside
     // its state directory (SEC-22), so that the sandbox test can name a directory outside
     // every writable root wherever the repository and the system temporary directory are.
-    let child = host_run(state, relay_url)
-        .args(["--name", "build-box", "--allow-unsandboxed"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Proc(child)
+    let mut c = host_run(state, relay_url);
+    c.args(["--name", "build-box", "--allow-unsandboxed"]);
+    Proc::quiet(c)
 }
 
 /// `tether pair` with the credential from a file of mode 0600 beside the controller's
 /// state directory (`--credential-file`).
 fn pair_cmd(ctl: &Path, token: &str) -> Output {
-    use std::os::unix::fs::PermissionsExt;
     let file = ctl.with_file_name("ctl-credential");
-    std::fs::write(&file, format!("{CRED}\n")).unwrap();
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    tether_testkit::dirs::write_private(&file, &format!("{CRED}\n"));
     let mut c = tether();
     c.args(["pair", token, "--state"])
         .arg(ctl)
@@ -65,22 +57,13 @@ fn pair_when_up(ctl: &Path, token: &str) -> Output {
 }
 
 fn exec_cmd(ctl: &Path, argv: &[&str]) -> Output {
-    let mut c = tether();
-    c.args(["exec", "--state"]).arg(ctl).arg("--").args(argv);
-    run(c, LIMIT)
+    TETHER.exec(ctl, argv)
 }
 
 /// Runs `argv` until it succeeds at the transport level (exit status other than the
 /// failure of an unreachable host), for waits on a host reconnecting.
 fn exec_when_up(ctl: &Path, argv: &[&str]) -> Output {
-    eventually(LIMIT, "tether exec", || {
-        let out = exec_cmd(ctl, argv);
-        if out.stderr.starts_with("tether:") {
-            Err(format!("{out:?}"))
-        } else {
-            Ok(out)
-        }
-    })
+    TETHER.exec_when_up(ctl, argv)
 }
 
 fn world() -> World {
@@ -220,10 +203,7 @@ fn replayed_message_1_is_refused() {
     let w = world();
     let out = exec_when_up(&w.ctl_state.0, &["true"]);
     assert_eq!(out.code(), Some(0), "{out:?}");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tether_testkit::inproc::runtime();
     rt.block_on(async {
         tokio::time::timeout(LIMIT, async {
             let state = ControllerState::open(&w.ctl_state.0).unwrap();
@@ -260,48 +240,11 @@ fn replayed_message_1_is_refused() {
     drop(w.host);
 }
 
-/// A TCP proxy that records every byte it forwards, both ways.
-fn start_tap(target: String) -> (String, Arc<Mutex<Vec<u8>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let seen: Arc<Mutex<Vec<u8>>> = Arc::default();
-    let seen2 = seen.clone();
-    thread::spawn(move || {
-        for client in listener.incoming() {
-            let Ok(client) = client else { return };
-            let Ok(server) = TcpStream::connect(&target) else {
-                continue;
-            };
-            for (mut from, mut to) in [
-                (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                (server, client),
-            ] {
-                let seen = seen2.clone();
-                thread::spawn(move || {
-                    let mut buf = [0u8; 16384];
-                    loop {
-                        match from.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => {
-                                seen.lock().unwrap().extend_from_slice(&buf[..n]);
-                                if to.write_all(&buf[..n]).is_err() {
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    let _ = to.shutdown(std::net::Shutdown::Both);
-                });
-            }
-        }
-    });
-    (addr, seen)
-}
-
 #[test]
 fn the_relay_sees_no_plaintext() {
     let w = world();
-    let (tap_addr, seen) = start_tap(w.relay.addr.clone());
+    let tap = Tap::start(&w.relay.addr);
+    let tap_addr = &tap.addr;
     let path = w.ctl_state.join("controller.json");
     let text = std::fs::read_to_string(&path).unwrap();
     let edited = text.replace(&w.relay.url, &format!("ws://{tap_addr}/"));
@@ -311,7 +254,7 @@ fn the_relay_sees_no_plaintext() {
     let out = exec_when_up(&w.ctl_state.0, &["echo", marker]);
     assert_eq!(out.code(), Some(0), "{out:?}");
     assert_eq!(out.stdout, format!("{marker}\n"), "{out:?}");
-    let bytes = seen.lock().unwrap().clone();
+    let bytes = tap.seen.lock().unwrap().clone();
     assert!(
         bytes.len() > 1000,
         "the tap saw the session ({} bytes)",
@@ -370,30 +313,19 @@ fn ctrl_c_ends_a_running_exec() {
     let w = world();
     let out = exec_when_up(&w.ctl_state.0, &["true"]);
     assert_eq!(out.code(), Some(0), "{out:?}");
-    let child = tether()
-        .args(["exec", "--state"])
+    let mut c = tether();
+    c.args(["exec", "--state"])
         .arg(&w.ctl_state.0)
         .args(["--", "sleep", "30"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = Proc(child);
+        .stderr(Stdio::piped());
+    let mut child = Proc::spawn(c);
     thread::sleep(Duration::from_millis(1500));
-    let status = Command::new("kill")
-        .args(["-INT", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "exec did not end on SIGINT");
-        thread::sleep(Duration::from_millis(50));
-    };
+    child.signal("INT");
+    let status = child
+        .wait_exit(Duration::from_secs(10))
+        .expect("exec did not end on SIGINT");
     assert_eq!(status.code(), Some(130));
     let mut err = String::new();
     child

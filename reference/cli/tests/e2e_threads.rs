@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tether_controller::{
@@ -28,28 +28,19 @@ use tether_proto::cmd::{Message, codes};
 
 mod support;
 use support::*;
+use tether_testkit::inproc::runtime;
 
 fn start_host(state: &Path, relay_url: &str, name: &str, extra: &[&str]) -> Proc {
     // The host's temporary directory (writable under workspace-write) is its own, beside
     // its state directory (SEC-22), so that the sandbox test can name a directory outside
     // every writable root wherever the repository and the system temporary directory are.
-    let child = host_run(state, relay_url)
-        .args(["--name", name, "--allow-unsandboxed"])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Proc(child)
+    let mut c = host_run(state, relay_url);
+    c.args(["--name", name, "--allow-unsandboxed"]).args(extra);
+    Proc::quiet(c)
 }
 
 fn pair_cmd(ctl: &Path, token: &str, name: &str) -> Output {
-    let mut c = tether();
-    c.args(["pair", token, "--state"])
-        .arg(ctl)
-        .args(["--credential", CRED, "--name", name]);
-    run(c, Duration::from_secs(90))
+    TETHER.pair(ctl, token, CRED, name)
 }
 
 /// Pairs, retrying while the host is not registered yet.
@@ -133,13 +124,6 @@ fn turn_cmd(ctl: &Path, thread: &str, decision: Option<&str>, text: &str) -> Com
     c
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 async fn lib_connect(ctl: &Path, host: Option<&str>) -> Connection {
     let state = ControllerState::open(ctl).unwrap();
     let host = state.find_host(host).unwrap();
@@ -198,57 +182,6 @@ fn have_script() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Sends SIGINT to a running child.
-fn interrupt(child: &Proc) {
-    let status = Command::new("kill")
-        .args(["-INT", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-/// Waits (bounded) for a spawned child and collects its output.
-fn finish(mut child: Proc, limit: Duration) -> Output {
-    let mut out = child.0.stdout.take().unwrap();
-    let mut err = child.0.stderr.take().unwrap();
-    let t_out = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "child did not finish in {limit:?}"
-        );
-        thread::sleep(Duration::from_millis(50));
-    };
-    Output {
-        status,
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
-    }
-}
-
-fn spawn(mut c: Command) -> Proc {
-    Proc(
-        c.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    )
-}
-
 // ---------------------------------------------------------------------------------------
 
 /// CMD-2..CMD-14 over a real session: every malformed message gets its typed error (with
@@ -257,7 +190,7 @@ fn spawn(mut c: Command) -> Proc {
 fn malformed_json_rpc_gets_typed_errors_and_the_session_survives() {
     let w = world();
     wait_reachable(&w.ctl_state.0);
-    rt().block_on(async {
+    runtime().block_on(async {
         tokio::time::timeout(LIMIT, async {
             let mut conn = lib_connect(&w.ctl_state.0, None).await;
             let s = &conn.session;
@@ -353,7 +286,7 @@ fn malformed_json_rpc_gets_typed_errors_and_the_session_survives() {
 fn remote_access_off_is_a_typed_error_printed_plainly() {
     let w = world();
     wait_reachable(&w.ctl_state.0);
-    rt().block_on(async {
+    runtime().block_on(async {
         tokio::time::timeout(LIMIT, async {
             let conn = lib_connect(&w.ctl_state.0, None).await;
             tether_host::state::StateDir::open(&w.host_state.0)
@@ -565,24 +498,24 @@ fn ctrl_c_interrupts_a_turn_and_the_admin_refusal_is_printed() {
         None,
         &["--cwd", &cwd, "--approval-policy", "never"],
     );
-    let child = spawn(turn_cmd(&w.ctl_state.0, &id, Some("accept"), "$ sleep 20"));
+    let child = Proc::piped(turn_cmd(&w.ctl_state.0, &id, Some("accept"), "$ sleep 20"));
     wait_active(&w.ctl_state.0, &id);
-    interrupt(&child);
-    let out = finish(child, LIMIT);
+    child.signal("INT");
+    let out = child.finish(LIMIT);
     assert_eq!(out.code(), Some(130), "{out:?}");
     assert!(out.stderr.contains("interrupting the turn"), "{out:?}");
     let out = tctl(&w.ctl_state.0, &["thread", "show", "--json", &id]);
     let read: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(read["turns"][0]["status"], "interrupted", "{read}");
 
-    let child = spawn(turn_cmd(&w.ctl_state.0, &id, Some("accept"), "$ sleep 20"));
+    let child = Proc::piped(turn_cmd(&w.ctl_state.0, &id, Some("accept"), "$ sleep 20"));
     wait_active(&w.ctl_state.0, &id);
     tether_host::state::StateDir::open(&w.host_state.0)
         .unwrap()
         .set_remote_access(false)
         .unwrap();
-    interrupt(&child);
-    let out = finish(child, LIMIT);
+    child.signal("INT");
+    let out = child.finish(LIMIT);
     assert_eq!(out.code(), Some(1), "{out:?}");
     let line = out
         .stderr
@@ -629,7 +562,7 @@ fn two_controllers_race_to_answer_one_approval() {
     pair_when_up(&phone.0, &token, "phone");
     let p = project("race-project", "x\n");
     let cwd = p.0.display().to_string();
-    rt().block_on(async {
+    runtime().block_on(async {
         tokio::time::timeout(LIMIT, async {
             let mut a = lib_connect(&w.ctl_state.0, None).await;
             let mut b = lib_connect(&phone.0, None).await;
@@ -863,18 +796,9 @@ fn pty_turn(ctl: &Path, thread: &str, text: &str, answers: &[&str]) -> (Option<i
         stdin.flush().unwrap();
     }
     let mut child = child;
-    let deadline = Instant::now() + LIMIT;
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "turn did not finish: {}",
-            shown.lock().unwrap()
-        );
-        thread::sleep(Duration::from_millis(50));
-    };
+    let status = child
+        .wait_exit(LIMIT)
+        .unwrap_or_else(|| panic!("turn did not finish: {}", shown.lock().unwrap()));
     drop(stdin);
     thread::sleep(Duration::from_millis(200));
     let text = shown.lock().unwrap().clone();
@@ -939,7 +863,7 @@ fn an_unanswered_approval_is_declined_by_the_host() {
     let cwd = p.0.display().to_string();
     let marker = p.join("timed-out");
     wait_reachable(&w.ctl_state.0);
-    rt().block_on(async {
+    runtime().block_on(async {
         tokio::time::timeout(LIMIT, async {
             let mut conn = lib_connect(&w.ctl_state.0, None).await;
             let thread = thread_start(
@@ -1048,7 +972,7 @@ fn a_second_device_answers_with_thread_attach() {
     );
     let mut c = ctl_cmd(&phone.0, &["thread", "attach", "--decision", "accept"]);
     c.arg(&id);
-    let mut attached = spawn(c);
+    let mut attached = Proc::piped(c);
     // Wait for "attached" on its stderr before starting the turn.
     let err = attached.0.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
@@ -1081,7 +1005,7 @@ fn a_second_device_answers_with_thread_attach() {
         .unwrap()
         .read_to_string(&mut stdout)
         .unwrap();
-    let status = attached.0.wait().unwrap();
+    let status = attached.wait_exit(LIMIT).expect("attached turn ended");
     assert_eq!(status.code(), Some(0));
     assert_eq!(stdout, "from-laptop-turn\n");
     drop(w.host);

@@ -6,15 +6,16 @@
     clippy::panic
 )]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tether_proto::token::PairingToken;
+use tether_testkit::cli::{HOST_READY, Relay, Tether};
+use tether_testkit::dirs::{TempDir, beside, write_private};
+use tether_testkit::proc::{Output, Proc, run, start_until};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tether");
+const TETHER: Tether = Tether::new(env!("CARGO_BIN_EXE_tether"));
 const CREDENTIAL: &str = "host-cli-test-credential";
 
 fn hex_encode(bytes: &[u8]) -> String {
@@ -28,111 +29,33 @@ fn hex_decode(text: &str) -> Vec<u8> {
         .collect()
 }
 
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A fresh directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let path =
-            std::env::temp_dir().join(format!("tether-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// `tether` without the environment the tests control.
 fn bin() -> Command {
-    let mut c = Command::new(BIN);
-    c.env_remove("TETHER_CREDENTIAL");
-    c
+    TETHER.command()
 }
 
-/// Starts `args`, waits (at most 20 s) for a stdout line starting with `prefix`.
-fn start_until(args: &[&str], prefix: &str) -> (Proc, String) {
-    let mut c = bin();
-    c.args(args);
-    start_cmd_until(c, prefix)
+fn tether(args: &[&str]) -> Output {
+    TETHER.run(args)
 }
 
-/// Starts `cmd`, waits (at most 20 s) for a stdout line starting with `prefix`.
-fn start_cmd_until(mut cmd: Command, prefix: &str) -> (Proc, String) {
-    let args = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let proc = Proc(child);
-    let (tx, rx) = mpsc::channel();
-    let wanted = prefix.to_owned();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if line.starts_with(&wanted) {
-                let _ = tx.send(line);
-            }
-        }
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(20))
-        .unwrap_or_else(|_| panic!("no line starting with {prefix:?} from {args}"));
-    (proc, line)
-}
-
-fn tether(args: &[&str]) -> std::process::Output {
-    bin().args(args).stdin(Stdio::null()).output().unwrap()
-}
-
-fn relay() -> (Proc, String) {
-    let (p, line) = start_until(
-        &[
-            "relay",
-            "--listen",
-            "127.0.0.1:0",
-            "--workspace",
-            &format!("acme={CREDENTIAL}"),
-        ],
-        "tether relay listening on ",
-    );
-    let url = line.rsplit(' ').next().unwrap().to_owned();
-    (p, url)
+/// `tether relay` on 127.0.0.1 with workspace acme; its URL as the relay prints it.
+fn relay() -> (Relay, String) {
+    let relay = Relay::start(TETHER.relay_command("127.0.0.1:0", &[("acme", CREDENTIAL)]));
+    let url = relay.url.trim_end_matches('/').to_owned();
+    (relay, url)
 }
 
 /// `tether host run` on `state` with the credential in `STATE-credential` (mode 0600,
 /// SEC-23) and the commands' temporary directory `STATE-tmp`, both beside the state
 /// directory (SEC-22), and `extra` arguments; not started.
 fn host_cmd(state: &Path, url: &str, extra: &[&str]) -> Command {
-    use std::os::unix::fs::PermissionsExt;
     let name = state.file_name().unwrap().to_str().unwrap();
     let credential = state.with_file_name(format!("{name}-credential"));
-    std::fs::write(&credential, format!("{CREDENTIAL}\n")).unwrap();
-    std::fs::set_permissions(&credential, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let tmp = state.with_file_name(format!("{name}-tmp"));
-    std::fs::create_dir_all(&tmp).unwrap();
+    write_private(&credential, &format!("{CREDENTIAL}\n"));
+    let tmp = beside(state, "tmp");
     let mut c = bin();
     c.env("TMPDIR", &tmp)
+        .stderr(Stdio::null())
         .args(["host", "run", "--state"])
         .arg(state)
         .args(["--relay", url, "--workspace", "acme", "--credential-file"])
@@ -143,7 +66,12 @@ fn host_cmd(state: &Path, url: &str, extra: &[&str]) -> Command {
 }
 
 fn host(state: &Path, url: &str) -> (Proc, String) {
-    start_cmd_until(host_cmd(state, url, &[]), "tether host ready: ")
+    start_cmd_until(host_cmd(state, url, &[]), HOST_READY)
+}
+
+/// Starts `cmd`, waits (at most 20 s) for a stdout line starting with `prefix`.
+fn start_cmd_until(cmd: Command, prefix: &str) -> (Proc, String) {
+    start_until(cmd, prefix, Duration::from_secs(20))
 }
 
 /// The command line of a running process, arguments joined by spaces.
@@ -154,27 +82,9 @@ fn cmdline(pid: u32) -> String {
 }
 
 /// Runs `cmd` to its end (at most 20 s) and returns its exit code and stderr.
-fn refused(mut cmd: Command) -> (Option<i32>, String) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-            return (status.code(), err);
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} was not refused: it still runs after 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn refused(cmd: Command) -> (Option<i32>, String) {
+    let out = run(cmd, Duration::from_secs(20));
+    (out.code(), out.stderr)
 }
 
 #[test]
@@ -196,12 +106,8 @@ fn host_pair_prints_a_token_for_this_host() {
         "--png",
         png.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{}", out.stderr);
+    let stdout = out.stdout;
     let line = stdout.lines().next().unwrap();
     let token = PairingToken::from_text(line).unwrap();
     // The token names this host's key, its relay and workspace (TOKEN-1).
@@ -218,7 +124,7 @@ fn host_pair_prints_a_token_for_this_host() {
     // TOKEN-9
     assert!(token.expires_at() <= now + 120 && token.expires_at() + 10 >= now + 120);
     // The QR code went to stderr, in half blocks.
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = out.stderr;
     assert!(stderr.contains('█') || stderr.contains('▀') || stderr.contains('▄'));
     // TOKEN-14: a PNG was written.
     let bytes = std::fs::read(&png).unwrap();
@@ -238,7 +144,7 @@ fn host_pair_prints_a_token_for_this_host() {
         "601",
     ]);
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8(out.stderr).unwrap();
+    let err = out.stderr;
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("TOKEN-9"), "{err}");
 }
@@ -251,14 +157,11 @@ fn host_devices_and_revoke() {
     // Before any run: pair names what to do.
     let out = tether(&["host", "pair", "--state", s]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("tether host run"));
+    assert!(out.stderr.contains("tether host run"));
 
     let out = tether(&["host", "devices", "--state", s]);
     assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
-        "no paired devices\n"
-    );
+    assert_eq!(out.stdout, "no paired devices\n");
 
     // Two devices named alike, one other, as host.json records them.
     let keys = [[1u8; 32], [2u8; 32], [3u8; 32]];
@@ -281,7 +184,7 @@ fn host_devices_and_revoke() {
 
     let out = tether(&["host", "devices", "--state", s]);
     assert!(out.status.success());
-    let listing = String::from_utf8(out.stdout).unwrap();
+    let listing = out.stdout;
     assert_eq!(listing.lines().count(), 3, "{listing}");
     let fp = tether_proto::keys::fingerprint(&keys[2]);
     assert!(listing.contains(&fp), "{listing}");
@@ -291,7 +194,7 @@ fn host_devices_and_revoke() {
     // Ambiguous: exit 1, one line naming both.
     let out = tether(&["host", "revoke", "--state", s, "phone"]);
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8(out.stderr).unwrap();
+    let err = out.stderr;
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
         err.contains(&tether_proto::keys::fingerprint(&keys[0])),
@@ -305,23 +208,19 @@ fn host_devices_and_revoke() {
     // By fingerprint prefix.
     let prefix = &tether_proto::keys::fingerprint(&keys[0])[..9];
     let out = tether(&["host", "revoke", "--state", s, prefix]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", out.stderr);
     // By name.
     let out = tether(&["host", "revoke", "--state", s, "laptop"]);
     assert!(out.status.success());
 
-    let listing = String::from_utf8(tether(&["host", "devices", "--state", s]).stdout).unwrap();
+    let listing = tether(&["host", "devices", "--state", s]).stdout;
     assert_eq!(listing.matches("revoked").count(), 2, "{listing}");
 
     // A corrupt state file: one clear line, exit 1, file untouched.
     std::fs::write(state.join("host.json"), b"{\"version\":7}").unwrap();
     let out = tether(&["host", "devices", "--state", s]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("version 7"));
+    assert!(out.stderr.contains("version 7"));
     assert_eq!(
         std::fs::read(state.join("host.json")).unwrap(),
         b"{\"version\":7}"
@@ -370,16 +269,16 @@ fn sec_23_credential_never_on_the_command_line() {
 
     // From the file (mode 0600).
     let (mut from_file, _) = host(&state, &url);
-    let line = cmdline(from_file.0.id());
+    let line = cmdline(from_file.pid());
     assert!(line.contains("--credential-file"), "{line}");
     assert!(!line.contains(CREDENTIAL), "{line}");
-    let _ = from_file.0.kill();
-    let _ = from_file.0.wait();
+    from_file.kill();
 
     // From the environment.
     let mut c = bin();
     c.env("TMPDIR", tmp.0.join("state-tmp"))
         .env("TETHER_CREDENTIAL", CREDENTIAL)
+        .stderr(Stdio::null())
         .args(["host", "run", "--state"])
         .arg(&state)
         .args([
@@ -390,9 +289,9 @@ fn sec_23_credential_never_on_the_command_line() {
             "--name",
             "build-box",
         ]);
-    let (from_env, ready) = start_cmd_until(c, "tether host ready: ");
+    let (from_env, ready) = start_cmd_until(c, HOST_READY);
     assert!(ready.ends_with(&format!(" on {url}")), "{ready}");
-    assert!(!cmdline(from_env.0.id()).contains(CREDENTIAL));
+    assert!(!cmdline(from_env.pid()).contains(CREDENTIAL));
 }
 
 /// SEC-22: the state directory is its owner's alone and lies outside every directory the
@@ -462,7 +361,7 @@ fn sec_22_state_directory_placement_and_modes() {
     // project it serves.
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
     let c = host_cmd(&state, &url, &["--project", project_src.to_str().unwrap()]);
-    let (_host, ready) = start_cmd_until(c, "tether host ready: ");
+    let (_host, ready) = start_cmd_until(c, HOST_READY);
     assert!(ready.ends_with(&format!(" on {url}")), "{ready}");
     assert_eq!(mode(&state), 0o700);
     assert_eq!(mode(&state.join("host.key")), 0o600);

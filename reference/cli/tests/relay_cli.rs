@@ -8,29 +8,20 @@
     clippy::panic
 )]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use tether_proto::limits::PROTOCOL_VERSION;
 use tether_proto::link::{CloseCode, RelayFrame, Role};
 use tether_relay::client;
+use tether_testkit::cli::{Relay, Tether};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// Kills the process if the test ends early.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+const TETHER: Tether = Tether::new(env!("CARGO_BIN_EXE_tether"));
 
 fn tether() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tether"))
+    TETHER.command()
 }
 
 #[test]
@@ -71,41 +62,14 @@ fn relay_refuses_plain_ws_on_a_non_loopback_address() {
 
 #[test]
 fn relay_starts_serves_a_hello_and_stops_on_sigterm() {
-    let child = tether()
-        .args([
-            "relay",
-            "--listen",
-            "127.0.0.1:0",
-            "--workspace",
-            "acme=acme credential 0123",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut process = Process(child);
-    let stdout = process.0.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let line = rx.recv_timeout(WAIT).expect("no listening line").unwrap();
-    let url = line
-        .strip_prefix("tether relay listening on ")
-        .unwrap_or_else(|| panic!("unexpected line {line:?}"))
-        .to_owned();
+    let mut c = TETHER.relay_command("127.0.0.1:0", &[("acme", "acme credential 0123")]);
+    c.env("RUST_LOG", "warn");
+    let mut relay = Relay::start(c);
+    let url = relay.url.clone();
     assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
-    assert!(!url.ends_with(":0"), "{url}");
+    assert!(!relay.addr.ends_with(":0"), "{url}");
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = tether_testkit::inproc::runtime();
     runtime.block_on(async {
         let mut link = tokio::time::timeout(WAIT, client::connect(&url, None))
             .await
@@ -125,11 +89,7 @@ fn relay_starts_serves_a_hello_and_stops_on_sigterm() {
             .unwrap();
         assert_eq!(ready, Some(RelayFrame::Ready));
 
-        let status = Command::new("kill")
-            .args(["-TERM", &process.0.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        relay.proc.signal("TERM");
         let goaway = tokio::time::timeout(WAIT, client::recv_frame(&mut link))
             .await
             .unwrap()
@@ -146,16 +106,9 @@ fn relay_starts_serves_a_hello_and_stops_on_sigterm() {
         );
     });
 
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = process.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "relay did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = relay
+        .proc
+        .wait_exit(WAIT)
+        .expect("relay did not exit after SIGTERM");
     assert!(status.success(), "{status:?}");
 }

@@ -14,11 +14,11 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use support::{LIMIT, Proc, TempDir, listening_url, tether};
+use support::{LIMIT, Relay, TempDir, tether};
 use tether_proto::limits::PROTOCOL_VERSION;
 use tether_proto::link::{CloseCode, RelayFrame, Role};
 use tether_relay::client::{self, ClientLink};
@@ -37,14 +37,6 @@ fn config(acme: &str, beta_remote_access: bool) -> String {
          [[workspace]]\nid = \"beta\"\ncredential = \"{BETA}\"\n\
          remote_access = {beta_remote_access}\n"
     )
-}
-
-fn hangup(relay: &Proc) {
-    let status = Command::new("kill")
-        .args(["-HUP", &relay.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 /// Waits for a log line containing `needle` (lines are read by a thread).
@@ -118,19 +110,15 @@ fn sighup_applies_the_rewritten_config_to_open_links() {
     let dir = TempDir::new("relay-reload");
     let file = dir.join("relay.toml");
     std::fs::write(&file, config(ACME, true)).unwrap();
-    let mut child = tether()
-        .args(["relay", "--listen", "127.0.0.1:0", "--config"])
+    let mut c = tether();
+    c.args(["relay", "--listen", "127.0.0.1:0", "--config"])
         .arg(&file)
         .args(["--workspace", &format!("flag={FLAG}")])
         .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let relay = Proc(child);
+        .stderr(Stdio::piped());
+    let mut relay = Relay::start(c);
+    let stderr = relay.proc.0.stderr.take().unwrap();
+    let url = relay.url.clone();
     let (log_tx, log) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -139,13 +127,9 @@ fn sighup_applies_the_rewritten_config_to_open_links() {
             }
         }
     });
-    let (url, _) = listening_url(stdout);
     let mut seen = Vec::new();
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = tether_testkit::inproc::runtime();
     runtime.block_on(async {
         let mut acme = ready(&url, "acme", ACME).await;
         let mut beta = ready(&url, "beta", BETA).await;
@@ -153,7 +137,7 @@ fn sighup_applies_the_rewritten_config_to_open_links() {
 
         // Bad input: reported, and the running configuration kept.
         std::fs::write(&file, "[[workspace]]\nid = \"acme\"\ncredential = \n").unwrap();
-        hangup(&relay);
+        relay.proc.signal("HUP");
         wait_for_log(&log, "reload refused", &mut seen);
         alive(&mut acme, 1).await;
         alive(&mut beta, 2).await;
@@ -161,7 +145,7 @@ fn sighup_applies_the_rewritten_config_to_open_links() {
 
         // acme's credential rotated, beta switched off.
         std::fs::write(&file, config(ACME_NEW, false)).unwrap();
-        hangup(&relay);
+        relay.proc.signal("HUP");
         goaway(&mut acme, CloseCode::AUTH_FAILED).await;
         goaway(&mut beta, CloseCode::REMOTE_ACCESS_DISABLED).await;
         wait_for_log(&log, "credential changed", &mut seen);
@@ -186,7 +170,7 @@ fn sighup_applies_the_rewritten_config_to_open_links() {
             format!("[[workspace]]\nid = \"acme\"\ncredential = \"{ACME_NEW}\"\n"),
         )
         .unwrap();
-        hangup(&relay);
+        relay.proc.signal("HUP");
         wait_for_log(&log, "removed", &mut seen);
         alive(&mut acme, 4).await;
         alive(&mut flag, 5).await;

@@ -24,10 +24,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use reliability_util::*;
-use tether_proto::limits::PROTOCOL_VERSION;
-use tether_proto::link::registration::HostRegistration;
 use tether_proto::link::{CloseCode, RelayFrame, Role, SessionId};
 use tether_relay::client::{self, ClientLink};
+use tether_testkit::inproc::{controller_hello, hello, register_host};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
@@ -79,16 +78,6 @@ async fn ws_from(
     Ok(ws)
 }
 
-fn hello(role: Role, credential: &str, registration: Vec<u8>) -> RelayFrame {
-    RelayFrame::Hello {
-        version: PROTOCOL_VERSION,
-        role,
-        workspace: "acme".into(),
-        credential: credential.as_bytes().to_vec(),
-        registration,
-    }
-}
-
 async fn recv(link: &mut ClientLink, within: Duration) -> Option<RelayFrame> {
     tokio::time::timeout(within, client::recv_frame(link))
         .await
@@ -99,13 +88,10 @@ async fn recv(link: &mut ClientLink, within: Duration) -> Option<RelayFrame> {
 
 async fn controller_on(link: Result<ClientLink, String>) -> Result<ClientLink, String> {
     let mut link = link?;
-    client::send_frame(&mut link, &hello(Role::Controller, CRED, Vec::new()))
+    controller_hello(&mut link, "acme", CRED.as_bytes())
         .await
         .map_err(|e| e.to_string())?;
-    match recv(&mut link, LIMIT).await {
-        Some(RelayFrame::Ready) => Ok(link),
-        other => Err(format!("expected READY, got {other:?}")),
-    }
+    Ok(link)
 }
 
 async fn controller(relay: SocketAddr) -> ClientLink {
@@ -119,23 +105,9 @@ async fn controller(relay: SocketAddr) -> ClientLink {
 async fn host(relay: SocketAddr, rcvbuf: Option<u32>) -> (ClientLink, [u8; 32]) {
     let private = rand_bytes::<32>();
     let mut link = ws_from(relay, "127.0.0.1", rcvbuf).await.unwrap();
-    let (reg, msg1) = HostRegistration::start(&private, "acme").unwrap();
-    client::send_frame(&mut link, &hello(Role::Host, CRED, msg1.to_vec()))
+    register_host(&mut link, &private, "acme", CRED.as_bytes())
         .await
         .unwrap();
-    let Some(RelayFrame::HostChallenge { message }) = recv(&mut link, LIMIT).await else {
-        panic!("no HOST_CHALLENGE");
-    };
-    let proof = reg.respond(&message).unwrap();
-    client::send_frame(
-        &mut link,
-        &RelayFrame::HostProof {
-            message: proof.to_vec(),
-        },
-    )
-    .await
-    .unwrap();
-    assert_eq!(recv(&mut link, LIMIT).await, Some(RelayFrame::Ready));
     (link, tether_proto::keys::public_key(&private))
 }
 
@@ -493,7 +465,7 @@ fn oversize_and_malformed_frames_close_only_their_link() {
         let echo = tokio::spawn(echo_session(addr, 300, Duration::from_millis(5)));
         let mut data8 = vec![0x12];
         data8.extend_from_slice(&[1; 8]);
-        let hello_bytes = hello(Role::Controller, CRED, Vec::new())
+        let hello_bytes = hello(Role::Controller, "acme", CRED.as_bytes(), Vec::new())
             .to_bytes()
             .unwrap();
         // (name, authenticate first, message, expected GOAWAY code)
@@ -564,10 +536,15 @@ fn oversize_and_malformed_frames_close_only_their_link() {
                 "wrong credential",
                 false,
                 Message::Binary(
-                    hello(Role::Controller, "not-the-credential-000", Vec::new())
-                        .to_bytes()
-                        .unwrap()
-                        .into(),
+                    hello(
+                        Role::Controller,
+                        "acme",
+                        b"not-the-credential-000",
+                        Vec::new(),
+                    )
+                    .to_bytes()
+                    .unwrap()
+                    .into(),
                 ),
                 CloseCode::AUTH_FAILED,
             ),

@@ -15,7 +15,6 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -326,13 +325,7 @@ fn relay_killed_mid_stream_then_everything_reconnects() {
         "-c",
         "i=0; while [ $i -lt 1000 ]; do echo line$i; i=$((i+1)); sleep 0.01; done",
     ]);
-    let mut exec = Proc(
-        c.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut exec = Proc::piped(c);
     let lines: Arc<Mutex<Vec<String>>> = Arc::default();
     let stdout = exec.0.stdout.take().unwrap();
     let lines2 = lines.clone();
@@ -374,10 +367,7 @@ fn relay_killed_mid_stream_then_everything_reconnects() {
     // A library controller waiting for the relay with backoff (LINK-28).
     let url = relay.url.clone();
     let waiter = thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tether_testkit::inproc::runtime();
         rt.block_on(async {
             let mut backoff =
                 tether_controller::Backoff::new(Duration::from_millis(200), Duration::from_secs(2));

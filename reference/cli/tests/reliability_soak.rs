@@ -12,7 +12,6 @@
 mod reliability_util;
 mod support;
 
-use std::process::Stdio;
 use std::thread;
 use std::time::Duration;
 
@@ -73,8 +72,8 @@ fn short_soak_loses_nothing() {
 #[test]
 fn soak_reports_failure_when_the_relay_dies() {
     let mut relay = start_relay("127.0.0.1:0", &[]);
-    let child = tether()
-        .args(["loadtest", "--relay", &relay.url])
+    let mut c = tether();
+    c.args(["loadtest", "--relay", &relay.url])
         .args(["--workspace", &format!("acme={CRED}")])
         .args([
             "--sessions",
@@ -84,13 +83,8 @@ fn soak_reports_failure_when_the_relay_dies() {
             "--drain",
             "2",
             "--json",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = Proc(child);
+        ]);
+    let mut child = Proc::piped(c);
     thread::sleep(Duration::from_secs(2));
     relay.proc.kill();
     let status = child

@@ -10,9 +10,8 @@
 )]
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tether_controller::{
     ControllerError, ControllerState, ExecRequest, Link, LinkOptions, SessionEvent, exec, pair,
@@ -23,13 +22,12 @@ use tether_proto::cmd::methods::{CommandExecParams, encode_delta};
 use tether_proto::cmd::types::OutputStream;
 use tether_proto::cmd::{ClientRequest, Message, Params, Response};
 use tether_proto::keys::public_key;
-use tether_proto::limits::PROTOCOL_VERSION;
-use tether_proto::link::registration::HostRegistration;
-use tether_proto::link::{CloseCode, RelayFrame, Role};
+use tether_proto::link::{CloseCode, RelayFrame};
 use tether_proto::session::{Host, HostConfig, HostEvent, MemoryHostStore};
 use tether_proto::time::UnixTime;
 use tether_proto::token::PairingToken;
-use tokio_tungstenite::tungstenite::Message as Ws;
+use tether_relay::client;
+use tether_testkit::inproc;
 
 mod support;
 use support::*;
@@ -45,36 +43,9 @@ async fn start_host(url: &str) -> TestHost {
     let private = rng();
     let key = public_key(&private);
     let store = Arc::new(Mutex::new(MemoryHostStore::new()));
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let (mut sink, mut stream) = ws.split();
-    let (reg, msg1) = HostRegistration::start(&private, "acme").unwrap();
-    let hello = RelayFrame::Hello {
-        version: PROTOCOL_VERSION,
-        role: Role::Host,
-        workspace: "acme".into(),
-        credential: CREDENTIAL.as_bytes().to_vec(),
-        registration: msg1.to_vec(),
-    };
-    sink.send(Ws::binary(hello.to_bytes().unwrap()))
+    let mut link = inproc::host_link(url, &private, "acme", CREDENTIAL.as_bytes())
         .await
         .unwrap();
-    let mut reg = Some(reg);
-    loop {
-        let Some(Ok(Ws::Binary(b))) = stream.next().await else {
-            panic!("host link closed during registration")
-        };
-        match RelayFrame::decode(&b).unwrap() {
-            RelayFrame::HostChallenge { message } => {
-                let proof = reg.take().unwrap().respond(&message).unwrap();
-                let f = RelayFrame::HostProof {
-                    message: proof.to_vec(),
-                };
-                sink.send(Ws::binary(f.to_bytes().unwrap())).await.unwrap();
-            }
-            RelayFrame::Ready => break,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
     let mut host = Host::new(HostConfig {
         static_private: private,
         workspace: "acme".into(),
@@ -92,11 +63,7 @@ async fn start_host(url: &str) -> TestHost {
     });
     let store2 = store.clone();
     tokio::spawn(async move {
-        while let Some(Ok(msg)) = stream.next().await {
-            let Ws::Binary(b) = msg else { continue };
-            let Ok(frame) = RelayFrame::decode(&b) else {
-                continue;
-            };
+        while let Ok(Some(frame)) = client::recv_frame(&mut link).await {
             match frame {
                 RelayFrame::Incoming { session, handshake } => {
                     let mut s = store2.lock().unwrap();
@@ -111,8 +78,7 @@ async fn start_host(url: &str) -> TestHost {
                 RelayFrame::Data { session, payload } => host.handle_data(session, &payload),
                 RelayFrame::Close { session, code } => host.handle_close(session, code),
                 RelayFrame::Ping { value } => {
-                    let f = RelayFrame::Pong { value };
-                    let _ = sink.send(Ws::binary(f.to_bytes().unwrap())).await;
+                    let _ = client::send_frame(&mut link, &RelayFrame::Pong { value }).await;
                 }
                 _ => {}
             }
@@ -158,7 +124,7 @@ async fn start_host(url: &str) -> TestHost {
                 }
             }
             while let Some(f) = host.poll_transmit() {
-                let _ = sink.send(Ws::binary(f.to_bytes().unwrap())).await;
+                let _ = client::send_frame(&mut link, &f).await;
             }
         }
     });
@@ -181,12 +147,6 @@ fn token(host: &TestHost, url: &str, ttl: u64) -> String {
     )
     .unwrap()
     .to_text()
-}
-
-async fn bounded<T>(f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(20), f)
-        .await
-        .expect("timed out")
 }
 
 #[tokio::test]
@@ -364,29 +324,17 @@ async fn requests_and_notifications_are_correlated() {
 #[tokio::test]
 async fn wss_with_an_extra_ca_certificate() {
     bounded(async {
-        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, certified.cert.pem()).unwrap();
-        let key = rustls::pki_types::PrivateKeyDer::try_from(certified.signing_key.serialize_der())
-            .unwrap();
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let server = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![certified.cert.der().clone()], key)
-            .unwrap();
-        let relay = start_relay_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(server)))).await;
-        let err = Link::connect(&relay.url, "acme", CREDENTIAL, &LinkOptions::default())
+        let (relay, cert) = inproc::tls_relay(&[("acme", CREDENTIAL.as_bytes())]).await;
+        let url = format!("wss://localhost:{}/", relay.local_addr().port());
+        let err = Link::connect(&url, "acme", CREDENTIAL, &LinkOptions::default())
             .await
             .unwrap_err();
         assert!(matches!(err, ControllerError::Connect { .. }), "{err}");
         let opts = LinkOptions {
-            ca_cert: Some(ca),
+            ca_cert: Some(cert.cert.clone()),
             ..LinkOptions::default()
         };
-        let link = Link::connect(&relay.url, "acme", CREDENTIAL, &opts)
+        let link = Link::connect(&url, "acme", CREDENTIAL, &opts)
             .await
             .unwrap();
         assert!(link.end().is_none());

@@ -15,9 +15,8 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tether_controller::threads::{EXIT_DECLINED, EXIT_INTERRUPTED};
 use tether_controller::{
@@ -32,14 +31,13 @@ use tether_proto::cmd::{
     ClientRequest, CommandError, ErrorResponse, Id, Message, Notification, Request, Response, codes,
 };
 use tether_proto::keys::public_key;
-use tether_proto::limits::PROTOCOL_VERSION;
-use tether_proto::link::registration::HostRegistration;
-use tether_proto::link::{RelayFrame, Role, SessionId};
+use tether_proto::link::{RelayFrame, SessionId};
 use tether_proto::session::{Host, HostConfig, HostEvent, MemoryHostStore};
 use tether_proto::time::UnixTime;
 use tether_proto::token::PairingToken;
+use tether_relay::client;
+use tether_testkit::inproc;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message as Ws;
 
 mod support;
 use support::*;
@@ -417,36 +415,9 @@ async fn start_host(url: &str) -> TestHost {
     let private = rng();
     let key = public_key(&private);
     let store = Arc::new(Mutex::new(MemoryHostStore::new()));
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let (mut sink, mut stream) = ws.split();
-    let (reg, msg1) = HostRegistration::start(&private, "acme").unwrap();
-    let hello = RelayFrame::Hello {
-        version: PROTOCOL_VERSION,
-        role: Role::Host,
-        workspace: "acme".into(),
-        credential: CREDENTIAL.as_bytes().to_vec(),
-        registration: msg1.to_vec(),
-    };
-    sink.send(Ws::binary(hello.to_bytes().unwrap()))
+    let mut link = inproc::host_link(url, &private, "acme", CREDENTIAL.as_bytes())
         .await
         .unwrap();
-    let mut reg = Some(reg);
-    loop {
-        let Some(Ok(Ws::Binary(b))) = stream.next().await else {
-            panic!("host link closed during registration")
-        };
-        match RelayFrame::decode(&b).unwrap() {
-            RelayFrame::HostChallenge { message } => {
-                let proof = reg.take().unwrap().respond(&message).unwrap();
-                let f = RelayFrame::HostProof {
-                    message: proof.to_vec(),
-                };
-                sink.send(Ws::binary(f.to_bytes().unwrap())).await.unwrap();
-            }
-            RelayFrame::Ready => break,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
     let mut host = Host::new(HostConfig {
         static_private: private,
         workspace: "acme".into(),
@@ -469,11 +440,7 @@ async fn start_host(url: &str) -> TestHost {
     };
     let store2 = store.clone();
     tokio::spawn(async move {
-        while let Some(Ok(msg)) = stream.next().await {
-            let Ws::Binary(b) = msg else { continue };
-            let Ok(frame) = RelayFrame::decode(&b) else {
-                continue;
-            };
+        while let Ok(Some(frame)) = client::recv_frame(&mut link).await {
             match frame {
                 RelayFrame::Incoming { session, handshake } => {
                     let mut s = store2.lock().unwrap();
@@ -488,8 +455,7 @@ async fn start_host(url: &str) -> TestHost {
                 RelayFrame::Data { session, payload } => host.handle_data(session, &payload),
                 RelayFrame::Close { session, code } => host.handle_close(session, code),
                 RelayFrame::Ping { value } => {
-                    let f = RelayFrame::Pong { value };
-                    let _ = sink.send(Ws::binary(f.to_bytes().unwrap())).await;
+                    let _ = client::send_frame(&mut link, &RelayFrame::Pong { value }).await;
                 }
                 _ => {}
             }
@@ -502,7 +468,7 @@ async fn start_host(url: &str) -> TestHost {
                 let _ = host.send(s, &m);
             }
             while let Some(f) = host.poll_transmit() {
-                let _ = sink.send(Ws::binary(f.to_bytes().unwrap())).await;
+                let _ = client::send_frame(&mut link, &f).await;
             }
         }
     });
@@ -529,12 +495,6 @@ fn token(host: &TestHost, url: &str) -> String {
     )
     .unwrap()
     .to_text()
-}
-
-async fn bounded<T>(f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(20), f)
-        .await
-        .expect("timed out")
 }
 
 /// A paired controller, connected.

@@ -12,42 +12,25 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use tether_host::run;
 use tether_host::runtime::{HostOptions, RunEvent};
 use tether_host::state::StateDir;
-use tether_host::{CommandConfig, run};
 use tether_proto::channel::Timestamp;
 use tether_proto::cmd::methods::{CommandExecResult, decode_delta};
 use tether_proto::cmd::{Message, Notification, Request, ServerNotification};
-use tether_proto::link::{CloseCode, RelayFrame, Role, SessionId};
+use tether_proto::link::{CloseCode, RelayFrame, SessionId};
 use tether_proto::session::{Controller, ControllerConfig, ControllerEvent, Purpose};
 use tether_proto::time::UnixTime;
 use tether_relay::client::{self, ClientLink};
-use tether_relay::{RelayServer, RelayServerConfig};
-use tokio::sync::{mpsc, oneshot};
+use tether_testkit::inproc;
 
 const CREDENTIAL: &str = "runtime-test-credential";
 const WAIT: Duration = Duration::from_secs(20);
 
 async fn controller_link(url: &str, tls: Arc<rustls::ClientConfig>) -> ClientLink {
-    let mut link = client::connect(url, Some(tls)).await.unwrap();
-    client::send_frame(
-        &mut link,
-        &RelayFrame::Hello {
-            version: 1,
-            role: Role::Controller,
-            workspace: "acme".into(),
-            credential: CREDENTIAL.as_bytes().to_vec(),
-            registration: Vec::new(),
-        },
-    )
-    .await
-    .unwrap();
-    let ready = tokio::time::timeout(WAIT, client::recv_frame(&mut link))
+    inproc::controller_link(url, Some(tls), "acme", CREDENTIAL.as_bytes())
         .await
         .unwrap()
-        .unwrap();
-    assert_eq!(ready, Some(RelayFrame::Ready));
-    link
 }
 
 fn random_session() -> SessionId {
@@ -124,69 +107,25 @@ async fn request(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pair_exec_resume_revoke_over_wss() {
     let dir = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let cert_path = dir.path().join("cert.pem");
-    let key_path = dir.path().join("key.pem");
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    let relay = RelayServer::bind(
-        RelayServerConfig::new("127.0.0.1:0".parse().unwrap())
-            .with_workspace("acme", CREDENTIAL.as_bytes(), true)
-            .unwrap()
-            .with_tls(&cert_path, &key_path),
-    )
-    .await
-    .unwrap()
-    .spawn();
+    let (relay, cert) = inproc::tls_relay(&[("acme", CREDENTIAL.as_bytes())]).await;
     let url = format!("wss://localhost:{}/tether", relay.local_addr().port());
 
     // The host.
     let state = StateDir::open(dir.path().join("host")).unwrap();
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let options = HostOptions {
-        relay: url.clone(),
-        workspace: "acme".into(),
-        credential: CREDENTIAL.into(),
-        name: "build-box".into(),
-        confirm: false,
-        commands: CommandConfig::default(),
-        ca_cert: Some(cert_path.clone()),
-        insecure: false,
-    };
-    let host = tokio::spawn(run(
-        state.clone(),
-        options,
-        async {
-            let _ = stopped.await;
-        },
-        move |e| {
-            let _ = events_tx.send(e);
-        },
-    ));
-    loop {
-        match tokio::time::timeout(WAIT, events.recv())
-            .await
-            .unwrap()
-            .unwrap()
-        {
-            RunEvent::Ready { fingerprint, relay } => {
-                assert_eq!(relay, url);
-                let host_key = tether_proto::keys::public_key(&state.read_key().unwrap());
-                assert_eq!(fingerprint, tether_proto::keys::fingerprint(&host_key));
-                break;
-            }
-            RunEvent::LinkLost { reason, .. } => panic!("link lost: {reason}"),
-            _ => {}
-        }
-    }
+    let mut options = inproc::host_options(&url, "acme", CREDENTIAL, "build-box");
+    options.ca_cert = Some(cert.cert.clone());
+    let mut host = inproc::Host::start(state.clone(), options);
+    let (fingerprint, reported) = host.ready(WAIT).await.unwrap();
+    assert_eq!(reported, url);
+    let host_key = tether_proto::keys::public_key(&state.read_key().unwrap());
+    assert_eq!(fingerprint, tether_proto::keys::fingerprint(&host_key));
 
     // `tether host pair`.
     let token = state
         .mint_token(Duration::from_secs(300), UnixTime::now())
         .unwrap();
     let host_key = *token.host_key();
-    let tls = client::tls_config_with_ca(&cert_path).unwrap();
+    let tls = cert.client_tls();
     let mut link = controller_link(&url, tls.clone()).await;
     let device_key = [0x42u8; 32];
     let mut last = None;
@@ -327,37 +266,20 @@ async fn pair_exec_resume_revoke_over_wss() {
         other => panic!("{other:?}"),
     }
 
-    stop.send(()).unwrap();
-    tokio::time::timeout(WAIT, host)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    host.stop(WAIT).await.unwrap();
     relay.shutdown().await;
 }
 
 fn plain_options(url: &str, credential: &str) -> HostOptions {
-    HostOptions {
-        relay: url.to_owned(),
-        workspace: "acme".into(),
-        credential: credential.into(),
-        name: "build-box".into(),
-        confirm: false,
-        commands: CommandConfig::default(),
-        ca_cert: None,
-        insecure: false,
-    }
+    inproc::host_options(url, "acme", credential, "build-box")
 }
 
 async fn plain_relay(addr: &str) -> tether_relay::RelayHandle {
-    RelayServer::bind(
-        RelayServerConfig::new(addr.parse().unwrap())
-            .with_workspace("acme", CREDENTIAL.as_bytes(), true)
-            .unwrap(),
-    )
+    inproc::spawn_relay(inproc::relay_config(
+        addr.parse().unwrap(),
+        &[("acme", CREDENTIAL.as_bytes())],
+    ))
     .await
-    .unwrap()
-    .spawn()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,24 +289,8 @@ async fn link_28_reconnects_after_the_relay_restarts() {
     let addr = relay.local_addr();
     let url = format!("ws://{addr}/");
     let state = StateDir::open(dir.path().join("host")).unwrap();
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let host = tokio::spawn(run(
-        state,
-        plain_options(&url, CREDENTIAL),
-        async {
-            let _ = stopped.await;
-        },
-        move |e| {
-            let _ = events_tx.send(e);
-        },
-    ));
-    let mut next = async || {
-        tokio::time::timeout(WAIT, events.recv())
-            .await
-            .unwrap()
-            .unwrap()
-    };
+    let mut host = inproc::Host::start(state, plain_options(&url, CREDENTIAL));
+    let mut next = async || host.next_event(WAIT).await;
     while !matches!(next().await, RunEvent::Ready { .. }) {}
     relay.shutdown().await;
     loop {
@@ -403,12 +309,7 @@ async fn link_28_reconnects_after_the_relay_restarts() {
             other => panic!("{other:?}"),
         }
     }
-    stop.send(()).unwrap();
-    tokio::time::timeout(WAIT, host)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    host.stop(WAIT).await.unwrap();
     relay.shutdown().await;
 }
 

@@ -15,13 +15,13 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tether_controller::{Link, LinkOptions};
-use tether_host::runtime::{HostOptions, RunEvent};
+use tether_host::runtime::RunEvent;
 use tether_host::state::StateDir;
-use tether_host::{CommandConfig, run};
 use tether_proto::link::registration::RelayRegistration;
 use tether_proto::link::{CloseCode, LinkEnd, RelayFrame, Role};
+use tether_testkit::inproc;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
 const CREDENTIAL: &str = "misbehaving-relay-credential";
@@ -145,46 +145,17 @@ async fn host_sees(fault: Fault) -> (Seen, String) {
     let (url, seen) = misbehaving_relay(fault).await;
     let dir = tempfile::tempdir().unwrap();
     let state = StateDir::open(dir.path().join("host")).unwrap();
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let options = HostOptions {
-        relay: url,
-        workspace: "acme".into(),
-        credential: CREDENTIAL.into(),
-        name: "box".into(),
-        confirm: false,
-        commands: CommandConfig::default(),
-        ca_cert: None,
-        insecure: false,
-    };
-    let host = tokio::spawn(run(
-        state,
-        options,
-        async {
-            let _ = stopped.await;
-        },
-        move |e| {
-            let _ = events_tx.send(e);
-        },
-    ));
+    let options = inproc::host_options(&url, "acme", CREDENTIAL, "box");
+    let mut host = inproc::Host::start(state, options);
     let reason = loop {
-        match tokio::time::timeout(WAIT, events.recv())
-            .await
-            .unwrap()
-            .unwrap()
-        {
+        match host.next_event(WAIT).await {
             RunEvent::LinkLost { reason, .. } => break reason,
             RunEvent::Ready { .. } | RunEvent::Notice(_) => {}
             other => panic!("{other:?}"),
         }
     };
     let seen = tokio::time::timeout(WAIT, seen).await.unwrap().unwrap();
-    stop.send(()).unwrap();
-    tokio::time::timeout(WAIT, host)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    host.stop(WAIT).await.unwrap();
     (seen, reason)
 }
 

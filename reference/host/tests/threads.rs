@@ -15,83 +15,47 @@ use serde_json::{Value, json};
 use tether_controller::{
     Connection, ControllerState, LinkOptions, PairedHost, RpcError, SessionEvent, connect, pair,
 };
-use tether_host::runtime::{HostOptions, RunEvent};
+use tether_host::CommandConfig;
 use tether_host::state::StateDir;
-use tether_host::{CommandConfig, RunError, run};
 use tether_proto::cmd::codes;
 use tether_proto::cmd::methods::ThreadReadResult;
 use tether_proto::cmd::types::{SandboxMode, ThreadItem, Turn};
 use tether_proto::cmd::{Notification, Request};
 use tether_proto::time::UnixTime;
-use tether_relay::{RelayHandle, RelayServer, RelayServerConfig};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tether_relay::RelayHandle;
+use tether_testkit::inproc;
+use tokio::sync::mpsc;
 
 const CREDENTIAL: &str = "threads-test-credential";
 const WAIT: Duration = Duration::from_secs(20);
 
 async fn relay() -> RelayHandle {
-    RelayServer::bind(
-        RelayServerConfig::new("127.0.0.1:0".parse().unwrap())
-            .with_workspace("acme", CREDENTIAL.as_bytes(), true)
-            .unwrap()
-            .with_workspace("beta", CREDENTIAL.as_bytes(), true)
-            .unwrap(),
-    )
+    inproc::relay(&[
+        ("acme", CREDENTIAL.as_bytes()),
+        ("beta", CREDENTIAL.as_bytes()),
+    ])
     .await
-    .unwrap()
-    .spawn()
 }
 
+/// An in-process host (`tether_host::run`) that reached `READY`.
 struct TestHost {
+    host: inproc::Host,
     state: StateDir,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), RunError>>,
 }
 
 impl TestHost {
     async fn start(url: &str, workspace: &str, state: &Path, commands: CommandConfig) -> Self {
         let state = StateDir::open(state).unwrap();
-        let (events_tx, mut events) = mpsc::unbounded_channel();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let options = HostOptions {
-            relay: url.to_owned(),
-            workspace: workspace.to_owned(),
-            credential: CREDENTIAL.into(),
-            name: format!("{workspace}-box"),
-            confirm: false,
-            commands,
-            ca_cert: None,
-            insecure: false,
-        };
-        let task = tokio::spawn(run(
-            state.clone(),
-            options,
-            async {
-                let _ = stopped.await;
-            },
-            move |e| {
-                let _ = events_tx.send(e);
-            },
-        ));
-        loop {
-            match tokio::time::timeout(WAIT, events.recv()).await.unwrap() {
-                Some(RunEvent::Ready { .. }) => break,
-                Some(RunEvent::LinkLost { reason, .. }) => panic!("link lost: {reason}"),
-                Some(_) => {}
-                None => panic!("host stopped: {:?}", task.await),
-            }
-        }
-        Self { state, stop, task }
+        let name = format!("{workspace}-box");
+        let mut options = inproc::host_options(url, workspace, CREDENTIAL, &name);
+        options.commands = commands;
+        let mut host = inproc::Host::start(state.clone(), options);
+        host.ready(WAIT).await.unwrap();
+        Self { host, state }
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        self.host.stop(WAIT).await.unwrap();
     }
 
     /// Pairs a controller whose state lives in `dir` as `device`.

@@ -13,14 +13,15 @@ use std::time::Duration;
 
 use futures_util::SinkExt;
 use tether_proto::keys::public_key;
-use tether_proto::limits::{MAX_FRAME_LEN, PROTOCOL_VERSION};
-use tether_proto::link::registration::HostRegistration;
+use tether_proto::limits::MAX_FRAME_LEN;
 use tether_proto::link::{CloseCode, RelayFrame, Role, SessionId};
 use tether_relay::client::{self, ClientLink};
 use tether_relay::{
     ChangeKind, RelayError, RelayHandle, RelayLimits, RelayServer, RelayServerConfig,
     WorkspaceConfig,
 };
+use tether_testkit::inproc::{SelfSigned, controller_hello, hello, register_host};
+use tether_testkit::wait::eventually_async;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -79,50 +80,22 @@ async fn expect_goaway_and_close(link: &mut ClientLink, code: CloseCode) {
     );
 }
 
-fn hello(role: Role, workspace: &str, credential: &[u8], registration: Vec<u8>) -> RelayFrame {
-    RelayFrame::Hello {
-        version: PROTOCOL_VERSION,
-        role,
-        workspace: workspace.into(),
-        credential: credential.to_vec(),
-        registration,
-    }
-}
-
 /// A host that registered (`LINK-12`) and got `READY`; returns its link and public key.
 async fn host(relay: &RelayHandle, workspace: &str, credential: &[u8]) -> (ClientLink, [u8; 32]) {
     let mut private = [0u8; 32];
     getrandom::fill(&mut private).unwrap();
     let mut link = connect(relay).await;
-    let (registration, msg1) = HostRegistration::start(&private, workspace).unwrap();
-    send(
-        &mut link,
-        hello(Role::Host, workspace, credential, msg1.to_vec()),
-    )
-    .await;
-    let RelayFrame::HostChallenge { message } = recv(&mut link).await else {
-        panic!("expected HOST_CHALLENGE");
-    };
-    let proof = registration.respond(&message).unwrap();
-    send(
-        &mut link,
-        RelayFrame::HostProof {
-            message: proof.to_vec(),
-        },
-    )
-    .await;
-    assert_eq!(recv(&mut link).await, RelayFrame::Ready);
+    register_host(&mut link, &private, workspace, credential)
+        .await
+        .unwrap();
     (link, public_key(&private))
 }
 
 async fn controller(relay: &RelayHandle, workspace: &str, credential: &[u8]) -> ClientLink {
     let mut link = connect(relay).await;
-    send(
-        &mut link,
-        hello(Role::Controller, workspace, credential, Vec::new()),
-    )
-    .await;
-    assert_eq!(recv(&mut link).await, RelayFrame::Ready);
+    controller_hello(&mut link, workspace, credential)
+        .await
+        .unwrap();
     link
 }
 
@@ -131,15 +104,11 @@ async fn eventually(
     what: &str,
     check: impl Fn(&tether_relay::RelayStats) -> bool,
 ) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check(&relay.stats()) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: {:?}",
-            relay.stats()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually_async(WAIT, what, || {
+        let stats = relay.stats();
+        check(&stats).then_some(()).ok_or(format!("{stats:?}"))
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -340,21 +309,15 @@ async fn shutdown_sends_goaway_going_away_on_every_link() {
 
 #[tokio::test]
 async fn wss_with_a_self_signed_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let cert_path = dir.path().join("cert.pem");
-    let key_path = dir.path().join("key.pem");
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-
-    let relay = spawn(config().with_tls(&cert_path, &key_path)).await;
+    let cert = SelfSigned::localhost();
+    let relay = spawn(config().with_tls(&cert.cert, &cert.key)).await;
     assert!(
         relay.url().starts_with("wss://127.0.0.1:"),
         "{}",
         relay.url()
     );
     let url = format!("wss://localhost:{}/tether", relay.local_addr().port());
-    let tls = client::tls_config_with_ca(&cert_path).unwrap();
+    let tls = cert.client_tls();
     let mut link = timeout(WAIT, client::connect(&url, Some(Arc::clone(&tls))))
         .await
         .unwrap()

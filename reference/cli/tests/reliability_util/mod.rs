@@ -2,147 +2,71 @@
 //! wait bounded, every child killed on drop.
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-// The process harness is the one the end-to-end tests use (`tests/support`); each test
-// file that uses this module declares `mod support;` too.
+// The process harness is the one the end-to-end tests use (`tests/support`, bound to the
+// kit); each test file that uses this module declares `mod support;` too.
 #[allow(unused_imports)] // not every test file uses every piece
 pub(crate) use crate::support::{
-    CRED, LIMIT, Output, Proc, TempDir, eventually, host_run, listening_url, mint_token, run,
+    CRED, LIMIT, Output, Proc, Relay, TETHER, TempDir, eventually, host_run, mint_token, run,
     tether,
 };
 
-/// A `tether relay` child process; its stderr log lines are kept.
-pub struct Relay {
-    pub proc: Proc,
-    pub url: String,
-    pub addr: String,
-    pub log: Arc<Mutex<Vec<String>>>,
+/// `tether relay --listen ADDR --workspace acme=CRED EXTRA...`, logging at info to a
+/// kept buffer ([`Relay::wait_log`]); waits for its "listening on" line.
+pub fn start_relay(listen: &str, extra: &[&str]) -> Relay {
+    let mut c = TETHER.relay_command(listen, &[("acme", CRED)]);
+    c.args(extra);
+    Relay::start_logged(c)
 }
 
-impl Relay {
-    /// Waits until a log line containing `needle` has appeared `n` times.
-    pub fn wait_log(&self, needle: &str, n: usize, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        loop {
-            let count = self
-                .log
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|l| l.contains(needle))
-                .count();
-            if count >= n {
-                return true;
-            }
-            if Instant::now() > deadline {
-                return false;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
+/// A relay process's memory, from `/proc/PID/status`.
+pub trait RelayMemory {
+    /// Resident set size in KiB.
+    fn rss_kib(&self) -> u64;
+    /// Peak resident set size in KiB.
+    fn hwm_kib(&self) -> u64;
+}
 
-    pub fn rss_kib(&self) -> u64 {
+impl RelayMemory for Relay {
+    fn rss_kib(&self) -> u64 {
         proc_status_kib(self.proc.pid(), "VmRSS").unwrap_or(0)
     }
 
-    pub fn hwm_kib(&self) -> u64 {
+    fn hwm_kib(&self) -> u64 {
         proc_status_kib(self.proc.pid(), "VmHWM").unwrap_or(0)
-    }
-}
-
-/// `tether relay --listen ADDR --workspace acme=CRED EXTRA...`, logging at info to a
-/// kept buffer; waits for its "listening on" line.
-pub fn start_relay(listen: &str, extra: &[&str]) -> Relay {
-    let mut child = tether()
-        .env("RUST_LOG", "info")
-        .args(["relay", "--listen", listen])
-        .args(["--workspace", &format!("acme={CRED}")])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let proc = Proc(child);
-    let log: Arc<Mutex<Vec<String>>> = Arc::default();
-    let log2 = log.clone();
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { return };
-            let mut log = log2.lock().unwrap();
-            // Keep the memory of the test bounded whatever the relay logs.
-            if log.len() < 100_000 {
-                log.push(line);
-            }
-        }
-    });
-    let (url, addr) = listening_url(stdout);
-    Relay {
-        proc,
-        url,
-        addr,
-        log,
     }
 }
 
 /// `tether host run` on `state`, with `fault` as `TETHER_FAULT` if given.
 pub fn start_host(state: &Path, relay_url: &str, fault: Option<&str>) -> Proc {
     let mut c = host_run(state, relay_url);
-    c.args(["--name", "build-box", "--allow-unsandboxed"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    c.args(["--name", "build-box", "--allow-unsandboxed"]);
     if let Some(f) = fault {
         c.env("TETHER_FAULT", f);
     }
-    Proc(c.spawn().unwrap())
+    Proc::quiet(c)
 }
 
 pub fn pair_cmd(ctl: &Path, token: &str) -> Output {
-    let mut c = tether();
-    c.args(["pair", token, "--state"])
-        .arg(ctl)
-        .args(["--credential", CRED, "--name", "laptop"]);
-    run(c, Duration::from_secs(90))
+    TETHER.pair(ctl, token, CRED, "laptop")
 }
 
 /// Pairs, retrying while the host is not registered yet (HOST_UNREACHABLE leaves the
 /// token unused); returns the first answer that is not HOST_UNREACHABLE.
 pub fn pair_when_up(ctl: &Path, token: &str) -> Output {
-    eventually(LIMIT, "tether pair", || {
-        let out = pair_cmd(ctl, token);
-        if out.stderr.contains("HOST_UNREACHABLE") {
-            Err(format!("{out:?}"))
-        } else {
-            Ok(out)
-        }
-    })
+    TETHER.pair_when_up(ctl, token, CRED, "laptop")
 }
 
 pub fn exec_cmd(ctl: &Path, argv: &[&str]) -> Output {
-    let mut c = tether();
-    c.args(["exec", "--state"]).arg(ctl).arg("--").args(argv);
-    run(c, LIMIT)
+    TETHER.exec(ctl, argv)
 }
 
 /// Runs `argv` until the host answers (any exit but a transport failure).
 pub fn exec_when_up(ctl: &Path, argv: &[&str]) -> Output {
-    eventually(LIMIT, "tether exec", || {
-        let out = exec_cmd(ctl, argv);
-        if out.stderr.starts_with("tether:") {
-            Err(format!("{out:?}"))
-        } else {
-            Ok(out)
-        }
-    })
+    TETHER.exec_when_up(ctl, argv)
 }
 
 /// A `/proc/PID/status` field in KiB (`VmRSS`, `VmHWM`).
