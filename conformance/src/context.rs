@@ -163,7 +163,7 @@ impl HostTarget {
     /// Tells the runner the inactivity age the host was configured with (`CHAN-9`): the
     /// `CHAN-9/inactive-device` and `CHAN-9/active-within-age` cases run (each waits about
     /// the age), and the runner keeps its own paired device active meanwhile (see
-    /// [`paired`]). Ages from [`MIN_TESTABLE_INACTIVE`] to [`MAX_TESTABLE_INACTIVE`] can be
+    /// [`paired`](crate::host::paired())). Ages from [`MIN_TESTABLE_INACTIVE`](crate::host::MIN_TESTABLE_INACTIVE) to [`MAX_TESTABLE_INACTIVE`](crate::host::MAX_TESTABLE_INACTIVE) can be
     /// tested; with another, those cases are skipped with the reason.
     #[must_use]
     pub fn with_max_inactive(mut self, age: Duration) -> Self {

@@ -1,5 +1,5 @@
 //! Host cases of the pairing token (`spec/02`): the host's tokens are read by the runner's
-//! own decoder ([`token_check`](crate::token_check)), not by the `tether-proto` decoder it
+//! own decoder ([`crate::token_check`]), not by the `tether-proto` decoder it
 //! pairs with, so a fault shared by an encoder and a decoder from one code base does not
 //! cancel out (`TOKEN-1` to `TOKEN-15`).
 

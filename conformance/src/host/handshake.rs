@@ -10,8 +10,8 @@ use tether_proto::link::{CloseCode, RelayFrame, SessionId};
 use tether_proto::token::PairingToken;
 
 use crate::context::{Context, host_target};
+use crate::host::channel::ChannelSession;
 use crate::host::device::{Device, Identity};
-use crate::host::session::ChannelSession;
 use crate::link::{Link, controller};
 use crate::outcome::{Res, Stop, hfail};
 use crate::random::random_session;

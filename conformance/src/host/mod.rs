@@ -12,16 +12,16 @@
 //! |---|---|
 //! | [`device`] | the host's identity, a controller device, the paired device |
 //! | [`handshake`] | message 1 and the host's answer |
-//! | [`session`] | an established session: JSON-RPC, `command/exec` |
-//! | [`paired`] | the shared paired device and its sessions |
+//! | [`channel`] | an established session: JSON-RPC, `command/exec` |
+//! | [`pairing`] | the shared paired device and its sessions |
 //!
 //! The host target itself ([`HostTarget`]) is in [`crate::context`], the operator's side
 //! ([`HostAdmin`]) in [`crate::admin`]; both are re-exported here.
 
+pub mod channel;
 pub mod device;
 pub mod handshake;
-pub mod paired;
-pub mod session;
+pub mod pairing;
 
 pub use crate::admin::{
     BoxFuture, CommandAdmin, GivenTokens, HostAdmin, Instance, fill_template, find_token,
@@ -29,10 +29,10 @@ pub use crate::admin::{
 };
 pub use crate::context::{HostTarget, host_target};
 pub use crate::outcome::{Res, Stop, check, hfail, skip};
+pub use channel::{ChannelSession, ExecRun, HOST_WAIT, HostMessage};
 pub use device::{Device, Identity, PairedDevice};
 pub use handshake::{Opened, open, open_with, pair_payload, raw_message1, send_message1};
-pub use paired::{
+pub use pairing::{
     MAX_TESTABLE_INACTIVE, MIN_TESTABLE_INACTIVE, WAIT, credential_of, drain, fresh_token, paired,
     paired_timestamps, relay_of, session, session_capture, session_with, wait_for_host,
 };
-pub use session::{ChannelSession, ExecRun, HOST_WAIT, HostMessage};

@@ -4,7 +4,7 @@
 //! names.
 //!
 //! Most cases use one device the runner pairs once with the first token
-//! ([`host::paired`](crate::host::paired)); cases that need a token of their own (consumed,
+//! ([`host::paired`](crate::host::paired())); cases that need a token of their own (consumed,
 //! wrong secret, expired, revoked) take one more and are skipped, with the reason, when the
 //! runner has none left.
 //!

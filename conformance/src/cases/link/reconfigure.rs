@@ -3,7 +3,7 @@
 //! they revoke within 1 s, and nothing else.
 //!
 //! Each case works on a workspace of its own, added through the operator's
-//! [`RelayAdmin`](crate::RelayAdmin) and removed at its end; without an admin they are
+//! [`RelayAdmin`] and removed at its end; without an admin they are
 //! skipped.
 
 use std::sync::Arc;

@@ -11,9 +11,9 @@ use tether_proto::time::UnixTime;
 use tether_proto::token::PairingToken;
 
 use crate::context::{Context, Credential, HostTarget, RelayTarget, host_target};
+use crate::host::channel::ChannelSession;
 use crate::host::device::{Device, Identity, PairedDevice};
 use crate::host::handshake::{Opened, open, open_with, pair_payload, send_message1};
-use crate::host::session::ChannelSession;
 use crate::link::{ANSWER_WAIT, Link, controller};
 use crate::outcome::{Res, Stop, hfail, skip};
 use crate::random::random_session;
