@@ -10,7 +10,8 @@ use tether_proto::link::{CloseCode, RelayFrame};
 
 use crate::case::{Case, case};
 use crate::cases::steps::relay::{
-    data, first_frame_gets, hello_bytes, pass, pattern, ready_frame_gets, session_pair, ws,
+    data, first_frame_gets, hello_bytes, pass, pattern, ready_frame_gets, send_open, session_pair,
+    ws,
 };
 use crate::context::Context;
 use crate::link::{
@@ -90,12 +91,7 @@ async fn frames_well_formed(cx: Arc<Context>) -> CaseResult<Outcome> {
         "expected READY".to_owned()
     })?;
     let s = random_session();
-    c.send(&RelayFrame::Open {
-        session: s,
-        host_key: key.public,
-        handshake: handshake_bytes(200),
-    })
-    .await?;
+    send_open(&mut c, s, &key, handshake_bytes(200)).await?;
     well_formed(&mut h).await?;
     h.send(&data(s, pattern(3, 1000))).await?;
     well_formed(&mut c).await?;

@@ -10,7 +10,7 @@ use tether_proto::link::{CloseCode, RelayFrame};
 
 use crate::case::{Case, case};
 use crate::cases::steps::relay::{
-    awaiting_proof, first_frame_gets, hello_bytes, pass, ready_frame_gets, session_pair,
+    awaiting_proof, first_frame_gets, hello_bytes, pass, ready_frame_gets, send_open, session_pair,
     wrong_credential_for, ws,
 };
 use crate::context::{Context, Credential};
@@ -429,12 +429,7 @@ async fn open_from_host(cx: Arc<Context>) -> CaseResult<Outcome> {
     let cred = ws(&cx)?;
     let other = HostKey::random();
     let mut h = host(&cx, "host", &cred, &HostKey::random()).await?;
-    h.send(&RelayFrame::Open {
-        session: random_session(),
-        host_key: other.public,
-        handshake: handshake_bytes(48),
-    })
-    .await?;
+    send_open(&mut h, random_session(), &other, handshake_bytes(48)).await?;
     h.expect_goaway(CloseCode::UNEXPECTED_FRAME, ANSWER_WAIT)
         .await?;
     pass()

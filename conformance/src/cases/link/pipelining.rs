@@ -7,9 +7,11 @@ use std::time::Duration;
 use tether_proto::link::{CloseCode, RelayFrame};
 
 use crate::case::{Case, case};
-use crate::cases::steps::relay::{data_crosses, pass, pattern, wrong_credential_for, ws};
+use crate::cases::steps::relay::{
+    data_crosses, pass, pattern, registered_host, send_open, wrong_credential_for,
+};
 use crate::context::Context;
-use crate::link::{ANSWER_WAIT, HostKey, Link, controller_hello, host, random_session};
+use crate::link::{ANSWER_WAIT, Link, controller_hello, random_session};
 use crate::outcome::{CaseResult, Outcome};
 
 /// The pipelining cases, in spec order.
@@ -26,19 +28,12 @@ const OPEN_BEFORE_READY: Case = case! {
 };
 /// HELLO and OPEN written back to back: the relay processes the OPEN in READY.
 async fn open_before_ready(cx: Arc<Context>) -> CaseResult<Outcome> {
-    let cred = ws(&cx)?;
-    let key = HostKey::random();
-    let mut h = host(&cx, "host", &cred, &key).await?;
+    let (cred, key, mut h) = registered_host(&cx).await?;
     let mut c = Link::connect(&cx, "ctl").await?;
     let s = random_session();
     let handshake = pattern(38, 128);
     c.send(&controller_hello(&cred)).await?;
-    c.send(&RelayFrame::Open {
-        session: s,
-        host_key: key.public,
-        handshake: handshake.clone(),
-    })
-    .await?;
+    send_open(&mut c, s, &key, handshake.clone()).await?;
     c.expect_frame(&RelayFrame::Ready, ANSWER_WAIT).await?;
     h.expect_frame(
         &RelayFrame::Incoming {
@@ -63,18 +58,11 @@ const OPEN_AFTER_REFUSED_HELLO: Case = case! {
 /// HELLO with a wrong credential and OPEN back to back: GOAWAY AUTH_FAILED, and the OPEN
 /// never reaches the workspace's host.
 async fn open_after_refused_hello(cx: Arc<Context>) -> CaseResult<Outcome> {
-    let cred = ws(&cx)?;
-    let key = HostKey::random();
-    let mut h = host(&cx, "host", &cred, &key).await?;
+    let (cred, key, mut h) = registered_host(&cx).await?;
     let mut c = Link::connect(&cx, "ctl").await?;
     let wrong = wrong_credential_for(&cred);
     c.send(&controller_hello(&wrong)).await?;
-    c.send(&RelayFrame::Open {
-        session: random_session(),
-        host_key: key.public,
-        handshake: pattern(41, 128),
-    })
-    .await?;
+    send_open(&mut c, random_session(), &key, pattern(41, 128)).await?;
     c.expect_goaway(CloseCode::AUTH_FAILED, ANSWER_WAIT).await?;
     c.expect_end_after_goaway().await?;
     h.expect_quiet(Duration::from_millis(500)).await?;

@@ -8,8 +8,8 @@ use tether_proto::link::{CloseCode, RelayFrame, SessionId};
 
 use crate::case::{Case, case};
 use crate::cases::steps::relay::{
-    data, data_crosses, hello_bytes, open_refused, pass, pattern, ready_frame_gets, session_pair,
-    ws,
+    data, data_crosses, hello_bytes, open_refused, pass, pattern, ready_frame_gets,
+    registered_host, send_open, session_pair, ws,
 };
 use crate::context::Context;
 use crate::link::{
@@ -187,18 +187,11 @@ const FORWARD_BOTH_WAYS: Case = case! {
     relay: forward_both_ways,
 };
 async fn forward_both_ways(cx: Arc<Context>) -> CaseResult<Outcome> {
-    let cred = ws(&cx)?;
-    let key = HostKey::random();
-    let mut h = host(&cx, "host", &cred, &key).await?;
+    let (cred, key, mut h) = registered_host(&cx).await?;
     let mut c = controller(&cx, "ctl", &cred).await?;
     let s = random_session();
     let handshake = pattern(1, 512);
-    c.send(&RelayFrame::Open {
-        session: s,
-        host_key: key.public,
-        handshake: handshake.clone(),
-    })
-    .await?;
+    send_open(&mut c, s, &key, handshake.clone()).await?;
     h.expect_frame(
         &RelayFrame::Incoming {
             session: s,
@@ -282,9 +275,7 @@ const CONTROLLER_LIMIT: Case = case! {
     relay: controller_limit,
 };
 async fn controller_limit(cx: Arc<Context>) -> CaseResult<Outcome> {
-    let cred = ws(&cx)?;
-    let key = HostKey::random();
-    let mut h = host(&cx, "host", &cred, &key).await?;
+    let (cred, key, mut h) = registered_host(&cx).await?;
     let mut c = controller(&cx, "ctl", &cred).await?;
     for _ in 0..16 {
         open_session(&mut c, &mut h, &key, random_session()).await?;
@@ -302,9 +293,7 @@ const HOST_LIMIT: Case = case! {
     relay: host_limit,
 };
 async fn host_limit(cx: Arc<Context>) -> CaseResult<Outcome> {
-    let cred = ws(&cx)?;
-    let key = HostKey::random();
-    let mut h = host(&cx, "host", &cred, &key).await?;
+    let (cred, key, mut h) = registered_host(&cx).await?;
     let mut ctls = Vec::new();
     for i in 0..4 {
         let mut c = controller(&cx, &format!("ctl-{i}"), &cred).await?;

@@ -161,11 +161,30 @@ pub(crate) async fn open_refused(
     key: &HostKey,
     code: CloseCode,
 ) -> CaseResult<()> {
+    send_open(c, session, key, handshake_bytes(64)).await?;
+    c.expect_close(session, code, ANSWER_WAIT).await
+}
+
+/// A host of the target's workspace registered with a fresh key (`LINK-12`): the
+/// workspace's credential, the key, and the host's `READY` link.
+pub(crate) async fn registered_host(cx: &Context) -> CaseResult<(Credential, HostKey, Link)> {
+    let cred = ws(cx)?;
+    let key = HostKey::random();
+    let h = host(cx, "host", &cred, &key).await?;
+    Ok((cred, key, h))
+}
+
+/// Sends `OPEN` for `session` to the host with `key`, carrying `handshake` (`LINK-15`).
+pub(crate) async fn send_open(
+    c: &mut Link,
+    session: SessionId,
+    key: &HostKey,
+    handshake: Vec<u8>,
+) -> CaseResult<()> {
     c.send(&RelayFrame::Open {
         session,
         host_key: key.public,
-        handshake: handshake_bytes(64),
+        handshake,
     })
-    .await?;
-    c.expect_close(session, code, ANSWER_WAIT).await
+    .await
 }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::cases::steps::exec::{exec_ready, result_of, sh};
 use crate::context::Context;
-use crate::host::{ChannelSession, ExecRun, Res, Stop, check, hfail};
+use crate::host::{ChannelSession, ExecRun, Res, Stop, check, hfail, skip};
 
 /// Runs `script` under `mode` in `cwd`; `None` when the host refuses the mode (-32012) or
 /// runs it degraded (then nothing is enforced to check).
@@ -308,6 +308,24 @@ impl Probe {
 
     pub(crate) async fn close(self) {
         self.s.close().await;
+    }
+}
+
+/// Each restricted mode with the directory its probe runs in: `dir` for `read-only`, `ww`
+/// (a directory inside it) for `workspace-write`, whose `cwd` is its writable root.
+pub(crate) fn restricted<'a>(dir: &'a str, ww: &'a str) -> [(&'static str, &'a str); 2] {
+    let [read_only, workspace_write] = MODES;
+    [(read_only, dir), (workspace_write, ww)]
+}
+
+impl Probe {
+    /// Ends the probe's session; a skip when no restricted mode ran (`tried` is 0).
+    pub(crate) async fn finish(self, tried: usize) -> Res<()> {
+        self.close().await;
+        if tried == 0 {
+            return skip(NOTHING_ENFORCED);
+        }
+        Ok(())
     }
 }
 

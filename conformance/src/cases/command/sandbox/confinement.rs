@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::case::{Case, case};
 use crate::cases::steps::exec::exists;
 use crate::cases::steps::sandbox::{
-    FIND_PYTHON, MODES, NOTHING_ENFORCED, Probe, lines, prepare, printed, q, unconfined, under,
+    FIND_PYTHON, MODES, Probe, lines, prepare, printed, q, restricted, unconfined, under,
 };
 use crate::context::Context;
 use crate::host::{ExecRun, Res, check, hfail, host_target, skip};
@@ -198,8 +198,7 @@ async fn fresh_namespaces(cx: Arc<Context>) -> Res<()> {
         .filter(|pid| *pid > 1)
         .collect();
     let mut tried = 0;
-    for mode in MODES {
-        let cwd = if mode == "read-only" { &dir } else { &ww };
+    for (mode, cwd) in restricted(&dir, &ww) {
         let Some(run) = under(&mut p.s, mode, &view_script("marker", &outside), cwd).await? else {
             continue;
         };
@@ -240,11 +239,7 @@ async fn fresh_namespaces(cx: Arc<Context>) -> Res<()> {
             ));
         }
     }
-    p.close().await;
-    if tried == 0 {
-        return skip(NOTHING_ENFORCED);
-    }
-    Ok(())
+    p.finish(tried).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -289,8 +284,7 @@ async fn state_dir_invisible(cx: Arc<Context>) -> Res<()> {
         .collect();
     let ww = p.subdir("ww").await?;
     let mut tried = 0;
-    for mode in MODES {
-        let cwd = if mode == "read-only" { &dir } else { &ww };
+    for (mode, cwd) in restricted(&dir, &ww) {
         let Some(run) = under(&mut p.s, mode, &script, cwd).await? else {
             continue;
         };
@@ -311,11 +305,7 @@ async fn state_dir_invisible(cx: Arc<Context>) -> Res<()> {
             ));
         }
     }
-    p.close().await;
-    if tried == 0 {
-        return skip(NOTHING_ENFORCED);
-    }
-    Ok(())
+    p.finish(tried).await
 }
 
 const CREDENTIAL_INVISIBLE: Case = case! {
@@ -357,8 +347,7 @@ async fn credential_invisible(cx: Arc<Context>) -> Res<()> {
     let dir = p.dir.clone();
     let ww = p.subdir("ww").await?;
     let mut tried = 0;
-    for mode in MODES {
-        let cwd = if mode == "read-only" { &dir } else { &ww };
+    for (mode, cwd) in restricted(&dir, &ww) {
         let Some(run) = under(&mut p.s, mode, &script, cwd).await? else {
             continue;
         };
@@ -377,11 +366,7 @@ async fn credential_invisible(cx: Arc<Context>) -> Res<()> {
             ));
         }
     }
-    p.close().await;
-    if tried == 0 {
-        return skip(NOTHING_ENFORCED);
-    }
-    Ok(())
+    p.finish(tried).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -459,11 +444,7 @@ async fn metadata_writes_refused(cx: Arc<Context>) -> Res<()> {
             },
         )?;
     }
-    p.close().await;
-    if tried == 0 {
-        return skip(NOTHING_ENFORCED);
-    }
-    Ok(())
+    p.finish(tried).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -555,8 +536,7 @@ async fn no_controlling_terminal(cx: Arc<Context>) -> Res<()> {
     }
     let ww = p.subdir("ww").await?;
     let mut tried = 0;
-    for mode in MODES {
-        let cwd = if mode == "read-only" { &dir } else { &ww };
+    for (mode, cwd) in restricted(&dir, &ww) {
         let Some(run) = under(&mut p.s, mode, &script, cwd).await? else {
             continue;
         };
@@ -575,11 +555,7 @@ async fn no_controlling_terminal(cx: Arc<Context>) -> Res<()> {
             ));
         }
     }
-    p.close().await;
-    if tried == 0 {
-        return skip(NOTHING_ENFORCED);
-    }
-    Ok(())
+    p.finish(tried).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -602,8 +578,7 @@ async fn no_privileges(cx: Arc<Context>) -> Res<()> {
     let dir = p.dir.clone();
     let ww = p.subdir("ww").await?;
     let mut tried = 0;
-    for mode in MODES {
-        let cwd = if mode == "read-only" { &dir } else { &ww };
+    for (mode, cwd) in restricted(&dir, &ww) {
         let Some(run) = under(&mut p.s, mode, PRIVILEGE_SCRIPT, cwd).await? else {
             continue;
         };

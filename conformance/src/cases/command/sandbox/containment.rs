@@ -11,8 +11,8 @@ use crate::case::{Case, case};
 use crate::cases::steps::devices::{pair_for_revocation, revoke};
 use crate::cases::steps::exec::{exists, sh};
 use crate::cases::steps::sandbox::{
-    FIND_PYTHON, MODES, NOTHING_ENFORCED, Probe, accept_alongside, confined, lines, printed, q,
-    unconfined, under,
+    FIND_PYTHON, Probe, accept_alongside, confined, lines, printed, q, restricted, unconfined,
+    under,
 };
 use crate::context::Context;
 use crate::host::{HOST_WAIT, Res, Stop, check, hfail, skip};
@@ -115,8 +115,7 @@ async fn no_sockets(cx: Arc<Context>) -> Res<()> {
     let target = listener.as_ref().map(|_| socket_path.as_str());
     let mut tried = 0;
     let mut no_python = Vec::new();
-    for mode in MODES {
-        let cwd = if mode == "read-only" { &dir } else { &ww };
+    for (mode, cwd) in restricted(&dir, &ww) {
         let (run, reached) = accept_unix_alongside(
             listener.as_ref(),
             under(&mut p.s, mode, &script(target), cwd),
@@ -487,8 +486,7 @@ async fn process_limit(cx: Arc<Context>) -> Res<()> {
     let dir = p.dir.clone();
     let ww = p.subdir("ww").await?;
     let mut tried = 0;
-    for mode in MODES {
-        let cwd = if mode == "read-only" { &dir } else { &ww };
+    for (mode, cwd) in restricted(&dir, &ww) {
         let Some(run) = confined(
             &mut p.s,
             mode,
@@ -523,11 +521,7 @@ async fn process_limit(cx: Arc<Context>) -> Res<()> {
             )
         })?;
     }
-    p.close().await;
-    if tried == 0 {
-        return skip(NOTHING_ENFORCED);
-    }
-    Ok(())
+    p.finish(tried).await
 }
 
 // ---------------------------------------------------------------------------------------
