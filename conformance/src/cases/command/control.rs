@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::case::{Case, case};
 use crate::cases::steps::devices::{pair_for_revocation, revoke, set_remote};
 use crate::cases::steps::exec::exec_ready;
-use crate::cases::steps::rpc::{expect_error, ready, refuse};
+use crate::cases::steps::rpc::{call_refused, expect_error, ready, refuse};
 use crate::context::Context;
 use crate::host::{HOST_WAIT, Res, check, host_target, session, skip};
 
@@ -111,8 +111,14 @@ async fn cmd_in_flight(cx: Arc<Context>) -> Res<()> {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let start = Instant::now();
-    let a = s.call("tether-conformance/probe", Value::Null).await?;
-    expect_error(&a, -32001, "a 65th request with 64 in flight")?;
+    call_refused(
+        &mut s,
+        "tether-conformance/probe",
+        Value::Null,
+        -32001,
+        "a 65th request with 64 in flight",
+    )
+    .await?;
     // A host that queued it instead would answer when a `sleep 60` ends.
     check(start.elapsed() < Duration::from_secs(20), || {
         format!("the -32001 answer took {:?}", start.elapsed())
@@ -139,27 +145,31 @@ async fn cmd_order(cx: Arc<Context>) -> Res<()> {
         "a bad jsonrpc version before initialize (envelope first)",
     )
     .await?;
-    let a = s.call("tether-conformance/probe", Value::Null).await?;
-    expect_error(
-        &a,
+    call_refused(
+        &mut s,
+        "tether-conformance/probe",
+        Value::Null,
         -32002,
         "an unknown method before initialize (initialization before method)",
-    )?;
-    let a = s.call("command/exec", json!({"command": 5})).await?;
-    expect_error(
-        &a,
+    )
+    .await?;
+    call_refused(
+        &mut s,
+        "command/exec",
+        json!({"command": 5}),
         -32002,
         "bad params before initialize (initialization before params)",
-    )?;
+    )
+    .await?;
     s.initialize().await?;
-    let a = s
-        .call("tether-conformance/probe", json!({"x": [1, 2]}))
-        .await?;
-    expect_error(
-        &a,
+    call_refused(
+        &mut s,
+        "tether-conformance/probe",
+        json!({"x": [1, 2]}),
         -32601,
         "an unknown method with params (method before params)",
-    )?;
+    )
+    .await?;
     s.close().await;
     Ok(())
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::case::{Case, case};
-use crate::cases::steps::rpc::{error_code, expect_error, ready, refuse, still_answers};
+use crate::cases::steps::rpc::{
+    call_refused, error_code, expect_error, ready, refuse, still_answers,
+};
 use crate::context::Context;
 use crate::host::{HOST_WAIT, Res, Stop, check, session};
 
@@ -54,12 +56,14 @@ async fn cmd_batch(cx: Arc<Context>) -> Res<()> {
     )
     .await?;
     // The initialize inside did not run: the session is still uninitialized.
-    let a = s.call("tether-conformance/probe", Value::Null).await?;
-    expect_error(
-        &a,
+    call_refused(
+        &mut s,
+        "tether-conformance/probe",
+        Value::Null,
         -32002,
         "a request after the refused batch (was its initialize run?)",
-    )?;
+    )
+    .await?;
     s.close().await;
     Ok(())
 }
@@ -413,8 +417,7 @@ async fn cmd_unknown_method(cx: Arc<Context>) -> Res<()> {
         "Command/exec",
         "item/commandExecution/requestApproval",
     ] {
-        let a = s.call(m, json!({})).await?;
-        expect_error(&a, -32601, &format!("method {m:?}"))?;
+        call_refused(&mut s, m, json!({}), -32601, &format!("method {m:?}")).await?;
     }
     s.send_json(&json!({"jsonrpc":"2.0","method":"tether-conformance/notify"}))
         .await?;
@@ -437,12 +440,22 @@ const CMD_INVALID_PARAMS: Case = case! {
 };
 async fn cmd_invalid_params(cx: Arc<Context>) -> Res<()> {
     let mut s = session(&cx, "ctl").await?;
-    let a = s.call("initialize", json!([])).await?;
-    expect_error(&a, -32602, "initialize with array params")?;
-    let a = s
-        .call("initialize", json!({"protocolVersion": "tether/1"}))
-        .await?;
-    expect_error(&a, -32602, "initialize without clientInfo")?;
+    call_refused(
+        &mut s,
+        "initialize",
+        json!([]),
+        -32602,
+        "initialize with array params",
+    )
+    .await?;
+    let a = call_refused(
+        &mut s,
+        "initialize",
+        json!({"protocolVersion": "tether/1"}),
+        -32602,
+        "initialize without clientInfo",
+    )
+    .await?;
     let msg = a
         .pointer("/error/message")
         .and_then(Value::as_str)
@@ -450,13 +463,14 @@ async fn cmd_invalid_params(cx: Arc<Context>) -> Res<()> {
     check(msg.contains("clientInfo"), || {
         format!("the -32602 message {msg:?} does not name the member clientInfo")
     })?;
-    let a = s
-        .call(
-            "initialize",
-            json!({"clientInfo": {"name": "c", "version": "1"}, "protocolVersion": 1}),
-        )
-        .await?;
-    expect_error(&a, -32602, "initialize with a numeric protocolVersion")?;
+    call_refused(
+        &mut s,
+        "initialize",
+        json!({"clientInfo": {"name": "c", "version": "1"}, "protocolVersion": 1}),
+        -32602,
+        "initialize with a numeric protocolVersion",
+    )
+    .await?;
     s.initialize().await?;
     // A notification with bad params is ignored, not answered.
     s.send_json(
@@ -473,27 +487,30 @@ async fn cmd_invalid_params(cx: Arc<Context>) -> Res<()> {
         )
     })?;
     if s.has_capability(tether_proto::cmd::capability::COMMAND_EXEC) {
-        let a = s
-            .call(
-                "command/exec",
-                json!({"command": "ls", "cwd": "/", "processId": "p"}),
-            )
-            .await?;
-        expect_error(&a, -32602, "command/exec with a string command")?;
-        let a = s
-            .call(
-                "command/exec",
-                json!({"command": [], "cwd": "/", "processId": "p"}),
-            )
-            .await?;
-        expect_error(&a, -32602, "command/exec with an empty command")?;
-        let a = s
-            .call(
-                "command/exec",
-                json!({"command": ["true"], "cwd": "/", "processId": "p", "sandbox": "everything"}),
-            )
-            .await?;
-        expect_error(&a, -32602, "command/exec with an unknown sandbox mode")?;
+        call_refused(
+            &mut s,
+            "command/exec",
+            json!({"command": "ls", "cwd": "/", "processId": "p"}),
+            -32602,
+            "command/exec with a string command",
+        )
+        .await?;
+        call_refused(
+            &mut s,
+            "command/exec",
+            json!({"command": [], "cwd": "/", "processId": "p"}),
+            -32602,
+            "command/exec with an empty command",
+        )
+        .await?;
+        call_refused(
+            &mut s,
+            "command/exec",
+            json!({"command": ["true"], "cwd": "/", "processId": "p", "sandbox": "everything"}),
+            -32602,
+            "command/exec with an unknown sandbox mode",
+        )
+        .await?;
     }
     s.close().await;
     Ok(())
@@ -554,26 +571,40 @@ const CMD_INITIALIZE: Case = case! {
 };
 async fn cmd_initialize(cx: Arc<Context>) -> Res<()> {
     let mut s = session(&cx, "ctl").await?;
-    let a = s.call("tether-conformance/probe", Value::Null).await?;
-    expect_error(&a, -32002, "a request before initialize")?;
-    let a = s
-        .call(
-            "command/exec",
-            json!({"command": ["true"], "cwd": "/", "processId": "p"}),
-        )
-        .await?;
-    expect_error(&a, -32002, "command/exec before initialize")?;
+    call_refused(
+        &mut s,
+        "tether-conformance/probe",
+        Value::Null,
+        -32002,
+        "a request before initialize",
+    )
+    .await?;
+    call_refused(
+        &mut s,
+        "command/exec",
+        json!({"command": ["true"], "cwd": "/", "processId": "p"}),
+        -32002,
+        "command/exec before initialize",
+    )
+    .await?;
     s.send_json(&json!({"jsonrpc":"2.0","method":"initialized"}))
         .await?;
-    let a = s
-        .call(
-            "initialize",
-            json!({"clientInfo": {"name": "c", "version": "1"}, "protocolVersion": "tether/2"}),
-        )
-        .await?;
-    expect_error(&a, -32602, "initialize with protocolVersion tether/2")?;
-    let a = s.call("tether-conformance/probe", Value::Null).await?;
-    expect_error(&a, -32002, "a request after a refused initialize")?;
+    call_refused(
+        &mut s,
+        "initialize",
+        json!({"clientInfo": {"name": "c", "version": "1"}, "protocolVersion": "tether/2"}),
+        -32602,
+        "initialize with protocolVersion tether/2",
+    )
+    .await?;
+    call_refused(
+        &mut s,
+        "tether-conformance/probe",
+        Value::Null,
+        -32002,
+        "a request after a refused initialize",
+    )
+    .await?;
     let result = s
         .call_ok(
             "initialize",
@@ -593,13 +624,14 @@ async fn cmd_initialize(cx: Arc<Context>) -> Res<()> {
     s.expect_silence(Duration::from_millis(500)).await?;
     s.send_json(&json!({"jsonrpc":"2.0","method":"initialized"}))
         .await?;
-    let a = s
-        .call(
-            "initialize",
-            json!({"clientInfo": {"name": "c", "version": "1"}, "protocolVersion": "tether/1"}),
-        )
-        .await?;
-    expect_error(&a, -32600, "a second initialize")?;
+    call_refused(
+        &mut s,
+        "initialize",
+        json!({"clientInfo": {"name": "c", "version": "1"}, "protocolVersion": "tether/1"}),
+        -32600,
+        "a second initialize",
+    )
+    .await?;
     s.close().await;
     Ok(())
 }
@@ -626,14 +658,26 @@ async fn cmd_capabilities(cx: Arc<Context>) -> Res<()> {
     let has = |c: &str| caps.iter().any(|v| v.as_str() == Some(c));
     if !has(tether_proto::cmd::capability::COMMAND_EXEC) {
         for m in ["command/exec", "command/exec/terminate"] {
-            let a = s.call(m, json!({})).await?;
-            expect_error(&a, -32601, &format!("{m} on a host without command.exec"))?;
+            call_refused(
+                &mut s,
+                m,
+                json!({}),
+                -32601,
+                &format!("{m} on a host without command.exec"),
+            )
+            .await?;
         }
     }
     if !has(tether_proto::cmd::capability::THREAD_HANDOFF) {
         for m in ["thread/export", "thread/import"] {
-            let a = s.call(m, json!({})).await?;
-            expect_error(&a, -32601, &format!("{m} on a host without thread.handoff"))?;
+            call_refused(
+                &mut s,
+                m,
+                json!({}),
+                -32601,
+                &format!("{m} on a host without thread.handoff"),
+            )
+            .await?;
         }
     }
     s.close().await;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::case::{Case, case};
 use crate::cases::steps::exec::{exec_params, exec_ready, exists, result_of, sh};
-use crate::cases::steps::rpc::{expect_error, still_answers};
+use crate::cases::steps::rpc::{call_refused, still_answers};
 use crate::context::Context;
 use crate::host::{HOST_WAIT, Res, check};
 
@@ -119,8 +119,14 @@ async fn cmd_exec_pid_in_use(cx: Arc<Context>) -> Res<()> {
     s.send_json(&json!({"jsonrpc":"2.0","id":first,"method":"command/exec","params":p}))
         .await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let a = s.call("command/exec", p.clone()).await?;
-    expect_error(&a, -32602, "a second command/exec with a running processId")?;
+    call_refused(
+        &mut s,
+        "command/exec",
+        p.clone(),
+        -32602,
+        "a second command/exec with a running processId",
+    )
+    .await?;
     let t = s
         .call("command/exec/terminate", json!({"processId": "same"}))
         .await?;
@@ -245,13 +251,14 @@ const CMD_TERMINATE: Case = case! {
 };
 async fn cmd_terminate(cx: Arc<Context>) -> Res<()> {
     let (mut s, dir) = exec_ready(&cx, "ctl").await?;
-    let a = s
-        .call(
-            "command/exec/terminate",
-            json!({"processId": "nothing-runs"}),
-        )
-        .await?;
-    expect_error(&a, -32016, "terminate of an unknown process")?;
+    call_refused(
+        &mut s,
+        "command/exec/terminate",
+        json!({"processId": "nothing-runs"}),
+        -32016,
+        "terminate of an unknown process",
+    )
+    .await?;
     let mut p = exec_params(&["sleep", "30"], &dir);
     if let Some(o) = p.as_object_mut() {
         o.insert("processId".to_owned(), json!("sleeper"));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::case::{Case, case};
-use crate::cases::steps::rpc::expect_error;
+use crate::cases::steps::rpc::call_refused;
 use crate::cases::steps::threads::{
     mkdirs, start_thread, start_turn, threads_ready, until_completed,
 };
@@ -122,15 +122,23 @@ async fn import_invalid(cx: Arc<Context>) -> Res<()> {
         ("a colon", with("cwdRelative", json!("C:x"))),
         ("an empty cwdRelative", with("cwdRelative", json!(""))),
     ] {
-        let a = s
-            .call("thread/import", json!({"bundle": b, "projectRoot": dir}))
-            .await?;
-        expect_error(&a, -32017, &format!("a bundle with {what}"))?;
-    }
-    let a = s
-        .call("thread/import", json!({"bundle": 5, "projectRoot": dir}))
+        call_refused(
+            &mut s,
+            "thread/import",
+            json!({"bundle": b, "projectRoot": dir}),
+            -32017,
+            &format!("a bundle with {what}"),
+        )
         .await?;
-    expect_error(&a, -32602, "a bundle that is not an object")?;
+    }
+    call_refused(
+        &mut s,
+        "thread/import",
+        json!({"bundle": 5, "projectRoot": dir}),
+        -32602,
+        "a bundle that is not an object",
+    )
+    .await?;
     s.close().await;
     Ok(())
 }
@@ -186,14 +194,14 @@ async fn import_bundle(cx: Arc<Context>) -> Res<()> {
     if let Some(o) = b.as_object_mut() {
         o.insert("cwdRelative".to_owned(), json!("no-such-dir"));
     }
-    let a = s
-        .call("thread/import", json!({"bundle": b, "projectRoot": target}))
-        .await?;
-    expect_error(
-        &a,
+    call_refused(
+        &mut s,
+        "thread/import",
+        json!({"bundle": b, "projectRoot": target}),
         -32602,
         "a bundle whose cwd does not exist under projectRoot",
-    )?;
+    )
+    .await?;
     s.close().await;
     Ok(())
 }

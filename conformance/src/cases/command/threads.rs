@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::case::{Case, case};
-use crate::cases::steps::rpc::{error_code, expect_error};
+use crate::cases::steps::rpc::{call_refused, error_code};
 use crate::cases::steps::threads::{
     check_order, final_item, of_thread, second, shared_thread, start_thread, start_turn,
     threads_ready, turn_status, until_approval, until_completed,
@@ -76,13 +76,14 @@ async fn thread_start(cx: Arc<Context>) -> Res<()> {
         ("a missing directory", format!("{dir}/missing")),
         ("a relative path", "relative/dir".to_owned()),
     ] {
-        let a = s
-            .call(
-                "thread/start",
-                json!({"cwd": cwd, "sandbox": "danger-full-access"}),
-            )
-            .await?;
-        expect_error(&a, -32602, &format!("thread/start with {what}"))?;
+        call_refused(
+            &mut s,
+            "thread/start",
+            json!({"cwd": cwd, "sandbox": "danger-full-access"}),
+            -32602,
+            &format!("thread/start with {what}"),
+        )
+        .await?;
     }
     s.close().await;
     Ok(())
@@ -107,14 +108,17 @@ async fn thread_not_found(cx: Arc<Context>) -> Res<()> {
             json!({"threadId": missing, "input": [{"type": "text", "text": "hi"}]}),
         ),
     ] {
-        let a = s.call(m, p).await?;
-        expect_error(&a, -32013, &format!("{m} of an unknown thread"))?;
+        call_refused(&mut s, m, p, -32013, &format!("{m} of an unknown thread")).await?;
     }
     if s.has_capability(tether_proto::cmd::capability::THREAD_HANDOFF) {
-        let a = s
-            .call("thread/export", json!({"threadId": missing}))
-            .await?;
-        expect_error(&a, -32013, "thread/export of an unknown thread")?;
+        call_refused(
+            &mut s,
+            "thread/export",
+            json!({"threadId": missing}),
+            -32013,
+            "thread/export of an unknown thread",
+        )
+        .await?;
     }
     s.close().await;
     Ok(())
@@ -224,8 +228,14 @@ async fn thread_list(cx: Arc<Context>) -> Res<()> {
         ("limit 0", json!({"limit": 0})),
         ("limit 1001", json!({"limit": 1001})),
     ] {
-        let a = s.call("thread/list", params).await?;
-        expect_error(&a, -32602, &format!("thread/list with {what}"))?;
+        call_refused(
+            &mut s,
+            "thread/list",
+            params,
+            -32602,
+            &format!("thread/list with {what}"),
+        )
+        .await?;
     }
     s.close().await;
     Ok(())
@@ -290,13 +300,14 @@ async fn turn_active(cx: Arc<Context>) -> Res<()> {
         || format!("turn/start result: {r}"),
     )?;
     let (id, _, _) = until_approval(&mut s, &thread).await?;
-    let a = s
-        .call(
-            "turn/start",
-            json!({"threadId": thread, "input": [{"type": "text", "text": "again"}]}),
-        )
-        .await?;
-    expect_error(&a, -32018, "turn/start while a turn is in progress")?;
+    call_refused(
+        &mut s,
+        "turn/start",
+        json!({"threadId": thread, "input": [{"type": "text", "text": "again"}]}),
+        -32018,
+        "turn/start while a turn is in progress",
+    )
+    .await?;
     let a = s
         .call("turn/start", json!({"threadId": thread, "input": []}))
         .await?;
@@ -305,14 +316,14 @@ async fn turn_active(cx: Arc<Context>) -> Res<()> {
     })?;
     s.answer(&id, json!({"decision": "decline"})).await?;
     until_completed(&mut s, &thread).await?;
-    let a = s
-        .call("turn/start", json!({"threadId": thread, "input": []}))
-        .await?;
-    expect_error(
-        &a,
+    call_refused(
+        &mut s,
+        "turn/start",
+        json!({"threadId": thread, "input": []}),
         -32602,
         "turn/start with an empty input on an idle thread",
-    )?;
+    )
+    .await?;
     s.close().await;
     Ok(())
 }
@@ -327,13 +338,14 @@ const TURN_INTERRUPT: Case = case! {
 async fn turn_interrupt(cx: Arc<Context>) -> Res<()> {
     let (mut s, dir) = threads_ready(&cx, "ctl", true).await?;
     let (thread, _) = start_thread(&mut s, &dir, "never").await?;
-    let a = s
-        .call(
-            "turn/interrupt",
-            json!({"threadId": thread, "turnId": "turn_nothing"}),
-        )
-        .await?;
-    expect_error(&a, -32014, "turn/interrupt of an unknown turn")?;
+    call_refused(
+        &mut s,
+        "turn/interrupt",
+        json!({"threadId": thread, "turnId": "turn_nothing"}),
+        -32014,
+        "turn/interrupt of an unknown turn",
+    )
+    .await?;
     let turn = start_turn(&mut s, &thread, "$ sleep 30").await?;
     let t = thread.clone();
     s.read_until(
@@ -373,13 +385,14 @@ async fn turn_interrupt(cx: Arc<Context>) -> Res<()> {
             )
         },
     )?;
-    let a = s
-        .call(
-            "turn/interrupt",
-            json!({"threadId": thread, "turnId": turn}),
-        )
-        .await?;
-    expect_error(&a, -32014, "turn/interrupt of a finished turn")?;
+    call_refused(
+        &mut s,
+        "turn/interrupt",
+        json!({"threadId": thread, "turnId": turn}),
+        -32014,
+        "turn/interrupt of a finished turn",
+    )
+    .await?;
     s.close().await;
     Ok(())
 }

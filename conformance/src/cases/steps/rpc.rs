@@ -57,3 +57,17 @@ pub(crate) async fn still_answers(s: &mut ChannelSession, what: &str) -> Res<()>
         format!("an unknown method got a result: {a}")
     })
 }
+
+/// Sends a request and expects the error response `code` (`what` names the request in a
+/// failure); returns the whole answer.
+pub(crate) async fn call_refused(
+    s: &mut ChannelSession,
+    method: &str,
+    params: Value,
+    code: i64,
+    what: &str,
+) -> Res<Value> {
+    let a = s.call(method, params).await?;
+    expect_error(&a, code, what)?;
+    Ok(a)
+}
