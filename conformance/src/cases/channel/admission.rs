@@ -9,12 +9,14 @@ use tether_proto::link::CloseCode;
 
 use crate::case::{Case, case};
 use crate::cases::steps::devices::set_remote;
-use crate::cases::steps::handshake::{close_is, future_ts, prologue_bytes, refused_raw};
+use crate::cases::steps::handshake::{
+    close_is, future_ts, prologue_bytes, refused_raw, unknown_token_payload,
+};
 use crate::context::Context;
 use crate::host::{
     self, Device, Res, check, host_target, open, paired, raw_message1, session, session_with, skip,
 };
-use crate::link::{random_bytes, random_session};
+use crate::link::random_session;
 
 /// The admission cases, in spec order.
 pub const CASES: &[Case] = &[
@@ -134,12 +136,7 @@ const CHAN_ORDER_TOKEN: Case = case! {
 async fn chan_order_token(cx: Arc<Context>) -> Res<()> {
     let identity = paired(&cx).await?.identity;
     let device = Device::fresh("skewed-pair");
-    let payload = HandshakePayload::Pair {
-        timestamp: future_ts(1000),
-        token_id: random_bytes::<16>(),
-        token_secret: random_bytes::<32>(),
-        device_name: device.name.clone(),
-    };
+    let payload = unknown_token_payload(&device, future_ts(1000));
     let code = open(&cx, "ctl", &identity, &device, &payload)
         .await?
         .refused("CLOSE CLOCK_SKEW")

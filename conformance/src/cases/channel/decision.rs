@@ -13,14 +13,14 @@ use crate::case::{Case, case};
 use crate::cases::steps::devices::{
     device_session, established, idle, pair_device, pair_for_revocation, pair_fresh, revoke,
 };
-use crate::cases::steps::handshake::{close_is, future_ts, refused_raw};
+use crate::cases::steps::handshake::{close_is, future_ts, refused_raw, unknown_token_payload};
 use crate::cases::steps::rpc::still_answers;
 use crate::context::Context;
 use crate::host::{
     self, Device, Opened, Res, Stop, check, fresh_token, hfail, host_target, open, paired, session,
     session_capture, session_with, skip,
 };
-use crate::link::{controller, random_bytes, random_session};
+use crate::link::{controller, random_session};
 use crate::traffic::describe;
 
 /// The decision-procedure cases, in spec order.
@@ -283,12 +283,7 @@ async fn chan_unknown_token(cx: Arc<Context>) -> Res<()> {
     let identity = paired(&cx).await?.identity;
     let mut device = Device::fresh("unknown-token");
     let ts = device.next_timestamp();
-    let payload = HandshakePayload::Pair {
-        timestamp: ts,
-        token_id: random_bytes::<16>(),
-        token_secret: random_bytes::<32>(),
-        device_name: device.name.clone(),
-    };
+    let payload = unknown_token_payload(&device, ts);
     let code = open(&cx, "ctl", &identity, &device, &payload)
         .await?
         .refused("CLOSE TOKEN_REJECTED for an unknown token")

@@ -13,6 +13,7 @@ use crate::host::{
     pair_payload, paired, skip,
 };
 
+/// Revokes `device` through the host's operator; a skip without `--revoke-cmd`.
 pub(crate) async fn revoke(cx: &Context, device: &Device) -> Res<()> {
     let host = host_target(cx)?;
     match host.admin.revoke(&device.name).await {
@@ -75,6 +76,8 @@ pub(crate) async fn idle(cx: &Context, dur: Duration, why: &str) {
     tokio::time::sleep(dur).await;
 }
 
+/// Switches the host's remote access on or off through its operator; a skip without
+/// `--remote-access-cmd`.
 pub(crate) async fn set_remote(cx: &Context, on: bool) -> Res<()> {
     let host = host_target(cx)?;
     match host.admin.set_remote_access(on).await {
@@ -104,6 +107,8 @@ pub(crate) async fn pair_device(
     open(cx, name, identity, device, &pair_payload(token, device, ts)).await
 }
 
+/// Pairs a fresh device named after `what` with `token`, as the shared device's host knows
+/// it.
 pub(crate) async fn pair_fresh(
     cx: &Context,
     token: &PairingToken,

@@ -8,14 +8,18 @@ use crate::context::Context;
 use crate::host::{ChannelSession, ExecRun, HOST_WAIT, Res, Stop, check, hfail};
 use crate::link::random_bytes;
 
+/// The params of a `command/exec` of `cmd` in `cwd`, unsandboxed (`danger-full-access`),
+/// with a 60 s time limit.
 pub(crate) fn exec_params(cmd: &[&str], cwd: &str) -> Value {
     json!({"command": cmd, "cwd": cwd, "sandbox": "danger-full-access", "timeoutMs": 60000})
 }
 
+/// [`exec_params`] of `sh -c script`.
 pub(crate) fn sh(script: &str, cwd: &str) -> Value {
     exec_params(&["sh", "-c", script], cwd)
 }
 
+/// The `result` of a `command/exec`, or a failure naming `what`.
 pub(crate) fn result_of<'a>(run: &'a ExecRun, what: &str) -> Res<&'a Value> {
     run.result()
         .ok_or_else(|| Stop::Fail(format!("{what}: command/exec failed: {}", run.answer)))
@@ -26,11 +30,7 @@ pub(crate) async fn exec_ready(cx: &Context, name: &str) -> Res<(ChannelSession,
     let mut s = ready(cx, name).await?;
     s.need_exec()?;
     let base = s.work_dir(cx)?;
-    let dir = format!(
-        "{}/tether-conf-{}",
-        base.trim_end_matches('/'),
-        hex::encode(random_bytes::<6>())
-    );
+    let dir = fresh_dir_under(&base);
     let run = s
         .exec(exec_params(&["mkdir", "-p", &dir], &base), HOST_WAIT)
         .await?;
@@ -50,4 +50,22 @@ pub(crate) async fn exists(s: &mut ChannelSession, path: &str, cwd: &str) -> Res
         Some(1) => Ok(false),
         _ => hfail(format!("test -e {path} on the host: {}", run.answer)),
     }
+}
+
+/// A new directory name under `base` (`tether-conf-` and 12 hex digits), for a case's
+/// files.
+pub(crate) fn fresh_dir_under(base: &str) -> String {
+    format!(
+        "{}/tether-conf-{}",
+        base.trim_end_matches('/'),
+        hex::encode(random_bytes::<6>())
+    )
+}
+
+/// `params` of a `command/exec` with its `sandbox` member set to `mode`.
+pub(crate) fn with_sandbox(mut params: Value, mode: &str) -> Value {
+    if let Some(o) = params.as_object_mut() {
+        o.insert("sandbox".to_owned(), json!(mode));
+    }
+    params
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tether_proto::channel::{Prologue, Timestamp};
+use tether_proto::channel::{HandshakePayload, Prologue, Timestamp};
 use tether_proto::link::{CloseCode, SessionId};
 use tether_proto::time::UnixTime;
 
@@ -11,11 +11,9 @@ use crate::context::Context;
 use crate::host::{
     Device, Identity, Res, Stop, check, hfail, host_target, paired, raw_message1, send_message1,
 };
-use crate::link::{controller, random_session};
+use crate::link::{controller, random_bytes, random_session};
 
-// ---------------------------------------------------------------------------------------
-// helpers
-
+/// Fails unless `code` is `want`; `what` names what was sent.
 pub(crate) fn close_is(code: CloseCode, want: CloseCode, what: &str) -> Res<()> {
     check(code == want, || {
         format!("{what}: expected CLOSE {want}, got CLOSE {code}")
@@ -41,6 +39,7 @@ pub(crate) async fn refused_raw(
     }
 }
 
+/// Sends `msg1` on a fresh session and expects `CLOSE want`.
 pub(crate) async fn expect_refused_raw(
     cx: &Context,
     name: &str,
@@ -51,10 +50,13 @@ pub(crate) async fn expect_refused_raw(
     close_is(code, want, name)
 }
 
+/// A message-1 timestamp `secs` seconds ahead of the runner's clock (`CHAN-11`).
 pub(crate) fn future_ts(secs: u64) -> Timestamp {
     Timestamp::from_unix(UnixTime::now().saturating_add(Duration::from_secs(secs)))
 }
 
+/// The 12 bytes of a timestamp: the seconds label, big-endian, then the nanoseconds
+/// (`CHAN-4`), any values.
 pub(crate) fn ts_bytes(secs_label: u64, nanos: u32) -> [u8; 12] {
     let mut b = [0u8; 12];
     let (s, n) = b.split_at_mut(8);
@@ -63,6 +65,7 @@ pub(crate) fn ts_bytes(secs_label: u64, nanos: u32) -> [u8; 12] {
     b
 }
 
+/// The prologue of a session (`CHAN-2`), as bytes.
 pub(crate) fn prologue_bytes(workspace: &str, key: &[u8; 32], session: SessionId) -> Res<Vec<u8>> {
     Prologue::new(workspace, key, session)
         .map(|p| p.as_bytes().to_vec())
@@ -89,4 +92,15 @@ pub(crate) async fn payload_refused(
     )?;
     let code = refused_raw(cx, "ctl", session, msg1).await?;
     close_is(code, want, what)
+}
+
+/// A `PAIR` payload from `device` with a token the host never minted (random id and
+/// secret).
+pub(crate) fn unknown_token_payload(device: &Device, timestamp: Timestamp) -> HandshakePayload {
+    HandshakePayload::Pair {
+        timestamp,
+        token_id: random_bytes::<16>(),
+        token_secret: random_bytes::<32>(),
+        device_name: device.name.clone(),
+    }
 }

@@ -13,10 +13,12 @@ use crate::link::{
 use crate::outcome::{CaseError, CaseResult, Outcome, fail};
 use crate::traffic::describe;
 
+/// The workspace the relay under test serves, with its credential.
 pub(crate) fn ws(cx: &Context) -> CaseResult<Credential> {
     Ok(cx.relay()?.workspace.clone())
 }
 
+/// The case passed.
 pub(crate) fn pass() -> CaseResult<Outcome> {
     Ok(Outcome::Pass)
 }
@@ -33,6 +35,7 @@ pub(crate) fn wrong_credential_for(cred: &Credential) -> Credential {
     }
 }
 
+/// `frame` encoded, or a failure naming it.
 pub(crate) fn hello_bytes(frame: &RelayFrame) -> CaseResult<Vec<u8>> {
     frame
         .to_bytes()
@@ -74,6 +77,7 @@ pub(crate) async fn session_pair(cx: &Context) -> CaseResult<(Link, Link, HostKe
     Ok((h, c, key, s))
 }
 
+/// A `DATA` frame of `session`.
 pub(crate) fn data(session: SessionId, payload: Vec<u8>) -> RelayFrame {
     RelayFrame::Data { session, payload }
 }
@@ -90,6 +94,7 @@ pub(crate) async fn data_crosses(
     to.expect_frame(&f, ANSWER_WAIT).await
 }
 
+/// `len` pseudo-random bytes from `seed` (xorshift), the same for the same seed.
 pub(crate) fn pattern(seed: u32, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
     (0..len)

@@ -13,6 +13,7 @@ pub(crate) async fn ready(cx: &Context, name: &str) -> Res<ChannelSession> {
     Ok(s)
 }
 
+/// The `error.code` of an answer, if it is an error response.
 pub(crate) fn error_code(answer: &Value) -> Option<i64> {
     answer
         .get("error")
@@ -20,6 +21,7 @@ pub(crate) fn error_code(answer: &Value) -> Option<i64> {
         .and_then(Value::as_i64)
 }
 
+/// Fails unless `answer` is an error response with `code`; `what` names the request.
 pub(crate) fn expect_error(answer: &Value, code: i64, what: &str) -> Res<()> {
     check(error_code(answer) == Some(code), || {
         format!("{what}: expected error {code}, got {answer}")

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::cases::steps::exec::{exec_ready, result_of, sh};
+use crate::cases::steps::exec::{exec_ready, result_of, sh, with_sandbox};
 use crate::context::Context;
 use crate::host::{ChannelSession, ExecRun, Res, Stop, check, hfail, skip};
 
@@ -19,10 +19,7 @@ pub(crate) async fn sandboxed(
     script: &str,
     cwd: &str,
 ) -> Res<Option<ExecRun>> {
-    let mut p = sh(script, cwd);
-    if let Some(o) = p.as_object_mut() {
-        o.insert("sandbox".to_owned(), json!(mode));
-    }
+    let p = with_sandbox(sh(script, cwd), mode);
     let run = s.exec(p, Duration::from_secs(30)).await?;
     if run.error_code() == Some(-32012) {
         return Ok(None);
@@ -107,9 +104,6 @@ pub(crate) async fn accept_alongside<T>(
     let _ = tokio::time::timeout(Duration::from_secs(1), &mut accept_loop).await;
     Ok((out, accepted.load(std::sync::atomic::Ordering::SeqCst)))
 }
-
-// ---------------------------------------------------------------------------------------
-// helpers
 
 /// The restricted modes every case tries.
 pub(crate) const MODES: [&str; 2] = ["read-only", "workspace-write"];

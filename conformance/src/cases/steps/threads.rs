@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::cases::steps::exec::fresh_dir_under;
 use crate::context::Context;
 use crate::host::{ChannelSession, HOST_WAIT, HostMessage, Res, check, hfail, session, skip};
-use crate::link::random_bytes;
 
 /// An initialized session of the paired device, with a fresh directory on the host.
 pub(crate) async fn threads_ready(
@@ -29,11 +29,7 @@ pub(crate) async fn threads_ready(
         );
     }
     let base = s.work_dir(cx)?;
-    let dir = format!(
-        "{}/tether-conf-{}",
-        base.trim_end_matches('/'),
-        hex::encode(random_bytes::<6>())
-    );
+    let dir = fresh_dir_under(&base);
     mkdirs(&mut s, &[&dir], &base).await?;
     Ok((s, dir))
 }
@@ -45,6 +41,7 @@ pub(crate) async fn second(cx: &Context, name: &str) -> Res<ChannelSession> {
     Ok(s)
 }
 
+/// Runs `sh -c script` in `cwd`, unsandboxed, and fails unless it exits 0.
 pub(crate) async fn run_sh(s: &mut ChannelSession, script: &str, cwd: &str) -> Res<()> {
     let run = s
         .exec(
@@ -57,6 +54,7 @@ pub(crate) async fn run_sh(s: &mut ChannelSession, script: &str, cwd: &str) -> R
     })
 }
 
+/// Makes `dirs` (`mkdir -p`) on the host.
 pub(crate) async fn mkdirs(s: &mut ChannelSession, dirs: &[&str], cwd: &str) -> Res<()> {
     let mut script = String::from("mkdir -p");
     for d in dirs {
@@ -102,6 +100,7 @@ pub(crate) async fn start_turn(s: &mut ChannelSession, thread: &str, text: &str)
         .ok_or_else(|| crate::host::Stop::Fail(format!("turn/start result without turn.id: {r}")))
 }
 
+/// Whether `m` is about `thread` (its `params.threadId`).
 pub(crate) fn of_thread(m: &HostMessage, thread: &str) -> bool {
     m.params().get("threadId").and_then(Value::as_str) == Some(thread)
 }
@@ -143,6 +142,7 @@ pub(crate) async fn until_approval(
     Ok((id, last.params().clone(), msgs))
 }
 
+/// Reads until `serverRequest/resolved` of `thread`; returns it.
 pub(crate) async fn until_resolved(s: &mut ChannelSession, thread: &str) -> Res<HostMessage> {
     let t = thread.to_owned();
     let msgs = s
@@ -157,6 +157,7 @@ pub(crate) async fn until_resolved(s: &mut ChannelSession, thread: &str) -> Res<
         .ok_or_else(|| crate::host::Stop::Fail("no message".to_owned()))
 }
 
+/// The items of the last `turn/completed` among `msgs`.
 pub(crate) fn final_item(msgs: &[HostMessage]) -> Option<&Value> {
     msgs.iter()
         .rev()
@@ -164,6 +165,7 @@ pub(crate) fn final_item(msgs: &[HostMessage]) -> Option<&Value> {
         .and_then(|m| m.params().pointer("/turn/items"))
 }
 
+/// The `commandExecution` item of the last completed turn among `msgs`.
 pub(crate) fn command_item(msgs: &[HostMessage]) -> Option<Value> {
     final_item(msgs)
         .and_then(Value::as_array)
@@ -175,6 +177,7 @@ pub(crate) fn command_item(msgs: &[HostMessage]) -> Option<Value> {
         })
 }
 
+/// The status of the last `turn/completed` among `msgs`.
 pub(crate) fn turn_status(msgs: &[HostMessage]) -> Option<String> {
     msgs.iter()
         .rev()
@@ -264,9 +267,6 @@ pub(crate) fn check_order(msgs: &[HostMessage], turn: &str) -> Res<()> {
     })
 }
 
-// ---------------------------------------------------------------------------------------
-// AGENTS.md
-
 /// Writes `files` (path, content) on the host.
 pub(crate) async fn write_files(
     s: &mut ChannelSession,
@@ -287,6 +287,7 @@ pub(crate) async fn write_files(
     Ok(())
 }
 
+/// The `instructionSources` of a `thread/start` or `thread/resume` result.
 pub(crate) fn sources(r: &Value) -> Vec<String> {
     r.get("instructionSources")
         .and_then(Value::as_array)

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::case::{Case, case};
-use crate::cases::steps::exec::{exec_params, exec_ready, exists, result_of, sh};
+use crate::cases::steps::exec::{exec_params, exec_ready, exists, result_of, sh, with_sandbox};
 use crate::cases::steps::sandbox::{
     accept_alongside, connect_script, loopback_listener, sandboxed,
 };
@@ -179,10 +179,7 @@ async fn cmd_sandbox_report(cx: Arc<Context>) -> Res<()> {
         .cloned()
         .unwrap_or_default();
     for mode in ["read-only", "workspace-write", "danger-full-access"] {
-        let mut p = exec_params(&["true"], &dir);
-        if let Some(o) = p.as_object_mut() {
-            o.insert("sandbox".to_owned(), json!(mode));
-        }
+        let p = with_sandbox(exec_params(&["true"], &dir), mode);
         let run = s.exec(p, HOST_WAIT).await?;
         if run.error_code() == Some(-32012) {
             check(!modes.contains(&json!(mode)), || {
@@ -235,10 +232,7 @@ async fn cmd_unenforceable(cx: Arc<Context>) -> Res<()> {
         .unwrap_or_default();
     let degrade = init.pointer("/sandbox/degrade") == Some(&json!(true));
     for mode in ["read-only", "workspace-write", "danger-full-access"] {
-        let mut p = exec_params(&["true"], &dir);
-        if let Some(o) = p.as_object_mut() {
-            o.insert("sandbox".to_owned(), json!(mode));
-        }
+        let p = with_sandbox(exec_params(&["true"], &dir), mode);
         let run = s.exec(p, HOST_WAIT).await?;
         let enforceable = modes.contains(&json!(mode)) || mode == "danger-full-access";
         match run.error_code() {
