@@ -23,8 +23,9 @@ The graph, per crate:
   host/paired.rs exists. A `pub use` re-export is an edge like any other use (lib.rs
   re-exporting from a module depends on that module).
 * `mod x;` and `pub mod x;` declarations are not edges: a parent declaring its children
-  does not use them. A parent that names its child's items (`use self::x::Y`,
-  `x::Y` through `pub use`) does.
+  does not use them. A parent that names its child's items does: `use self::x::Y`,
+  `pub use x::Y` (a re-export in lib.rs or a mod.rs is an edge like any other use),
+  `x::f()`, where `x` is a module the file declares.
 * Edges from a file to itself are ignored. Paths in comments and string literals are
   ignored; so are paths that start with the crate's own name or another crate's.
 
@@ -210,14 +211,18 @@ class Crate:
 
     @staticmethod
     def paths(text: str):
-        """Yields (line, path segments, inline-module stack) for each crate/super/self path."""
+        """Yields (line, path segments, inline-module stack) for each crate/super/self path,
+        and for each path that starts with a child module the file declares (`mod x;` then
+        `pub use x::Y;` or `x::f()`), as a `self::` path."""
+        children = set(re.findall(r"(?m)^\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;", text))
+        child = "|".join(sorted(children)) or r"(?!)"
         # Track inline modules: `mod name {` opens one; its closing brace ends it.
         inline: list[tuple[str, int]] = []  # (name, depth at which it opened)
         depth = 0
         token = re.compile(
             r"(?P<mod>\bmod\s+(?P<modname>\w+)\s*\{)"
             r"|(?P<use>\buse\s+(?P<tree>[^;]*);)"
-            r"|(?P<path>(?<![\w:])(?:crate|super|self)(?:\s*::\s*\w+)+)"
+            r"|(?P<path>(?<![\w:.])(?:crate|super|self|" + child + r")(?:\s*::\s*\w+)+)"
             r"|(?P<open>\{)|(?P<close>\})"
         )
         for m in token.finditer(text):
@@ -229,11 +234,17 @@ class Crate:
             elif m.group("use"):
                 for p in expand_use_tree(m.group("tree")):
                     segs = [s for s in p.split("::") if s]
+                    if segs and segs[0] in children and not stack:
+                        segs = ["self"] + segs
                     if segs and segs[0] in ("crate", "super", "self"):
                         segs = [s for s in segs if s != "*"]
                         yield line, segs, stack
             elif m.group("path"):
                 segs = [s.strip() for s in m.group("path").split("::")]
+                if segs[0] in children:
+                    if stack:
+                        continue
+                    segs = ["self"] + segs
                 yield line, segs, stack
             elif m.group("open"):
                 depth += 1
