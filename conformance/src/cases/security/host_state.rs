@@ -5,11 +5,9 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
-
 use crate::case::{Case, case};
-use crate::cases::steps::exec::{exec_ready, exists, sh};
-use crate::cases::steps::sandbox::q;
+use crate::cases::steps::exec::{exec_ready, exists, sh, with_sandbox};
+use crate::cases::steps::sandbox::{known_state_dir, q};
 use crate::context::Context;
 use crate::host::{HOST_WAIT, Res, check, credential_of, host_target, skip};
 
@@ -27,11 +25,7 @@ const STATE_DIR_NOT_A_WRITABLE_ROOT: Case = case! {
     host: state_dir_not_a_writable_root,
 };
 async fn state_dir_not_a_writable_root(cx: Arc<Context>) -> Res<()> {
-    let Some(state) = host_target(&cx)?.state_dir.clone() else {
-        return skip(
-            "the runner does not know the host's state directory (it did not start the host with {state})",
-        );
-    };
+    let state = known_state_dir(&cx)?;
     let (mut s, dir) = exec_ready(&cx, "ctl").await?;
     let around = match state.trim_end_matches('/').rsplit_once('/') {
         Some((parent, _)) if !parent.is_empty() => parent.to_owned(),
@@ -39,10 +33,10 @@ async fn state_dir_not_a_writable_root(cx: Arc<Context>) -> Res<()> {
     };
     for (what, cwd) in [("the state directory", &state), ("its parent", &around)] {
         let marker = format!("{}/sec-22-planted", state.trim_end_matches('/'));
-        let mut p = sh(&format!("echo planted > {}", q(&marker)), cwd);
-        if let Some(o) = p.as_object_mut() {
-            o.insert("sandbox".to_owned(), json!("workspace-write"));
-        }
+        let p = with_sandbox(
+            sh(&format!("echo planted > {}", q(&marker)), cwd),
+            "workspace-write",
+        );
         let run = s.exec(p, HOST_WAIT).await?;
         let planted = exists(&mut s, &marker, &dir).await?;
         check(!planted, || {

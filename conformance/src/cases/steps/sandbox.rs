@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::cases::steps::exec::{exec_ready, result_of, sh, with_sandbox};
 use crate::context::Context;
-use crate::host::{ChannelSession, ExecRun, Res, Stop, check, hfail, skip};
+use crate::host::{ChannelSession, ExecRun, Res, Stop, check, hfail, host_target, skip};
 
 /// Runs `script` under `mode` in `cwd`; `None` when the host refuses the mode (-32012) or
 /// runs it degraded (then nothing is enforced to check).
@@ -320,6 +320,17 @@ impl Probe {
             return skip(NOTHING_ENFORCED);
         }
         Ok(())
+    }
+}
+
+/// The host's state directory, which the runner knows only about a host it started
+/// (`{state}`); a skip otherwise.
+pub(crate) fn known_state_dir(cx: &Context) -> Res<String> {
+    match host_target(cx)?.state_dir.clone() {
+        Some(state) => Ok(state),
+        None => skip(
+            "the runner does not know the host's state directory (it did not start the host with {state})",
+        ),
     }
 }
 

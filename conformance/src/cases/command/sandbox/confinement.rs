@@ -8,7 +8,8 @@ use std::sync::Arc;
 use crate::case::{Case, case};
 use crate::cases::steps::exec::exists;
 use crate::cases::steps::sandbox::{
-    FIND_PYTHON, MODES, Probe, lines, prepare, printed, q, restricted, unconfined, under,
+    FIND_PYTHON, MODES, Probe, known_state_dir, lines, prepare, printed, q, restricted, unconfined,
+    under,
 };
 use crate::context::Context;
 use crate::host::{ExecRun, Res, check, hfail, host_target, skip};
@@ -253,11 +254,7 @@ const STATE_DIR_INVISIBLE: Case = case! {
     host: state_dir_invisible,
 };
 async fn state_dir_invisible(cx: Arc<Context>) -> Res<()> {
-    let Some(state) = host_target(&cx)?.state_dir.clone() else {
-        return skip(
-            "the runner does not know the host's state directory (it did not start the host with {state})",
-        );
-    };
+    let state = known_state_dir(&cx)?;
     let mut p = Probe::new(&cx).await?;
     let dir = p.dir.clone();
     let listing = unconfined(&mut p.s, &format!("cd {} && ls -A", q(&state)), &dir).await?;
