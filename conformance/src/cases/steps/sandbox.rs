@@ -111,6 +111,11 @@ pub(crate) const MODES: [&str; 2] = ["read-only", "workspace-write"];
 /// The skip reason when the host enforces neither restricted mode.
 pub(crate) const NOTHING_ENFORCED: &str = "the host refuses read-only and workspace-write or runs them degraded: nothing enforced to check";
 
+/// The skip reason when the host does not enforce workspace-write, for the probes that need
+/// a directory they may write.
+pub(crate) const NO_WORKSPACE_WRITE: &str =
+    "the host refuses workspace-write or runs it degraded: nothing enforced to check";
+
 /// Sets the first tool found of `python3`, `/usr/bin/python3`, `/usr/local/bin/python3` as
 /// `$PY` (empty when none runs).
 pub(crate) const FIND_PYTHON: &str = "PY=; for p in python3 /usr/bin/python3 /usr/local/bin/python3; do \

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use crate::case::{Case, case};
 use crate::cases::steps::exec::exists;
 use crate::cases::steps::sandbox::{
-    FIND_PYTHON, MODES, Probe, known_state_dir, lines, prepare, printed, q, restricted, unconfined,
-    under,
+    FIND_PYTHON, MODES, NO_WORKSPACE_WRITE, Probe, known_state_dir, lines, prepare, printed, q,
+    restricted, unconfined, under,
 };
 use crate::context::Context;
 use crate::host::{ExecRun, Res, check, hfail, host_target, skip};
@@ -52,9 +52,7 @@ async fn exec_writes_only_cwd(cx: Arc<Context>) -> Res<()> {
     let script = format!("echo x > {}; echo y > {}", q(&inside), q(&outside));
     let Some(run) = under(&mut p.s, "workspace-write", &script, &inner).await? else {
         p.close().await;
-        return skip(
-            "the host refuses workspace-write or runs it degraded: nothing enforced to check",
-        );
+        return skip(NO_WORKSPACE_WRITE);
     };
     let dir = p.dir.clone();
     check(exists(&mut p.s, &inside, &dir).await?, || {

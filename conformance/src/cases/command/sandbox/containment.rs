@@ -11,8 +11,8 @@ use crate::case::{Case, case};
 use crate::cases::steps::devices::{pair_for_revocation, revoke};
 use crate::cases::steps::exec::{exists, sh};
 use crate::cases::steps::sandbox::{
-    FIND_PYTHON, Probe, accept_alongside, confined, lines, printed, q, restricted, unconfined,
-    under,
+    FIND_PYTHON, NO_WORKSPACE_WRITE, Probe, accept_alongside, confined, lines, printed, q,
+    restricted, unconfined, under,
 };
 use crate::context::Context;
 use crate::host::{HOST_WAIT, Res, Stop, check, hfail, skip};
@@ -178,11 +178,6 @@ async fn no_sockets(cx: Arc<Context>) -> Res<()> {
 
 // ---------------------------------------------------------------------------------------
 // CMD-68: nothing survives the command
-
-/// The skip reason when the host does not enforce workspace-write (the containment probes
-/// need a directory they may write).
-const NO_WORKSPACE_WRITE: &str =
-    "the host refuses workspace-write or runs it degraded: nothing enforced to check";
 
 /// Starts, in a new session, a loop that appends a line to `beacon` (in cwd) every 0.1 s
 /// until `stop` exists (at most 60 s), and waits until it wrote once. With
@@ -551,9 +546,7 @@ async fn git_read_only(cx: Arc<Context>) -> Res<()> {
                   echo x > .git/tether-probe; echo y > other\n";
     let Some(run) = under(&mut p.s, "workspace-write", script, &dir).await? else {
         p.close().await;
-        return skip(
-            "the host refuses workspace-write or runs it degraded: nothing enforced to check",
-        );
+        return skip(NO_WORKSPACE_WRITE);
     };
     check(exists(&mut p.s, &other, &dir).await?, || {
         format!(

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::case::{Case, case};
 use crate::cases::steps::exec::{exec_params, exec_ready, exists, result_of, sh, with_sandbox};
 use crate::cases::steps::sandbox::{
-    accept_alongside, connect_script, loopback_listener, sandboxed,
+    NO_WORKSPACE_WRITE, accept_alongside, connect_script, loopback_listener, sandboxed,
 };
 use crate::context::Context;
 use crate::host::{HOST_WAIT, Res, check, hfail, skip};
@@ -78,9 +78,7 @@ async fn cmd_workspace_write(cx: Arc<Context>) -> Res<()> {
     let script = format!("echo x > '{inside}'; echo y > '{outside}'");
     let Some(_run) = sandboxed(&mut s, "workspace-write", &script, &inner).await? else {
         s.close().await;
-        return skip(
-            "the host refuses workspace-write or runs it degraded: nothing enforced to check",
-        );
+        return skip(NO_WORKSPACE_WRITE);
     };
     check(exists(&mut s, &inside, &dir).await?, || {
         "under workspace-write a write inside cwd did not happen".to_owned()
