@@ -30,10 +30,11 @@
 //! | [`report`] | the summary table, `--json`, `--junit` |
 //! | [`traffic`] | the per-case traffic log |
 //!
-//! The modules depend on each other in one direction only (`ci/import-cycles.py` checks):
-//! `outcome`, `traffic`, `random` and `admin` depend on nothing of the crate; `context` on
-//! those; `link` and `host` on `context`; `case` on `context`; `cases` on all of them; the
-//! runner and the reports on `case` and `context`.
+//! The files depend on each other in one direction only (`ci/import-cycles.py` checks it):
+//! `outcome`, `traffic`, `random` and `admin` use nothing of the crate; `host::device` uses
+//! `random`; `context` uses those; `link` and `case` use `context`; the rest of `host` uses
+//! `link`; `cases` use all of them (and their own `steps`); `select`, `runner` and `report`
+//! use `case` and `context`.
 
 pub mod admin;
 pub mod case;
