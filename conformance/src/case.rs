@@ -7,100 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::context::Context;
-
-/// The RFC 2119 level of the requirement a case checks (`spec/08-requirements.md`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Level {
-    /// MUST / MUST NOT / REQUIRED / SHALL: a failure fails the run.
-    Must,
-    /// SHOULD / RECOMMENDED: a failure fails the run only with `--strict`.
-    Should,
-    /// MAY / OPTIONAL: reported, never counted.
-    May,
-}
-
-impl Level {
-    /// The word as the spec writes it: `"MUST"`, `"SHOULD"`, `"MAY"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Must => "MUST",
-            Self::Should => "SHOULD",
-            Self::May => "MAY",
-        }
-    }
-}
-
-impl fmt::Display for Level {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What kind of implementation a case checks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum TargetKind {
-    /// A relay: the runner plays hosts and controllers (`spec/03`).
-    Relay,
-    /// A host: the runner plays the relay and controllers (`spec/04`, `spec/05`).
-    Host,
-}
-
-impl TargetKind {
-    /// `"relay"` or `"host"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Relay => "relay",
-            Self::Host => "host",
-        }
-    }
-}
-
-impl fmt::Display for TargetKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The verdict of one case.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// The implementation did what the requirement says.
-    Pass,
-    /// It did not; the text says what was expected and what arrived.
-    Fail(String),
-    /// The case could not run against this target (the text says why, and what to give the
-    /// runner so that it can).
-    Skip(String),
-}
-
-/// A case failed: what was expected and what happened instead.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CaseError(pub String);
-
-impl fmt::Display for CaseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for CaseError {}
-
-/// What case bodies and their helpers return: `Err` is a failure with its reason.
-pub type CaseResult<T> = Result<T, CaseError>;
-
-/// A failure with the given reason.
-pub fn fail<T>(reason: impl Into<String>) -> CaseResult<T> {
-    Err(CaseError(reason.into()))
-}
-
-/// Fails with `reason` unless `cond` holds.
-pub fn ensure(cond: bool, reason: impl FnOnce() -> String) -> CaseResult<()> {
-    if cond {
-        Ok(())
-    } else {
-        Err(CaseError(reason()))
-    }
-}
+use crate::outcome::{CaseResult, Level, Outcome, Res, TargetKind};
 
 /// The future a case body returns.
 pub type CaseFuture = Pin<Box<dyn Future<Output = CaseResult<Outcome>> + Send>>;
@@ -138,3 +45,95 @@ impl fmt::Debug for Case {
             .finish_non_exhaustive()
     }
 }
+
+/// The requirement a case id names: the part before the first `/` (`LINK-5` of
+/// `LINK-5/oversize-frame`).
+pub const fn requirement_of(id: &'static str) -> &'static str {
+    let mut rest = id.as_bytes();
+    let mut len = 0;
+    while let [first, tail @ ..] = rest {
+        if *first == b'/' {
+            break;
+        }
+        len += 1;
+        rest = tail;
+    }
+    let (head, _) = id.as_bytes().split_at(len);
+    match std::str::from_utf8(head) {
+        Ok(requirement) => requirement,
+        Err(_) => id,
+    }
+}
+
+/// Runs a host case's body: `Ok(())` passes, a [`Stop`](crate::outcome::Stop) fails or
+/// skips.
+pub(crate) async fn host_case<F, Fut>(cx: Arc<Context>, body: F) -> CaseResult<Outcome>
+where
+    F: FnOnce(Arc<Context>) -> Fut,
+    Fut: Future<Output = Res<()>>,
+{
+    match body(cx).await {
+        Ok(()) => Ok(Outcome::Pass),
+        Err(stop) => stop.outcome(),
+    }
+}
+
+/// Declares a [`Case`] right beside its body, as a constant:
+///
+/// ```text
+/// const OVERSIZE_FRAME: Case = case! {
+///     id: "LINK-5/oversize-frame",       // REQUIREMENT/what; the requirement is the part before `/`
+///     level: Must,                       // a [`Level`] variant
+///     timeout: 15 s,                     // whole seconds
+///     slow: true,                        // optional: a protocol timer makes it slow
+///     exclusive: true,                   // optional: it runs alone
+///     description: "a frame over 65536 bytes gets GOAWAY FRAME_TOO_LARGE",
+///     relay: oversize_frame,             // or `host: body`
+/// };
+/// ```
+///
+/// A `relay:` body is an `async fn(Arc<Context>) -> CaseResult<Outcome>`; a `host:` body is
+/// an `async fn(Arc<Context>) -> Res<()>`, whose `Ok(())` passes and whose
+/// [`Stop`](crate::outcome::Stop) fails or skips the case.
+macro_rules! case {
+    (@target relay) => {
+        $crate::outcome::TargetKind::Relay
+    };
+    (@target host) => {
+        $crate::outcome::TargetKind::Host
+    };
+    (@body relay $body:path) => {
+        |cx| ::std::boxed::Box::pin($body(cx))
+    };
+    (@body host $body:path) => {
+        |cx| ::std::boxed::Box::pin($crate::case::host_case(cx, $body))
+    };
+    (@flag) => {
+        false
+    };
+    (@flag $value:literal) => {
+        $value
+    };
+    (
+        id: $id:literal,
+        level: $level:ident,
+        timeout: $secs:literal s,
+        $(slow: $slow:literal,)?
+        $(exclusive: $exclusive:literal,)?
+        description: $description:literal,
+        $target:ident: $body:path $(,)?
+    ) => {
+        $crate::case::Case {
+            id: $id,
+            requirement: $crate::case::requirement_of($id),
+            level: $crate::outcome::Level::$level,
+            description: $description,
+            timeout: ::std::time::Duration::from_secs($secs),
+            target: $crate::case::case!(@target $target),
+            slow: $crate::case::case!(@flag $($slow)?),
+            exclusive: $crate::case::case!(@flag $($exclusive)?),
+            body: $crate::case::case!(@body $target $body),
+        }
+    };
+}
+pub(crate) use case;

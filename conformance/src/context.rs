@@ -1,12 +1,17 @@
-//! What a case is given: the target under test and a traffic log.
+//! What a case is given: the target under test (a relay, or a host with the relay it
+//! joined), its credentials, and a traffic log.
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use std::str::FromStr;
 
 use rustls::pki_types::CertificateDer;
 
-use crate::case::CaseResult;
+use crate::admin::{HostAdmin, RelayAdmin};
+use crate::host::device::PairedDevice;
+use crate::outcome::{CaseResult, Res, TargetKind, skip};
 use crate::traffic::TrafficLog;
 
 /// A workspace and its credential, as given on the command line (`NAME=CREDENTIAL`).
@@ -88,85 +93,6 @@ impl TlsOptions {
     }
 }
 
-/// What the runner may ask of the relay's operator, outside the protocol: reconfigure a
-/// workspace while the relay runs (`LINK-37`). The `LINK-37` cases add a workspace of their
-/// own (named `tether-conf-` and 12 hex digits, with a fresh credential of 32 hex digits),
-/// change it, and remove it at their end, so the workspaces the target was given are never
-/// touched.
-pub trait RelayAdmin: Send + Sync + fmt::Debug {
-    /// Sets `workspace` to `credential` with remote access `remote_access`, adding it if it
-    /// is new; `credential: None` removes the workspace (`remote_access` is then ignored).
-    /// Returns once the relay has applied the change: the `LINK-37` bound (1 s) runs from
-    /// then.
-    ///
-    /// # Errors
-    /// The relay could not be reconfigured.
-    fn set_workspace(
-        &self,
-        workspace: &str,
-        credential: Option<&[u8]>,
-        remote_access: bool,
-    ) -> crate::host::BoxFuture<'_, Result<(), String>>;
-}
-
-/// A [`RelayAdmin`] that runs a shell command template with `sh -c` (`--reconfigure-cmd`).
-///
-/// Placeholders: `{action}` is `set` or `remove`; `{workspace}` the workspace id;
-/// `{credential}` the credential (empty for `remove`); `{credential_blake2s}` its
-/// BLAKE2s-256 digest in 64 lowercase hex digits (empty for `remove`); `{remote_access}`
-/// `true` or `false` (`false` for `remove`). Every value the runner substitutes is made of
-/// `a-z 0-9 -` only, so it needs no shell quoting. The command must exit 0 once the relay
-/// has applied the change (a command that only signals the relay should wait for it).
-#[derive(Clone, Debug)]
-pub struct CommandRelayAdmin {
-    /// The template.
-    pub reconfigure_cmd: String,
-}
-
-impl RelayAdmin for CommandRelayAdmin {
-    fn set_workspace(
-        &self,
-        workspace: &str,
-        credential: Option<&[u8]>,
-        remote_access: bool,
-    ) -> crate::host::BoxFuture<'_, Result<(), String>> {
-        let cmd = reconfigure_command(&self.reconfigure_cmd, workspace, credential, remote_access);
-        Box::pin(async move { crate::host::run_shell(&cmd).await.map(|_| ()) })
-    }
-}
-
-/// Fills a `--reconfigure-cmd` template (see [`CommandRelayAdmin`]).
-pub fn reconfigure_command(
-    template: &str,
-    workspace: &str,
-    credential: Option<&[u8]>,
-    remote_access: bool,
-) -> String {
-    let (action, plain, digest) = match credential {
-        Some(c) => (
-            "set",
-            String::from_utf8_lossy(c).into_owned(),
-            hex::encode(tether_proto::link::router::credential_digest(c)),
-        ),
-        None => ("remove", String::new(), String::new()),
-    };
-    let remote = if credential.is_some() && remote_access {
-        "true"
-    } else {
-        "false"
-    };
-    crate::host::fill_template(
-        template,
-        &[
-            ("action", action),
-            ("workspace", workspace),
-            ("credential_blake2s", &digest),
-            ("credential", &plain),
-            ("remote_access", remote),
-        ],
-    )
-}
-
 /// A relay under test.
 #[derive(Clone, Debug)]
 pub struct RelayTarget {
@@ -185,6 +111,88 @@ pub struct RelayTarget {
     pub admin: Option<Arc<dyn RelayAdmin>>,
 }
 
+/// A host under test.
+pub struct HostTarget {
+    /// The relay the host joined, with the host's workspace and credential (the runner
+    /// connects as a controller of that workspace). Its other workspaces, if any, let the
+    /// relay cases run against the same relay.
+    pub relay: RelayTarget,
+    /// Tokens, revocation, remote access.
+    pub admin: Arc<dyn HostAdmin>,
+    /// A directory on the host in its native form, for `command/exec` cases (default
+    /// `/tmp` on a POSIX host).
+    pub work_dir: Option<String>,
+    /// What the target is, for reports.
+    pub description: String,
+    /// The host's approval time limit (`CMD-31`: 300 s; a host configured shorter for
+    /// tests says so here).
+    pub approval_timeout: Duration,
+    /// The inactivity age the host was configured with (`CHAN-9`), if the runner was told
+    /// it (`--max-inactive`); the `CHAN-9` inactivity cases are skipped without it.
+    pub max_inactive: Option<Duration>,
+    /// The host's state directory in its native form, when the runner knows it (it started
+    /// the host with `{state}`): the `CMD-63` case checks that no sandboxed command sees it.
+    pub state_dir: Option<String>,
+    pub(crate) shared: tokio::sync::Mutex<Option<PairedDevice>>,
+}
+
+impl fmt::Debug for HostTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostTarget")
+            .field("relay", &self.relay.url)
+            .field("admin", &self.admin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostTarget {
+    /// A host under test reached through `relay`.
+    pub fn new(relay: RelayTarget, admin: Arc<dyn HostAdmin>, description: String) -> Self {
+        Self {
+            relay,
+            admin,
+            work_dir: None,
+            description,
+            approval_timeout: tether_proto::limits::APPROVAL_TIMEOUT,
+            max_inactive: None,
+            state_dir: None,
+            shared: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Tells the runner the inactivity age the host was configured with (`CHAN-9`): the
+    /// `CHAN-9/inactive-device` and `CHAN-9/active-within-age` cases run (each waits about
+    /// the age), and the runner keeps its own paired device active meanwhile (see
+    /// [`paired`](crate::host::paired())). Ages from [`MIN_TESTABLE_INACTIVE`](crate::host::MIN_TESTABLE_INACTIVE) to [`MAX_TESTABLE_INACTIVE`](crate::host::MAX_TESTABLE_INACTIVE) can be
+    /// tested; with another, those cases are skipped with the reason.
+    #[must_use]
+    pub fn with_max_inactive(mut self, age: Duration) -> Self {
+        self.max_inactive = Some(age);
+        self
+    }
+
+    /// Sets the approval time limit the `CMD-31` case waits for.
+    #[must_use]
+    pub fn with_approval_timeout(mut self, limit: Duration) -> Self {
+        self.approval_timeout = limit;
+        self
+    }
+
+    /// Sets the directory on the host used by `command/exec` cases.
+    #[must_use]
+    pub fn with_work_dir(mut self, dir: impl Into<String>) -> Self {
+        self.work_dir = Some(dir.into());
+        self
+    }
+
+    /// Tells the runner the host's state directory (`CMD-63`).
+    #[must_use]
+    pub fn with_state_dir(mut self, dir: impl Into<String>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+}
+
 /// The implementation under test.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -197,15 +205,15 @@ pub enum Target {
     Relay(RelayTarget),
     /// A host, reached through the relay it joined. Relay cases can run against that
     /// relay too.
-    Host(Arc<crate::host::HostTarget>),
+    Host(Arc<HostTarget>),
 }
 
 impl Target {
     /// What kind of target this is.
-    pub fn kind(&self) -> crate::case::TargetKind {
+    pub fn kind(&self) -> TargetKind {
         match self {
-            Self::Relay(_) => crate::case::TargetKind::Relay,
-            Self::Host(_) => crate::case::TargetKind::Host,
+            Self::Relay(_) => TargetKind::Relay,
+            Self::Host(_) => TargetKind::Host,
         }
     }
 
@@ -227,9 +235,9 @@ impl Target {
 
     /// Whether cases of `kind` can run against this target: a relay target runs relay
     /// cases; a host target runs host cases, and relay cases against its relay.
-    pub fn runs(&self, kind: crate::case::TargetKind) -> bool {
+    pub fn runs(&self, kind: TargetKind) -> bool {
         match self {
-            Self::Relay(_) => kind == crate::case::TargetKind::Relay,
+            Self::Relay(_) => kind == TargetKind::Relay,
             Self::Host(_) => true,
         }
     }
@@ -256,5 +264,16 @@ impl Context {
             Target::Relay(r) => Ok(r),
             Target::Host(h) => Ok(&h.relay),
         }
+    }
+}
+
+/// The host under test of a context.
+///
+/// # Errors
+/// A skip when the target is not a host.
+pub fn host_target(cx: &Context) -> Res<&HostTarget> {
+    match cx.target.as_ref() {
+        Target::Host(h) => Ok(h),
+        Target::Relay(_) => skip("no host under test"),
     }
 }

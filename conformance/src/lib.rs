@@ -16,50 +16,45 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`case`] | [`Case`], [`Level`], [`Outcome`] |
-//! | [`context`] | what a case gets: the [`Target`] and its credentials |
+//! | [`outcome`] | [`Outcome`], [`Level`], [`TargetKind`], and how a case body ends early ([`CaseError`], [`host::Stop`]) |
+//! | [`case`] | [`Case`], and the `case!` macro that declares one beside its body |
+//! | [`cases`] | the cases, one module per spec chapter: [`cases::token`] (`spec/02`), [`cases::link`] (`spec/03`), [`cases::channel`] (`spec/04`), [`cases::command`] (`spec/05`), [`cases::registries`] (`spec/06`), [`cases::security`] (`spec/07`) |
+//! | [`context`] | what a case gets: the [`Target`] (a [`RelayTarget`] or a [`HostTarget`]) and its credentials |
+//! | [`admin`] | what the runner may ask of an operator outside the protocol: [`HostAdmin`], [`RelayAdmin`] |
 //! | [`link`] | the runner's end of a relay link: raw frames, host registration, helpers |
-//! | [`relay_cases`] | the relay cases |
-//! | [`host`] | the runner's side of a host under test: tokens, a controller that can misbehave |
-//! | [`host_cases`] | the host cases: tokens, channel, envelope, command/exec |
-//! | [`host_thread_cases`] | the host cases of threads, turns, approvals, AGENTS.md, hand-off |
-//! | [`sandbox_cases`] | the host cases of the sandbox's escapes: namespaces, secrets, terminal, privileges, sockets, containment |
-//! | [`hygiene_cases`] | the host cases of where a host keeps its state and credential, where a command without `cwd` runs, what it reads from a project (`AGENTS.md`, imported `cwd`), and whose messages it acts on (revoked answers, message-1 floods) |
+//! | [`host`] | the runner's side of a host under test: its paired device, handshakes, a controller session that can misbehave |
+//! | [`token_check`] | the runner's own decoder of pairing tokens |
+//! | [`random`] | session ids, keys |
 //! | [`mod@select`] | `--only` / `--skip` globs and the expectations file |
 //! | [`mod@runner`] | running cases, the verdict and exit code |
 //! | [`report`] | the summary table, `--json`, `--junit` |
 //! | [`traffic`] | the per-case traffic log |
+//!
+//! The files depend on each other in one direction only (`ci/import-cycles.py` checks it):
+//! `outcome`, `traffic`, `random` and `admin` use nothing of the crate; `host::device` uses
+//! `random`; `context` uses those; `link` and `case` use `context`; the rest of `host` uses
+//! `link`; `cases` use all of them (and their own `steps`); `select`, `runner` and `report`
+//! use `case` and `context`.
 
+pub mod admin;
 pub mod case;
+pub mod cases;
 pub mod context;
 pub mod host;
-pub mod host_cases;
-pub mod host_thread_cases;
-pub mod hygiene_cases;
 pub mod link;
-pub mod relay_cases;
+pub mod outcome;
+pub mod random;
 pub mod report;
 pub mod runner;
-pub mod sandbox_cases;
 pub mod select;
 pub mod token_check;
 pub mod traffic;
 
-pub use case::{Case, CaseError, CaseResult, Level, Outcome, TargetKind};
-pub use context::{
-    CommandRelayAdmin, Context, Credential, RelayAdmin, RelayTarget, Target, TlsOptions,
-};
-pub use host::{CommandAdmin, GivenTokens, HostAdmin, HostTarget};
+pub use admin::{CommandAdmin, CommandRelayAdmin, GivenTokens, HostAdmin, RelayAdmin};
+pub use case::Case;
+pub use cases::catalogue;
+pub use context::{Context, Credential, HostTarget, RelayTarget, Target, TlsOptions};
+pub use outcome::{CaseError, CaseResult, Level, Outcome, TargetKind};
 pub use runner::{CaseReport, RunOptions, RunReport, Status, Verdict, run};
 pub use select::{Expectations, glob_match, select};
 pub use traffic::TrafficLog;
-
-/// Every case the runner knows, relay cases first, then host cases, in spec order.
-pub fn catalogue() -> Vec<Case> {
-    let mut cases = relay_cases::catalogue();
-    cases.extend(host_cases::catalogue());
-    cases.extend(sandbox_cases::catalogue());
-    cases.extend(hygiene_cases::catalogue());
-    cases.extend(host_thread_cases::catalogue());
-    cases
-}

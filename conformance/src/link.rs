@@ -18,8 +18,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::http::Uri;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::case::{CaseError, CaseResult, fail};
 use crate::context::{Context, Credential, RelayTarget, TlsOptions};
+use crate::outcome::{CaseError, CaseResult, fail};
+pub use crate::random::{random_bytes, random_session};
 use crate::traffic::{Direction, TrafficLog, describe};
 
 /// How long helpers wait for an answer the target should send at once.
@@ -761,20 +762,6 @@ impl Link {
         let _ = self.sink.close().await;
         Ok(())
     }
-}
-
-/// `N` bytes from the operating system's CSPRNG (session ids, keys).
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    // The OS CSPRNG does not fail on the platforms the runner supports; a failure leaves
-    // zeros, which the cases would report as a collision rather than hide.
-    let _ = getrandom::fill(&mut b);
-    b
-}
-
-/// A fresh random session id (`LINK-16`).
-pub fn random_session() -> SessionId {
-    SessionId(random_bytes::<8>())
 }
 
 /// A host identity: a static X25519 key pair made for one case.

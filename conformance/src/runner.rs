@@ -6,8 +6,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::task::JoinSet;
 
-use crate::case::{Case, Level, Outcome};
+use crate::case::Case;
 use crate::context::{Context, Target};
+use crate::outcome::{Level, Outcome};
 use crate::select::Expectations;
 use crate::traffic::TrafficLog;
 

@@ -140,7 +140,7 @@ mod tests {
 
     #[test]
     fn expectations_need_reasons() {
-        let cat = crate::relay_cases::catalogue();
+        let cat = crate::cases::catalogue();
         let ok = Expectations::parse("[disabled]\n\"LINK-7/*\" = \"30 s deadline here\"\n", &cat)
             .unwrap();
         assert_eq!(
@@ -167,7 +167,7 @@ mod tests {
 
     #[test]
     fn selection() {
-        let cat = crate::relay_cases::catalogue();
+        let cat = crate::cases::catalogue();
         let all = select(&cat, &[], &[]);
         assert_eq!(all.len(), cat.len());
         let five = select(&cat, &["LINK-5/*".to_owned()], &[]);

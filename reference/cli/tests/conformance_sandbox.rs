@@ -358,7 +358,7 @@ fn cmd_46_a_kernel_without_landlock_or_seccomp_makes_the_host_refuse_the_modes()
 // ---------------------------------------------------------------------------------------
 // The sandbox escape cases (CMD-44/exec-writes-only-cwd, CMD-62 … CMD-70)
 
-/// Every sandbox escape case (`conformance/src/sandbox_cases.rs`).
+/// Every sandbox escape case (`conformance/src/cases/command/sandbox/`).
 const ESCAPE_CASES: [&str; 14] = [
     "CMD-44/exec-writes-only-cwd",
     "CMD-62/fresh-namespaces-and-view",

@@ -1,0 +1,449 @@
+//! Host cases of `command/exec` (`spec/05` section 5.6): argv, cwd and stdin, process ids,
+//! output order, the answer last, terminate, exit status, chunks, the output cap and the time
+//! limit (`CMD-34` to `CMD-43`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::case::{Case, case};
+use crate::cases::steps::exec::{exec_params, exec_ready, exists, result_of, sh};
+use crate::cases::steps::rpc::{call_refused, still_answers};
+use crate::context::Context;
+use crate::host::{HOST_WAIT, Res, check};
+
+/// The `command/exec` cases, in spec order.
+pub const CASES: &[Case] = &[
+    CMD_EXEC_BASICS,
+    CMD_EXEC_PID_IN_USE,
+    CMD_OUTPUT_ORDER,
+    CMD_ANSWER_LAST,
+    CMD_KILL_GROUP,
+    CMD_TERMINATE,
+    CMD_EXIT_STATUS,
+    CMD_CHUNKS,
+    CMD_OUTPUT_CAP,
+    CMD_TIME_LIMIT,
+    CMD_LIMIT_RANGES,
+];
+
+// ---------------------------------------------------------------------------------------
+// CMD: command/exec
+
+const CMD_EXEC_BASICS: Case = case! {
+    id: "CMD-34/argv-cwd-stdin",
+    level: Must,
+    timeout: 60 s,
+    description: "command/exec runs an argument vector without a shell, in cwd, with stdin at EOF; bad cwd -32602",
+    host: cmd_exec_basics,
+};
+async fn cmd_exec_basics(cx: Arc<Context>) -> Res<()> {
+    let (mut s, dir) = exec_ready(&cx, "ctl").await?;
+    let run = s
+        .exec(exec_params(&["echo", "a;b $HOME |c"], &dir), HOST_WAIT)
+        .await?;
+    check(run.stdout == b"a;b $HOME |c\n", || {
+        format!(
+            "echo of one argument printed {:?}: was a shell involved?",
+            String::from_utf8_lossy(&run.stdout)
+        )
+    })?;
+    let here = s
+        .exec(exec_params(&["sh", "-c", "pwd -P"], &dir), HOST_WAIT)
+        .await?;
+    let want = s
+        .exec(
+            exec_params(&["sh", "-c", &format!("cd '{dir}' && pwd -P")], "/"),
+            HOST_WAIT,
+        )
+        .await?;
+    check(
+        !here.stdout.is_empty() && here.stdout == want.stdout,
+        || {
+            format!(
+                "the process ran in {:?}, not in cwd {:?}",
+                String::from_utf8_lossy(&here.stdout),
+                String::from_utf8_lossy(&want.stdout)
+            )
+        },
+    )?;
+    // A host that leaves stdin open makes `cat` wait for input until the 30 s time limit
+    // kills it. The margin is wide: a loaded host may take seconds to answer.
+    let start = Instant::now();
+    let mut cat = exec_params(&["cat"], &dir);
+    if let Some(o) = cat.as_object_mut() {
+        o.insert("timeoutMs".to_owned(), json!(30_000));
+    }
+    let run = s.exec(cat, Duration::from_secs(40)).await?;
+    check(
+        run.exit_code() == Some(0)
+            && run.stdout.is_empty()
+            && run.result().and_then(|r| r.get("timedOut")) == Some(&json!(false))
+            && start.elapsed() < Duration::from_secs(20),
+        || {
+            format!(
+                "cat with empty stdin: {} after {:?}",
+                run.answer,
+                start.elapsed()
+            )
+        },
+    )?;
+    for (what, cwd) in [
+        ("a missing directory", format!("{dir}/missing")),
+        ("a relative path", "tmp".to_owned()),
+    ] {
+        let run = s.exec(exec_params(&["true"], &cwd), HOST_WAIT).await?;
+        check(run.error_code() == Some(-32602), || {
+            format!("cwd {what}: expected -32602, got {}", run.answer)
+        })?;
+    }
+    s.close().await;
+    Ok(())
+}
+
+const CMD_EXEC_PID_IN_USE: Case = case! {
+    id: "CMD-34/process-id-in-use",
+    level: Must,
+    timeout: 60 s,
+    description: "a second command/exec with a running process's id gets -32602",
+    host: cmd_exec_pid_in_use,
+};
+async fn cmd_exec_pid_in_use(cx: Arc<Context>) -> Res<()> {
+    let (mut s, dir) = exec_ready(&cx, "ctl").await?;
+    let mut p = exec_params(&["sleep", "30"], &dir);
+    if let Some(o) = p.as_object_mut() {
+        o.insert("processId".to_owned(), json!("same"));
+    }
+    let first = s.fresh_id();
+    s.send_json(&json!({"jsonrpc":"2.0","id":first,"method":"command/exec","params":p}))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    call_refused(
+        &mut s,
+        "command/exec",
+        p.clone(),
+        -32602,
+        "a second command/exec with a running processId",
+    )
+    .await?;
+    let t = s
+        .call("command/exec/terminate", json!({"processId": "same"}))
+        .await?;
+    check(t.get("result").is_some(), || format!("terminate: {t}"))?;
+    s.collect_exec(&json!(first), "same", HOST_WAIT).await?;
+    s.close().await;
+    Ok(())
+}
+
+const CMD_OUTPUT_ORDER: Case = case! {
+    id: "CMD-35/output-in-order",
+    level: Must,
+    timeout: 60 s,
+    description: "stdout and stderr arrive as deltas in the order written",
+    host: cmd_output_order,
+};
+async fn cmd_output_order(cx: Arc<Context>) -> Res<()> {
+    let (mut s, dir) = exec_ready(&cx, "ctl").await?;
+    let script = "i=0; while [ $i -lt 3000 ]; do echo line$i; echo err$i >&2; i=$((i+1)); done";
+    let run = s.exec(sh(script, &dir), Duration::from_secs(30)).await?;
+    let mut out = String::new();
+    let mut err = String::new();
+    for i in 0..3000 {
+        out.push_str(&format!("line{i}\n"));
+        err.push_str(&format!("err{i}\n"));
+    }
+    check(run.stdout == out.as_bytes(), || {
+        format!(
+            "stdout arrived out of order or incomplete ({} of {} bytes)",
+            run.stdout.len(),
+            out.len()
+        )
+    })?;
+    check(run.stderr == err.as_bytes(), || {
+        format!(
+            "stderr arrived out of order or incomplete ({} of {} bytes)",
+            run.stderr.len(),
+            err.len()
+        )
+    })?;
+    s.close().await;
+    Ok(())
+}
+
+const CMD_ANSWER_LAST: Case = case! {
+    id: "CMD-36/answer-is-last",
+    level: Must,
+    timeout: 60 s,
+    description: "the command/exec answer comes after every delta of its process",
+    host: cmd_answer_last,
+};
+async fn cmd_answer_last(cx: Arc<Context>) -> Res<()> {
+    let (mut s, dir) = exec_ready(&cx, "ctl").await?;
+    for _ in 0..3 {
+        let run = s
+            .exec(
+                sh("head -c 100000 /dev/zero; echo done >&2", &dir),
+                Duration::from_secs(30),
+            )
+            .await?;
+        check(
+            run.stdout.len() == 100_000 && run.stderr == b"done\n",
+            || {
+                format!(
+                    "the answer came before all output: {} + {} bytes",
+                    run.stdout.len(),
+                    run.stderr.len()
+                )
+            },
+        )?;
+    }
+    // A delta after its answer would fail here (recv checks, CMD-36).
+    still_answers(&mut s, "three runs").await?;
+    s.expect_silence(Duration::from_millis(500)).await?;
+    s.close().await;
+    Ok(())
+}
+
+const CMD_KILL_GROUP: Case = case! {
+    id: "CMD-37/terminate-kills-group",
+    level: Must,
+    timeout: 60 s,
+    description: "command/exec/terminate kills the whole process group, children that ignore SIGTERM included",
+    host: cmd_kill_group,
+};
+async fn cmd_kill_group(cx: Arc<Context>) -> Res<()> {
+    let (mut s, dir) = exec_ready(&cx, "ctl").await?;
+    let marker = format!("{dir}/child-survived");
+    // Every process of the group ignores SIGTERM (ignored signals survive exec): only
+    // SIGKILL to the whole group (CMD-37) stops the child before it writes its file.
+    let mut p = sh(
+        &format!("trap '' TERM; (sleep 2; touch '{marker}') & sleep 60"),
+        &dir,
+    );
+    if let Some(o) = p.as_object_mut() {
+        o.insert("processId".to_owned(), json!("group"));
+    }
+    let id = s.fresh_id();
+    s.send_json(&json!({"jsonrpc":"2.0","id":id,"method":"command/exec","params":p}))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t = s
+        .call("command/exec/terminate", json!({"processId": "group"}))
+        .await?;
+    check(t.get("result").is_some(), || format!("terminate: {t}"))?;
+    s.collect_exec(&json!(id), "group", HOST_WAIT).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    check(!exists(&mut s, &marker, &dir).await?, || {
+        "a child of the terminated process lived on and wrote its file: the group was not killed"
+            .to_owned()
+    })?;
+    s.close().await;
+    Ok(())
+}
+
+const CMD_TERMINATE: Case = case! {
+    id: "CMD-38/terminate",
+    level: Must,
+    timeout: 60 s,
+    description: "terminate of an unknown process gets -32016; of a running one {} then SIGKILL",
+    host: cmd_terminate,
+};
+async fn cmd_terminate(cx: Arc<Context>) -> Res<()> {
+    let (mut s, dir) = exec_ready(&cx, "ctl").await?;
+    call_refused(
+        &mut s,
+        "command/exec/terminate",
+        json!({"processId": "nothing-runs"}),
+        -32016,
+        "terminate of an unknown process",
+    )
+    .await?;
+    let mut p = exec_params(&["sleep", "30"], &dir);
+    if let Some(o) = p.as_object_mut() {
+        o.insert("processId".to_owned(), json!("sleeper"));
+    }
+    let id = s.fresh_id();
+    s.send_json(&json!({"jsonrpc":"2.0","id":id,"method":"command/exec","params":p}))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = s
+        .call("command/exec/terminate", json!({"processId": "sleeper"}))
+        .await?;
+    check(t.get("result") == Some(&json!({})), || {
+        format!("terminate of a running process: {t}")
+    })?;
+    let run = s.collect_exec(&json!(id), "sleeper", HOST_WAIT).await?;
+    let r = result_of(&run, "the terminated command/exec")?;
+    check(
+        r.get("signal") == Some(&json!("SIGKILL")) && r.get("exitCode") == Some(&Value::Null),
+        || format!("the terminated process's answer: {r}"),
+    )?;
+    s.close().await;
+    Ok(())
+}
+
+const CMD_EXIT_STATUS: Case = case! {
+    id: "CMD-39/exit-status",
+    level: Must,
+    timeout: 60 s,
+    description: "exit 3 gives exitCode 3 and signal null; kill -9 gives exitCode null and SIGKILL",
+    host: cmd_exit_status,
+};
+async fn cmd_exit_status(cx: Arc<Context>) -> Res<()> {
+    let (mut s, dir) = exec_ready(&cx, "ctl").await?;
+    let run = s.exec(sh("exit 3", &dir), HOST_WAIT).await?;
+    let r = result_of(&run, "exit 3")?;
+    check(
+        r.get("exitCode") == Some(&json!(3))
+            && r.get("signal") == Some(&Value::Null)
+            && r.get("timedOut") == Some(&json!(false))
+            && r.get("capReached") == Some(&json!(false)),
+        || format!("exit 3: {r}"),
+    )?;
+    let run = s.exec(sh("kill -9 $$", &dir), HOST_WAIT).await?;
+    let r = result_of(&run, "kill -9 $$")?;
+    check(
+        r.get("exitCode") == Some(&Value::Null) && r.get("signal") == Some(&json!("SIGKILL")),
+        || format!("a process killed by SIGKILL: {r}"),
+    )?;
+    s.close().await;
+    Ok(())
+}
+
+const CMD_CHUNKS: Case = case! {
+    id: "CMD-40/delta-chunks",
+    level: Must,
+    timeout: 60 s,
+    description: "100000 bytes of output arrive in base64 deltas of 1 to 16384 bytes",
+    host: cmd_chunks,
+};
+async fn cmd_chunks(cx: Arc<Context>) -> Res<()> {
+    let (mut s, dir) = exec_ready(&cx, "ctl").await?;
+    let run = s
+        .exec(
+            exec_params(&["head", "-c", "100000", "/dev/zero"], &dir),
+            Duration::from_secs(30),
+        )
+        .await?;
+    check(
+        run.stdout.len() == 100_000 && run.stdout.iter().all(|&b| b == 0),
+        || format!("expected 100000 zero bytes, got {}", run.stdout.len()),
+    )?;
+    check(run.deltas.len() >= 7, || {
+        format!(
+            "100000 bytes in {} deltas: some delta carries more than 16384",
+            run.deltas.len()
+        )
+    })?;
+    s.close().await;
+    Ok(())
+}
+
+const CMD_OUTPUT_CAP: Case = case! {
+    id: "CMD-41/output-cap",
+    level: Must,
+    timeout: 60 s,
+    description: "with outputCap 1000 exactly 1000 bytes are forwarded, capReached, and the process ends",
+    host: cmd_output_cap,
+};
+async fn cmd_output_cap(cx: Arc<Context>) -> Res<()> {
+    let (mut s, dir) = exec_ready(&cx, "ctl").await?;
+    let mut p = sh("while :; do echo 0123456789; echo abc >&2; done", &dir);
+    if let Some(o) = p.as_object_mut() {
+        o.insert("outputCap".to_owned(), json!(1000));
+        o.insert("timeoutMs".to_owned(), json!(20000));
+    }
+    let start = Instant::now();
+    let run = s.exec(p, Duration::from_secs(30)).await?;
+    let total = run.stdout.len() + run.stderr.len();
+    check(total == 1000, || {
+        format!("with outputCap 1000, {total} bytes were forwarded")
+    })?;
+    let last_cap = run
+        .deltas
+        .last()
+        .and_then(|d| d.get("capReached"))
+        .and_then(Value::as_bool);
+    check(last_cap == Some(true), || {
+        "the last delta does not carry capReached: true".to_owned()
+    })?;
+    let early = run
+        .deltas
+        .iter()
+        .rev()
+        .skip(1)
+        .any(|d| d.get("capReached") == Some(&json!(true)));
+    check(!early, || {
+        "a delta followed the one with capReached".to_owned()
+    })?;
+    let r = result_of(&run, "the capped command")?;
+    check(r.get("capReached") == Some(&json!(true)), || {
+        format!("result without capReached: {r}")
+    })?;
+    check(
+        start.elapsed() < Duration::from_secs(15) && r.get("timedOut") == Some(&json!(false)),
+        || {
+            format!(
+                "the capped process was not killed at the cap: {r} after {:?}",
+                start.elapsed()
+            )
+        },
+    )?;
+    s.close().await;
+    Ok(())
+}
+
+const CMD_TIME_LIMIT: Case = case! {
+    id: "CMD-42/time-limit",
+    level: Must,
+    timeout: 60 s,
+    description: "with timeoutMs 500 a sleeping process is killed and reported timedOut",
+    host: cmd_time_limit,
+};
+async fn cmd_time_limit(cx: Arc<Context>) -> Res<()> {
+    let (mut s, dir) = exec_ready(&cx, "ctl").await?;
+    let mut p = exec_params(&["sleep", "30"], &dir);
+    if let Some(o) = p.as_object_mut() {
+        o.insert("timeoutMs".to_owned(), json!(500));
+    }
+    let start = Instant::now();
+    let run = s.exec(p, Duration::from_secs(20)).await?;
+    let r = result_of(&run, "sleep 30 with timeoutMs 500")?;
+    check(r.get("timedOut") == Some(&json!(true)), || {
+        format!("result: {r}")
+    })?;
+    check(start.elapsed() < Duration::from_secs(10), || {
+        format!("the answer came after {:?}", start.elapsed())
+    })?;
+    s.close().await;
+    Ok(())
+}
+
+const CMD_LIMIT_RANGES: Case = case! {
+    id: "CMD-43/limit-ranges",
+    level: Must,
+    timeout: 30 s,
+    description: "timeoutMs 0 or 86400001 and outputCap 67108865 or -1 get -32602",
+    host: cmd_limit_ranges,
+};
+async fn cmd_limit_ranges(cx: Arc<Context>) -> Res<()> {
+    let (mut s, dir) = exec_ready(&cx, "ctl").await?;
+    for (what, member, value) in [
+        ("timeoutMs 0", "timeoutMs", json!(0)),
+        ("timeoutMs 86400001", "timeoutMs", json!(86_400_001u64)),
+        ("outputCap 67108865", "outputCap", json!(67_108_865u64)),
+        ("outputCap -1", "outputCap", json!(-1)),
+    ] {
+        let mut p = exec_params(&["true"], &dir);
+        if let Some(o) = p.as_object_mut() {
+            o.insert(member.to_owned(), value);
+        }
+        let run = s.exec(p, HOST_WAIT).await?;
+        check(run.error_code() == Some(-32602), || {
+            format!("{what}: expected -32602, got {}", run.answer)
+        })?;
+    }
+    s.close().await;
+    Ok(())
+}

@@ -1,0 +1,590 @@
+//! The controller end of an established session: it encrypts and sends JSON-RPC, reads
+//! the host's messages and checks each against the envelope rules as it passes, and runs
+//! `command/exec` collecting its output.
+
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tether_proto::channel::{HostInfo, Transport};
+use tether_proto::cmd::Message;
+use tether_proto::link::{CloseCode, RelayFrame, SessionId};
+
+use crate::context::{Context, host_target};
+use crate::link::Link;
+use crate::outcome::{Res, Stop, check, hfail, skip};
+use crate::random::random_bytes;
+use crate::traffic::describe;
+
+/// One host message as the runner received it.
+#[derive(Clone, Debug)]
+pub struct HostMessage {
+    /// The JSON value.
+    pub value: Value,
+}
+
+impl HostMessage {
+    /// `method`, if any.
+    pub fn method(&self) -> Option<&str> {
+        self.value.get("method").and_then(Value::as_str)
+    }
+
+    /// `params`, or `null`.
+    pub fn params(&self) -> &Value {
+        self.value.get("params").unwrap_or(&Value::Null)
+    }
+}
+
+/// How long message helpers wait for the host.
+pub const HOST_WAIT: Duration = Duration::from_secs(10);
+
+/// The controller end of an established session.
+pub struct ChannelSession {
+    name: String,
+    log: crate::traffic::TrafficLog,
+    /// The relay link carrying the session.
+    pub link: Link,
+    /// The session id.
+    pub id: SessionId,
+    /// The transport (public so cases can misuse it).
+    pub transport: Transport,
+    /// Message 2's host info.
+    pub info: HostInfo,
+    next_id: i64,
+    /// Messages received while waiting for something else, oldest first.
+    pub backlog: VecDeque<HostMessage>,
+    finished: HashSet<String>,
+    /// The `initialize` result, once initialized.
+    pub init: Option<Value>,
+}
+
+impl fmt::Debug for ChannelSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelSession")
+            .field("name", &self.name)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// At most this many bytes of a plaintext go into the log.
+const LOGGED_PLAINTEXT: usize = 300;
+
+fn preview(bytes: &[u8]) -> String {
+    let cut = bytes.get(..LOGGED_PLAINTEXT).unwrap_or(bytes);
+    let mut s = String::from_utf8_lossy(cut).into_owned();
+    if bytes.len() > LOGGED_PLAINTEXT {
+        s.push_str(&format!("… ({} bytes)", bytes.len()));
+    }
+    s
+}
+
+impl ChannelSession {
+    pub(crate) fn new(
+        cx: &Context,
+        name: &str,
+        link: Link,
+        id: SessionId,
+        transport: Transport,
+        info: HostInfo,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            log: cx.log.clone(),
+            link,
+            id,
+            transport,
+            info,
+            next_id: 1,
+            backlog: VecDeque::new(),
+            finished: HashSet::new(),
+            init: None,
+        }
+    }
+
+    /// Encrypts `plaintext` (whatever it is) as the next transport message and sends it.
+    ///
+    /// # Errors
+    /// The transport refuses (over 65519 bytes) or the link fails.
+    pub async fn send_plain(&mut self, plaintext: &[u8]) -> Res<()> {
+        let mut payload = Vec::new();
+        self.transport
+            .encrypt(plaintext, &mut payload)
+            .map_err(|e| Stop::Fail(format!("{}: encrypting: {e}", self.name)))?;
+        self.log.note(
+            &self.name,
+            format!(
+                "plaintext -> (nonce {}): {}",
+                self.transport.sending_nonce().saturating_sub(1),
+                preview(plaintext)
+            ),
+        );
+        self.send_ciphertext(payload).await
+    }
+
+    /// Sends `payload` as a `DATA` frame of the session, as is.
+    ///
+    /// # Errors
+    /// The link fails.
+    pub async fn send_ciphertext(&mut self, payload: Vec<u8>) -> Res<()> {
+        self.link
+            .send(&RelayFrame::Data {
+                session: self.id,
+                payload,
+            })
+            .await
+            .map_err(Stop::from)
+    }
+
+    /// Sends a JSON value.
+    ///
+    /// # Errors
+    /// As [`ChannelSession::send_plain`].
+    pub async fn send_json(&mut self, value: &Value) -> Res<()> {
+        let bytes = serde_json::to_vec(value).map_err(|e| Stop::Fail(format!("json: {e}")))?;
+        self.send_plain(&bytes).await
+    }
+
+    /// A fresh request id.
+    pub fn fresh_id(&mut self) -> i64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// The next `DATA` of the session, or `Err(code)` for its `CLOSE`.
+    ///
+    /// # Errors
+    /// Another frame or nothing within `wait`.
+    pub async fn next_frame(&mut self, wait: Duration) -> Res<Result<Vec<u8>, CloseCode>> {
+        match self.link.recv(wait).await? {
+            RelayFrame::Data { session, payload } if session == self.id => Ok(Ok(payload)),
+            RelayFrame::Close { session, code } if session == self.id => Ok(Err(code)),
+            other => hfail(format!(
+                "{}: expected DATA or CLOSE of session {}, got {}",
+                self.name,
+                self.id,
+                describe(&other)
+            )),
+        }
+    }
+
+    /// The next message of the host, decrypted and checked against the envelope rules
+    /// (`CMD-1`..`CMD-10`; `CHAN-16`: one message per transport message). Output deltas are
+    /// checked as they pass (`CMD-36`, `CMD-40`).
+    ///
+    /// # Errors
+    /// The session closed, nothing arrived, or the message breaks a rule.
+    pub async fn recv(&mut self, wait: Duration) -> Res<HostMessage> {
+        let payload = match self.next_frame(wait).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(code)) => {
+                return hfail(format!(
+                    "{}: the host closed the session with CLOSE {code}",
+                    self.name
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        let mut plain = Vec::new();
+        self.transport.decrypt(&payload, &mut plain).map_err(|e| {
+            Stop::Fail(format!(
+                "{}: a transport message from the host does not decrypt: {e} (CHAN-17, CHAN-21)",
+                self.name
+            ))
+        })?;
+        self.log.note(
+            &self.name,
+            format!(
+                "plaintext <- (nonce {}): {}",
+                self.transport.receiving_nonce().saturating_sub(1),
+                preview(&plain)
+            ),
+        );
+        if let Err(e) = Message::parse(&plain) {
+            return hfail(format!(
+                "{}: the host sent a message that breaks the envelope rules: {} [{}]",
+                self.name,
+                e.name(),
+                e.requirement()
+            ));
+        }
+        let value: Value = serde_json::from_slice(&plain)
+            .map_err(|e| Stop::Fail(format!("{}: host message: {e}", self.name)))?;
+        let msg = HostMessage { value };
+        if msg.method() == Some("command/exec/outputDelta") {
+            check_delta(msg.params())?;
+            if let Some(pid) = msg.params().get("processId").and_then(Value::as_str)
+                && self.finished.contains(pid)
+            {
+                return hfail(format!(
+                    "the host sent an output delta for process {pid:?} after answering its command/exec (CMD-36)"
+                ));
+            }
+        }
+        Ok(msg)
+    }
+
+    /// Sends a request and returns the whole answer (response or error response);
+    /// notifications that arrive first go to the backlog.
+    ///
+    /// # Errors
+    /// No answer within `wait`, the session ends, or a message breaks a rule.
+    pub async fn call_wait(&mut self, method: &str, params: Value, wait: Duration) -> Res<Value> {
+        let id = self.fresh_id();
+        let mut req = json!({"jsonrpc": "2.0", "id": id, "method": method});
+        if !params.is_null()
+            && let Some(o) = req.as_object_mut()
+        {
+            o.insert("params".to_owned(), params);
+        }
+        self.send_json(&req).await?;
+        self.answer_to(&json!(id), wait).await
+    }
+
+    /// [`ChannelSession::call_wait`] with [`HOST_WAIT`].
+    ///
+    /// # Errors
+    /// As [`ChannelSession::call_wait`].
+    pub async fn call(&mut self, method: &str, params: Value) -> Res<Value> {
+        self.call_wait(method, params, HOST_WAIT).await
+    }
+
+    /// Waits for the answer to the request with `id`; other messages go to the backlog.
+    ///
+    /// # Errors
+    /// As [`ChannelSession::call_wait`].
+    pub async fn answer_to(&mut self, id: &Value, wait: Duration) -> Res<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let msg = self.recv(left).await.map_err(|e| match e {
+                Stop::Fail(r) => Stop::Fail(format!("waiting for the answer to request {id}: {r}")),
+                s @ Stop::Skip(_) => s,
+            })?;
+            if msg.method().is_none() && msg.value.get("id") == Some(id) {
+                return Ok(msg.value);
+            }
+            self.backlog.push_back(msg);
+        }
+    }
+
+    /// Sends a request and returns its `result`.
+    ///
+    /// # Errors
+    /// An error response, or as [`ChannelSession::call`].
+    pub async fn call_ok(&mut self, method: &str, params: Value) -> Res<Value> {
+        let answer = self.call(method, params).await?;
+        match answer.get("result") {
+            Some(r) => Ok(r.clone()),
+            None => hfail(format!(
+                "{method}: expected a result, got the error {}",
+                answer.get("error").unwrap_or(&Value::Null)
+            )),
+        }
+    }
+
+    /// `initialize` (`CMD-15`) and `initialized`; returns the result.
+    ///
+    /// # Errors
+    /// The host refuses.
+    pub async fn initialize(&mut self) -> Res<Value> {
+        let result = self
+            .call_ok(
+                "initialize",
+                json!({"clientInfo": {"name": "tether-conformance", "version": env!("CARGO_PKG_VERSION")}, "protocolVersion": "tether/1"}),
+            )
+            .await?;
+        self.send_json(&json!({"jsonrpc": "2.0", "method": "initialized"}))
+            .await?;
+        self.init = Some(result.clone());
+        Ok(result)
+    }
+
+    /// Whether the host listed `capability` in `initialize` (or, before it, in message 2).
+    pub fn has_capability(&self, capability: &str) -> bool {
+        match &self.init {
+            Some(init) => init
+                .get("capabilities")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|c| c.as_str() == Some(capability))),
+            None => self.info.has_capability(capability),
+        }
+    }
+
+    /// Expects the host to send nothing on the session for `dur`.
+    ///
+    /// # Errors
+    /// Something arrived.
+    pub async fn expect_silence(&mut self, dur: Duration) -> Res<()> {
+        match self.recv(dur).await {
+            Ok(m) => hfail(format!(
+                "{}: expected nothing from the host, got {}",
+                self.name, m.value
+            )),
+            Err(Stop::Fail(r)) if r.contains("nothing received") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Expects `CLOSE code` for the session, allowing `DATA` before it (decrypted and
+    /// dropped) when `allow_data`.
+    ///
+    /// # Errors
+    /// Another code, another frame, or nothing.
+    pub async fn expect_close(&mut self, code: CloseCode, allow_data: bool) -> Res<()> {
+        loop {
+            match self.next_frame(HOST_WAIT).await {
+                Ok(Err(c)) if c == code => return Ok(()),
+                Ok(Err(c)) => {
+                    return hfail(format!(
+                        "{}: expected CLOSE {code}, got CLOSE {c}",
+                        self.name
+                    ));
+                }
+                Ok(Ok(_)) if allow_data => {}
+                Ok(Ok(p)) => {
+                    return hfail(format!(
+                        "{}: expected CLOSE {code}, got DATA ({} bytes)",
+                        self.name,
+                        p.len()
+                    ));
+                }
+                Err(Stop::Fail(r)) => {
+                    return hfail(format!("expected CLOSE {code}: {r}"));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Marks a process as answered (its deltas must have ended, `CMD-36`).
+    pub fn finished(&mut self, process_id: &str) {
+        self.finished.insert(process_id.to_owned());
+    }
+
+    /// Ends the session with `CLOSE NORMAL` and the link with it.
+    pub async fn close(mut self) {
+        let _ = self
+            .link
+            .send(&RelayFrame::Close {
+                session: self.id,
+                code: CloseCode::NORMAL,
+            })
+            .await;
+        self.link.close_websocket().await;
+    }
+}
+
+/// `CMD-40`: a delta's chunk is standard padded base64 of 1..=16384 bytes (empty only with
+/// `capReached`).
+fn check_delta(params: &Value) -> Res<()> {
+    let Some(b64) = params.get("deltaBase64").and_then(Value::as_str) else {
+        return hfail(format!(
+            "an output delta without a deltaBase64 string: {params}"
+        ));
+    };
+    let raw = tether_proto::cmd::methods::decode_delta(b64).map_err(|e| {
+        Stop::Fail(format!(
+            "an output delta whose deltaBase64 is not standard padded base64: {e} (CMD-40)"
+        ))
+    })?;
+    let cap = params.get("capReached").and_then(Value::as_bool);
+    check(cap.is_some(), || {
+        format!("an output delta without the boolean capReached: {params} (CMD-40)")
+    })?;
+    check(raw.len() <= tether_proto::limits::MAX_OUTPUT_CHUNK, || {
+        format!(
+            "an output delta of {} raw bytes; at most 16384 are allowed (CMD-40)",
+            raw.len()
+        )
+    })?;
+    check(!raw.is_empty() || cap == Some(true), || {
+        "an empty output delta without capReached (CMD-40)".to_owned()
+    })
+}
+
+/// What one `command/exec` produced.
+#[derive(Clone, Debug, Default)]
+pub struct ExecRun {
+    /// The answer (response or error response).
+    pub answer: Value,
+    /// Stdout bytes, in delta order.
+    pub stdout: Vec<u8>,
+    /// Stderr bytes, in delta order.
+    pub stderr: Vec<u8>,
+    /// Every delta's params, in order.
+    pub deltas: Vec<Value>,
+}
+
+impl ExecRun {
+    /// The `result`, if the answer is a success.
+    pub fn result(&self) -> Option<&Value> {
+        self.answer.get("result")
+    }
+
+    /// The error code, if the answer is an error.
+    pub fn error_code(&self) -> Option<i64> {
+        self.answer
+            .get("error")
+            .and_then(|e| e.get("code"))
+            .and_then(Value::as_i64)
+    }
+
+    /// `result.exitCode`.
+    pub fn exit_code(&self) -> Option<i64> {
+        self.result()
+            .and_then(|r| r.get("exitCode"))
+            .and_then(Value::as_i64)
+    }
+}
+
+impl ChannelSession {
+    /// Runs `command/exec` with `params` (a `processId` is added if absent) and collects
+    /// its deltas until the answer (`CMD-35`, `CMD-36`).
+    ///
+    /// # Errors
+    /// No answer within `wait`, or a rule broken on the way.
+    pub async fn exec(&mut self, mut params: Value, wait: Duration) -> Res<ExecRun> {
+        let pid = match params.get("processId").and_then(Value::as_str) {
+            Some(p) => p.to_owned(),
+            None => {
+                let p = format!("p{}", hex::encode(random_bytes::<4>()));
+                if let Some(o) = params.as_object_mut() {
+                    o.insert("processId".to_owned(), json!(p));
+                }
+                p
+            }
+        };
+        let id = self.fresh_id();
+        self.send_json(
+            &json!({"jsonrpc": "2.0", "id": id, "method": "command/exec", "params": params}),
+        )
+        .await?;
+        let run = self.collect_exec(&json!(id), &pid, wait).await?;
+        Ok(run)
+    }
+
+    /// Collects the deltas of `pid` until the answer to request `id`.
+    ///
+    /// # Errors
+    /// As [`ChannelSession::exec`].
+    pub async fn collect_exec(&mut self, id: &Value, pid: &str, wait: Duration) -> Res<ExecRun> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut run = ExecRun::default();
+        let mut pending: Vec<HostMessage> = self.backlog.drain(..).collect();
+        pending.reverse();
+        loop {
+            let msg = match pending.pop() {
+                Some(m) => m,
+                None => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    self.recv(left).await.map_err(|e| match e {
+                        Stop::Fail(r) => {
+                            Stop::Fail(format!("waiting for command/exec {pid:?} to end: {r}"))
+                        }
+                        s @ Stop::Skip(_) => s,
+                    })?
+                }
+            };
+            if msg.method() == Some("command/exec/outputDelta")
+                && msg.params().get("processId").and_then(Value::as_str) == Some(pid)
+            {
+                let raw = msg
+                    .params()
+                    .get("deltaBase64")
+                    .and_then(Value::as_str)
+                    .and_then(|b| tether_proto::cmd::methods::decode_delta(b).ok())
+                    .unwrap_or_default();
+                match msg.params().get("stream").and_then(Value::as_str) {
+                    Some("stdout") => run.stdout.extend_from_slice(&raw),
+                    Some("stderr") => run.stderr.extend_from_slice(&raw),
+                    other => {
+                        return hfail(format!(
+                            "an output delta with stream {other:?}; expected \"stdout\" or \"stderr\""
+                        ));
+                    }
+                }
+                run.deltas.push(msg.params().clone());
+                continue;
+            }
+            if msg.method().is_none() && msg.value.get("id") == Some(id) {
+                run.answer = msg.value;
+                self.finished(pid);
+                return Ok(run);
+            }
+            self.backlog.push_back(msg);
+        }
+    }
+
+    /// A directory on the host for `command/exec` cases.
+    ///
+    /// # Errors
+    /// Skip for a host whose path style the runner has no default for.
+    pub fn work_dir(&self, cx: &Context) -> Res<String> {
+        let host = host_target(cx)?;
+        if let Some(d) = &host.work_dir {
+            return Ok(d.clone());
+        }
+        match self.info.path_style {
+            tether_proto::channel::PathStyle::Posix => Ok("/tmp".to_owned()),
+            _ => skip("no directory on this host for command/exec cases: give --work-dir"),
+        }
+    }
+
+    /// Skips unless the host offers `command/exec` (`CMD-16`).
+    ///
+    /// # Errors
+    /// Skip.
+    pub fn need_exec(&self) -> Res<()> {
+        if self.has_capability(tether_proto::cmd::capability::COMMAND_EXEC) {
+            Ok(())
+        } else {
+            skip("the host does not offer command.exec (CMD-16)")
+        }
+    }
+}
+
+impl ChannelSession {
+    /// Reads host messages (the backlog first) until one satisfies `pred`; returns every
+    /// message read, the matching one last.
+    ///
+    /// # Errors
+    /// Nothing matching within `wait`, or a rule broken on the way.
+    pub async fn read_until(
+        &mut self,
+        wait: Duration,
+        what: &str,
+        pred: impl Fn(&HostMessage) -> bool,
+    ) -> Res<Vec<HostMessage>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut seen = Vec::new();
+        loop {
+            let msg = match self.backlog.pop_front() {
+                Some(m) => m,
+                None => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    self.recv(left).await.map_err(|e| match e {
+                        Stop::Fail(r) => Stop::Fail(format!("waiting for {what}: {r}")),
+                        s @ Stop::Skip(_) => s,
+                    })?
+                }
+            };
+            let done = pred(&msg);
+            seen.push(msg);
+            if done {
+                return Ok(seen);
+            }
+        }
+    }
+
+    /// Sends the answer `result` to the host's request `id`.
+    ///
+    /// # Errors
+    /// The link fails.
+    pub async fn answer(&mut self, id: &Value, result: Value) -> Res<()> {
+        self.send_json(&json!({"jsonrpc": "2.0", "id": id, "result": result}))
+            .await
+    }
+}
