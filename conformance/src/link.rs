@@ -1,7 +1,6 @@
 //! The runner's side of a relay link: a WebSocket that speaks raw relay frames and logs
 //! every message, with the helpers cases use to play a host or a controller.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,12 +9,11 @@ use futures_util::{SinkExt, StreamExt};
 use tether_proto::keys::public_key;
 use tether_proto::limits::{MAX_FRAME_LEN, PROTOCOL_VERSION};
 use tether_proto::link::registration::HostRegistration;
-use tether_proto::link::{CloseCode, RelayFrame, Role, SessionId};
+use tether_proto::link::{CloseCode, RelayFrame, RelayUrl, Role, SessionId};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::http::Uri;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::context::{Context, Credential, RelayTarget, TlsOptions};
@@ -70,34 +68,17 @@ impl std::fmt::Debug for Link {
     }
 }
 
-fn loopback(host: &str) -> bool {
-    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// The host part of a URL without IPv6 brackets, its port and whether it uses TLS.
+/// The relay URL, parsed by the core's one parser ([`RelayUrl`], `LINK-2`).
 ///
 /// # Errors
-/// The URL does not parse or is not `ws://` / `wss://`.
-pub fn parse_url(url: &str) -> Result<(String, u16, bool), String> {
-    let uri: Uri = url.parse().map_err(|e| format!("bad URL {url:?}: {e}"))?;
-    let tls = match uri.scheme_str() {
-        Some("ws") => false,
-        Some("wss") => true,
-        _ => return Err(format!("URL {url:?} is neither ws:// nor wss://")),
-    };
-    let host = uri
-        .host()
-        .ok_or_else(|| format!("URL {url:?} has no host"))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    Ok((host, port, tls))
+/// The URL is not a `ws://` or `wss://` URL the parser accepts.
+pub fn parse_url(url: &str) -> Result<RelayUrl, String> {
+    RelayUrl::parse(url).map_err(|e| format!("relay URL {url:?}: {e}"))
 }
 
 /// Whether the URL's host is a loopback address (`LINK-2`).
 pub fn is_loopback_url(url: &str) -> bool {
-    parse_url(url).is_ok_and(|(h, _, _)| loopback(&h))
+    RelayUrl::parse(url).is_ok_and(|u| u.is_loopback())
 }
 
 mod insecure {
@@ -171,13 +152,11 @@ fn tls_config(tls: &TlsOptions) -> Result<rustls::ClientConfig, String> {
 }
 
 async fn connect_ws(target: &RelayTarget, opts: ConnectOptions) -> Result<Ws, String> {
-    let (host, port, tls) = parse_url(&target.url)?;
-    if !tls && !loopback(&host) && !target.tls.insecure {
-        // LINK-2: the runner is a client too.
-        return Err(format!(
-            "refusing plain ws:// to non-loopback host {host} (LINK-2); use wss:// or --insecure"
-        ));
-    }
+    let url = parse_url(&target.url)?;
+    // LINK-2: the runner is a client too.
+    url.check_transport(target.tls.insecure)
+        .map_err(|e| format!("relay URL {:?}: {e} (--insecure)", target.url))?;
+    let (host, port, tls) = (url.host().to_owned(), url.port(), url.is_tls());
     let addr = tokio::net::lookup_host((host.as_str(), port))
         .await
         .map_err(|e| format!("resolving {host}: {e}"))?
