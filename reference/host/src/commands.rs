@@ -8,7 +8,7 @@
 //! drains; the answer is the last event of its process (`CMD-36`).
 //!
 //! Requests are checked in the order of `CMD-61` by the core's
-//! [`SessionGate`](tether_proto::cmd::gate::SessionGate): remote access and authorization
+//! [`SessionGate`]: remote access and authorization
 //! (`CMD-55`, `CMD-56`), the in-flight limit (`CMD-58`), initialization (`CMD-15`), the
 //! method (`CMD-12`, `CMD-16`), the params (`CMD-13`, `CMD-43`); then the method's rules,
 //! here.
