@@ -14,7 +14,7 @@ use tether_proto::cmd::{
     Params, Request, Response, ServerNotification, ServerRequest,
 };
 
-use crate::{VectorFile, det_bytes, field, to_json};
+use crate::format::{VectorFile, det_bytes, field, to_json};
 
 /// The vector files this module generates and checks.
 pub const FILES: &[VectorFile] = &[VectorFile {
@@ -1511,7 +1511,7 @@ fn check_case(case: &Value) -> Result<(), String> {
 }
 
 fn check(contents: &str) -> Result<usize, String> {
-    crate::check_cases(contents, check_case)
+    crate::format::check_cases(contents, check_case)
 }
 
 #[cfg(test)]

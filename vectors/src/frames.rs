@@ -8,7 +8,7 @@
 use serde_json::{Value, json};
 use tether_proto::link::{CloseCode, FrameError, RelayFrame, Role, SessionId};
 
-use crate::{VectorFile, det_array, det_bytes, field, to_json};
+use crate::format::{VectorFile, det_array, det_bytes, field, to_json};
 
 /// The vector files this module generates and checks.
 pub const FILES: &[VectorFile] = &[VectorFile {
@@ -689,7 +689,7 @@ fn check_case(case: &Value) -> Result<(), String> {
 }
 
 fn check(contents: &str) -> Result<usize, String> {
-    crate::check_cases(contents, check_case)
+    crate::format::check_cases(contents, check_case)
 }
 
 #[cfg(test)]

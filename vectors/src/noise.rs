@@ -22,7 +22,7 @@ use tether_proto::limits::REKEY_INTERVAL;
 use tether_proto::link::SessionId;
 use tether_proto::time::UnixTime;
 
-use crate::{VectorFile, det_array, to_json};
+use crate::format::{VectorFile, det_array, to_json};
 
 /// The vector files this module generates and checks.
 pub const FILES: &[VectorFile] = &[

@@ -29,8 +29,8 @@ use tether_proto::session::{
 use tether_proto::time::UnixTime;
 use tether_proto::token::PairingToken;
 
+use crate::format::{VectorFile, det_array, det_bytes, to_json};
 use crate::noise::{HandshakeKeys, NoiseHandshake, prologue_bytes, record_handshake};
-use crate::{VectorFile, det_array, det_bytes, to_json};
 
 /// The vector files this module generates and checks.
 pub const FILES: &[VectorFile] = &[VectorFile {

@@ -10,9 +10,9 @@ use tether_proto::link::router::{LinkId, Relay, RelayEvent, WorkspaceConfig};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, error, info};
 
-use crate::RelayStats;
 use crate::change::{ChangeKind, WorkspaceChange};
 use crate::input::{Finish, Input, Update};
+use crate::stats::RelayStats;
 
 /// How long a `GOAWAY SLOW_READER` may wait for the socket: the reader is not reading, so
 /// the `GOAWAY` is sent only if the WebSocket takes it at once (`LINK-23`).

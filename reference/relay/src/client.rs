@@ -17,7 +17,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::RelayError;
+use crate::error::RelayError;
 
 /// A byte stream a WebSocket can run over (TCP, or TLS over TCP).
 pub trait LinkIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {}

@@ -25,7 +25,7 @@ use serde::Deserialize;
 use tether_proto::link::frame::{MAX_CREDENTIAL_LEN, MIN_CREDENTIAL_LEN};
 use tether_proto::link::router::{RelayLimits, WorkspaceConfig};
 
-use crate::RelayError;
+use crate::error::RelayError;
 
 /// PEM files of the relay's TLS certificate chain and private key (`wss://`).
 #[derive(Clone, Debug, PartialEq, Eq)]

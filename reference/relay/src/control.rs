@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use tether_proto::link::router::WorkspaceConfig;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::RelayError;
 use crate::change::WorkspaceChange;
+use crate::error::RelayError;
 use crate::input::{Input, Update};
 
 /// A handle that reconfigures a running relay; cheap to clone. Get one from

@@ -16,10 +16,12 @@ use tracing::{debug, info, warn};
 
 use crate::actor::Actor;
 use crate::change::WorkspaceChange;
+use crate::config::{RelayServerConfig, TlsFiles};
 use crate::conn::{self, ConnContext};
 use crate::control::RelayControl;
+use crate::error::RelayError;
 use crate::input::Input;
-use crate::{RelayError, RelayServerConfig, RelayStats, TlsFiles};
+use crate::stats::RelayStats;
 
 /// Inputs waiting for the actor, from all connections together. With frames of at most
 /// 65 535 bytes (`LINK-5`) this holds at most 4 MiB: the queue is shared, so its bound is

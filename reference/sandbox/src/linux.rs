@@ -13,7 +13,7 @@ use seccompiler::{
 };
 use tether_proto::cmd::types::{NetworkAccess, SandboxMode};
 
-use super::{Enforcement, MAX_PROCESSES, Policy, ProcessLimit, SandboxError};
+use crate::policy::{Enforcement, MAX_PROCESSES, Policy, ProcessLimit, SandboxError};
 
 /// The file-system rights the sandbox handles: those of ABI 5 (every write right,
 /// `Refer`, `Truncate` and `IoctlDev` included). Kernels with an older ABI enforce less,

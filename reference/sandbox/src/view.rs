@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use tether_proto::cmd::types::SandboxMode;
 
-use crate::{Policy, SandboxError};
+use crate::policy::{Policy, SandboxError};
 
 /// Top-level directories the view mounts itself, never copied from the host.
 const OWN_MOUNTS: [&str; 3] = ["/dev", "/proc", "/tmp"];

@@ -419,7 +419,7 @@ mod tests {
     use tether_proto::channel::Timestamp;
 
     use super::*;
-    use crate::state::{Access, HostSettings};
+    use crate::state::model::{Access, HostSettings};
 
     fn ts(secs: u64) -> Timestamp {
         Timestamp::from_unix(UnixTime::from_secs(secs))

@@ -115,7 +115,8 @@ mod tests {
     use tether_store::stage;
 
     use super::*;
-    use crate::state::{Access, HostSettings, RunInfo, render_state};
+    use crate::state::disk::{RunInfo, render_state};
+    use crate::state::model::{Access, HostSettings};
 
     fn ts(secs: u64) -> Timestamp {
         Timestamp::from_unix(UnixTime::from_secs(secs))

@@ -23,7 +23,7 @@ use snow::resolvers::{CryptoResolver, DefaultResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
 use subtle::ConstantTimeEq;
 
-use super::ChannelError;
+use super::error::ChannelError;
 
 /// The Noise protocol name of the secure channel (`CHAN-1`).
 pub const IK_PROTOCOL_NAME: &str = "Noise_IK_25519_ChaChaPoly_BLAKE2s";

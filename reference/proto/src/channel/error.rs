@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::link::CloseCode;
+use crate::link::codes::CloseCode;
 
 /// The Noise channel failed or was refused (`spec/04-secure-channel.md`).
 ///

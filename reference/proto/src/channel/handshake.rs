@@ -2,10 +2,12 @@
 
 use std::fmt;
 
+use super::confirm::confirmation_code;
 use super::crypto::{IK_PROTOCOL_NAME, TetherResolver, ik_params, noise_builder};
+use super::error::ChannelError;
 use super::payload::{HandshakePayload, HostInfo, MAX_HOST_INFO_LEN};
+use super::prologue::Prologue;
 use super::transport::Transport;
-use super::{ChannelError, Prologue, confirmation_code};
 use crate::limits::MAX_HANDSHAKE_LEN;
 
 /// Length of an X25519 public key, and of the BLAKE2s handshake hash.

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::ChannelError;
+use super::error::ChannelError;
 use crate::time::UnixTime;
 
 /// Version byte that starts both handshake payloads.
@@ -507,7 +507,10 @@ mod tests {
         for (hex_in, name) in cases {
             let err = HandshakePayload::decode(&hex::decode(hex_in).unwrap()).unwrap_err();
             assert_eq!(err.name(), *name, "{hex_in}");
-            assert_eq!(err.close_code(), crate::link::CloseCode::HANDSHAKE_FAILED);
+            assert_eq!(
+                err.close_code(),
+                crate::link::codes::CloseCode::HANDSHAKE_FAILED
+            );
         }
     }
 

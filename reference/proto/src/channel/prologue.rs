@@ -1,7 +1,7 @@
 //! The IK prologue (`CHAN-2`): binds every handshake to its workspace, host and session.
 
-use super::ChannelError;
-use crate::link::SessionId;
+use super::error::ChannelError;
+use crate::link::frame::SessionId;
 
 /// The 12 ASCII bytes every IK prologue starts with.
 pub const PROLOGUE_LABEL: &[u8; 12] = b"TETHER-IK-V1";

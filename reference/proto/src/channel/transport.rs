@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::ChannelError;
+use super::error::ChannelError;
 use crate::limits::{MAX_NOISE_MESSAGE_LEN, MAX_TRANSPORT_PLAINTEXT_LEN, REKEY_INTERVAL};
 
 /// AEAD tag length.

@@ -31,13 +31,14 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::envelope::{ErrorResponse, Id, Message};
+use super::error::CommandError;
 use super::methods::{
     ApprovalResult, CancelledParams, CommandExecutionRequestApprovalParams, RejectedAnswer,
     ServerNotification, ServerRequest, ServerRequestResolvedParams,
 };
 use super::types::ApprovalDecision;
-use super::{CommandError, ErrorResponse, Id, Message};
-use crate::link::SessionId;
+use crate::link::frame::SessionId;
 
 /// Late answers remembered per host, to tell a late answerer the approval was already
 /// resolved (`CMD-32`); older ones are forgotten (then the answer is ignored, `CMD-14`).

@@ -6,7 +6,8 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
-use super::{CommandError, strict};
+use super::error::CommandError;
+use super::strict;
 use crate::limits::MAX_TRANSPORT_PLAINTEXT_LEN;
 
 /// The value of every message's `jsonrpc` member (`CMD-7`).

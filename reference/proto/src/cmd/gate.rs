@@ -16,9 +16,11 @@
 //! The order is `CMD-61`'s: the first rule broken decides the error. The envelope rules
 //! (`CMD-1`..`CMD-11`) come before, in [`super::Message::parse_or_reject`].
 
+use super::MAX_IN_FLIGHT_REQUESTS;
+use super::envelope::{ErrorResponse, Id, Message};
+use super::error::CommandError;
 use super::methods::{ClientNotification, ClientRequest, InitializeParams, Params};
-use super::{CommandError, ErrorResponse, Id, MAX_IN_FLIGHT_REQUESTS, Message};
-use crate::link::CloseCode;
+use crate::link::codes::CloseCode;
 
 /// Whether the session's device may still use it, checked against the host's state when
 /// each message arrives (`CMD-75`).

@@ -20,8 +20,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::CommandError;
 use super::envelope::{Id, Notification, Request};
+use super::error::CommandError;
 use super::types::{
     ApprovalDecision, ApprovalPolicy, Implementation, OutputStream, Platform, SandboxMode,
     SandboxReport, SandboxSupport, Thread, ThreadBundle, ThreadItem, Turn, UserInput, nullable,

@@ -12,7 +12,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use super::CommandError;
+use super::error::CommandError;
 use crate::limits::MAX_JSON_DEPTH;
 
 /// A fault found by the validating pass; kept aside because `serde_json` flattens the

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::CommandError;
+use super::error::CommandError;
 
 /// Deserializes a member that MUST be present but may be `null`: unlike a plain
 /// `Option`, a missing member is an error.

@@ -35,8 +35,10 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use super::codes::CloseCode;
+use super::error::LinkError;
+use super::frame::{FrameError, RelayFrame, Role, SessionId};
 use super::registration::HostRegistration;
-use super::{CloseCode, FrameError, LinkError, RelayFrame, Role, SessionId};
 use crate::limits::{
     AUTH_DEADLINE, KEEPALIVE_INTERVAL, LINK_IDLE_TIMEOUT, PRE_AUTH_MAX_FRAME_LEN, PROTOCOL_VERSION,
 };

@@ -28,7 +28,7 @@
 
 use std::fmt;
 
-use super::CloseCode;
+use super::codes::CloseCode;
 use crate::limits::{MAX_FRAME_LEN, MAX_HANDSHAKE_LEN, MAX_NOISE_MESSAGE_LEN};
 use crate::token::validate_workspace;
 

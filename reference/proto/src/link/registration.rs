@@ -28,7 +28,7 @@ use snow::resolvers::{BoxedCryptoResolver, CryptoResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
 use snow::{Builder, HandshakeState};
 
-use super::LinkError;
+use super::error::LinkError;
 use crate::channel::TetherResolver;
 
 /// The Noise protocol name of host registration (`LINK-12`).

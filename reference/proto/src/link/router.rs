@@ -116,8 +116,10 @@ use std::time::{Duration, Instant};
 use blake2::{Blake2s256, Digest};
 use subtle::ConstantTimeEq;
 
+use super::codes::CloseCode;
+use super::error::LinkError;
+use super::frame::{RelayFrame, Role, SessionId};
 use super::registration::RelayRegistration;
-use super::{CloseCode, LinkError, RelayFrame, Role, SessionId};
 use crate::limits;
 
 /// A link (one WebSocket) as the relay numbers it; never reused.
