@@ -1106,15 +1106,15 @@ impl ThreadManager {
             let _ = reply.send(ApprovalDecision::Accept);
             return;
         }
-        running.approval = Some(reply);
         let attached = entry.attached.clone();
-        if self
+        match self
             .approvals
             .ask(thread_id, params, &attached, Instant::now())
-            .is_err()
         {
-            // CMD-28: at most one approval per thread; a turn asks one at a time.
-            if let Some(reply) = running.approval.take() {
+            Ok(()) => running.approval = Some(reply),
+            // CMD-28: at most one approval per thread (a turn asks one at a time); the
+            // pending one keeps its place.
+            Err(_) => {
                 let _ = reply.send(ApprovalDecision::Cancel);
             }
         }
