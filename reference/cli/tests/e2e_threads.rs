@@ -151,9 +151,17 @@ fn wait_reachable(ctl: &Path) {
     });
 }
 
-/// Waits until the thread has a turn running (its command started).
-fn wait_active(ctl: &Path, thread: &str) {
+/// Waits until the thread has a turn running (its command started); fails at once, with
+/// its output, if `turn` (the `tether turn` that should be running it) has exited.
+fn wait_active(ctl: &Path, thread: &str, turn: &mut Proc) {
     eventually(LIMIT, "a running turn", || {
+        if let Ok(Some(status)) = turn.0.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = turn.0.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            panic!("`tether turn` exited ({status}) before its turn ran: {err}");
+        }
         let out = tctl(ctl, &["thread", "show", "--json", thread]);
         let read: Value = serde_json::from_str(&out.stdout).map_err(|e| format!("{e}: {out:?}"))?;
         let running = read["turns"]
@@ -498,8 +506,8 @@ fn ctrl_c_interrupts_a_turn_and_the_admin_refusal_is_printed() {
         None,
         &["--cwd", &cwd, "--approval-policy", "never"],
     );
-    let child = Proc::piped(turn_cmd(&w.ctl_state.0, &id, Some("accept"), "$ sleep 20"));
-    wait_active(&w.ctl_state.0, &id);
+    let mut child = Proc::piped(turn_cmd(&w.ctl_state.0, &id, Some("accept"), "$ sleep 20"));
+    wait_active(&w.ctl_state.0, &id, &mut child);
     child.signal("INT");
     let out = child.finish(LIMIT);
     assert_eq!(out.code(), Some(130), "{out:?}");
@@ -508,8 +516,8 @@ fn ctrl_c_interrupts_a_turn_and_the_admin_refusal_is_printed() {
     let read: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(read["turns"][0]["status"], "interrupted", "{read}");
 
-    let child = Proc::piped(turn_cmd(&w.ctl_state.0, &id, Some("accept"), "$ sleep 20"));
-    wait_active(&w.ctl_state.0, &id);
+    let mut child = Proc::piped(turn_cmd(&w.ctl_state.0, &id, Some("accept"), "$ sleep 20"));
+    wait_active(&w.ctl_state.0, &id, &mut child);
     tether_host::state::StateDir::open(&w.host_state.0)
         .unwrap()
         .set_remote_access(false)

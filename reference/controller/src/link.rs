@@ -203,11 +203,9 @@ impl Link {
         config.keepalive = options.keepalive;
         config.idle_timeout = options.idle_timeout;
         config.ready_timeout = options.connect_timeout;
-        let client =
-            LinkClient::controller(config, Instant::now().into_std()).map_err(|e| match e {
-                ClientError::Frame(e) => ControllerError::Protocol(e.into()),
-                other => ControllerError::Usage(other.to_string()),
-            })?;
+        config
+            .check()
+            .map_err(|e| ControllerError::Protocol(e.into()))?;
         let tls = if parsed.is_tls() {
             Some(tls_config(options)?)
         } else {
@@ -224,6 +222,12 @@ impl Link {
                 ),
             })?
             .map_err(|e| connect_error(url, &e))?;
+        // The READY deadline runs from here, with the connection open.
+        let client =
+            LinkClient::controller(config, Instant::now().into_std()).map_err(|e| match e {
+                ClientError::Frame(e) => ControllerError::Protocol(e.into()),
+                other => ControllerError::Usage(other.to_string()),
+            })?;
         let (commands, command_rx) = mpsc::unbounded_channel();
         let routes: Routes = Arc::new(Mutex::new(HashMap::new()));
         let (ended_tx, ended) = watch::channel(None);

@@ -54,12 +54,31 @@ pub struct ClientConfig {
     pub keepalive: Duration,
     /// Treat the link as lost after this long without receiving (`LINK-36`; 60 s).
     pub idle_timeout: Duration,
-    /// Give up when `READY` has not arrived this long after the client was created (the
-    /// relay's own deadline is 10 s, `LINK-7`).
+    /// Give up when `READY` has not arrived this long after the client was created — create
+    /// it once the connection is open (the relay's own deadline is 10 s from then,
+    /// `LINK-7`).
     pub ready_timeout: Duration,
 }
 
 impl ClientConfig {
+    /// Checks the workspace id and the credential against the `HELLO` field rules
+    /// (`LINK-32`, `LINK-10`), without creating a client: a driver checks before it
+    /// connects, and creates the client once the connection is open (the `READY` deadline
+    /// runs from the client's creation).
+    ///
+    /// # Errors
+    /// [`FrameError`] naming the field.
+    pub fn check(&self) -> Result<(), FrameError> {
+        RelayFrame::Hello {
+            version: PROTOCOL_VERSION,
+            role: Role::Controller,
+            workspace: self.workspace.clone(),
+            credential: self.credential.clone(),
+            registration: Vec::new(),
+        }
+        .validate()
+    }
+
     /// A configuration with the spec's timers.
     pub fn new(workspace: impl Into<String>, credential: impl Into<Vec<u8>>) -> Self {
         Self {
