@@ -158,7 +158,7 @@ fn wait_active(ctl: &Path, thread: &str, turn: &mut Proc) {
         if let Ok(Some(status)) = turn.0.try_wait() {
             let mut err = String::new();
             if let Some(mut e) = turn.0.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                let _ = e.read_to_string(&mut err);
             }
             panic!("`tether turn` exited ({status}) before its turn ran: {err}");
         }
