@@ -359,3 +359,13 @@ async fn a_relay_that_never_pings() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_checks_only_the_ephemeral_dh() {
+    caught_by(
+        Fault::ChecksOnlyEphemeralDh,
+        "SEC-8/low-order-host-static",
+        &[],
+    )
+    .await;
+}

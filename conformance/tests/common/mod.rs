@@ -85,6 +85,11 @@ pub enum Fault {
     /// Refuses registration ephemerals found, byte for byte, in the list of the seven
     /// canonical low-order encodings; the same points with bit 255 set pass (SEC-8).
     LowOrderBlocklist,
+    /// Checks the registration's `ee` (message 1) but not its `se` (message 3): a proof
+    /// carrying a low-order static key passes (SEC-8). It runs every host registration
+    /// itself, so the links it lets through are READY on its side only (their frames are
+    /// ignored): every host case fails with it, the named one on the low-order key.
+    ChecksOnlyEphemeralDh,
     /// Its WebSocket library stops at 1 MiB: a longer message is swallowed, unanswered, and
     /// the link stays open (LINK-5).
     SwallowsHugeMessages,
@@ -701,11 +706,20 @@ async fn drive(mut relay: Relay, mut rx: mpsc::UnboundedReceiver<Ev>, fault: Fau
                                         .to_bytes()
                                         .unwrap();
                                     }
-                                    if *role == Role::Host
-                                        && matches!(fault, Fault::RejectsOnlyZeroKey | Fault::LowOrderBlocklist)
-                                        && low_order(registration)
-                                        && !fault_refuses_key(fault, registration)
-                                    {
+                                    let shadowed = match fault {
+                                        Fault::RejectsOnlyZeroKey | Fault::LowOrderBlocklist => {
+                                            low_order(registration)
+                                                && !fault_refuses_key(fault, registration)
+                                        }
+                                        // `ee` is checked (by the core); `se` never is.
+                                        Fault::ChecksOnlyEphemeralDh => !low_order(registration),
+                                        _ => false,
+                                    };
+                                    // The credential and remote-access checks come first
+                                    // (the core's, for a HELLO it refuses).
+                                    let admitted = right.is_some_and(|r| r.as_bytes() == credential.as_slice())
+                                        && workspace != OFF_WORKSPACE;
+                                    if *role == Role::Host && admitted && shadowed {
                                         match unchecked_registration(workspace, registration) {
                                             Some((state, msg2)) => {
                                                 shadow.insert(id, state);

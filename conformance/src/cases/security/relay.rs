@@ -1,5 +1,6 @@
 //! Relay cases of `spec/07`: a registration with a low-order key is refused (`SEC-8`,
-//! section 7.3), whichever low-order point it is and however it is encoded.
+//! section 7.3), whichever low-order point it is, however it is encoded, and whether it is
+//! the host's ephemeral (`ee`) or its static key (`se`).
 //!
 //! A relay may refuse such a registration at once (its `ee` is all zeros as soon as it reads
 //! message 1) or only when it checks the proof. So that a relay of the second kind is
@@ -30,6 +31,7 @@ pub const CASES: &[Case] = &[
     LOW_ORDER_REGISTRATION,
     EVERY_LOW_ORDER_EPHEMERAL,
     LOW_ORDER_HIGH_BIT,
+    LOW_ORDER_STATIC,
 ];
 
 /// The encodings, canonical (bit 255 clear), of the points of small order of Curve25519
@@ -116,7 +118,7 @@ async fn low_order_refused(
     point: [u8; 32],
 ) -> CaseResult<()> {
     let key = HostKey::random();
-    let mut init = forged_initiator(&cred.workspace, &key.private, point)?;
+    let mut init = forged_initiator(&cred.workspace, &key.private, Forge::Ephemeral(point))?;
     let mut msg1 = [0u8; 128];
     let n = init
         .write_message(&[], &mut msg1)
@@ -176,22 +178,101 @@ async fn low_order_refused(
     }
 }
 
+const LOW_ORDER_STATIC: Case = case! {
+    id: "SEC-8/low-order-host-static",
+    level: Must,
+    timeout: 30 s,
+    description: "a registration whose proof carries a low-order static key (its se all zeros) gets REGISTRATION_FAILED, never READY",
+    relay: low_order_static,
+};
+async fn low_order_static(cx: Arc<Context>) -> CaseResult<Outcome> {
+    let cred = ws(&cx)?;
+    for (i, point) in low_order_points().into_iter().enumerate() {
+        let name = format!("host-{i}");
+        let key = HostKey::random();
+        let mut init = forged_initiator(&cred.workspace, &key.private, Forge::Static(point))?;
+        let mut msg1 = [0u8; 128];
+        let n = init
+            .write_message(&[], &mut msg1)
+            .map_err(|e| CaseError(format!("{name}: writing message 1: {e}")))?;
+        let mut l = Link::connect(&cx, &name).await?;
+        l.send(&host_hello(&cred, msg1.get(..n).unwrap_or_default()))
+            .await?;
+        // Message 1 is a genuine ephemeral: the relay must challenge it.
+        let msg2 = match l.recv(ANSWER_WAIT).await? {
+            RelayFrame::HostChallenge { message } => message,
+            other => {
+                return fail(format!(
+                    "{name}: expected HOST_CHALLENGE, got {}",
+                    describe(&other)
+                ));
+            }
+        };
+        let mut scratch = [0u8; 128];
+        init.read_message(&msg2, &mut scratch).map_err(|e| {
+            CaseError(format!(
+                "{name}: HOST_CHALLENGE does not verify (LINK-12): {e}"
+            ))
+        })?;
+        let mut msg3 = [0u8; 128];
+        let n = init
+            .write_message(&[], &mut msg3)
+            .map_err(|e| CaseError(format!("{name}: writing message 3: {e}")))?;
+        l.send(&RelayFrame::HostProof {
+            message: msg3.get(..n).unwrap_or_default().to_vec(),
+        })
+        .await?;
+        let point_hex = hex::encode(point);
+        match l.recv(ANSWER_WAIT).await {
+            Ok(RelayFrame::GoAway { code, .. }) if code == CloseCode::REGISTRATION_FAILED => {
+                l.expect_end_after_goaway().await?;
+            }
+            Ok(RelayFrame::Ready) => {
+                return fail(format!(
+                    "{name}: registration with the low-order static key {point_hex} completed (READY): the relay did not check se"
+                ));
+            }
+            Ok(other) => {
+                return fail(format!(
+                    "{name}: static {point_hex}: expected GOAWAY REGISTRATION_FAILED, got {}",
+                    describe(&other)
+                ));
+            }
+            Err(e) => {
+                return fail(format!(
+                    "{name}: static {point_hex}: expected GOAWAY REGISTRATION_FAILED; {e}"
+                ));
+            }
+        }
+    }
+    pass()
+}
+
+/// Which key of a registration initiator is a low-order point.
+#[derive(Clone, Copy)]
+enum Forge {
+    /// The ephemeral (message 1): the relay's `ee` is all zeros.
+    Ephemeral([u8; 32]),
+    /// The static key (message 3): the relay's `se` is all zeros.
+    Static([u8; 32]),
+}
+
 /// A registration initiator (`Noise_XN`, `LINK-12`) for `workspace` with the static key
-/// `private`, whose ephemeral public key is `point` (a low-order point, for which no
-/// private key exists) and whose `ee` is the all-zero output a relay computes with it.
-/// Everything else is the real handshake, so a relay that checks no DH output accepts its
-/// proof.
+/// `private`, one of whose public keys is replaced by a low-order point (for which no
+/// private key exists), every DH with it giving the all-zero output a relay computes with
+/// it. Everything else is the real handshake, so a relay that checks no DH output accepts
+/// its proof.
 fn forged_initiator(
     workspace: &str,
     private: &[u8; 32],
-    point: [u8; 32],
+    forge: Forge,
 ) -> CaseResult<HandshakeState> {
     let params = REGISTRATION_PROTOCOL
         .parse()
         .map_err(|e| CaseError(format!("registration protocol name: {e}")))?;
     let prologue = registration_prologue(workspace)
         .map_err(|e| CaseError(format!("registration prologue: {e}")))?;
-    Builder::with_resolver(params, Box::new(ForgedResolver { point }))
+    Builder::with_resolver(params, Box::new(ForgedResolver { forge }))
         .prologue(&prologue)
         .and_then(|b| b.local_private_key(private))
         .and_then(Builder::build_initiator)
@@ -200,7 +281,7 @@ fn forged_initiator(
 
 /// snow's primitives, with [`ForgedDh`] for X25519.
 struct ForgedResolver {
-    point: [u8; 32],
+    forge: Forge,
 }
 
 impl CryptoResolver for ForgedResolver {
@@ -211,7 +292,7 @@ impl CryptoResolver for ForgedResolver {
     fn resolve_dh(&self, choice: &DHChoice) -> Option<Box<dyn Dh>> {
         Some(Box::new(ForgedDh {
             inner: DefaultResolver.resolve_dh(choice)?,
-            point: self.point,
+            forge: self.forge,
             forged: false,
         }))
     }
@@ -225,13 +306,21 @@ impl CryptoResolver for ForgedResolver {
     }
 }
 
-/// X25519 as snow computes it, except for a generated (ephemeral) key: that one's public
-/// key is the low-order `point` and its every DH output is all zeros, as the relay's is.
-/// A key set from a private key (the static) is computed normally.
+/// X25519 as snow computes it, except for the key [`Forge`] names (a generated key is the
+/// ephemeral, a key set from a private key the static): that one's public key is the
+/// low-order point and its every DH output is all zeros, as the relay's is.
 struct ForgedDh {
     inner: Box<dyn Dh>,
-    point: [u8; 32],
+    forge: Forge,
     forged: bool,
+}
+
+impl ForgedDh {
+    fn point(&self) -> &[u8; 32] {
+        match &self.forge {
+            Forge::Ephemeral(p) | Forge::Static(p) => p,
+        }
+    }
 }
 
 impl Dh for ForgedDh {
@@ -248,18 +337,22 @@ impl Dh for ForgedDh {
     }
 
     fn set(&mut self, privkey: &[u8]) {
-        self.forged = false;
+        self.forged = matches!(self.forge, Forge::Static(_));
         self.inner.set(privkey);
     }
 
-    fn generate(&mut self, _rng: &mut dyn Random) -> Result<(), snow::Error> {
-        self.forged = true;
-        Ok(())
+    fn generate(&mut self, rng: &mut dyn Random) -> Result<(), snow::Error> {
+        self.forged = matches!(self.forge, Forge::Ephemeral(_));
+        if self.forged {
+            Ok(())
+        } else {
+            self.inner.generate(rng)
+        }
     }
 
     fn pubkey(&self) -> &[u8] {
         if self.forged {
-            &self.point
+            self.point()
         } else {
             self.inner.pubkey()
         }
@@ -306,24 +399,32 @@ mod tests {
     fn an_unchecking_responder_accepts_the_forged_registration() {
         let key = HostKey::random();
         for p in low_order_points() {
-            let mut init = forged_initiator("conf-main", &key.private, p).unwrap();
-            let params = REGISTRATION_PROTOCOL.parse().unwrap();
-            let prologue = registration_prologue("conf-main").unwrap();
-            let mut resp = Builder::new(params)
-                .prologue(&prologue)
-                .unwrap()
-                .build_responder()
-                .unwrap();
-            let (mut a, mut b) = ([0u8; 128], [0u8; 128]);
-            let n = init.write_message(&[], &mut a).unwrap();
-            assert_eq!(&a[..n], p.as_slice());
-            resp.read_message(&a[..n], &mut b).unwrap();
-            let n = resp.write_message(&[], &mut a).unwrap();
-            init.read_message(&a[..n], &mut b).unwrap();
-            let n = init.write_message(&[], &mut a).unwrap();
-            assert_eq!(n, 64);
-            resp.read_message(&a[..n], &mut b).unwrap();
-            assert_eq!(resp.get_remote_static().unwrap(), key.public.as_slice());
+            for forge in [Forge::Ephemeral(p), Forge::Static(p)] {
+                let mut init = forged_initiator("conf-main", &key.private, forge).unwrap();
+                let params = REGISTRATION_PROTOCOL.parse().unwrap();
+                let prologue = registration_prologue("conf-main").unwrap();
+                let mut resp = Builder::new(params)
+                    .prologue(&prologue)
+                    .unwrap()
+                    .build_responder()
+                    .unwrap();
+                let (mut a, mut b) = ([0u8; 128], [0u8; 128]);
+                let n = init.write_message(&[], &mut a).unwrap();
+                if let Forge::Ephemeral(_) = forge {
+                    assert_eq!(&a[..n], p.as_slice());
+                }
+                resp.read_message(&a[..n], &mut b).unwrap();
+                let n = resp.write_message(&[], &mut a).unwrap();
+                init.read_message(&a[..n], &mut b).unwrap();
+                let n = init.write_message(&[], &mut a).unwrap();
+                assert_eq!(n, 64);
+                resp.read_message(&a[..n], &mut b).unwrap();
+                let want = match forge {
+                    Forge::Ephemeral(_) => key.public,
+                    Forge::Static(p) => p,
+                };
+                assert_eq!(resp.get_remote_static().unwrap(), want.as_slice());
+            }
         }
     }
 }
