@@ -728,6 +728,102 @@ impl Link {
         }
     }
 
+    /// Sends `bytes`, a message far longer than any frame, while reading, and expects
+    /// `GOAWAY code` as the first frame back, then the end of the link (`LINK-5`,
+    /// `LINK-27`). The target may answer, and close, before the whole message is sent: a send
+    /// that fails after that is not an error. Only the message's length and first bytes go to
+    /// the traffic log.
+    ///
+    /// # Errors
+    /// Nothing within `wait`, the link ended without a `GOAWAY`, another frame or code, a
+    /// text message, or a frame after the `GOAWAY`.
+    pub async fn send_oversize_expect_goaway(
+        &mut self,
+        bytes: Vec<u8>,
+        code: CloseCode,
+        wait: Duration,
+    ) -> CaseResult<()> {
+        let len = bytes.len();
+        let head = hex::encode(bytes.get(..16).unwrap_or(&bytes));
+        self.log.note(
+            &self.name,
+            format!("sending one {len}-byte binary message ({head}...)"),
+        );
+        let first = {
+            let mut send = std::pin::pin!(self.sink.send(Message::binary(bytes)));
+            let mut sending = true;
+            let timer = tokio::time::sleep(wait);
+            let mut timer = std::pin::pin!(timer);
+            loop {
+                tokio::select! {
+                    r = &mut send, if sending => {
+                        sending = false;
+                        let what = match r {
+                            Ok(()) => "the whole message was sent".to_owned(),
+                            Err(e) => format!("sending ended early: {e}"),
+                        };
+                        self.log.note(&self.name, what);
+                    }
+                    item = self.stream.next() => match item {
+                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                        other => break Some(other),
+                    },
+                    () = &mut timer => break None,
+                }
+            }
+        };
+        let item = match first {
+            None => {
+                return fail(format!(
+                    "{}: nothing received within {:.1} s of a {len}-byte message; expected GOAWAY {code}",
+                    self.name,
+                    wait.as_secs_f64()
+                ));
+            }
+            Some(item) => item,
+        };
+        let b = match item {
+            Some(Ok(Message::Binary(b))) => b.to_vec(),
+            Some(Ok(Message::Text(_))) => {
+                return fail(format!(
+                    "{}: expected GOAWAY {code}, got a text message (LINK-1)",
+                    self.name
+                ));
+            }
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                self.ended = true;
+                self.log
+                    .closed(&self.name, Direction::Received, "link ended");
+                return fail(format!(
+                    "{}: the link ended without GOAWAY {code} after a {len}-byte message",
+                    self.name
+                ));
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
+                return fail(format!("{}: unreachable control message", self.name));
+            }
+        };
+        self.log.binary(&self.name, Direction::Received, &b);
+        match RelayFrame::decode(&b) {
+            Ok(RelayFrame::GoAway { code: got, .. }) if got == code => {}
+            Ok(other) => {
+                return fail(format!(
+                    "{}: expected GOAWAY {code} after a {len}-byte message, got {}",
+                    self.name,
+                    describe(&other)
+                ));
+            }
+            Err(e) => {
+                return fail(format!(
+                    "{}: expected GOAWAY {code}, got undecodable bytes ({})",
+                    self.name,
+                    e.name()
+                ));
+            }
+        }
+        self.expect_end_after_goaway().await
+    }
+
     /// Sends `GOAWAY code` and closes the WebSocket (`LINK-27`).
     ///
     /// # Errors

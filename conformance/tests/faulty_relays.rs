@@ -148,3 +148,224 @@ async fn a_relay_that_ignores_reconfiguration() {
         );
     }
 }
+
+// ----- LINK-10: what a credential is compared with -----------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_takes_any_workspaces_credential() {
+    caught_by(
+        Fault::CredentialOfAnyWorkspace,
+        "LINK-10/credential-of-another-workspace",
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_compares_the_first_16_credential_bytes() {
+    caught_by(
+        Fault::ComparesFirst16Bytes,
+        "LINK-10/credential-differs-in-last-byte",
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_accepts_a_credential_prefix() {
+    caught_by(
+        Fault::AcceptsCredentialPrefix,
+        "LINK-10/credential-prefix",
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_accepts_a_credential_with_a_suffix() {
+    caught_by(
+        Fault::AcceptsCredentialSuffix,
+        "LINK-10/credential-with-suffix",
+        &[],
+    )
+    .await;
+}
+
+// ----- LINK-39 (LINK-17): the order of the OPEN checks ------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_checks_a_foreign_hosts_session_ids() {
+    caught_by(
+        Fault::ForeignHostIdChecked,
+        "LINK-39/foreign-host-id-in-use",
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_checks_a_foreign_hosts_session_limit() {
+    caught_by(
+        Fault::ForeignHostLimitChecked,
+        "LINK-39/foreign-host-at-limit",
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_routes_before_the_controller_link_checks() {
+    caught_by(
+        Fault::RoutesBeforeLinkChecks,
+        "LINK-39/controller-link-checked-first",
+        &[],
+    )
+    .await;
+}
+
+// ----- SEC-8: every low-order registration key ---------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_refuses_only_the_all_zero_key() {
+    caught_by(
+        Fault::RejectsOnlyZeroKey,
+        "SEC-8/every-low-order-ephemeral",
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_with_a_byte_exact_low_order_blocklist() {
+    caught_by(
+        Fault::LowOrderBlocklist,
+        "SEC-8/low-order-ephemeral-high-bit",
+        &[],
+    )
+    .await;
+}
+
+// ----- LINK-5: messages far past the limit -------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_swallows_huge_messages() {
+    caught_by(
+        Fault::SwallowsHugeMessages,
+        "LINK-5/far-oversize-frames",
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_drops_the_link_on_huge_messages() {
+    caught_by(
+        Fault::DropsLinkOnHugeMessage,
+        "LINK-5/far-oversize-frames",
+        &[],
+    )
+    .await;
+}
+
+// ----- Chapter 3 MUSTs that had fewer than two faulty relays -------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_answers_ping_before_hello() {
+    caught_by(Fault::PingBeforeHello, "LINK-8/first-frame-not-hello", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_checks_the_credential_before_the_version() {
+    caught_by(
+        Fault::CredentialBeforeVersion,
+        "LINK-3/version-checked-before-credential",
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_ignores_malformed_frames() {
+    let failed = failing(Fault::IgnoresMalformed, &[]).await;
+    for case in [
+        "LINK-4/empty-message",
+        "LINK-4/unknown-type",
+        "LINK-4/truncated-frame",
+        "LINK-4/trailing-bytes",
+    ] {
+        assert!(
+            failed.iter().any(|f| f == case),
+            "not caught by {case}; failing: {failed:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_decodes_long_frames_before_ready() {
+    caught_by(
+        Fault::DecodesLongFrameBeforeReady,
+        "LINK-6/oversize-before-ready",
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_keeps_the_websocket_open_after_goaway() {
+    caught_by(
+        Fault::NoCloseAfterGoaway,
+        "LINK-27/relay-goaway-is-last",
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_without_a_host_session_limit() {
+    caught_by(Fault::NoHostSessionLimit, "LINK-20/host-session-limit", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_never_sends_peer_gone() {
+    caught_by(Fault::NoPeerGone, "LINK-21/peer-gone-on-link-loss", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_silent_on_unknown_sessions() {
+    caught_by(Fault::SilentUnknownSession, "LINK-19/unknown-session", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_without_a_session_queue_bound() {
+    caught_by(Fault::NoSessionQueueBound, "LINK-22/slow-reader", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_without_a_link_queue_bound() {
+    caught_by(Fault::NoLinkQueueBound, "LINK-23/link-slow-reader", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_without_idle_timeout() {
+    caught_by(Fault::NoIdleTimeout, "LINK-24/idle-timeout", &["LINK-24/*"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_never_pings() {
+    caught_by(
+        Fault::NoKeepalivePing,
+        "LINK-25/relay-sends-ping",
+        &["LINK-25/relay-sends-ping"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_checks_only_the_ephemeral_dh() {
+    caught_by(
+        Fault::ChecksOnlyEphemeralDh,
+        "SEC-8/low-order-host-static",
+        &[],
+    )
+    .await;
+}

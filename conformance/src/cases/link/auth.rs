@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use tether_proto::limits::PROTOCOL_VERSION;
+use tether_proto::link::frame::{MAX_CREDENTIAL_LEN, MIN_CREDENTIAL_LEN};
 use tether_proto::link::registration::HostRegistration;
 use tether_proto::link::{CloseCode, RelayFrame};
 
@@ -26,6 +27,10 @@ pub const CASES: &[Case] = &[
     HOST_WITHOUT_REGISTRATION,
     WRONG_CREDENTIAL,
     UNKNOWN_WORKSPACE,
+    ANOTHER_WORKSPACES_CREDENTIAL,
+    CREDENTIAL_LAST_BYTE,
+    CREDENTIAL_PREFIX,
+    CREDENTIAL_WITH_SUFFIX,
     SHORT_CREDENTIAL,
     REMOTE_ACCESS_OFF,
     REGISTRATION_COMPLETES,
@@ -143,6 +148,108 @@ async fn unknown_workspace(cx: Arc<Context>) -> CaseResult<Outcome> {
             hex::encode(&wrong)
         )
     })?;
+    pass()
+}
+
+/// `bad` gets `GOAWAY AUTH_FAILED` from the relay, in a controller's `HELLO` and in a
+/// host's (with a valid registration message 1): a wrong credential (`LINK-10`).
+async fn refused_for_both_roles(cx: &Context, bad: &Credential) -> CaseResult<()> {
+    auth_failed_bytes(cx, "ctl", &controller_hello(bad)).await?;
+    let key = HostKey::random();
+    let (_reg, msg1) = HostRegistration::start(&key.private, &bad.workspace)
+        .map_err(|e| CaseError(format!("registration: {e}")))?;
+    auth_failed_bytes(cx, "host", &host_hello(bad, &msg1)).await?;
+    Ok(())
+}
+
+const ANOTHER_WORKSPACES_CREDENTIAL: Case = case! {
+    id: "LINK-10/credential-of-another-workspace",
+    level: Must,
+    timeout: 15 s,
+    description: "the valid credential of another workspace of the same relay gets GOAWAY AUTH_FAILED: a credential belongs to one workspace",
+    relay: another_workspaces_credential,
+};
+async fn another_workspaces_credential(cx: Arc<Context>) -> CaseResult<Outcome> {
+    let Some(other) = cx.relay()?.other_workspace.clone() else {
+        return Ok(Outcome::Skip(
+            "needs a second workspace of the same relay (--other-workspace NAME=CREDENTIAL)"
+                .to_owned(),
+        ));
+    };
+    let cred = ws(&cx)?;
+    if other.credential == cred.credential || other.workspace == cred.workspace {
+        return Ok(Outcome::Skip(
+            "the two workspaces given have the same name or the same credential".to_owned(),
+        ));
+    }
+    // Each workspace's name with the other's credential: both credentials are valid, for
+    // their own workspace only.
+    for (workspace, credential) in [
+        (&cred.workspace, &other.credential),
+        (&other.workspace, &cred.credential),
+    ] {
+        let bad = Credential {
+            workspace: workspace.clone(),
+            credential: credential.clone(),
+        };
+        refused_for_both_roles(&cx, &bad).await?;
+    }
+    pass()
+}
+
+const CREDENTIAL_LAST_BYTE: Case = case! {
+    id: "LINK-10/credential-differs-in-last-byte",
+    level: Must,
+    timeout: 15 s,
+    description: "the right credential with only its last byte changed gets GOAWAY AUTH_FAILED: the whole credential is compared",
+    relay: credential_last_byte,
+};
+async fn credential_last_byte(cx: Arc<Context>) -> CaseResult<Outcome> {
+    let mut bad = ws(&cx)?;
+    if let Some(b) = bad.credential.last_mut() {
+        *b ^= 0x01;
+    }
+    refused_for_both_roles(&cx, &bad).await?;
+    pass()
+}
+
+const CREDENTIAL_PREFIX: Case = case! {
+    id: "LINK-10/credential-prefix",
+    level: Must,
+    timeout: 15 s,
+    description: "the right credential without its last byte (still 16 bytes or more) gets GOAWAY AUTH_FAILED",
+    relay: credential_prefix,
+};
+async fn credential_prefix(cx: Arc<Context>) -> CaseResult<Outcome> {
+    let mut bad = ws(&cx)?;
+    if bad.credential.len() <= MIN_CREDENTIAL_LEN {
+        return Ok(Outcome::Skip(format!(
+            "the workspace's credential is {} bytes: a shorter prefix is malformed, not wrong",
+            bad.credential.len()
+        )));
+    }
+    bad.credential.pop();
+    refused_for_both_roles(&cx, &bad).await?;
+    pass()
+}
+
+const CREDENTIAL_WITH_SUFFIX: Case = case! {
+    id: "LINK-10/credential-with-suffix",
+    level: Must,
+    timeout: 15 s,
+    description: "the right credential with one byte appended (still 255 bytes or fewer) gets GOAWAY AUTH_FAILED",
+    relay: credential_with_suffix,
+};
+async fn credential_with_suffix(cx: Arc<Context>) -> CaseResult<Outcome> {
+    let mut bad = ws(&cx)?;
+    if bad.credential.len() >= MAX_CREDENTIAL_LEN {
+        return Ok(Outcome::Skip(format!(
+            "the workspace's credential is {} bytes: a longer one cannot be framed",
+            bad.credential.len()
+        )));
+    }
+    bad.credential.push(b'x');
+    refused_for_both_roles(&cx, &bad).await?;
     pass()
 }
 

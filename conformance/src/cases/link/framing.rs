@@ -18,7 +18,7 @@ use crate::link::{
     ANSWER_WAIT, HostKey, Link, controller, controller_hello, handshake_bytes, host,
     is_loopback_url, random_bytes, random_session,
 };
-use crate::outcome::{CaseResult, Outcome, ensure, fail};
+use crate::outcome::{CaseError, CaseResult, Outcome, ensure, fail};
 
 /// The framing cases, in spec order.
 pub const CASES: &[Case] = &[
@@ -33,6 +33,7 @@ pub const CASES: &[Case] = &[
     TRAILING_BYTES,
     OVERSIZE_FRAME,
     OVERSIZE_UNKNOWN_TYPE,
+    FAR_OVERSIZE_FRAMES,
     OVERSIZE_BEFORE_READY,
     OVERSIZE_AWAITING_PROOF,
     LIMIT_IS_512,
@@ -248,6 +249,32 @@ async fn oversize_unknown_type(cx: Arc<Context>) -> CaseResult<Outcome> {
         CloseCode::FRAME_TOO_LARGE,
     )
     .await?;
+    pass()
+}
+
+/// Far-oversize message lengths: just past 1 MiB and just past 16 MiB, the limits WebSocket
+/// libraries commonly apply on their own (tungstenite's default frame limit is 16 MiB).
+const FAR_OVERSIZE_LENS: [usize; 2] = [(1 << 20) + 1, (16 << 20) + 1];
+
+const FAR_OVERSIZE_FRAMES: Case = case! {
+    id: "LINK-5/far-oversize-frames",
+    level: Must,
+    timeout: 40 s,
+    description: "DATA messages of 1 MiB + 1 and 16 MiB + 1 bytes after READY each get GOAWAY FRAME_TOO_LARGE, not silence or a bare close",
+    relay: far_oversize_frames,
+};
+async fn far_oversize_frames(cx: Arc<Context>) -> CaseResult<Outcome> {
+    for (i, len) in FAR_OVERSIZE_LENS.into_iter().enumerate() {
+        // A session of its own, so the DATA's id is one the link owns: only its length is
+        // wrong.
+        let (_h, mut c, _k, s) = session_pair(&cx).await?;
+        let mut f = vec![RelayFrame::DATA];
+        f.extend_from_slice(&s.0);
+        f.resize(len, 0x5a);
+        c.send_oversize_expect_goaway(f, CloseCode::FRAME_TOO_LARGE, Duration::from_secs(15))
+            .await
+            .map_err(|e| CaseError(format!("message {} ({len} bytes): {}", i + 1, e.0)))?;
+    }
     pass()
 }
 

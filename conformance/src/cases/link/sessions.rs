@@ -1,5 +1,6 @@
-//! Relay cases of routing (`spec/03` sections 3.6, 3.7): opening sessions, forwarding `DATA`
-//! and `CLOSE`, session limits, and slow readers (`LINK-15` to `LINK-23`).
+//! Relay cases of routing (`spec/03` sections 3.6, 3.7): opening sessions, the order of the
+//! `OPEN` checks, forwarding `DATA` and `CLOSE`, session limits, and slow readers (`LINK-15`
+//! to `LINK-23`, `LINK-39`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use crate::cases::steps::relay::{
     data, data_crosses, hello_bytes, open_refused, pass, pattern, ready_frame_gets,
     registered_host, send_open, session_pair, ws,
 };
-use crate::context::Context;
+use crate::context::{Context, Credential};
 use crate::link::{
     ANSWER_WAIT, ConnectOptions, HostKey, Incoming, Link, controller, handshake_bytes, host,
     host_with, open_session, random_bytes, random_session,
@@ -28,6 +29,9 @@ pub const CASES: &[Case] = &[
     OFFLINE_HOST,
     HOST_GONE,
     CROSS_WORKSPACE,
+    CONTROLLER_CHECKED_FIRST,
+    FOREIGN_HOST_ID_IN_USE,
+    FOREIGN_HOST_AT_LIMIT,
     FORWARD_BOTH_WAYS,
     UNKNOWN_SESSION,
     OTHER_CONTROLLERS_SESSION,
@@ -174,6 +178,101 @@ async fn cross_workspace(cx: Arc<Context>) -> CaseResult<Outcome> {
     expect_unreachable(&mut c2, &key2).await?;
     h.expect_quiet(Duration::from_millis(300)).await?;
     h2.expect_quiet(Duration::from_millis(100)).await?;
+    pass()
+}
+
+// ----- LINK-39: the order of the OPEN checks ---------------------------------------------
+
+const CONTROLLER_CHECKED_FIRST: Case = case! {
+    id: "LINK-39/controller-link-checked-first",
+    level: Must,
+    timeout: 20 s,
+    description: "an OPEN to a key no host registered, with an id open on the link or past 16 sessions, gets SESSION_ID_IN_USE or SESSION_LIMIT (steps 1, 2), not HOST_UNREACHABLE (step 3)",
+    relay: controller_checked_first,
+};
+async fn controller_checked_first(cx: Arc<Context>) -> CaseResult<Outcome> {
+    let (cred, key, mut h) = registered_host(&cx).await?;
+    let mut c = controller(&cx, "ctl", &cred).await?;
+    let mut open = Vec::new();
+    for _ in 0..16 {
+        let s = random_session();
+        open_session(&mut c, &mut h, &key, s).await?;
+        open.push(s);
+    }
+    let unknown = HostKey::random();
+    // Step 1: an id open on the controller's link, to a key no host registered.
+    let first = open.first().copied().unwrap_or_else(random_session);
+    open_refused(&mut c, first, &unknown, CloseCode::SESSION_ID_IN_USE).await?;
+    // Step 2: a 17th session, to a key no host registered.
+    open_refused(&mut c, random_session(), &unknown, CloseCode::SESSION_LIMIT).await?;
+    h.expect_quiet(Duration::from_millis(300)).await?;
+    pass()
+}
+
+/// The second workspace of the target, or the reason to skip without it.
+fn other_workspace(cx: &Context) -> CaseResult<Result<Credential, Outcome>> {
+    Ok(match cx.relay()?.other_workspace.clone() {
+        Some(other) => Ok(other),
+        None => Err(Outcome::Skip(
+            "needs a second workspace of the same relay (--other-workspace NAME=CREDENTIAL)"
+                .to_owned(),
+        )),
+    })
+}
+
+const FOREIGN_HOST_ID_IN_USE: Case = case! {
+    id: "LINK-39/foreign-host-id-in-use",
+    level: Must,
+    timeout: 15 s,
+    description: "an OPEN whose id is open on a host of another workspace with that key gets HOST_UNREACHABLE, not SESSION_ID_IN_USE",
+    relay: foreign_host_id_in_use,
+};
+async fn foreign_host_id_in_use(cx: Arc<Context>) -> CaseResult<Outcome> {
+    let other = match other_workspace(&cx)? {
+        Ok(o) => o,
+        Err(skip) => return Ok(skip),
+    };
+    let cred = ws(&cx)?;
+    let key = HostKey::random();
+    let mut h = host(&cx, "host-other-ws", &other, &key).await?;
+    let mut c_other = controller(&cx, "ctl-other-ws", &other).await?;
+    let s = random_session();
+    open_session(&mut c_other, &mut h, &key, s).await?;
+    // The same id and key from the controller's own workspace: no host with that key is
+    // registered there (step 3), whatever the foreign host's link holds (step 4).
+    let mut c = controller(&cx, "ctl", &cred).await?;
+    open_refused(&mut c, s, &key, CloseCode::HOST_UNREACHABLE).await?;
+    h.expect_quiet(Duration::from_millis(300)).await?;
+    data_crosses(&mut c_other, &mut h, s, b"untouched".to_vec()).await?;
+    pass()
+}
+
+const FOREIGN_HOST_AT_LIMIT: Case = case! {
+    id: "LINK-39/foreign-host-at-limit",
+    level: Must,
+    timeout: 30 s,
+    description: "an OPEN to the key of a host of another workspace that holds 64 sessions gets HOST_UNREACHABLE, not SESSION_LIMIT",
+    relay: foreign_host_at_limit,
+};
+async fn foreign_host_at_limit(cx: Arc<Context>) -> CaseResult<Outcome> {
+    let other = match other_workspace(&cx)? {
+        Ok(o) => o,
+        Err(skip) => return Ok(skip),
+    };
+    let cred = ws(&cx)?;
+    let key = HostKey::random();
+    let mut h = host(&cx, "host-other-ws", &other, &key).await?;
+    let mut ctls = Vec::new();
+    for i in 0..4 {
+        let mut c = controller(&cx, &format!("ctl-other-ws-{i}"), &other).await?;
+        for _ in 0..16 {
+            open_session(&mut c, &mut h, &key, random_session()).await?;
+        }
+        ctls.push(c);
+    }
+    let mut c = controller(&cx, "ctl", &cred).await?;
+    open_refused(&mut c, random_session(), &key, CloseCode::HOST_UNREACHABLE).await?;
+    h.expect_quiet(Duration::from_millis(300)).await?;
     pass()
 }
 

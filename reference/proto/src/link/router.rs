@@ -76,12 +76,12 @@
 //! 1. Allowed frames before `READY` (`LINK-8`): only `HELLO` (in `AWAIT_HELLO`) and
 //!    `HOST_PROOF` (in `AWAIT_PROOF`), plus a client's `GOAWAY` in any state. `PING` before
 //!    `READY` is unexpected: the auth deadline (10 s) is shorter than the keepalive (20 s).
-//! 2. Order of the `OPEN` checks: handshake length (`LINK-15`), id in use on the
-//!    controller's link (`LINK-16`), controller session limit (`LINK-20`), routing
-//!    (`LINK-17`), id in use on the host (`LINK-16`), host session limit (`LINK-20`).
-//!    Routing comes before every host-specific check, so that a controller cannot learn
-//!    anything (a `SESSION_LIMIT`, a `SESSION_ID_IN_USE`) about a host outside its
-//!    workspace.
+//! 2. Order of the `OPEN` checks (now `LINK-39`; no longer a decision of this code):
+//!    handshake length (`LINK-15`), id in use on the controller's link (`LINK-16`),
+//!    controller session limit (`LINK-20`), routing (`LINK-17`), id in use on the host
+//!    (`LINK-16`), host session limit (`LINK-20`). Routing comes before every host-specific
+//!    check, so that a controller cannot learn anything (a `SESSION_LIMIT`, a
+//!    `SESSION_ID_IN_USE`) about a host outside its workspace.
 //! 3. An `OPEN` reusing an id already open on the same controller link gets `CLOSE
 //!    SESSION_ID_IN_USE` and the existing session is left untouched, as `spec/03` says.
 //!    That `CLOSE` names the id of the open session, so a controller that breaks `LINK-16`
@@ -878,20 +878,21 @@ impl Relay {
         let Some(c) = self.links.get(&controller) else {
             return;
         };
-        // LINK-16 (SPEC: decisions 2, 3): the id is in use on the controller's own link;
-        // the existing session is left untouched.
+        // LINK-39 step 1, LINK-16 (SPEC: decision 3): the id is in use on the controller's
+        // own link; the existing session is left untouched.
         if c.sessions.contains_key(&session) {
             self.refuse_session(controller, session, &LinkError::SessionIdInUse, now);
             return;
         }
-        // LINK-20: controller link limit.
+        // LINK-39 step 2, LINK-20: controller link limit.
         if c.sessions.len() >= self.config.limits.max_sessions_per_controller_link {
             self.refuse_session(controller, session, &LinkError::SessionLimit, now);
             return;
         }
-        // LINK-17 (SPEC: decision 2): only a host registered in the controller's own
-        // workspace, checked before anything host-specific; the same
-        // answer for a host that is offline and one in another workspace.
+        // LINK-39 step 3, LINK-17: only a host registered in the controller's own
+        // workspace, checked before anything host-specific (steps 4 and 5 never look at a
+        // host of another workspace); the same answer for a host that is offline and one
+        // in another workspace.
         let Some(host) = self.hosts.get(&(workspace.to_owned(), host_key)).copied() else {
             self.refuse_session(controller, session, &LinkError::HostUnreachable, now);
             return;
@@ -900,12 +901,13 @@ impl Relay {
             self.refuse_session(controller, session, &LinkError::HostUnreachable, now);
             return;
         };
-        // LINK-16: the id is in use on the host (opened by another controller).
+        // LINK-39 step 4, LINK-16: the id is in use on the host (opened by another
+        // controller).
         if h.sessions.contains_key(&session) {
             self.refuse_session(controller, session, &LinkError::SessionIdInUse, now);
             return;
         }
-        // LINK-20: host limit.
+        // LINK-39 step 5, LINK-20: host limit.
         if h.sessions.len() >= self.config.limits.max_sessions_per_host {
             self.refuse_session(controller, session, &LinkError::SessionLimit, now);
             return;
