@@ -262,14 +262,7 @@ async fn foreign_host_at_limit(cx: Arc<Context>) -> CaseResult<Outcome> {
     let cred = ws(&cx)?;
     let key = HostKey::random();
     let mut h = host(&cx, "host-other-ws", &other, &key).await?;
-    let mut ctls = Vec::new();
-    for i in 0..4 {
-        let mut c = controller(&cx, &format!("ctl-other-ws-{i}"), &other).await?;
-        for _ in 0..16 {
-            open_session(&mut c, &mut h, &key, random_session()).await?;
-        }
-        ctls.push(c);
-    }
+    let _ctls = fill_host(&cx, "ctl-other-ws", &other, &mut h, &key).await?;
     let mut c = controller(&cx, "ctl", &cred).await?;
     open_refused(&mut c, random_session(), &key, CloseCode::HOST_UNREACHABLE).await?;
     h.expect_quiet(Duration::from_millis(300)).await?;
@@ -393,14 +386,7 @@ const HOST_LIMIT: Case = case! {
 };
 async fn host_limit(cx: Arc<Context>) -> CaseResult<Outcome> {
     let (cred, key, mut h) = registered_host(&cx).await?;
-    let mut ctls = Vec::new();
-    for i in 0..4 {
-        let mut c = controller(&cx, &format!("ctl-{i}"), &cred).await?;
-        for _ in 0..16 {
-            open_session(&mut c, &mut h, &key, random_session()).await?;
-        }
-        ctls.push(c);
-    }
+    let _ctls = fill_host(&cx, "ctl", &cred, &mut h, &key).await?;
     let mut c = controller(&cx, "ctl-4", &cred).await?;
     open_refused(&mut c, random_session(), &key, CloseCode::SESSION_LIMIT).await?;
     h.expect_quiet(Duration::from_millis(300)).await?;
@@ -628,4 +614,25 @@ async fn link_slow_reader(cx: Arc<Context>) -> CaseResult<Outcome> {
         }
     }
     pass()
+}
+
+/// Opens 64 sessions to the host of `h` (its limit, `LINK-20`) from four controllers of
+/// workspace `cred`, 16 each (the controller limit), named `label-0` .. `label-3`; returns
+/// the controllers, whose links must stay open for the sessions to last.
+async fn fill_host(
+    cx: &Arc<Context>,
+    label: &str,
+    cred: &Credential,
+    h: &mut Link,
+    key: &HostKey,
+) -> CaseResult<Vec<Link>> {
+    let mut ctls = Vec::new();
+    for i in 0..4 {
+        let mut c = controller(cx, &format!("{label}-{i}"), cred).await?;
+        for _ in 0..16 {
+            open_session(&mut c, h, key, random_session()).await?;
+        }
+        ctls.push(c);
+    }
+    Ok(ctls)
 }
