@@ -412,7 +412,7 @@ impl StateDir {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::fs::OpenOptions;
     use std::io::Write;
 
@@ -421,17 +421,17 @@ mod tests {
     use super::*;
     use crate::state::model::{Access, HostSettings};
 
-    fn ts(secs: u64) -> Timestamp {
+    pub(crate) fn ts(secs: u64) -> Timestamp {
         Timestamp::from_unix(UnixTime::from_secs(secs))
     }
 
-    fn dir() -> (tempfile::TempDir, StateDir) {
+    pub(crate) fn dir() -> (tempfile::TempDir, StateDir) {
         let tmp = tempfile::tempdir().unwrap();
         let state = StateDir::open(tmp.path().join("state")).unwrap();
         (tmp, state)
     }
 
-    fn run_info(state: &StateDir) {
+    pub(crate) fn run_info(state: &StateDir) {
         state
             .write_run_info(&RunInfo {
                 version: 1,

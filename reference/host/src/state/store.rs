@@ -115,29 +115,9 @@ mod tests {
     use tether_store::stage;
 
     use super::*;
-    use crate::state::disk::{RunInfo, render_state};
+    use crate::state::dir::tests::{dir, run_info, ts};
+    use crate::state::disk::render_state;
     use crate::state::model::{Access, HostSettings};
-
-    fn ts(secs: u64) -> Timestamp {
-        Timestamp::from_unix(UnixTime::from_secs(secs))
-    }
-
-    fn dir() -> (tempfile::TempDir, StateDir) {
-        let tmp = tempfile::tempdir().unwrap();
-        let state = StateDir::open(tmp.path().join("state")).unwrap();
-        (tmp, state)
-    }
-
-    fn run_info(state: &StateDir) {
-        state
-            .write_run_info(&RunInfo {
-                version: 1,
-                relay: "ws://127.0.0.1:7400/".into(),
-                workspace: "acme".into(),
-                host_name: "build-box".into(),
-            })
-            .unwrap();
-    }
 
     #[test]
     fn sec_13_store_snapshot_follows_its_own_writes_and_others() {
