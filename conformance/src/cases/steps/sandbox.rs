@@ -19,23 +19,7 @@ pub(crate) async fn sandboxed(
     script: &str,
     cwd: &str,
 ) -> Res<Option<ExecRun>> {
-    let p = with_sandbox(sh(script, cwd), mode);
-    let run = s.exec(p, Duration::from_secs(30)).await?;
-    if run.error_code() == Some(-32012) {
-        return Ok(None);
-    }
-    let r = result_of(&run, mode)?;
-    let report = r.get("sandbox").cloned().unwrap_or(Value::Null);
-    if report.get("degraded") == Some(&json!(true)) {
-        return Ok(None);
-    }
-    check(report.get("enforced") == Some(&json!(mode)), || {
-        format!(
-            "{mode}: not degraded, but enforced is {:?}",
-            report.get("enforced")
-        )
-    })?;
-    Ok(Some(run))
+    confined(s, mode, script, cwd, json!({}), Duration::from_secs(30)).await
 }
 
 /// A script that connects to `127.0.0.1:port` with the first tool the host has (bash's
@@ -160,12 +144,9 @@ pub(crate) async fn confined(
     extra: Value,
     wait: Duration,
 ) -> Res<Option<ExecRun>> {
-    let mut p = sh(script, cwd);
-    if let Some(o) = p.as_object_mut() {
-        o.insert("sandbox".to_owned(), json!(mode));
-        if let Some(extra) = extra.as_object() {
-            o.extend(extra.clone());
-        }
+    let mut p = with_sandbox(sh(script, cwd), mode);
+    if let (Some(o), Some(extra)) = (p.as_object_mut(), extra.as_object()) {
+        o.extend(extra.clone());
     }
     let run = s.exec(p, wait).await?;
     if run.error_code() == Some(-32012) {
