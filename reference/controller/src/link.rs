@@ -407,11 +407,8 @@ impl Driver {
                     LinkEvent::Close { session, code } => {
                         self.route(session, SessionInput::Close(code), true);
                     }
-                    LinkEvent::Ended(end) => {
-                        // Whatever the client still queued (its GOAWAY) goes out first.
-                        tether_link::flush(&mut self.ws, &mut self.client).await;
-                        return end;
-                    }
+                    // Its GOAWAY, if it sent one, went out with the flush above.
+                    LinkEvent::Ended(end) => return end,
                     // A controller's client yields no INCOMING.
                     _ => {}
                 }

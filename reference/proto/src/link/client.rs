@@ -69,14 +69,19 @@ impl ClientConfig {
     /// # Errors
     /// [`FrameError`] naming the field.
     pub fn check(&self) -> Result<(), FrameError> {
+        self.hello(Role::Controller, Vec::new()).validate()
+    }
+
+    /// The `HELLO` of this configuration for `role`, with `registration` (message 1 for a
+    /// host, empty for a controller).
+    fn hello(&self, role: Role, registration: Vec<u8>) -> RelayFrame {
         RelayFrame::Hello {
             version: PROTOCOL_VERSION,
-            role: Role::Controller,
+            role,
             workspace: self.workspace.clone(),
             credential: self.credential.clone(),
-            registration: Vec::new(),
+            registration,
         }
-        .validate()
     }
 
     /// A configuration with the spec's timers.
@@ -345,14 +350,7 @@ impl LinkClient {
         now: Instant,
     ) -> Result<Self, ClientError> {
         // LINK-8: the first frame is HELLO.
-        let hello = RelayFrame::Hello {
-            version: PROTOCOL_VERSION,
-            role,
-            workspace: config.workspace.clone(),
-            credential: config.credential.clone(),
-            registration,
-        }
-        .to_bytes()?;
+        let hello = config.hello(role, registration).to_bytes()?;
         Ok(Self {
             role,
             state,
