@@ -45,6 +45,19 @@ pub const MAX_NOISE_MESSAGE_LEN: usize = 65_535;
 pub const MAX_TRANSPORT_PLAINTEXT_LEN: usize = MAX_NOISE_MESSAGE_LEN - 16;
 /// Transport messages per direction between two rekeys (`CHAN-19`).
 pub const REKEY_INTERVAL: u64 = 65_536;
+/// Window of each direction of a session with records before any `WINDOW` (`CHAN-34`).
+pub const INITIAL_WINDOW: u64 = 16_384;
+/// Most credit a receiver grants one session; also the largest window and the largest
+/// `WINDOW` increment (`CHAN-35`, `CHAN-32`).
+pub const MAX_SESSION_CREDIT: u64 = 258_048;
+/// Most credit a receiver grants over all sessions of its relay link (`CHAN-35`).
+pub const MAX_LINK_CREDIT: u64 = 2_097_152;
+/// Smallest `WINDOW` increment (`CHAN-32`).
+pub const MIN_WINDOW_INCREMENT: u64 = 4_096;
+/// Credit a receiver restores once consuming took it below this (`CHAN-36`).
+pub const MIN_CREDIT: u64 = 8_192;
+/// Largest command-protocol message in a session with records (`CHAN-33`, `CMD-2`).
+pub const MAX_MESSAGE_LEN: usize = 16 * 1024 * 1024;
 /// How far ahead of the host's clock a message-1 timestamp may be (`CHAN-11`).
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(600);
 /// Time a controller waits for message 2 (`CHAN-13`); pairing with confirmation waits

@@ -57,6 +57,24 @@ pub enum ChannelError {
     },
     /// The nonce of a direction would reach 2^64-1: the session must end (`CHAN-20`).
     NonceExhausted,
+    /// A record broke its layout: empty, unknown type, empty `PART`, or a `WINDOW` that
+    /// is not 5 bytes or grants outside 4096..=258048 (`CHAN-32`).
+    BadRecord {
+        /// Which rule was broken, for logs.
+        reason: &'static str,
+    },
+    /// The peer sent more than the window this side granted (`CHAN-34`).
+    WindowExceeded {
+        /// Record bytes received in the session.
+        received: u64,
+        /// Initial window plus every increment granted.
+        granted: u64,
+    },
+    /// A `WINDOW` record made this side's window larger than 258048 (`CHAN-35`).
+    WindowOverflow {
+        /// The window it would have made.
+        window: u64,
+    },
     /// The crypto backend failed (for example the random number generator); nothing a peer
     /// did (`CHAN-1`).
     Crypto {
@@ -79,6 +97,9 @@ impl ChannelError {
             Self::DecryptFailed | Self::Closed => "CHAN-18",
             Self::MessageTooLarge { .. } => "CHAN-16",
             Self::NonceExhausted => "CHAN-20",
+            Self::BadRecord { .. } => "CHAN-32",
+            Self::WindowExceeded { .. } => "CHAN-34",
+            Self::WindowOverflow { .. } => "CHAN-35",
             Self::Crypto { .. } => "CHAN-1",
         }
     }
@@ -98,6 +119,9 @@ impl ChannelError {
                 CloseCode::DECRYPT_FAILED
             }
             Self::NonceExhausted => CloseCode::NORMAL,
+            Self::BadRecord { .. } | Self::WindowExceeded { .. } | Self::WindowOverflow { .. } => {
+                CloseCode::FLOW_CONTROL_ERROR
+            }
         }
     }
 
@@ -115,6 +139,9 @@ impl ChannelError {
             Self::Closed => "Closed",
             Self::MessageTooLarge { .. } => "MessageTooLarge",
             Self::NonceExhausted => "NonceExhausted",
+            Self::BadRecord { .. } => "BadRecord",
+            Self::WindowExceeded { .. } => "WindowExceeded",
+            Self::WindowOverflow { .. } => "WindowOverflow",
             Self::Crypto { .. } => "Crypto",
         }
     }
@@ -138,6 +165,14 @@ impl fmt::Display for ChannelError {
                 write!(f, "transport message of {len} bytes exceeds the limit")
             }
             Self::NonceExhausted => f.write_str("transport nonce exhausted"),
+            Self::BadRecord { reason } => write!(f, "malformed record: {reason}"),
+            Self::WindowExceeded { received, granted } => write!(
+                f,
+                "peer sent {received} bytes of records against {granted} granted"
+            ),
+            Self::WindowOverflow { window } => {
+                write!(f, "WINDOW makes the window {window} bytes, over 258048")
+            }
             Self::Crypto { reason } => write!(f, "crypto backend failed: {reason}"),
         }
     }

@@ -25,6 +25,9 @@
 //! - [`Initiator`], [`Responder`], [`PendingResponder`]: the handshake, as consuming
 //!   type-states.
 //! - [`Transport`]: strict-nonce transport with rekey every 65536 messages.
+//! - [`Flow`], [`Record`]: what a transport message carries — a version 1 message, or a
+//!   record of a session with windows and messages of up to 16 MiB (`channel.flow`,
+//!   section 4.13).
 //! - [`TetherResolver`], [`noise_builder`]: the one place that picks the primitives, and
 //!   refuses all-zero Diffie-Hellman outputs (`CHAN-7`); the relay registration uses it too.
 //!   X25519 and ChaCha20-Poly1305 come from aws-lc-rs by default (feature `aws-lc`), from
@@ -36,18 +39,22 @@ mod aws_lc;
 mod confirm;
 mod crypto;
 mod error;
+pub mod flow;
 mod handshake;
 mod payload;
 mod prologue;
+pub mod records;
 mod transport;
 
 pub use confirm::{CONFIRM_LABEL, confirmation_code};
 pub use crypto::{BACKEND, IK_PROTOCOL_NAME, TetherResolver, ik_params, noise_builder};
 pub use error::ChannelError;
+pub use flow::{CreditLedger, Flow, Framing, Received};
 pub use handshake::{Initiator, PendingResponder, Responder};
 pub use payload::{
     HOST_INFO_PROTOCOL, HandshakePayload, HostInfo, KIND_PAIR, KIND_SESSION, MAX_DEVICE_NAME_LEN,
     MAX_HOST_INFO_LEN, PAYLOAD_VERSION, PathStyle, Timestamp,
 };
 pub use prologue::{PROLOGUE_LABEL, Prologue};
+pub use records::Record;
 pub use transport::Transport;

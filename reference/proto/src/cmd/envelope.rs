@@ -203,7 +203,8 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    fn bare(error: CommandError) -> Self {
+    /// A refusal of a message whose id is unknown (answered with a `null` id, `CMD-11`).
+    pub fn bare(error: CommandError) -> Self {
         Self {
             error,
             id: None,
@@ -346,8 +347,17 @@ impl Message {
     /// # Errors
     /// A [`Rejection`].
     pub fn parse_or_reject(bytes: &[u8]) -> Result<Self, Rejection> {
+        Self::parse_or_reject_within(bytes, MAX_TRANSPORT_PLAINTEXT_LEN)
+    }
+
+    /// [`Message::parse_or_reject`] with the size limit of the session: 65519 bytes in
+    /// version 1, 16 MiB with records (`CMD-2`, `CHAN-33`).
+    ///
+    /// # Errors
+    /// A [`Rejection`].
+    pub fn parse_or_reject_within(bytes: &[u8], max_len: usize) -> Result<Self, Rejection> {
         // CMD-2
-        if bytes.len() > MAX_TRANSPORT_PLAINTEXT_LEN {
+        if bytes.len() > max_len {
             return Err(Rejection::bare(CommandError::TooLarge { len: bytes.len() }));
         }
         // CMD-3

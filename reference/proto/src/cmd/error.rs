@@ -246,8 +246,9 @@ impl fmt::Display for CommandError {
         match self {
             Self::TooLarge { len } => write!(
                 f,
-                "message of {len} bytes exceeds {} bytes",
-                crate::limits::MAX_TRANSPORT_PLAINTEXT_LEN
+                "message of {len} bytes exceeds the session's limit ({} bytes, {} with records)",
+                crate::limits::MAX_TRANSPORT_PLAINTEXT_LEN,
+                crate::limits::MAX_MESSAGE_LEN
             ),
             Self::Bom => f.write_str("message starts with a byte-order mark"),
             Self::InvalidUtf8 => f.write_str("message is not valid UTF-8"),

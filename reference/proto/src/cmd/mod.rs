@@ -68,6 +68,9 @@ pub mod capability {
     pub const THREAD_HANDOFF: &str = "thread.handoff";
     /// Confirmation codes at pairing (`CHAN-23`, `CHAN-24`).
     pub const PAIRING_CONFIRM: &str = "pairing.confirm";
+    /// Records: flow-control windows and messages of up to 16 MiB (`CHAN-31`; message 2
+    /// only).
+    pub const CHANNEL_FLOW: &str = "channel.flow";
     /// Kernel sandbox on Linux (Landlock).
     pub const SANDBOX_LANDLOCK: &str = "sandbox.landlock";
     /// Every registered name.
@@ -77,5 +80,6 @@ pub mod capability {
         THREAD_HANDOFF,
         PAIRING_CONFIRM,
         SANDBOX_LANDLOCK,
+        CHANNEL_FLOW,
     ];
 }

@@ -101,6 +101,9 @@ codes! {
     /// The host failed internally (for example its store could not make a required write
     /// durable) and refuses rather than answer without it (`CHAN-10`, `CHAN-12`).
     HOST_ERROR = 41, "host internal error";
+    /// The peer broke a record or window rule of a session with records (`CHAN-32`,
+    /// `CHAN-34`, `CHAN-35`).
+    FLOW_CONTROL_ERROR = 42, "record or window rule broken";
 }
 
 impl CloseCode {
@@ -123,6 +126,7 @@ impl CloseCode {
             Self::RATE_LIMITED => "CHAN-14",
             Self::CONFIRMATION_REJECTED => "CHAN-24",
             Self::REMOTE_ACCESS_DISABLED => "CHAN-26",
+            Self::FLOW_CONTROL_ERROR => "CHAN-34",
             _ => return None,
         })
     }
@@ -163,7 +167,7 @@ mod tests {
     #[test]
     fn every_end_to_end_code_has_a_requirement() {
         for code in CloseCode::ALL {
-            if (32..=39).contains(&code.0) || code.0 == 41 {
+            if (32..=39).contains(&code.0) || code.0 == 41 || code.0 == 42 {
                 assert!(code.close_requirement().is_some(), "{code}");
             }
         }

@@ -15,11 +15,20 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::channel::{
-    ChannelError, HandshakePayload, HostInfo, Initiator, Prologue, Timestamp, Transport,
+    ChannelError, CreditLedger, Flow, Framing, HandshakePayload, HostInfo, Initiator, Prologue,
+    Received, Timestamp, Transport,
 };
-use crate::cmd::{Message, Rejection};
+use crate::cmd::{CommandError, Message, Rejection, capability};
 use crate::error::Error;
-use crate::limits::{CONFIRM_TIMEOUT, HANDSHAKE_TIMEOUT};
+use crate::limits::{
+    CONFIRM_TIMEOUT, HANDSHAKE_TIMEOUT, MAX_LINK_CREDIT, MAX_SESSIONS_PER_CONTROLLER_LINK,
+};
+
+/// The credit a controller session grants its host by default: 2 MiB shared by the 16
+/// sessions a controller link may carry (`CHAN-35`, `LINK-20`), so that no count across
+/// sessions is needed.
+pub const DEFAULT_CONTROLLER_CREDIT: u64 =
+    MAX_LINK_CREDIT / MAX_SESSIONS_PER_CONTROLLER_LINK as u64;
 use crate::link::{CloseCode, RelayFrame, SessionId};
 
 /// Why the controller opens the session.
@@ -122,6 +131,7 @@ enum State {
     },
     Established {
         transport: Transport,
+        flow: Box<Flow>,
     },
     Closed,
 }
@@ -134,6 +144,14 @@ pub struct Controller {
     transmits: VecDeque<RelayFrame>,
     events: VecDeque<ControllerEvent>,
     scratch: Vec<u8>,
+    /// Take part in records when the host offers `channel.flow` (`CHAN-31`).
+    records: bool,
+    /// The session's own credit ledger (`CHAN-35`).
+    ledger: CreditLedger,
+    credit_cap: u64,
+    /// Sizes of the messages delivered and not yet consumed, when the application
+    /// reports consumption itself ([`Controller::set_manual_consume`]).
+    delivered: Option<VecDeque<u64>>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -225,7 +243,68 @@ impl Controller {
             transmits,
             events: VecDeque::new(),
             scratch: Vec::new(),
+            records: true,
+            ledger: CreditLedger::for_session(DEFAULT_CONTROLLER_CREDIT),
+            credit_cap: DEFAULT_CONTROLLER_CREDIT,
+            delivered: None,
         })
+    }
+
+    /// Whether to take part in records when the host offers `channel.flow` (default
+    /// true). Set before message 2 arrives; a controller that does not is served as a
+    /// version 1 peer (`CHAN-31`).
+    pub fn set_records(&mut self, records: bool) {
+        self.records = records;
+    }
+
+    /// The most credit this session grants its host (default
+    /// [`DEFAULT_CONTROLLER_CREDIT`], at most 258048, `CHAN-35`). A driver that carries
+    /// fewer sessions on its link may grant more. Set before message 2 arrives.
+    pub fn set_credit_cap(&mut self, cap: u64) {
+        self.credit_cap = cap;
+        self.ledger = CreditLedger::for_session(cap);
+    }
+
+    /// With `manual`, a delivered message keeps its credit until the application calls
+    /// [`Controller::consumed`]: the host then sends no faster than the application
+    /// takes messages (`CHAN-36`). Without (the default) a message is consumed when it
+    /// becomes an event.
+    pub fn set_manual_consume(&mut self, manual: bool) {
+        self.delivered = manual.then(VecDeque::new);
+    }
+
+    /// The application took `count` more of the delivered [`ControllerEvent::Message`]
+    /// events (oldest first): their credit goes back to the host (`CHAN-36`).
+    pub fn consumed(&mut self, count: usize) {
+        let State::Established { flow, .. } = &mut self.state else {
+            return;
+        };
+        if let Some(delivered) = self.delivered.as_mut() {
+            for _ in 0..count {
+                match delivered.pop_front() {
+                    Some(size) => flow.consume(size, &mut self.ledger),
+                    None => break,
+                }
+            }
+        }
+        flow.grant(&mut self.ledger);
+        self.pump();
+    }
+
+    /// How the session carries messages (`CHAN-31`); `None` before message 2.
+    pub fn framing(&self) -> Option<Framing> {
+        match &self.state {
+            State::Established { flow, .. } => Some(flow.framing()),
+            _ => None,
+        }
+    }
+
+    /// Message bytes waiting for the host's window (`CHAN-34`).
+    pub fn queued_bytes(&self) -> usize {
+        match &self.state {
+            State::Established { flow, .. } => flow.queued_bytes(),
+            _ => 0,
+        }
     }
 
     /// The session id.
@@ -253,33 +332,94 @@ impl Controller {
         match std::mem::replace(&mut self.state, State::Closed) {
             State::AwaitMessage2 { initiator, .. } => match initiator.read_message2(payload) {
                 Ok((transport, host_info)) => {
-                    self.state = State::Established { transport };
+                    // CHAN-31: records when the host offers them and this side takes part;
+                    // the first transport message is then this side's WINDOW.
+                    let records = self.records
+                        && host_info
+                            .capabilities
+                            .iter()
+                            .any(|c| c == capability::CHANNEL_FLOW);
+                    let flow =
+                        Box::new(Flow::controller(records, self.credit_cap, &mut self.ledger));
+                    self.state = State::Established { transport, flow };
                     self.events
                         .push_back(ControllerEvent::Established { host_info });
+                    self.pump();
                 }
                 // CHAN-6, CHAN-7, CHAN-8
                 Err(e) => self.finish(e.close_code(), false),
             },
-            State::Established { mut transport } => {
+            State::Established {
+                mut transport,
+                mut flow,
+            } => {
                 self.scratch.clear();
-                match transport.decrypt(payload, &mut self.scratch) {
-                    Ok(_) => {
-                        self.state = State::Established { transport };
-                        match Message::parse_or_reject(&self.scratch) {
-                            Ok(m) => self.events.push_back(ControllerEvent::Message(m)),
-                            Err(rejection) => {
-                                if let Some(reply) = rejection.reply() {
-                                    let _ = self.send(&Message::Error(reply));
-                                }
-                                self.events.push_back(ControllerEvent::Rejected(rejection));
-                            }
-                        }
-                    }
+                if let Err(e) = transport.decrypt(payload, &mut self.scratch) {
                     // CHAN-18
-                    Err(e) => self.finish(e.close_code(), false),
+                    return self.finish(e.close_code(), false);
                 }
+                let received = match flow.receive(&self.scratch, &mut self.ledger) {
+                    Ok(Received::Message { bytes, size }) => {
+                        let parsed =
+                            Message::parse_or_reject_within(&bytes, flow.max_message_len());
+                        match (&parsed, self.delivered.as_mut()) {
+                            (Ok(_), Some(delivered)) => delivered.push_back(size),
+                            _ => flow.consume(size, &mut self.ledger),
+                        }
+                        Some(parsed)
+                    }
+                    // CHAN-33, CMD-2
+                    Ok(Received::TooLarge { len }) => {
+                        Some(Err(Rejection::bare(CommandError::TooLarge { len })))
+                    }
+                    Ok(Received::Nothing) => None,
+                    // CHAN-32, CHAN-34, CHAN-35
+                    Err(e) => return self.finish(e.close_code(), false),
+                };
+                flow.grant(&mut self.ledger);
+                self.state = State::Established { transport, flow };
+                match received {
+                    Some(Ok(m)) => self.events.push_back(ControllerEvent::Message(m)),
+                    Some(Err(rejection)) => {
+                        if let Some(reply) = rejection.reply() {
+                            let _ = self.send(&Message::Error(reply));
+                        }
+                        self.events.push_back(ControllerEvent::Rejected(rejection));
+                    }
+                    None => {}
+                }
+                self.pump();
             }
             State::Closed => {}
+        }
+    }
+
+    /// Encrypts and queues whatever the flow lets go now (`CHAN-34`).
+    fn pump(&mut self) {
+        let State::Established { transport, flow } = &mut self.state else {
+            return;
+        };
+        let mut failed = None;
+        let mut plaintext = Vec::new();
+        loop {
+            plaintext.clear();
+            if !flow.next_plaintext(&mut plaintext) {
+                break;
+            }
+            let mut payload = Vec::new();
+            match transport.encrypt(&plaintext, &mut payload) {
+                Ok(_) => self.transmits.push_back(RelayFrame::Data {
+                    session: self.session,
+                    payload,
+                }),
+                Err(e) => {
+                    failed = Some(e.close_code());
+                    break;
+                }
+            }
+        }
+        if let Some(code) = failed {
+            self.finish(code, false);
         }
     }
 
@@ -312,41 +452,42 @@ impl Controller {
         }
     }
 
-    /// Encrypts `message` and queues it.
+    /// Queues `message` and sends what the host's window lets go (`CHAN-34`).
     ///
     /// # Errors
     /// [`ChannelError::Closed`] before message 2 (`CHAN-15`) or after the session ended;
-    /// the transport's own errors (`CHAN-16`, `CHAN-20`).
+    /// [`ChannelError::MessageTooLarge`] over the session's limit (`CMD-2`); the
+    /// transport's own errors (`CHAN-20`).
     pub fn send(&mut self, message: &Message) -> Result<(), Error> {
-        self.send_plaintext(&message.to_bytes())
+        let State::Established { flow, .. } = &mut self.state else {
+            return Err(ChannelError::Closed.into());
+        };
+        flow.push(message.to_bytes())?;
+        self.pump();
+        if self.is_closed() {
+            return Err(ChannelError::Closed.into());
+        }
+        Ok(())
     }
 
-    /// Encrypts `plaintext` as one transport message without checking that it is a valid
-    /// command message. [`Controller::send`] is the normal path; this one exists for
-    /// conformance runners, which must be able to send a host malformed JSON-RPC.
+    /// Sends `bytes` as a message without checking that it is a valid command message:
+    /// one transport message in version 1, `PART` and `MESSAGE` records within the window
+    /// with records. [`Controller::send`] is the normal path; this one exists for
+    /// conformance runners and tests, which must be able to send a host malformed
+    /// JSON-RPC.
     ///
     /// # Errors
     /// As [`Controller::send`].
-    pub fn send_plaintext(&mut self, plaintext: &[u8]) -> Result<(), Error> {
-        let State::Established { transport } = &mut self.state else {
+    pub fn send_plaintext(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let State::Established { flow, .. } = &mut self.state else {
             return Err(ChannelError::Closed.into());
         };
-        let mut payload = Vec::new();
-        match transport.encrypt(plaintext, &mut payload) {
-            Ok(_) => {
-                self.transmits.push_back(RelayFrame::Data {
-                    session: self.session,
-                    payload,
-                });
-                Ok(())
-            }
-            Err(e) => {
-                if transport.is_closed() {
-                    self.finish(e.close_code(), false);
-                }
-                Err(e.into())
-            }
+        flow.push(bytes.to_vec())?;
+        self.pump();
+        if self.is_closed() {
+            return Err(ChannelError::Closed.into());
         }
+        Ok(())
     }
 
     /// Ends the session, telling the host.

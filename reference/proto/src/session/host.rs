@@ -38,10 +38,10 @@ use std::time::Instant;
 use super::ratelimit::{HandshakeLimiter, TokenBucket};
 use super::store::{HostStore, Refusal};
 use crate::channel::{
-    ChannelError, HandshakePayload, HostInfo, PendingResponder, Prologue, Responder, Timestamp,
-    Transport,
+    ChannelError, CreditLedger, Flow, Framing, HandshakePayload, HostInfo, PendingResponder,
+    Prologue, Received, Responder, Timestamp, Transport,
 };
-use crate::cmd::{Message, Rejection};
+use crate::cmd::{CommandError, Message, Rejection, capability};
 use crate::error::Error;
 use crate::limits::{CONFIRM_TIMEOUT, MAX_CLOCK_SKEW, MAX_SESSIONS_PER_HOST};
 use crate::link::{CloseCode, RelayFrame, SessionId};
@@ -157,6 +157,7 @@ enum SessionState {
     },
     Established {
         transport: Transport,
+        flow: Box<Flow>,
     },
 }
 
@@ -170,6 +171,10 @@ pub struct Host {
     events: VecDeque<HostEvent>,
     scratch: Vec<u8>,
     fixed_ephemeral: Option<[u8; 32]>,
+    /// The host offered `channel.flow` in message 2 (`CHAN-31`).
+    records: bool,
+    /// Credit granted over all sessions of the link (`CHAN-35`).
+    ledger: CreditLedger,
 }
 
 impl std::fmt::Debug for Host {
@@ -185,7 +190,14 @@ impl Host {
     /// A host with no sessions, and the handshake budget of `CHAN-14` and `CHAN-30`.
     pub fn new(config: HostConfig) -> Self {
         let host_key = crate::keys::public_key(&config.static_private);
+        let records = config
+            .host_info
+            .capabilities
+            .iter()
+            .any(|c| c == capability::CHANNEL_FLOW);
         Self {
+            records,
+            ledger: CreditLedger::for_link(MAX_SESSIONS_PER_HOST),
             config,
             host_key,
             limiter: HandshakeLimiter::default(),
@@ -365,8 +377,9 @@ impl Host {
                     session,
                     payload: message2,
                 });
+                let flow = Box::new(Flow::host(self.records));
                 self.sessions
-                    .insert(session, SessionState::Established { transport });
+                    .insert(session, SessionState::Established { transport, flow });
                 self.events.push_back(HostEvent::Established {
                     session,
                     device,
@@ -413,41 +426,97 @@ impl Host {
 
     /// The relay delivered a `DATA` frame of `session`.
     pub fn handle_data(&mut self, session: SessionId, payload: &[u8]) {
-        match self.sessions.get_mut(&session) {
-            Some(SessionState::Established { transport }) => {
+        let received = match self.sessions.get_mut(&session) {
+            Some(SessionState::Established { transport, flow }) => {
                 self.scratch.clear();
                 match transport.decrypt(payload, &mut self.scratch) {
-                    Ok(_) => match Message::parse_or_reject(&self.scratch) {
-                        Ok(message) => self
-                            .events
-                            .push_back(HostEvent::Message { session, message }),
-                        Err(rejection) => {
-                            if let Some(reply) = rejection.reply() {
-                                let _ = self.send(session, &Message::Error(reply));
-                            }
-                            self.events
-                                .push_back(HostEvent::Rejected { session, rejection });
+                    // CHAN-31 .. CHAN-36: a version 1 message, or a record.
+                    Ok(_) => match flow.receive(&self.scratch, &mut self.ledger) {
+                        Ok(Received::Message { bytes, size }) => {
+                            // The host acts on a message as it arrives: consumed now.
+                            flow.consume(size, &mut self.ledger);
+                            Ok(Some(Message::parse_or_reject_within(
+                                &bytes,
+                                flow.max_message_len(),
+                            )))
                         }
+                        // CHAN-33, CMD-2: answered as TooLarge, the session goes on.
+                        Ok(Received::TooLarge { len }) => {
+                            Ok(Some(Err(Rejection::bare(CommandError::TooLarge { len }))))
+                        }
+                        Ok(Received::Nothing) => Ok(None),
+                        Err(e) => Err(e.close_code()),
                     },
                     // CHAN-18: the first failure ends the session.
-                    Err(e) => self.end(session, e.close_code(), false),
+                    Err(e) => Err(e.close_code()),
                 }
             }
             // CHAN-15: nothing may arrive before message 2 has been sent.
-            Some(SessionState::AwaitingConfirmation { .. }) => {
-                self.end(session, CloseCode::HANDSHAKE_FAILED, false);
-            }
+            Some(SessionState::AwaitingConfirmation { .. }) => Err(CloseCode::HANDSHAKE_FAILED),
             // LINK-19: a session this host does not have.
-            None => self.transmits.push_back(RelayFrame::Close {
-                session,
-                code: CloseCode::UNKNOWN_SESSION,
-            }),
+            None => {
+                self.transmits.push_back(RelayFrame::Close {
+                    session,
+                    code: CloseCode::UNKNOWN_SESSION,
+                });
+                return;
+            }
+        };
+        match received {
+            Ok(Some(Ok(message))) => self
+                .events
+                .push_back(HostEvent::Message { session, message }),
+            Ok(Some(Err(rejection))) => {
+                if let Some(reply) = rejection.reply() {
+                    let _ = self.send(session, &Message::Error(reply));
+                }
+                self.events
+                    .push_back(HostEvent::Rejected { session, rejection });
+            }
+            Ok(None) => {}
+            Err(code) => return self.end(session, code, false),
+        }
+        // CHAN-36: credit back for what was consumed; a WINDOW may also have opened the
+        // host's own window (CHAN-34).
+        if let Some(SessionState::Established { flow, .. }) = self.sessions.get_mut(&session) {
+            flow.grant(&mut self.ledger);
+        }
+        self.pump(session);
+    }
+
+    /// Encrypts and queues whatever the session's flow lets go now (`CHAN-34`).
+    fn pump(&mut self, session: SessionId) {
+        let Some(SessionState::Established { transport, flow }) = self.sessions.get_mut(&session)
+        else {
+            return;
+        };
+        let mut failed = None;
+        let mut plaintext = Vec::new();
+        loop {
+            plaintext.clear();
+            if !flow.next_plaintext(&mut plaintext) {
+                break;
+            }
+            let mut payload = Vec::new();
+            match transport.encrypt(&plaintext, &mut payload) {
+                Ok(_) => self
+                    .transmits
+                    .push_back(RelayFrame::Data { session, payload }),
+                Err(e) => {
+                    failed = Some(e.close_code());
+                    break;
+                }
+            }
+        }
+        if let Some(code) = failed {
+            self.end(session, code, false);
         }
     }
 
     /// The relay delivered a `CLOSE` for `session`.
     pub fn handle_close(&mut self, session: SessionId, code: CloseCode) {
-        if self.sessions.remove(&session).is_some() {
+        if let Some(state) = self.sessions.remove(&session) {
+            self.release(state);
             self.events.push_back(HostEvent::Closed {
                 session,
                 code,
@@ -466,13 +535,38 @@ impl Host {
         self.transmits.clear();
     }
 
-    /// Encrypts `message` and queues it for `session`.
+    /// Queues `message` for `session` and sends what its window lets go (`CHAN-34`);
+    /// returns the message's number in the session, to compare with
+    /// [`Host::released`].
     ///
     /// # Errors
-    /// [`ChannelError::Closed`] if the session is not established; the transport's own
-    /// errors (a message too large for one transport message, `CHAN-16`).
-    pub fn send(&mut self, session: SessionId, message: &Message) -> Result<(), Error> {
-        self.send_plaintext(session, &message.to_bytes())
+    /// [`ChannelError::Closed`] if the session is not established;
+    /// [`ChannelError::MessageTooLarge`] for a message over the session's limit (65519
+    /// bytes in version 1, 16 MiB with records; `CMD-2`).
+    pub fn send(&mut self, session: SessionId, message: &Message) -> Result<u64, Error> {
+        let Some(SessionState::Established { flow, .. }) = self.sessions.get_mut(&session) else {
+            return Err(ChannelError::Closed.into());
+        };
+        let n = flow.push(message.to_bytes())?;
+        self.pump(session);
+        Ok(n)
+    }
+
+    /// How many messages of `session` have left whole ([`Host::send`] numbers them from
+    /// 1); `None` for a session that is not established.
+    pub fn released(&self, session: SessionId) -> Option<u64> {
+        match self.sessions.get(&session) {
+            Some(SessionState::Established { flow, .. }) => Some(flow.released()),
+            _ => None,
+        }
+    }
+
+    /// How `session` carries messages (`CHAN-31`); `None` if it is not established.
+    pub fn framing(&self, session: SessionId) -> Option<Framing> {
+        match self.sessions.get(&session) {
+            Some(SessionState::Established { flow, .. }) => Some(flow.framing()),
+            _ => None,
+        }
     }
 
     /// Encrypts `plaintext` as one transport message of `session` without checking that
@@ -481,7 +575,8 @@ impl Host {
     /// # Errors
     /// As [`Host::send`].
     pub fn send_plaintext(&mut self, session: SessionId, plaintext: &[u8]) -> Result<(), Error> {
-        let Some(SessionState::Established { transport }) = self.sessions.get_mut(&session) else {
+        let Some(SessionState::Established { transport, .. }) = self.sessions.get_mut(&session)
+        else {
             return Err(ChannelError::Closed.into());
         };
         let mut payload = Vec::new();
@@ -505,8 +600,15 @@ impl Host {
         self.end(session, code, false);
     }
 
+    fn release(&mut self, state: SessionState) {
+        if let SessionState::Established { mut flow, .. } = state {
+            flow.close(&mut self.ledger);
+        }
+    }
+
     fn end(&mut self, session: SessionId, code: CloseCode, by_peer: bool) {
-        if self.sessions.remove(&session).is_some() {
+        if let Some(state) = self.sessions.remove(&session) {
+            self.release(state);
             if !by_peer {
                 self.transmits
                     .push_back(RelayFrame::Close { session, code });

@@ -11,7 +11,9 @@ pub mod host;
 pub mod ratelimit;
 pub mod store;
 
-pub use controller::{Controller, ControllerConfig, ControllerEvent, Purpose};
+pub use controller::{
+    Controller, ControllerConfig, ControllerEvent, DEFAULT_CONTROLLER_CREDIT, Purpose,
+};
 pub use host::{Host, HostConfig, HostEvent, RefusalReason};
 pub use ratelimit::{Budget, HandshakeLimiter, TokenBucket};
 pub use store::{DeviceRecord, HostStore, MemoryHostStore, Refusal};
