@@ -336,7 +336,7 @@ fn valid_cases() -> Vec<Case> {
             cwd: Some(CWD.into()),
             sandbox: Some(SandboxMode::ReadOnly),
             timeout_ms: Some(30_000),
-            output_cap: Some(65_536),
+            output_cap: OutputCap::Bytes(65_536),
             process_id: "proc-1".into(),
         }
         .into(),

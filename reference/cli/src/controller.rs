@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use tether_controller::{
-    ControllerError, ControllerState, ExecRequest, LinkOptions, PairedHost, exec as run_exec,
+    ControllerError, ControllerState, ExecRequest, LinkOptions, PairedHost, exec_into as run_exec,
     pair as run_pair, status as run_status,
 };
 use tether_proto::cmd::types::{OutputStream, SandboxMode};
@@ -104,6 +104,11 @@ pub(crate) struct ExecArgs {
     /// a thread started without --cwd gets; CMD-71).
     #[arg(long)]
     cwd: Option<String>,
+    /// Stop the command after this many bytes of output, stdout and stderr together
+    /// (at most 67108864; CMD-41). Without it all of the output streams, at the pace this
+    /// terminal or pipe takes it (a host without flow control caps it at 1 MiB).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(0..=67_108_864))]
+    output_cap: Option<u64>,
     #[command(flatten)]
     relay: RelayOptions,
     /// The program and its arguments, after `--`.
@@ -238,6 +243,33 @@ pub(crate) fn host_label(host: &PairedHost) -> String {
     format!("{} ({})", host.name, host.fingerprint())
 }
 
+/// Writes a remote command's output to this process's stdout and stderr, off the
+/// runtime's thread: a slow terminal or pipe slows the host down through the session's
+/// window (`CHAN-36`) while the link keeps its keepalive going.
+#[derive(Default)]
+struct StdioSink {
+    out: Option<tokio::io::Stdout>,
+    err: Option<tokio::io::Stderr>,
+}
+
+impl tether_controller::OutputSink for StdioSink {
+    async fn write(&mut self, stream: OutputStream, bytes: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        match stream {
+            OutputStream::Stdout => {
+                let out = self.out.get_or_insert_with(tokio::io::stdout);
+                out.write_all(bytes).await?;
+                out.flush().await
+            }
+            OutputStream::Stderr => {
+                let err = self.err.get_or_insert_with(tokio::io::stderr);
+                err.write_all(bytes).await?;
+                err.flush().await
+            }
+        }
+    }
+}
+
 pub(crate) fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     let state = match open_state(&args.state) {
         Ok(s) => s,
@@ -252,23 +284,11 @@ pub(crate) fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         cwd: args.cwd,
         sandbox: Some(args.sandbox.into()),
         timeout: args.timeout.map(Duration::from_secs),
-        output_cap: None,
+        output_cap: args.output_cap,
     };
     let options = args.relay.link_options();
     let rt = runtime()?;
-    let run = run_exec(&state, &host, &request, &options, |stream, bytes| {
-        // Streamed as they arrive.
-        let _ = match stream {
-            OutputStream::Stdout => {
-                let mut out = std::io::stdout().lock();
-                out.write_all(bytes).and_then(|()| out.flush())
-            }
-            OutputStream::Stderr => {
-                let mut err = std::io::stderr().lock();
-                err.write_all(bytes).and_then(|()| err.flush())
-            }
-        };
-    });
+    let run = run_exec(&state, &host, &request, &options, StdioSink::default());
     // Ctrl-C ends the session; the host then kills the command's process group (CMD-37).
     let result = rt.block_on(async {
         tokio::select! {
@@ -312,6 +332,14 @@ pub(crate) fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
             }
             let status = outcome.exit_status();
             Ok(ExitCode::from(u8::try_from(status & 0xff).unwrap_or(1)))
+        }
+        // The reader of our output went away (`tether exec -- cat big | head`): stop quietly,
+        // as a program killed by SIGPIPE would; the session is closed, so the host kills the
+        // command (CMD-37).
+        Err(ControllerError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            Ok(ExitCode::from(141))
         }
         Err(e @ (ControllerError::Closed(_) | ControllerError::GoAway { .. })) => Ok(fail(
             &format!("exec on host {} refused", host_label(&host)),

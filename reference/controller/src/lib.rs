@@ -31,8 +31,8 @@ pub use backoff::{Backoff, connect_with_retry};
 pub use error::{CloseInfo, ControllerError, describe_rpc_error, error_name};
 pub use link::{Link, LinkEnd, LinkOptions, PendingReady, SessionInput};
 pub use ops::{
-    Connection, ExecOutcome, ExecRequest, HostStatus, Paired, Reachable, connect, exec, exec_on,
-    open_session, pair, status,
+    Connection, ExecOutcome, ExecRequest, HostStatus, OutputSink, Paired, Reachable, connect, exec,
+    exec_into, exec_on, exec_to, open_session, pair, status,
 };
 pub use session::{PendingReply, RpcError, Session, SessionEnd, SessionEvent, random_session_id};
 pub use state::{ControllerState, PairedHost};

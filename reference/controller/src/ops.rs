@@ -6,7 +6,7 @@ use serde_json::Value;
 use tether_proto::channel::{HostInfo, Timestamp};
 use tether_proto::cmd::methods::{
     CommandExecParams, CommandExecResult, InitializeParams, InitializeResult, InitializedParams,
-    decode_delta,
+    OutputCap, decode_delta,
 };
 use tether_proto::cmd::types::{Implementation, OutputStream, SandboxMode};
 use tether_proto::cmd::{PROTOCOL_NAME, Params, ServerNotification, capability};
@@ -253,7 +253,8 @@ pub struct ExecRequest {
     pub sandbox: Option<SandboxMode>,
     /// Time limit (`CMD-42`); `None` for the host's default.
     pub timeout: Option<Duration>,
-    /// Output cap in bytes (`CMD-41`); `None` for the default.
+    /// Output cap in bytes (`CMD-41`); `None` for all of the output when the session has
+    /// records (`outputCap: null`), else the host's default cap (1 MiB).
     pub output_cap: Option<u64>,
 }
 
@@ -295,6 +296,32 @@ pub fn signal_number(name: &str) -> Option<i32> {
     })
 }
 
+/// Where [`exec_on`] puts a command's output, chunk by chunk, in order (`CMD-35`).
+///
+/// The next chunk is not taken from the session until `write` has finished, so a sink
+/// that writes slowly (a terminal that scrolls, a pipe nobody reads) holds the host back
+/// through the session's window (`CHAN-36`) and the command waits in its own writes
+/// (`CMD-74`). A closure `FnMut(OutputStream, &[u8])` is a sink that never fails.
+pub trait OutputSink {
+    /// Writes one chunk of `stream`.
+    ///
+    /// # Errors
+    /// An I/O error ends the command: [`exec_on`] returns it and the session closes, so
+    /// the host kills the command (`CMD-37`).
+    fn write(
+        &mut self,
+        stream: OutputStream,
+        bytes: &[u8],
+    ) -> impl Future<Output = std::io::Result<()>>;
+}
+
+impl<F: FnMut(OutputStream, &[u8])> OutputSink for F {
+    async fn write(&mut self, stream: OutputStream, bytes: &[u8]) -> std::io::Result<()> {
+        self(stream, bytes);
+        Ok(())
+    }
+}
+
 /// Runs `request` on an initialized connection with `command/exec` (`CMD-34`..`CMD-42`),
 /// calling `on_output` with each chunk of stdout or stderr as it arrives, in order
 /// (`CMD-35`); returns when the host answers, after the last chunk (`CMD-36`).
@@ -306,7 +333,20 @@ pub fn signal_number(name: &str) -> Option<i32> {
 pub async fn exec_on(
     conn: &mut Connection,
     request: &ExecRequest,
-    mut on_output: impl FnMut(OutputStream, &[u8]),
+    on_output: impl FnMut(OutputStream, &[u8]),
+) -> Result<ExecOutcome, ControllerError> {
+    exec_to(conn, request, on_output).await
+}
+
+/// [`exec_on`], writing the output to an [`OutputSink`] that may wait: the next chunk is
+/// taken from the session only once the sink has written the last one.
+///
+/// # Errors
+/// As [`exec_on`], and [`ControllerError::Io`] when `sink` fails.
+pub async fn exec_to(
+    conn: &mut Connection,
+    request: &ExecRequest,
+    mut sink: impl OutputSink,
 ) -> Result<ExecOutcome, ControllerError> {
     if request.argv.is_empty() {
         return Err(ControllerError::Usage("no command to run".to_owned()));
@@ -334,33 +374,45 @@ pub async fn exec_on(
         timeout_ms: request
             .timeout
             .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)),
-        output_cap: request.output_cap,
+        // CMD-41, CMD-43: no cap needs a session with records, where the window keeps
+        // the output at the reader's pace (CHAN-34).
+        output_cap: match request.output_cap {
+            Some(cap) => OutputCap::Bytes(cap),
+            None if conn.session.has_records() => OutputCap::Unlimited,
+            None => OutputCap::Default,
+        },
         process_id: process_id.clone(),
     };
     let reply = conn
         .session
         .start_request(CommandExecParams::METHOD, Some(params.to_params()));
     tokio::pin!(reply);
-    let mut handle = |event: SessionEvent| {
+    // CMD-40: a delta that is not valid base64 of at most 16 KiB is ignored.
+    let chunk = |event: SessionEvent| -> Option<(OutputStream, Vec<u8>)> {
         if let SessionEvent::Notification(n) = event
             && let Ok(ServerNotification::CommandExecOutputDelta(delta)) =
                 ServerNotification::from_notification(&n)
             && delta.process_id == process_id
         {
-            // CMD-40: a delta that is not valid base64 of at most 16 KiB is ignored.
             match decode_delta(&delta.delta_base64) {
                 Ok(bytes) if bytes.len() <= tether_proto::limits::MAX_OUTPUT_CHUNK => {
-                    on_output(delta.stream, &bytes);
+                    return Some((delta.stream, bytes));
                 }
                 _ => tracing::warn!("ignoring a malformed outputDelta (CMD-40)"),
             }
         }
+        None
     };
+    let write_error = |e: std::io::Error| ControllerError::io("writing the command's output", e);
     let answer = loop {
         tokio::select! {
             biased;
             event = conn.session.next_event() => match event {
-                Some(event) => handle(event),
+                Some(event) => {
+                    if let Some((stream, bytes)) = chunk(event) {
+                        sink.write(stream, &bytes).await.map_err(write_error)?;
+                    }
+                }
                 // The session is over: its task has answered every pending request.
                 None => break (&mut reply).await,
             },
@@ -369,7 +421,9 @@ pub async fn exec_on(
     };
     // Deltas queued before the answer are delivered before it (CMD-36).
     while let Some(event) = conn.session.try_next_event() {
-        handle(event);
+        if let Some((stream, bytes)) = chunk(event) {
+            sink.write(stream, &bytes).await.map_err(write_error)?;
+        }
     }
     let value = answer.map_err(|e| e.into_error(CommandExecParams::METHOD))?;
     let result = <CommandExecParams as tether_proto::cmd::RequestParams>::decode_result(&value)
@@ -391,8 +445,22 @@ pub async fn exec(
     options: &LinkOptions,
     on_output: impl FnMut(OutputStream, &[u8]),
 ) -> Result<ExecOutcome, ControllerError> {
+    exec_into(state, host, request, options, on_output).await
+}
+
+/// [`exec`], writing the output to an [`OutputSink`] ([`exec_to`]).
+///
+/// # Errors
+/// As [`connect`] and [`exec_to`].
+pub async fn exec_into(
+    state: &ControllerState,
+    host: &PairedHost,
+    request: &ExecRequest,
+    options: &LinkOptions,
+    sink: impl OutputSink,
+) -> Result<ExecOutcome, ControllerError> {
     let mut conn = connect(state, host, options).await?;
-    let outcome = exec_on(&mut conn, request, on_output).await;
+    let outcome = exec_to(&mut conn, request, sink).await;
     conn.close().await;
     outcome
 }

@@ -11,11 +11,13 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde_json::Value;
+use tether_proto::channel::Framing;
 use tether_proto::channel::HostInfo;
 use tether_proto::cmd::{
     ErrorObject, ErrorResponse, Id, Message, Notification, Rejection, Request, RequestParams,
@@ -23,7 +25,7 @@ use tether_proto::cmd::{
 };
 use tether_proto::link::{CloseCode, RelayFrame, SessionId};
 use tether_proto::session::{Controller, ControllerConfig, ControllerEvent};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::error::{CloseInfo, ControllerError};
 use crate::link::{Link, LinkEnd, SessionInput};
@@ -142,11 +144,31 @@ enum Command {
     Close(CloseCode),
 }
 
+/// Record bytes the application has taken off the event queue, for the driver to hand
+/// back as credit (`CHAN-36`).
+#[derive(Debug, Default)]
+struct Consumed {
+    bytes: AtomicU64,
+    notify: Notify,
+}
+
+impl Consumed {
+    fn add(&self, size: u64) {
+        if size > 0 {
+            self.bytes.fetch_add(size, Ordering::Relaxed);
+            self.notify.notify_one();
+        }
+    }
+}
+
 /// An established session. Dropping it closes the session with `NORMAL`.
 #[derive(Debug)]
 pub struct Session {
     commands: mpsc::UnboundedSender<Command>,
-    events: mpsc::UnboundedReceiver<SessionEvent>,
+    /// Events with the record bytes they hold; taking one hands its credit back.
+    events: mpsc::UnboundedReceiver<(SessionEvent, u64)>,
+    consumed: Arc<Consumed>,
+    records: bool,
     done: Option<oneshot::Receiver<()>>,
     host_info: HostInfo,
     session: SessionId,
@@ -188,6 +210,8 @@ impl Session {
         let timeout = config.handshake_timeout;
         let session = config.session;
         let mut controller = Controller::connect(config, std::time::Instant::now())?;
+        // CHAN-36: the host sends no faster than the application takes events.
+        controller.set_manual_consume(true);
         let mut inputs = link.register(session)?;
         let mut message1 = Vec::new();
         let result = async {
@@ -239,9 +263,11 @@ impl Session {
             }
         };
         let confirmation_code = controller.confirmation_code().to_owned();
+        let records = controller.framing() == Some(Framing::Records);
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::unbounded_channel();
         let (done_tx, done) = oneshot::channel();
+        let consumed = Arc::new(Consumed::default());
         let driver = Driver {
             controller,
             link: link.clone(),
@@ -249,6 +275,7 @@ impl Session {
             commands: command_rx,
             events: event_tx,
             pending: HashMap::new(),
+            consumed: Arc::clone(&consumed),
         };
         tokio::spawn(async move {
             driver.run().await;
@@ -257,6 +284,8 @@ impl Session {
         Ok(Self {
             commands,
             events,
+            consumed,
+            records,
             done: Some(done),
             host_info,
             session,
@@ -270,6 +299,12 @@ impl Session {
     /// The host's description from message 2 (`CHAN-6`).
     pub fn host_info(&self) -> &HostInfo {
         &self.host_info
+    }
+
+    /// Whether the session carries records: flow control and messages of up to 16 MiB
+    /// (`CHAN-31`).
+    pub fn has_records(&self) -> bool {
+        self.records
     }
 
     /// The session id.
@@ -409,13 +444,19 @@ impl Session {
     }
 
     /// The next thing the host sent on its own; `None` after [`SessionEvent::Ended`].
+    /// Taking an event hands its bytes back to the host as credit (`CHAN-36`): a caller
+    /// that stops taking events stops the host.
     pub async fn next_event(&mut self) -> Option<SessionEvent> {
-        self.events.recv().await
+        let (event, size) = self.events.recv().await?;
+        self.consumed.add(size);
+        Some(event)
     }
 
     /// An event already received, without waiting.
     pub fn try_next_event(&mut self) -> Option<SessionEvent> {
-        self.events.try_recv().ok()
+        let (event, size) = self.events.try_recv().ok()?;
+        self.consumed.add(size);
+        Some(event)
     }
 
     /// Closes the session with `code` and waits (at most 5 s) until the `CLOSE` has been
@@ -455,8 +496,9 @@ struct Driver {
     link: Link,
     inputs: mpsc::UnboundedReceiver<SessionInput>,
     commands: mpsc::UnboundedReceiver<Command>,
-    events: mpsc::UnboundedSender<SessionEvent>,
+    events: mpsc::UnboundedSender<(SessionEvent, u64)>,
     pending: HashMap<Id, oneshot::Sender<Result<Value, RpcError>>>,
+    consumed: Arc<Consumed>,
 }
 
 impl Driver {
@@ -497,6 +539,10 @@ impl Driver {
                     // The handle was dropped: leave normally.
                     None => self.controller.close(CloseCode::NORMAL),
                 },
+                () = self.consumed.notify.notified() => {
+                    let bytes = self.consumed.bytes.swap(0, Ordering::Relaxed);
+                    self.controller.consume(bytes);
+                }
             }
             while let Some(frame) = self.controller.poll_transmit() {
                 let _ = self.link.send_frame(frame);
@@ -516,56 +562,63 @@ impl Driver {
         for (_, reply) in self.pending.drain() {
             let _ = reply.send(Err(RpcError::Ended(end.clone())));
         }
-        let _ = self.events.send(SessionEvent::Ended(end));
+        let _ = self.events.send((SessionEvent::Ended(end), 0));
+    }
+
+    /// Sends an event to the application with the record bytes it holds.
+    fn emit(&mut self, event: SessionEvent, size: u64) {
+        if self.events.send((event, size)).is_err() {
+            // Nobody takes events any more: do not hold their credit.
+            self.controller.consume(size);
+        }
     }
 
     fn drain_events(&mut self) -> Option<SessionEnd> {
         while let Some(event) = self.controller.poll_event() {
+            let size = match &event {
+                ControllerEvent::Message(_) => self.controller.take_delivered_size(),
+                _ => 0,
+            };
             match event {
                 ControllerEvent::Message(Message::Response(r)) => {
                     match self.pending.remove(&r.id) {
                         Some(reply) => {
+                            self.controller.consume(size);
                             let _ = reply.send(Ok(r.result));
                         }
                         None => {
-                            let _ = self
-                                .events
-                                .send(SessionEvent::UnmatchedResponse(Message::Response(r)));
+                            self.emit(SessionEvent::UnmatchedResponse(Message::Response(r)), size);
                         }
                     }
                 }
                 ControllerEvent::Message(Message::Error(e)) => {
                     match e.id.as_ref().and_then(|id| self.pending.remove(id)) {
                         Some(reply) => {
+                            self.controller.consume(size);
                             let _ = reply.send(Err(RpcError::Remote(e.error)));
                         }
                         None => {
-                            let _ = self
-                                .events
-                                .send(SessionEvent::UnmatchedResponse(Message::Error(e)));
+                            self.emit(SessionEvent::UnmatchedResponse(Message::Error(e)), size);
                         }
                     }
                 }
                 ControllerEvent::Message(Message::Notification(n)) => {
-                    let _ = self.events.send(SessionEvent::Notification(n));
+                    self.emit(SessionEvent::Notification(n), size);
                 }
                 ControllerEvent::Message(Message::Request(r)) => {
                     // CMD-12, CMD-13: a request of a method this controller does not
                     // implement, or with bad params, is answered here; only well-formed
                     // server requests (approvals) reach the application.
                     match ServerRequest::from_request(&r) {
-                        Ok(_) => {
-                            let _ = self.events.send(SessionEvent::Request(r));
-                        }
+                        Ok(_) => self.emit(SessionEvent::Request(r), size),
                         Err(e) => {
+                            self.controller.consume(size);
                             let answer = Message::Error(ErrorResponse::new(Some(r.id), &e));
                             let _ = self.controller.send(&answer);
                         }
                     }
                 }
-                ControllerEvent::Rejected(r) => {
-                    let _ = self.events.send(SessionEvent::Rejected(r));
-                }
+                ControllerEvent::Rejected(r) => self.emit(SessionEvent::Rejected(r), 0),
                 ControllerEvent::Closed { code, by_peer } => {
                     while let Some(frame) = self.controller.poll_transmit() {
                         let _ = self.link.send_frame(frame);

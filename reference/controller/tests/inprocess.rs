@@ -193,7 +193,7 @@ async fn pair_exec_status_and_refusals() {
             cwd: None,
             sandbox: None,
             timeout: None,
-            output_cap: None,
+            output_cap: Default::default(),
         };
         let outcome = exec(&state, &stored, &req, &opts, |s, b| match s {
             OutputStream::Stdout => out.extend_from_slice(b),
@@ -299,7 +299,7 @@ async fn requests_and_notifications_are_correlated() {
             cwd: Some("/".into()),
             sandbox: None,
             timeout_ms: None,
-            output_cap: None,
+            output_cap: Default::default(),
             process_id: "p1".into(),
         };
         let value: Value = conn

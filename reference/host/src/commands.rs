@@ -23,7 +23,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tether_proto::cmd::gate::{Inbound, SessionGate};
-use tether_proto::cmd::methods::{CommandExecParams, CommandExecTerminateParams, EmptyResult};
+use tether_proto::cmd::methods::{
+    CommandExecParams, CommandExecTerminateParams, EmptyResult, OutputCap,
+};
 use tether_proto::cmd::{ClientRequest, CommandError, Id, Message, Params};
 use tether_proto::link::{CloseCode, SessionId};
 use tokio::sync::mpsc;
@@ -53,6 +55,8 @@ pub struct CommandSession {
     gate: SessionGate,
     processes: HashMap<String, ProcessHandle>,
     events: mpsc::UnboundedSender<ExecEvent>,
+    /// The session carries records (`CHAN-31`): `outputCap` may be `null` (`CMD-43`).
+    records: bool,
 }
 
 impl std::fmt::Debug for CommandSession {
@@ -97,7 +101,15 @@ impl CommandSession {
             gate: SessionGate::new(),
             processes: HashMap::new(),
             events,
+            records: false,
         }
+    }
+
+    /// Tells the session whether it carries records (`CHAN-31`), which it learns with
+    /// the controller's first transport message: then `outputCap` may be `null`
+    /// (`CMD-41`, `CMD-43`).
+    pub fn set_records(&mut self, records: bool) {
+        self.records = records;
     }
 
     /// Requests received and not yet answered (`CMD-58`).
@@ -283,6 +295,17 @@ impl CommandSession {
             Err(e) => return Some(error(id, &e)),
         };
         let cwd = cwd.as_path();
+        // CMD-43: no cap only where the window keeps the output at the reader's pace.
+        if params.output_cap == OutputCap::Unlimited && !self.records {
+            return Some(error(
+                id,
+                &CommandError::InvalidParams {
+                    method: <CommandExecParams as Params>::METHOD.to_owned(),
+                    detail: "outputCap null needs a session with records (channel.flow, CMD-43)"
+                        .to_owned(),
+                },
+            ));
+        }
         // CMD-34: process ids are unique among the session's running processes.
         if self.processes.contains_key(&params.process_id) {
             return Some(error(

@@ -17,7 +17,7 @@
 //! host-wide [`ThreadManager`]; `command/exec` processes and turns run in their own tasks
 //! and report through channels.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use tether_proto::channel::{HostInfo, PathStyle};
+use tether_proto::channel::{Framing, HostInfo, PathStyle};
 use tether_proto::cmd::capability;
 use tether_proto::link::frame::{MAX_CREDENTIAL_LEN, MIN_CREDENTIAL_LEN};
 use tether_proto::link::{
@@ -35,7 +35,7 @@ use tether_proto::session::{Host, HostConfig, HostEvent};
 use tether_proto::time::UnixTime;
 use tokio::sync::mpsc;
 
-use crate::commands::{CommandConfig, CommandSession, ExecEvent};
+use crate::commands::{CommandConfig, CommandSession, ExecEvent, OutputCredit};
 use crate::state::{Access, DiskHostStore, RunInfo, StateDir, StateError};
 use crate::threads::{ThreadManager, TurnEvent};
 
@@ -209,6 +209,10 @@ enum LinkEnd {
 struct SessionCtx {
     device: [u8; 32],
     commands: CommandSession,
+    /// Output chunks handed to the session and not yet sent whole, with the number
+    /// [`Host::send`] gave their message: their process reads no more output until the
+    /// window lets them go (`CMD-74`, `CHAN-34`).
+    held: VecDeque<(u64, OutputCredit)>,
 }
 
 /// The receiving ends the serving loop drains.
@@ -272,6 +276,8 @@ pub async fn run(
         capability::COMMAND_EXEC.to_owned(),
         capability::AGENT_TEST.to_owned(),
         capability::THREAD_HANDOFF.to_owned(),
+        // CHAN-31: records, windows and messages of up to 16 MiB.
+        capability::CHANNEL_FLOW.to_owned(),
     ];
     if options.confirm {
         capabilities.push(capability::PAIRING_CONFIRM.to_owned());
@@ -464,6 +470,7 @@ impl Runner {
                     self.notice(format!("frame not sent to the relay: {e}"));
                 }
             }
+            self.release_credits();
             tether_link::flush(&mut ws, &mut client).await;
             if client.is_ended() {
                 continue;
@@ -508,11 +515,10 @@ impl Runner {
     }
 
     fn exec_event(&mut self, event: ExecEvent) {
-        // CMD-74: a chunk's credit is released once its notification is handed to the
-        // session (or dropped with a session that is gone), at the end of this call.
-        // While the link's writes wait, this loop does not get here, the events stay
-        // queued and their process stops being read. This loop never waits on a process.
-        let (session, message, finished, _credit) = match event {
+        // CMD-74: a chunk's credit is released once its notification has left whole
+        // within the session's window (CHAN-34), or with a session that is gone. Until
+        // then its process reads no more output; this loop never waits on a process.
+        let (session, message, finished, credit) = match event {
             ExecEvent::Output {
                 session,
                 message,
@@ -530,7 +536,22 @@ impl Runner {
         if let Some(process_id) = finished {
             ctx.commands.finished(&process_id);
         }
-        let _ = self.host.send(session, &message);
+        if let (Ok(n), Some(credit)) = (self.host.send(session, &message), credit)
+            && self.host.released(session).is_some_and(|r| r < n)
+            && let Some(ctx) = self.sessions.get_mut(&session)
+        {
+            ctx.held.push_back((n, credit));
+        }
+    }
+
+    /// Releases the credit of output chunks whose messages have left (`CMD-74`).
+    fn release_credits(&mut self) {
+        for (session, ctx) in &mut self.sessions {
+            let released = self.host.released(*session).unwrap_or(u64::MAX);
+            while ctx.held.front().is_some_and(|(n, _)| *n <= released) {
+                ctx.held.pop_front();
+            }
+        }
     }
 
     /// Sends what the thread manager queued, in order (`CMD-24`, `CMD-26`).
@@ -617,6 +638,7 @@ impl Runner {
                                 Arc::clone(&self.commands),
                                 self.exec_tx.clone(),
                             ),
+                            held: VecDeque::new(),
                         },
                     );
                     (self.on_event)(RunEvent::SessionOpened {
@@ -638,9 +660,11 @@ impl Runner {
                     // as it arrives — an approval answer from a device revoked a moment
                     // ago, before the sweep closed its session (SEC-13), is not acted on.
                     let access = self.access(&device);
+                    let records = self.host.framing(session) == Some(Framing::Records);
                     let Some(ctx) = self.sessions.get_mut(&session) else {
                         continue;
                     };
+                    ctx.commands.set_records(records);
                     let reply = ctx
                         .commands
                         .handle_with(message, access, Some(&mut self.threads));

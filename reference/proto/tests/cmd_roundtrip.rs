@@ -239,7 +239,11 @@ fn client_request() -> impl Strategy<Value = ClientRequest> {
             option::of(text()),
             option::of(sandbox()),
             option::of(1u64..=MAX_EXEC_TIMEOUT_MS),
-            option::of(0u64..=MAX_OUTPUT_CAP),
+            prop_oneof![
+                Just(OutputCap::Default),
+                Just(OutputCap::Unlimited),
+                (0u64..=MAX_OUTPUT_CAP).prop_map(OutputCap::Bytes),
+            ],
             "[a-z0-9-]{1,64}",
         )
             .prop_map(

@@ -375,10 +375,10 @@ pub struct CommandExecParams {
     /// Time limit, 1..=86 400 000 ms; 600 000 when absent (`CMD-42`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    /// Output cap in bytes, stdout and stderr together, 0..=64 MiB; 1 MiB when absent
-    /// (`CMD-41`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output_cap: Option<u64>,
+    /// Output cap in bytes, stdout and stderr together, 0..=64 MiB; 1 MiB when absent;
+    /// `null` for no cap, in a session with records only (`CMD-41`, `CMD-43`).
+    #[serde(default, skip_serializing_if = "OutputCap::is_default")]
+    pub output_cap: OutputCap,
     /// Controller-chosen name of the process, 1..=64 bytes, unique among the session's
     /// running processes.
     pub process_id: String,
@@ -392,9 +392,56 @@ impl CommandExecParams {
         })
     }
 
-    /// The output cap in force, in bytes (`CMD-41`).
+    /// The output cap in force, in bytes (`CMD-41`); `u64::MAX` for no cap.
     pub fn effective_output_cap(&self) -> u64 {
-        self.output_cap.unwrap_or(crate::limits::DEFAULT_OUTPUT_CAP)
+        match self.output_cap {
+            OutputCap::Default => crate::limits::DEFAULT_OUTPUT_CAP,
+            OutputCap::Unlimited => u64::MAX,
+            OutputCap::Bytes(n) => n,
+        }
+    }
+}
+
+/// The `outputCap` member of `command/exec` (`CMD-41`, `CMD-43`): absent, `null` or a
+/// number of bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OutputCap {
+    /// Absent: the default cap, 1 MiB.
+    #[default]
+    Default,
+    /// `null`: no cap; only in a session with records (section 4.13 of the spec).
+    Unlimited,
+    /// A cap in bytes, 0..=64 MiB.
+    Bytes(u64),
+}
+
+impl OutputCap {
+    /// Whether the member is absent.
+    pub fn is_default(&self) -> bool {
+        matches!(self, Self::Default)
+    }
+}
+
+impl From<Option<u64>> for OutputCap {
+    /// `None` is the absent member (the default cap), not `null`.
+    fn from(cap: Option<u64>) -> Self {
+        cap.map_or(Self::Default, Self::Bytes)
+    }
+}
+
+impl Serialize for OutputCap {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Default | Self::Unlimited => serializer.serialize_none(),
+            Self::Bytes(n) => serializer.serialize_u64(*n),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OutputCap {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Present: `null` or a number (an absent member is `Default`, by `#[serde(default)]`).
+        Ok(Option::<u64>::deserialize(deserializer)?.map_or(Self::Unlimited, Self::Bytes))
     }
 }
 
@@ -435,7 +482,7 @@ params!(CommandExecParams = "command/exec", validate(p) {
     if matches!(p.timeout_ms, Some(t) if t == 0 || t > MAX_EXEC_TIMEOUT_MS) {
         return bad("timeoutMs must be 1..=86400000");
     }
-    if matches!(p.output_cap, Some(c) if c > MAX_OUTPUT_CAP) {
+    if matches!(p.output_cap, OutputCap::Bytes(c) if c > MAX_OUTPUT_CAP) {
         return bad("outputCap must be at most 67108864");
     }
     Ok(())

@@ -265,28 +265,32 @@ impl Controller {
         self.ledger = CreditLedger::for_session(cap);
     }
 
-    /// With `manual`, a delivered message keeps its credit until the application calls
-    /// [`Controller::consumed`]: the host then sends no faster than the application
-    /// takes messages (`CHAN-36`). Without (the default) a message is consumed when it
-    /// becomes an event.
+    /// With `manual`, a delivered message keeps its credit until the application reports
+    /// it consumed ([`Controller::consume`]): the host then sends no faster than the
+    /// application takes messages (`CHAN-36`). Without (the default) a message is
+    /// consumed when it becomes an event.
     pub fn set_manual_consume(&mut self, manual: bool) {
         self.delivered = manual.then(VecDeque::new);
     }
 
-    /// The application took `count` more of the delivered [`ControllerEvent::Message`]
-    /// events (oldest first): their credit goes back to the host (`CHAN-36`).
-    pub fn consumed(&mut self, count: usize) {
+    /// In manual mode, the size to report to [`Controller::consume`] for the oldest
+    /// [`ControllerEvent::Message`] taken from [`Controller::poll_event`] and not asked
+    /// about yet: call it once after each such event (0 in a version 1 session).
+    pub fn take_delivered_size(&mut self) -> u64 {
+        self.delivered
+            .as_mut()
+            .and_then(VecDeque::pop_front)
+            .unwrap_or(0)
+    }
+
+    /// The application no longer holds messages of `size` bytes (sums of
+    /// [`Controller::take_delivered_size`]): their credit goes back to the host
+    /// (`CHAN-36`).
+    pub fn consume(&mut self, size: u64) {
         let State::Established { flow, .. } = &mut self.state else {
             return;
         };
-        if let Some(delivered) = self.delivered.as_mut() {
-            for _ in 0..count {
-                match delivered.pop_front() {
-                    Some(size) => flow.consume(size, &mut self.ledger),
-                    None => break,
-                }
-            }
-        }
+        flow.consume(size, &mut self.ledger);
         flow.grant(&mut self.ledger);
         self.pump();
     }
