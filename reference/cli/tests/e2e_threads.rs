@@ -229,13 +229,16 @@ fn malformed_json_rpc_gets_typed_errors_and_the_session_survives() {
                 .await
                 .unwrap();
             }
-            // CMD-2: a message of exactly 65 519 bytes is read; one byte more cannot even
-            // leave the controller (CHAN-16), so the host never sees it.
+            // CMD-2, CHAN-33: the session carries records (the reference host offers
+            // channel.flow, CHAN-31), so a message of exactly 16 MiB is read, in PART
+            // records within the host's window; one byte more cannot even leave the
+            // controller, so the host never sees it.
+            assert!(s.has_records(), "the reference pair negotiates records");
             let head = r#"{"jsonrpc":"2.0","id":906,"method":"command/exec/terminate","params":{"processId":"nope","pad":""#;
             let tail = r#""}}"#;
-            let pad = 65_519 - head.len() - tail.len();
+            let pad = tether_proto::limits::MAX_MESSAGE_LEN - head.len() - tail.len();
             let max = format!("{head}{}{tail}", "x".repeat(pad));
-            assert_eq!(max.len(), 65_519);
+            assert_eq!(max.len(), 16 * 1024 * 1024);
             s.send_raw(max.into_bytes()).await.unwrap();
             let over = format!("{head}{}{tail}", "x".repeat(pad + 1));
             let refused = s.send_raw(over.into_bytes()).await;

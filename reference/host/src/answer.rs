@@ -1,12 +1,13 @@
 //! The answers the host sends to the controller's requests: responses and error
 //! responses (`CMD-60`: a result that cannot be encoded is answered with `Internal`),
-//! fitted to one transport message (`CMD-2`).
+//! fitted to the session's message limit (`CMD-2`: one transport message, or 16 MiB in a
+//! session with records).
 //!
 //! At the bottom of the crate: the dispatcher (`commands`), the threads and the processes
 //! (`exec`) all answer through it, and it refers to none of them.
 
 use tether_proto::cmd::{CommandError, ErrorResponse, Id, Message, Response};
-use tether_proto::limits::MAX_TRANSPORT_PLAINTEXT_LEN;
+use tether_proto::limits::{MAX_MESSAGE_LEN, MAX_TRANSPORT_PLAINTEXT_LEN};
 
 /// The error response to request `id`.
 pub(crate) fn error(id: Id, e: &CommandError) -> Message {
@@ -21,20 +22,36 @@ pub(crate) fn response<R: serde::Serialize>(id: Id, result: &R) -> Message {
     }
 }
 
-/// The answer to a thread method, fitted to one transport message (`CMD-2`): long command
-/// outputs are cut ([`fit`]); a result that still does not fit is
+/// The largest message of a session (`CMD-2`): 65 519 bytes in version 1, 16 MiB with
+/// records (`CHAN-33`).
+pub(crate) fn message_limit(records: bool) -> usize {
+    if records {
+        MAX_MESSAGE_LEN
+    } else {
+        MAX_TRANSPORT_PLAINTEXT_LEN
+    }
+}
+
+/// The answer to a thread method, fitted to `max_len` bytes ([`message_limit`], `CMD-2`):
+/// long command outputs are cut ([`fit_within`]); a result that still does not fit is
 /// answered with `Internal` (`CMD-60`).
-pub(crate) fn answer<R: serde::Serialize>(id: Id, result: Result<R, CommandError>) -> Message {
+pub(crate) fn answer<R: serde::Serialize>(
+    id: Id,
+    result: Result<R, CommandError>,
+    max_len: usize,
+) -> Message {
     let message = match result {
-        Ok(r) => fit(response(id.clone(), &r)),
+        Ok(r) => fit_within(response(id.clone(), &r), max_len),
         Err(e) => return error(id, &e),
     };
     let len = message.to_bytes().len();
-    if len > MAX_TRANSPORT_PLAINTEXT_LEN {
+    if len > max_len {
         return error(
             id,
             &CommandError::Internal {
-                detail: format!("the result takes {len} bytes, more than one message carries"),
+                detail: format!(
+                    "the result takes {len} bytes, more than a message of this session carries ({max_len})"
+                ),
             },
         );
     }
@@ -47,10 +64,15 @@ pub(crate) fn answer<R: serde::Serialize>(id: Id, result: Result<R, CommandError
 /// end that lets the message fit (see the note in spec 5.4). Other messages are returned
 /// as they are.
 pub fn fit(message: Message) -> Message {
-    if message.to_bytes().len() <= MAX_TRANSPORT_PLAINTEXT_LEN {
+    fit_within(message, MAX_TRANSPORT_PLAINTEXT_LEN)
+}
+
+/// [`fit`] to `max_len` bytes instead of one version 1 transport message.
+pub(crate) fn fit_within(message: Message, max_len: usize) -> Message {
+    if message.to_bytes().len() <= max_len {
         return message;
     }
-    let mut keep = MAX_TRANSPORT_PLAINTEXT_LEN;
+    let mut keep = max_len;
     let mut out = message.clone();
     while keep > 0 {
         keep /= 2;
@@ -62,7 +84,7 @@ pub fn fit(message: Message) -> Message {
             Message::Error(_) => None,
         };
         let Some(value) = value else { return out };
-        if !cut_outputs(value, keep) || out.to_bytes().len() <= MAX_TRANSPORT_PLAINTEXT_LEN {
+        if !cut_outputs(value, keep) || out.to_bytes().len() <= max_len {
             return out;
         }
     }

@@ -30,7 +30,7 @@ use tether_proto::cmd::{ClientRequest, CommandError, Id, Message, Params};
 use tether_proto::link::{CloseCode, SessionId};
 use tokio::sync::mpsc;
 
-use crate::answer::{answer, error, response};
+use crate::answer::{answer, error, message_limit, response};
 pub use crate::exec::{
     CommandConfig, EXEC_OUTPUT_CREDIT, ExecEvent, OutputCredit, SandboxLauncher, approval_rank,
     kill_group, sandbox_rank, signal_name,
@@ -211,6 +211,7 @@ impl CommandSession {
             close: None,
         };
         let session = self.session;
+        let max = message_limit(self.records);
         match (request, threads) {
             // A started process answers later, from its task (CMD-36).
             (ClientRequest::CommandExec(p), _) => Reply {
@@ -228,9 +229,11 @@ impl CommandSession {
                 let opening = t.begin_thread_resume(session, &p);
                 open_later(t, id, opening)
             }
-            (ClientRequest::ThreadList(p), Some(t)) => one(answer(id, t.thread_list(&p))),
-            (ClientRequest::ThreadRead(p), Some(t)) => one(answer(id, t.thread_read(&p))),
-            (ClientRequest::TurnStart(p), Some(t)) => one(answer(id, t.turn_start(session, &p))),
+            (ClientRequest::ThreadList(p), Some(t)) => one(answer(id, t.thread_list(&p), max)),
+            (ClientRequest::ThreadRead(p), Some(t)) => one(answer(id, t.thread_read(&p), max)),
+            (ClientRequest::TurnStart(p), Some(t)) => {
+                one(answer(id, t.turn_start(session, &p), max))
+            }
             // CMD-23: answered after `turn/completed`, through the manager's outbox.
             (ClientRequest::TurnInterrupt(p), Some(t)) => {
                 match t.turn_interrupt(session, id.clone(), &p) {
@@ -238,7 +241,7 @@ impl CommandSession {
                     Err(e) => one(error(id, &e)),
                 }
             }
-            (ClientRequest::ThreadExport(p), Some(t)) => one(answer(id, t.thread_export(&p))),
+            (ClientRequest::ThreadExport(p), Some(t)) => one(answer(id, t.thread_export(&p), max)),
             (ClientRequest::ThreadImport(p), Some(t)) => {
                 let opening = t.begin_thread_import(session, &p);
                 open_later(t, id, opening)

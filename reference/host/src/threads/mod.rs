@@ -544,7 +544,15 @@ impl ThreadManager {
             instructions::Instructions::default()
         });
         let (opened, attach_new) = self.finish_open(opening, &found);
-        self.push(session, answer(id, Ok(opened)));
+        // A ThreadOpened holds no items: it fits one version 1 message (CMD-2).
+        self.push(
+            session,
+            answer(
+                id,
+                Ok(opened),
+                tether_proto::limits::MAX_TRANSPORT_PLAINTEXT_LEN,
+            ),
+        );
         if attach_new {
             self.approvals.attach(&thread_id, session);
             self.drain_approvals();
