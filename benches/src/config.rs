@@ -41,3 +41,30 @@ pub fn e2e_settings() -> (Duration, Duration, usize) {
         Mode::Full => (Duration::from_secs(2), Duration::from_secs(8), 30),
     }
 }
+
+/// Bytes `e2e/exec-256m`, `e2e/exec-256m-ssh` and the CPU ids (`e2e/exec-cpu`,
+/// `e2e/relay-cpu` and their baselines) stream per iteration: 256 MiB (full) or 32 MiB
+/// (quick), both sides of a ratio the same in one run; `TETHER_BENCH_EXEC_BYTES` overrides.
+pub fn exec_stream_bytes() -> u64 {
+    if let Some(n) = std::env::var("TETHER_BENCH_EXEC_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return n;
+    }
+    match mode() {
+        Mode::Quick => 32 << 20,
+        Mode::Full => 256 << 20,
+    }
+}
+
+/// Warm-up time, measurement time and sample count of a benchmark that runs processes
+/// (`e2e/exec-*`, one iteration from tens of milliseconds to seconds): criterion's
+/// fewest samples (10), one per iteration once an iteration takes longer than the
+/// measurement time / 10 (flat sampling).
+pub fn process_settings() -> (Duration, Duration, usize) {
+    match mode() {
+        Mode::Quick => (Duration::from_millis(200), Duration::from_secs(1), 10),
+        Mode::Full => (Duration::from_secs(1), Duration::from_secs(10), 10),
+    }
+}

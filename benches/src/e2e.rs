@@ -39,7 +39,7 @@ pub const CREDENTIAL: &str = "bench-workspace-credential-0123456789";
 const SETUP_WAIT: Duration = Duration::from_secs(30);
 
 /// Where fixture state directories go.
-fn state_root() -> Result<tempfile::TempDir> {
+pub(crate) fn state_root() -> Result<tempfile::TempDir> {
     let base = std::env::var_os("TETHER_BENCH_STATE_DIR")
         .map(PathBuf::from)
         .or_else(|| {

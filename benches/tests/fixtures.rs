@@ -1,6 +1,7 @@
 //! The benchmark fixtures do what the benchmarks claim: the Tether stack connects,
 //! answers a request and streams full-size messages within the relay's bound (`LINK-22`),
-//! and the baselines work; both handshakes give working transports.
+//! and the baselines work; both handshakes give working transports; the process fixtures
+//! (forwarder, sshd, the `tether` binary's stack) carry a command's output whole.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -8,6 +9,7 @@
     clippy::panic
 )]
 
+use std::path::Path;
 use std::time::Duration;
 
 use tether_benches::channel::{HandshakeInputs, RawAead, SnowDefault};
@@ -15,6 +17,10 @@ use tether_benches::e2e::{
     SnowWsServer, TcpForwarder, TcpSink, TetherStack, request_rtt, stream, stream_baseline,
     stream_message,
 };
+use tether_benches::exec::{
+    ExecStack, ForwarderPath, check_pattern, measure_stream, spawn_piped, tether_bin,
+};
+use tether_benches::ssh::Sshd;
 use tether_proto::limits::MAX_TRANSPORT_PLAINTEXT_LEN;
 
 #[test]
@@ -65,4 +71,43 @@ async fn e2e_fixtures_work() {
     })
     .await
     .expect("fixtures did not finish within 60 s");
+}
+
+/// The process fixtures of `e2e/exec-*` and `e2e/*-cpu`: the forwarder path moves every
+/// byte and its CPU time is counted; `sshd` and the `tether` stack pass the correctness
+/// pass (each skipped, saying why, where it cannot run here).
+#[test]
+fn process_fixtures_work() {
+    let forwarder_bin = Path::new(env!("CARGO_BIN_EXE_tcp-forwarder"));
+    let forwarder = ForwarderPath::start(forwarder_bin).unwrap();
+    let run = forwarder
+        .run(&["head", "-c", "4194304", "/dev/zero"], Some(4 << 20))
+        .unwrap();
+    assert_eq!(run.bytes, 4 << 20);
+    assert_eq!(run.watched.len(), 1);
+    assert!(run.total_cpu() > Duration::ZERO, "{run:?}");
+
+    match Sshd::start() {
+        Ok(sshd) => {
+            check_pattern("ssh", |argv| sshd.command(&argv.join(" "))).unwrap();
+            let head = sshd.command("head -c 1048576 /dev/zero");
+            let run = measure_stream(|| spawn_piped(head), Some(1 << 20), &[]).unwrap();
+            assert_eq!(run.bytes, 1 << 20);
+        }
+        Err(e) => eprintln!("sshd fixture skipped: {e:#}"),
+    }
+
+    match tether_bin(forwarder_bin.parent()) {
+        Ok(tether) => {
+            let mut stack = ExecStack::start(&tether).unwrap();
+            check_pattern("tether exec", |argv| stack.exec_command(argv)).unwrap();
+            stack.pace();
+            let watch = [stack.relay_pid(), stack.host_pid()];
+            let head = stack.exec_command(&["head", "-c", "1048576", "/dev/zero"]);
+            let run = measure_stream(|| spawn_piped(head), Some(1 << 20), &watch).unwrap();
+            assert_eq!(run.watched.len(), 2);
+            assert!(run.watched.iter().all(|d| *d > Duration::ZERO), "{run:?}");
+        }
+        Err(e) => eprintln!("tether process fixture skipped: {e:#}"),
+    }
 }
