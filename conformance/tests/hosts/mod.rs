@@ -604,6 +604,10 @@ async fn serve(
                 let (session, message, finished) = match event {
                     ExecEvent::Output { session, message, .. } => (session, message, None),
                     ExecEvent::Finished { session, process_id, message } => (session, message, Some(process_id)),
+                    ExecEvent::Chunk { session, process_id, stderr, cap_reached, data, .. } => {
+                        let _ = host.send_output(session, stderr, cap_reached, &process_id, data);
+                        continue;
+                    }
                 };
                 if let Some(ctx) = sessions.get_mut(&session) {
                     if let Some(p) = finished {

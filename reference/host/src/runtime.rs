@@ -524,6 +524,25 @@ impl Runner {
                 message,
                 credit,
             } => (session, message, None, Some(credit)),
+            ExecEvent::Chunk {
+                session,
+                process_id,
+                stderr,
+                cap_reached,
+                data,
+                credit,
+            } => {
+                // CMD-76: binary OUTPUT records.
+                if let Ok(n) =
+                    self.host
+                        .send_output(session, stderr, cap_reached, &process_id, data)
+                    && self.host.released(session).is_some_and(|r| r < n)
+                    && let Some(ctx) = self.sessions.get_mut(&session)
+                {
+                    ctx.held.push_back((n, credit));
+                }
+                return;
+            }
             ExecEvent::Finished {
                 session,
                 process_id,

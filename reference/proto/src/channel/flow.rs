@@ -19,7 +19,7 @@
 use std::collections::VecDeque;
 
 use super::error::ChannelError;
-use super::records::{MAX_RECORD_BODY, Record, WINDOW_RECORD_LEN};
+use super::records::{MAX_PROCESS_ID_LEN, MAX_RECORD_BODY, Output, Record, WINDOW_RECORD_LEN};
 use crate::limits::{
     INITIAL_WINDOW, MAX_LINK_CREDIT, MAX_MESSAGE_LEN, MAX_SESSION_CREDIT,
     MAX_TRANSPORT_PLAINTEXT_LEN, MIN_CREDIT, MIN_WINDOW_INCREMENT,
@@ -93,6 +93,40 @@ impl CreditLedger {
     }
 }
 
+/// One item of the outbox: a message, or a chunk of output for `OUTPUT` records.
+#[derive(Debug)]
+enum Outgoing {
+    Message(Vec<u8>),
+    Output {
+        stderr: bool,
+        cap_reached: bool,
+        process_id: String,
+        data: Vec<u8>,
+    },
+}
+
+impl Outgoing {
+    fn len(&self) -> usize {
+        match self {
+            Self::Message(m) => m.len(),
+            Self::Output { data, .. } => data.len(),
+        }
+    }
+}
+
+/// A chunk of output from an `OUTPUT` record (`CMD-76`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputChunk {
+    /// Standard error (else standard output).
+    pub stderr: bool,
+    /// The chunk reaches the output cap (`CMD-41`).
+    pub cap_reached: bool,
+    /// The process.
+    pub process_id: String,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
 /// What [`Flow::receive`] made of one transport plaintext.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Received {
@@ -104,6 +138,14 @@ pub enum Received {
         /// The message's bytes.
         bytes: Vec<u8>,
         /// The sizes of the records still held for it (`CHAN-34`).
+        size: u64,
+    },
+    /// An `OUTPUT` record (controller only). Once the application no longer holds it,
+    /// call [`Flow::consume`] with `size`.
+    Output {
+        /// The chunk.
+        chunk: OutputChunk,
+        /// The record's size (`CHAN-34`).
         size: u64,
     },
     /// A message longer than 16 MiB ended; its bytes were discarded and consumed
@@ -120,7 +162,9 @@ pub struct Flow {
     framing: Framing,
     /// Bytes this side may still send (`CHAN-34`).
     window: u64,
-    outbox: VecDeque<Vec<u8>>,
+    outbox: VecDeque<Outgoing>,
+    /// The host's end: `OUTPUT` records may only arrive at a controller (`CHAN-32`).
+    host: bool,
     /// Bytes of the front message already sent in `PART` records.
     offset: usize,
     queued: usize,
@@ -144,11 +188,13 @@ impl Flow {
     /// A host's flow for a new session: `records` when the host offered `channel.flow`
     /// (then [`Framing::Undecided`] until the first transport message), else version 1.
     pub fn host(records: bool) -> Self {
-        Self::new(if records {
+        let mut flow = Self::new(if records {
             Framing::Undecided
         } else {
             Framing::V1
-        })
+        });
+        flow.host = true;
+        flow
     }
 
     /// A controller's flow: records when the host offered `channel.flow` and this
@@ -175,6 +221,7 @@ impl Flow {
             framing,
             window: INITIAL_WINDOW,
             outbox: VecDeque::new(),
+            host: false,
             offset: 0,
             queued: 0,
             pushed: 0,
@@ -245,7 +292,42 @@ impl Flow {
             return Err(ChannelError::MessageTooLarge { len: message.len() });
         }
         self.queued += message.len();
-        self.outbox.push_back(message);
+        self.outbox.push_back(Outgoing::Message(message));
+        self.pushed += 1;
+        Ok(self.pushed)
+    }
+
+    /// Queues a chunk of a command's output for `OUTPUT` records (`CMD-76`; a host in a
+    /// session with records); returns its number, as [`Flow::push`] does. The chunk may
+    /// be of any length: it leaves in as many records as the window and the record size
+    /// need, `cap_reached` on the last.
+    ///
+    /// # Errors
+    /// [`ChannelError::Closed`] when the session does not carry records (send a
+    /// `command/exec/outputDelta` instead); [`ChannelError::BadRecord`] for a process id
+    /// that is not 1..=64 bytes.
+    pub fn push_output(
+        &mut self,
+        stderr: bool,
+        cap_reached: bool,
+        process_id: &str,
+        data: Vec<u8>,
+    ) -> Result<u64, ChannelError> {
+        if self.framing != Framing::Records {
+            return Err(ChannelError::Closed);
+        }
+        if !(1..=MAX_PROCESS_ID_LEN).contains(&process_id.len()) {
+            return Err(ChannelError::BadRecord {
+                reason: "OUTPUT process id must be 1..=64 bytes",
+            });
+        }
+        self.queued += data.len();
+        self.outbox.push_back(Outgoing::Output {
+            stderr,
+            cap_reached,
+            process_id: process_id.to_owned(),
+            data,
+        });
         self.pushed += 1;
         Ok(self.pushed)
     }
@@ -261,11 +343,17 @@ impl Flow {
         match self.framing {
             Framing::Undecided => false,
             Framing::V1 => match self.outbox.pop_front() {
-                Some(message) => {
+                Some(Outgoing::Message(message)) => {
                     self.queued -= message.len();
                     self.released += 1;
                     out.extend_from_slice(&message);
                     true
+                }
+                // push_output refuses a version 1 session.
+                Some(Outgoing::Output { data, .. }) => {
+                    self.queued -= data.len();
+                    self.released += 1;
+                    false
                 }
                 None => false,
             },
@@ -277,31 +365,55 @@ impl Flow {
         let Some(front) = self.outbox.front() else {
             return false;
         };
-        let rest = front.get(self.offset..).unwrap_or_default();
-        // CHAN-34: a record's size is its plaintext (type byte + body) plus the tag.
-        let room = self.window.saturating_sub(1 + TAG_LEN);
+        let header = match front {
+            Outgoing::Message(_) => 0,
+            Outgoing::Output { process_id, .. } => 3 + process_id.len(),
+        };
+        let rest = front.len() - self.offset;
+        // CHAN-34: a record's size is its plaintext (type byte, header, body) plus the tag.
+        let room = self.window.saturating_sub(1 + TAG_LEN + header as u64);
         let fits = usize::try_from(room)
             .unwrap_or(usize::MAX)
-            .min(MAX_RECORD_BODY);
-        if rest.len() <= fits {
-            Record::Message(rest).encode(out);
-            self.window -= 1 + TAG_LEN + rest.len() as u64;
-            self.queued -= rest.len();
+            .min(MAX_RECORD_BODY - header);
+        let last = rest <= fits;
+        let take = if last { rest } else { fits };
+        if (!last && (take as u64) < MIN_PART_BODY)
+            || self.window < 1 + TAG_LEN + (header + take) as u64
+        {
+            return false;
+        }
+        let start = self.offset;
+        match front {
+            Outgoing::Message(message) => {
+                let body = message.get(start..start + take).unwrap_or_default();
+                if last {
+                    Record::Message(body).encode(out);
+                } else {
+                    Record::Part(body).encode(out);
+                }
+            }
+            Outgoing::Output {
+                stderr,
+                cap_reached,
+                process_id,
+                data,
+            } => Record::Output(Output {
+                stderr: *stderr,
+                cap_reached: *cap_reached && last,
+                process_id,
+                data: data.get(start..start + take).unwrap_or_default(),
+            })
+            .encode(out),
+        }
+        self.window -= 1 + TAG_LEN + (header + take) as u64;
+        self.queued -= take;
+        if last {
             self.offset = 0;
             self.outbox.pop_front();
             self.released += 1;
-            return true;
+        } else {
+            self.offset += take;
         }
-        if (fits as u64) < MIN_PART_BODY {
-            return false;
-        }
-        let Some(body) = rest.get(..fits) else {
-            return false;
-        };
-        Record::Part(body).encode(out);
-        self.window -= 1 + TAG_LEN + fits as u64;
-        self.queued -= fits;
-        self.offset += fits;
         true
     }
 
@@ -354,6 +466,19 @@ impl Flow {
             });
         }
         match record {
+            // CHAN-32: output travels from the host only.
+            Record::Output(_) if self.host => Err(ChannelError::BadRecord {
+                reason: "OUTPUT record from a controller",
+            }),
+            Record::Output(o) => Ok(Received::Output {
+                chunk: OutputChunk {
+                    stderr: o.stderr,
+                    cap_reached: o.cap_reached,
+                    process_id: o.process_id.to_owned(),
+                    data: o.data.to_vec(),
+                },
+                size,
+            }),
             Record::Part(body) => {
                 // CHAN-33: a part moved into the buffer (or dropped) is consumed.
                 self.take_part(body);
@@ -493,7 +618,7 @@ mod tests {
                     got.push(bytes);
                 }
                 Received::TooLarge { len } => panic!("too large: {len}"),
-                Received::Nothing => {}
+                Received::Output { .. } | Received::Nothing => {}
             }
         }
         got
@@ -562,6 +687,59 @@ mod tests {
         assert_eq!(got, vec![big]);
         assert_eq!(host.released(), n);
         assert!(ctl.credit() <= 131_072);
+    }
+
+    #[test]
+    fn cmd_76_output_is_cut_to_the_window_and_cap_reached_rides_the_last_record() {
+        let mut lc = CreditLedger::for_session(131_072);
+        let mut lh = CreditLedger::for_link(64);
+        let mut ctl = Flow::controller(true, 131_072, &mut lc);
+        let mut host = Flow::host(true);
+        pump(&mut ctl, &mut host, &mut lh);
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let n = host.push_output(true, true, "p-1", data.clone()).unwrap();
+        let mut got = Vec::new();
+        let mut caps = Vec::new();
+        for _ in 0..1000 {
+            for p in drain(&mut host) {
+                match ctl.receive(&p, &mut lc).unwrap() {
+                    Received::Output { chunk, size } => {
+                        assert!(chunk.stderr);
+                        assert_eq!(chunk.process_id, "p-1");
+                        assert!(p.len() <= MAX_TRANSPORT_PLAINTEXT_LEN);
+                        got.extend_from_slice(&chunk.data);
+                        caps.push(chunk.cap_reached);
+                        ctl.consume(size, &mut lc);
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            ctl.grant(&mut lc);
+            pump(&mut ctl, &mut host, &mut lh);
+            if host.released() == n {
+                break;
+            }
+        }
+        assert_eq!(got, data);
+        assert!(caps.len() > 4, "{}", caps.len());
+        assert_eq!(caps.iter().filter(|c| **c).count(), 1);
+        assert_eq!(caps.last(), Some(&true));
+        // CHAN-32: a host refuses OUTPUT from its controller.
+        let mut out = Vec::new();
+        Record::Output(Output {
+            stderr: false,
+            cap_reached: false,
+            process_id: "p",
+            data: b"x",
+        })
+        .encode(&mut out);
+        assert_eq!(
+            host.receive(&out, &mut lh).unwrap_err().requirement(),
+            "CHAN-32"
+        );
+        // Version 1 sessions have no OUTPUT records.
+        let mut v1 = Flow::host(false);
+        assert!(v1.push_output(false, false, "p", vec![1]).is_err());
     }
 
     #[test]
@@ -644,7 +822,7 @@ mod tests {
                     too_large = Some(len);
                     break;
                 }
-                Received::Message { .. } => panic!("delivered"),
+                Received::Message { .. } | Received::Output { .. } => panic!("delivered"),
                 Received::Nothing => {}
             }
             assert!(host.reassembly.len() <= MAX_MESSAGE_LEN);

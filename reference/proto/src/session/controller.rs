@@ -15,8 +15,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::channel::{
-    ChannelError, CreditLedger, Flow, Framing, HandshakePayload, HostInfo, Initiator, Prologue,
-    Received, Timestamp, Transport,
+    ChannelError, CreditLedger, Flow, Framing, HandshakePayload, HostInfo, Initiator, OutputChunk,
+    Prologue, Received, Timestamp, Transport,
 };
 use crate::cmd::{CommandError, Message, Rejection, capability};
 use crate::error::Error;
@@ -112,6 +112,9 @@ pub enum ControllerEvent {
     },
     /// A command-protocol message arrived.
     Message(Message),
+    /// A chunk of a `command/exec` process's output arrived in an `OUTPUT` record
+    /// (`CMD-76`): what a `command/exec/outputDelta` carries in a version 1 session.
+    Output(OutputChunk),
     /// A transport message decrypted but broke the command envelope rules; its error
     /// response (if answerable) has been queued.
     Rejected(Rejection),
@@ -274,8 +277,9 @@ impl Controller {
     }
 
     /// In manual mode, the size to report to [`Controller::consume`] for the oldest
-    /// [`ControllerEvent::Message`] taken from [`Controller::poll_event`] and not asked
-    /// about yet: call it once after each such event (0 in a version 1 session).
+    /// [`ControllerEvent::Message`] or [`ControllerEvent::Output`] taken from
+    /// [`Controller::poll_event`] and not asked about yet: call it once after each such
+    /// event (0 in a version 1 session).
     pub fn take_delivered_size(&mut self) -> u64 {
         self.delivered
             .as_mut()
@@ -377,6 +381,16 @@ impl Controller {
                         Some(Err(Rejection::bare(CommandError::TooLarge { len })))
                     }
                     Ok(Received::Nothing) => None,
+                    Ok(Received::Output { chunk, size }) => {
+                        match self.delivered.as_mut() {
+                            Some(delivered) => delivered.push_back(size),
+                            None => flow.consume(size, &mut self.ledger),
+                        }
+                        flow.grant(&mut self.ledger);
+                        self.state = State::Established { transport, flow };
+                        self.events.push_back(ControllerEvent::Output(chunk));
+                        return self.pump();
+                    }
                     // CHAN-32, CHAN-34, CHAN-35
                     Err(e) => return self.finish(e.close_code(), false),
                 };
