@@ -216,6 +216,9 @@ impl Session {
         let mut controller = Controller::connect(config, std::time::Instant::now())?;
         // CHAN-36: the host sends no faster than the application takes events.
         controller.set_manual_consume(true);
+        // CHAN-35: up to 252 KiB of credit while the link's 2 MiB have room.
+        controller.set_shared_ledger(link.credit_ledger());
+        controller.set_credit_cap(tether_proto::limits::MAX_SESSION_CREDIT);
         let mut inputs = link.register(session)?;
         let mut message1 = Vec::new();
         let result = async {

@@ -33,6 +33,10 @@ const TAG_LEN: u64 = 16;
 /// 8192 bytes, `CHAN-36`).
 const MIN_PART_BODY: u64 = 4096;
 
+/// The credit every session of a link owns whatever the others do: the initial window,
+/// and the first `WINDOW` a controller must send (`CHAN-31`, at least 4096 bytes).
+const OWN_SHARE: u64 = INITIAL_WINDOW + MIN_WINDOW_INCREMENT;
+
 /// How a session carries messages (`CHAN-31`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Framing {
@@ -47,9 +51,10 @@ pub enum Framing {
 
 /// The credit a receiver has granted over all sessions of its relay link (`CHAN-35`).
 ///
-/// Every session owns the initial window (16384 bytes), which the peer may use without
-/// asking; credit above it comes from one pool of `2 MiB - max_sessions × 16384`, so the
-/// sum stays within 2 MiB even when every session the link allows is open.
+/// Every session owns 20480 bytes: the initial window (16384 bytes), which the peer may
+/// use without asking, and the smallest first `WINDOW` a controller must send (4096,
+/// `CHAN-31`). Credit above that comes from one pool of `2 MiB - max_sessions × 20480`,
+/// so the sum stays within 2 MiB even when every session the link allows is open.
 #[derive(Clone, Debug)]
 pub struct CreditLedger {
     pool: u64,
@@ -60,7 +65,7 @@ impl CreditLedger {
     /// A ledger for a link of at most `max_sessions` sessions (`LINK-20`: 64 for a host,
     /// 16 for a controller).
     pub fn for_link(max_sessions: usize) -> Self {
-        let reserved = (max_sessions as u64).saturating_mul(INITIAL_WINDOW);
+        let reserved = (max_sessions as u64).saturating_mul(OWN_SHARE);
         Self {
             pool: MAX_LINK_CREDIT.saturating_sub(reserved),
             extra: 0,
@@ -71,24 +76,24 @@ impl CreditLedger {
     /// 258048): for a driver that keeps `cap × sessions` within 2 MiB itself.
     pub fn for_session(cap: u64) -> Self {
         Self {
-            pool: cap.min(MAX_SESSION_CREDIT).saturating_sub(INITIAL_WINDOW),
+            pool: cap.min(MAX_SESSION_CREDIT).saturating_sub(OWN_SHARE),
             extra: 0,
         }
     }
 
-    /// Credit above the sessions' initial windows still to be had.
+    /// Credit above the sessions' own shares still to be had.
     pub fn free(&self) -> u64 {
         self.pool.saturating_sub(self.extra)
     }
 
-    /// Credit above the sessions' initial windows granted now.
+    /// Credit above the sessions' own shares granted now.
     pub fn in_use(&self) -> u64 {
         self.extra
     }
 
     fn adjust(&mut self, old_credit: u64, new_credit: u64) {
-        let old = old_credit.saturating_sub(INITIAL_WINDOW);
-        let new = new_credit.saturating_sub(INITIAL_WINDOW);
+        let old = old_credit.saturating_sub(OWN_SHARE);
+        let new = new_credit.saturating_sub(OWN_SHARE);
         self.extra = self.extra.saturating_sub(old).saturating_add(new);
     }
 }
@@ -555,9 +560,9 @@ impl Flow {
 
     /// The credit this session may reach now: its cap, within the link's pool.
     fn target(&self, ledger: &CreditLedger) -> u64 {
-        let own_extra = self.credit.saturating_sub(INITIAL_WINDOW);
+        let own_extra = self.credit.saturating_sub(OWN_SHARE);
         self.cap
-            .min(INITIAL_WINDOW + own_extra + ledger.free())
+            .min(OWN_SHARE + own_extra + ledger.free())
             .max(INITIAL_WINDOW)
     }
 
@@ -796,6 +801,22 @@ mod tests {
             f.close(&mut l);
         }
         assert_eq!(l.in_use(), 0);
+    }
+
+    #[test]
+    fn chan_35_sixteen_controller_sessions_share_2_mib() {
+        let mut l = CreditLedger::for_link(16);
+        let mut flows: Vec<Flow> = (0..16)
+            .map(|_| Flow::controller(true, MAX_SESSION_CREDIT, &mut l))
+            .collect();
+        let first = flows[0].credit();
+        assert_eq!(first, MAX_SESSION_CREDIT, "a lone session gets the most");
+        let total: u64 = flows.iter().map(Flow::credit).sum();
+        assert!(total <= MAX_LINK_CREDIT, "{total}");
+        assert!(flows.iter().all(|f| f.credit() >= INITIAL_WINDOW));
+        // When the first ends, its credit is there for the others.
+        flows[0].close(&mut l);
+        assert!(l.free() >= MAX_SESSION_CREDIT - OWN_SHARE);
     }
 
     #[test]

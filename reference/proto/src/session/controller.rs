@@ -12,6 +12,8 @@
 //! `poll_event`. Nothing is sent on the session before message 2 is read (`CHAN-15`).
 
 use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::channel::{
@@ -139,6 +141,53 @@ enum State {
     Closed,
 }
 
+impl Drop for Controller {
+    fn drop(&mut self) {
+        // A shared ledger outlives the session: its credit goes back (CHAN-35).
+        self.release();
+    }
+}
+
+/// The credit ledger a session grants against: its own, or its link's (`CHAN-35`).
+enum Ledger {
+    Own(CreditLedger),
+    Shared(Arc<Mutex<CreditLedger>>),
+}
+
+enum LedgerGuard<'a> {
+    Own(&'a mut CreditLedger),
+    Shared(MutexGuard<'a, CreditLedger>),
+}
+
+impl Ledger {
+    fn lock(&mut self) -> LedgerGuard<'_> {
+        match self {
+            Self::Own(l) => LedgerGuard::Own(l),
+            // A poisoned ledger still holds valid counts: every update is one statement.
+            Self::Shared(l) => LedgerGuard::Shared(l.lock().unwrap_or_else(|e| e.into_inner())),
+        }
+    }
+}
+
+impl Deref for LedgerGuard<'_> {
+    type Target = CreditLedger;
+    fn deref(&self) -> &CreditLedger {
+        match self {
+            Self::Own(l) => l,
+            Self::Shared(g) => g,
+        }
+    }
+}
+
+impl DerefMut for LedgerGuard<'_> {
+    fn deref_mut(&mut self) -> &mut CreditLedger {
+        match self {
+            Self::Own(l) => l,
+            Self::Shared(g) => g,
+        }
+    }
+}
+
 /// One session from a controller to a host. See the module documentation.
 pub struct Controller {
     session: SessionId,
@@ -150,7 +199,7 @@ pub struct Controller {
     /// Take part in records when the host offers `channel.flow` (`CHAN-31`).
     records: bool,
     /// The session's own credit ledger (`CHAN-35`).
-    ledger: CreditLedger,
+    ledger: Ledger,
     credit_cap: u64,
     /// Sizes of the messages delivered and not yet consumed, when the application
     /// reports consumption itself ([`Controller::set_manual_consume`]).
@@ -247,7 +296,7 @@ impl Controller {
             events: VecDeque::new(),
             scratch: Vec::new(),
             records: true,
-            ledger: CreditLedger::for_session(DEFAULT_CONTROLLER_CREDIT),
+            ledger: Ledger::Own(CreditLedger::for_session(DEFAULT_CONTROLLER_CREDIT)),
             credit_cap: DEFAULT_CONTROLLER_CREDIT,
             delivered: None,
         })
@@ -265,7 +314,18 @@ impl Controller {
     /// fewer sessions on its link may grant more. Set before message 2 arrives.
     pub fn set_credit_cap(&mut self, cap: u64) {
         self.credit_cap = cap;
-        self.ledger = CreditLedger::for_session(cap);
+        if let Ledger::Own(_) = self.ledger {
+            self.ledger = Ledger::Own(CreditLedger::for_session(cap));
+        }
+    }
+
+    /// Shares `ledger` with the other sessions of this controller's relay link, so that
+    /// their credit stays within 2 MiB together (`CHAN-35`; make it with
+    /// [`CreditLedger::for_link`] of 16 sessions, `LINK-20`): a session may then grant up
+    /// to its cap ([`Controller::set_credit_cap`], up to 258048) while the link has room.
+    /// Set before message 2 arrives.
+    pub fn set_shared_ledger(&mut self, ledger: Arc<Mutex<CreditLedger>>) {
+        self.ledger = Ledger::Shared(ledger);
     }
 
     /// With `manual`, a delivered message keeps its credit until the application reports
@@ -294,8 +354,8 @@ impl Controller {
         let State::Established { flow, .. } = &mut self.state else {
             return;
         };
-        flow.consume(size, &mut self.ledger);
-        flow.grant(&mut self.ledger);
+        flow.consume(size, &mut self.ledger.lock());
+        flow.grant(&mut self.ledger.lock());
         self.pump();
     }
 
@@ -347,8 +407,11 @@ impl Controller {
                             .capabilities
                             .iter()
                             .any(|c| c == capability::CHANNEL_FLOW);
-                    let flow =
-                        Box::new(Flow::controller(records, self.credit_cap, &mut self.ledger));
+                    let flow = Box::new(Flow::controller(
+                        records,
+                        self.credit_cap,
+                        &mut self.ledger.lock(),
+                    ));
                     self.state = State::Established { transport, flow };
                     self.events
                         .push_back(ControllerEvent::Established { host_info });
@@ -366,13 +429,14 @@ impl Controller {
                     // CHAN-18
                     return self.finish(e.close_code(), false);
                 }
-                let received = match flow.receive(&self.scratch, &mut self.ledger) {
+                let outcome = flow.receive(&self.scratch, &mut self.ledger.lock());
+                let received = match outcome {
                     Ok(Received::Message { bytes, size }) => {
                         let parsed =
                             Message::parse_or_reject_within(&bytes, flow.max_message_len());
                         match (&parsed, self.delivered.as_mut()) {
                             (Ok(_), Some(delivered)) => delivered.push_back(size),
-                            _ => flow.consume(size, &mut self.ledger),
+                            _ => flow.consume(size, &mut self.ledger.lock()),
                         }
                         Some(parsed)
                     }
@@ -384,9 +448,9 @@ impl Controller {
                     Ok(Received::Output { chunk, size }) => {
                         match self.delivered.as_mut() {
                             Some(delivered) => delivered.push_back(size),
-                            None => flow.consume(size, &mut self.ledger),
+                            None => flow.consume(size, &mut self.ledger.lock()),
                         }
-                        flow.grant(&mut self.ledger);
+                        flow.grant(&mut self.ledger.lock());
                         self.state = State::Established { transport, flow };
                         self.events.push_back(ControllerEvent::Output(chunk));
                         return self.pump();
@@ -394,7 +458,7 @@ impl Controller {
                     // CHAN-32, CHAN-34, CHAN-35
                     Err(e) => return self.finish(e.close_code(), false),
                 };
-                flow.grant(&mut self.ledger);
+                flow.grant(&mut self.ledger.lock());
                 self.state = State::Established { transport, flow };
                 match received {
                     Some(Ok(m)) => self.events.push_back(ControllerEvent::Message(m)),
@@ -444,6 +508,7 @@ impl Controller {
     /// The relay delivered a `CLOSE` of this session.
     pub fn handle_close(&mut self, code: CloseCode) {
         if !self.is_closed() {
+            self.release();
             self.state = State::Closed;
             self.events.push_back(ControllerEvent::Closed {
                 code,
@@ -515,7 +580,15 @@ impl Controller {
         }
     }
 
+    /// Gives the session's credit back to the ledger (a shared one outlives it).
+    fn release(&mut self) {
+        if let State::Established { flow, .. } = &mut self.state {
+            flow.close(&mut self.ledger.lock());
+        }
+    }
+
     fn finish(&mut self, code: CloseCode, by_peer: bool) {
+        self.release();
         self.state = State::Closed;
         if !by_peer {
             self.transmits.push_back(RelayFrame::Close {
