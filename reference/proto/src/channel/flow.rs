@@ -270,6 +270,17 @@ impl Flow {
         self.credit
     }
 
+    /// The initial window plus every increment this side has granted: what its peer may
+    /// send in the whole session (`CHAN-34`).
+    pub fn granted(&self) -> u64 {
+        self.granted
+    }
+
+    /// The total size of the `MESSAGE` and `PART` records received (`CHAN-34`).
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
     /// Message bytes waiting in the outbox.
     pub fn queued_bytes(&self) -> usize {
         self.queued
@@ -669,6 +680,22 @@ mod tests {
         assert!(sent <= 131_072, "{sent}");
         assert!(sent > 131_072 - 4096 - 17, "{sent}");
         assert_eq!(host.released(), 0);
+    }
+
+    #[test]
+    fn chan_34_an_empty_message_waits_for_17_bytes_of_window() {
+        let mut lc = CreditLedger::for_session(MAX_SESSION_CREDIT);
+        let mut ctl = Flow::controller(true, MAX_SESSION_CREDIT, &mut lc);
+        assert_eq!(drain(&mut ctl).len(), 1, "the CHAN-31 WINDOW");
+        // 16384 - 16370 = 14 bytes of window left: less than the 17 of an empty MESSAGE.
+        ctl.push(vec![b' '; 16_353]).unwrap();
+        ctl.push(Vec::new()).unwrap();
+        assert_eq!(drain(&mut ctl).len(), 1);
+        assert_eq!(ctl.window(), 14);
+        let mut l = CreditLedger::for_session(MAX_SESSION_CREDIT);
+        ctl.receive(&Record::Window(4096).to_vec(), &mut l).unwrap();
+        assert_eq!(drain(&mut ctl), vec![vec![0u8]]);
+        assert_eq!(ctl.window(), 14 + 4096 - 17);
     }
 
     #[test]
