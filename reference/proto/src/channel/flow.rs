@@ -321,7 +321,7 @@ impl Flow {
     /// # Errors
     /// [`ChannelError::Closed`] when the session does not carry records (send a
     /// `command/exec/outputDelta` instead); [`ChannelError::BadRecord`] for a process id
-    /// that is not 1..=64 bytes.
+    /// that is not 1..=64 bytes, or no bytes without `cap_reached` (`CHAN-32`).
     pub fn push_output(
         &mut self,
         stderr: bool,
@@ -335,6 +335,12 @@ impl Flow {
         if !(1..=MAX_PROCESS_ID_LEN).contains(&process_id.len()) {
             return Err(ChannelError::BadRecord {
                 reason: "OUTPUT process id must be 1..=64 bytes",
+            });
+        }
+        // CHAN-32: only the chunk that reaches the cap may be empty.
+        if data.is_empty() && !cap_reached {
+            return Err(ChannelError::BadRecord {
+                reason: "OUTPUT without output bytes",
             });
         }
         self.queued += data.len();
