@@ -2,7 +2,6 @@
 //! access switched off or a revoked device during a session, cancelling a command, the
 //! in-flight limit, and the order of a request's checks (`CMD-55` to `CMD-61`).
 
-use crate::outcome::Stop;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +13,7 @@ use crate::cases::steps::exec::exec_ready;
 use crate::cases::steps::rpc::{call_refused, expect_error, ready, refuse};
 use crate::context::Context;
 use crate::host::{HOST_WAIT, Res, check, host_target, session, skip};
+use crate::outcome::Stop;
 
 /// The administration and cancellation cases, in spec order.
 pub const CASES: &[Case] = &[
