@@ -16,10 +16,11 @@ library, sharing no code with tether-proto or with the Rust generator of vectors
                                                    and confirmation code (CHAN-*); in
                                                    session.json also the token, the relay
                                                    frames and the command transcript
-  xcheck/records.py   vectors/records.json         records, windows, credits, grants and
-                                                   reassembly of section 4.13 (CHAN-31..36),
-                                                   the split and grant policy as the spec
-                                                   states the reference's
+  xcheck/records.py   vectors/records.json         records (OUTPUT among them), windows,
+                                                   credits, grants and reassembly of section
+                                                   4.13 (CHAN-31..36, CMD-76), the split and
+                                                   grant policy as the spec states the
+                                                   reference's
 
 vectors/noise-rekey.json (and the Noise layer again) is replayed by ci/crosscheck-noise with
 the `noiseprotocol` package, a third implementation.

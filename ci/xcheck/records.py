@@ -2,7 +2,8 @@
 
 The record codec, the sender, the receiver and the reassembly below are written from
 section 4.13 of the spec (CHAN-31 to CHAN-36), its error table (section 4.10), the record
-table and limits of chapter 6 and CMD-2 alone; they share no code with the reference
+table and limits of chapter 6, CMD-2 and, for OUTPUT records, the OUTPUT body table of
+4.13.2 with CMD-34, CMD-41 and CMD-76 alone; they share no code with the reference
 implementation.
 
 What is checked:
@@ -11,18 +12,29 @@ What is checked:
   tcIds run 1, 2, 3, ... through the sections `records`, `invalid`, `segmentation`,
   `accounting` and `reassembly` in that order; every case names one of CHAN-31 to CHAN-36
   as its `requirement` and says `result` valid or invalid;
+- the spec is the one this checker was written from: the record types of 4.13.2 are
+  MESSAGE, PART, WINDOW and OUTPUT, the OUTPUT body is stream, flags, N (1..=64), process
+  id and output bytes, and CMD-76 lets a record carry 65515 bytes less the process id;
 - `records`: the plaintext decodes (CHAN-32) to exactly `decoded`, encoding `decoded`
-  gives the plaintext, and a MESSAGE or PART has `size` plaintext + 16 (CHAN-34) while a
-  WINDOW has none;
+  gives the plaintext, and a MESSAGE, PART or OUTPUT has `size` plaintext + 16 (CHAN-34)
+  while a WINDOW has none; an OUTPUT with more than 64 bytes of data is given by its head
+  and the length of its data (the pattern), and no plaintext is over 65519 bytes;
 - `invalid`: decoding refuses the plaintext (CHAN-32: empty, unknown type, empty PART,
-  WINDOW body not 4 bytes, increment outside 4096..258048), and `error` is the row of
-  section 4.10 for it (name, requirement, close code);
+  WINDOW body not 4 bytes, increment outside 4096..258048, an OUTPUT shorter than 3
+  bytes, with a stream other than 0/1, a reserved flag bit, N outside 1..=64 or past the
+  end, a process id that is not UTF-8, or no output bytes without capReached), and
+  `error` is the row of section 4.10 for it (name, requirement, close code);
 - `segmentation` and `accounting`: one side of one session is simulated event by event
   and every event must match the file member for member: what it sends, what it makes of
   what it receives, its grants and its `state`. The normative rules are checked on their
-  own as well: no MESSAGE or PART larger than the window before it, no body over 65518,
-  PARTs not empty, a message's records carry its bytes in order and are not interleaved
-  with another message's (CHAN-32, CHAN-34); a host that listed channel.flow sends
+  own as well: no MESSAGE, PART or OUTPUT larger than the window before it, no body over
+  65518, PARTs not empty, a message's records carry its bytes in order and are not
+  interleaved with another message's (CHAN-32, CHAN-34); only a host sends OUTPUT, the
+  OUTPUT records of a chunk of output carry its stream, process id and bytes in order,
+  the header in each, capReached on the last alone, and messages and output leave in the
+  order queued (CHAN-32, CMD-41, CMD-76); a host refuses an OUTPUT from its controller and
+  a controller counts OUTPUT records against its grants and holds them until consumed
+  like messages (CHAN-32, CHAN-34); a host that listed channel.flow sends
   nothing before the controller's first message and decides from it (CHAN-31); a
   controller's first transport message is a WINDOW (CHAN-31); the receiver refuses
   records beyond the initial window plus its grants (CHAN-34) and a WINDOW that takes the
@@ -33,8 +45,8 @@ What is checked:
 - `reassembly`: a receiver reassembles the records into the messages of `results`, up to
   16 MiB, and answers a longer message TooLarge (CMD-2) once its MESSAGE arrives, the
   session going on (CHAN-33);
-- the last paragraph of section 4.13 names `vectors/records.json` and each of its five
-  sections.
+- the last paragraph of section 4.13 names `vectors/records.json`, each of its five
+  sections and OUTPUT records.
 
 `run(root, data=None)` raises `Mismatch` on the first disagreement and otherwise returns
 the counts; `mutants(root)` yields altered copies of the file that `run` must reject.
@@ -62,11 +74,19 @@ MIN_CREDIT = 8192               # CHAN-36
 MAX_MESSAGE = 16777216          # CHAN-33
 MAX_PLAINTEXT = 65519           # CHAN-16
 MAX_BODY = MAX_PLAINTEXT - 1
-MIN_PART = 4096                 # the reference sender's smallest PART (informative)
+MIN_PART = 4096                 # the reference sender's smallest PART or OUTPUT piece (informative)
 SHORT = 64                      # the file writes plaintexts and messages up to this in hex
 
-TYPES = {0x00: "MESSAGE", 0x01: "PART", 0x02: "WINDOW"}     # section 4.13.2, registry 6.3
+TYPES = {0x00: "MESSAGE", 0x01: "PART", 0x02: "WINDOW", 0x03: "OUTPUT"}   # 4.13.2, registry 6.3
 TYPE_BYTE = {v: k for k, v in TYPES.items()}
+
+# The OUTPUT body of section 4.13.2: stream, flags, N, process id (N bytes), output bytes.
+STREAMS = {0x00: "stdout", 0x01: "stderr"}
+STREAM_BYTE = {v: k for k, v in STREAMS.items()}
+CAP_REACHED = 0x01              # flag bit 0; bits 1-7 are zero
+MAX_PROCESS_ID = 64             # CMD-34: 1 to 64 bytes
+OUTPUT_HEAD = 3                 # stream, flags, N
+MAX_OUTPUT_DATA = MAX_PLAINTEXT - 1 - OUTPUT_HEAD   # CMD-76: 65515 bytes less the process id
 
 # Section 4.10, rows of the flow-control errors (read from the spec by _spec_errors).
 FLOW_ERRORS = ("BadRecord", "WindowExceeded", "WindowOverflow")
@@ -82,8 +102,33 @@ class Refused(Exception):
         self.name = name
 
 
+def decode_output(body: bytes) -> dict:
+    """An OUTPUT body (section 4.13.2) as {stream, capReached, processId, data}; Refused
+    when it breaks the layout (CHAN-32)."""
+    if len(body) < OUTPUT_HEAD:
+        raise Refused("BadRecord", f"OUTPUT body of {len(body)} bytes")
+    stream, flags, n = body[0], body[1], body[2]
+    if stream not in STREAMS:
+        raise Refused("BadRecord", f"OUTPUT stream 0x{stream:02x}")
+    if flags & ~CAP_REACHED:
+        raise Refused("BadRecord", f"OUTPUT flags 0x{flags:02x}")
+    if not 1 <= n <= MAX_PROCESS_ID or OUTPUT_HEAD + n > len(body):
+        raise Refused("BadRecord", f"OUTPUT process id length {n} in a body of {len(body)}")
+    try:
+        # Python's decoder is strict: no overlong forms, no surrogates.
+        process_id = body[OUTPUT_HEAD:OUTPUT_HEAD + n].decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refused("BadRecord", "OUTPUT process id is not UTF-8") from None
+    data = bytes(body[OUTPUT_HEAD + n:])
+    cap = bool(flags & CAP_REACHED)
+    if not data and not cap:
+        raise Refused("BadRecord", "OUTPUT without output bytes or capReached")
+    return {"stream": STREAMS[stream], "capReached": cap, "processId": process_id, "data": data}
+
+
 def decode(p: bytes):
-    """A record plaintext as (type name, body bytes or increment); Refused on CHAN-32."""
+    """A record plaintext as (type name, body bytes, increment or OUTPUT fields);
+    Refused on CHAN-32."""
     if not p:
         raise Refused("BadRecord", "empty plaintext")
     kind = TYPES.get(p[0])
@@ -99,12 +144,31 @@ def decode(p: bytes):
         if not MIN_INCREMENT <= increment <= MAX_CREDIT:
             raise Refused("BadRecord", f"WINDOW increment {increment}")
         return kind, increment
+    if kind == "OUTPUT":
+        return kind, decode_output(body)
     return kind, body
+
+
+def process_id_bytes(process_id) -> bytes:
+    """A process id as its UTF-8 bytes, 1 to 64 of them (CMD-34)."""
+    if not isinstance(process_id, str):
+        raise Mismatch(f"process id {process_id!r} is not a string")
+    b = process_id.encode("utf-8")
+    if not 1 <= len(b) <= MAX_PROCESS_ID:
+        raise Mismatch(f"process id {process_id!r} of {len(b)} bytes (CMD-34: 1 to 64)")
+    return b
 
 
 def encode(kind: str, value) -> bytes:
     if kind == "WINDOW":
         return bytes([TYPE_BYTE[kind]]) + value.to_bytes(4, "big")
+    if kind == "OUTPUT":
+        pid = process_id_bytes(value["processId"])
+        if value["stream"] not in STREAM_BYTE or not isinstance(value["capReached"], bool):
+            raise Mismatch(f"OUTPUT fields {value}")
+        flags = CAP_REACHED if value["capReached"] else 0
+        return bytes([TYPE_BYTE[kind], STREAM_BYTE[value["stream"]], flags, len(pid)]) \
+            + pid + value["data"]
     return bytes([TYPE_BYTE[kind]]) + value
 
 
@@ -127,6 +191,21 @@ def describe(message: bytes) -> dict:
     return d
 
 
+def described(d: dict) -> bytes:
+    """The bytes `describe` wrote: its hex, or the pattern of its length (the file's
+    convention for long output data) when the SHA-256 matches."""
+    data = unhex(d["hex"]) if "hex" in d else pattern(0, d["length"])
+    if describe(data) != d:
+        raise Mismatch(f"{d} does not describe {len(data)} bytes")
+    return data
+
+
+def output_fields(e: dict, data: bytes) -> dict:
+    """The OUTPUT fields of an event or a decoded record, with `data`."""
+    return {"stream": e["stream"], "capReached": e["capReached"],
+            "processId": e["processId"], "data": data}
+
+
 # ---------------------------------------------------------------- spec tables
 
 def _spec_errors(root: Path) -> dict:
@@ -145,19 +224,54 @@ def _spec_errors(root: Path) -> dict:
     return errors
 
 
-def _check_spec_paragraph(root: Path) -> None:
-    """The last paragraph of 4.13 names the file and its five sections."""
+def _section_413(root: Path) -> tuple[str, str]:
     path = Path(root) / "spec" / "04-secure-channel.md"
-    section = path.read_text(encoding="utf-8").split("## 4.13", 1)[-1].split("\n## ", 1)[0]
+    return path.name, path.read_text(encoding="utf-8").split("## 4.13", 1)[-1].split("\n## ", 1)[0]
+
+
+def _check_spec_paragraph(root: Path) -> None:
+    """The last paragraph of 4.13 names the file, its five sections and OUTPUT records."""
+    name, section = _section_413(root)
     paragraphs = [p for p in section.split("\n\n") if "vectors/records.json" in p]
     if not paragraphs:
-        raise Mismatch(f"{path.name} 4.13 does not name vectors/records.json")
-    missing = [s for s in SECTIONS if f"`{s}`" not in paragraphs[-1]]
+        raise Mismatch(f"{name} 4.13 does not name vectors/records.json")
+    missing = [s for s in SECTIONS + ["OUTPUT"] if f"`{s}`" not in paragraphs[-1]]
     if missing:
-        raise Mismatch(f"{path.name} 4.13: the paragraph on vectors/records.json does not name {missing}")
+        raise Mismatch(f"{name} 4.13: the paragraph on vectors/records.json does not name {missing}")
+
+
+def _check_spec_tables(root: Path) -> None:
+    """The record table and the OUTPUT body table of 4.13.2, and the data limit of CMD-76,
+    are the ones this checker was written from."""
+    name, section = _section_413(root)
+    types = {int(b, 16): n for b, n in re.findall(r"^\| `0x([0-9a-f]{2})` \| `([A-Z]+)` \|", section, re.M)}
+    if types != TYPES:
+        raise Mismatch(f"{name} 4.13.2: record types {types}, this checker knows {TYPES}")
+    table = section.split("An `OUTPUT` body:", 1)[-1].strip().split("\n\n", 1)[0]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table.splitlines()[2:]]
+    want = [("0", "1", "stream: `0x00` stdout, `0x01` stderr"),
+            ("1", "1", "flags: bit 0 `capReached`"), ("2", "1", "N, the length of the process id, 1..=64"),
+            ("3", "N", "the process id, UTF-8"), ("3 + N", "rest", "the output bytes; at least 1 byte unless `capReached`")]
+    if len(rows) != len(want) or any(r[:2] != list(w[:2]) or not r[2].startswith(w[2]) for r, w in zip(rows, want)):
+        raise Mismatch(f"{name} 4.13.2: the OUTPUT body table is not the one this checker knows: {rows}")
+    cmd = (Path(root) / "spec" / "05-command-protocol.md").read_text(encoding="utf-8")
+    m = re.search(r"\*\*\[CMD-76\]\*\*(.*?)(?=\n- \*\*\[)", cmd, re.S)
+    limit = m and re.search(r"up to what one record holds \((\d+) (\d{3}) bytes less the process id\)",
+                            re.sub(r"\s+", " ", m.group(1)))
+    if not limit or int(limit.group(1) + limit.group(2)) != MAX_OUTPUT_DATA:
+        raise Mismatch(f"05-command-protocol.md CMD-76: the data limit is not {MAX_OUTPUT_DATA} bytes less the process id")
 
 
 # ---------------------------------------------------------------- one side of a session
+
+class Queued:
+    """A message, or a chunk of a command's output for OUTPUT records (CMD-76), in a
+    sender's queue: `data` its bytes, `sent` how many of them have left, `output` the
+    chunk's {stream, capReached, processId} (None for a message)."""
+
+    def __init__(self, data: bytes, output: dict | None = None):
+        self.data, self.sent, self.output = data, 0, output
+
 
 class Side:
     """One side of one session (section 4.13), with the reference policy of its last
@@ -176,20 +290,20 @@ class Side:
         self.credit = INITIAL_WINDOW
         self.granted = INITIAL_WINDOW
         self.received = 0
-        self.outbox = []            # [message bytes, bytes already sent]
+        self.outbox = []            # Queued messages and chunks of output, in order
         self.sent_any = False
         self.first_grant = role == "controller"
         self.reassembly = bytearray()
         self.length = 0             # bytes of the message being received
         self.discarding = False
-        self.held = []              # sizes of messages handed up and not yet consumed
+        self.held = []              # sizes of messages and output handed up, not yet consumed
         self.closed = False
 
     def fail(self, what: str):
         raise Mismatch(f"{self.where}: {what}")
 
     def state(self) -> dict:
-        s = {"framing": self.framing, "queued": sum(len(m) - o for m, o in self.outbox)}
+        s = {"framing": self.framing, "queued": sum(len(q.data) - q.sent for q in self.outbox)}
         if self.framing == "records":
             s.update(window=self.window, credit=self.credit, granted=self.granted,
                      received=self.received)
@@ -198,23 +312,33 @@ class Side:
     # --- sending
 
     def next_record(self):
-        """The reference sender: the next (type, body) or None to wait."""
-        message, offset = self.outbox[0]
-        rest = len(message) - offset
-        if self.window < 1 + TAG:
-            return None                 # not even an empty MESSAGE fits (CHAN-34)
-        room = min(self.window - 1 - TAG, MAX_BODY)
-        if rest <= room:
-            return "MESSAGE", message[offset:]
-        if room < MIN_PART:
+        """The reference sender: the next (type, body or OUTPUT fields, bytes of the front
+        item it carries) or None to wait."""
+        q = self.outbox[0]
+        rest = len(q.data) - q.sent
+        # A message's record is the type byte and a body; an OUTPUT's repeats the header
+        # (stream, flags, N, process id) before every piece of data (4.13.2).
+        head = 0 if q.output is None else OUTPUT_HEAD + len(process_id_bytes(q.output["processId"]))
+        if self.window < 1 + TAG + head:
+            return None                 # not even the rest of nothing fits (CHAN-34)
+        room = min(self.window - 1 - TAG - head, MAX_BODY - head)
+        last = rest <= room
+        if not last and room < MIN_PART:
             return None                 # the reference waits rather than send a sliver
-        return "PART", message[offset:offset + room]
+        take = rest if last else room
+        piece = q.data[q.sent:q.sent + take]
+        if q.output is None:
+            return ("MESSAGE" if last else "PART"), piece, take
+        # CMD-41: capReached rides the piece that reaches the cap, the chunk's last.
+        return "OUTPUT", {**q.output, "capReached": q.output["capReached"] and last, "data": piece}, take
 
     def send(self) -> dict:
         if self.framing == "undecided":
             return {"records": []}       # CHAN-31: nothing before the first message
         if self.framing == "v1":
-            out = [m for m, _ in self.outbox]
+            if any(q.output is not None for q in self.outbox):
+                self.fail("output queued in a version 1 session (CMD-76 needs records)")
+            out = [q.data for q in self.outbox]
             self.outbox = []
             return {"messages": [{"length": len(m), **({"plaintext": m.hex()} if len(m) <= SHORT else {})}
                                  for m in out]}
@@ -223,23 +347,42 @@ class Side:
             r = self.next_record()
             if r is None:
                 break
-            kind, body = r
-            p = encode(kind, body)
+            kind, value, take = r
+            p = encode(kind, value)
             size = len(p) + TAG
+            body = len(p) - 1
             # The normative rules, apart from the policy (CHAN-32, CHAN-34).
-            if size > self.window or len(body) > MAX_BODY or (kind == "PART" and not body):
-                self.fail(f"the sender would break CHAN-32/CHAN-34 with {kind} of {len(body)}")
+            if size > self.window or body > MAX_BODY or (kind == "PART" and not body):
+                self.fail(f"the sender would break CHAN-32/CHAN-34 with {kind} of {body}")
+            try:
+                if decode(p)[1] != value:
+                    self.fail(f"the {kind} sent does not decode to what was meant")
+            except Refused as e:
+                self.fail(f"the sender would send a record it must refuse: {e}")
             self.window -= size
             self.sent_any = True
-            if kind == "MESSAGE":
+            q = self.outbox[0]
+            q.sent += take
+            if q.sent == len(q.data) and kind != "PART":
                 self.outbox.pop(0)
-            else:
-                self.outbox[0][1] += len(body)
-            entry = {"type": kind, "bodyLength": len(body), "size": size, "window": self.window}
+            entry = {"type": kind, "bodyLength": body, "size": size, "window": self.window}
+            if kind == "OUTPUT":
+                entry.update(stream=value["stream"], capReached=value["capReached"],
+                             processId=value["processId"], dataLength=len(value["data"]))
             if len(p) <= SHORT:
                 entry["plaintext"] = p.hex()
             records.append(entry)
         return {"records": records}
+
+    def queue_output(self, e: dict) -> None:
+        """A host queues a chunk of a command's output (CMD-76): OUTPUT records exist in
+        sessions with records only, and only a host sends them (CHAN-32)."""
+        if self.role != "host" or self.framing != "records":
+            self.fail(f"a {self.role} in a {self.framing} session queues output")
+        fields = output_fields(e, b"")
+        encode("OUTPUT", fields)        # stream, capReached and a 1..64-byte process id
+        del fields["data"]
+        self.outbox.append(Queued(_message_of(e["data"]), fields))
 
     # --- receiving
 
@@ -260,9 +403,17 @@ class Side:
             self.received += size
             if self.received > self.granted:
                 raise Refused("WindowExceeded", f"{self.received} > {self.granted}")  # CHAN-34
+            if kind == "OUTPUT" and self.role == "host":
+                raise Refused("BadRecord", "OUTPUT from the controller")             # CHAN-32
         except Refused as e:
             self.closed = True
             return {"error": self.errors[e.name]}
+        if kind == "OUTPUT":
+            # Held for the application like a message, consumed when it lets go (4.13.3).
+            self.held.append(size)
+            return {"got": {"kind": "output", "stream": value["stream"],
+                            "capReached": value["capReached"], "processId": value["processId"],
+                            "data": describe(value["data"]), "size": size}}
         body = value
         self.length += len(body)
         if self.length > MAX_MESSAGE:
@@ -287,7 +438,7 @@ class Side:
                 self.fail("a version 1 message has size 0")
             return
         if size not in self.held:
-            self.fail(f"consume {size}: no message of that size is held ({self.held})")
+            self.fail(f"consume {size}: no message or output of that size is held ({self.held})")
         self.held.remove(size)
         self.credit -= size
 
@@ -337,8 +488,24 @@ def _message_of(m: dict) -> bytes:
     raise Mismatch(f"a message is given by hex or by length, not {m}")
 
 
-INPUTS = {"queue": ("message",), "send": (), "receive": ("plaintext", "type", "bodyLength"),
+OUTPUT_INPUTS = ("stream", "capReached", "processId")
+INPUTS = {"queue": ("message",), "output": (*OUTPUT_INPUTS, "data"), "send": (),
+          "receive": ("plaintext", "type", "bodyLength", *OUTPUT_INPUTS, "dataLength"),
           "consume": ("size",), "grant": ()}
+
+
+def _received_plaintext(e: dict, side: Side) -> bytes:
+    """A receive event's plaintext: hex; a MESSAGE or PART by type and bodyLength (the
+    next bytes of the message being reassembled); or an OUTPUT by its fields and
+    dataLength (bytes 0 .. dataLength of the pattern)."""
+    given = {k for k in INPUTS["receive"] if k in e}
+    if given == {"plaintext"}:
+        return unhex(e["plaintext"])
+    if given == {"type", "bodyLength"} and e["type"] in ("MESSAGE", "PART"):
+        return bytes([TYPE_BYTE[e["type"]]]) + pattern(side.length, e["bodyLength"])
+    if given == {"type", *OUTPUT_INPUTS, "dataLength"} and e["type"] == "OUTPUT":
+        return encode("OUTPUT", output_fields(e, pattern(0, e["dataLength"])))
+    raise Mismatch("a receive gives plaintext, type and bodyLength, or an OUTPUT's fields")
 
 
 def _run_sequence(t: dict, errors: dict, where: str) -> None:
@@ -358,17 +525,13 @@ def _run_sequence(t: dict, errors: dict, where: str) -> None:
         want = {k: e[k] for k in ("event", "comment", *INPUTS[kind]) if k in e}
         side.where = at
         if kind == "queue":
-            side.outbox.append([_message_of(e["message"]), 0])
+            side.outbox.append(Queued(_message_of(e["message"])))
+        elif kind == "output":
+            side.queue_output(e)
         elif kind == "send":
             want.update(side.send())
         elif kind == "receive":
-            if "plaintext" in e and "type" not in e and "bodyLength" not in e:
-                p = unhex(e["plaintext"])
-            elif "type" in e and "bodyLength" in e and "plaintext" not in e:
-                p = bytes([TYPE_BYTE[e["type"]]]) + pattern(side.length, e["bodyLength"])
-            else:
-                raise Mismatch(f"{at}: a receive gives plaintext, or type and bodyLength")
-            want.update(side.receive(p))
+            want.update(side.receive(_received_plaintext(e, side)))
         elif kind == "consume":
             side.consume(e["size"])
         else:
@@ -386,14 +549,20 @@ def _run_sequence(t: dict, errors: dict, where: str) -> None:
 
 
 def _check_sent_records(t: dict, where: str) -> None:
-    """The normative rules for what a sender sends, whatever its policy: every MESSAGE or
-    PART is within the window before it and takes its size off the window (CHAN-34), its
-    body is at most 65518 bytes and a PART's is not empty; the records carry the queued
-    messages' bytes in order, never interleaved (CHAN-32)."""
+    """The normative rules for what a sender sends, whatever its policy: every MESSAGE,
+    PART or OUTPUT is within the window before it and takes its size off the window
+    (CHAN-34), its body is at most 65518 bytes and a PART's is not empty; the records
+    carry the queued messages' bytes in order, never interleaved (CHAN-32). Only a host
+    sends OUTPUT records (CHAN-32); those of a chunk of output carry its stream, process
+    id and bytes in order, data in each unless it is the chunk's last and capReached,
+    capReached on the chunk's last alone; messages and output leave in the order queued
+    (CMD-76, CMD-41)."""
     queue, current, window = [], None, INITIAL_WINDOW
     for e in t["events"]:
         if e["event"] == "queue":
-            queue.append(_message_of(e["message"]))
+            queue.append(("message", _message_of(e["message"]), None))
+        if e["event"] == "output":
+            queue.append(("output", _message_of(e["data"]), e))
         if e["event"] == "receive" and "window" in e["state"] and "error" not in e:
             window = e["state"]["window"]
         for r in e.get("records", []):
@@ -405,24 +574,60 @@ def _check_sent_records(t: dict, where: str) -> None:
             window = r["window"]
             if current is None:
                 if not queue:
-                    raise Mismatch(f"{where}: a record with no message queued")
-                current, offset = queue.pop(0), 0
-            body = current[offset:offset + r["bodyLength"]]
-            if "plaintext" in r and unhex(r["plaintext"])[1:] != body:
-                raise Mismatch(f"{where}: a record's body is not the next bytes of its message")
-            offset += r["bodyLength"]
-            if r["type"] == "MESSAGE":
-                if offset != len(current):
-                    raise Mismatch(f"{where}: a MESSAGE ends its message early (CHAN-32)")
+                    raise Mismatch(f"{where}: a record with nothing queued")
+                (what, current, chunk), offset = queue.pop(0), 0
+            if (r["type"] == "OUTPUT") != (what == "output"):
+                raise Mismatch(f"{where}: a {r['type']} record where the next queued is {what} "
+                               "(CHAN-32, CMD-76: in the order queued)")
+            if what == "message":
+                body = current[offset:offset + n]
+                if "plaintext" in r and unhex(r["plaintext"])[1:] != body:
+                    raise Mismatch(f"{where}: a record's body is not the next bytes of its message")
+                offset += n
+                if r["type"] == "MESSAGE":
+                    if offset != len(current):
+                        raise Mismatch(f"{where}: a MESSAGE ends its message early (CHAN-32)")
+                    current = None
+                elif offset >= len(current):
+                    raise Mismatch(f"{where}: a PART carries the end of its message (CHAN-32)")
+                continue
+            if t["role"] != "host":
+                raise Mismatch(f"{where}: a {t['role']} sends OUTPUT (CHAN-32: the host only)")
+            d = r["dataLength"]
+            pid = process_id_bytes(r["processId"])
+            if (r["stream"], r["processId"]) != (chunk["stream"], chunk["processId"]) \
+                    or n != OUTPUT_HEAD + len(pid) + d or d > MAX_OUTPUT_DATA - len(pid):
+                raise Mismatch(f"{where}: an OUTPUT record is not a piece of its chunk: {r}")
+            data = current[offset:offset + d]
+            if "plaintext" in r:
+                try:
+                    kind, got = decode(unhex(r["plaintext"]))
+                except Refused as x:
+                    raise Mismatch(f"{where}: an OUTPUT record sent breaks its layout: {x}") from None
+                if kind != "OUTPUT" or got != output_fields(r, data):
+                    raise Mismatch(f"{where}: an OUTPUT record's plaintext is not its fields and the next bytes")
+            offset += d
+            last = offset == len(current)
+            if offset > len(current) or r["capReached"] != (last and chunk["capReached"]) \
+                    or (d == 0 and not r["capReached"]):
+                raise Mismatch(f"{where}: capReached rides the last OUTPUT of a chunk that has it "
+                               f"and an OUTPUT carries data otherwise (CMD-41, CHAN-32): {r}")
+            if last:
                 current = None
-            elif offset >= len(current):
-                raise Mismatch(f"{where}: a PART carries the end of its message (CHAN-32)")
 
 
 # ---------------------------------------------------------------- sections
 
 def _check_record(t: dict, where: str) -> None:
-    p = unhex(t["plaintext"])
+    if "plaintext" in t and "plaintextHead" not in t and "dataLength" not in t:
+        p = unhex(t["plaintext"])
+    elif "plaintextHead" in t and "dataLength" in t and "plaintext" not in t:
+        # An OUTPUT with more than 64 bytes of data: its head, then the pattern.
+        if not isinstance(t["dataLength"], int) or t["dataLength"] <= SHORT:
+            raise Mismatch(f"{where}: dataLength {t['dataLength']!r} with plaintextHead")
+        p = unhex(t["plaintextHead"]) + pattern(0, t["dataLength"])
+    else:
+        raise Mismatch(f"{where}: a record is given by plaintext, or by plaintextHead and dataLength")
     if len(p) > MAX_PLAINTEXT:
         raise Mismatch(f"{where}: plaintext of {len(p)} bytes (CHAN-16)")
     try:
@@ -432,14 +637,24 @@ def _check_record(t: dict, where: str) -> None:
     want = {"type": kind}
     if kind == "WINDOW":
         want["increment"] = value
+    elif kind == "OUTPUT":
+        want.update(value, data=describe(value["data"]))
+        if ("plaintextHead" in t) != (len(value["data"]) > SHORT) \
+                or ("plaintextHead" in t and len(unhex(t["plaintextHead"])) != len(p) - t["dataLength"]):
+            raise Mismatch(f"{where}: plaintextHead is for an OUTPUT with more than 64 bytes of data")
     else:
         want["body"] = value.hex()
+        if "plaintextHead" in t:
+            raise Mismatch(f"{where}: plaintextHead for a {kind}")
     if t["decoded"] != want:
         raise Mismatch(f"{where}: decoded {t['decoded']}, spec gives {want}")
     d = t["decoded"]
-    again = encode(d["type"], d["increment"] if d["type"] == "WINDOW" else unhex(d["body"]))
+    if d["type"] == "OUTPUT":
+        again = encode("OUTPUT", output_fields(d, described(d["data"])))
+    else:
+        again = encode(d["type"], d["increment"] if d["type"] == "WINDOW" else unhex(d["body"]))
     if again != p:
-        raise Mismatch(f"{where}: encoding `decoded` gives {again.hex()}")
+        raise Mismatch(f"{where}: encoding `decoded` gives {again.hex()[:80]}")
     size = None if kind == "WINDOW" else len(p) + TAG
     if t.get("size") != size:
         raise Mismatch(f"{where}: size {t.get('size')}, spec gives {size} (CHAN-34)")
@@ -476,6 +691,8 @@ def _check_reassembly(t: dict, errors: dict, where: str) -> None:
         else:
             if r.get("bodyLength", -1) < 0 or r.get("bodyLength") > MAX_BODY:
                 raise Mismatch(f"{where}: bodyLength {r.get('bodyLength')} (CHAN-16)")
+            if r.get("type") not in ("MESSAGE", "PART", "WINDOW"):
+                raise Mismatch(f"{where}: a record given by type {r.get('type')!r} and bodyLength")
             p = bytes([TYPE_BYTE[r["type"]]]) + pattern(side.length, r["bodyLength"])
         side.granted = side.received + MAX_CREDIT      # the receiver keeps granting
         got = side.receive(p)
@@ -495,6 +712,7 @@ def run(root: Path, data: dict | None = None) -> dict:
         raise Mismatch(f"{FILE}: vectors is {data.get('vectors')!r}")
     errors = _spec_errors(root)
     _check_spec_paragraph(root)
+    _check_spec_tables(root)
     counts = {"file": FILE, "valid": 0, "invalid": 0}
     n = 0
     for section in SECTIONS:
@@ -596,6 +814,54 @@ def mutants(root: Path) -> Iterator[tuple[str, dict]]:
     yield "TooLarge length off by one", variant(rea("PARTs of 16777217 bytes"), lambda t, d: t["results"][0].update(length=16777218))
     yield "session does not go on after TooLarge", variant(rea("PARTs of 16777217 bytes"), lambda t, d: t["results"].pop())
     yield "200000-byte message: one PART fewer", variant(rea("200000-byte"), lambda t, d: t["records"][0].update(count=2))
+    # OUTPUT records (4.13.2, CMD-76).
+    yield "OUTPUT stdout decoded as stderr", variant(rec("6 bytes of stdout"), lambda t, d: t["decoded"].update(stream="stderr"))
+    yield "OUTPUT data off by one byte", variant(rec("6 bytes of stdout"), lambda t, d: t["decoded"]["data"].update(hex="68656c6c6f0b"))
+    yield "short OUTPUT written as plaintextHead", variant(rec("6 bytes of stdout"), lambda t, d: t.update(plaintextHead=t.pop("plaintext")[:14], dataLength=6))
+    yield "empty capReached OUTPUT decoded without capReached", variant(rec("no data: the cap fell"), lambda t, d: t["decoded"].update(capReached=False))
+    yield "64-byte process id: size 86", variant(rec("the longest (CMD-34)"), lambda t, d: t.update(size=86))
+    yield "non-ASCII process id read as Latin-1", variant(rec("non-ASCII UTF-8"), lambda t, d: t["decoded"].update(processId="\u00c3\u00a9t\u00c3\u00a9-1"))
+    yield "largest OUTPUT for a 1-byte id one byte longer", variant(rec("1-byte process id and the largest"), lambda t, d: t.update(dataLength=65515, size=65536) or t["decoded"]["data"].update(length=65515))
+    yield "largest OUTPUT for a 64-byte id: sha256 changed", variant(rec("64-byte process id and the largest"), lambda t, d: t["decoded"]["data"].update(sha256="00" * 32))
+    yield "largest OUTPUT for a 64-byte id: capReached dropped", variant(rec("64-byte process id and the largest"), lambda t, d: t["decoded"].update(capReached=False))
+    yield "OUTPUT stream 2 -> 1 (decodes)", variant(inv("OUTPUT with stream 2"), lambda t, d: t.update(plaintext="030100017078"))
+    yield "OUTPUT reserved flag -> 0 (decodes)", variant(inv("reserved flag bit 1"), lambda t, d: t.update(plaintext="030000017078"))
+    yield "OUTPUT N 0 -> N 1 with data (decodes)", variant(inv("OUTPUT with N 0"), lambda t, d: t.update(plaintext="030000017878"))
+    yield "OUTPUT N 65 -> 64 (decodes)", variant(inv("N 65"), lambda t, d: t.update(plaintext="03000040" + t["plaintext"][8:]))
+    yield "OUTPUT N past the end -> N 3 (decodes)", variant(inv("capReached and N past the end"), lambda t, d: t.update(plaintext="03000103702d31"))
+    yield "OUTPUT id 0xff -> 'p' (decodes)", variant(inv("not UTF-8: 0xff"), lambda t, d: t.update(plaintext="030000017078"))
+    yield "OUTPUT id surrogate -> euro sign (decodes)", variant(inv("surrogate"), lambda t, d: t.update(plaintext="03000003e282ac78"))
+    yield "OUTPUT id overlong -> '/' (decodes)", variant(inv("overlong"), lambda t, d: t.update(plaintext="030000012f78"))
+    yield "OUTPUT without data -> capReached (decodes)", variant(inv("without data and without capReached"), lambda t, d: t.update(plaintext="03000103702d31"))
+    yield "short OUTPUT named WindowExceeded", variant(inv("OUTPUT without a body"), lambda t, d: t["error"].update(name="WindowExceeded", requirement="CHAN-34"))
+    o1 = seg("100000-byte chunk of output")
+    yield "capReached on the first OUTPUT piece", variant(o1, lambda t, d: ev(t, 2)["records"][0].update(capReached=True))
+    yield "capReached missing on the last OUTPUT piece", variant(o1, lambda t, d: ev(t, 6)["records"][0].update(capReached=False))
+    yield "OUTPUT piece one byte over the window", variant(o1, lambda t, d: ev(t, 2)["records"][0].update(dataLength=20458, bodyLength=20464, size=20481, window=-1))
+    yield "OUTPUT piece over 65515 - N", variant(o1, lambda t, d: ev(t, 4)["records"][0].update(dataLength=65513, bodyLength=65519, size=65536, window=0))
+    yield "OUTPUT size without its header", variant(o1, lambda t, d: ev(t, 2)["records"][0].update(size=20474, window=6))
+    yield "OUTPUT piece on the other stream", variant(o1, lambda t, d: ev(t, 4)["records"][0].update(stream="stderr"))
+    yield "the 4095-byte OUTPUT piece the reference does not send", variant(seg("leaves room for 4095 bytes of output"), lambda t, d: (
+        ev(t, 4)["records"].append({"type": "OUTPUT", "bodyLength": 4101, "size": 4118, "window": 0, "stream": "stderr", "capReached": False, "processId": "p-1", "dataLength": 4095}),
+        ev(t, 6)["records"][0].update(dataLength=905, bodyLength=911, size=928, window=8214 - 928)))
+    yield "the 4096-byte OUTPUT piece withheld", variant(seg("takes an OUTPUT piece of 4096"), lambda t, d: ev(t, 4).update(records=[]))
+    yield "an empty capReached OUTPUT sent in a window of 0", variant(seg("goes whole when it fits"), lambda t, d: ev(t, 6)["records"].append(dict(ev(t, 8)["records"][0], window=-23)))
+    yield "a piece with another process id", variant(seg("a 64-byte process id: pieces"), lambda t, d: ev(t, 3)["records"][1].update(processId=ev(t, 3)["records"][1]["processId"][:-1] + "b"))
+    yield "the command/exec answer before the last OUTPUT", variant(seg("leave in the order queued"), lambda t, d: (
+        ev(t, 6)["records"].reverse(), ev(t, 6)["records"][0].update(window=16384 - 53), ev(t, 6)["records"][1].update(window=16384 - 53 - 9595)))
+    yield "output queued by a controller", variant(o1, lambda t, d: t.update(role="controller"))
+    h1 = acc("controller sends an OUTPUT record")
+    yield "a host accepts an OUTPUT from its controller", variant(h1, lambda t, d: (ev(t, 3).pop("error"), ev(t, 3).update(got={"kind": "output", "stream": "stdout", "capReached": False, "processId": "p-1", "data": {"length": 1, "hex": "78"}, "size": 24}), t.update(result="valid")))
+    yield "a controller's OUTPUT named WindowExceeded", variant(h1, lambda t, d: ev(t, 3)["error"].update(name="WindowExceeded", requirement="CHAN-34"))
+    yield "a refused OUTPUT's size not counted", variant(h1, lambda t, d: ev(t, 3)["state"].update(received=75))
+    c1 = acc("counts OUTPUT records like MESSAGE")
+    yield "OUTPUT size without the tag", variant(c1, lambda t, d: ev(t, 1)["got"].update(size=40007))
+    yield "OUTPUT not counted as received", variant(c1, lambda t, d: ev(t, 1)["state"].update(received=0))
+    yield "OUTPUT consumed on arrival", variant(c1, lambda t, d: ev(t, 1)["state"].update(credit=91049))
+    yield "credit granted for output still held", variant(c1, lambda t, d: ev(t, 2).update(increment=40023, record="0200009c57"))
+    yield "received OUTPUT loses capReached", variant(c1, lambda t, d: ev(t, 5)["got"].update(capReached=False))
+    yield "received OUTPUT on the wrong stream", variant(c1, lambda t, d: ev(t, 5)["got"].update(stream="stdout"))
+    yield "OUTPUT beyond the grant accepted", variant(acc("OUTPUT records fill what the controller granted"), lambda t, d: (ev(t, 3).pop("error"), ev(t, 3).update(got={"kind": "output", "stream": "stdout", "capReached": True, "processId": "p", "data": {"length": 0, "hex": ""}, "size": 21}), t.update(result="valid")))
     # Header.
     yield "numberOfTests off by one", variant(1, lambda t, d: d.update(numberOfTests=d["numberOfTests"] + 1))
     yield "tcId 5 renumbered 4", variant(5, lambda t, d: t.update(tcId=4))

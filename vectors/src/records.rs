@@ -3,12 +3,15 @@
 //!
 //! Five sections, numbered by one run of `tcId`s:
 //!
-//! - `records`: record plaintexts with their decoded form and size (`CHAN-32`, `CHAN-34`);
-//! - `invalid`: plaintexts a receiver refuses with `BadRecord` (`CHAN-32`);
+//! - `records`: record plaintexts with their decoded form and size (`CHAN-32`, `CHAN-34`),
+//!   `OUTPUT` records (`CMD-76`) among them;
+//! - `invalid`: plaintexts a receiver refuses with `BadRecord` (`CHAN-32`), host and
+//!   controller alike;
 //! - `segmentation` and `accounting`: one side of one session driven event by event —
-//!   messages queued, records sent, records received, messages consumed, `WINDOW`s
-//!   granted — with what the side sends, what it makes of what it receives, and its
-//!   window and credit after every event (`CHAN-31`, `CHAN-32`, `CHAN-34` … `CHAN-36`);
+//!   messages and output queued, records sent, records received, messages and output
+//!   consumed, `WINDOW`s granted — with what the side sends, what it makes of what it
+//!   receives, and its window and credit after every event (`CHAN-31`, `CHAN-32`,
+//!   `CHAN-34` … `CHAN-36`);
 //! - `reassembly`: messages put together from records, up to and past 16 MiB (`CHAN-33`).
 //!
 //! The generator runs every case through [`tether_proto::channel::Record`] and
@@ -22,8 +25,8 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tether_proto::channel::{
-    ChannelError, CreditLedger, Flow, Framing, Received, Record, records::RECORD_MESSAGE,
-    records::RECORD_PART, records::RECORD_WINDOW,
+    ChannelError, CreditLedger, Flow, Framing, Output, Received, Record, records::RECORD_MESSAGE,
+    records::RECORD_OUTPUT, records::RECORD_PART, records::RECORD_WINDOW,
 };
 use tether_proto::cmd::CommandError;
 
@@ -42,6 +45,8 @@ const TAG_LEN: usize = 16;
 const SHORT: usize = 64;
 /// The largest body of one record: 65519 - 1 (`CHAN-16`).
 const MAX_BODY: usize = 65_518;
+/// The largest plaintext of one record (`CHAN-16`).
+const MAX_PLAINTEXT: usize = MAX_BODY + 1;
 /// 16 MiB (`CHAN-33`).
 const MAX_MESSAGE: usize = 16_777_216;
 const MAX_SESSION_CREDIT: u64 = 258_048;
@@ -87,6 +92,20 @@ fn describe(bytes: &[u8]) -> Map<String, Value> {
     m
 }
 
+/// The bytes [`describe`] wrote: its hex, or the pattern of its length when its SHA-256
+/// matches.
+fn described_bytes(v: &Value) -> Result<Vec<u8>, String> {
+    let len = usize_field(v, "length")?;
+    let bytes = match v.get("hex") {
+        Some(_) => hex_field(v, "hex")?,
+        None => pattern(0, len),
+    };
+    if Value::Object(describe(&bytes)) != *v {
+        return Err(format!("{v} does not describe {} bytes", bytes.len()));
+    }
+    Ok(bytes)
+}
+
 fn channel_error(e: &ChannelError) -> Value {
     json!({
         "name": e.name(),
@@ -119,6 +138,12 @@ fn hex_field(v: &Value, key: &str) -> Result<Vec<u8>, String> {
     hex::decode(str_field(v, key)?).map_err(|e| format!("{key}: {e}"))
 }
 
+fn bool_field(v: &Value, key: &str) -> Result<bool, String> {
+    field(v, key)?
+        .as_bool()
+        .ok_or_else(|| format!("{key} is not a boolean"))
+}
+
 fn type_byte(name: &str) -> Result<u8, String> {
     match name {
         "MESSAGE" => Ok(RECORD_MESSAGE),
@@ -126,6 +151,30 @@ fn type_byte(name: &str) -> Result<u8, String> {
         "WINDOW" => Ok(RECORD_WINDOW),
         other => Err(format!("record type {other:?}")),
     }
+}
+
+fn stream_name(stderr: bool) -> &'static str {
+    if stderr { "stderr" } else { "stdout" }
+}
+
+fn stream_field(v: &Value) -> Result<bool, String> {
+    match str_field(v, "stream")? {
+        "stdout" => Ok(false),
+        "stderr" => Ok(true),
+        other => Err(format!("stream {other:?}")),
+    }
+}
+
+/// The plaintext of an `OUTPUT` record given by its fields (`stream`, `capReached`,
+/// `processId`) and its data.
+fn output_plaintext(v: &Value, data: &[u8]) -> Result<Vec<u8>, String> {
+    Ok(Record::Output(Output {
+        stderr: stream_field(v)?,
+        cap_reached: bool_field(v, "capReached")?,
+        process_id: str_field(v, "processId")?,
+        data,
+    })
+    .to_vec())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -139,25 +188,54 @@ fn decoded(r: &Record<'_>) -> Value {
         Record::Window(increment) => json!({ "type": "WINDOW", "increment": increment }),
         Record::Output(o) => json!({
             "type": "OUTPUT",
-            "stream": if o.stderr { "stderr" } else { "stdout" },
+            "stream": stream_name(o.stderr),
             "capReached": o.cap_reached,
             "processId": o.process_id,
-            "data": hex::encode(o.data),
+            "data": describe(o.data),
         }),
     }
 }
 
 /// A valid record case, run through the reference: the plaintext, its decoded form and
-/// (for `MESSAGE` and `PART`) its size.
+/// (for `MESSAGE`, `PART` and `OUTPUT`) its size. An `OUTPUT` record with more than 64
+/// bytes of data, which must be bytes 0 .. n of the pattern, is written as its head (the
+/// type byte and the header) and the length of its data.
 fn record_case(plaintext: &[u8]) -> Result<Value, String> {
     let r = Record::decode(plaintext).map_err(|e| format!("{e}"))?;
     let mut v = Map::new();
-    v.insert("plaintext".into(), json!(hex::encode(plaintext)));
+    match r {
+        Record::Output(o) if o.data.len() > SHORT => {
+            if o.data != pattern(0, o.data.len()) {
+                return Err("long OUTPUT data must be the pattern".into());
+            }
+            let head = plaintext
+                .get(..1 + o.header_len())
+                .ok_or("OUTPUT shorter than its header")?;
+            v.insert("plaintextHead".into(), json!(hex::encode(head)));
+            v.insert("dataLength".into(), json!(o.data.len()));
+        }
+        _ => {
+            v.insert("plaintext".into(), json!(hex::encode(plaintext)));
+        }
+    }
     v.insert("decoded".into(), decoded(&r));
     if !matches!(r, Record::Window(_)) {
         v.insert("size".into(), json!(plaintext.len() + TAG_LEN));
     }
     Ok(Value::Object(v))
+}
+
+/// The plaintext of a `records` case: `plaintext`, or `plaintextHead` and `dataLength`.
+fn record_plaintext(case: &Value) -> Result<Vec<u8>, String> {
+    match (case.get("plaintext"), case.get("plaintextHead")) {
+        (Some(_), None) => hex_field(case, "plaintext"),
+        (None, Some(_)) => {
+            let mut p = hex_field(case, "plaintextHead")?;
+            p.extend(pattern(0, usize_field(case, "dataLength")?));
+            Ok(p)
+        }
+        _ => Err("a record is given by plaintext or by plaintextHead and dataLength".into()),
+    }
 }
 
 /// A records-framed receiver: a host that has taken a `WINDOW` as the controller's first
@@ -171,28 +249,37 @@ fn records_receiver() -> Result<(Flow, CreditLedger), String> {
 }
 
 /// An invalid record case, run through the reference: the error of `Record::decode`,
-/// which a records-framed receiver must report too.
+/// which a records-framed receiver, host or controller, must report too.
 fn invalid_case(plaintext: &[u8]) -> Result<Value, String> {
     let e = match Record::decode(plaintext) {
         Ok(r) => return Err(format!("{} decodes as {r:?}", hex::encode(plaintext))),
         Err(e) => e,
     };
-    let (mut flow, mut ledger) = records_receiver()?;
-    match flow.receive(plaintext, &mut ledger) {
-        Err(got) if got == e => {}
-        got => {
-            return Err(format!(
-                "a receiver with records made {got:?} of it, not {e:?}"
-            ));
+    let (mut host, mut ledger) = records_receiver()?;
+    let mut controller = Flow::controller(true, MAX_SESSION_CREDIT, &mut ledger);
+    for (role, flow) in [("host", &mut host), ("controller", &mut controller)] {
+        match flow.receive(plaintext, &mut ledger) {
+            Err(got) if got == e => {}
+            got => {
+                return Err(format!(
+                    "a {role} with records made {got:?} of it, not {e:?}"
+                ));
+            }
         }
     }
     Ok(json!({ "plaintext": hex::encode(plaintext), "error": channel_error(&e) }))
 }
 
 fn check_record(case: &Value) -> Result<(), String> {
-    let plaintext = hex_field(case, "plaintext")?;
+    let plaintext = record_plaintext(case)?;
     let again = record_case(&plaintext)?;
-    for key in ["plaintext", "decoded", "size"] {
+    for key in [
+        "plaintext",
+        "plaintextHead",
+        "dataLength",
+        "decoded",
+        "size",
+    ] {
         if case.get(key) != again.get(key) {
             return Err(format!("{key} differs from the reference's"));
         }
@@ -207,6 +294,7 @@ fn check_record(case: &Value) -> Result<(), String> {
             Record::Window(u32::try_from(u64_field(d, "increment")?).map_err(|e| e.to_string())?)
                 .to_vec()
         }
+        "OUTPUT" => output_plaintext(d, &described_bytes(field(d, "data")?)?)?,
         other => return Err(format!("type {other:?}")),
     };
     if bytes != plaintext {
@@ -317,6 +405,17 @@ impl Side {
                 let m = message_bytes(field(input, "message")?)?;
                 self.flow.push(m).map_err(|e| e.to_string())?;
             }
+            "output" => {
+                let data = message_bytes(field(input, "data")?)?;
+                self.flow
+                    .push_output(
+                        stream_field(input)?,
+                        bool_field(input, "capReached")?,
+                        str_field(input, "processId")?,
+                        data,
+                    )
+                    .map_err(|e| e.to_string())?;
+            }
             "send" => {
                 let framing = self.flow.framing();
                 let mut sent = Vec::new();
@@ -329,7 +428,13 @@ impl Side {
                             Record::Window(_) => {
                                 return Err("a WINDOW went out in a send event".into());
                             }
-                            Record::Output(o) => ("OUTPUT", o.header_len() + o.data.len()),
+                            Record::Output(o) => {
+                                entry.insert("stream".into(), json!(stream_name(o.stderr)));
+                                entry.insert("capReached".into(), json!(o.cap_reached));
+                                entry.insert("processId".into(), json!(o.process_id));
+                                entry.insert("dataLength".into(), json!(o.data.len()));
+                                ("OUTPUT", o.header_len() + o.data.len())
+                            }
                         };
                         entry.insert("type".into(), json!(ty));
                         entry.insert("bodyLength".into(), json!(body));
@@ -353,6 +458,9 @@ impl Side {
             "receive" => {
                 let plaintext = match (input.get("plaintext"), input.get("type")) {
                     (Some(_), None) => hex_field(input, "plaintext")?,
+                    (None, Some(t)) if t == "OUTPUT" => {
+                        output_plaintext(input, &pattern(0, usize_field(input, "dataLength")?))?
+                    }
                     (None, Some(_)) => {
                         let mut p = vec![type_byte(str_field(input, "type")?)?];
                         p.extend(pattern(self.offset, usize_field(input, "bodyLength")?));
@@ -428,8 +536,10 @@ fn got_value(got: Received) -> Value {
         }
         Received::Output { chunk, size } => json!({
             "kind": "output",
+            "stream": stream_name(chunk.stderr),
+            "capReached": chunk.cap_reached,
             "processId": chunk.process_id,
-            "data": hex::encode(&chunk.data),
+            "data": describe(&chunk.data),
             "size": size,
         }),
         Received::TooLarge { len } => json!({
@@ -444,7 +554,16 @@ fn got_value(got: Received) -> Value {
 fn input_of(event: &Value) -> Result<Value, String> {
     let keys: &[&str] = match str_field(event, "event")? {
         "queue" => &["message"],
-        "receive" => &["plaintext", "type", "bodyLength"],
+        "output" => &["stream", "capReached", "processId", "data"],
+        "receive" => &[
+            "plaintext",
+            "type",
+            "bodyLength",
+            "stream",
+            "capReached",
+            "processId",
+            "dataLength",
+        ],
         "consume" => &["size"],
         _ => &[],
     };
@@ -601,6 +720,51 @@ fn grant() -> Value {
     json!({ "event": "grant" })
 }
 
+/// The plaintext of an `OUTPUT` record.
+fn output(stderr: bool, cap_reached: bool, process_id: &str, data: &[u8]) -> Vec<u8> {
+    Record::Output(Output {
+        stderr,
+        cap_reached,
+        process_id,
+        data,
+    })
+    .to_vec()
+}
+
+/// The host queues a chunk of output (`CMD-76`), its data by length (the pattern).
+fn output_len(stderr: bool, cap_reached: bool, process_id: &str, n: usize) -> Value {
+    json!({
+        "event": "output",
+        "stream": stream_name(stderr),
+        "capReached": cap_reached,
+        "processId": process_id,
+        "data": { "length": n },
+    })
+}
+
+/// The host queues a chunk of output, its data in hex.
+fn output_hex(stderr: bool, cap_reached: bool, process_id: &str, data: &[u8]) -> Value {
+    json!({
+        "event": "output",
+        "stream": stream_name(stderr),
+        "capReached": cap_reached,
+        "processId": process_id,
+        "data": { "hex": hex::encode(data) },
+    })
+}
+
+/// An `OUTPUT` record arrives, its data bytes 0 .. n of the pattern.
+fn recv_output(stderr: bool, cap_reached: bool, process_id: &str, n: usize) -> Value {
+    json!({
+        "event": "receive",
+        "type": "OUTPUT",
+        "stream": stream_name(stderr),
+        "capReached": cap_reached,
+        "processId": process_id,
+        "dataLength": n,
+    })
+}
+
 /// `event` with a comment.
 fn note(mut event: Value, comment: &str) -> Value {
     if let Some(e) = event.as_object_mut() {
@@ -612,6 +776,8 @@ fn note(mut event: Value, comment: &str) -> Value {
 const INITIALIZED: &[u8] = br#"{"jsonrpc":"2.0","method":"initialized"}"#;
 const INITIALIZE: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#;
 const RESULT: &[u8] = br#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
+/// The longest process id (`CMD-34`): 64 bytes.
+const ID64: &str = "exec-0123456789abcdef0123456789abcdef0123456789abcdef0123456789a";
 
 struct Builder {
     sections: Vec<(&'static str, Vec<Value>)>,
@@ -721,16 +887,65 @@ fn records_section(b: &mut Builder) -> Result<(), String> {
         "WINDOW with the largest increment, 258048",
         &[0x02, 0x00, 0x03, 0xf0, 0x00],
     )?;
+    b.record(
+        "OUTPUT: 6 bytes of stdout from process p-1 (CMD-76)",
+        &output(false, false, "p-1", b"hello\n"),
+    )?;
+    b.record(
+        "OUTPUT on stderr: stream 0x01",
+        &output(true, false, "p-1", b"warning: low disk\n"),
+    )?;
+    b.record(
+        "OUTPUT with capReached and data: the chunk that reaches the cap (CMD-41)",
+        &output(false, true, "p-1", b"last bytes"),
+    )?;
+    b.record(
+        "OUTPUT on stderr with capReached and no data: the cap fell on a chunk boundary; \
+         size 21 with a 1-byte process id",
+        &output(true, true, "7", b""),
+    )?;
+    b.record(
+        "OUTPUT with a 1-byte process id and 1 byte of data: the smallest OUTPUT with data, \
+         size 22",
+        &output(false, false, "7", b"x"),
+    )?;
+    b.record(
+        "OUTPUT with a 64-byte process id, the longest (CMD-34)",
+        &output(false, false, ID64, b"ok\n"),
+    )?;
+    b.record(
+        "OUTPUT whose process id is non-ASCII UTF-8: N counts bytes (7 for \"\u{e9}t\u{e9}-1\")",
+        &output(false, false, "\u{e9}t\u{e9}-1", b"done\n"),
+    )?;
+    b.record(
+        "OUTPUT whose data are the bytes of a JSON-RPC message: binary, never parsed",
+        &output(false, false, "p-1", INITIALIZED),
+    )?;
+    b.record(
+        "OUTPUT with a 1-byte process id and the largest data, 65515 - 1 = 65514 bytes: \
+         plaintext 65519, size 65535",
+        &output(false, false, "7", &pattern(0, MAX_PLAINTEXT - 5)),
+    )?;
+    b.record(
+        "OUTPUT with a 64-byte process id and the largest data, 65515 - 64 = 65451 bytes: \
+         plaintext 65519, size 65535",
+        &output(
+            true,
+            true,
+            ID64,
+            &pattern(0, MAX_PLAINTEXT - 4 - ID64.len()),
+        ),
+    )?;
     Ok(())
 }
 
 fn invalid_section(b: &mut Builder) -> Result<(), String> {
     b.invalid("empty plaintext", &[])?;
     b.invalid(
-        "unknown type 0x03 with a body",
-        &[0x03, 0x00, 0x00, 0x10, 0x00],
+        "unknown type 0x04 (the first after OUTPUT) with a body",
+        &[0x04, 0x00, 0x00, 0x10, 0x00],
     )?;
-    b.invalid("unknown type 0x03 alone", &[0x03])?;
+    b.invalid("unknown type 0x04 alone", &[0x04])?;
     b.invalid(
         "unknown type 0x7b: a bare JSON-RPC message in a session with records",
         INITIALIZED,
@@ -764,6 +979,75 @@ fn invalid_section(b: &mut Builder) -> Result<(), String> {
     b.invalid(
         "WINDOW with increment 0xffffffff",
         &[0x02, 0xff, 0xff, 0xff, 0xff],
+    )?;
+    let o = RECORD_OUTPUT;
+    b.invalid("OUTPUT without a body: shorter than 3 bytes", &[o])?;
+    b.invalid(
+        "OUTPUT with a 2-byte body: shorter than 3 bytes",
+        &[o, 0x00, 0x00],
+    )?;
+    b.invalid("OUTPUT with stream 2", &[o, 0x02, 0x00, 0x01, b'p', b'x'])?;
+    b.invalid(
+        "OUTPUT with stream 0xff",
+        &[o, 0xff, 0x00, 0x01, b'p', b'x'],
+    )?;
+    b.invalid(
+        "OUTPUT with reserved flag bit 1 set",
+        &[o, 0x00, 0x02, 0x01, b'p', b'x'],
+    )?;
+    b.invalid(
+        "OUTPUT with flags 0x81: capReached and reserved bit 7",
+        &[o, 0x01, 0x81, 0x01, b'p', b'x'],
+    )?;
+    b.invalid("OUTPUT with N 0", &[o, 0x00, 0x00, 0x00, b'x'])?;
+    b.invalid(
+        "OUTPUT with N 0, capReached and nothing after the header",
+        &[o, 0x00, 0x01, 0x00],
+    )?;
+    b.invalid(
+        "OUTPUT with N 65: a 65-byte process id and data",
+        &cat(&[&[o, 0x00, 0x00, 65], ID64.as_bytes(), b"qx"]),
+    )?;
+    b.invalid(
+        "OUTPUT with N 255",
+        &cat(&[&[o, 0x00, 0x00, 0xff], &[b'p'; 256]]),
+    )?;
+    b.invalid(
+        "OUTPUT with N past the end: N 2 and 1 byte after the header",
+        &[o, 0x00, 0x00, 0x02, b'p'],
+    )?;
+    b.invalid(
+        "OUTPUT with capReached and N past the end: N 4 and a 3-byte id",
+        &[o, 0x00, 0x01, 0x04, b'p', b'-', b'1'],
+    )?;
+    b.invalid(
+        "OUTPUT with N 3 and nothing after the header",
+        &[o, 0x01, 0x00, 0x03],
+    )?;
+    b.invalid(
+        "OUTPUT whose process id is not UTF-8: 0xff",
+        &[o, 0x00, 0x00, 0x01, 0xff, b'x'],
+    )?;
+    b.invalid(
+        "OUTPUT whose process id ends inside a UTF-8 sequence: 0xc3 (the first byte of \
+         \u{e9})",
+        &[o, 0x00, 0x00, 0x01, 0xc3, 0xa9, b'x'],
+    )?;
+    b.invalid(
+        "OUTPUT whose process id is an overlong UTF-8 encoding of '/': c0 af",
+        &[o, 0x00, 0x00, 0x02, 0xc0, 0xaf, b'x'],
+    )?;
+    b.invalid(
+        "OUTPUT whose process id is a UTF-16 surrogate in UTF-8 form: ed a0 80",
+        &[o, 0x00, 0x00, 0x03, 0xed, 0xa0, 0x80, b'x'],
+    )?;
+    b.invalid(
+        "OUTPUT without data and without capReached",
+        &cat(&[&[o, 0x00, 0x00, 0x03], b"p-1"]),
+    )?;
+    b.invalid(
+        "OUTPUT on stderr with a 64-byte process id, no data and no capReached",
+        &cat(&[&[o, 0x01, 0x00, 64], ID64.as_bytes()]),
     )?;
     Ok(())
 }
@@ -914,6 +1198,118 @@ fn segmentation_section(b: &mut Builder) -> Result<(), String> {
             send(),
         ],
     )?;
+    let first = || {
+        note(
+            recv_window(4096),
+            "the controller's first message: records, window 20480 (CHAN-31)",
+        )
+    };
+    b.sequence(
+        SEG,
+        "a 100000-byte chunk of output (process p-1, capReached) larger than the window \
+         leaves in OUTPUT pieces, each with the header (size = 17 + 6 + data): 20457 bytes \
+         in the window of 20480, 65512 (65515 - 3, size 65535) after a WINDOW, the last \
+         14031 after another; capReached only on the last piece (CHAN-34, CMD-41, CMD-76)",
+        "CHAN-34",
+        host,
+        &[
+            first(),
+            output_len(false, true, "p-1", 100_000),
+            send(),
+            recv_window(65_536),
+            send(),
+            recv_window(16_384),
+            send(),
+        ],
+    )?;
+    b.sequence(
+        SEG,
+        "a window of 4118 leaves room for 4095 bytes of output after a 6-byte header and \
+         the 17 of type byte and tag: the reference waits for a WINDOW rather than send a \
+         piece of under 4096 bytes (informative: a piece of 4095 would conform too)",
+        "CHAN-34",
+        host,
+        &[
+            first(),
+            queue_len(16_345),
+            send(),
+            output_len(true, false, "p-1", 5000),
+            note(send(), "waits"),
+            recv_window(4096),
+            send(),
+        ],
+    )?;
+    b.sequence(
+        SEG,
+        "a window of 4119 takes an OUTPUT piece of 4096 bytes of data, the smallest piece \
+         the reference sends; the other 904 go after the next WINDOW",
+        "CHAN-34",
+        host,
+        &[
+            first(),
+            queue_len(16_344),
+            send(),
+            output_len(true, false, "p-1", 5000),
+            send(),
+            recv_window(4096),
+            send(),
+        ],
+    )?;
+    b.sequence(
+        SEG,
+        "the rest of a chunk goes whole when it fits, under 4096 bytes too: 4095 bytes fill \
+         a window of 4118 exactly; then an empty chunk with capReached needs 23 bytes and \
+         waits for a WINDOW (CHAN-34, CMD-41)",
+        "CHAN-34",
+        host,
+        &[
+            first(),
+            queue_len(16_345),
+            send(),
+            output_len(false, false, "p-1", 4095),
+            send(),
+            output_hex(false, true, "p-1", b""),
+            note(send(), "window 0 < 23"),
+            recv_window(4096),
+            send(),
+        ],
+    )?;
+    b.sequence(
+        SEG,
+        "a 64-byte process id: pieces of at most 65451 bytes (65515 - 64, size 65535), the \
+         header in each; then a chunk for a 1-byte id is cut at the window (57691 bytes) and \
+         its last 7823 bytes carry capReached after a WINDOW (CHAN-34, CMD-76)",
+        "CHAN-34",
+        host,
+        &[
+            note(
+                recv_window(241_664),
+                "the controller's first message: records, window 258048 (CHAN-31)",
+            ),
+            output_len(false, false, ID64, 200_000),
+            output_len(true, true, "7", 65_514),
+            send(),
+            recv_window(65_536),
+            send(),
+        ],
+    )?;
+    b.sequence(
+        SEG,
+        "output and messages leave in the order queued: a short chunk, a 30000-byte chunk \
+         cut at the window, and the command/exec answer, which waits behind the last OUTPUT \
+         record of its process (CHAN-34, CMD-76)",
+        "CHAN-34",
+        host,
+        &[
+            first(),
+            output_hex(false, false, "p-1", b"hello\n"),
+            output_len(true, true, "p-1", 30_000),
+            queue_hex(RESULT),
+            send(),
+            recv_window(16_384),
+            send(),
+        ],
+    )?;
     Ok(())
 }
 
@@ -1059,6 +1455,53 @@ fn accounting_section(b: &mut Builder) -> Result<(), String> {
             recv_window(4096),
         ],
     )?;
+    b.sequence(
+        ACC,
+        "a host closes the session when its controller sends an OUTPUT record, however \
+         well formed: BadRecord, FLOW_CONTROL_ERROR (CHAN-32); its size was counted first",
+        "CHAN-32",
+        host,
+        &[
+            recv_window(4096),
+            recv(&cat(&[&[RECORD_MESSAGE], INITIALIZE])),
+            consume(INITIALIZE.len() + 1 + TAG_LEN),
+            recv(&output(false, false, "p-1", b"x")),
+        ],
+    )?;
+    b.sequence(
+        ACC,
+        "a controller counts OUTPUT records like MESSAGE records: size = plaintext + 16, \
+         held until the application takes the output, then consumed, and the credit comes \
+         back in a WINDOW (CHAN-34, CHAN-36)",
+        "CHAN-36",
+        ("controller", 131_072),
+        &[
+            note(grant(), "CHAN-31"),
+            recv_output(false, false, "p-1", 40_000),
+            note(grant(), "the output is held, not consumed: nothing"),
+            consume(40_023),
+            note(grant(), "40023 free, at least a quarter (32768): grants it"),
+            recv(&output(true, true, "p-1", b"")),
+            recv(&cat(&[&[RECORD_MESSAGE], RESULT])),
+            consume(23),
+            consume(RESULT.len() + 1 + TAG_LEN),
+            note(grant(), "76 free: nothing"),
+        ],
+    )?;
+    b.sequence(
+        ACC,
+        "OUTPUT records fill what the controller granted, like any record: 20480 bytes in \
+         one OUTPUT fit exactly; consuming it grants nothing by itself, and one more OUTPUT, \
+         of 21 bytes, exceeds what was granted (CHAN-34)",
+        "CHAN-34",
+        ("controller", 16_384),
+        &[
+            note(grant(), "CHAN-31: 4096, granted 20480"),
+            recv_output(false, false, "p", 20_459),
+            consume(20_480),
+            recv(&output(false, true, "p", b"")),
+        ],
+    )?;
     Ok(())
 }
 
@@ -1165,20 +1608,29 @@ const DESCRIPTION: &str = "Records and flow control (spec/04-secure-channel.md s
     `segmentation` and `accounting`: one side of one session (`role`, with `target` the \
     most credit it grants), driven by `events` in order; each event gives what the side \
     sends, what it makes of what it receives, and its `state` afterwards. `reassembly`: \
-    records one receiver gets and the messages it hands up. tcIds run through the five \
-    sections in this order.";
+    records one receiver gets and the messages it hands up. OUTPUT records (command \
+    output, host to controller, CMD-76) appear in `records`, `invalid`, `segmentation` \
+    and `accounting`. tcIds run through the five sections in this order.";
 
 const CONFORMANCE: &str = "Normative: the bytes of records, which plaintexts are refused \
     (CHAN-32), a record's size (plaintext + 16), the window and credit arithmetic, the \
     checks of CHAN-34 and CHAN-35, the decision of CHAN-31 and reassembly (CHAN-33). \
-    Informative: where a sender splits a message and when a receiver grants are the \
-    reference implementation's policy (spec section 4.13.4), which these vectors follow; \
-    any split that keeps every record within the window and every body within 65518 \
-    bytes conforms (CHAN-34), a receiver must reassemble any of them, and any grant that \
-    keeps CHAN-35 and CHAN-36 conforms. Policy, sender: when the rest of the front \
-    message fits (window >= 17, rest <= window - 17, rest <= 65518) it goes as one \
-    MESSAGE; else a PART of min(window - 17, 65518) bytes when that is at least 4096; \
-    else the sender waits for a WINDOW. Policy, receiver with target T: a controller's \
+    Normative too: a host refuses every OUTPUT record (CHAN-32), OUTPUT records count \
+    against the window like MESSAGE and PART, capReached rides only the last OUTPUT \
+    record of a chunk (CMD-41), and output and messages leave in the order queued \
+    (CMD-76). Informative: where a sender splits a message or a chunk of output and when \
+    a receiver grants are the reference implementation's policy (spec section 4.13.4), \
+    which these vectors follow; any split that keeps every record within the window and \
+    every body within 65518 bytes conforms (CHAN-34), a receiver must reassemble any of \
+    them, and any grant that keeps CHAN-35 and CHAN-36 conforms. Policy, sender: when \
+    the rest of the front message fits (window >= 17, rest <= window - 17, rest <= \
+    65518) it goes as one MESSAGE; else a PART of min(window - 17, 65518) bytes when that \
+    is at least 4096; else the sender waits for a WINDOW. For a chunk of output with a \
+    process id of N bytes (header h = 3 + N): when the rest of its data fits (window >= \
+    17 + h, rest <= window - 17 - h, rest <= 65515 - N) it goes as one OUTPUT record, \
+    with the chunk's capReached; else an OUTPUT record of min(window - 17 - h, 65515 - N) \
+    data bytes, capReached false, when that is at least 4096; else the sender waits. \
+    Policy, receiver with target T: a controller's \
     first event sends WINDOW max(T - 16384, 4096) (CHAN-31); later, with credit C, when \
     C < 8192 it grants max(T - C, 4096, 8192 - C), otherwise T - C when that is at least \
     max(4096, floor(T / 4)), else nothing; never more than 258048 - C, and nothing under \
@@ -1191,20 +1643,24 @@ const PATTERNS: &str = "A message or record body given by length instead of hex 
     reassembled (it starts at the offset that message has reached: the body bytes of the \
     PARTs before it); a MESSAGE record ends the message and the next one starts at 0. \
     Messages handed up are given by length with hex when at most 64 bytes, else with \
-    their SHA-256.";
+    their SHA-256. Output data given by length (an `output` event's `data`, a received \
+    OUTPUT's `dataLength`, a `records` case's `dataLength`) is bytes 0 .. length of the \
+    pattern; output data handed up or decoded is given as `data` {length, hex or \
+    sha256} like a message.";
 
 fn schema() -> Value {
     json!({
         "requirement": "the requirement the case tests; errors carry their own",
         "result": "valid, or invalid when the case ends in an error that closes the session",
         "plaintext": "a record or transport plaintext, hex",
-        "decoded": "type MESSAGE | PART | WINDOW; body (hex) or increment",
+        "plaintextHead": "records: an OUTPUT record with more than 64 bytes of data is given by its head (hex: type byte, stream, flags, N, process id) and `dataLength`, its data being the pattern",
+        "decoded": "type MESSAGE | PART | WINDOW | OUTPUT; body (hex), increment, or for OUTPUT stream (stdout | stderr), capReached, processId and data {length, hex or sha256}",
         "size": "records: the record's size, plaintext + 16 (CHAN-34); consume: the size of the records released",
         "error": "name (ChannelError or CommandError variant), requirement, and closeCode for errors that close the session",
         "role": "host (listed channel.flow, undecided until the controller's first message, CHAN-31) or controller (took part: records from the start)",
         "target": "the most credit this side grants the session (at most 258048)",
-        "events": "queue {message}: the application queues a message; send: the side sends what it may now, `records` (or `messages` in version 1), each with type, bodyLength, size, the window after it and the plaintext (hex) when at most 64 bytes; receive {plaintext | type, bodyLength}: `got` kind nothing | message (length, hex or sha256, size: what to consume once the application lets go) | tooLarge (length, error), or `error`; consume {size}: the application let go of a message; grant: the side sends a WINDOW record when one is due, `increment` (null: none) and `record`",
-        "state": "framing undecided | v1 | records; queued: message bytes not yet sent; with records: window (bytes it may send), credit, granted (16384 plus increments granted), received (sizes of MESSAGE and PART records received); after an event that ends the session (nothing follows it), the totals that broke the rule",
+        "events": "queue {message}: the application queues a message; output {stream, capReached, processId, data}: a host queues a chunk of a command's output (CMD-76); send: the side sends what it may now, `records` (or `messages` in version 1), each with type, bodyLength (everything after the type byte), size, the window after it and the plaintext (hex) when at most 64 bytes, an OUTPUT also with stream, capReached, processId and dataLength; receive {plaintext | type, bodyLength | type OUTPUT, stream, capReached, processId, dataLength}: `got` kind nothing | message (length, hex or sha256, size: what to consume once the application lets go) | output (stream, capReached, processId, data, size: likewise) | tooLarge (length, error), or `error`; consume {size}: the application let go of a message or of output; grant: the side sends a WINDOW record when one is due, `increment` (null: none) and `record`",
+        "state": "framing undecided | v1 | records; queued: message and output bytes not yet sent (output data only, not headers); with records: window (bytes it may send), credit, granted (16384 plus increments granted), received (sizes of MESSAGE, PART and OUTPUT records received); after an event that ends the session (nothing follows it), the totals that broke the rule",
         "reassembly": "records: each a plaintext, or type + bodyLength with an optional count (that many such records); results: what the receiver hands up, in order, as `got` above; the receiver's target is 258048 and it grants before every record and consumes every message at once, so its sender stays within the window",
     })
 }
@@ -1369,6 +1825,24 @@ mod tests {
             ("reassembly", 5, |c| {
                 c["records"][1]["bodyLength"] = json!(4608)
             }),
+            ("records", 9, |c| c["decoded"]["capReached"] = json!(true)),
+            ("records", 12, |c| c["decoded"]["stream"] = json!("stdout")),
+            ("records", 17, |c| c["dataLength"] = json!(65_513)),
+            ("records", 18, |c| c["size"] = json!(65_534)),
+            ("invalid", 16, |c| c["error"]["name"] = json!("Closed")),
+            ("segmentation", 9, |c| {
+                c["events"][2]["records"][0]["capReached"] = json!(true);
+            }),
+            ("segmentation", 10, |c| {
+                c["events"][4]["records"] = json!([{ "type": "OUTPUT" }]);
+            }),
+            ("accounting", 11, |c| c["result"] = json!("valid")),
+            ("accounting", 12, |c| {
+                c["events"][1]["got"]["size"] = json!(40_000)
+            }),
+            ("accounting", 13, |c| {
+                c["events"][3]["error"]["name"] = json!("BadRecord")
+            }),
         ];
         for (section, i, alter) in alterations {
             let mut f = base.clone();
@@ -1383,6 +1857,48 @@ mod tests {
         assert!(check(&to_json(&f)).is_err());
     }
 
+    /// CMD-41, CMD-76: the `OUTPUT` records of a chunk carry all its bytes, in order and
+    /// in the order chunks were queued, its stream and process id in each, and
+    /// `capReached` on the last alone (when the chunk has it).
+    #[test]
+    fn cmd_76_output_pieces_carry_their_chunk() {
+        let f = file();
+        let mut pieces = 0;
+        for case in f["segmentation"].as_array().unwrap() {
+            let mut chunks = std::collections::VecDeque::new();
+            for e in case["events"].as_array().unwrap() {
+                if e["event"] == "output" {
+                    let data = &e["data"];
+                    let len = data["length"]
+                        .as_u64()
+                        .unwrap_or_else(|| data["hex"].as_str().unwrap().len() as u64 / 2);
+                    chunks.push_back((e.clone(), len));
+                }
+                for r in e["records"].as_array().into_iter().flatten() {
+                    if r["type"] != "OUTPUT" {
+                        continue;
+                    }
+                    pieces += 1;
+                    let (chunk, left) = chunks.front_mut().unwrap();
+                    assert_eq!(r["stream"], chunk["stream"]);
+                    assert_eq!(r["processId"], chunk["processId"]);
+                    let n = r["dataLength"].as_u64().unwrap();
+                    let id = r["processId"].as_str().unwrap().len() as u64;
+                    assert_eq!(r["bodyLength"].as_u64().unwrap(), 3 + id + n);
+                    assert!(n <= 65_515 - id);
+                    *left -= n;
+                    let last = *left == 0;
+                    assert_eq!(r["capReached"], json!(last && chunk["capReached"] == true));
+                    if last {
+                        chunks.pop_front();
+                    }
+                }
+            }
+            assert!(chunks.is_empty(), "tcId {}: output left", case["tcId"]);
+        }
+        assert!(pieces >= 12, "{pieces}");
+    }
+
     /// CHAN-34: in every segmentation and accounting case, no record sent is larger than
     /// the window before it, and no body larger than 65518.
     #[test]
@@ -1395,6 +1911,7 @@ mod tests {
                     for r in e["records"].as_array().into_iter().flatten() {
                         let size = r["size"].as_u64().unwrap();
                         assert!(size <= window, "tcId {}", case["tcId"]);
+                        assert_eq!(size, r["bodyLength"].as_u64().unwrap() + 17);
                         assert!(r["bodyLength"].as_u64().unwrap() <= MAX_BODY as u64);
                         window = r["window"].as_u64().unwrap();
                     }
