@@ -93,6 +93,9 @@ fn describe_record(plaintext: &[u8]) -> String {
         Ok(Record::Message(body)) => format!("MESSAGE of {} bytes: {}", body.len(), preview(body)),
         Ok(Record::Part(body)) => format!("PART of {} bytes", body.len()),
         Ok(Record::Window(increment)) => format!("WINDOW {increment}"),
+        Ok(Record::Output {
+            process_id, data, ..
+        }) => format!("OUTPUT of {} bytes for {process_id:?}", data.len()),
         Err(e) => format!(
             "{e}: {}",
             hex::encode(plaintext.get(..32).unwrap_or(plaintext))
@@ -366,6 +369,28 @@ impl ChannelSession {
                     None,
                 )
             }
+            Taken::Output { value, size } => {
+                records.consume(size);
+                let pid = value
+                    .pointer("/params/processId")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                if self.finished.contains(pid) {
+                    return hfail(format!(
+                        "the host sent an OUTPUT record for process {pid:?} after answering its command/exec (CMD-36, CMD-76)"
+                    ));
+                }
+                self.log.note(
+                    &self.name,
+                    format!(
+                        "record <- (nonce {nonce}): OUTPUT of {} bytes: {}",
+                        plain.len() - 1,
+                        preview(value.to_string().as_bytes())
+                    ),
+                );
+                self.grant_due().await?;
+                return Ok(Some(HostMessage { value }));
+            }
             Taken::Message { bytes, size } => {
                 records.consume(size);
                 (
@@ -401,6 +426,13 @@ impl ChannelSession {
             .map_err(|e| Stop::Fail(format!("{}: host message: {e}", self.name)))?;
         let msg = HostMessage { value };
         if msg.method() == Some("command/exec/outputDelta") {
+            if self.records.is_some() {
+                return hfail(format!(
+                    "{}: the host sent command/exec output as a JSON outputDelta in a session \
+                     with records, where it goes in OUTPUT records (CMD-76)",
+                    self.name
+                ));
+            }
             check_delta(msg.params())?;
             if let Some(pid) = msg.params().get("processId").and_then(Value::as_str)
                 && self.finished.contains(pid)

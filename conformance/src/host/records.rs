@@ -22,6 +22,8 @@ pub const RECORD_MESSAGE: u8 = 0x00;
 pub const RECORD_PART: u8 = 0x01;
 /// Type byte of a `WINDOW` record.
 pub const RECORD_WINDOW: u8 = 0x02;
+/// Type byte of an `OUTPUT` record (host to controller, `CMD-76`).
+pub const RECORD_OUTPUT: u8 = 0x03;
 /// Each direction's window at the start of a session (`CHAN-34`).
 pub const INITIAL_WINDOW: u64 = 16_384;
 /// The most credit a receiver keeps for one session (`CHAN-35`).
@@ -54,6 +56,17 @@ pub enum Record<'a> {
     Part(&'a [u8]),
     /// Credit for the receiver of this record's sender.
     Window(u32),
+    /// A chunk of a command's output (`CMD-76`).
+    Output {
+        /// Standard error (else standard output).
+        stderr: bool,
+        /// The chunk reaches the output cap.
+        cap_reached: bool,
+        /// The process id.
+        process_id: &'a str,
+        /// The bytes.
+        data: &'a [u8],
+    },
 }
 
 impl<'a> Record<'a> {
@@ -84,6 +97,7 @@ impl<'a> Record<'a> {
                 }
                 Ok(Self::Window(increment))
             }
+            RECORD_OUTPUT => decode_output(body),
             b'{' | b' ' | b'\t' | b'\r' | b'\n' => Err(format!(
                 "a plaintext that starts with {:?}: a version 1 JSON-RPC message, not a record \
                  (the session switched to records with the controller's WINDOW, CHAN-31)",
@@ -109,9 +123,61 @@ impl<'a> Record<'a> {
                 out.push(RECORD_WINDOW);
                 out.extend_from_slice(&increment.to_be_bytes());
             }
+            Self::Output {
+                stderr,
+                cap_reached,
+                process_id,
+                data,
+            } => {
+                out.push(RECORD_OUTPUT);
+                out.push(u8::from(*stderr));
+                out.push(u8::from(*cap_reached));
+                out.push(u8::try_from(process_id.len()).unwrap_or(u8::MAX));
+                out.extend_from_slice(process_id.as_bytes());
+                out.extend_from_slice(data);
+            }
         }
         out
     }
+}
+
+/// An `OUTPUT` body, checked against the layout of spec 4.13.2 (`CHAN-32`).
+fn decode_output(body: &[u8]) -> Result<Record<'_>, String> {
+    let [stream, flags, n, rest @ ..] = body else {
+        return Err(format!(
+            "an OUTPUT record of {} body bytes, fewer than 3",
+            body.len()
+        ));
+    };
+    let stderr = match stream {
+        0 => false,
+        1 => true,
+        other => return Err(format!("an OUTPUT record with stream {other}, not 0 or 1")),
+    };
+    if flags & !1 != 0 {
+        return Err(format!(
+            "an OUTPUT record with reserved flag bits set (0x{flags:02x})"
+        ));
+    }
+    let n = usize::from(*n);
+    if !(1..=64).contains(&n) || n > rest.len() {
+        return Err(format!(
+            "an OUTPUT record whose process id length {n} is outside 1..=64 or past its end"
+        ));
+    }
+    let (id, data) = rest.split_at(n);
+    let process_id = std::str::from_utf8(id)
+        .map_err(|_| "an OUTPUT record whose process id is not UTF-8".to_owned())?;
+    let cap_reached = flags & 1 != 0;
+    if data.is_empty() && !cap_reached {
+        return Err("an OUTPUT record without output bytes or capReached".to_owned());
+    }
+    Ok(Record::Output {
+        stderr,
+        cap_reached,
+        process_id,
+        data,
+    })
 }
 
 /// What one record of the host did to the runner's accounting.
@@ -126,6 +192,14 @@ pub(crate) enum Taken {
         /// The message.
         bytes: Vec<u8>,
         /// The `MESSAGE` record's size, consumed when the runner takes the message.
+        size: u64,
+    },
+    /// An `OUTPUT` record (`CMD-76`), as the `command/exec/outputDelta` notification it
+    /// stands for (with `"record": "OUTPUT"` beside `params`).
+    Output {
+        /// The notification.
+        value: serde_json::Value,
+        /// The record's size, consumed when the runner takes it.
         size: u64,
     },
 }
@@ -149,6 +223,8 @@ pub struct Records {
     pub host_records: u64,
     /// Messages the host sent.
     pub host_messages: u64,
+    /// `OUTPUT` records the host sent (`CMD-76`).
+    pub host_outputs: u64,
     target: u64,
     granting: bool,
     reassembly: Vec<u8>,
@@ -178,6 +254,7 @@ impl Records {
             max_window: INITIAL_WINDOW,
             host_records: 0,
             host_messages: 0,
+            host_outputs: 0,
             target: target.clamp(INITIAL_WINDOW, MAX_SESSION_CREDIT),
             granting,
             reassembly: Vec::new(),
@@ -232,7 +309,7 @@ impl Records {
     /// Counts a record the runner sends (its plaintext).
     pub(crate) fn count_sent(&mut self, plaintext: &[u8]) {
         match plaintext.first() {
-            Some(&RECORD_MESSAGE | &RECORD_PART) => {
+            Some(&RECORD_MESSAGE | &RECORD_PART | &RECORD_OUTPUT) => {
                 self.sent += plaintext.len() as u64 + TAG_LEN;
             }
             Some(&RECORD_WINDOW) => {
@@ -293,6 +370,28 @@ impl Records {
             ));
         }
         match record {
+            Record::Output {
+                stderr,
+                cap_reached,
+                process_id,
+                data,
+            } => Ok({
+                self.host_outputs += 1;
+                Taken::Output {
+                    value: serde_json::json!({
+                        "jsonrpc": "2.0",
+                        "method": "command/exec/outputDelta",
+                        "params": {
+                            "processId": process_id,
+                            "stream": if stderr { "stderr" } else { "stdout" },
+                            "deltaBase64": tether_proto::cmd::methods::encode_delta(data),
+                            "capReached": cap_reached,
+                        },
+                        "record": "OUTPUT",
+                    }),
+                    size,
+                }
+            }),
             Record::Part(body) => {
                 self.reassembly.extend_from_slice(body);
                 if self.reassembly.len() > MAX_MESSAGE_LEN {

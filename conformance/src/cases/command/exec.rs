@@ -26,6 +26,7 @@ pub const CASES: &[Case] = &[
     CMD_CHUNKS,
     CMD_OUTPUT_CAP,
     CMD_OUTPUT_CAP_NULL,
+    CMD_OUTPUT_RECORDS,
     CMD_TIME_LIMIT,
     CMD_LIMIT_RANGES,
     CMD_OUTPUT_CAP_NULL_V1,
@@ -437,6 +438,40 @@ async fn cmd_output_cap_null(cx: Arc<Context>) -> Res<()> {
         r.get("capReached") == Some(&json!(false)) && r.get("exitCode") == Some(&json!(0)),
         || format!("the answer of a command with outputCap null: {r}"),
     )?;
+    s.close().await;
+    Ok(())
+}
+
+const CMD_OUTPUT_RECORDS: Case = case! {
+    id: "CMD-76/output-in-records",
+    level: Must,
+    timeout: 120 s,
+    description: "in a session with records, command/exec output comes in OUTPUT records (no JSON outputDelta), byte-exact, before the answer",
+    host: cmd_output_records,
+};
+async fn cmd_output_records(cx: Arc<Context>) -> Res<()> {
+    let mut s = records_ready(&cx, "ctl").await?;
+    if let Err(e) = s.need_exec() {
+        s.close().await;
+        return Err(e);
+    }
+    let dir = s.work_dir(&cx)?;
+    // 65536 lines of 8 bytes: 512 KiB, several records' worth. The runner fails the case
+    // on any JSON outputDelta of a session with records (CMD-76).
+    let (params, expected) = counting(65_536, &dir);
+    let run = s.exec(params, Duration::from_secs(60)).await?;
+    check(run.stdout == expected && run.stderr.is_empty(), || {
+        format!(
+            "stdout is {} (stderr {} bytes) (CMD-76)",
+            first_difference(&run.stdout, &expected),
+            run.stderr.len()
+        )
+    })?;
+    let outputs = s.records().map_or(0, |r| r.host_outputs);
+    check(outputs > 0, || {
+        "the output arrived without a single OUTPUT record (CMD-76)".to_owned()
+    })?;
+    result_of(&run, "512 KiB in OUTPUT records")?;
     s.close().await;
     Ok(())
 }
