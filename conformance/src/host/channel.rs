@@ -226,22 +226,13 @@ impl ChannelSession {
     /// messages go to the inbound queue.
     async fn await_credit(&mut self, offset: usize, len: usize) -> Res<()> {
         let before = self.window();
-        let deadline = tokio::time::Instant::now() + HOST_WAIT;
-        while self.window() <= before {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.read_record(left).await {
-                Ok(Some(m)) => self.inbound.push_back(m),
-                Ok(None) => {}
-                Err(Stop::Fail(r)) if r.contains("nothing received") => {
-                    return hfail(format!(
-                        "{}: the host granted no credit for {} s while the runner's window was {before} bytes and it had {} of a {len}-byte message left to send: the host did not restore its credit to 8192 bytes after consuming (CHAN-36)",
-                        self.name,
-                        HOST_WAIT.as_secs(),
-                        len - offset
-                    ));
-                }
-                Err(e) => return Err(e),
-            }
+        if !self.window_reaches(before + 1, HOST_WAIT).await? {
+            return hfail(format!(
+                "{}: the host granted no credit for {} s while the runner's window was {before} bytes and it had {} of a {len}-byte message left to send: the host did not restore its credit to 8192 bytes after consuming (CHAN-36)",
+                self.name,
+                HOST_WAIT.as_secs(),
+                len - offset
+            ));
         }
         Ok(())
     }
@@ -685,24 +676,31 @@ impl ChannelSession {
     /// # Errors
     /// Not within `wait`, or a rule broken on the way.
     pub async fn wait_window(&mut self, bytes: u64, wait: Duration) -> Res<()> {
+        if !self.window_reaches(bytes, wait).await? {
+            return hfail(format!(
+                "{}: the runner's window stayed at {} bytes for {:.1} s; expected at least {bytes}",
+                self.name,
+                self.window(),
+                wait.as_secs_f64()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads the host's records (messages to the inbound queue) until the runner's window
+    /// is at least `bytes`: true, or false when nothing more arrived within `wait`.
+    async fn window_reaches(&mut self, bytes: u64, wait: Duration) -> Res<bool> {
         let deadline = tokio::time::Instant::now() + wait;
         while self.window() < bytes {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.read_record(left).await {
                 Ok(Some(m)) => self.inbound.push_back(m),
                 Ok(None) => {}
-                Err(Stop::Fail(r)) if r.contains("nothing received") => {
-                    return hfail(format!(
-                        "{}: the runner's window stayed at {} bytes for {:.1} s; expected at least {bytes}",
-                        self.name,
-                        self.window(),
-                        wait.as_secs_f64()
-                    ));
-                }
+                Err(Stop::Fail(r)) if r.contains("nothing received") => return Ok(false),
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Reads the host's records until nothing arrives for `quiet` (for `first` before the

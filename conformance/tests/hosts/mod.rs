@@ -680,32 +680,29 @@ async fn serve(
                 }
             }
             Some(event) = exec_rx.recv() => {
-                let (session, message, finished, credit) = match event {
-                    ExecEvent::Output { session, message, credit } => (session, message, None, Some(credit)),
-                    ExecEvent::Finished { session, process_id, message } => (session, message, Some(process_id), None),
-                    // CMD-76: output in OUTPUT records, its credit held the same way.
+                // CMD-74: a chunk's credit is held until its message (or its OUTPUT
+                // records, CMD-76) has left within the window (CHAN-34), as the reference
+                // runtime does.
+                let (session, sent, credit) = match event {
+                    ExecEvent::Output { session, message, credit } => {
+                        (session, send_message(&mut host, fault, session, &message), credit)
+                    }
                     ExecEvent::Chunk { session, process_id, stderr, cap_reached, data, credit } => {
-                        if let (Some(n), Some(ctx)) = (
-                            send_output(&mut host, fault, session, &process_id, stderr, cap_reached, data),
-                            sessions.get_mut(&session),
-                        ) && host.released(session).is_some_and(|r| r < n)
-                        {
-                            ctx.held.push_back((n, credit));
+                        let sent = send_output(&mut host, fault, session, &process_id, stderr, cap_reached, data);
+                        (session, sent, credit)
+                    }
+                    ExecEvent::Finished { session, process_id, message } => {
+                        if let Some(ctx) = sessions.get_mut(&session) {
+                            ctx.commands.finished(&process_id);
+                            send_message(&mut host, fault, session, &message);
                         }
                         continue;
                     }
                 };
-                if let Some(ctx) = sessions.get_mut(&session) {
-                    if let Some(p) = finished {
-                        ctx.commands.finished(&p);
-                    }
-                    // CMD-74: a chunk's credit is held until its message has left within
-                    // the window (CHAN-34), as the reference runtime does.
-                    if let (Some(n), Some(credit)) = (send_message(&mut host, fault, session, &message), credit)
-                        && host.released(session).is_some_and(|r| r < n)
-                    {
-                        ctx.held.push_back((n, credit));
-                    }
+                if let (Some(n), Some(ctx)) = (sent, sessions.get_mut(&session))
+                    && host.released(session).is_some_and(|r| r < n)
+                {
+                    ctx.held.push_back((n, credit));
                 }
             }
             Some(event) = turn_rx.recv() => threads.handle_event(event),

@@ -481,26 +481,7 @@ impl Controller {
         let State::Established { transport, flow } = &mut self.state else {
             return;
         };
-        let mut failed = None;
-        let mut plaintext = Vec::new();
-        loop {
-            plaintext.clear();
-            if !flow.next_plaintext(&mut plaintext) {
-                break;
-            }
-            let mut payload = Vec::new();
-            match transport.encrypt(&plaintext, &mut payload) {
-                Ok(_) => self.transmits.push_back(RelayFrame::Data {
-                    session: self.session,
-                    payload,
-                }),
-                Err(e) => {
-                    failed = Some(e.close_code());
-                    break;
-                }
-            }
-        }
-        if let Some(code) = failed {
+        if let Err(code) = super::pump(transport, flow, self.session, &mut self.transmits) {
             self.finish(code, false);
         }
     }
