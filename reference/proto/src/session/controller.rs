@@ -425,43 +425,50 @@ impl Controller {
                 mut flow,
             } => {
                 self.scratch.clear();
-                if let Err(e) = transport.decrypt(payload, &mut self.scratch) {
-                    // CHAN-18
-                    return self.finish(e.close_code(), false);
-                }
-                let outcome = flow.receive(&self.scratch, &mut self.ledger.lock());
+                let decrypted = transport.decrypt(payload, &mut self.scratch);
+                let outcome = match decrypted {
+                    Ok(_) => flow.receive(&self.scratch, &mut self.ledger.lock()),
+                    Err(e) => Err(e),
+                };
+                // In manual mode a delivered message or output keeps its credit until the
+                // application consumes it; otherwise it is consumed now.
+                let mut hold = |flow: &mut Flow, size: u64| match self.delivered.as_mut() {
+                    Some(delivered) => delivered.push_back(size),
+                    None => flow.consume(size, &mut self.ledger.lock()),
+                };
                 let received = match outcome {
                     Ok(Received::Message { bytes, size }) => {
-                        let parsed =
-                            Message::parse_or_reject_within(&bytes, flow.max_message_len());
-                        match (&parsed, self.delivered.as_mut()) {
-                            (Ok(_), Some(delivered)) => delivered.push_back(size),
-                            _ => flow.consume(size, &mut self.ledger.lock()),
+                        match Message::parse_or_reject_within(&bytes, flow.max_message_len()) {
+                            Ok(m) => {
+                                hold(&mut flow, size);
+                                Some(Ok(ControllerEvent::Message(m)))
+                            }
+                            Err(rejection) => {
+                                flow.consume(size, &mut self.ledger.lock());
+                                Some(Err(rejection))
+                            }
                         }
-                        Some(parsed)
+                    }
+                    Ok(Received::Output { chunk, size }) => {
+                        hold(&mut flow, size);
+                        Some(Ok(ControllerEvent::Output(chunk)))
                     }
                     // CHAN-33, CMD-2
                     Ok(Received::TooLarge { len }) => {
                         Some(Err(Rejection::bare(CommandError::TooLarge { len })))
                     }
                     Ok(Received::Nothing) => None,
-                    Ok(Received::Output { chunk, size }) => {
-                        match self.delivered.as_mut() {
-                            Some(delivered) => delivered.push_back(size),
-                            None => flow.consume(size, &mut self.ledger.lock()),
-                        }
-                        flow.grant(&mut self.ledger.lock());
+                    // CHAN-18; CHAN-32, CHAN-34, CHAN-35. The state goes back first, so
+                    // that finishing returns the session's credit to its ledger.
+                    Err(e) => {
                         self.state = State::Established { transport, flow };
-                        self.events.push_back(ControllerEvent::Output(chunk));
-                        return self.pump();
+                        return self.finish(e.close_code(), false);
                     }
-                    // CHAN-32, CHAN-34, CHAN-35
-                    Err(e) => return self.finish(e.close_code(), false),
                 };
                 flow.grant(&mut self.ledger.lock());
                 self.state = State::Established { transport, flow };
                 match received {
-                    Some(Ok(m)) => self.events.push_back(ControllerEvent::Message(m)),
+                    Some(Ok(event)) => self.events.push_back(event),
                     Some(Err(rejection)) => {
                         if let Some(reply) = rejection.reply() {
                             let _ = self.send(&Message::Error(reply));
