@@ -488,7 +488,7 @@ impl Controller {
         let State::Established { transport, flow } = &mut self.state else {
             return;
         };
-        if let Err(code) = super::pump(transport, flow, self.session, &mut self.transmits) {
+        if let Err(code) = super::send::pump(transport, flow, self.session, &mut self.transmits) {
             self.finish(code, false);
         }
     }

@@ -492,7 +492,7 @@ impl Host {
         else {
             return;
         };
-        if let Err(code) = super::pump(transport, flow, session, &mut self.transmits) {
+        if let Err(code) = super::send::pump(transport, flow, session, &mut self.transmits) {
             self.end(session, code, false);
         }
     }
