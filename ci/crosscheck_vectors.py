@@ -16,6 +16,11 @@ library, sharing no code with tether-proto or with the Rust generator of vectors
                                                    and confirmation code (CHAN-*); in
                                                    session.json also the token, the relay
                                                    frames and the command transcript
+  xcheck/records.py   vectors/records.json         records (OUTPUT among them), windows,
+                                                   credits, grants and reassembly of section
+                                                   4.13 (CHAN-31..36, CMD-76), the split and
+                                                   grant policy as the spec states the
+                                                   reference's
 
 vectors/noise-rekey.json (and the Noise layer again) is replayed by ci/crosscheck-noise with
 the `noiseprotocol` package, a third implementation.
@@ -36,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from xcheck import command, frames, payloads, token  # noqa: E402
+from xcheck import command, frames, payloads, records, token  # noqa: E402
 from xcheck.common import Mismatch  # noqa: E402
 
 CHECKERS = [
@@ -45,6 +50,7 @@ CHECKERS = [
     ("command.json", command.run, command.mutants),
     ("noise-ik.json", lambda root, data=None: payloads.run(root, data, file="noise-ik.json"), None),
     ("session.json", lambda root, data=None: payloads.run(root, data, file="session.json"), None),
+    ("records.json", records.run, records.mutants),
 ]
 
 
@@ -57,7 +63,8 @@ def self_test(root: Path) -> tuple[int, list[str]]:
     accepted = []
     n = 0
     sources = [(token.mutants, token.run), (frames.mutants, frames.run),
-               (command.mutants, command.run), (payloads.mutants, payloads.run)]
+               (command.mutants, command.run), (payloads.mutants, payloads.run),
+               (records.mutants, records.run)]
     for mutants, run in sources:
         for desc, data in mutants(root):
             n += 1

@@ -247,3 +247,40 @@ async fn a_host_that_reads_instruction_files_blocking() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_ignores_the_controllers_window() {
+    caught_by(
+        HostFault::IgnoresWindow,
+        &["CHAN-34/host-stays-within-window"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_refuses_messages_longer_than_version_1() {
+    caught_by(HostFault::RefusesBigMessages, &["CHAN-33/large-request"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_grants_past_258048() {
+    caught_by(HostFault::GrantsBeyondCap, &["CHAN-35/host-credit-bounded"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_sends_records_to_a_version_1_controller() {
+    caught_by(
+        HostFault::RecordsToVersion1Controller,
+        &["CHAN-31/version-1-controller"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_lifts_the_output_cap_in_version_1() {
+    caught_by(
+        HostFault::UncappedInVersion1,
+        &["CMD-43/output-cap-null-version-1"],
+    )
+    .await;
+}

@@ -1,7 +1,7 @@
 //! What every vector file is made of: [`VectorFile`], the deterministic bytes its keys
 //! and random fields come from, its JSON rendering, and the checks every file's cases
-//! pass. Below the per-area modules (`token`, `frames`, `noise`, `command`, `session`),
-//! which build on it; it refers to none of them.
+//! pass. Below the per-area modules (`token`, `frames`, `noise`, `command`, `session`,
+//! `records`), which build on it; it refers to none of them.
 
 use blake2::{Blake2s256, Digest};
 

@@ -19,6 +19,7 @@ pub mod command;
 mod format;
 pub mod frames;
 pub mod noise;
+pub mod records;
 pub mod session;
 pub mod token;
 
@@ -32,6 +33,7 @@ pub fn files() -> Vec<VectorFile> {
         noise::FILES,
         command::FILES,
         session::FILES,
+        records::FILES,
     ]
     .concat()
 }

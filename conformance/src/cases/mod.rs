@@ -54,6 +54,7 @@ pub fn catalogue() -> Vec<Case> {
         command::sandbox::confinement::CASES,
         command::sandbox::containment::CASES,
         channel::flood::CASES,
+        channel::records::CASES,
         command::untrusted_input::CASES,
         security::host_state::CASES,
         command::threads::CASES,

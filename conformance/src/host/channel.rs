@@ -1,6 +1,14 @@
 //! The controller end of an established session: it encrypts and sends JSON-RPC, reads
 //! the host's messages and checks each against the envelope rules as it passes, and runs
 //! `command/exec` collecting its output.
+//!
+//! A session is a version 1 session (one JSON-RPC message per transport message, sections
+//! 4.9 and 5.1) unless the case opts in to records ([`ChannelSession::start_records`],
+//! `CHAN-31`): then every message goes out as `PART` and `MESSAGE` records within the
+//! window the host granted, every plaintext of the host is checked as a record, within the
+//! credit the runner granted, and reassembled, and the runner grants credit back as it
+//! consumes unless the case stops it ([`ChannelSession::set_granting`]). The accounting is
+//! the runner's own ([`Records`]).
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
@@ -12,6 +20,9 @@ use tether_proto::cmd::Message;
 use tether_proto::link::{CloseCode, RelayFrame, SessionId};
 
 use crate::context::{Context, host_target};
+use crate::host::records::{
+    DEFAULT_CREDIT, INITIAL_WINDOW, MAX_MESSAGE_LEN, Record, Records, Taken,
+};
 use crate::link::Link;
 use crate::outcome::{Res, Stop, check, hfail, skip};
 use crate::random::random_bytes;
@@ -57,6 +68,11 @@ pub struct ChannelSession {
     finished: HashSet<String>,
     /// The `initialize` result, once initialized.
     pub init: Option<Value>,
+    /// The accounting of a session with records; `None` for version 1.
+    records: Option<Records>,
+    /// Messages the host sent while the runner waited for credit, oldest first: the next
+    /// to be received.
+    inbound: VecDeque<HostMessage>,
 }
 
 impl fmt::Debug for ChannelSession {
@@ -70,6 +86,22 @@ impl fmt::Debug for ChannelSession {
 
 /// At most this many bytes of a plaintext go into the log.
 const LOGGED_PLAINTEXT: usize = 300;
+
+/// A record plaintext the runner sends, for the log.
+fn describe_record(plaintext: &[u8]) -> String {
+    match Record::decode(plaintext) {
+        Ok(Record::Message(body)) => format!("MESSAGE of {} bytes: {}", body.len(), preview(body)),
+        Ok(Record::Part(body)) => format!("PART of {} bytes", body.len()),
+        Ok(Record::Window(increment)) => format!("WINDOW {increment}"),
+        Ok(Record::Output {
+            process_id, data, ..
+        }) => format!("OUTPUT of {} bytes for {process_id:?}", data.len()),
+        Err(e) => format!(
+            "{e}: {}",
+            hex::encode(plaintext.get(..32).unwrap_or(plaintext))
+        ),
+    }
+}
 
 fn preview(bytes: &[u8]) -> String {
     let cut = bytes.get(..LOGGED_PLAINTEXT).unwrap_or(bytes);
@@ -100,26 +132,42 @@ impl ChannelSession {
             backlog: VecDeque::new(),
             finished: HashSet::new(),
             init: None,
+            records: None,
+            inbound: VecDeque::new(),
         }
     }
 
     /// Encrypts `plaintext` (whatever it is) as the next transport message and sends it.
+    /// In a session with records it is a record plaintext, sent as it is, whatever the
+    /// window: its size is counted as sent when it is a `MESSAGE` or `PART`, its increment
+    /// as granted when it is a well-formed `WINDOW`.
     ///
     /// # Errors
     /// The transport refuses (over 65519 bytes) or the link fails.
     pub async fn send_plain(&mut self, plaintext: &[u8]) -> Res<()> {
+        if let Some(r) = self.records.as_mut() {
+            r.count_sent(plaintext);
+        }
+        self.send_uncounted(plaintext).await
+    }
+
+    /// Encrypts and sends `plaintext` without counting it in the records' accounting.
+    async fn send_uncounted(&mut self, plaintext: &[u8]) -> Res<()> {
         let mut payload = Vec::new();
         self.transport
             .encrypt(plaintext, &mut payload)
             .map_err(|e| Stop::Fail(format!("{}: encrypting: {e}", self.name)))?;
-        self.log.note(
-            &self.name,
-            format!(
-                "plaintext -> (nonce {}): {}",
-                self.transport.sending_nonce().saturating_sub(1),
-                preview(plaintext)
+        let nonce = self.transport.sending_nonce().saturating_sub(1);
+        let note = match &self.records {
+            None => format!("plaintext -> (nonce {nonce}): {}", preview(plaintext)),
+            Some(r) => format!(
+                "record -> (nonce {nonce}): {} (runner's window {}, credit {})",
+                describe_record(plaintext),
+                r.window(),
+                r.credit()
             ),
-        );
+        };
+        self.log.note(&self.name, note);
         self.send_ciphertext(payload).await
     }
 
@@ -137,13 +185,56 @@ impl ChannelSession {
             .map_err(Stop::from)
     }
 
-    /// Sends a JSON value.
+    /// Sends a JSON value ([`ChannelSession::send_message`]).
     ///
     /// # Errors
-    /// As [`ChannelSession::send_plain`].
+    /// As [`ChannelSession::send_message`].
     pub async fn send_json(&mut self, value: &Value) -> Res<()> {
         let bytes = serde_json::to_vec(value).map_err(|e| Stop::Fail(format!("json: {e}")))?;
-        self.send_plain(&bytes).await
+        self.send_message(&bytes).await
+    }
+
+    /// Sends one command-protocol message: in version 1 as one transport message; with
+    /// records as `PART` records and a `MESSAGE` record, each within the runner's window
+    /// (`CHAN-32`, `CHAN-34`), waiting for the host's `WINDOW` records when the window is
+    /// spent. Host messages that arrive meanwhile are received next.
+    ///
+    /// # Errors
+    /// The link fails, or the host grants no credit for [`HOST_WAIT`] while the runner
+    /// waits for it (`CHAN-36`).
+    pub async fn send_message(&mut self, bytes: &[u8]) -> Res<()> {
+        if self.records.is_none() {
+            return self.send_plain(bytes).await;
+        }
+        let mut offset = 0usize;
+        loop {
+            let rest = bytes.get(offset..).unwrap_or_default();
+            let piece = self.records.as_ref().and_then(|r| r.next_piece(rest.len()));
+            match piece {
+                Some((true, _)) => return self.send_plain(&Record::Message(rest).to_vec()).await,
+                Some((false, len)) => {
+                    let body = rest.get(..len).unwrap_or_default();
+                    self.send_plain(&Record::Part(body).to_vec()).await?;
+                    offset += len;
+                }
+                None => self.await_credit(offset, bytes.len()).await?,
+            }
+        }
+    }
+
+    /// Reads the host's records until its `WINDOW` records open the runner's window;
+    /// messages go to the inbound queue.
+    async fn await_credit(&mut self, offset: usize, len: usize) -> Res<()> {
+        let before = self.window();
+        if !self.window_reaches(before + 1, HOST_WAIT).await? {
+            return hfail(format!(
+                "{}: the host granted no credit for {} s while the runner's window was {before} bytes and it had {} of a {len}-byte message left to send: the host did not restore its credit to 8192 bytes after consuming (CHAN-36)",
+                self.name,
+                HOST_WAIT.as_secs(),
+                len - offset
+            ));
+        }
+        Ok(())
     }
 
     /// A fresh request id.
@@ -171,29 +262,27 @@ impl ChannelSession {
     }
 
     /// The next message of the host, decrypted and checked against the envelope rules
-    /// (`CMD-1`..`CMD-10`; `CHAN-16`: one message per transport message). Output deltas are
-    /// checked as they pass (`CMD-36`, `CMD-40`).
+    /// (`CMD-1`..`CMD-10`; `CHAN-16`: one message per transport message, or with records
+    /// the records of `CHAN-32`, each checked as it arrives). Output deltas are checked as
+    /// they pass (`CMD-36`, `CMD-40`).
     ///
     /// # Errors
     /// The session closed, nothing arrived, or the message breaks a rule.
     pub async fn recv(&mut self, wait: Duration) -> Res<HostMessage> {
-        let payload = match self.next_frame(wait).await {
-            Ok(Ok(p)) => p,
-            Ok(Err(code)) => {
-                return hfail(format!(
-                    "{}: the host closed the session with CLOSE {code}",
-                    self.name
-                ));
+        if let Some(m) = self.inbound.pop_front() {
+            return Ok(m);
+        }
+        if self.records.is_some() {
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if let Some(m) = self.read_record(left).await? {
+                    return Ok(m);
+                }
             }
-            Err(e) => return Err(e),
-        };
-        let mut plain = Vec::new();
-        self.transport.decrypt(&payload, &mut plain).map_err(|e| {
-            Stop::Fail(format!(
-                "{}: a transport message from the host does not decrypt: {e} (CHAN-17, CHAN-21)",
-                self.name
-            ))
-        })?;
+        }
+        let payload = self.next_data(wait).await?;
+        let plain = self.decrypt(&payload)?;
         self.log.note(
             &self.name,
             format!(
@@ -202,18 +291,139 @@ impl ChannelSession {
                 preview(&plain)
             ),
         );
-        if let Err(e) = Message::parse(&plain) {
+        self.host_message(&plain, tether_proto::limits::MAX_TRANSPORT_PLAINTEXT_LEN)
+    }
+
+    /// The next `DATA` payload of the session; a `CLOSE` fails.
+    async fn next_data(&mut self, wait: Duration) -> Res<Vec<u8>> {
+        match self.next_frame(wait).await? {
+            Ok(p) => Ok(p),
+            Err(code) => hfail(format!(
+                "{}: the host closed the session with CLOSE {code}",
+                self.name
+            )),
+        }
+    }
+
+    /// Decrypts one transport message of the host.
+    fn decrypt(&mut self, payload: &[u8]) -> Res<Vec<u8>> {
+        let mut plain = Vec::new();
+        self.transport.decrypt(payload, &mut plain).map_err(|e| {
+            Stop::Fail(format!(
+                "{}: a transport message from the host does not decrypt: {e} (CHAN-17, CHAN-21)",
+                self.name
+            ))
+        })?;
+        Ok(plain)
+    }
+
+    /// Reads one transport message of a session with records and takes its record
+    /// (`CHAN-32` to `CHAN-35`): the message it completes, if any. The runner consumes what
+    /// it reads and grants credit back when that is due and granting is on (`CHAN-36`).
+    ///
+    /// # Errors
+    /// Nothing within `wait`, the session closed, or a record or message breaks a rule.
+    pub async fn read_record(&mut self, wait: Duration) -> Res<Option<HostMessage>> {
+        let payload = self.next_data(wait).await?;
+        let plain = self.decrypt(&payload)?;
+        let nonce = self.transport.receiving_nonce().saturating_sub(1);
+        let Some(records) = self.records.as_mut() else {
+            return hfail("read_record on a version 1 session (a case bug)");
+        };
+        let taken = match records.take(&plain) {
+            Ok(t) => t,
+            Err(reason) => {
+                self.log.note(
+                    &self.name,
+                    format!("record <- (nonce {nonce}): {}", preview(&plain)),
+                );
+                return hfail(format!("{}: {reason}", self.name));
+            }
+        };
+        let (note, message) = match taken {
+            Taken::Window(increment) => (
+                format!(
+                    "record <- (nonce {nonce}): WINDOW {increment} (runner's window {})",
+                    records.window()
+                ),
+                None,
+            ),
+            Taken::Part(size) => {
+                records.consume(size);
+                (
+                    format!(
+                        "record <- (nonce {nonce}): PART of {} bytes (granted {}, received {})",
+                        plain.len() - 1,
+                        records.granted(),
+                        records.received
+                    ),
+                    None,
+                )
+            }
+            Taken::Output { value, size } => {
+                records.consume(size);
+                let pid = value
+                    .pointer("/params/processId")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                if self.finished.contains(pid) {
+                    return hfail(format!(
+                        "the host sent an OUTPUT record for process {pid:?} after answering its command/exec (CMD-36, CMD-76)"
+                    ));
+                }
+                self.log.note(
+                    &self.name,
+                    format!(
+                        "record <- (nonce {nonce}): OUTPUT of {} bytes: {}",
+                        plain.len() - 1,
+                        preview(value.to_string().as_bytes())
+                    ),
+                );
+                self.grant_due().await?;
+                return Ok(Some(HostMessage { value }));
+            }
+            Taken::Message { bytes, size } => {
+                records.consume(size);
+                (
+                    format!(
+                        "record <- (nonce {nonce}): MESSAGE, message of {} bytes: {}",
+                        bytes.len(),
+                        preview(&bytes)
+                    ),
+                    Some(bytes),
+                )
+            }
+        };
+        self.log.note(&self.name, note);
+        self.grant_due().await?;
+        match message {
+            Some(bytes) => self.host_message(&bytes, MAX_MESSAGE_LEN).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Checks one message of the host against the envelope rules (`max_len`: the session's
+    /// limit, `CMD-2`) and its output deltas (`CMD-36`, `CMD-40`).
+    fn host_message(&mut self, bytes: &[u8], max_len: usize) -> Res<HostMessage> {
+        if let Err(r) = Message::parse_or_reject_within(bytes, max_len) {
             return hfail(format!(
                 "{}: the host sent a message that breaks the envelope rules: {} [{}]",
                 self.name,
-                e.name(),
-                e.requirement()
+                r.error.name(),
+                r.error.requirement()
             ));
         }
-        let value: Value = serde_json::from_slice(&plain)
+        let value: Value = serde_json::from_slice(bytes)
             .map_err(|e| Stop::Fail(format!("{}: host message: {e}", self.name)))?;
         let msg = HostMessage { value };
         if msg.method() == Some("command/exec/outputDelta") {
+            if self.records.is_some() {
+                return hfail(format!(
+                    "{}: the host sent command/exec output as a JSON outputDelta in a session \
+                     with records, where it goes in OUTPUT records (CMD-76)",
+                    self.name
+                ));
+            }
             check_delta(msg.params())?;
             if let Some(pid) = msg.params().get("processId").and_then(Value::as_str)
                 && self.finished.contains(pid)
@@ -374,6 +584,161 @@ impl ChannelSession {
             })
             .await;
         self.link.close_websocket().await;
+    }
+}
+
+impl ChannelSession {
+    /// Opts in to records (`CHAN-31`): sends a `WINDOW` of `increment` as the first
+    /// transport message of the session (plaintext `02` and the increment, big-endian), so
+    /// that the host may send `16384 + increment` bytes. With `granting` the runner grants
+    /// credit back up to [`DEFAULT_CREDIT`] (or `16384 + increment`, if more) as it
+    /// consumes; without, it grants nothing until [`ChannelSession::set_granting`].
+    ///
+    /// # Errors
+    /// Skip when message 2 does not list `channel.flow`; the link fails.
+    pub async fn start_records(&mut self, increment: u32, granting: bool) -> Res<()> {
+        if !self
+            .info
+            .has_capability(tether_proto::cmd::capability::CHANNEL_FLOW)
+        {
+            return skip(
+                "the host does not list channel.flow in message 2: it does not carry records (CHAN-31)",
+            );
+        }
+        let target = DEFAULT_CREDIT.max(INITIAL_WINDOW + u64::from(increment));
+        self.log.note(
+            &self.name,
+            format!(
+                "opting in to records: WINDOW {increment} (the host may send {} bytes); granting {}",
+                INITIAL_WINDOW + u64::from(increment),
+                if granting { "on" } else { "off" }
+            ),
+        );
+        // The accounting counts this increment from the start.
+        self.records = Some(Records::new(increment, target, granting));
+        self.send_uncounted(&Record::Window(increment).to_vec())
+            .await
+    }
+
+    /// The runner's accounting of the session's records; `None` for version 1.
+    pub fn records(&self) -> Option<&Records> {
+        self.records.as_ref()
+    }
+
+    /// Bytes the runner may still send (`CHAN-34`); 0 for a version 1 session.
+    pub fn window(&self) -> u64 {
+        self.records.as_ref().map_or(0, Records::window)
+    }
+
+    /// Stops (false) or resumes (true) granting credit back as the runner consumes;
+    /// resuming grants what is due at once.
+    ///
+    /// # Errors
+    /// The link fails.
+    pub async fn set_granting(&mut self, on: bool) -> Res<()> {
+        if let Some(r) = self.records.as_mut() {
+            r.set_granting(on);
+            self.log.note(
+                &self.name,
+                format!(
+                    "granting {} (credit {})",
+                    if on { "resumed" } else { "stopped" },
+                    r.credit()
+                ),
+            );
+        }
+        self.grant_due().await
+    }
+
+    /// Sets the credit the runner grants back up to (16384 to 258048).
+    pub fn set_credit_target(&mut self, target: u64) {
+        if let Some(r) = self.records.as_mut() {
+            r.set_target(target);
+        }
+    }
+
+    /// Sends the `WINDOW` record that is due, if any (`CHAN-36`).
+    async fn grant_due(&mut self) -> Res<()> {
+        let due = self.records.as_mut().and_then(Records::due_grant);
+        match due {
+            Some(increment) => {
+                // due_grant counted it as granted already.
+                self.send_uncounted(&Record::Window(increment).to_vec())
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Reads the host's records until the runner's window is at least `bytes`; messages
+    /// go to the inbound queue.
+    ///
+    /// # Errors
+    /// Not within `wait`, or a rule broken on the way.
+    pub async fn wait_window(&mut self, bytes: u64, wait: Duration) -> Res<()> {
+        if !self.window_reaches(bytes, wait).await? {
+            return hfail(format!(
+                "{}: the runner's window stayed at {} bytes for {:.1} s; expected at least {bytes}",
+                self.name,
+                self.window(),
+                wait.as_secs_f64()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads the host's records (messages to the inbound queue) until the runner's window
+    /// is at least `bytes`: true, or false when nothing more arrived within `wait`.
+    async fn window_reaches(&mut self, bytes: u64, wait: Duration) -> Res<bool> {
+        let deadline = tokio::time::Instant::now() + wait;
+        while self.window() < bytes {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.read_record(left).await {
+                Ok(Some(m)) => self.inbound.push_back(m),
+                Ok(None) => {}
+                Err(Stop::Fail(r)) if r.contains("nothing received") => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Reads the host's records until nothing arrives for `quiet` (for `first` before the
+    /// first record); messages go to the inbound queue. Returns how many transport
+    /// messages were read.
+    ///
+    /// # Errors
+    /// Something keeps arriving for `max`, or a rule broken on the way.
+    pub async fn read_until_quiet(
+        &mut self,
+        first: Duration,
+        quiet: Duration,
+        max: Duration,
+    ) -> Res<u64> {
+        let deadline = tokio::time::Instant::now() + max;
+        let mut read = 0u64;
+        loop {
+            if tokio::time::Instant::now() >= deadline {
+                return hfail(format!(
+                    "{}: the host kept sending for {:.1} s ({read} transport messages)",
+                    self.name,
+                    max.as_secs_f64()
+                ));
+            }
+            let wait = if read == 0 { first } else { quiet };
+            match self.read_record(wait).await {
+                Ok(Some(m)) => self.inbound.push_back(m),
+                Ok(None) => {}
+                Err(Stop::Fail(r)) if r.contains("nothing received") => return Ok(read),
+                Err(e) => return Err(e),
+            }
+            read += 1;
+        }
+    }
+
+    /// Messages received and not yet taken by [`ChannelSession::recv`].
+    pub fn inbound(&self) -> &VecDeque<HostMessage> {
+        &self.inbound
     }
 }
 

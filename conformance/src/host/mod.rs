@@ -14,6 +14,7 @@
 //! | [`handshake`] | message 1 and the host's answer |
 //! | [`channel`] | an established session: JSON-RPC, `command/exec` |
 //! | [`pairing`] | the shared paired device and its sessions |
+//! | [`records`] | records and windows, counted by the runner (`CHAN-31` to `CHAN-36`) |
 //!
 //! The host target itself ([`HostTarget`]) is in [`crate::context`], the operator's side
 //! ([`HostAdmin`]) in [`crate::admin`]; both are re-exported here.
@@ -22,6 +23,7 @@ pub mod channel;
 pub mod device;
 pub mod handshake;
 pub mod pairing;
+pub mod records;
 
 pub use crate::admin::{
     BoxFuture, CommandAdmin, GivenTokens, HostAdmin, Instance, fill_template, find_token,
@@ -36,3 +38,4 @@ pub use pairing::{
     MAX_TESTABLE_INACTIVE, MIN_TESTABLE_INACTIVE, WAIT, credential_of, drain, fresh_token, paired,
     paired_timestamps, relay_of, session, session_capture, session_with, wait_for_host,
 };
+pub use records::{Record, Records};

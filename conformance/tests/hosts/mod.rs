@@ -22,12 +22,14 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tether_conformance::host::{BoxFuture, HostAdmin, HostTarget, Instance};
 use tether_conformance::{Credential, RelayTarget, Target, TlsOptions};
+use tether_host::commands::OutputCredit;
 use tether_host::state::Access;
 use tether_host::threads::{ThreadManager, TurnEvent};
 use tether_host::{CommandConfig, CommandSession, ExecEvent};
-use tether_proto::channel::{HostInfo, PathStyle, Timestamp};
+use tether_proto::channel::records::MAX_RECORD_BODY;
+use tether_proto::channel::{Framing, HostInfo, Output, PathStyle, Record, Timestamp};
 use tether_proto::cmd::types::SandboxMode;
-use tether_proto::cmd::{Id, Message, Request};
+use tether_proto::cmd::{CommandError, ErrorResponse, Id, Message, Request};
 use tether_proto::keys::public_key;
 use tether_proto::limits::PROTOCOL_VERSION;
 use tether_proto::link::registration::HostRegistration;
@@ -82,6 +84,20 @@ pub enum HostFault {
     /// which the host it imitates lacked: it gives up on a file after 20 s (it waited for
     /// ever on a FIFO) and reads at most 16 MiB of one (it read `/dev/zero` until 2 GB).
     ReadsInstructionsBlocking,
+    /// In a session with records, sends every message at once in records of its own,
+    /// whatever the controller's window (CHAN-34); its commands' output is never held
+    /// back (CMD-74).
+    IgnoresWindow,
+    /// Answers every message longer than a version 1 message (65519 bytes) with TooLarge,
+    /// id null, as if records did not raise the limit to 16 MiB (CHAN-33).
+    RefusesBigMessages,
+    /// Grants a session 258048 bytes more as soon as it switches to records, on top of
+    /// what the reference grants: the controller's window passes 258048 (CHAN-35).
+    GrantsBeyondCap,
+    /// Sends a version 1 controller its messages in MESSAGE records (CHAN-31).
+    RecordsToVersion1Controller,
+    /// Accepts `outputCap: null` in a version 1 session too (CMD-43).
+    UncappedInVersion1,
 }
 
 /// The `sandbox-exec` of [`HostFault::ClaimsUnenforcedSandbox`]: skips its options and
@@ -414,6 +430,7 @@ pub async fn start(
                 "command.exec".to_owned(),
                 "agent.test".to_owned(),
                 "thread.handoff".to_owned(),
+                "channel.flow".to_owned(),
             ],
             protocol: "tether/1".to_owned(),
         },
@@ -437,6 +454,68 @@ pub async fn start(
 struct Ctx {
     device: [u8; 32],
     commands: CommandSession,
+    /// Output credit of chunks whose messages have not left the session's window yet,
+    /// with their message numbers (CMD-74), as the reference runtime keeps them.
+    held: std::collections::VecDeque<(u64, OutputCredit)>,
+    /// The session has switched to records and [`HostFault::GrantsBeyondCap`] has granted.
+    over_granted: bool,
+}
+
+/// Sends `message` on `session` as `fault` has it; returns its number in the session's
+/// flow ([`Host::released`]) when it went through the flow.
+fn send_message(
+    host: &mut Host,
+    fault: HostFault,
+    session: SessionId,
+    message: &Message,
+) -> Option<u64> {
+    match (fault, host.framing(session)?) {
+        (HostFault::IgnoresWindow, Framing::Records) => {
+            let bytes = message.to_bytes();
+            let mut rest = bytes.as_slice();
+            while rest.len() > MAX_RECORD_BODY {
+                let (part, tail) = rest.split_at(MAX_RECORD_BODY);
+                let _ = host.send_plaintext(session, &Record::Part(part).to_vec());
+                rest = tail;
+            }
+            let _ = host.send_plaintext(session, &Record::Message(rest).to_vec());
+            None
+        }
+        (HostFault::RecordsToVersion1Controller, Framing::V1) => {
+            let _ = host.send_plaintext(session, &Record::Message(&message.to_bytes()).to_vec());
+            None
+        }
+        _ => host.send(session, message).ok(),
+    }
+}
+
+/// [`send_message`] for a chunk of output in `OUTPUT` records (`CMD-76`): with
+/// [`HostFault::IgnoresWindow`], in records as long as they go, whatever the window.
+fn send_output(
+    host: &mut Host,
+    fault: HostFault,
+    session: SessionId,
+    process_id: &str,
+    stderr: bool,
+    cap_reached: bool,
+    data: Vec<u8>,
+) -> Option<u64> {
+    if fault == HostFault::IgnoresWindow {
+        let room = MAX_RECORD_BODY - 3 - process_id.len();
+        let mut chunks = data.chunks(room).peekable();
+        while let Some(chunk) = chunks.next() {
+            let record = Record::Output(Output {
+                stderr,
+                cap_reached: cap_reached && chunks.peek().is_none(),
+                process_id,
+                data: chunk,
+            });
+            let _ = host.send_plaintext(session, &record.to_vec());
+        }
+        return None;
+    }
+    host.send_output(session, stderr, cap_reached, process_id, data)
+        .ok()
 }
 
 /// How long [`HostFault::ReadsInstructionsBlocking`] waits for one instruction file.
@@ -601,15 +680,29 @@ async fn serve(
                 }
             }
             Some(event) = exec_rx.recv() => {
-                let (session, message, finished) = match event {
-                    ExecEvent::Output { session, message, .. } => (session, message, None),
-                    ExecEvent::Finished { session, process_id, message } => (session, message, Some(process_id)),
-                };
-                if let Some(ctx) = sessions.get_mut(&session) {
-                    if let Some(p) = finished {
-                        ctx.commands.finished(&p);
+                // CMD-74: a chunk's credit is held until its message (or its OUTPUT
+                // records, CMD-76) has left within the window (CHAN-34), as the reference
+                // runtime does.
+                let (session, sent, credit) = match event {
+                    ExecEvent::Output { session, message, credit } => {
+                        (session, send_message(&mut host, fault, session, &message), credit)
                     }
-                    let _ = host.send(session, &message);
+                    ExecEvent::Chunk { session, process_id, stderr, cap_reached, data, credit } => {
+                        let sent = send_output(&mut host, fault, session, &process_id, stderr, cap_reached, data);
+                        (session, sent, credit)
+                    }
+                    ExecEvent::Finished { session, process_id, message } => {
+                        if let Some(ctx) = sessions.get_mut(&session) {
+                            ctx.commands.finished(&process_id);
+                            send_message(&mut host, fault, session, &message);
+                        }
+                        continue;
+                    }
+                };
+                if let (Some(n), Some(ctx)) = (sent, sessions.get_mut(&session))
+                    && host.released(session).is_some_and(|r| r < n)
+                {
+                    ctx.held.push_back((n, credit));
                 }
             }
             Some(event) = turn_rx.recv() => threads.handle_event(event),
@@ -650,7 +743,15 @@ async fn serve(
                             Some(&mut threads),
                         );
                     }
-                    sessions.insert(session, Ctx { device, commands });
+                    sessions.insert(
+                        session,
+                        Ctx {
+                            device,
+                            commands,
+                            held: std::collections::VecDeque::new(),
+                            over_granted: false,
+                        },
+                    );
                 }
                 HostEvent::Message {
                     session,
@@ -700,6 +801,23 @@ async fn serve(
                         });
                         patches.insert((session, r.id.clone()), found);
                     }
+                    // CMD-43: outputCap null only where records keep the output at the
+                    // reader's pace.
+                    ctx.commands.set_records(
+                        fault == HostFault::UncappedInVersion1
+                            || host.framing(session) == Some(Framing::Records),
+                    );
+                    if fault == HostFault::RefusesBigMessages {
+                        let len = message.to_bytes().len();
+                        if len > tether_proto::limits::MAX_TRANSPORT_PLAINTEXT_LEN {
+                            let refusal = Message::Error(ErrorResponse::new(
+                                None,
+                                &CommandError::TooLarge { len },
+                            ));
+                            send_message(&mut host, fault, session, &refusal);
+                            continue;
+                        }
+                    }
                     if fault == HostFault::IgnoresOutputCap
                         && let Message::Request(r) = &mut message
                         && r.method == "command/exec"
@@ -711,10 +829,12 @@ async fn serve(
                         .commands
                         .handle_with(message, access, Some(&mut threads));
                     for m in reply.messages {
-                        let _ = host.send(session, &patched(&mut patches, session, m));
+                        let m = patched(&mut patches, session, m);
+                        send_message(&mut host, fault, session, &m);
                     }
                     while let Some((s, m)) = threads.poll_outgoing() {
-                        let _ = host.send(s, &patched(&mut patches, s, m));
+                        let m = patched(&mut patches, s, m);
+                        send_message(&mut host, fault, s, &m);
                     }
                     if let Some(code) = reply.close {
                         host.close(session, code);
@@ -729,10 +849,27 @@ async fn serve(
             }
         }
         while let Some((s, m)) = threads.poll_outgoing() {
-            let _ = host.send(s, &patched(&mut patches, s, m));
+            let m = patched(&mut patches, s, m);
+            send_message(&mut host, fault, s, &m);
+        }
+        if fault == HostFault::GrantsBeyondCap {
+            for (session, ctx) in &mut sessions {
+                if !ctx.over_granted && host.framing(*session) == Some(Framing::Records) {
+                    ctx.over_granted = true;
+                    let _ = host.send_plaintext(*session, &Record::Window(258_048).to_vec());
+                }
+            }
         }
         while let Some(f) = host.poll_transmit() {
             out.push(f);
+        }
+        // CMD-74: the credit of chunks whose messages have left goes back to their
+        // processes.
+        for (session, ctx) in &mut sessions {
+            let released = host.released(*session).unwrap_or(u64::MAX);
+            while ctx.held.front().is_some_and(|(n, _)| *n <= released) {
+                ctx.held.pop_front();
+            }
         }
         for f in &out {
             send(&mut ws, f).await;

@@ -19,7 +19,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tether_proto::limits::{AUTH_DEADLINE, KEEPALIVE_INTERVAL, LINK_IDLE_TIMEOUT};
+use tether_proto::channel::CreditLedger;
+use tether_proto::limits::{
+    AUTH_DEADLINE, KEEPALIVE_INTERVAL, LINK_IDLE_TIMEOUT, MAX_SESSIONS_PER_CONTROLLER_LINK,
+};
 use tether_proto::link::{
     ClientConfig, ClientError, CloseCode, LinkClient, LinkEvent, RelayFrame, RelayUrl, SessionId,
 };
@@ -104,6 +107,8 @@ type Routes = Arc<Mutex<HashMap<SessionId, mpsc::UnboundedSender<SessionInput>>>
 pub struct Link {
     commands: mpsc::UnboundedSender<LinkCommand>,
     routes: Routes,
+    /// The credit the link's sessions grant their hosts, 2 MiB together (`CHAN-35`).
+    credit: Arc<Mutex<CreditLedger>>,
     ended: watch::Receiver<Option<LinkEnd>>,
     url: String,
     workspace: String,
@@ -244,6 +249,9 @@ impl Link {
         let link = Self {
             commands,
             routes,
+            credit: Arc::new(Mutex::new(CreditLedger::for_link(
+                MAX_SESSIONS_PER_CONTROLLER_LINK,
+            ))),
             ended,
             url: url.to_owned(),
             workspace: workspace.to_owned(),
@@ -259,6 +267,11 @@ impl Link {
     /// The relay URL.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The credit ledger the link's sessions share (`CHAN-35`).
+    pub fn credit_ledger(&self) -> Arc<Mutex<CreditLedger>> {
+        Arc::clone(&self.credit)
     }
 
     /// The workspace the link authenticated in.

@@ -389,6 +389,21 @@ pub async fn exec_to(
     tokio::pin!(reply);
     // CMD-40: a delta that is not valid base64 of at most 16 KiB is ignored.
     let chunk = |event: SessionEvent| -> Option<(OutputStream, Vec<u8>)> {
+        // CMD-76: in a session with records the output comes in OUTPUT records.
+        if let SessionEvent::Output(o) = &event {
+            if o.process_id != process_id {
+                return None;
+            }
+            let stream = if o.stderr {
+                OutputStream::Stderr
+            } else {
+                OutputStream::Stdout
+            };
+            return match event {
+                SessionEvent::Output(o) => Some((stream, o.data)),
+                _ => None,
+            };
+        }
         if let SessionEvent::Notification(n) = event
             && let Ok(ServerNotification::CommandExecOutputDelta(delta)) =
                 ServerNotification::from_notification(&n)

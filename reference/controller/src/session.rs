@@ -17,8 +17,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde_json::Value;
-use tether_proto::channel::Framing;
 use tether_proto::channel::HostInfo;
+use tether_proto::channel::{Framing, OutputChunk};
 use tether_proto::cmd::{
     ErrorObject, ErrorResponse, Id, Message, Notification, Rejection, Request, RequestParams,
     Response, ServerRequest,
@@ -98,6 +98,10 @@ impl std::error::Error for RpcError {}
 pub enum SessionEvent {
     /// A notification.
     Notification(Notification),
+    /// A chunk of a `command/exec` process's output, from an `OUTPUT` record of a session
+    /// with records (`CMD-76`); a version 1 session sends `command/exec/outputDelta`
+    /// notifications instead.
+    Output(OutputChunk),
     /// A server request (an approval), already checked to be of a method this controller
     /// implements with well-formed params (others are answered -32601 or -32602 by the
     /// session, `CMD-12`, `CMD-13`): answer with [`Session::respond`] or
@@ -212,6 +216,9 @@ impl Session {
         let mut controller = Controller::connect(config, std::time::Instant::now())?;
         // CHAN-36: the host sends no faster than the application takes events.
         controller.set_manual_consume(true);
+        // CHAN-35: up to 252 KiB of credit while the link's 2 MiB have room.
+        controller.set_shared_ledger(link.credit_ledger());
+        controller.set_credit_cap(tether_proto::limits::MAX_SESSION_CREDIT);
         let mut inputs = link.register(session)?;
         let mut message1 = Vec::new();
         let result = async {
@@ -576,7 +583,9 @@ impl Driver {
     fn drain_events(&mut self) -> Option<SessionEnd> {
         while let Some(event) = self.controller.poll_event() {
             let size = match &event {
-                ControllerEvent::Message(_) => self.controller.take_delivered_size(),
+                ControllerEvent::Message(_) | ControllerEvent::Output(_) => {
+                    self.controller.take_delivered_size()
+                }
                 _ => 0,
             };
             match event {
@@ -618,6 +627,7 @@ impl Driver {
                         }
                     }
                 }
+                ControllerEvent::Output(chunk) => self.emit(SessionEvent::Output(chunk), size),
                 ControllerEvent::Rejected(r) => self.emit(SessionEvent::Rejected(r), 0),
                 ControllerEvent::Closed { code, by_peer } => {
                     while let Some(frame) = self.controller.poll_transmit() {

@@ -627,7 +627,9 @@ impl Follower {
                 };
                 self.notification(n, on_event)
             }
-            SessionEvent::UnmatchedResponse(_) | SessionEvent::Rejected(_) => Ok(None),
+            SessionEvent::UnmatchedResponse(_)
+            | SessionEvent::Rejected(_)
+            | SessionEvent::Output(_) => Ok(None),
         }
     }
 

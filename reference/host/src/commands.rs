@@ -35,7 +35,7 @@ pub use crate::exec::{
     CommandConfig, EXEC_OUTPUT_CREDIT, ExecEvent, OutputCredit, SandboxLauncher, approval_rank,
     kill_group, sandbox_rank, signal_name,
 };
-use crate::exec::{KillReason, ProcessHandle, start};
+use crate::exec::{KillReason, ProcessHandle, Reporting, start};
 use crate::state::Access;
 use crate::threads::{Opening, ThreadManager};
 
@@ -326,15 +326,12 @@ impl CommandSession {
             Err(e) => return Some(error(id, &e)),
         };
         // CMD-34, CMD-35: spawned in its own group; its task streams and answers.
-        match start(
-            &self.config,
-            self.session,
-            id.clone(),
-            &params,
-            cwd,
-            report,
-            &self.events,
-        ) {
+        let to = Reporting {
+            session: self.session,
+            events: &self.events,
+            records: self.records,
+        };
+        match start(&self.config, to, id.clone(), &params, cwd, report) {
             Ok(handle) => {
                 self.processes.insert(params.process_id.clone(), handle);
                 None
@@ -487,6 +484,8 @@ mod tests {
                     out.answer = message;
                     return out;
                 }
+                // These sessions carry no records (CMD-76).
+                ExecEvent::Chunk { .. } => panic!("an OUTPUT chunk in a version 1 session"),
             }
         }
     }

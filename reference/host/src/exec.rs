@@ -470,6 +470,21 @@ pub enum ExecEvent {
         /// Held until the notification is sent (`CMD-74`).
         credit: OutputCredit,
     },
+    /// A chunk of output for `OUTPUT` records (`CMD-76`: the session carries records).
+    Chunk {
+        /// The session.
+        session: SessionId,
+        /// The process id.
+        process_id: String,
+        /// Standard error (else standard output).
+        stderr: bool,
+        /// The chunk reaches the output cap (`CMD-41`).
+        cap_reached: bool,
+        /// The bytes.
+        data: Vec<u8>,
+        /// Held until the chunk is sent (`CMD-74`).
+        credit: OutputCredit,
+    },
     /// The process ended: its `command/exec` answer, the last message of the process.
     Finished {
         /// The session.
@@ -523,24 +538,42 @@ pub fn kill_group(pid: u32) {
     }
 }
 
+/// Where a process reports: its session, the runtime's channel, and whether the session
+/// carries records (`CMD-76`).
+#[derive(Clone, Copy)]
+pub(crate) struct Reporting<'a> {
+    pub(crate) session: SessionId,
+    pub(crate) events: &'a mpsc::UnboundedSender<ExecEvent>,
+    pub(crate) records: bool,
+}
+
+/// The most output the host reads at once for `OUTPUT` records (`CMD-76`): a pipe's
+/// default capacity; the session's flow cuts it to records.
+pub(crate) const RECORD_OUTPUT_CHUNK: usize = 64 * 1024;
+
 /// Starts a `command/exec` whose checks passed (`CMD-34`, `CMD-46`, `CMD-47`): its
 /// command, in `cwd`, under the sandbox of `report` (5.7: under `workspace-write` it
 /// writes inside `cwd`), in its own process group, and the task that streams its output
-/// and answers it on `events` (`CMD-35` … `CMD-42`, `CMD-74`). The handle kills the group
-/// when dropped (`CMD-37`).
+/// and answers it on `events` (`CMD-35` … `CMD-42`, `CMD-74`): as `OUTPUT` records when
+/// `records` (`CMD-76`), else as `command/exec/outputDelta` notifications. The handle
+/// kills the group when dropped (`CMD-37`).
 ///
 /// # Errors
 /// The error to answer with: an empty command (`CMD-13`), a sandbox that cannot be set
 /// up, a program that cannot be started.
 pub(crate) fn start(
     config: &CommandConfig,
-    session: SessionId,
+    to: Reporting<'_>,
     id: Id,
     params: &CommandExecParams,
     cwd: &Path,
     report: SandboxReport,
-    events: &mpsc::UnboundedSender<ExecEvent>,
 ) -> Result<ProcessHandle, CommandError> {
+    let Reporting {
+        session,
+        events,
+        records,
+    } = to;
     let Some((program, args)) = params.command.split_first() else {
         // CMD-13: `from_request` already refused an empty command.
         return Err(CommandError::InvalidParams {
@@ -570,6 +603,7 @@ pub(crate) fn start(
         timeout: Duration::from_millis(params.effective_timeout_ms()),
         report,
         events: events.clone(),
+        records,
     };
     tokio::spawn(job.run(child, pid, kill_rx));
     Ok(ProcessHandle {
@@ -587,6 +621,7 @@ struct Job {
     timeout: Duration,
     report: SandboxReport,
     events: mpsc::UnboundedSender<ExecEvent>,
+    records: bool,
 }
 
 impl Job {
@@ -599,6 +634,18 @@ impl Job {
         cap_reached: bool,
         credit: OwnedSemaphorePermit,
     ) {
+        if self.records {
+            // CMD-76: raw bytes in OUTPUT records.
+            let _ = self.events.send(ExecEvent::Chunk {
+                session: self.session,
+                process_id: self.process_id.clone(),
+                stderr: stream == OutputStream::Stderr,
+                cap_reached,
+                data: chunk.to_vec(),
+                credit: OutputCredit { _permit: credit },
+            });
+            return;
+        }
         let delta = CommandExecOutputDeltaParams {
             process_id: self.process_id.clone(),
             stream,
@@ -623,13 +670,18 @@ impl Job {
     ) {
         // CMD-74: at most EXEC_OUTPUT_CREDIT chunks of this process wait unsent.
         let credit = Arc::new(Semaphore::new(EXEC_OUTPUT_CREDIT));
+        let chunk = if self.records {
+            RECORD_OUTPUT_CHUNK
+        } else {
+            MAX_OUTPUT_CHUNK
+        };
         let outcome = supervise_with_credit(
             child,
             pid,
             self.cap,
             self.timeout,
             kill_rx,
-            Some(credit),
+            Some((credit, chunk)),
             |s, c, r, permit| {
                 if let Some(permit) = permit {
                     self.send_delta(s, c, r, permit);
@@ -726,8 +778,9 @@ pub(crate) async fn supervise(
     .await
 }
 
-/// [`supervise`], with backpressure (`CMD-74`): with `credit`, a chunk is read from the
-/// pipes only once a permit of `credit` is in hand, and `on_chunk` gets the permit with
+/// [`supervise`], with backpressure (`CMD-74`): with `credit` (a semaphore and the chunk
+/// size to read, at most 16 KiB for deltas, `CMD-40`), a chunk is read from the pipes only
+/// once a permit of the semaphore is in hand, and `on_chunk` gets the permit with
 /// the chunk, to hold until the chunk is sent. While every permit is out, the pipes are
 /// not read and the process waits in `write(2)`; the time limit, kills and the cap still
 /// apply (`CMD-37`, `CMD-41`, `CMD-42`). Output past the cap is read and dropped without
@@ -738,9 +791,13 @@ pub(crate) async fn supervise_with_credit(
     cap: u64,
     timeout: Duration,
     mut kill_rx: watch::Receiver<KillReason>,
-    credit: Option<Arc<Semaphore>>,
+    credit: Option<(Arc<Semaphore>, usize)>,
     mut on_chunk: impl FnMut(OutputStream, &[u8], bool, Option<OwnedSemaphorePermit>),
 ) -> RunOutcome {
+    let (credit, chunk_len) = match credit {
+        Some((c, len)) => (Some(c), len.max(1)),
+        None => (None, MAX_OUTPUT_CHUNK),
+    };
     let kill = || {
         if let Some(pid) = pid {
             kill_group(pid);
@@ -748,8 +805,8 @@ pub(crate) async fn supervise_with_credit(
     };
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
-    let mut obuf = vec![0u8; MAX_OUTPUT_CHUNK];
-    let mut ebuf = vec![0u8; MAX_OUTPUT_CHUNK];
+    let mut obuf = vec![0u8; chunk_len];
+    let mut ebuf = vec![0u8; chunk_len];
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     let mut total = 0u64;

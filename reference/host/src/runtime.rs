@@ -515,28 +515,43 @@ impl Runner {
     }
 
     fn exec_event(&mut self, event: ExecEvent) {
-        // CMD-74: a chunk's credit is released once its notification has left whole
-        // within the session's window (CHAN-34), or with a session that is gone. Until
-        // then its process reads no more output; this loop never waits on a process.
-        let (session, message, finished, credit) = match event {
+        // CMD-74: a chunk's credit is released once its notification (or its OUTPUT
+        // records, CMD-76) has left whole within the session's window (CHAN-34), or with a
+        // session that is gone. Until then its process reads no more output; this loop
+        // never waits on a process.
+        let (session, sent, credit) = match event {
             ExecEvent::Output {
                 session,
                 message,
                 credit,
-            } => (session, message, None, Some(credit)),
+            } => (session, self.host.send(session, &message), credit),
+            ExecEvent::Chunk {
+                session,
+                process_id,
+                stderr,
+                cap_reached,
+                data,
+                credit,
+            } => {
+                let sent = self
+                    .host
+                    .send_output(session, stderr, cap_reached, &process_id, data);
+                (session, sent, credit)
+            }
             ExecEvent::Finished {
                 session,
                 process_id,
                 message,
-            } => (session, message, Some(process_id), None),
+            } => {
+                let Some(ctx) = self.sessions.get_mut(&session) else {
+                    return; // the session is gone; its processes were killed
+                };
+                ctx.commands.finished(&process_id);
+                let _ = self.host.send(session, &message);
+                return;
+            }
         };
-        let Some(ctx) = self.sessions.get_mut(&session) else {
-            return; // the session is gone; its processes were killed
-        };
-        if let Some(process_id) = finished {
-            ctx.commands.finished(&process_id);
-        }
-        if let (Ok(n), Some(credit)) = (self.host.send(session, &message), credit)
+        if let Ok(n) = sent
             && self.host.released(session).is_some_and(|r| r < n)
             && let Some(ctx) = self.sessions.get_mut(&session)
         {

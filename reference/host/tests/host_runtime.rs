@@ -205,6 +205,16 @@ async fn pair_exec_resume_revoke_over_wss() {
                     tether_proto::cmd::types::OutputStream::Stderr => err.extend(raw),
                 }
             }
+            // CMD-76: the reference pair negotiates records, so output comes in OUTPUT
+            // records.
+            ControllerEvent::Output(o) => {
+                assert_eq!(o.process_id, "p");
+                if o.stderr {
+                    err.extend(o.data);
+                } else {
+                    out.extend(o.data);
+                }
+            }
             ControllerEvent::Message(Message::Response(r)) => {
                 break serde_json::from_value(r.result).unwrap();
             }

@@ -7,11 +7,13 @@
     clippy::panic
 )]
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tether_proto::channel::{HostInfo, PathStyle, Timestamp};
+use tether_proto::channel::{CreditLedger, Framing, HostInfo, PathStyle, Timestamp};
 use tether_proto::cmd::{Message, Request, Response};
 use tether_proto::keys::public_key;
+use tether_proto::limits::MAX_SESSION_CREDIT;
 use tether_proto::link::{CloseCode, RelayFrame, SessionId};
 use tether_proto::session::{
     Controller, ControllerConfig, ControllerEvent, Host, HostConfig, HostEvent, HostStore,
@@ -549,4 +551,35 @@ fn link_loss_closes_every_session() {
             ..
         }]
     ));
+}
+
+/// CHAN-35: a controller session that the host ends with a record the controller refuses
+/// (CHAN-32) gives its credit back to the ledger it shares with its link's other sessions.
+#[test]
+fn chan_35_a_session_ended_by_a_bad_record_returns_its_credit_to_the_link() {
+    let now = Instant::now();
+    let mut info = host_info();
+    info.capabilities.push("channel.flow".into());
+    let mut h = Host::new(HostConfig {
+        static_private: HOST_PRIVATE,
+        workspace: "acme".into(),
+        host_info: info,
+        remote_access: true,
+        confirm_pairing: false,
+    });
+    let mut s = store();
+    let ledger = Arc::new(Mutex::new(CreditLedger::for_link(16)));
+    let mut c = Controller::connect(config(PHONE_PRIVATE, 1, WALL, pair_purpose()), now).unwrap();
+    c.set_shared_ledger(Arc::clone(&ledger));
+    c.set_credit_cap(MAX_SESSION_CREDIT);
+    drive(&mut c, &mut h, &mut s, now, WALL);
+    assert_eq!(c.framing(), Some(Framing::Records));
+    assert!(
+        ledger.lock().unwrap().in_use() > 0,
+        "the session took credit"
+    );
+    h.send_plaintext(c.session(), &[0x7f, 1, 2]).unwrap();
+    drive(&mut c, &mut h, &mut s, now, WALL);
+    assert!(c.is_closed());
+    assert_eq!(ledger.lock().unwrap().in_use(), 0, "its credit is back");
 }

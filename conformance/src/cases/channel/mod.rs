@@ -15,9 +15,11 @@
 //! | [`transport`] | 4.9 | `CHAN-16` to `CHAN-21` |
 //! | [`admission`] | 4.5, 4.7 | `CHAN-25` to `CHAN-29` |
 //! | [`flood`] | 4.7.1 | `CHAN-30` |
+//! | [`records`] | 4.13 | `CHAN-31` to `CHAN-36` |
 
 pub mod admission;
 pub mod decision;
 pub mod flood;
 pub mod handshake;
+pub mod records;
 pub mod transport;

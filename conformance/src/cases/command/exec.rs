@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::case::{Case, case};
 use crate::cases::steps::exec::{exec_params, exec_ready, exists, result_of, sh};
+use crate::cases::steps::records::{counting, first_difference, records_ready, with};
 use crate::cases::steps::rpc::{call_refused, still_answers};
 use crate::context::Context;
 use crate::host::{HOST_WAIT, Res, check};
@@ -24,8 +25,11 @@ pub const CASES: &[Case] = &[
     CMD_EXIT_STATUS,
     CMD_CHUNKS,
     CMD_OUTPUT_CAP,
+    CMD_OUTPUT_CAP_NULL,
+    CMD_OUTPUT_RECORDS,
     CMD_TIME_LIMIT,
     CMD_LIMIT_RANGES,
+    CMD_OUTPUT_CAP_NULL_V1,
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -394,6 +398,84 @@ async fn cmd_output_cap(cx: Arc<Context>) -> Res<()> {
     Ok(())
 }
 
+const CMD_OUTPUT_CAP_NULL: Case = case! {
+    id: "CMD-41/output-cap-null",
+    level: Must,
+    timeout: 120 s,
+    description: "in a session with records, outputCap null forwards all of 3 MiB of output, byte-exact, capReached false",
+    host: cmd_output_cap_null,
+};
+async fn cmd_output_cap_null(cx: Arc<Context>) -> Res<()> {
+    let mut s = records_ready(&cx, "ctl").await?;
+    if let Err(e) = s.need_exec() {
+        s.close().await;
+        return Err(e);
+    }
+    let dir = s.work_dir(&cx)?;
+    // 393216 lines of 8 bytes: 3 MiB, three times the default cap.
+    let (params, expected) = counting(393_216, &dir);
+    let run = s
+        .exec(
+            with(params, "outputCap", Value::Null),
+            Duration::from_secs(90),
+        )
+        .await?;
+    check(run.stdout == expected && run.stderr.is_empty(), || {
+        format!(
+            "with outputCap null, stdout is {} (stderr {} bytes): not all of the output (CMD-41)",
+            first_difference(&run.stdout, &expected),
+            run.stderr.len()
+        )
+    })?;
+    check(
+        run.deltas
+            .iter()
+            .all(|d| d.get("capReached") == Some(&json!(false))),
+        || "a delta with capReached true under outputCap null".to_owned(),
+    )?;
+    let r = result_of(&run, "3 MiB with outputCap null")?;
+    check(
+        r.get("capReached") == Some(&json!(false)) && r.get("exitCode") == Some(&json!(0)),
+        || format!("the answer of a command with outputCap null: {r}"),
+    )?;
+    s.close().await;
+    Ok(())
+}
+
+const CMD_OUTPUT_RECORDS: Case = case! {
+    id: "CMD-76/output-in-records",
+    level: Must,
+    timeout: 120 s,
+    description: "in a session with records, command/exec output comes in OUTPUT records (no JSON outputDelta), byte-exact, before the answer",
+    host: cmd_output_records,
+};
+async fn cmd_output_records(cx: Arc<Context>) -> Res<()> {
+    let mut s = records_ready(&cx, "ctl").await?;
+    if let Err(e) = s.need_exec() {
+        s.close().await;
+        return Err(e);
+    }
+    let dir = s.work_dir(&cx)?;
+    // 65536 lines of 8 bytes: 512 KiB, several records' worth. The runner fails the case
+    // on any JSON outputDelta of a session with records (CMD-76).
+    let (params, expected) = counting(65_536, &dir);
+    let run = s.exec(params, Duration::from_secs(60)).await?;
+    check(run.stdout == expected && run.stderr.is_empty(), || {
+        format!(
+            "stdout is {} (stderr {} bytes) (CMD-76)",
+            first_difference(&run.stdout, &expected),
+            run.stderr.len()
+        )
+    })?;
+    let outputs = s.records().map_or(0, |r| r.host_outputs);
+    check(outputs > 0, || {
+        "the output arrived without a single OUTPUT record (CMD-76)".to_owned()
+    })?;
+    result_of(&run, "512 KiB in OUTPUT records")?;
+    s.close().await;
+    Ok(())
+}
+
 const CMD_TIME_LIMIT: Case = case! {
     id: "CMD-42/time-limit",
     level: Must,
@@ -444,6 +526,35 @@ async fn cmd_limit_ranges(cx: Arc<Context>) -> Res<()> {
             format!("{what}: expected -32602, got {}", run.answer)
         })?;
     }
+    s.close().await;
+    Ok(())
+}
+
+const CMD_OUTPUT_CAP_NULL_V1: Case = case! {
+    id: "CMD-43/output-cap-null-version-1",
+    level: Must,
+    timeout: 30 s,
+    description: "in a version 1 session outputCap null gets -32602 and nothing runs",
+    host: cmd_output_cap_null_v1,
+};
+async fn cmd_output_cap_null_v1(cx: Arc<Context>) -> Res<()> {
+    let (mut s, dir) = exec_ready(&cx, "ctl").await?;
+    let marker = format!("{dir}/ran");
+    let p = with(
+        exec_params(&["touch", &marker], &dir),
+        "outputCap",
+        Value::Null,
+    );
+    let run = s.exec(p, HOST_WAIT).await?;
+    check(run.error_code() == Some(-32602), || {
+        format!(
+            "outputCap null in a version 1 session: expected -32602 (CMD-43), got {}",
+            run.answer
+        )
+    })?;
+    check(!exists(&mut s, &marker, &dir).await?, || {
+        "the refused command ran anyway".to_owned()
+    })?;
     s.close().await;
     Ok(())
 }

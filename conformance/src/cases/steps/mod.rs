@@ -5,6 +5,7 @@
 pub(crate) mod devices;
 pub(crate) mod exec;
 pub(crate) mod handshake;
+pub(crate) mod records;
 pub(crate) mod relay;
 pub(crate) mod rpc;
 pub(crate) mod sandbox;

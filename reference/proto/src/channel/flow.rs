@@ -19,7 +19,7 @@
 use std::collections::VecDeque;
 
 use super::error::ChannelError;
-use super::records::{MAX_RECORD_BODY, Record, WINDOW_RECORD_LEN};
+use super::records::{MAX_PROCESS_ID_LEN, MAX_RECORD_BODY, Output, Record, WINDOW_RECORD_LEN};
 use crate::limits::{
     INITIAL_WINDOW, MAX_LINK_CREDIT, MAX_MESSAGE_LEN, MAX_SESSION_CREDIT,
     MAX_TRANSPORT_PLAINTEXT_LEN, MIN_CREDIT, MIN_WINDOW_INCREMENT,
@@ -32,6 +32,10 @@ const TAG_LEN: u64 = 16;
 /// below it, it waits for credit rather than send a sliver (the peer restores at least
 /// 8192 bytes, `CHAN-36`).
 const MIN_PART_BODY: u64 = 4096;
+
+/// The credit every session of a link owns whatever the others do: the initial window,
+/// and the first `WINDOW` a controller must send (`CHAN-31`, at least 4096 bytes).
+const OWN_SHARE: u64 = INITIAL_WINDOW + MIN_WINDOW_INCREMENT;
 
 /// How a session carries messages (`CHAN-31`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,9 +51,10 @@ pub enum Framing {
 
 /// The credit a receiver has granted over all sessions of its relay link (`CHAN-35`).
 ///
-/// Every session owns the initial window (16384 bytes), which the peer may use without
-/// asking; credit above it comes from one pool of `2 MiB - max_sessions × 16384`, so the
-/// sum stays within 2 MiB even when every session the link allows is open.
+/// Every session owns 20480 bytes: the initial window (16384 bytes), which the peer may
+/// use without asking, and the smallest first `WINDOW` a controller must send (4096,
+/// `CHAN-31`). Credit above that comes from one pool of `2 MiB - max_sessions × 20480`,
+/// so the sum stays within 2 MiB even when every session the link allows is open.
 #[derive(Clone, Debug)]
 pub struct CreditLedger {
     pool: u64,
@@ -60,7 +65,7 @@ impl CreditLedger {
     /// A ledger for a link of at most `max_sessions` sessions (`LINK-20`: 64 for a host,
     /// 16 for a controller).
     pub fn for_link(max_sessions: usize) -> Self {
-        let reserved = (max_sessions as u64).saturating_mul(INITIAL_WINDOW);
+        let reserved = (max_sessions as u64).saturating_mul(OWN_SHARE);
         Self {
             pool: MAX_LINK_CREDIT.saturating_sub(reserved),
             extra: 0,
@@ -71,26 +76,60 @@ impl CreditLedger {
     /// 258048): for a driver that keeps `cap × sessions` within 2 MiB itself.
     pub fn for_session(cap: u64) -> Self {
         Self {
-            pool: cap.min(MAX_SESSION_CREDIT).saturating_sub(INITIAL_WINDOW),
+            pool: cap.min(MAX_SESSION_CREDIT).saturating_sub(OWN_SHARE),
             extra: 0,
         }
     }
 
-    /// Credit above the sessions' initial windows still to be had.
+    /// Credit above the sessions' own shares still to be had.
     pub fn free(&self) -> u64 {
         self.pool.saturating_sub(self.extra)
     }
 
-    /// Credit above the sessions' initial windows granted now.
+    /// Credit above the sessions' own shares granted now.
     pub fn in_use(&self) -> u64 {
         self.extra
     }
 
     fn adjust(&mut self, old_credit: u64, new_credit: u64) {
-        let old = old_credit.saturating_sub(INITIAL_WINDOW);
-        let new = new_credit.saturating_sub(INITIAL_WINDOW);
+        let old = old_credit.saturating_sub(OWN_SHARE);
+        let new = new_credit.saturating_sub(OWN_SHARE);
         self.extra = self.extra.saturating_sub(old).saturating_add(new);
     }
+}
+
+/// One item of the outbox: a message, or a chunk of output for `OUTPUT` records.
+#[derive(Debug)]
+enum Outgoing {
+    Message(Vec<u8>),
+    Output {
+        stderr: bool,
+        cap_reached: bool,
+        process_id: String,
+        data: Vec<u8>,
+    },
+}
+
+impl Outgoing {
+    fn len(&self) -> usize {
+        match self {
+            Self::Message(m) => m.len(),
+            Self::Output { data, .. } => data.len(),
+        }
+    }
+}
+
+/// A chunk of output from an `OUTPUT` record (`CMD-76`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputChunk {
+    /// Standard error (else standard output).
+    pub stderr: bool,
+    /// The chunk reaches the output cap (`CMD-41`).
+    pub cap_reached: bool,
+    /// The process.
+    pub process_id: String,
+    /// The bytes.
+    pub data: Vec<u8>,
 }
 
 /// What [`Flow::receive`] made of one transport plaintext.
@@ -104,6 +143,14 @@ pub enum Received {
         /// The message's bytes.
         bytes: Vec<u8>,
         /// The sizes of the records still held for it (`CHAN-34`).
+        size: u64,
+    },
+    /// An `OUTPUT` record (controller only). Once the application no longer holds it,
+    /// call [`Flow::consume`] with `size`.
+    Output {
+        /// The chunk.
+        chunk: OutputChunk,
+        /// The record's size (`CHAN-34`).
         size: u64,
     },
     /// A message longer than 16 MiB ended; its bytes were discarded and consumed
@@ -120,7 +167,9 @@ pub struct Flow {
     framing: Framing,
     /// Bytes this side may still send (`CHAN-34`).
     window: u64,
-    outbox: VecDeque<Vec<u8>>,
+    outbox: VecDeque<Outgoing>,
+    /// The host's end: `OUTPUT` records may only arrive at a controller (`CHAN-32`).
+    host: bool,
     /// Bytes of the front message already sent in `PART` records.
     offset: usize,
     queued: usize,
@@ -144,11 +193,13 @@ impl Flow {
     /// A host's flow for a new session: `records` when the host offered `channel.flow`
     /// (then [`Framing::Undecided`] until the first transport message), else version 1.
     pub fn host(records: bool) -> Self {
-        Self::new(if records {
+        let mut flow = Self::new(if records {
             Framing::Undecided
         } else {
             Framing::V1
-        })
+        });
+        flow.host = true;
+        flow
     }
 
     /// A controller's flow: records when the host offered `channel.flow` and this
@@ -175,6 +226,7 @@ impl Flow {
             framing,
             window: INITIAL_WINDOW,
             outbox: VecDeque::new(),
+            host: false,
             offset: 0,
             queued: 0,
             pushed: 0,
@@ -218,6 +270,17 @@ impl Flow {
         self.credit
     }
 
+    /// The initial window plus every increment this side has granted: what its peer may
+    /// send in the whole session (`CHAN-34`).
+    pub fn granted(&self) -> u64 {
+        self.granted
+    }
+
+    /// The total size of the `MESSAGE` and `PART` records received (`CHAN-34`).
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
     /// Message bytes waiting in the outbox.
     pub fn queued_bytes(&self) -> usize {
         self.queued
@@ -245,7 +308,48 @@ impl Flow {
             return Err(ChannelError::MessageTooLarge { len: message.len() });
         }
         self.queued += message.len();
-        self.outbox.push_back(message);
+        self.outbox.push_back(Outgoing::Message(message));
+        self.pushed += 1;
+        Ok(self.pushed)
+    }
+
+    /// Queues a chunk of a command's output for `OUTPUT` records (`CMD-76`; a host in a
+    /// session with records); returns its number, as [`Flow::push`] does. The chunk may
+    /// be of any length: it leaves in as many records as the window and the record size
+    /// need, `cap_reached` on the last.
+    ///
+    /// # Errors
+    /// [`ChannelError::Closed`] when the session does not carry records (send a
+    /// `command/exec/outputDelta` instead); [`ChannelError::BadRecord`] for a process id
+    /// that is not 1..=64 bytes, or no bytes without `cap_reached` (`CHAN-32`).
+    pub fn push_output(
+        &mut self,
+        stderr: bool,
+        cap_reached: bool,
+        process_id: &str,
+        data: Vec<u8>,
+    ) -> Result<u64, ChannelError> {
+        if self.framing != Framing::Records {
+            return Err(ChannelError::Closed);
+        }
+        if !(1..=MAX_PROCESS_ID_LEN).contains(&process_id.len()) {
+            return Err(ChannelError::BadRecord {
+                reason: "OUTPUT process id must be 1..=64 bytes",
+            });
+        }
+        // CHAN-32: only the chunk that reaches the cap may be empty.
+        if data.is_empty() && !cap_reached {
+            return Err(ChannelError::BadRecord {
+                reason: "OUTPUT without output bytes",
+            });
+        }
+        self.queued += data.len();
+        self.outbox.push_back(Outgoing::Output {
+            stderr,
+            cap_reached,
+            process_id: process_id.to_owned(),
+            data,
+        });
         self.pushed += 1;
         Ok(self.pushed)
     }
@@ -261,11 +365,17 @@ impl Flow {
         match self.framing {
             Framing::Undecided => false,
             Framing::V1 => match self.outbox.pop_front() {
-                Some(message) => {
+                Some(Outgoing::Message(message)) => {
                     self.queued -= message.len();
                     self.released += 1;
                     out.extend_from_slice(&message);
                     true
+                }
+                // push_output refuses a version 1 session.
+                Some(Outgoing::Output { data, .. }) => {
+                    self.queued -= data.len();
+                    self.released += 1;
+                    false
                 }
                 None => false,
             },
@@ -277,31 +387,55 @@ impl Flow {
         let Some(front) = self.outbox.front() else {
             return false;
         };
-        let rest = front.get(self.offset..).unwrap_or_default();
-        // CHAN-34: a record's size is its plaintext (type byte + body) plus the tag.
-        let room = self.window.saturating_sub(1 + TAG_LEN);
+        let header = match front {
+            Outgoing::Message(_) => 0,
+            Outgoing::Output { process_id, .. } => 3 + process_id.len(),
+        };
+        let rest = front.len() - self.offset;
+        // CHAN-34: a record's size is its plaintext (type byte, header, body) plus the tag.
+        let room = self.window.saturating_sub(1 + TAG_LEN + header as u64);
         let fits = usize::try_from(room)
             .unwrap_or(usize::MAX)
-            .min(MAX_RECORD_BODY);
-        if rest.len() <= fits {
-            Record::Message(rest).encode(out);
-            self.window -= 1 + TAG_LEN + rest.len() as u64;
-            self.queued -= rest.len();
+            .min(MAX_RECORD_BODY - header);
+        let last = rest <= fits;
+        let take = if last { rest } else { fits };
+        if (!last && (take as u64) < MIN_PART_BODY)
+            || self.window < 1 + TAG_LEN + (header + take) as u64
+        {
+            return false;
+        }
+        let start = self.offset;
+        match front {
+            Outgoing::Message(message) => {
+                let body = message.get(start..start + take).unwrap_or_default();
+                if last {
+                    Record::Message(body).encode(out);
+                } else {
+                    Record::Part(body).encode(out);
+                }
+            }
+            Outgoing::Output {
+                stderr,
+                cap_reached,
+                process_id,
+                data,
+            } => Record::Output(Output {
+                stderr: *stderr,
+                cap_reached: *cap_reached && last,
+                process_id,
+                data: data.get(start..start + take).unwrap_or_default(),
+            })
+            .encode(out),
+        }
+        self.window -= 1 + TAG_LEN + (header + take) as u64;
+        self.queued -= take;
+        if last {
             self.offset = 0;
             self.outbox.pop_front();
             self.released += 1;
-            return true;
+        } else {
+            self.offset += take;
         }
-        if (fits as u64) < MIN_PART_BODY {
-            return false;
-        }
-        let Some(body) = rest.get(..fits) else {
-            return false;
-        };
-        Record::Part(body).encode(out);
-        self.window -= 1 + TAG_LEN + fits as u64;
-        self.queued -= fits;
-        self.offset += fits;
         true
     }
 
@@ -354,6 +488,19 @@ impl Flow {
             });
         }
         match record {
+            // CHAN-32: output travels from the host only.
+            Record::Output(_) if self.host => Err(ChannelError::BadRecord {
+                reason: "OUTPUT record from a controller",
+            }),
+            Record::Output(o) => Ok(Received::Output {
+                chunk: OutputChunk {
+                    stderr: o.stderr,
+                    cap_reached: o.cap_reached,
+                    process_id: o.process_id.to_owned(),
+                    data: o.data.to_vec(),
+                },
+                size,
+            }),
             Record::Part(body) => {
                 // CHAN-33: a part moved into the buffer (or dropped) is consumed.
                 self.take_part(body);
@@ -430,9 +577,9 @@ impl Flow {
 
     /// The credit this session may reach now: its cap, within the link's pool.
     fn target(&self, ledger: &CreditLedger) -> u64 {
-        let own_extra = self.credit.saturating_sub(INITIAL_WINDOW);
+        let own_extra = self.credit.saturating_sub(OWN_SHARE);
         self.cap
-            .min(INITIAL_WINDOW + own_extra + ledger.free())
+            .min(OWN_SHARE + own_extra + ledger.free())
             .max(INITIAL_WINDOW)
     }
 
@@ -493,7 +640,7 @@ mod tests {
                     got.push(bytes);
                 }
                 Received::TooLarge { len } => panic!("too large: {len}"),
-                Received::Nothing => {}
+                Received::Output { .. } | Received::Nothing => {}
             }
         }
         got
@@ -542,6 +689,22 @@ mod tests {
     }
 
     #[test]
+    fn chan_34_an_empty_message_waits_for_17_bytes_of_window() {
+        let mut lc = CreditLedger::for_session(MAX_SESSION_CREDIT);
+        let mut ctl = Flow::controller(true, MAX_SESSION_CREDIT, &mut lc);
+        assert_eq!(drain(&mut ctl).len(), 1, "the CHAN-31 WINDOW");
+        // 16384 - 16370 = 14 bytes of window left: less than the 17 of an empty MESSAGE.
+        ctl.push(vec![b' '; 16_353]).unwrap();
+        ctl.push(Vec::new()).unwrap();
+        assert_eq!(drain(&mut ctl).len(), 1);
+        assert_eq!(ctl.window(), 14);
+        let mut l = CreditLedger::for_session(MAX_SESSION_CREDIT);
+        ctl.receive(&Record::Window(4096).to_vec(), &mut l).unwrap();
+        assert_eq!(drain(&mut ctl), vec![vec![0u8]]);
+        assert_eq!(ctl.window(), 14 + 4096 - 17);
+    }
+
+    #[test]
     fn a_large_message_crosses_in_parts_and_credit_comes_back() {
         let mut lc = CreditLedger::for_session(131_072);
         let mut lh = CreditLedger::for_link(64);
@@ -562,6 +725,59 @@ mod tests {
         assert_eq!(got, vec![big]);
         assert_eq!(host.released(), n);
         assert!(ctl.credit() <= 131_072);
+    }
+
+    #[test]
+    fn cmd_76_output_is_cut_to_the_window_and_cap_reached_rides_the_last_record() {
+        let mut lc = CreditLedger::for_session(131_072);
+        let mut lh = CreditLedger::for_link(64);
+        let mut ctl = Flow::controller(true, 131_072, &mut lc);
+        let mut host = Flow::host(true);
+        pump(&mut ctl, &mut host, &mut lh);
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let n = host.push_output(true, true, "p-1", data.clone()).unwrap();
+        let mut got = Vec::new();
+        let mut caps = Vec::new();
+        for _ in 0..1000 {
+            for p in drain(&mut host) {
+                match ctl.receive(&p, &mut lc).unwrap() {
+                    Received::Output { chunk, size } => {
+                        assert!(chunk.stderr);
+                        assert_eq!(chunk.process_id, "p-1");
+                        assert!(p.len() <= MAX_TRANSPORT_PLAINTEXT_LEN);
+                        got.extend_from_slice(&chunk.data);
+                        caps.push(chunk.cap_reached);
+                        ctl.consume(size, &mut lc);
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            ctl.grant(&mut lc);
+            pump(&mut ctl, &mut host, &mut lh);
+            if host.released() == n {
+                break;
+            }
+        }
+        assert_eq!(got, data);
+        assert!(caps.len() > 4, "{}", caps.len());
+        assert_eq!(caps.iter().filter(|c| **c).count(), 1);
+        assert_eq!(caps.last(), Some(&true));
+        // CHAN-32: a host refuses OUTPUT from its controller.
+        let mut out = Vec::new();
+        Record::Output(Output {
+            stderr: false,
+            cap_reached: false,
+            process_id: "p",
+            data: b"x",
+        })
+        .encode(&mut out);
+        assert_eq!(
+            host.receive(&out, &mut lh).unwrap_err().requirement(),
+            "CHAN-32"
+        );
+        // Version 1 sessions have no OUTPUT records.
+        let mut v1 = Flow::host(false);
+        assert!(v1.push_output(false, false, "p", vec![1]).is_err());
     }
 
     #[test]
@@ -621,6 +837,22 @@ mod tests {
     }
 
     #[test]
+    fn chan_35_sixteen_controller_sessions_share_2_mib() {
+        let mut l = CreditLedger::for_link(16);
+        let mut flows: Vec<Flow> = (0..16)
+            .map(|_| Flow::controller(true, MAX_SESSION_CREDIT, &mut l))
+            .collect();
+        let first = flows[0].credit();
+        assert_eq!(first, MAX_SESSION_CREDIT, "a lone session gets the most");
+        let total: u64 = flows.iter().map(Flow::credit).sum();
+        assert!(total <= MAX_LINK_CREDIT, "{total}");
+        assert!(flows.iter().all(|f| f.credit() >= INITIAL_WINDOW));
+        // When the first ends, its credit is there for the others.
+        flows[0].close(&mut l);
+        assert!(l.free() >= MAX_SESSION_CREDIT - OWN_SHARE);
+    }
+
+    #[test]
     fn chan_33_over_16_mib_is_discarded_and_the_session_goes_on() {
         let mut lh = CreditLedger::for_link(64);
         let mut host = Flow::host(true);
@@ -644,7 +876,7 @@ mod tests {
                     too_large = Some(len);
                     break;
                 }
-                Received::Message { .. } => panic!("delivered"),
+                Received::Message { .. } | Received::Output { .. } => panic!("delivered"),
                 Received::Nothing => {}
             }
             assert!(host.reassembly.len() <= MAX_MESSAGE_LEN);

@@ -49,12 +49,12 @@ mod transport;
 pub use confirm::{CONFIRM_LABEL, confirmation_code};
 pub use crypto::{BACKEND, IK_PROTOCOL_NAME, TetherResolver, ik_params, noise_builder};
 pub use error::ChannelError;
-pub use flow::{CreditLedger, Flow, Framing, Received};
+pub use flow::{CreditLedger, Flow, Framing, OutputChunk, Received};
 pub use handshake::{Initiator, PendingResponder, Responder};
 pub use payload::{
     HOST_INFO_PROTOCOL, HandshakePayload, HostInfo, KIND_PAIR, KIND_SESSION, MAX_DEVICE_NAME_LEN,
     MAX_HOST_INFO_LEN, PAYLOAD_VERSION, PathStyle, Timestamp,
 };
 pub use prologue::{PROLOGUE_LABEL, Prologue};
-pub use records::Record;
+pub use records::{Output, Record};
 pub use transport::Transport;

@@ -5,6 +5,7 @@
 //!   0x00 MESSAGE  body = last (or only) part of a command-protocol message
 //!   0x01 PART     body = a non-empty part of a message that continues
 //!   0x02 WINDOW   body = u32 big-endian increment, 4096 ..= 258048
+//!   0x03 OUTPUT   body = stream | flags | N | process id (N bytes) | output bytes
 //! ```
 
 use super::error::ChannelError;
@@ -16,11 +17,89 @@ pub const RECORD_MESSAGE: u8 = 0x00;
 pub const RECORD_PART: u8 = 0x01;
 /// Type byte of a `WINDOW` record.
 pub const RECORD_WINDOW: u8 = 0x02;
+/// Type byte of an `OUTPUT` record.
+pub const RECORD_OUTPUT: u8 = 0x03;
+/// `OUTPUT` flag bit 0: the chunk reaches the output cap (`CMD-41`).
+pub const OUTPUT_CAP_REACHED: u8 = 0x01;
+/// Longest process id (`CMD-34`).
+pub const MAX_PROCESS_ID_LEN: usize = 64;
 /// Plaintext length of a `WINDOW` record: the type byte and a 4-byte increment.
 pub const WINDOW_RECORD_LEN: usize = 5;
 /// The most message bytes one record carries: a full transport plaintext less the type
 /// byte (`CHAN-16`).
 pub const MAX_RECORD_BODY: usize = MAX_TRANSPORT_PLAINTEXT_LEN - 1;
+
+/// A chunk of a command's output, the body of an `OUTPUT` record (`CHAN-32`, `CMD-76`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Output<'a> {
+    /// Standard error (else standard output).
+    pub stderr: bool,
+    /// The chunk reaches the output cap (`CMD-41`).
+    pub cap_reached: bool,
+    /// The process, as `command/exec` named it (1..=64 bytes).
+    pub process_id: &'a str,
+    /// The output bytes.
+    pub data: &'a [u8],
+}
+
+impl<'a> Output<'a> {
+    /// The bytes before the data: stream, flags, N and the process id.
+    pub fn header_len(&self) -> usize {
+        3 + self.process_id.len()
+    }
+
+    fn decode(body: &'a [u8]) -> Result<Self, ChannelError> {
+        let bad = |reason| Err(ChannelError::BadRecord { reason });
+        let [stream, flags, n, rest @ ..] = body else {
+            return bad("OUTPUT record shorter than 3 bytes");
+        };
+        let stderr = match stream {
+            0 => false,
+            1 => true,
+            _ => return bad("OUTPUT stream is not 0 or 1"),
+        };
+        if flags & !OUTPUT_CAP_REACHED != 0 {
+            return bad("OUTPUT reserved flag bit set");
+        }
+        let n = usize::from(*n);
+        if !(1..=MAX_PROCESS_ID_LEN).contains(&n) || n > rest.len() {
+            return bad("OUTPUT process id length outside 1..=64 or past the end");
+        }
+        let (id, data) = rest.split_at(n);
+        let Ok(process_id) = std::str::from_utf8(id) else {
+            return bad("OUTPUT process id is not UTF-8");
+        };
+        let cap_reached = flags & OUTPUT_CAP_REACHED != 0;
+        if data.is_empty() && !cap_reached {
+            return bad("OUTPUT without output bytes");
+        }
+        Ok(Self {
+            stderr,
+            cap_reached,
+            process_id,
+            data,
+        })
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(u8::from(self.stderr));
+        out.push(if self.cap_reached {
+            OUTPUT_CAP_REACHED
+        } else {
+            0
+        });
+        // The length was checked when the output was queued; a longer id is cut, never
+        // written with a wrong length.
+        let id = self
+            .process_id
+            .as_bytes()
+            .get(..MAX_PROCESS_ID_LEN)
+            .unwrap_or(self.process_id.as_bytes());
+        out.push(u8::try_from(id.len()).unwrap_or(u8::MAX));
+        out.extend_from_slice(id);
+        out.extend_from_slice(self.data);
+    }
+}
 
 /// One decoded record, borrowing its body from the plaintext.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +110,8 @@ pub enum Record<'a> {
     Part(&'a [u8]),
     /// Credit for the receiver of this record's sender: `increment` more bytes.
     Window(u32),
+    /// A chunk of a command's output (host to controller).
+    Output(Output<'a>),
 }
 
 impl<'a> Record<'a> {
@@ -38,8 +119,8 @@ impl<'a> Record<'a> {
     ///
     /// # Errors
     /// [`ChannelError::BadRecord`] for an empty plaintext, an unknown type, an empty
-    /// `PART`, or a `WINDOW` that is not 5 bytes or whose increment is outside
-    /// 4096 ..= 258048.
+    /// `PART`, a `WINDOW` that is not 5 bytes or whose increment is outside
+    /// 4096 ..= 258048, or an `OUTPUT` that breaks its layout.
     pub fn decode(plaintext: &'a [u8]) -> Result<Self, ChannelError> {
         let Some((&kind, body)) = plaintext.split_first() else {
             return Err(ChannelError::BadRecord {
@@ -64,6 +145,7 @@ impl<'a> Record<'a> {
                 }
                 Ok(Self::Window(increment))
             }
+            RECORD_OUTPUT => Ok(Self::Output(Output::decode(body)?)),
             _ => Err(ChannelError::BadRecord {
                 reason: "unknown record type",
             }),
@@ -84,6 +166,10 @@ impl<'a> Record<'a> {
             Self::Window(increment) => {
                 out.push(RECORD_WINDOW);
                 out.extend_from_slice(&increment.to_be_bytes());
+            }
+            Self::Output(output) => {
+                out.push(RECORD_OUTPUT);
+                output.encode(out);
             }
         }
     }
@@ -109,6 +195,18 @@ mod tests {
             Record::Part(b"x"),
             Record::Window(4096),
             Record::Window(258_048),
+            Record::Output(Output {
+                stderr: true,
+                cap_reached: false,
+                process_id: "p-1",
+                data: b"hello",
+            }),
+            Record::Output(Output {
+                stderr: false,
+                cap_reached: true,
+                process_id: "p",
+                data: b"",
+            }),
         ] {
             assert_eq!(Record::decode(&r.to_vec()).unwrap(), r);
         }
@@ -124,8 +222,15 @@ mod tests {
             &[2, 0, 0, 16, 0, 0],
             &[2, 0, 0, 15, 255],
             &[2, 0, 3, 240, 1],
-            &[3, 1, 2],
+            &[4, 1, 2],
             &[0x7b],
+            &[3, 0, 0],
+            &[3, 2, 0, 1, b'p', b'x'],
+            &[3, 0, 2, 1, b'p', b'x'],
+            &[3, 0, 0, 0, b'x'],
+            &[3, 0, 0, 2, b'p'],
+            &[3, 0, 0, 1, 0xff, b'x'],
+            &[3, 0, 0, 1, b'p'],
         ] {
             let e = Record::decode(bad).unwrap_err();
             assert_eq!(e.requirement(), "CHAN-32", "{bad:?}");

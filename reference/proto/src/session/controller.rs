@@ -12,11 +12,13 @@
 //! `poll_event`. Nothing is sent on the session before message 2 is read (`CHAN-15`).
 
 use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::channel::{
-    ChannelError, CreditLedger, Flow, Framing, HandshakePayload, HostInfo, Initiator, Prologue,
-    Received, Timestamp, Transport,
+    ChannelError, CreditLedger, Flow, Framing, HandshakePayload, HostInfo, Initiator, OutputChunk,
+    Prologue, Received, Timestamp, Transport,
 };
 use crate::cmd::{CommandError, Message, Rejection, capability};
 use crate::error::Error;
@@ -112,6 +114,9 @@ pub enum ControllerEvent {
     },
     /// A command-protocol message arrived.
     Message(Message),
+    /// A chunk of a `command/exec` process's output arrived in an `OUTPUT` record
+    /// (`CMD-76`): what a `command/exec/outputDelta` carries in a version 1 session.
+    Output(OutputChunk),
     /// A transport message decrypted but broke the command envelope rules; its error
     /// response (if answerable) has been queued.
     Rejected(Rejection),
@@ -136,6 +141,53 @@ enum State {
     Closed,
 }
 
+impl Drop for Controller {
+    fn drop(&mut self) {
+        // A shared ledger outlives the session: its credit goes back (CHAN-35).
+        self.release();
+    }
+}
+
+/// The credit ledger a session grants against: its own, or its link's (`CHAN-35`).
+enum Ledger {
+    Own(CreditLedger),
+    Shared(Arc<Mutex<CreditLedger>>),
+}
+
+enum LedgerGuard<'a> {
+    Own(&'a mut CreditLedger),
+    Shared(MutexGuard<'a, CreditLedger>),
+}
+
+impl Ledger {
+    fn lock(&mut self) -> LedgerGuard<'_> {
+        match self {
+            Self::Own(l) => LedgerGuard::Own(l),
+            // A poisoned ledger still holds valid counts: every update is one statement.
+            Self::Shared(l) => LedgerGuard::Shared(l.lock().unwrap_or_else(|e| e.into_inner())),
+        }
+    }
+}
+
+impl Deref for LedgerGuard<'_> {
+    type Target = CreditLedger;
+    fn deref(&self) -> &CreditLedger {
+        match self {
+            Self::Own(l) => l,
+            Self::Shared(g) => g,
+        }
+    }
+}
+
+impl DerefMut for LedgerGuard<'_> {
+    fn deref_mut(&mut self) -> &mut CreditLedger {
+        match self {
+            Self::Own(l) => l,
+            Self::Shared(g) => g,
+        }
+    }
+}
+
 /// One session from a controller to a host. See the module documentation.
 pub struct Controller {
     session: SessionId,
@@ -147,7 +199,7 @@ pub struct Controller {
     /// Take part in records when the host offers `channel.flow` (`CHAN-31`).
     records: bool,
     /// The session's own credit ledger (`CHAN-35`).
-    ledger: CreditLedger,
+    ledger: Ledger,
     credit_cap: u64,
     /// Sizes of the messages delivered and not yet consumed, when the application
     /// reports consumption itself ([`Controller::set_manual_consume`]).
@@ -244,7 +296,7 @@ impl Controller {
             events: VecDeque::new(),
             scratch: Vec::new(),
             records: true,
-            ledger: CreditLedger::for_session(DEFAULT_CONTROLLER_CREDIT),
+            ledger: Ledger::Own(CreditLedger::for_session(DEFAULT_CONTROLLER_CREDIT)),
             credit_cap: DEFAULT_CONTROLLER_CREDIT,
             delivered: None,
         })
@@ -262,7 +314,18 @@ impl Controller {
     /// fewer sessions on its link may grant more. Set before message 2 arrives.
     pub fn set_credit_cap(&mut self, cap: u64) {
         self.credit_cap = cap;
-        self.ledger = CreditLedger::for_session(cap);
+        if let Ledger::Own(_) = self.ledger {
+            self.ledger = Ledger::Own(CreditLedger::for_session(cap));
+        }
+    }
+
+    /// Shares `ledger` with the other sessions of this controller's relay link, so that
+    /// their credit stays within 2 MiB together (`CHAN-35`; make it with
+    /// [`CreditLedger::for_link`] of 16 sessions, `LINK-20`): a session may then grant up
+    /// to its cap ([`Controller::set_credit_cap`], up to 258048) while the link has room.
+    /// Set before message 2 arrives.
+    pub fn set_shared_ledger(&mut self, ledger: Arc<Mutex<CreditLedger>>) {
+        self.ledger = Ledger::Shared(ledger);
     }
 
     /// With `manual`, a delivered message keeps its credit until the application reports
@@ -274,8 +337,9 @@ impl Controller {
     }
 
     /// In manual mode, the size to report to [`Controller::consume`] for the oldest
-    /// [`ControllerEvent::Message`] taken from [`Controller::poll_event`] and not asked
-    /// about yet: call it once after each such event (0 in a version 1 session).
+    /// [`ControllerEvent::Message`] or [`ControllerEvent::Output`] taken from
+    /// [`Controller::poll_event`] and not asked about yet: call it once after each such
+    /// event (0 in a version 1 session).
     pub fn take_delivered_size(&mut self) -> u64 {
         self.delivered
             .as_mut()
@@ -290,8 +354,8 @@ impl Controller {
         let State::Established { flow, .. } = &mut self.state else {
             return;
         };
-        flow.consume(size, &mut self.ledger);
-        flow.grant(&mut self.ledger);
+        flow.consume(size, &mut self.ledger.lock());
+        flow.grant(&mut self.ledger.lock());
         self.pump();
     }
 
@@ -343,8 +407,11 @@ impl Controller {
                             .capabilities
                             .iter()
                             .any(|c| c == capability::CHANNEL_FLOW);
-                    let flow =
-                        Box::new(Flow::controller(records, self.credit_cap, &mut self.ledger));
+                    let flow = Box::new(Flow::controller(
+                        records,
+                        self.credit_cap,
+                        &mut self.ledger.lock(),
+                    ));
                     self.state = State::Established { transport, flow };
                     self.events
                         .push_back(ControllerEvent::Established { host_info });
@@ -358,32 +425,50 @@ impl Controller {
                 mut flow,
             } => {
                 self.scratch.clear();
-                if let Err(e) = transport.decrypt(payload, &mut self.scratch) {
-                    // CHAN-18
-                    return self.finish(e.close_code(), false);
-                }
-                let received = match flow.receive(&self.scratch, &mut self.ledger) {
+                let decrypted = transport.decrypt(payload, &mut self.scratch);
+                let outcome = match decrypted {
+                    Ok(_) => flow.receive(&self.scratch, &mut self.ledger.lock()),
+                    Err(e) => Err(e),
+                };
+                // In manual mode a delivered message or output keeps its credit until the
+                // application consumes it; otherwise it is consumed now.
+                let mut hold = |flow: &mut Flow, size: u64| match self.delivered.as_mut() {
+                    Some(delivered) => delivered.push_back(size),
+                    None => flow.consume(size, &mut self.ledger.lock()),
+                };
+                let received = match outcome {
                     Ok(Received::Message { bytes, size }) => {
-                        let parsed =
-                            Message::parse_or_reject_within(&bytes, flow.max_message_len());
-                        match (&parsed, self.delivered.as_mut()) {
-                            (Ok(_), Some(delivered)) => delivered.push_back(size),
-                            _ => flow.consume(size, &mut self.ledger),
+                        match Message::parse_or_reject_within(&bytes, flow.max_message_len()) {
+                            Ok(m) => {
+                                hold(&mut flow, size);
+                                Some(Ok(ControllerEvent::Message(m)))
+                            }
+                            Err(rejection) => {
+                                flow.consume(size, &mut self.ledger.lock());
+                                Some(Err(rejection))
+                            }
                         }
-                        Some(parsed)
+                    }
+                    Ok(Received::Output { chunk, size }) => {
+                        hold(&mut flow, size);
+                        Some(Ok(ControllerEvent::Output(chunk)))
                     }
                     // CHAN-33, CMD-2
                     Ok(Received::TooLarge { len }) => {
                         Some(Err(Rejection::bare(CommandError::TooLarge { len })))
                     }
                     Ok(Received::Nothing) => None,
-                    // CHAN-32, CHAN-34, CHAN-35
-                    Err(e) => return self.finish(e.close_code(), false),
+                    // CHAN-18; CHAN-32, CHAN-34, CHAN-35. The state goes back first, so
+                    // that finishing returns the session's credit to its ledger.
+                    Err(e) => {
+                        self.state = State::Established { transport, flow };
+                        return self.finish(e.close_code(), false);
+                    }
                 };
-                flow.grant(&mut self.ledger);
+                flow.grant(&mut self.ledger.lock());
                 self.state = State::Established { transport, flow };
                 match received {
-                    Some(Ok(m)) => self.events.push_back(ControllerEvent::Message(m)),
+                    Some(Ok(event)) => self.events.push_back(event),
                     Some(Err(rejection)) => {
                         if let Some(reply) = rejection.reply() {
                             let _ = self.send(&Message::Error(reply));
@@ -403,26 +488,7 @@ impl Controller {
         let State::Established { transport, flow } = &mut self.state else {
             return;
         };
-        let mut failed = None;
-        let mut plaintext = Vec::new();
-        loop {
-            plaintext.clear();
-            if !flow.next_plaintext(&mut plaintext) {
-                break;
-            }
-            let mut payload = Vec::new();
-            match transport.encrypt(&plaintext, &mut payload) {
-                Ok(_) => self.transmits.push_back(RelayFrame::Data {
-                    session: self.session,
-                    payload,
-                }),
-                Err(e) => {
-                    failed = Some(e.close_code());
-                    break;
-                }
-            }
-        }
-        if let Some(code) = failed {
+        if let Err(code) = super::send::pump(transport, flow, self.session, &mut self.transmits) {
             self.finish(code, false);
         }
     }
@@ -430,6 +496,7 @@ impl Controller {
     /// The relay delivered a `CLOSE` of this session.
     pub fn handle_close(&mut self, code: CloseCode) {
         if !self.is_closed() {
+            self.release();
             self.state = State::Closed;
             self.events.push_back(ControllerEvent::Closed {
                 code,
@@ -501,7 +568,15 @@ impl Controller {
         }
     }
 
+    /// Gives the session's credit back to the ledger (a shared one outlives it).
+    fn release(&mut self) {
+        if let State::Established { flow, .. } = &mut self.state {
+            flow.close(&mut self.ledger.lock());
+        }
+    }
+
     fn finish(&mut self, code: CloseCode, by_peer: bool) {
+        self.release();
         self.state = State::Closed;
         if !by_peer {
             self.transmits.push_back(RelayFrame::Close {

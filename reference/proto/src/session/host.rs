@@ -445,6 +445,8 @@ impl Host {
                             Ok(Some(Err(Rejection::bare(CommandError::TooLarge { len }))))
                         }
                         Ok(Received::Nothing) => Ok(None),
+                        // The flow of a host refuses OUTPUT records (CHAN-32).
+                        Ok(Received::Output { .. }) => Err(CloseCode::FLOW_CONTROL_ERROR),
                         Err(e) => Err(e.close_code()),
                     },
                     // CHAN-18: the first failure ends the session.
@@ -490,25 +492,7 @@ impl Host {
         else {
             return;
         };
-        let mut failed = None;
-        let mut plaintext = Vec::new();
-        loop {
-            plaintext.clear();
-            if !flow.next_plaintext(&mut plaintext) {
-                break;
-            }
-            let mut payload = Vec::new();
-            match transport.encrypt(&plaintext, &mut payload) {
-                Ok(_) => self
-                    .transmits
-                    .push_back(RelayFrame::Data { session, payload }),
-                Err(e) => {
-                    failed = Some(e.close_code());
-                    break;
-                }
-            }
-        }
-        if let Some(code) = failed {
+        if let Err(code) = super::send::pump(transport, flow, session, &mut self.transmits) {
             self.end(session, code, false);
         }
     }
@@ -548,6 +532,30 @@ impl Host {
             return Err(ChannelError::Closed.into());
         };
         let n = flow.push(message.to_bytes())?;
+        self.pump(session);
+        Ok(n)
+    }
+
+    /// Queues a chunk of a `command/exec` process's output for `OUTPUT` records
+    /// (`CMD-76`) and sends what the window lets go; returns its number, as
+    /// [`Host::send`] does.
+    ///
+    /// # Errors
+    /// [`ChannelError::Closed`] if the session is not established or does not carry
+    /// records (send a `command/exec/outputDelta` then); [`ChannelError::BadRecord`] for a
+    /// process id that is not 1..=64 bytes.
+    pub fn send_output(
+        &mut self,
+        session: SessionId,
+        stderr: bool,
+        cap_reached: bool,
+        process_id: &str,
+        data: Vec<u8>,
+    ) -> Result<u64, Error> {
+        let Some(SessionState::Established { flow, .. }) = self.sessions.get_mut(&session) else {
+            return Err(ChannelError::Closed.into());
+        };
+        let n = flow.push_output(stderr, cap_reached, process_id, data)?;
         self.pump(session);
         Ok(n)
     }

@@ -9,6 +9,7 @@
 pub mod controller;
 pub mod host;
 pub mod ratelimit;
+mod send;
 pub mod store;
 
 pub use controller::{
