@@ -14,7 +14,7 @@ use tether_controller::{
     ControllerError, ControllerState, ExecRequest, LinkOptions, PairedHost, exec_into as run_exec,
     pair as run_pair, status as run_status,
 };
-use tether_proto::cmd::types::{OutputStream, SandboxMode};
+use tether_proto::cmd::types::SandboxMode;
 use tether_proto::keys::fingerprint;
 use tether_proto::token::PairingToken;
 
@@ -243,33 +243,6 @@ pub(crate) fn host_label(host: &PairedHost) -> String {
     format!("{} ({})", host.name, host.fingerprint())
 }
 
-/// Writes a remote command's output to this process's stdout and stderr, off the
-/// runtime's thread: a slow terminal or pipe slows the host down through the session's
-/// window (`CHAN-36`) while the link keeps its keepalive going.
-#[derive(Default)]
-struct StdioSink {
-    out: Option<tokio::io::Stdout>,
-    err: Option<tokio::io::Stderr>,
-}
-
-impl tether_controller::OutputSink for StdioSink {
-    async fn write(&mut self, stream: OutputStream, bytes: &[u8]) -> std::io::Result<()> {
-        use tokio::io::AsyncWriteExt;
-        match stream {
-            OutputStream::Stdout => {
-                let out = self.out.get_or_insert_with(tokio::io::stdout);
-                out.write_all(bytes).await?;
-                out.flush().await
-            }
-            OutputStream::Stderr => {
-                let err = self.err.get_or_insert_with(tokio::io::stderr);
-                err.write_all(bytes).await?;
-                err.flush().await
-            }
-        }
-    }
-}
-
 pub(crate) fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     let state = match open_state(&args.state) {
         Ok(s) => s,
@@ -288,7 +261,13 @@ pub(crate) fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     };
     let options = args.relay.link_options();
     let rt = runtime()?;
-    let run = run_exec(&state, &host, &request, &options, StdioSink::default());
+    let run = run_exec(
+        &state,
+        &host,
+        &request,
+        &options,
+        crate::sink::StdioSink::default(),
+    );
     // Ctrl-C ends the session; the host then kills the command's process group (CMD-37).
     let result = rt.block_on(async {
         tokio::select! {

@@ -11,6 +11,7 @@ mod host;
 mod loadtest;
 mod relay;
 mod sandbox;
+mod sink;
 mod threads;
 mod vectors;
 

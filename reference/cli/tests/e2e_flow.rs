@@ -166,6 +166,67 @@ fn output_cap_is_an_option_and_the_default_is_all_of_it() {
     drop(w);
 }
 
+/// A reader that goes away: `tether exec` exits with 141 (128 + SIGPIPE, as a shell
+/// reports a writer killed by a closed pipe), says nothing on stderr, and its session's
+/// end kills the endless command on the host (`CMD-37`). Output written before the reader
+/// left arrives in order.
+#[test]
+fn a_reader_that_closes_the_pipe_ends_exec_and_the_command() {
+    let w = world();
+    let marker_dir = TempDir::new("pid");
+    let pid_file = marker_dir.join("pid");
+    let script = format!("echo $$ > {}; exec seq 1 1000000000", pid_file.display());
+    let mut child = exec_cmd(&w.ctl_state.0, &[], &["sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let mut head = vec![0u8; 1 << 20];
+    stdout.read_exact(&mut head).unwrap();
+    let (want, _) = local_digest(&["sh", "-c", "seq 1 1000000 | head -c 1048576"]);
+    assert_eq!(
+        hex::encode(Blake2s256::digest(&head)),
+        want,
+        "the first MiB differs"
+    );
+    drop(stdout);
+
+    let deadline = Instant::now() + LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tether exec kept running without a reader"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = err_reader.join().unwrap();
+    assert_eq!(status.code(), Some(141), "{err}");
+    assert!(
+        err.is_empty(),
+        "a closed pipe is not an error to report: {err}"
+    );
+
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let proc_dir = Path::new("/proc").join(pid.trim());
+    eventually(LIMIT, "the command to be killed on the host", || {
+        match std::fs::read_to_string(proc_dir.join("stat")) {
+            // Gone, or a zombie waiting for the host to reap it.
+            Err(_) => Ok(()),
+            Ok(stat) if stat.contains(") Z ") => Ok(()),
+            Ok(stat) => Err(format!("still running: {stat}")),
+        }
+    });
+    drop(w);
+}
+
 /// CHAN-33: a 10 MiB request and a 10 MiB result cross the session whole, each split
 /// into `PART` records within the window and reassembled: a thread with a 10 MiB agent
 /// message is imported, read back and exported.

@@ -313,6 +313,16 @@ pub trait OutputSink {
         stream: OutputStream,
         bytes: &[u8],
     ) -> impl Future<Output = std::io::Result<()>>;
+
+    /// Called once after the last chunk, before [`exec_to`] returns: a sink that queues
+    /// writes finishes them here, so that nothing is left unwritten when the command's
+    /// result is reported. The default does nothing.
+    ///
+    /// # Errors
+    /// The first write that failed, as for [`OutputSink::write`].
+    fn finish(&mut self) -> impl Future<Output = std::io::Result<()>> {
+        async { Ok(()) }
+    }
 }
 
 impl<F: FnMut(OutputStream, &[u8])> OutputSink for F {
@@ -440,6 +450,7 @@ pub async fn exec_to(
             sink.write(stream, &bytes).await.map_err(write_error)?;
         }
     }
+    sink.finish().await.map_err(write_error)?;
     let value = answer.map_err(|e| e.into_error(CommandExecParams::METHOD))?;
     let result = <CommandExecParams as tether_proto::cmd::RequestParams>::decode_result(&value)
         .map_err(|e| ControllerError::BadResult {
