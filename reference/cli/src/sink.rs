@@ -49,28 +49,26 @@ impl Writer {
     }
 }
 
-/// The writer thread: every chunk in order; stdout is flushed before stderr is written
-/// (so the two keep their relative order on a shared terminal) and whenever nothing else
-/// is queued. Locks are taken per write: other threads may print meanwhile.
+/// The writer thread: every chunk in order, each written whole before the next (so
+/// stdout and stderr keep their relative order on a shared terminal). The stderr lock is
+/// taken per write: other threads may print meanwhile.
+///
+/// Stdout is written through a duplicate of its descriptor: the standard library's
+/// stdout is line-buffered, which scans every chunk for newlines and copies what follows
+/// the last one, work that binary output does not need. What was printed to the
+/// standard library's stdout before is flushed first, so nothing overtakes it.
 fn write_all(mut rx: mpsc::Receiver<(OutputStream, Vec<u8>)>) -> io::Result<()> {
-    let stdout = io::stdout();
+    use std::os::fd::AsFd;
+    io::stdout().lock().flush()?;
+    let mut out = std::fs::File::from(io::stdout().as_fd().try_clone_to_owned()?);
     let stderr = io::stderr();
     while let Some((stream, bytes)) = rx.blocking_recv() {
         match stream {
-            OutputStream::Stdout => {
-                let mut out = stdout.lock();
-                out.write_all(&bytes)?;
-                if rx.is_empty() {
-                    out.flush()?;
-                }
-            }
-            OutputStream::Stderr => {
-                stdout.lock().flush()?;
-                stderr.lock().write_all(&bytes)?;
-            }
+            OutputStream::Stdout => out.write_all(&bytes)?,
+            OutputStream::Stderr => stderr.lock().write_all(&bytes)?,
         }
     }
-    stdout.lock().flush()
+    Ok(())
 }
 
 impl tether_controller::OutputSink for StdioSink {

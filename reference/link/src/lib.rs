@@ -155,19 +155,30 @@ pub fn deliver(message: Option<Result<Message, WsError>>, client: &mut LinkClien
     }
 }
 
-/// Writes every message the client queued, in order. A write that fails ends the link
-/// (the client reports [`tether_proto::link::LinkEnd::Lost`]); what is still queued then is
-/// dropped.
+/// Writes every message the client queued, in order, with one flush for all of them (a
+/// burst of records costs one write, not one per message). A write that fails ends the
+/// link (the client reports [`tether_proto::link::LinkEnd::Lost`]); what is still queued
+/// then is dropped.
 pub async fn flush(socket: &mut LinkSocket, client: &mut LinkClient) {
+    let mut fed = false;
     while let Some(bytes) = client.poll_transmit() {
-        if let Err(e) = socket.send(Message::binary(bytes)).await {
-            client.handle_message(
-                Incoming::Closed(&format!("sending to the relay: {e}")),
-                Instant::now(),
-            );
-            while client.poll_transmit().is_some() {}
+        if let Err(e) = socket.feed(Message::binary(bytes)).await {
+            lost(client, &e);
+            return;
         }
+        fed = true;
     }
+    if fed && let Err(e) = socket.flush().await {
+        lost(client, &e);
+    }
+}
+
+fn lost(client: &mut LinkClient, e: &WsError) {
+    client.handle_message(
+        Incoming::Closed(&format!("sending to the relay: {e}")),
+        Instant::now(),
+    );
+    while client.poll_transmit().is_some() {}
 }
 
 /// Writes what the client still queued after it ended (its `GOAWAY`, `LINK-27`), then

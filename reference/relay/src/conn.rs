@@ -142,7 +142,14 @@ async fn write_loop(
                 None => return,
             },
         };
-        let mut send = pin!(sink.send(Message::Binary(bytes.into())));
+        // Every frame already queued goes out with this one, in one flush.
+        let mut send = pin!(async {
+            sink.feed(Message::Binary(bytes.into())).await?;
+            while let Ok(more) = frames.try_recv() {
+                sink.feed(Message::Binary(more.into())).await?;
+            }
+            sink.flush().await
+        });
         tokio::select! {
             sent = &mut send => {
                 if sent.is_err() {
