@@ -547,10 +547,6 @@ pub(crate) struct Reporting<'a> {
     pub(crate) records: bool,
 }
 
-/// The most output the host reads at once for `OUTPUT` records (`CMD-76`): a pipe's
-/// default capacity; the session's flow cuts it to records.
-pub(crate) const RECORD_OUTPUT_CHUNK: usize = 64 * 1024;
-
 /// Starts a `command/exec` whose checks passed (`CMD-34`, `CMD-46`, `CMD-47`): its
 /// command, in `cwd`, under the sandbox of `report` (5.7: under `workspace-write` it
 /// writes inside `cwd`), in its own process group, and the task that streams its output
@@ -671,7 +667,9 @@ impl Job {
         // CMD-74: at most EXEC_OUTPUT_CREDIT chunks of this process wait unsent.
         let credit = Arc::new(Semaphore::new(EXEC_OUTPUT_CREDIT));
         let chunk = if self.records {
-            RECORD_OUTPUT_CHUNK
+            // CMD-76: what one OUTPUT record carries for this process id (just under a
+            // pipe's 64 KiB), so that a full read travels as one record, not two.
+            tether_proto::channel::records::max_output_per_record(self.process_id.len())
         } else {
             MAX_OUTPUT_CHUNK
         };

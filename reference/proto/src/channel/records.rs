@@ -29,6 +29,15 @@ pub const WINDOW_RECORD_LEN: usize = 5;
 /// byte (`CHAN-16`).
 pub const MAX_RECORD_BODY: usize = MAX_TRANSPORT_PLAINTEXT_LEN - 1;
 
+/// The most output bytes one `OUTPUT` record carries for a process id of
+/// `process_id_len` bytes: the record body less its 3 + N header bytes (`CHAN-32`). A
+/// sender that reads output in chunks of this size sends each in one record when the
+/// window allows (`CHAN-34`), not in a full record and a sliver.
+#[must_use]
+pub const fn max_output_per_record(process_id_len: usize) -> usize {
+    MAX_RECORD_BODY.saturating_sub(3 + process_id_len)
+}
+
 /// A chunk of a command's output, the body of an `OUTPUT` record (`CHAN-32`, `CMD-76`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Output<'a> {
