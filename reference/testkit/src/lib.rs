@@ -1,6 +1,7 @@
 //! Scaffolding shared by Tether's tests and benches: child processes killed on drop,
 //! scratch directories, the `tether` binary's launchers, an in-process relay and host,
-//! and bounded waits.
+//! bounded waits, and a real Codex (`codex app-server`) run offline against a scriptable
+//! mock of a model service.
 //!
 //! It is dev tooling only: no crate depends on it except as a dev-dependency (and the
 //! `tether-benches` tools), and it is never published. It checks nothing about the
@@ -14,8 +15,10 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod cli;
+pub mod codex;
 pub mod dirs;
 pub mod inproc;
+pub mod model;
 pub mod proc;
 pub mod tap;
 pub mod wait;
