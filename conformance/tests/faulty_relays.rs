@@ -548,3 +548,62 @@ async fn a_relay_that_ends_the_link_on_an_unknown_session() {
 async fn a_relay_with_a_30_second_idle_timeout() {
     caught_by(Fault::ShortIdleTimeout, "LINK-24/idle-timeout").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_needs_three_bytes_to_read_a_version() {
+    caught_by(Fault::VersionNeedsThreeBytes, "LINK-41/future-hello-layout").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_reorders_data() {
+    caught_by(Fault::ReordersData, "LINK-26/order-and-integrity").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_sends_a_malformed_pong() {
+    caught_by(Fault::MalformedPong, "LINK-30/relay-frames-well-formed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_ignores_a_goaway_not_utf8() {
+    caught_by(
+        Fault::IgnoresBadUtf8Goaway,
+        "LINK-34/goaway-reason-not-utf8",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_checks_remote_access_before_the_credential() {
+    caught_by(
+        Fault::RemoteAccessBeforeCredential,
+        "LINK-11/remote-access-off",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_calls_a_short_proof_a_failed_one() {
+    caught_by(
+        Fault::ProofLengthIsRegistrationFailed,
+        "LINK-12/proof-wrong-length",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_tells_the_host_of_a_refused_open() {
+    caught(
+        Fault::IdInUseTellsHost,
+        &[
+            "LINK-16/id-in-use-on-controller-link",
+            "LINK-16/id-in-use-on-host-link",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_refuses_a_pipelined_open() {
+    caught_by(Fault::UnexpectedPipelinedOpen, "LINK-38/open-before-ready").await;
+}

@@ -209,6 +209,28 @@ pub enum Fault {
     UnknownSessionEndsLink,
     /// Its idle timeout is 30 s (LINK-24).
     ShortIdleTimeout,
+    /// Reads the HELLO version only when a role byte follows it: `01 02` alone is
+    /// PROTOCOL_ERROR (LINK-41).
+    VersionNeedsThreeBytes,
+    /// Holds back every 10th DATA frame of a link and sends it after the next one
+    /// (LINK-26).
+    ReordersData,
+    /// Sends PONG with a trailing zero byte (LINK-30).
+    MalformedPong,
+    /// Ignores a client GOAWAY whose reason is not UTF-8 (LINK-34).
+    IgnoresBadUtf8Goaway,
+    /// Checks remote access before the credential: a wrong credential for a workspace
+    /// with remote access off gets REMOTE_ACCESS_DISABLED (LINK-11).
+    RemoteAccessBeforeCredential,
+    /// Answers a HOST_PROOF of the wrong length with REGISTRATION_FAILED instead of
+    /// PROTOCOL_ERROR (LINK-12).
+    ProofLengthIsRegistrationFailed,
+    /// Refuses an OPEN whose id is in use, but also sends CLOSE SESSION_ID_IN_USE for that
+    /// id to the host that has the session (LINK-16).
+    IdInUseTellsHost,
+    /// Answers a controller's OPEN that arrives before READY is written with GOAWAY
+    /// UNEXPECTED_FRAME (LINK-38).
+    UnexpectedPipelinedOpen,
 }
 
 /// Whether X25519 with `point` gives the all-zero output (a low-order point).
@@ -732,6 +754,38 @@ fn faulty_answer(
         Fault::IgnoresSecondHello if ready && matches!(decoded, Ok(RelayFrame::Hello { .. })) => {
             Some(Answer::Ignore)
         }
+        Fault::VersionNeedsThreeBytes
+            if bytes.len() == 2
+                && RelayFrame::peek_hello_version(bytes).is_some_and(|v| v != 1) =>
+        {
+            Some(Answer::GoAway(CloseCode::PROTOCOL_ERROR))
+        }
+        Fault::IgnoresBadUtf8Goaway
+            if ty == Some(RelayFrame::GOAWAY) && matches!(decoded, Err(FrameError::BadUtf8)) =>
+        {
+            Some(Answer::Ignore)
+        }
+        Fault::ProofLengthIsRegistrationFailed
+            if ty == Some(RelayFrame::HOST_PROOF)
+                && matches!(decoded, Err(FrameError::BadRegistrationLength { .. })) =>
+        {
+            Some(Answer::GoAway(CloseCode::REGISTRATION_FAILED))
+        }
+        Fault::UnexpectedPipelinedOpen
+            if early && hello_seen && controller && ty == Some(RelayFrame::OPEN) =>
+        {
+            Some(Answer::GoAway(CloseCode::UNEXPECTED_FRAME))
+        }
+        Fault::RemoteAccessBeforeCredential => match decoded {
+            Ok(RelayFrame::Hello {
+                workspace,
+                credential,
+                ..
+            }) if workspace == OFF_WORKSPACE && credential != OFF_CREDENTIAL.as_bytes() => {
+                Some(Answer::GoAway(CloseCode::REMOTE_ACCESS_DISABLED))
+            }
+            _ => None,
+        },
         Fault::AcceptsBadUtf8Reason => {
             if ty == Some(RelayFrame::GOAWAY) && matches!(decoded, Err(FrameError::BadUtf8)) {
                 bytes.truncate(3);
@@ -779,6 +833,8 @@ async fn drive(mut relay: Relay, mut rx: mpsc::UnboundedReceiver<Ev>, fault: Fau
     // reaches.
     let mut half_open: HashMap<(u64, SessionId), u64> = HashMap::new();
     let mut data_count = 0u64;
+    // ReordersData: the DATA frame held back on each link.
+    let mut stashed: HashMap<u64, Vec<u8>> = HashMap::new();
     let fixed = [7u8; 32];
     loop {
         // Events.
@@ -951,6 +1007,29 @@ async fn drive(mut relay: Relay, mut rx: mpsc::UnboundedReceiver<Ev>, fault: Fau
                     }
                     // LINK-30: READY with a trailing byte.
                     (Fault::MalformedReady, Ok(RelayFrame::Ready)) => bytes.push(0),
+                    (Fault::MalformedPong, Ok(RelayFrame::Pong { .. })) => bytes.push(0),
+                    // LINK-26: every 10th DATA frame goes after the next one.
+                    (Fault::ReordersData, Ok(RelayFrame::Data { .. })) => {
+                        data_count += 1;
+                        if let Some(late) = stashed.remove(&id) {
+                            inject.push((id, late));
+                        } else if data_count.is_multiple_of(10) {
+                            stashed.insert(id, bytes);
+                            drop(permit);
+                            continue;
+                        }
+                    }
+                    // LINK-16: the host hears of the refused OPEN too.
+                    (Fault::IdInUseTellsHost, Ok(RelayFrame::Close { session, code }))
+                        if code == CloseCode::SESSION_ID_IN_USE =>
+                    {
+                        if let Some((host_id, _)) =
+                            host_sessions.iter().find(|(_, set)| set.contains(&session))
+                        {
+                            let close = RelayFrame::Close { session, code }.to_bytes().unwrap();
+                            inject.push((*host_id, close));
+                        }
+                    }
                     // LINK-17: no answer for an unreachable host.
                     (Fault::SilentOnUnreachable, Ok(RelayFrame::Close { code, .. }))
                         if code == CloseCode::HOST_UNREACHABLE =>
