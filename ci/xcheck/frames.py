@@ -12,6 +12,10 @@ What is checked, for every test of vectors/relay-frames.json:
   (Hello, Registration, Ready, Session, Data, Close, Keepalive, GoAway) match the type
   byte, a valid case has exactly one of them, an invalid case carries its error's name,
   VersionNotChecked marks a HELLO version other than 1;
+- `relayAnswer` is given exactly when the frame is a HELLO whose version byte is not 1
+  (byte 0 is 0x01, byte 1 exists and is not 0x01), carries the flag VersionFirst, and says
+  GOAWAY UNSUPPORTED_VERSION for LINK-41: the relay reads the version before decoding the
+  rest (section 3.3), whatever the codec makes of the bytes;
 - `frameRepeat` (and, in `decoded`, `payloadRepeat`) are expanded as the file's `Repeat`
   note says: the bytes given, followed by `count` copies of `hex`;
 - valid cases: the frame decodes (LINK-30) to exactly the fields of `decoded`, named as
@@ -409,6 +413,15 @@ def _check_flags(t: dict, notes: dict, where: str) -> None:
         claim(t["error"].get("name") in flags, "named after the error (an invalid case carries it)")
     if "VersionNotChecked" in flags:
         claim(t["decoded"].get("version") != 1, "VersionNotChecked (a HELLO version other than 1)")
+    frame = unhex(t["frame"])
+    other_version = len(frame) >= 2 and frame[0] == 0x01 and frame[1] != 0x01
+    claim(("VersionFirst" in flags) == other_version, "VersionFirst (exactly a HELLO whose version byte is not 1)")
+    answer = t.get("relayAnswer")
+    if other_version:
+        if answer != {"closeCode": "UNSUPPORTED_VERSION", "requirement": "LINK-41"}:
+            raise Mismatch(f"{where}: a HELLO of version {frame[1]} needs relayAnswer UNSUPPORTED_VERSION (LINK-41), got {answer!r}")
+    elif answer is not None:
+        raise Mismatch(f"{where}: relayAnswer on a frame that is not a HELLO of another version")
 
 
 def run(root: Path, data: dict | None = None) -> dict:
@@ -442,6 +455,7 @@ def mutants(root: Path) -> Iterator[tuple[str, dict]]:
 
     yield "tcId 1: role host -> controller", variant(1, lambda t, d: t["decoded"].update(role="controller"))
     yield "tcId 3: HELLO version 2 -> 1", variant(3, lambda t, d: (t["decoded"].update(version=1), t.update(flags=["Hello"])))
+    yield "tcId 3: relayAnswer dropped", variant(3, lambda t, d: t.pop("relayAnswer"))
     yield "tcId 16: CLOSE code 20 -> 21", variant(16, lambda t, d: t["decoded"].update(code=21))
     yield "tcId 19: PING value + 1", variant(19, lambda t, d: t["decoded"].update(value=str(int(t["decoded"]["value"]) + 1)))
     yield "tcId 22: GOAWAY reason changed", variant(22, lambda t, d: t["decoded"].update(reason="slow reader - 4 MiB queued"))

@@ -49,6 +49,15 @@ pub struct ConnectOptions {
     /// `SO_RCVBUF` for the TCP socket: a small value makes a non-reading side fill up quickly
     /// (slow-reader cases).
     pub recv_buffer: Option<u32>,
+    /// Wait this long between the TCP (and TLS) connection and the WebSocket upgrade: the
+    /// relay's timers start when the upgrade completes (`LINK-44`).
+    pub upgrade_delay: Option<Duration>,
+    /// Offer these WebSocket subprotocols (`Sec-WebSocket-Protocol`) in the upgrade
+    /// request; the relay must select none (`LINK-45`).
+    pub subprotocols: Option<&'static str>,
+    /// Offer these WebSocket extensions (`Sec-WebSocket-Extensions`) in the upgrade
+    /// request; the relay must accept none (`LINK-45`).
+    pub extensions: Option<&'static str>,
 }
 
 /// The runner's end of one relay link.
@@ -58,6 +67,9 @@ pub struct Link {
     sink: SplitSink<Ws, Message>,
     stream: SplitStream<Ws>,
     ended: bool,
+    /// The header fields of the relay's answer to the WebSocket upgrade, names in lower
+    /// case.
+    upgrade_headers: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Link {
@@ -151,7 +163,10 @@ fn tls_config(tls: &TlsOptions) -> Result<rustls::ClientConfig, String> {
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
 }
 
-async fn connect_ws(target: &RelayTarget, opts: ConnectOptions) -> Result<Ws, String> {
+/// The header fields of an HTTP answer, names in lower case.
+type Headers = Vec<(String, String)>;
+
+async fn connect_ws(target: &RelayTarget, opts: ConnectOptions) -> Result<(Ws, Headers), String> {
     let url = parse_url(&target.url)?;
     // LINK-2: the runner is a client too.
     url.check_transport(target.tls.insecure)
@@ -190,16 +205,127 @@ async fn connect_ws(target: &RelayTarget, opts: ConnectOptions) -> Result<Ws, St
     } else {
         Box::new(tcp)
     };
+    if let Some(delay) = opts.upgrade_delay {
+        tokio::time::sleep(delay).await;
+    }
     // Accept more than the protocol allows, so that an oversize frame from the target is
     // reported by the case rather than hidden in a WebSocket error.
     let config = WebSocketConfig::default()
         .max_message_size(Some(4 * MAX_FRAME_LEN))
         .max_frame_size(Some(4 * MAX_FRAME_LEN));
-    let (ws, _resp) =
+    if opts.subprotocols.is_some() || opts.extensions.is_some() {
+        return offering_upgrade(io, &url, &target.url, opts, config).await;
+    }
+    let (ws, resp) =
         tokio_tungstenite::client_async_with_config(target.url.as_str(), io, Some(config))
             .await
             .map_err(|e| format!("WebSocket handshake with {}: {e}", target.url))?;
-    Ok(ws)
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    Ok((ws, headers))
+}
+
+/// The authority (`host[:port]`) and the resource name (path and query, `/` when empty) of
+/// a relay URL the parser accepted (RFC 6455 section 3, `LINK-45`).
+fn authority_and_resource(url: &str) -> (String, String) {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.split('#').next().unwrap_or_default();
+    let cut = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, resource) = rest.split_at(cut);
+    let resource = if resource.starts_with('/') {
+        resource.to_owned()
+    } else {
+        format!("/{resource}")
+    };
+    (authority.to_owned(), resource)
+}
+
+/// The WebSocket upgrade written by hand, offering subprotocols or extensions: a WebSocket
+/// library's client refuses an answer that selects no subprotocol when it offered one
+/// (stricter than RFC 6455), which is exactly the answer `LINK-45` requires. Checks the
+/// status and `Sec-WebSocket-Accept`, then speaks WebSocket on the stream without any
+/// extension.
+async fn offering_upgrade(
+    mut io: Box<dyn Io>,
+    url: &RelayUrl,
+    url_text: &str,
+    opts: ConnectOptions,
+    config: WebSocketConfig,
+) -> Result<(Ws, Headers), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
+    let (authority, resource) = authority_and_resource(url.as_str());
+    let mut request = format!(
+        "GET {resource} HTTP/1.1\r\nHost: {authority}\r\nConnection: Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"
+    );
+    if let Some(p) = opts.subprotocols {
+        request.push_str(&format!("Sec-WebSocket-Protocol: {p}\r\n"));
+    }
+    if let Some(x) = opts.extensions {
+        request.push_str(&format!("Sec-WebSocket-Extensions: {x}\r\n"));
+    }
+    request.push_str("\r\n");
+    io.write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("WebSocket upgrade request to {url_text}: {e}"))?;
+    io.flush().await.map_err(|e| format!("flushing: {e}"))?;
+    // The answer's head, byte by byte: nothing after it may be consumed.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 16 * 1024 {
+            return Err(format!(
+                "the answer to the upgrade from {url_text} has no end"
+            ));
+        }
+        let mut b = [0u8; 1];
+        let n = io
+            .read(&mut b)
+            .await
+            .map_err(|e| format!("reading the upgrade answer from {url_text}: {e}"))?;
+        if n == 0 {
+            return Err(format!(
+                "{url_text} closed the connection during the upgrade"
+            ));
+        }
+        head.extend_from_slice(&b);
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.split("\r\n");
+    let status = lines.next().unwrap_or_default().to_owned();
+    if status.split_whitespace().nth(1) != Some("101") {
+        return Err(format!(
+            "WebSocket upgrade with {url_text} refused: {status}"
+        ));
+    }
+    let headers: Headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    if !headers
+        .iter()
+        .any(|(k, v)| k == "sec-websocket-accept" && *v == accept)
+    {
+        return Err(format!(
+            "the upgrade answer from {url_text} has no valid Sec-WebSocket-Accept"
+        ));
+    }
+    let ws = WebSocketStream::from_raw_socket(
+        io,
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        Some(config),
+    )
+    .await;
+    Ok((ws, headers))
 }
 
 impl Link {
@@ -217,9 +343,15 @@ impl Link {
     /// The connection or the WebSocket handshake failed.
     pub async fn connect_with(cx: &Context, name: &str, opts: ConnectOptions) -> CaseResult<Self> {
         let target = cx.relay()?;
-        let ws = tokio::time::timeout(Duration::from_secs(10), connect_ws(target, opts))
+        let limit = Duration::from_secs(10) + opts.upgrade_delay.unwrap_or_default();
+        let (ws, upgrade_headers) = tokio::time::timeout(limit, connect_ws(target, opts))
             .await
-            .map_err(|_| CaseError(format!("{name}: connecting took more than 10 s")))?
+            .map_err(|_| {
+                CaseError(format!(
+                    "{name}: connecting took more than {} s",
+                    limit.as_secs()
+                ))
+            })?
             .map_err(|e| CaseError(format!("{name}: {e}")))?;
         cx.log.note(name, format!("connected to {}", target.url));
         let (sink, stream) = ws.split();
@@ -229,7 +361,18 @@ impl Link {
             sink,
             stream,
             ended: false,
+            upgrade_headers,
         })
+    }
+
+    /// The value of header field `name` (any case) in the relay's answer to the WebSocket
+    /// upgrade, if it has one.
+    pub fn upgrade_header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.upgrade_headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The runner's name of this link.
@@ -249,6 +392,25 @@ impl Link {
         self.log.binary(&self.name, Direction::Sent, &bytes);
         self.sink
             .send(Message::binary(bytes))
+            .await
+            .map_err(|e| self.err(format_args!("sending: {e}")))
+    }
+
+    /// Sends several messages in one write, as a client that pipelines them does
+    /// (`LINK-38`): they reach the relay together.
+    ///
+    /// # Errors
+    /// The WebSocket refused a message.
+    pub async fn send_together(&mut self, messages: Vec<Vec<u8>>) -> CaseResult<()> {
+        for bytes in messages {
+            self.log.binary(&self.name, Direction::Sent, &bytes);
+            self.sink
+                .feed(Message::binary(bytes))
+                .await
+                .map_err(|e| self.err(format_args!("sending: {e}")))?;
+        }
+        self.sink
+            .flush()
             .await
             .map_err(|e| self.err(format_args!("sending: {e}")))
     }
@@ -892,7 +1054,20 @@ pub fn host_hello(cred: &Credential, msg1: &[u8]) -> RelayFrame {
 /// # Errors
 /// Any other answer.
 pub async fn controller(cx: &Context, name: &str, cred: &Credential) -> CaseResult<Link> {
-    let mut link = Link::connect(cx, name).await?;
+    controller_with(cx, name, cred, ConnectOptions::default()).await
+}
+
+/// [`controller`] with connection options.
+///
+/// # Errors
+/// Any other answer.
+pub async fn controller_with(
+    cx: &Context,
+    name: &str,
+    cred: &Credential,
+    opts: ConnectOptions,
+) -> CaseResult<Link> {
+    let mut link = Link::connect_with(cx, name, opts).await?;
     link.send(&controller_hello(cred)).await?;
     link.expect_frame(&RelayFrame::Ready, ANSWER_WAIT).await?;
     Ok(link)

@@ -325,3 +325,285 @@ async fn a_relay_that_never_pings() {
 async fn a_relay_that_checks_only_the_ephemeral_dh() {
     caught_by(Fault::ChecksOnlyEphemeralDh, "SEC-8/low-order-host-static").await;
 }
+
+// ----- The 2026-12-07 answers: one faulty relay per new case ------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_counts_text_as_a_frame() {
+    caught_by(Fault::TextCountsAsFrame, "LINK-40/long-text-before-hello").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_checks_the_state_before_decoding() {
+    caught_by(
+        Fault::StateBeforeDecode,
+        "LINK-40/malformed-before-unexpected",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_decodes_hello_before_its_version() {
+    caught_by(Fault::DecodesBeforeVersion, "LINK-41/future-hello-layout").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_caps_pipelined_frames() {
+    caught_by(
+        Fault::CapsPipelinedFrames,
+        "LINK-6/pipelined-frame-after-accepted-hello",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_drops_queued_data_on_goaway() {
+    caught_by(
+        Fault::DropsQueueOnGoaway,
+        "LINK-42/data-flushed-before-goaway",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_drops_queued_data_on_peer_gone() {
+    caught_by(
+        Fault::DropsDataOnPeerGone,
+        "LINK-42/data-delivered-before-peer-gone",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_ends_one_direction_of_a_slow_session() {
+    caught_by(Fault::SlowReaderOneDirection, "LINK-22/slow-reader").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_whose_deadline_starts_at_accept() {
+    caught_by(
+        Fault::DeadlineFromAccept,
+        "LINK-44/auth-deadline-from-upgrade",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_pings_late() {
+    caught_by(Fault::LatePing, "LINK-25/relay-sends-ping").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_requires_a_subprotocol() {
+    caught_by(Fault::RequiresSubprotocol, "LINK-45/no-subprotocol-needed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_selects_an_offered_subprotocol() {
+    caught_by(
+        Fault::SelectsOfferedSubprotocol,
+        "LINK-45/offered-subprotocol-not-selected",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_negotiates_compression() {
+    caught_by(Fault::NegotiatesDeflate, "LINK-45/no-compression").await;
+}
+
+// ----- Chapter 3 MUSTs that had no faulty relay --------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_ignores_a_controllers_registration_bytes() {
+    caught_by(
+        Fault::AcceptsControllerRegistration,
+        "LINK-9/controller-hello-with-registration",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_ignores_remote_access() {
+    caught_by(Fault::IgnoresRemoteAccess, "LINK-11/remote-access-off").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_accepts_a_bad_proof() {
+    caught_by(Fault::AcceptsBadProof, "LINK-12/bad-proof").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_replaces_silently() {
+    caught_by(Fault::SilentReplace, "LINK-14/second-registration-replaces").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_without_a_handshake_bound() {
+    caught(
+        Fault::NoHandshakeBound,
+        &["LINK-15/empty-handshake", "LINK-15/oversize-handshake"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_delivers_an_id_in_use() {
+    caught(
+        Fault::DuplicateIncoming,
+        &[
+            "LINK-16/id-in-use-on-controller-link",
+            "LINK-16/id-in-use-on-host-link",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_duplicates_data() {
+    caught_by(Fault::DuplicatesData, "LINK-26/order-and-integrity").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_sends_a_malformed_ready() {
+    caught_by(Fault::MalformedReady, "LINK-30/relay-frames-well-formed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_accepts_any_role() {
+    caught_by(Fault::AcceptsAnyRole, "LINK-31/bad-role").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_case_folds_workspaces() {
+    caught_by(Fault::CaseFoldsWorkspace, "LINK-32/bad-workspace").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_ignores_empty_data() {
+    caught_by(Fault::IgnoresEmptyData, "LINK-33/empty-data-payload").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_accepts_a_reason_not_utf8() {
+    caught_by(
+        Fault::AcceptsBadUtf8Reason,
+        "LINK-34/goaway-reason-not-utf8",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_drops_pipelined_frames() {
+    caught_by(Fault::DropsPipelinedFrames, "LINK-38/open-before-ready").await;
+}
+
+// ----- Second faulty relays for chapter 3 MUSTs that had one --------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_closes_silently_on_text() {
+    caught_by(Fault::TextClosesSilently, "LINK-1/text-message-after-ready").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_calls_malformed_frames_unexpected() {
+    caught(
+        Fault::MalformedIsUnexpected,
+        &[
+            "LINK-4/empty-message",
+            "LINK-4/unknown-type",
+            "LINK-4/truncated-frame",
+            "LINK-4/trailing-bytes",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_with_a_5_second_auth_deadline() {
+    caught_by(Fault::ShortAuthDeadline, "LINK-7/auth-deadline").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_ignores_a_second_hello() {
+    caught_by(Fault::IgnoresSecondHello, "LINK-8/second-hello").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_silent_on_an_unreachable_host() {
+    caught_by(Fault::SilentOnUnreachable, "LINK-17/offline-host").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_truncates_incoming() {
+    caught_by(Fault::TruncatesIncoming, "LINK-18/forward-both-ways").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_ends_the_link_on_an_unknown_session() {
+    caught_by(Fault::UnknownSessionEndsLink, "LINK-19/unknown-session").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_with_a_30_second_idle_timeout() {
+    caught_by(Fault::ShortIdleTimeout, "LINK-24/idle-timeout").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_needs_three_bytes_to_read_a_version() {
+    caught_by(Fault::VersionNeedsThreeBytes, "LINK-41/future-hello-layout").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_reorders_data() {
+    caught_by(Fault::ReordersData, "LINK-26/order-and-integrity").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_sends_a_malformed_pong() {
+    caught_by(Fault::MalformedPong, "LINK-30/relay-frames-well-formed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_ignores_a_goaway_not_utf8() {
+    caught_by(
+        Fault::IgnoresBadUtf8Goaway,
+        "LINK-34/goaway-reason-not-utf8",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_checks_remote_access_before_the_credential() {
+    caught_by(
+        Fault::RemoteAccessBeforeCredential,
+        "LINK-11/remote-access-off",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_calls_a_short_proof_a_failed_one() {
+    caught_by(
+        Fault::ProofLengthIsRegistrationFailed,
+        "LINK-12/proof-wrong-length",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_tells_the_host_of_a_refused_open() {
+    caught(
+        Fault::IdInUseTellsHost,
+        &[
+            "LINK-16/id-in-use-on-controller-link",
+            "LINK-16/id-in-use-on-host-link",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_refuses_a_pipelined_open() {
+    caught_by(Fault::UnexpectedPipelinedOpen, "LINK-38/open-before-ready").await;
+}

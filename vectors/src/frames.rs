@@ -49,6 +49,23 @@ impl Builder {
         let v = json!({ "frame": hex::encode(frame), "error": error(e) });
         self.push(comment, flags, "invalid", v);
     }
+
+    /// Adds the relay's answer to the last case, where it is not the decoder's result: a
+    /// `HELLO` whose version byte is not 1 (`LINK-41`).
+    fn relay_answer(&mut self) {
+        if let Some(obj) = self.tests.last_mut().and_then(Value::as_object_mut) {
+            obj.insert("relayAnswer".into(), unsupported_version());
+        }
+    }
+}
+
+/// What a relay answers a `HELLO` whose version byte is not 1, before decoding the rest
+/// (`LINK-41`, `LINK-3`).
+fn unsupported_version() -> Value {
+    json!({
+        "closeCode": CloseCode::UNSUPPORTED_VERSION.name(),
+        "requirement": "LINK-41",
+    })
 }
 
 fn cat(parts: &[&[u8]]) -> Vec<u8> {
@@ -106,10 +123,11 @@ fn generate() -> String {
     );
     b.valid(
         "HELLO with version 2 decodes; the relay refuses it with UNSUPPORTED_VERSION (LINK-3)",
-        &["Hello", "VersionNotChecked"],
+        &["Hello", "VersionNotChecked", "VersionFirst"],
         &hello_bytes(2, 0x02, ws, &cred, &[]),
         hello(2, "controller", ws, &cred, &[]),
     );
+    b.relay_answer();
     let ws64: Vec<u8> = b"abcdefghijklmnopqrstuvwxyz0123456789._-"
         .iter()
         .copied()
@@ -508,6 +526,41 @@ fn generate() -> String {
         &FrameError::Truncated,
     );
 
+    // LINK-41: a later version may lay HELLO out differently after its version byte. The
+    // codec reports what v1's layout makes of the bytes; a relay reads the version first
+    // and answers UNSUPPORTED_VERSION whatever follows.
+    b.invalid(
+        "HELLO of version 2 whose next byte is no v1 role: the codec says BadRole; a relay reads the version first and answers UNSUPPORTED_VERSION (LINK-41)",
+        &["Hello", "BadRole", "VersionFirst"],
+        &cat(&[&[0x01, 0x02, 0x07], &det_bytes("relay-frames/hello-v2-body", 40)]),
+        &FrameError::BadRole { role: 0x07 },
+    );
+    b.relay_answer();
+    b.invalid(
+        "HELLO of version 2 and nothing after the version: the codec says Truncated; a relay answers UNSUPPORTED_VERSION (LINK-41)",
+        &["Hello", "Truncated", "VersionFirst"],
+        &[0x01, 0x02],
+        &FrameError::Truncated,
+    );
+    b.relay_answer();
+    b.invalid(
+        "HELLO of version 255 with a v1 controller body and 16 bytes more: the codec says BadRegistrationLength; a relay answers UNSUPPORTED_VERSION (LINK-41)",
+        &["Hello", "BadRegistrationLength", "VersionFirst"],
+        &hello_bytes(0xff, 0x02, ws, &cred, &[0x5a; 16]),
+        &FrameError::BadRegistrationLength {
+            frame_type: 0x01,
+            len: 16,
+        },
+    );
+    b.relay_answer();
+    b.invalid(
+        "HELLO of version 0 with a workspace of upper-case letters: the codec says BadWorkspace; a relay answers UNSUPPORTED_VERSION (LINK-41)",
+        &["Hello", "BadWorkspace", "VersionFirst"],
+        &hello_bytes(0x00, 0x02, b"ACME", &cred, &[]),
+        &FrameError::BadWorkspace,
+    );
+    b.relay_answer();
+
     let n = b.tests.len();
     to_json(&json!({
         "vectors": "relay-frames",
@@ -529,6 +582,7 @@ fn generate() -> String {
             "MinLength": "fields at their shortest length",
             "MaxLength": "fields at their longest length",
             "VersionNotChecked": "the codec decodes any HELLO version; the relay's state machine rejects it (LINK-3)",
+            "VersionFirst": "a HELLO whose version byte is not 1: a relay reads bytes 0 and 1 before anything else and answers UNSUPPORTED_VERSION whatever follows (LINK-41); `relayAnswer` says so, while `decoded` or `error` is what the codec makes of the bytes",
             "Repeat": "the frame is too long to write out: it is `frame` followed by `frameRepeat.count` copies of the byte(s) `frameRepeat.hex`; a decoded payload likewise is `payload` followed by `payloadRepeat.count` copies of `payloadRepeat.hex`",
             "Truncated": "the frame ends before a field does, or is empty (LINK-4)",
             "TrailingBytes": "bytes after the frame's last field (LINK-4)",
@@ -548,6 +602,7 @@ fn generate() -> String {
             "frameRepeat": "optional, see the Repeat flag",
             "decoded": "type (the frame's name) and its fields: byte fields in hex; version, code as numbers; role as \"host\" or \"controller\"; workspace and reason as strings; PING/PONG value as a decimal string (u64)",
             "error": "name: the error variant; requirement: the requirement id; closeCode: the close code of the GOAWAY that reports it",
+            "relayAnswer": "optional: closeCode and requirement of the GOAWAY a relay answers the frame with, where that is not the decoder's result (see the VersionFirst flag); present exactly when byte 0 is 0x01 and byte 1 exists and is not 0x01",
         },
         "numberOfTests": n,
         "tests": b.tests,
@@ -649,6 +704,7 @@ fn expected(d: &Value) -> Result<RelayFrame, String> {
 
 fn check_case(case: &Value) -> Result<(), String> {
     let bytes = repeated(case, "frame", "frameRepeat")?;
+    check_relay_answer(case, &bytes)?;
     let decoded = RelayFrame::decode(&bytes);
     match str_field(case, "result")? {
         "valid" => {
@@ -685,6 +741,24 @@ fn check_case(case: &Value) -> Result<(), String> {
             }
         }
         other => Err(format!("result {other:?}")),
+    }
+}
+
+/// `relayAnswer` is present exactly for a `HELLO` whose version byte is not 1, and says
+/// `UNSUPPORTED_VERSION` (`LINK-41`).
+fn check_relay_answer(case: &Value, bytes: &[u8]) -> Result<(), String> {
+    let other_version = RelayFrame::peek_hello_version(bytes)
+        .is_some_and(|v| v != tether_proto::limits::PROTOCOL_VERSION);
+    match (case.get("relayAnswer"), other_version) {
+        (None, false) => Ok(()),
+        (Some(answer), true) if *answer == unsupported_version() => Ok(()),
+        (Some(answer), true) => Err(format!(
+            "relayAnswer {answer} is not UNSUPPORTED_VERSION (LINK-41)"
+        )),
+        (Some(_), false) => {
+            Err("relayAnswer on a frame that is not a HELLO of another version".into())
+        }
+        (None, true) => Err("a HELLO of another version without relayAnswer (LINK-41)".into()),
     }
 }
 

@@ -9,11 +9,13 @@
     clippy::panic,
     dead_code,
     unreachable_pub,
-    clippy::collapsible_if
+    clippy::collapsible_if,
+    clippy::result_large_err
 )]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -21,10 +23,12 @@ use tether_conformance::cases::security::relay::LOW_ORDER_POINTS_CANONICAL;
 use tether_conformance::host::BoxFuture;
 use tether_conformance::{Credential, RelayAdmin, RelayTarget, Target, TlsOptions};
 use tether_proto::link::router::{Relay, RelayConfig, RelayEvent, RelayLimits, WorkspaceConfig};
-use tether_proto::link::{CloseCode, RelayFrame, Role, SessionId};
+use tether_proto::link::{CloseCode, FrameError, RelayFrame, Role, SessionId};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// How the relay misbehaves.
@@ -122,6 +126,111 @@ pub enum Fault {
     NoIdleTimeout,
     /// Never sends a keepalive PING (LINK-25).
     NoKeepalivePing,
+    // ----- Items of the 2026-12-07 clarifications, one per new case ------------------
+    /// Judges a text message before READY by the 512-byte frame bound: a long one gets
+    /// FRAME_TOO_LARGE instead of PROTOCOL_ERROR (LINK-40, LINK-1).
+    TextCountsAsFrame,
+    /// Looks at a frame's type and the link's state before decoding the body: a
+    /// malformed frame the state does not allow gets UNEXPECTED_FRAME (LINK-40).
+    StateBeforeDecode,
+    /// Decodes a HELLO whole before looking at its version: a later version's layout is
+    /// PROTOCOL_ERROR (LINK-41).
+    DecodesBeforeVersion,
+    /// Applies the 512-byte bound to every frame that arrives before READY is written,
+    /// even one processed after the HELLO was accepted (LINK-6).
+    CapsPipelinedFrames,
+    /// Drops the DATA queued for a link when it sends GOAWAY on it (LINK-42).
+    DropsQueueOnGoaway,
+    /// Drops the DATA of a link's sessions queued for their other ends when the link ends,
+    /// sending CLOSE PEER_GONE without it (LINK-42).
+    DropsDataOnPeerGone,
+    /// Under LINK-22 ends only the direction that overflowed: the reader gets no CLOSE
+    /// and its DATA still reaches the other end.
+    SlowReaderOneDirection,
+    /// Starts the authentication deadline when it accepts the TCP connection, not when
+    /// the WebSocket upgrade completes (LINK-44, LINK-7).
+    DeadlineFromAccept,
+    /// Sends its keepalive PING 24 s after the last frame, past the 2 s tolerance
+    /// (LINK-25, LINK-44).
+    LatePing,
+    /// Refuses an upgrade request that offers no subprotocol (LINK-45).
+    RequiresSubprotocol,
+    /// Selects the first subprotocol the client offers (LINK-45).
+    SelectsOfferedSubprotocol,
+    /// Accepts permessage-deflate when offered (it says so in its answer; LINK-45).
+    NegotiatesDeflate,
+    // ----- Chapter 3 MUSTs that had no faulty relay ---------------------------------------
+    /// Accepts a controller HELLO that carries registration bytes, ignoring them (LINK-9).
+    AcceptsControllerRegistration,
+    /// Lets links of a workspace with remote access off reach READY (LINK-11).
+    IgnoresRemoteAccess,
+    /// Answers a HOST_PROOF that does not verify with READY (LINK-12).
+    AcceptsBadProof,
+    /// Replaces an older host link without telling it: no GOAWAY REPLACED, the WebSocket
+    /// stays open (LINK-14).
+    SilentReplace,
+    /// Does not bound the OPEN handshake: an empty one is padded, a long one cut, and the
+    /// OPEN is routed (LINK-15).
+    NoHandshakeBound,
+    /// Delivers an OPEN whose id is in use instead of refusing it: the host gets a second
+    /// INCOMING (LINK-16).
+    DuplicateIncoming,
+    /// Sends every 50th DATA frame twice (LINK-26).
+    DuplicatesData,
+    /// Sends READY with a trailing zero byte (LINK-30).
+    MalformedReady,
+    /// Takes any unassigned HELLO role byte for a controller (LINK-31).
+    AcceptsAnyRole,
+    /// Lower-cases the HELLO workspace id before checking it (LINK-32).
+    CaseFoldsWorkspace,
+    /// Ignores a DATA frame without payload (LINK-33).
+    IgnoresEmptyData,
+    /// Takes a client GOAWAY whose reason is not UTF-8 as a normal GOAWAY (LINK-34).
+    AcceptsBadUtf8Reason,
+    /// Drops the frames a controller sends after its HELLO before READY is written
+    /// (LINK-38).
+    DropsPipelinedFrames,
+    // ----- Second faulty relays for chapter 3 MUSTs that had one ----------------------------
+    /// Closes the WebSocket on a text message without GOAWAY (LINK-1).
+    TextClosesSilently,
+    /// Answers a malformed frame with GOAWAY UNEXPECTED_FRAME instead of PROTOCOL_ERROR
+    /// (LINK-4).
+    MalformedIsUnexpected,
+    /// Its authentication deadline is 5 s (LINK-7).
+    ShortAuthDeadline,
+    /// Ignores a second HELLO on a READY link (LINK-8).
+    IgnoresSecondHello,
+    /// Never answers an OPEN to a key no host registered (LINK-17).
+    SilentOnUnreachable,
+    /// Cuts the handshake of INCOMING to 256 bytes (LINK-18).
+    TruncatesIncoming,
+    /// Ends the link (GOAWAY PROTOCOL_ERROR) on DATA for a session it does not own,
+    /// instead of CLOSE UNKNOWN_SESSION (LINK-19).
+    UnknownSessionEndsLink,
+    /// Its idle timeout is 30 s (LINK-24).
+    ShortIdleTimeout,
+    /// Reads the HELLO version only when a role byte follows it: `01 02` alone is
+    /// PROTOCOL_ERROR (LINK-41).
+    VersionNeedsThreeBytes,
+    /// Holds back every 10th DATA frame of a link and sends it after the next one
+    /// (LINK-26).
+    ReordersData,
+    /// Sends PONG with a trailing zero byte (LINK-30).
+    MalformedPong,
+    /// Ignores a client GOAWAY whose reason is not UTF-8 (LINK-34).
+    IgnoresBadUtf8Goaway,
+    /// Checks remote access before the credential: a wrong credential for a workspace
+    /// with remote access off gets REMOTE_ACCESS_DISABLED (LINK-11).
+    RemoteAccessBeforeCredential,
+    /// Answers a HOST_PROOF of the wrong length with REGISTRATION_FAILED instead of
+    /// PROTOCOL_ERROR (LINK-12).
+    ProofLengthIsRegistrationFailed,
+    /// Refuses an OPEN whose id is in use, but also sends CLOSE SESSION_ID_IN_USE for that
+    /// id to the host that has the session (LINK-16).
+    IdInUseTellsHost,
+    /// Answers a controller's OPEN that arrives before READY is written with GOAWAY
+    /// UNEXPECTED_FRAME (LINK-38).
+    UnexpectedPipelinedOpen,
 }
 
 /// Whether X25519 with `point` gives the all-zero output (a low-order point).
@@ -207,9 +316,12 @@ enum Ev {
     Oversize(u64),
     /// The operator sets (or removes) a workspace (LINK-37).
     SetWorkspace(String, Option<WorkspaceConfig>, oneshot::Sender<()>),
-    Opened(u64, mpsc::Sender<Out>),
-    Frame(u64, Vec<u8>),
-    Text(u64),
+    /// A link, with the instant its TCP connection was accepted.
+    Opened(u64, mpsc::Sender<Out>, Instant),
+    /// A binary message, and whether it was read before the link's READY was written.
+    Frame(u64, Vec<u8>, bool),
+    /// A text message of this many bytes.
+    Text(u64, usize),
     Closed(u64),
     Writable(u64),
 }
@@ -299,6 +411,9 @@ pub async fn start(fault: Fault) -> TestRelay {
         Fault::NoLinkQueueBound => limits.link_queue_bytes = usize::MAX / 4,
         Fault::NoIdleTimeout => limits.idle_timeout = Duration::from_secs(3600),
         Fault::NoKeepalivePing => limits.keepalive_interval = Duration::from_secs(3600),
+        Fault::LatePing => limits.keepalive_interval = Duration::from_secs(24),
+        Fault::ShortAuthDeadline => limits.auth_deadline = Duration::from_secs(5),
+        Fault::ShortIdleTimeout => limits.idle_timeout = Duration::from_secs(30),
         _ => {}
     }
     let max_message = match fault {
@@ -314,7 +429,10 @@ pub async fn start(fault: Fault) -> TestRelay {
         )
         .with_workspace(
             OFF_WORKSPACE,
-            WorkspaceConfig::new(OFF_CREDENTIAL.as_bytes(), false),
+            WorkspaceConfig::new(
+                OFF_CREDENTIAL.as_bytes(),
+                fault == Fault::IgnoresRemoteAccess,
+            ),
         )
         .with_limits(limits);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -347,22 +465,33 @@ async fn serve(
     fault: Fault,
     max_message: usize,
 ) {
+    let accepted = Instant::now();
     let config = WebSocketConfig::default()
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message));
-    let Ok(ws) = tokio_tungstenite::accept_async_with_config(tcp, Some(config)).await else {
+    let Ok(ws) = tokio_tungstenite::accept_hdr_async_with_config(
+        tcp,
+        move |req: &Request, resp: Response| upgrade_answer(fault, req, resp),
+        Some(config),
+    )
+    .await
+    else {
         return;
     };
     let (mut sink, mut stream) = ws.split();
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(1);
-    if ev.send(Ev::Opened(id, out_tx)).is_err() {
+    if ev.send(Ev::Opened(id, out_tx, accepted)).is_err() {
         return;
     }
+    // Set once READY has been written: frames read before are "early" (LINK-6, LINK-38).
+    let ready_written = Arc::new(AtomicBool::new(false));
+    let written = ready_written.clone();
     let wev = ev.clone();
     let mut writer = tokio::spawn(async move {
         while let Some(out) = out_rx.recv().await {
             match out {
                 Out::Frame(b) => {
+                    let is_ready = b.first() == Some(&RelayFrame::READY);
                     match tokio::time::timeout(
                         Duration::from_secs(30),
                         sink.send(Message::binary(b)),
@@ -371,6 +500,9 @@ async fn serve(
                     {
                         Ok(Ok(())) => {}
                         _ => break,
+                    }
+                    if is_ready {
+                        written.store(true, Ordering::SeqCst);
                     }
                     let _ = wev.send(Ev::Writable(id));
                 }
@@ -385,10 +517,11 @@ async fn serve(
     while let Some(msg) = stream.next().await {
         match msg {
             Ok(Message::Binary(b)) => {
-                let _ = ev.send(Ev::Frame(id, b.to_vec()));
+                let early = !ready_written.load(Ordering::SeqCst);
+                let _ = ev.send(Ev::Frame(id, b.to_vec(), early));
             }
-            Ok(Message::Text(_)) => {
-                let _ = ev.send(Ev::Text(id));
+            Ok(Message::Text(t)) => {
+                let _ = ev.send(Ev::Text(id, t.len()));
             }
             // LINK-5: the library refused a message before buffering it. The reference
             // answers GOAWAY FRAME_TOO_LARGE and waits for its writer to close; the faults
@@ -411,6 +544,47 @@ async fn serve(
     drop(writer);
 }
 
+/// The relay's answer to a WebSocket upgrade request: the reference's (no subprotocol, no
+/// extension, LINK-45), or a fault's.
+fn upgrade_answer(
+    fault: Fault,
+    req: &Request,
+    mut resp: Response,
+) -> Result<Response, ErrorResponse> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    match fault {
+        Fault::RequiresSubprotocol if header("sec-websocket-protocol").is_none() => {
+            let mut refusal = ErrorResponse::new(Some("a subprotocol is required".to_owned()));
+            *refusal.status_mut() = StatusCode::BAD_REQUEST;
+            return Err(refusal);
+        }
+        Fault::SelectsOfferedSubprotocol => {
+            if let Some(first) = header("sec-websocket-protocol")
+                .and_then(|p| p.split(',').next().map(|s| s.trim().to_owned()))
+                && let Ok(v) = HeaderValue::from_str(&first)
+            {
+                resp.headers_mut().insert("sec-websocket-protocol", v);
+            }
+        }
+        Fault::NegotiatesDeflate
+            if header("sec-websocket-extensions")
+                .is_some_and(|x| x.contains("permessage-deflate")) =>
+        {
+            resp.headers_mut().insert(
+                "sec-websocket-extensions",
+                HeaderValue::from_static("permessage-deflate"),
+            );
+        }
+        _ => {}
+    }
+    Ok(resp)
+}
+
 /// Sends `frames` (then a close, with `close`) on link `id` past the core: a faulty relay's
 /// own answer.
 fn send_direct(links: &HashMap<u64, LinkIo>, id: u64, frames: Vec<RelayFrame>, close: bool) {
@@ -424,6 +598,202 @@ fn send_direct(links: &HashMap<u64, LinkIo>, id: u64, frames: Vec<RelayFrame>, c
                 let _ = tx.send(Out::Close).await;
             }
         });
+    }
+}
+
+/// [`Fault::DropsDataOnPeerGone`]: takes the queues of the other ends of link `id`'s
+/// sessions out of the core and drops their `DATA` of those sessions, so that the
+/// `CLOSE PEER_GONE` the core queued behind it goes out alone (LINK-42).
+fn drop_data_of_peers(
+    relay: &mut Relay,
+    held: &mut HashMap<u64, VecDeque<Vec<u8>>>,
+    links: &HashMap<u64, LinkIo>,
+    host_sessions: &HashMap<u64, std::collections::HashSet<SessionId>>,
+    opens: &HashMap<SessionId, (u64, Vec<u8>, [u8; 32])>,
+    hosts: &HashMap<[u8; 32], (u64, String)>,
+    id: u64,
+) {
+    let mut peers: Vec<(u64, SessionId)> = Vec::new();
+    if let Some(set) = host_sessions.get(&id) {
+        for s in set {
+            if let Some((ctl, _, _)) = opens.get(s) {
+                peers.push((*ctl, *s));
+            }
+        }
+    }
+    for (s, (ctl, _, key)) in opens {
+        if *ctl == id
+            && let Some((h, _)) = hosts.get(key)
+        {
+            peers.push((*h, *s));
+        }
+    }
+    for (other, session) in peers {
+        let Some(io) = links.get(&other) else {
+            continue;
+        };
+        let q = held.entry(other).or_default();
+        while let Some(b) = relay.poll_transmit(io.link) {
+            q.push_back(b);
+        }
+        q.retain(|b| {
+            !matches!(RelayFrame::decode(b), Ok(RelayFrame::Data { session: s, .. }) if s == session)
+        });
+    }
+}
+
+/// What an input-side fault does with a binary message instead of handing it to the core.
+enum Answer {
+    /// Nothing: the message is dropped.
+    Ignore,
+    /// `GOAWAY code`, and the link ends.
+    GoAway(CloseCode),
+}
+
+/// The input-side faults: answers a binary message the way the fault would, or rewrites
+/// `bytes` (returning `None`) so that the core takes it as the fault would. `early`: read
+/// before the link's READY was written; `hello_seen`, `ready`, `controller`: the link's
+/// state as the driver knows it.
+fn faulty_answer(
+    fault: Fault,
+    bytes: &mut Vec<u8>,
+    early: bool,
+    hello_seen: bool,
+    ready: bool,
+    controller: bool,
+) -> Option<Answer> {
+    let decoded = RelayFrame::decode(bytes);
+    let ty = bytes.first().copied();
+    match fault {
+        Fault::StateBeforeDecode if decoded.is_err() => {
+            let ty = ty?;
+            tether_proto::link::frame::type_name(ty)?;
+            let allowed: &[u8] = if !hello_seen {
+                &[RelayFrame::HELLO, RelayFrame::GOAWAY]
+            } else if !ready {
+                &[RelayFrame::HOST_PROOF, RelayFrame::GOAWAY]
+            } else if controller {
+                &[
+                    RelayFrame::OPEN,
+                    RelayFrame::DATA,
+                    RelayFrame::CLOSE,
+                    RelayFrame::PING,
+                    RelayFrame::PONG,
+                    RelayFrame::GOAWAY,
+                ]
+            } else {
+                &[
+                    RelayFrame::DATA,
+                    RelayFrame::CLOSE,
+                    RelayFrame::PING,
+                    RelayFrame::PONG,
+                    RelayFrame::GOAWAY,
+                ]
+            };
+            (!allowed.contains(&ty)).then_some(Answer::GoAway(CloseCode::UNEXPECTED_FRAME))
+        }
+        Fault::DecodesBeforeVersion
+            if decoded.is_err()
+                && bytes.len() <= 512
+                && RelayFrame::peek_hello_version(bytes).is_some_and(|v| v != 1) =>
+        {
+            Some(Answer::GoAway(CloseCode::PROTOCOL_ERROR))
+        }
+        Fault::CapsPipelinedFrames if early && bytes.len() > 512 => {
+            Some(Answer::GoAway(CloseCode::FRAME_TOO_LARGE))
+        }
+        Fault::DropsPipelinedFrames if early && hello_seen && controller => Some(Answer::Ignore),
+        Fault::AcceptsControllerRegistration => {
+            if ty == Some(RelayFrame::HELLO)
+                && bytes.get(2) == Some(&0x02)
+                && matches!(decoded, Err(FrameError::BadRegistrationLength { .. }))
+            {
+                let w = usize::from(*bytes.get(3)?);
+                let c = usize::from(*bytes.get(4 + w)?);
+                bytes.truncate(5 + w + c);
+            }
+            None
+        }
+        Fault::NoHandshakeBound => {
+            if ty == Some(RelayFrame::OPEN)
+                && matches!(decoded, Err(FrameError::BadHandshakeLength { .. }))
+            {
+                if bytes.len() == 41 {
+                    bytes.push(0x01);
+                } else {
+                    bytes.truncate(41 + 512);
+                }
+            }
+            None
+        }
+        Fault::AcceptsAnyRole => {
+            if ty == Some(RelayFrame::HELLO) && matches!(decoded, Err(FrameError::BadRole { .. })) {
+                bytes[2] = 0x02;
+            }
+            None
+        }
+        Fault::CaseFoldsWorkspace => {
+            if ty == Some(RelayFrame::HELLO) && bytes.len() > 4 {
+                let w = usize::from(bytes[3]);
+                if let Some(ws) = bytes.get_mut(4..4 + w) {
+                    ws.make_ascii_lowercase();
+                }
+            }
+            None
+        }
+        Fault::IgnoresEmptyData if ty == Some(RelayFrame::DATA) && bytes.len() == 9 => {
+            Some(Answer::Ignore)
+        }
+        Fault::MalformedIsUnexpected
+            if bytes.len() <= 512
+                && decoded.is_err()
+                && RelayFrame::peek_hello_version(bytes).is_none_or(|v| v == 1) =>
+        {
+            Some(Answer::GoAway(CloseCode::UNEXPECTED_FRAME))
+        }
+        Fault::IgnoresSecondHello if ready && matches!(decoded, Ok(RelayFrame::Hello { .. })) => {
+            Some(Answer::Ignore)
+        }
+        Fault::VersionNeedsThreeBytes
+            if bytes.len() == 2
+                && RelayFrame::peek_hello_version(bytes).is_some_and(|v| v != 1) =>
+        {
+            Some(Answer::GoAway(CloseCode::PROTOCOL_ERROR))
+        }
+        Fault::IgnoresBadUtf8Goaway
+            if ty == Some(RelayFrame::GOAWAY) && matches!(decoded, Err(FrameError::BadUtf8)) =>
+        {
+            Some(Answer::Ignore)
+        }
+        Fault::ProofLengthIsRegistrationFailed
+            if ty == Some(RelayFrame::HOST_PROOF)
+                && matches!(decoded, Err(FrameError::BadRegistrationLength { .. })) =>
+        {
+            Some(Answer::GoAway(CloseCode::REGISTRATION_FAILED))
+        }
+        Fault::UnexpectedPipelinedOpen
+            if early && hello_seen && controller && ty == Some(RelayFrame::OPEN) =>
+        {
+            Some(Answer::GoAway(CloseCode::UNEXPECTED_FRAME))
+        }
+        Fault::RemoteAccessBeforeCredential => match decoded {
+            Ok(RelayFrame::Hello {
+                workspace,
+                credential,
+                ..
+            }) if workspace == OFF_WORKSPACE && credential != OFF_CREDENTIAL.as_bytes() => {
+                Some(Answer::GoAway(CloseCode::REMOTE_ACCESS_DISABLED))
+            }
+            _ => None,
+        },
+        Fault::AcceptsBadUtf8Reason => {
+            if ty == Some(RelayFrame::GOAWAY) && matches!(decoded, Err(FrameError::BadUtf8)) {
+                bytes.truncate(3);
+                bytes.push(0);
+            }
+            None
+        }
+        _ => None,
     }
 }
 
@@ -457,15 +827,60 @@ async fn drive(mut relay: Relay, mut rx: mpsc::UnboundedReceiver<Ev>, fault: Fau
     let mut shadow: HashMap<u64, snow::HandshakeState> = HashMap::new();
     let mut dead: std::collections::HashSet<u64> = std::collections::HashSet::new();
     let mut ready: std::collections::HashSet<u64> = std::collections::HashSet::new();
+    // Frames a LINK-42 fault took out of the core's queue of a link, sent before the core's.
+    let mut held: HashMap<u64, VecDeque<Vec<u8>>> = HashMap::new();
+    // SlowReaderOneDirection: (reader link, session) -> the controller link its DATA still
+    // reaches.
+    let mut half_open: HashMap<(u64, SessionId), u64> = HashMap::new();
+    let mut data_count = 0u64;
+    // ReordersData: the DATA frame held back on each link.
+    let mut stashed: HashMap<u64, Vec<u8>> = HashMap::new();
     let fixed = [7u8; 32];
     loop {
         // Events.
         while let Some(ev) = relay.poll_event() {
             match ev {
-                RelayEvent::CloseLink { link, .. } | RelayEvent::PeerGoingAway { link, .. } => {
-                    if let Some(id) = by_link.get(&link) {
-                        if let Some(io) = links.get_mut(id) {
+                RelayEvent::CloseLink { link, code } => {
+                    if let Some(&id) = by_link.get(&link) {
+                        if let Some(io) = links.get_mut(&id) {
                             io.closing = true;
+                        }
+                        // LINK-42: the DATA still queued for the link goes with its GOAWAY.
+                        if fault == Fault::DropsQueueOnGoaway && code != CloseCode::SLOW_READER {
+                            let q = held.entry(id).or_default();
+                            while let Some(b) = relay.poll_transmit(link) {
+                                q.push_back(b);
+                            }
+                            q.retain(|b| b.first() != Some(&RelayFrame::DATA));
+                        }
+                        if fault == Fault::DropsDataOnPeerGone {
+                            drop_data_of_peers(
+                                &mut relay,
+                                &mut held,
+                                &links,
+                                &host_sessions,
+                                &opens,
+                                &hosts,
+                                id,
+                            );
+                        }
+                    }
+                }
+                RelayEvent::PeerGoingAway { link, .. } => {
+                    if let Some(&id) = by_link.get(&link) {
+                        if let Some(io) = links.get_mut(&id) {
+                            io.closing = true;
+                        }
+                        if fault == Fault::DropsDataOnPeerGone {
+                            drop_data_of_peers(
+                                &mut relay,
+                                &mut held,
+                                &links,
+                                &host_sessions,
+                                &opens,
+                                &hosts,
+                                id,
+                            );
                         }
                     }
                 }
@@ -497,7 +912,11 @@ async fn drive(mut relay: Relay, mut rx: mpsc::UnboundedReceiver<Ev>, fault: Fau
                 let Ok(permit) = io.tx.try_reserve() else {
                     break;
                 };
-                let Some(mut bytes) = relay.poll_transmit(io.link) else {
+                let next = match held.get_mut(&id).and_then(VecDeque::pop_front) {
+                    Some(b) => Some(b),
+                    None => relay.poll_transmit(io.link),
+                };
+                let Some(mut bytes) = next else {
                     drop(permit);
                     if io.closing && !io.close_sent {
                         io.close_sent = true;
@@ -534,6 +953,110 @@ async fn drive(mut relay: Relay, mut rx: mpsc::UnboundedReceiver<Ev>, fault: Fau
                         drop(permit);
                         continue;
                     }
+                }
+                match (fault, RelayFrame::decode(&bytes)) {
+                    // LINK-22: the reader is not told; its direction stays open.
+                    (Fault::SlowReaderOneDirection, Ok(RelayFrame::Close { session, code }))
+                        if code == CloseCode::SLOW_READER && !controllers.contains(&id) =>
+                    {
+                        if let Some((ctl, _, _)) = opens.get(&session) {
+                            half_open.insert((id, session), *ctl);
+                        }
+                        drop(permit);
+                        continue;
+                    }
+                    // LINK-12: a failed proof is answered READY; the link is then ignored.
+                    (Fault::AcceptsBadProof, Ok(RelayFrame::GoAway { code, .. }))
+                        if code == CloseCode::REGISTRATION_FAILED =>
+                    {
+                        bytes = RelayFrame::Ready.to_bytes().unwrap();
+                        io.close_sent = true;
+                        dead.insert(id);
+                    }
+                    // LINK-14: the older link is not told, and not closed.
+                    (Fault::SilentReplace, Ok(RelayFrame::GoAway { code, .. }))
+                        if code == CloseCode::REPLACED =>
+                    {
+                        io.close_sent = true;
+                        dead.insert(id);
+                        drop(permit);
+                        continue;
+                    }
+                    // LINK-16: the refused OPEN reaches the host after all.
+                    (Fault::DuplicateIncoming, Ok(RelayFrame::Close { session, code }))
+                        if code == CloseCode::SESSION_ID_IN_USE =>
+                    {
+                        if let Some((ctl, handshake, key)) = opens.get(&session).cloned()
+                            && ctl == id
+                            && let Some((host_id, _)) = hosts.get(&key)
+                        {
+                            let inc = RelayFrame::Incoming { session, handshake }
+                                .to_bytes()
+                                .unwrap();
+                            inject.push((*host_id, inc));
+                            drop(permit);
+                            continue;
+                        }
+                    }
+                    // LINK-26: every 50th DATA frame twice.
+                    (Fault::DuplicatesData, Ok(RelayFrame::Data { .. })) => {
+                        data_count += 1;
+                        if data_count.is_multiple_of(50) {
+                            inject.push((id, bytes.clone()));
+                        }
+                    }
+                    // LINK-30: READY with a trailing byte.
+                    (Fault::MalformedReady, Ok(RelayFrame::Ready)) => bytes.push(0),
+                    (Fault::MalformedPong, Ok(RelayFrame::Pong { .. })) => bytes.push(0),
+                    // LINK-26: every 10th DATA frame goes after the next one.
+                    (Fault::ReordersData, Ok(RelayFrame::Data { .. })) => {
+                        data_count += 1;
+                        if let Some(late) = stashed.remove(&id) {
+                            inject.push((id, late));
+                        } else if data_count.is_multiple_of(10) {
+                            stashed.insert(id, bytes);
+                            drop(permit);
+                            continue;
+                        }
+                    }
+                    // LINK-16: the host hears of the refused OPEN too.
+                    (Fault::IdInUseTellsHost, Ok(RelayFrame::Close { session, code }))
+                        if code == CloseCode::SESSION_ID_IN_USE =>
+                    {
+                        if let Some((host_id, _)) =
+                            host_sessions.iter().find(|(_, set)| set.contains(&session))
+                        {
+                            let close = RelayFrame::Close { session, code }.to_bytes().unwrap();
+                            inject.push((*host_id, close));
+                        }
+                    }
+                    // LINK-17: no answer for an unreachable host.
+                    (Fault::SilentOnUnreachable, Ok(RelayFrame::Close { code, .. }))
+                        if code == CloseCode::HOST_UNREACHABLE =>
+                    {
+                        drop(permit);
+                        continue;
+                    }
+                    // LINK-18: the handshake cut to 256 bytes.
+                    (Fault::TruncatesIncoming, Ok(RelayFrame::Incoming { session, handshake }))
+                        if handshake.len() > 256 =>
+                    {
+                        bytes = RelayFrame::Incoming {
+                            session,
+                            handshake: handshake[..256].to_vec(),
+                        }
+                        .to_bytes()
+                        .unwrap();
+                    }
+                    // LINK-19: the whole link ends instead.
+                    (Fault::UnknownSessionEndsLink, Ok(RelayFrame::Close { code, .. }))
+                        if code == CloseCode::UNKNOWN_SESSION =>
+                    {
+                        bytes = goaway(CloseCode::PROTOCOL_ERROR).to_bytes().unwrap();
+                        io.closing = true;
+                        dead.insert(id);
+                    }
+                    _ => {}
                 }
                 match fault {
                     Fault::FlipDataByte
@@ -616,8 +1139,11 @@ async fn drive(mut relay: Relay, mut rx: mpsc::UnboundedReceiver<Ev>, fault: Fau
                         }
                         let _ = done.send(());
                     }
-                    Ev::Opened(id, tx) => {
-                        let link = relay.handle_link_opened(now);
+                    Ev::Opened(id, tx, accepted) => {
+                        // LINK-44: the timers start when the upgrade completes (now), not
+                        // when the TCP connection was accepted.
+                        let start = if fault == Fault::DeadlineFromAccept { accepted } else { now };
+                        let link = relay.handle_link_opened(start);
                         by_link.insert(link, id);
                         links.insert(id, LinkIo { link, tx, closing: false, close_sent: false, workspace: None });
                     }
@@ -629,10 +1155,35 @@ async fn drive(mut relay: Relay, mut rx: mpsc::UnboundedReceiver<Ev>, fault: Fau
                             relay.handle_frame(io.link, &too_long, now, &mut || [0u8; 32]);
                         }
                     }
-                    Ev::Frame(id, mut bytes) => {
+                    Ev::Frame(id, mut bytes, early) => {
                         let Some(io) = links.get(&id) else { continue };
                         let link = io.link;
                         if dead.contains(&id) {
+                            continue;
+                        }
+                        if let Some(answer) = faulty_answer(
+                            fault,
+                            &mut bytes,
+                            early,
+                            hello_ws.contains_key(&id),
+                            ready.contains(&id),
+                            controllers.contains(&id),
+                        ) {
+                            match answer {
+                                Answer::Ignore => {}
+                                Answer::GoAway(code) => {
+                                    dead.insert(id);
+                                    send_direct(&links, id, vec![goaway(code)], true);
+                                }
+                            }
+                            continue;
+                        }
+                        if fault == Fault::SlowReaderOneDirection
+                            && let Ok(RelayFrame::Data { session, .. }) = RelayFrame::decode(&bytes)
+                            && let Some(ctl) = half_open.get(&(id, session))
+                        {
+                            let f = RelayFrame::decode(&bytes).unwrap();
+                            send_direct(&links, *ctl, vec![f], false);
                             continue;
                         }
                         if fault == Fault::DecodesLongFrameBeforeReady
@@ -783,8 +1334,18 @@ async fn drive(mut relay: Relay, mut rx: mpsc::UnboundedReceiver<Ev>, fault: Fau
                         };
                         relay.handle_frame(link, &bytes, now, &mut rng);
                     }
-                    Ev::Text(id) => {
+                    Ev::Text(id, len) => {
                         if fault == Fault::IgnoreText {
+                            continue;
+                        }
+                        if fault == Fault::TextClosesSilently {
+                            dead.insert(id);
+                            send_direct(&links, id, Vec::new(), true);
+                            continue;
+                        }
+                        if fault == Fault::TextCountsAsFrame && !ready.contains(&id) && len > 512 {
+                            dead.insert(id);
+                            send_direct(&links, id, vec![goaway(CloseCode::FRAME_TOO_LARGE)], true);
                             continue;
                         }
                         if let Some(io) = links.get(&id) {

@@ -66,7 +66,8 @@ impl Default for LinkOptions {
 pub enum SessionInput {
     /// A `DATA` frame's payload.
     Data(Vec<u8>),
-    /// The relay delivered `CLOSE` (the session is unregistered).
+    /// The relay delivered `CLOSE` (the session is unregistered, except for
+    /// `SESSION_ID_IN_USE`, which never ends an established session, `LINK-43`).
     Close(CloseCode),
     /// The link ended; the session is gone with it.
     LinkEnded(LinkEnd),
@@ -418,7 +419,11 @@ impl Driver {
                         self.route(session, SessionInput::Data(payload), false);
                     }
                     LinkEvent::Close { session, code } => {
-                        self.route(session, SessionInput::Close(code), true);
+                        // LINK-43: SESSION_ID_IN_USE refuses an OPEN and never ends an
+                        // existing session; the session decides (an established one
+                        // ignores it) and unregisters itself when it ends.
+                        let remove = code != CloseCode::SESSION_ID_IN_USE;
+                        self.route(session, SessionInput::Close(code), remove);
                     }
                     // Its GOAWAY, if it sent one, went out with the flush above.
                     LinkEvent::Ended(end) => return end,

@@ -211,8 +211,8 @@ pub async fn connect(
         }
     };
     let result = async {
-        // LINK-38: OPEN follows HELLO without waiting for READY (message 1 of a resumed
-        // session is far below LINK-6's 512 bytes), which saves a round trip to the relay.
+        // LINK-38: OPEN follows HELLO without waiting for READY (the relay processes it in
+        // READY, LINK-6), which saves a round trip to the relay.
         let (ready, session) = tokio::join!(
             ready.wait(),
             open_session_at(state, &link, host, host_key, timestamp)

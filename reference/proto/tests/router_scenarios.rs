@@ -113,6 +113,78 @@ fn link3_unsupported_version() {
     assert_goaway(&net, l, CloseCode::UNSUPPORTED_VERSION);
 }
 
+/// LINK-41: the version byte of a HELLO is read before the rest is decoded, so a later
+/// version's layout is UNSUPPORTED_VERSION, never PROTOCOL_ERROR; the single byte 01 is
+/// still Truncated.
+#[test]
+fn link41_version_read_before_the_rest() {
+    let v1 = hello(Role::Controller, "ws-a", CRED_A, &[])
+        .to_bytes()
+        .unwrap();
+    let mut too_long = v1.clone();
+    too_long[1] = 0xff;
+    too_long.extend_from_slice(&[0x5a; 16]);
+    for bytes in [
+        vec![0x01, 0x02],
+        vec![0x01, 0x02, 0x07, 0x00, 0x00],
+        too_long,
+        hex::decode("01000204414340450f").unwrap(),
+    ] {
+        let mut net = Net::new(config());
+        let l = net.open();
+        net.send_raw(l, &bytes);
+        assert_goaway(&net, l, CloseCode::UNSUPPORTED_VERSION);
+        // In READY too: the version comes before the state (LINK-40).
+        let c = net.controller("ws-a", CRED_A);
+        net.send_raw(c, &bytes);
+        assert_goaway(&net, c, CloseCode::UNSUPPORTED_VERSION);
+    }
+    let mut net = Net::new(config());
+    let l = net.open();
+    net.send_raw(l, &[0x01]);
+    assert_goaway(&net, l, CloseCode::PROTOCOL_ERROR);
+}
+
+/// LINK-40: a malformed frame the state does not allow is PROTOCOL_ERROR, not
+/// UNEXPECTED_FRAME; a text message before READY is PROTOCOL_ERROR whatever its length.
+#[test]
+fn link40_which_check_wins() {
+    let mut net = Net::new(config());
+    let l = net.open();
+    net.send_raw(l, &[0x20, 0, 0, 0, 1]);
+    assert_goaway(&net, l, CloseCode::PROTOCOL_ERROR);
+    let c = net.controller("ws-a", CRED_A);
+    let mut challenge = vec![0x02];
+    challenge.extend_from_slice(&[0x22; 10]);
+    net.send_raw(c, &challenge);
+    assert_goaway(&net, c, CloseCode::PROTOCOL_ERROR);
+    let l = net.open();
+    net.relay.handle_text_message(l, net.now);
+    net.drive();
+    assert_goaway(&net, l, CloseCode::PROTOCOL_ERROR);
+}
+
+/// LINK-6: judged when processed. An OPEN of 553 bytes right after an accepted HELLO is
+/// processed in READY.
+#[test]
+fn link6_pipelined_open_after_accepted_hello_is_not_capped() {
+    let mut net = Net::new(config());
+    let host_private = [0x42; 32];
+    let h = net.host("ws-a", CRED_A, &host_private);
+    let l = net.open();
+    net.send(l, &hello(Role::Controller, "ws-a", CRED_A, &[]));
+    let open = open_frame(sid(9), &host_private, &[0x33; 512]);
+    assert_eq!(open.to_bytes().unwrap().len(), 553);
+    net.send(l, &open);
+    assert!(!net.is_closed(l));
+    let (to_c, to_h) = (net.take(l), net.take(h));
+    assert!(
+        to_h.iter()
+            .any(|f| matches!(f, RelayFrame::Incoming { session, .. } if *session == sid(9))),
+        "{to_c:?} {to_h:?}"
+    );
+}
+
 #[test]
 fn link4_malformed_frames_give_protocol_error() {
     for bytes in [

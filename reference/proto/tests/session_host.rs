@@ -195,6 +195,46 @@ fn pairing_then_resume_carries_json_rpc_both_ways() {
     ));
 }
 
+/// LINK-43: `CLOSE SESSION_ID_IN_USE` refuses an `OPEN`; it never ends an established
+/// session. Before message 2 it ends the handshake (the `OPEN` was refused); after it, the
+/// session lives on and still carries messages.
+#[test]
+fn link_43_session_id_in_use_never_ends_an_established_session() {
+    let now = Instant::now();
+    let (mut h, mut s) = (host(false), store());
+    let mut c = pair(&mut h, &mut s, now);
+    let _ = controller_events(&mut c);
+    let _ = host_events(&mut h);
+    c.handle_close(CloseCode::SESSION_ID_IN_USE);
+    assert!(c.is_established());
+    assert!(controller_events(&mut c).is_empty());
+    let request = Message::Request(Request::new(7, "thread/list", None));
+    c.send(&request).unwrap();
+    drive(&mut c, &mut h, &mut s, now, WALL);
+    assert!(matches!(
+        &host_events(&mut h)[..],
+        [HostEvent::Message { message, .. }] if *message == request
+    ));
+    // Any other code still ends it.
+    c.handle_close(CloseCode::PEER_GONE);
+    assert!(c.is_closed());
+    assert!(closed_with(
+        &controller_events(&mut c),
+        CloseCode::PEER_GONE
+    ));
+
+    // Before message 2: the refusal of this session's OPEN.
+    let mut pending =
+        Controller::connect(config(PHONE_PRIVATE, 9, WALL, Purpose::Resume), now).unwrap();
+    while pending.poll_transmit().is_some() {}
+    pending.handle_close(CloseCode::SESSION_ID_IN_USE);
+    assert!(pending.is_closed());
+    assert!(closed_with(
+        &controller_events(&mut pending),
+        CloseCode::SESSION_ID_IN_USE
+    ));
+}
+
 #[test]
 fn chan_12_reused_token_is_refused() {
     // TOKEN-15: a token pairs once.

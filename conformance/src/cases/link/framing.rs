@@ -1,6 +1,8 @@
-//! Relay cases of the link's transport and frames (`spec/03` sections 3.1 to 3.3, 3.5):
-//! text messages, versions, malformed and oversize frames, the authentication deadline,
-//! frames in the wrong state (`LINK-1` to `LINK-8`).
+//! Relay cases of the link's transport and frames (`spec/03` sections 3.1 to 3.3, 3.5,
+//! 3.8.1): text messages, the WebSocket upgrade, versions, malformed and oversize frames,
+//! the authentication deadline, frames in the wrong state (`LINK-1` to `LINK-8`), which
+//! check wins (`LINK-40`, `LINK-41`), when the deadline starts (`LINK-44`) and what the
+//! upgrade must not negotiate (`LINK-45`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,13 +12,13 @@ use tether_proto::link::{CloseCode, RelayFrame};
 
 use crate::case::{Case, case};
 use crate::cases::steps::relay::{
-    awaiting_proof, first_frame_gets, hello_bytes, pass, ready_frame_gets, send_open, session_pair,
-    wrong_credential_for, ws,
+    awaiting_proof, first_frame_gets, hello_bytes, pass, pattern, ready_frame_gets,
+    registered_host, send_open, session_pair, wrong_credential_for, ws,
 };
 use crate::context::{Context, Credential};
 use crate::link::{
-    ANSWER_WAIT, HostKey, Link, controller, controller_hello, handshake_bytes, host,
-    is_loopback_url, random_bytes, random_session,
+    ANSWER_WAIT, ConnectOptions, HostKey, Link, controller, controller_hello, handshake_bytes,
+    host, is_loopback_url, random_bytes, random_session,
 };
 use crate::outcome::{CaseError, CaseResult, Outcome, ensure, fail};
 
@@ -25,6 +27,9 @@ pub const CASES: &[Case] = &[
     TEXT_AFTER_READY,
     TEXT_BEFORE_HELLO,
     PLAIN_WS_LOOPBACK,
+    NO_SUBPROTOCOL_NEEDED,
+    OFFERED_SUBPROTOCOL_NOT_SELECTED,
+    NO_COMPRESSION,
     UNSUPPORTED_VERSION,
     VERSION_BEFORE_CREDENTIAL,
     EMPTY_MESSAGE,
@@ -37,6 +42,7 @@ pub const CASES: &[Case] = &[
     OVERSIZE_BEFORE_READY,
     OVERSIZE_AWAITING_PROOF,
     LIMIT_IS_512,
+    PIPELINED_AFTER_ACCEPTED_HELLO,
     AUTH_DEADLINE,
     DEADLINE_AWAITING_PROOF,
     FIRST_FRAME_NOT_HELLO,
@@ -45,6 +51,10 @@ pub const CASES: &[Case] = &[
     OPEN_FROM_HOST,
     PROOF_FROM_CONTROLLER,
     OTHER_AWAITING_PROOF,
+    LONG_TEXT_BEFORE_HELLO,
+    MALFORMED_BEFORE_UNEXPECTED,
+    FUTURE_HELLO_LAYOUT,
+    DEADLINE_FROM_UPGRADE,
 ];
 
 // ----- LINK-1, LINK-2 --------------------------------------------------------------------
@@ -93,6 +103,82 @@ async fn plain_ws_loopback(cx: Arc<Context>) -> CaseResult<Outcome> {
             "the relay serves plain ws:// on a non-loopback address ({url}); LINK-2 allows that only when its operator configured it explicitly — if so, disable this case with that reason"
         ));
     }
+    pass()
+}
+
+// ----- LINK-45: the WebSocket upgrade ---------------------------------------------------
+
+const NO_SUBPROTOCOL_NEEDED: Case = case! {
+    id: "LINK-45/no-subprotocol-needed",
+    level: Must,
+    timeout: 15 s,
+    description: "an upgrade request that offers no subprotocol and no extension is accepted, answered without Sec-WebSocket-Protocol, and reaches READY",
+    relay: no_subprotocol_needed,
+};
+async fn no_subprotocol_needed(cx: Arc<Context>) -> CaseResult<Outcome> {
+    let mut l = Link::connect(&cx, "ctl").await?;
+    no_header(
+        &l,
+        "Sec-WebSocket-Protocol",
+        "selected a subprotocol nobody offered",
+    )?;
+    l.send(&controller_hello(&ws(&cx)?)).await?;
+    l.expect_frame(&RelayFrame::Ready, ANSWER_WAIT).await?;
+    l.expect_alive().await?;
+    pass()
+}
+
+/// Fails when the relay's answer to the upgrade of `l` carries header field `name`.
+fn no_header(l: &Link, name: &str, what: &str) -> CaseResult<()> {
+    match l.upgrade_header(name) {
+        None => Ok(()),
+        Some(v) => fail(format!(
+            "{}: the relay {what}: its upgrade answer has {name}: {v} (LINK-45)",
+            l.name()
+        )),
+    }
+}
+
+const OFFERED_SUBPROTOCOL_NOT_SELECTED: Case = case! {
+    id: "LINK-45/offered-subprotocol-not-selected",
+    level: Must,
+    timeout: 15 s,
+    description: "an upgrade request offering the subprotocols \"tether\" and \"tether.v1\" is answered without Sec-WebSocket-Protocol, and the link reaches READY",
+    relay: offered_subprotocol_not_selected,
+};
+async fn offered_subprotocol_not_selected(cx: Arc<Context>) -> CaseResult<Outcome> {
+    let opts = ConnectOptions {
+        subprotocols: Some("tether, tether.v1"),
+        ..ConnectOptions::default()
+    };
+    let mut l = Link::connect_with(&cx, "ctl", opts).await?;
+    no_header(&l, "Sec-WebSocket-Protocol", "selected a subprotocol")?;
+    l.send(&controller_hello(&ws(&cx)?)).await?;
+    l.expect_frame(&RelayFrame::Ready, ANSWER_WAIT).await?;
+    pass()
+}
+
+const NO_COMPRESSION: Case = case! {
+    id: "LINK-45/no-compression",
+    level: Must,
+    timeout: 15 s,
+    description: "an upgrade request offering permessage-deflate is answered without Sec-WebSocket-Extensions, and the link reaches READY uncompressed",
+    relay: no_compression,
+};
+async fn no_compression(cx: Arc<Context>) -> CaseResult<Outcome> {
+    let opts = ConnectOptions {
+        extensions: Some("permessage-deflate; client_max_window_bits"),
+        ..ConnectOptions::default()
+    };
+    let mut l = Link::connect_with(&cx, "ctl", opts).await?;
+    no_header(
+        &l,
+        "Sec-WebSocket-Extensions",
+        "accepted a WebSocket extension",
+    )?;
+    l.send(&controller_hello(&ws(&cx)?)).await?;
+    l.expect_frame(&RelayFrame::Ready, ANSWER_WAIT).await?;
+    l.expect_alive().await?;
     pass()
 }
 
@@ -326,6 +412,41 @@ async fn limit_is_512(cx: Arc<Context>) -> CaseResult<Outcome> {
     pass()
 }
 
+const PIPELINED_AFTER_ACCEPTED_HELLO: Case = case! {
+    id: "LINK-6/pipelined-frame-after-accepted-hello",
+    level: Must,
+    timeout: 15 s,
+    description: "a 553-byte OPEN written together with an accepted HELLO is processed in READY: the session opens, no FRAME_TOO_LARGE",
+    relay: pipelined_after_accepted_hello,
+};
+/// LINK-6 judges a frame by the state it is processed in (LINK-38), not by when it arrives:
+/// an OPEN with a 512-byte handshake (553 bytes) that reaches the relay together with the
+/// HELLO is processed after READY.
+async fn pipelined_after_accepted_hello(cx: Arc<Context>) -> CaseResult<Outcome> {
+    let (cred, key, mut h) = registered_host(&cx).await?;
+    let mut c = Link::connect(&cx, "ctl").await?;
+    let s = random_session();
+    let handshake = pattern(6, 512);
+    let open = hello_bytes(&RelayFrame::Open {
+        session: s,
+        host_key: key.public,
+        handshake: handshake.clone(),
+    })?;
+    c.send_together(vec![hello_bytes(&controller_hello(&cred))?, open])
+        .await?;
+    c.expect_frame(&RelayFrame::Ready, ANSWER_WAIT).await?;
+    h.expect_frame(
+        &RelayFrame::Incoming {
+            session: s,
+            handshake,
+        },
+        ANSWER_WAIT,
+    )
+    .await?;
+    c.expect_alive().await?;
+    pass()
+}
+
 // ----- LINK-7 ----------------------------------------------------------------------------
 
 fn check_deadline(start: Instant, lo: f64, hi: f64, what: &str) -> CaseResult<()> {
@@ -491,5 +612,118 @@ async fn other_awaiting_proof(cx: Arc<Context>) -> CaseResult<Outcome> {
     l.send(&RelayFrame::Ping { value: 9 }).await?;
     l.expect_goaway(CloseCode::UNEXPECTED_FRAME, ANSWER_WAIT)
         .await?;
+    pass()
+}
+
+// ----- LINK-40, LINK-41: which check wins --------------------------------------------------
+
+const LONG_TEXT_BEFORE_HELLO: Case = case! {
+    id: "LINK-40/long-text-before-hello",
+    level: Must,
+    timeout: 15 s,
+    description: "a 1000-byte WebSocket text message before HELLO gets GOAWAY PROTOCOL_ERROR (LINK-1), not FRAME_TOO_LARGE (LINK-6 is for frames)",
+    relay: long_text_before_hello,
+};
+async fn long_text_before_hello(cx: Arc<Context>) -> CaseResult<Outcome> {
+    let mut l = Link::connect(&cx, "client").await?;
+    l.send_text(&"x".repeat(1000)).await?;
+    l.expect_goaway(CloseCode::PROTOCOL_ERROR, ANSWER_WAIT)
+        .await?;
+    pass()
+}
+
+const MALFORMED_BEFORE_UNEXPECTED: Case = case! {
+    id: "LINK-40/malformed-before-unexpected",
+    level: Must,
+    timeout: 20 s,
+    description: "a malformed frame of a type the state does not allow (a cut PING before HELLO, a 10-byte HOST_CHALLENGE on a READY link, a cut OPEN awaiting the proof) gets PROTOCOL_ERROR, not UNEXPECTED_FRAME",
+    relay: malformed_before_unexpected,
+};
+async fn malformed_before_unexpected(cx: Arc<Context>) -> CaseResult<Outcome> {
+    // PING is not allowed before HELLO; this one lacks four of its value bytes.
+    first_frame_gets(
+        &cx,
+        "client",
+        vec![RelayFrame::PING, 0, 0, 0, 1],
+        CloseCode::PROTOCOL_ERROR,
+    )
+    .await?;
+    // HOST_CHALLENGE is never allowed from a client; this one has 10 bytes, not 48.
+    let mut challenge = vec![RelayFrame::HOST_CHALLENGE];
+    challenge.extend_from_slice(&[0x22; 10]);
+    ready_frame_gets(&cx, "ctl", challenge, CloseCode::PROTOCOL_ERROR).await?;
+    // OPEN is not allowed awaiting HOST_PROOF; this one ends inside its host key.
+    let cred = ws(&cx)?;
+    let mut l = awaiting_proof(&cx, &cred, &HostKey::random()).await?;
+    let mut open = vec![RelayFrame::OPEN];
+    open.extend_from_slice(&random_bytes::<8>());
+    open.extend_from_slice(&[0x33; 20]);
+    l.send_bytes(open).await?;
+    l.expect_goaway(CloseCode::PROTOCOL_ERROR, ANSWER_WAIT)
+        .await?;
+    pass()
+}
+
+const FUTURE_HELLO_LAYOUT: Case = case! {
+    id: "LINK-41/future-hello-layout",
+    level: Must,
+    timeout: 20 s,
+    description: "HELLOs of versions 2, 255 and 0 laid out as v1 cannot read (role 0x07; nothing after the version; 16 bytes too many; an upper-case workspace) get UNSUPPORTED_VERSION, not PROTOCOL_ERROR",
+    relay: future_hello_layout,
+};
+async fn future_hello_layout(cx: Arc<Context>) -> CaseResult<Outcome> {
+    let cred = ws(&cx)?;
+    let mut odd_role = vec![RelayFrame::HELLO, 2, 0x07];
+    odd_role.extend_from_slice(&pattern(41, 40));
+    let mut too_long = hello_bytes(&controller_hello(&cred))?;
+    if let Some(v) = too_long.get_mut(1) {
+        *v = 0xff;
+    }
+    too_long.extend_from_slice(&[0x5a; 16]);
+    let mut upper = vec![RelayFrame::HELLO, 0, 0x02, 4];
+    upper.extend_from_slice(b"ACME");
+    upper.push(u8::try_from(cred.credential.len()).unwrap_or(16));
+    upper.extend_from_slice(&cred.credential);
+    for (name, bytes) in [
+        ("v2-role-07", odd_role),
+        ("v2-two-bytes", vec![RelayFrame::HELLO, 2]),
+        ("v255-trailing", too_long),
+        ("v0-upper-workspace", upper),
+    ] {
+        first_frame_gets(&cx, name, bytes, CloseCode::UNSUPPORTED_VERSION)
+            .await
+            .map_err(|e| CaseError(format!("{name}: {}", e.0)))?;
+    }
+    pass()
+}
+
+// ----- LINK-44: when timers start ----------------------------------------------------------
+
+/// How long the runner waits between its TCP connection and the WebSocket upgrade.
+const UPGRADE_DELAY: Duration = Duration::from_secs(4);
+
+const DEADLINE_FROM_UPGRADE: Case = case! {
+    id: "LINK-44/auth-deadline-from-upgrade",
+    level: Must,
+    timeout: 40 s,
+    slow: true,
+    description: "a client that upgrades 4 s after connecting, then sends nothing, gets GOAWAY AUTH_TIMEOUT 10 s after the upgrade (9 to 13 s), not 10 s after the TCP connection",
+    relay: deadline_from_upgrade,
+};
+async fn deadline_from_upgrade(cx: Arc<Context>) -> CaseResult<Outcome> {
+    let opts = ConnectOptions {
+        upgrade_delay: Some(UPGRADE_DELAY),
+        ..ConnectOptions::default()
+    };
+    let mut l = Link::connect_with(&cx, "client", opts).await?;
+    let upgraded = Instant::now();
+    l.expect_goaway(CloseCode::AUTH_TIMEOUT, Duration::from_secs(15))
+        .await?;
+    check_deadline(
+        upgraded,
+        9.0,
+        13.0,
+        "GOAWAY AUTH_TIMEOUT (measured from the upgrade)",
+    )?;
     pass()
 }

@@ -8,10 +8,10 @@
 //!
 //! | module | sections | requirements |
 //! |---|---|---|
-//! | [`framing`] | 3.1 to 3.3, 3.5 | `LINK-1` to `LINK-8` |
+//! | [`framing`] | 3.1 to 3.3, 3.5, 3.8.1 | `LINK-1` to `LINK-8`, `LINK-40`, `LINK-41`, `LINK-44`, `LINK-45` |
 //! | [`auth`] | 3.4, 3.5 | `LINK-9` to `LINK-14` |
 //! | [`sessions`] | 3.6, 3.7 | `LINK-15` to `LINK-23` |
-//! | [`liveness`] | 3.8, 3.9 | `LINK-24` to `LINK-27` |
+//! | [`liveness`] | 3.8, 3.9 | `LINK-24` to `LINK-27`, `LINK-42` |
 //! | [`encoding`] | 3.2 | `LINK-30` to `LINK-34` |
 //! | [`reconfigure`] | 3.10 | `LINK-37` |
 //! | [`pipelining`] | 3.5 | `LINK-38` |

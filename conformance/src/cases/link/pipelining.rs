@@ -8,7 +8,7 @@ use tether_proto::link::{CloseCode, RelayFrame};
 
 use crate::case::{Case, case};
 use crate::cases::steps::relay::{
-    data_crosses, pass, pattern, registered_host, send_open, wrong_credential_for,
+    data_crosses, hello_bytes, pass, pattern, registered_host, send_open, wrong_credential_for,
 };
 use crate::context::Context;
 use crate::link::{ANSWER_WAIT, Link, controller_hello, random_session};
@@ -32,8 +32,17 @@ async fn open_before_ready(cx: Arc<Context>) -> CaseResult<Outcome> {
     let mut c = Link::connect(&cx, "ctl").await?;
     let s = random_session();
     let handshake = pattern(38, 128);
-    c.send(&controller_hello(&cred)).await?;
-    send_open(&mut c, s, &key, handshake.clone()).await?;
+    let open = RelayFrame::Open {
+        session: s,
+        host_key: key.public,
+        handshake: handshake.clone(),
+    };
+    // One write: the OPEN reaches the relay with the HELLO, before READY can be sent.
+    c.send_together(vec![
+        hello_bytes(&controller_hello(&cred))?,
+        hello_bytes(&open)?,
+    ])
+    .await?;
     c.expect_frame(&RelayFrame::Ready, ANSWER_WAIT).await?;
     h.expect_frame(
         &RelayFrame::Incoming {

@@ -469,7 +469,7 @@ const SLOW_READER: Case = case! {
     id: "LINK-22/slow-reader",
     level: Must,
     timeout: 60 s,
-    description: "a session whose host stops reading gets CLOSE SLOW_READER at both ends; the links stay up",
+    description: "a session whose host stops reading gets CLOSE SLOW_READER at both ends and ends both ways: the host's DATA on it then gets UNKNOWN_SESSION and reaches nobody; the links stay up",
     relay: slow_reader,
 };
 async fn slow_reader(cx: Arc<Context>) -> CaseResult<Outcome> {
@@ -477,6 +477,7 @@ async fn slow_reader(cx: Arc<Context>) -> CaseResult<Outcome> {
     let key = HostKey::random();
     let opts = ConnectOptions {
         recv_buffer: Some(4096),
+        ..ConnectOptions::default()
     };
     let (mut h, _) = host_with(&cx, "host", &cred, &key, opts).await?;
     let mut c = controller(&cx, "ctl", &cred).await?;
@@ -513,7 +514,13 @@ async fn slow_reader(cx: Arc<Context>) -> CaseResult<Outcome> {
             Err(e) => return fail(format!("host: expected CLOSE SLOW_READER; {e}")),
         }
     }
+    // The whole session has ended, not only the direction that overflowed: DATA from the
+    // host on it is refused and reaches nobody.
+    h.send(&data(s, b"after SLOW_READER".to_vec())).await?;
+    h.expect_close(s, CloseCode::UNKNOWN_SESSION, ANSWER_WAIT)
+        .await?;
     h.expect_alive().await?;
+    c.expect_alive_ignoring(s).await?;
     pass()
 }
 
@@ -529,6 +536,7 @@ async fn link_slow_reader(cx: Arc<Context>) -> CaseResult<Outcome> {
     let key = HostKey::random();
     let opts = ConnectOptions {
         recv_buffer: Some(4096),
+        ..ConnectOptions::default()
     };
     let (mut h, _) = host_with(&cx, "host", &cred, &key, opts).await?;
     // 4 controllers x 16 sessions: the host link's 64 sessions.

@@ -39,9 +39,7 @@ use super::codes::CloseCode;
 use super::error::LinkError;
 use super::frame::{FrameError, RelayFrame, Role, SessionId};
 use super::registration::HostRegistration;
-use crate::limits::{
-    AUTH_DEADLINE, KEEPALIVE_INTERVAL, LINK_IDLE_TIMEOUT, PRE_AUTH_MAX_FRAME_LEN, PROTOCOL_VERSION,
-};
+use crate::limits::{AUTH_DEADLINE, KEEPALIVE_INTERVAL, LINK_IDLE_TIMEOUT, PROTOCOL_VERSION};
 
 /// What a client needs to say `HELLO`, and its timers.
 #[derive(Clone, Debug)]
@@ -243,7 +241,8 @@ pub enum ClientError {
     /// Host registration could not start (`LINK-12`).
     Registration(LinkError),
     /// The link is not `READY`, and the frame may not be pipelined after `HELLO`: only a
-    /// controller's frames of at most 512 bytes may (`LINK-38`, `LINK-6`).
+    /// controller's frames may (`LINK-38`); the relay processes them in `READY`, so
+    /// `LINK-6`'s 512-byte bound does not apply to them.
     NotReady,
     /// A host's link does not send `OPEN` (`LINK-8`).
     HostCannotOpen,
@@ -257,7 +256,7 @@ impl fmt::Display for ClientError {
             Self::Frame(e) => write!(f, "frame cannot be encoded: {e} ({})", e.requirement()),
             Self::Registration(e) => write!(f, "registration: {e} ({})", e.requirement()),
             Self::NotReady => f.write_str(
-                "the link is not READY yet (only a controller's frames of at most 512 bytes may follow HELLO, LINK-38)",
+                "the link is not READY yet (only a controller's frames may follow HELLO before READY, LINK-38)",
             ),
             Self::HostCannotOpen => f.write_str("a host's link does not send OPEN (LINK-8)"),
             Self::Ended => f.write_str("the link has ended"),
@@ -551,7 +550,7 @@ impl LinkClient {
     }
 
     /// A controller opens a session: `OPEN` (`LINK-15`, `LINK-16`). Allowed right after
-    /// `HELLO` when it fits in 512 bytes (`LINK-38`).
+    /// `HELLO`, before `READY` (`LINK-38`).
     ///
     /// # Errors
     /// [`ClientError::HostCannotOpen`], [`ClientError::Frame`], [`ClientError::NotReady`],
@@ -645,9 +644,9 @@ impl LinkClient {
         match self.state {
             State::Ended => return Err(ClientError::Ended),
             State::Ready => {}
-            // LINK-38 (and LINK-6: every frame pipelined after HELLO fits in 512 bytes).
-            State::AwaitReady
-                if self.role == Role::Controller && bytes.len() <= PRE_AUTH_MAX_FRAME_LEN => {}
+            // LINK-38: a controller's frames may follow its HELLO; the relay processes them
+            // in READY, so LINK-6's 512-byte bound does not apply to them (LINK-6, LINK-40).
+            State::AwaitReady if self.role == Role::Controller => {}
             State::AwaitChallenge(_) | State::AwaitReady => return Err(ClientError::NotReady),
         }
         self.transmits.push_back(bytes);

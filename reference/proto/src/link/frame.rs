@@ -329,6 +329,21 @@ impl RelayFrame {
         Ok(out)
     }
 
+    /// The version byte of a `HELLO`, read without decoding anything else (`LINK-41`):
+    /// `Some(version)` when `bytes` begins with the `HELLO` type byte and has a second
+    /// byte, whatever follows; `None` otherwise.
+    ///
+    /// A relay refuses a version other than 1 on this alone, before [`RelayFrame::decode`],
+    /// so that the `HELLO` of a later version, whose layout after the version byte may
+    /// differ, is reported as `UNSUPPORTED_VERSION` and never misread as a malformed v1
+    /// frame (`LINK-40` step 4).
+    pub fn peek_hello_version(bytes: &[u8]) -> Option<u8> {
+        match bytes {
+            [Self::HELLO, version, ..] => Some(*version),
+            _ => None,
+        }
+    }
+
     /// Decodes one frame, the whole of one WebSocket binary message (`LINK-4`, `LINK-5`).
     ///
     /// Checks, in order: size (`TooLarge`), non-empty (`Truncated`), type byte

@@ -55,7 +55,8 @@
 //!        │ CLOSE from either end ─────────── forwarded with the same code (LINK-21)
 //!        │ link of one end closes ────────── CLOSE PEER_GONE to the other end (LINK-21)
 //!        │ > 256 KiB undelivered one way ─── CLOSE SLOW_READER to both ends, queued
-//!        │                                   DATA of the session dropped (LINK-22)
+//!        │                                   DATA of both directions dropped; the
+//!        │                                   whole session ends (LINK-22)
 //!        │ host replaced ─────────────────── CLOSE PEER_GONE to the controller (LINK-14)
 //!        ▼
 //!     (forgotten)
@@ -76,6 +77,8 @@
 //! 1. Allowed frames before `READY` (`LINK-8`): only `HELLO` (in `AWAIT_HELLO`) and
 //!    `HOST_PROOF` (in `AWAIT_PROOF`), plus a client's `GOAWAY` in any state. `PING` before
 //!    `READY` is unexpected: the auth deadline (10 s) is shorter than the keepalive (20 s).
+//!    Which check wins when several apply is now `LINK-40`: size, text, size before
+//!    `READY`, a `HELLO`'s version byte (`LINK-41`), decoding, then the state.
 //! 2. Order of the `OPEN` checks (now `LINK-39`; no longer a decision of this code):
 //!    handshake length (`LINK-15`), id in use on the controller's link (`LINK-16`),
 //!    controller session limit (`LINK-20`), routing (`LINK-17`), id in use on the host
@@ -84,9 +87,9 @@
 //!    `SESSION_ID_IN_USE`) about a host outside its workspace.
 //! 3. An `OPEN` reusing an id already open on the same controller link gets `CLOSE
 //!    SESSION_ID_IN_USE` and the existing session is left untouched, as `spec/03` says.
-//!    That `CLOSE` names the id of the open session, so a controller that breaks `LINK-16`
-//!    this way will likely take it as the end of its existing session while the relay and
-//!    the host keep it; only a controller that already broke `LINK-16` is affected.
+//!    That `CLOSE` names the id of the open session; `LINK-43` now tells the controller to
+//!    take it as the refusal of its new `OPEN` and keep the existing session, as the relay
+//!    and the host do.
 //! 4. `LINK-22` counts `DATA` payload bytes; `LINK-23` counts every queued frame's encoded
 //!    bytes. The per-session check is made first. A `DATA` that would pass the bound is not
 //!    queued: it triggers the close. Exactly the bound is still held.
@@ -95,9 +98,12 @@
 //! 6. `LINK-21` "when a link closes" is taken as "when the relay stops serving it": the other
 //!    ends get `CLOSE PEER_GONE` as soon as `GOAWAY` is queued or the client's `GOAWAY`
 //!    arrives, not when the WebSocket finally closes. `DATA` queued before that `CLOSE` is
-//!    still delivered, in order, before it.
+//!    still delivered, in order, before it (now `LINK-42`), as are the frames queued
+//!    before the relay's own `GOAWAY` on a link (except `SLOW_READER`, decision 5).
 //! 7. `LINK-25` "sent" is "queued" here (the core does not see the socket). The relay pings
-//!    only `READY` links; a `PING` counts as sending.
+//!    only `READY` links; every frame counts as sending, `PING` and `PONG` included (now in
+//!    `LINK-25`'s text). Timers start when the driver calls [`Relay::handle_link_opened`],
+//!    which it does once the WebSocket upgrade has completed (`LINK-44`).
 //! 8. `LINK-24` "received" is any frame, even one that is then refused at session level.
 //! 9. The relay draws the registration ephemeral, and does any DH, only after the credential
 //!    checks pass (`LINK-10`, `LINK-11`): an unauthenticated peer costs no DH.
@@ -479,7 +485,9 @@ impl Relay {
         id
     }
 
-    /// A WebSocket text message arrived: `GOAWAY PROTOCOL_ERROR` (`LINK-1`).
+    /// A WebSocket text message arrived: `GOAWAY PROTOCOL_ERROR` (`LINK-1`), in every state
+    /// and whatever its length; the 512-byte bound before `READY` is for frames only
+    /// (`LINK-40` step 2, before `LINK-6`).
     pub fn handle_text_message(&mut self, link: LinkId, now: Instant) {
         self.goaway_code(
             link,
@@ -492,6 +500,10 @@ impl Relay {
     }
 
     /// A binary message (one relay frame, `LINK-1`) arrived on `link` at `now`.
+    ///
+    /// Judged in the order of `LINK-40`: size (`LINK-5`), size before `READY` (`LINK-6`), a
+    /// `HELLO`'s version byte (`LINK-41`), decoding (`LINK-4`), then the link's state
+    /// (`LINK-8`). A text message is [`Relay::handle_text_message`], whatever its length.
     ///
     /// `rng` is called once per host `HELLO` that passes authentication, for the relay's
     /// registration ephemeral; it must return fresh CSPRNG output every time (`LINK-13`).
@@ -517,12 +529,19 @@ impl Relay {
             // LINK-5
             self.goaway(link, &LinkError::FrameTooLarge { len: bytes.len() }, now);
         } else if !ready && bytes.len() > limits.pre_auth_max_frame_len {
-            // LINK-6
+            // LINK-6: judged by the state the frame is processed in (LINK-38), so a frame
+            // pipelined after an accepted HELLO is bound only by LINK-5.
             self.goaway(
                 link,
                 &LinkError::PreAuthFrameTooLarge { len: bytes.len() },
                 now,
             );
+        } else if let Some(version) = RelayFrame::peek_hello_version(bytes)
+            && version != limits::PROTOCOL_VERSION
+        {
+            // LINK-41, LINK-3: the version byte is read before the rest of the frame, so a
+            // later version's HELLO is never misread as a malformed v1 one (LINK-40 step 4).
+            self.goaway(link, &LinkError::UnsupportedVersion { version }, now);
         } else {
             match RelayFrame::decode(bytes) {
                 // LINK-4: a malformed frame ends the link.
@@ -736,7 +755,8 @@ impl Relay {
         now: Instant,
         rng: &mut dyn FnMut() -> [u8; 32],
     ) {
-        // LINK-3
+        // LINK-3 (handle_frame has already refused a frame whose version byte is not 1,
+        // LINK-41; a value built in code may still carry one).
         if version != limits::PROTOCOL_VERSION {
             self.goaway(link, &LinkError::UnsupportedVersion { version }, now);
             return;

@@ -494,7 +494,15 @@ impl Controller {
     }
 
     /// The relay delivered a `CLOSE` of this session.
+    ///
+    /// `SESSION_ID_IN_USE` refuses an `OPEN` and never ends a session that exists
+    /// (`LINK-43`): before message 2 it ends this session's handshake (its `OPEN` was
+    /// refused); once message 2 has been read it is ignored, because the relay and the host
+    /// keep the established session it names (`LINK-16`).
     pub fn handle_close(&mut self, code: CloseCode) {
+        if code == CloseCode::SESSION_ID_IN_USE && matches!(self.state, State::Established { .. }) {
+            return;
+        }
         if !self.is_closed() {
             self.release();
             self.state = State::Closed;
