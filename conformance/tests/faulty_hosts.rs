@@ -284,3 +284,8 @@ async fn a_host_that_lifts_the_output_cap_in_version_1() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capability_lists_that_disagree_are_caught() {
+    caught_by(HostFault::CapabilityListsDisagree, &["CMD-16/capabilities"]).await;
+}

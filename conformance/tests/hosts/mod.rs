@@ -98,6 +98,9 @@ pub enum HostFault {
     RecordsToVersion1Controller,
     /// Accepts `outputCap: null` in a version 1 session too (CMD-43).
     UncappedInVersion1,
+    /// Leaves `agent.test` out of message 2's capabilities while its `initialize` result
+    /// lists it, as a host that builds the two lists in two places can (CMD-16).
+    CapabilityListsDisagree,
 }
 
 /// The `sandbox-exec` of [`HostFault::ClaimsUnenforcedSandbox`]: skips its options and
@@ -426,12 +429,20 @@ pub async fn start(
             arch: std::env::consts::ARCH.to_owned(),
             shell: "sh".to_owned(),
             path_style: PathStyle::Posix,
-            capabilities: vec![
-                "command.exec".to_owned(),
-                "agent.test".to_owned(),
-                "thread.handoff".to_owned(),
-                "channel.flow".to_owned(),
-            ],
+            capabilities: if fault == HostFault::CapabilityListsDisagree {
+                vec![
+                    "command.exec".to_owned(),
+                    "thread.handoff".to_owned(),
+                    "channel.flow".to_owned(),
+                ]
+            } else {
+                vec![
+                    "command.exec".to_owned(),
+                    "agent.test".to_owned(),
+                    "thread.handoff".to_owned(),
+                    "channel.flow".to_owned(),
+                ]
+            },
             protocol: "tether/1".to_owned(),
         },
         remote_access: true,

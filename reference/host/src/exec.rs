@@ -402,6 +402,17 @@ impl CommandConfig {
         self.initialize_result_for(false)
     }
 
+    /// Whether Landlock is among the mechanisms that enforce a sandbox mode here: the
+    /// capability `sandbox.landlock`, listed in message 2 and in the `initialize` result
+    /// alike (`CMD-16`, chapter 6).
+    pub fn enforces_with_landlock(&self) -> bool {
+        self.sandbox.iter().any(|s| {
+            s.enforced
+                .iter()
+                .any(|(_, mechanism)| mechanism.split('+').any(|m| m == "landlock"))
+        })
+    }
+
     /// The `initialize` result; `threads`: the host also serves threads with the test
     /// agent and hand-off (`agent.test`, `thread.handoff`, `CMD-16`, `CMD-59`).
     pub fn initialize_result_for(&self, threads: bool) -> InitializeResult {
@@ -409,6 +420,9 @@ impl CommandConfig {
         if threads {
             capabilities.push(capability::AGENT_TEST.to_owned());
             capabilities.push(capability::THREAD_HANDOFF.to_owned());
+        }
+        if self.enforces_with_landlock() {
+            capabilities.push(capability::SANDBOX_LANDLOCK.to_owned());
         }
         InitializeResult {
             server_info: Implementation {
