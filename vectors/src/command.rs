@@ -1329,6 +1329,53 @@ fn invalid_cases() -> Vec<Case> {
     out
 }
 
+/// Cases of what was added to chapter 5 after its first publication: appended, so that
+/// every earlier case keeps its `tcId`.
+fn later_cases() -> Vec<Case> {
+    // CMD-77: `tether/host/info`.
+    let mut out = vec![valid(
+        "request tether/host/info",
+        &["Request", "NoParams"],
+        C2H,
+        &Message::Request(Request::new(12, HostInfoParams::METHOD, None)),
+    )];
+    out.push(result::<HostInfoParams>(
+        12,
+        &HostInfoResult {
+            home: Some("/home/dev".into()),
+            default_cwd: Some(CWD.into()),
+            default_sandbox: SandboxMode::WorkspaceWrite,
+            max_sandbox: SandboxMode::DangerFullAccess,
+            default_approval_policy: ApprovalPolicy::Untrusted,
+            max_approval_policy: ApprovalPolicy::Never,
+        },
+    ));
+    out.push(result::<HostInfoParams>(
+        13,
+        &HostInfoResult {
+            home: None,
+            default_cwd: None,
+            default_sandbox: SandboxMode::ReadOnly,
+            max_sandbox: SandboxMode::WorkspaceWrite,
+            default_approval_policy: ApprovalPolicy::Untrusted,
+            max_approval_policy: ApprovalPolicy::OnRequest,
+        },
+    ));
+    out.push(invalid(
+        "tether/host/info result without maxSandbox",
+        &["Result", "NoReply"],
+        H2C,
+        br#"{"jsonrpc":"2.0","id":12,"result":{"home":"/home/dev","defaultCwd":null,"defaultSandbox":"read-only","defaultApprovalPolicy":"untrusted","maxApprovalPolicy":"never"}}"#.to_vec(),
+        "typed",
+        CommandError::BadResult {
+            method: HostInfoParams::METHOD.into(),
+            detail: String::new(),
+        },
+        None,
+    ));
+    out
+}
+
 // ---------------------------------------------------------------------------------------
 // file
 
@@ -1388,7 +1435,11 @@ fn result_method(e: &CommandError) -> Option<&str> {
 }
 
 fn generate() -> String {
-    let cases: Vec<Case> = valid_cases().into_iter().chain(invalid_cases()).collect();
+    let cases: Vec<Case> = valid_cases()
+        .into_iter()
+        .chain(invalid_cases())
+        .chain(later_cases())
+        .collect();
     let tests: Vec<Value> = cases
         .iter()
         .enumerate()
