@@ -31,11 +31,11 @@ async fn next(ws: &mut Ws) -> RelayFrame {
     }
 }
 
-/// CHAN-37: `DATA` and `CLOSE` for session ids the controller does not have are ignored:
+/// CHAN-38: `DATA` and `CLOSE` for session ids the controller does not have are ignored:
 /// no answer, and the link stays up (the controller's next frame is the `PONG` to the
 /// relay's next `PING`, and sessions opened afterwards still work at the link level).
 #[tokio::test]
-async fn chan_37_data_and_close_for_unknown_sessions_are_ignored() {
+async fn chan_38_data_and_close_for_unknown_sessions_are_ignored() {
     bounded(async {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("ws://{}/", listener.local_addr().unwrap());
