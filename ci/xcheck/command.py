@@ -551,6 +551,7 @@ METHODS = {
             "command/exec/terminate": t_obj(processId=req(STR)),
             "thread/export": THREAD_ID,
             "thread/import": import_params,
+            "tether/host/info": EMPTY,
         },
         "notification": {
             "initialized": EMPTY,
@@ -601,6 +602,10 @@ RESULTS = {
     "command/exec/terminate": EMPTY,
     "thread/export": t_obj(bundle=req(ThreadBundle)),
     "item/commandExecution/requestApproval": t_obj(decision=req(ApprovalDecision)),
+    "tether/host/info": t_obj(home=req(t_null_or(STR)), defaultCwd=req(t_null_or(STR)),
+                              defaultSandbox=req(SandboxMode), maxSandbox=req(SandboxMode),
+                              defaultApprovalPolicy=req(ApprovalPolicy),
+                              maxApprovalPolicy=req(ApprovalPolicy)),
 }
 
 OTHER = {"controllerToHost": "hostToController", "hostToController": "controllerToHost"}

@@ -284,3 +284,20 @@ async fn a_host_that_lifts_the_output_cap_in_version_1() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capability_lists_that_disagree_are_caught() {
+    caught_by(HostFault::CapabilityListsDisagree, &["CMD-16/capabilities"]).await;
+}
+
+/// `tether/host/info` that misreports a default, where a command runs (CMD-77).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_info_that_misreports_the_default_cwd_is_caught() {
+    caught_by(HostFault::MisreportsDefaultCwd, &["CMD-77/host-info"]).await;
+}
+
+/// `tether/host/info` that misreports a default, where a thread gets it (CMD-77).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_info_that_misreports_the_default_policy_is_caught() {
+    caught_by(HostFault::MisreportsDefaultPolicy, &["CMD-77/host-info"]).await;
+}

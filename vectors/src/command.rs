@@ -1272,6 +1272,107 @@ fn invalid_cases() -> Vec<Case> {
         },
         None,
     ));
+    // Which error a text with several gets: the first reached, reading from the start
+    // (the paragraph after CMD-5). A repeated name is reached at its closing quote, before
+    // its `:`; a level-33 container at its opening bracket; a syntax error at the first
+    // character that cannot continue the text (the end, for a truncated one).
+    out.push(bad_envelope(
+        "first error: a repeated name before a missing ':'",
+        &["DuplicateKey", "Order"],
+        r#"{"jsonrpc":"2.0","id":1,"id" 2}"#,
+        dup("id"),
+        None,
+    ));
+    out.push(bad_envelope(
+        "first error: a repeated name at the end of a truncated text",
+        &["DuplicateKey", "Order"],
+        r#"{"jsonrpc":"2.0","id":1,"id""#,
+        dup("id"),
+        None,
+    ));
+    out.push(bad_envelope(
+        "first error: a syntax error before a repeated name",
+        &["Parse", "Order"],
+        r#"{"jsonrpc":"2.0","id":1,,"id":2}"#,
+        parse(),
+        None,
+    ));
+    out.push(bad_envelope(
+        "first error: a repeated name before a level-33 container in its value",
+        &["DuplicateKey", "Order"],
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"x","params":{{"a":1,"a":{}{}}}}}"#,
+            "[".repeat(31),
+            "]".repeat(31)
+        ),
+        dup("a"),
+        None,
+    ));
+    out.push(bad_envelope(
+        "first error: a level-33 container before the text ends",
+        &["Depth", "Order"],
+        format!(r#"{{"jsonrpc":"2.0","id":1,"params":{}"#, "[".repeat(32)),
+        CommandError::TooDeep,
+        None,
+    ));
+    out.push(bad_envelope(
+        "first error: a syntax error inside level 32 before a level-33 container",
+        &["Parse", "Order"],
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"params":{}x[{}"#,
+            "[".repeat(30),
+            "]".repeat(31)
+        ),
+        parse(),
+        None,
+    ));
+    out
+}
+
+/// Cases of what was added to chapter 5 after its first publication: appended, so that
+/// every earlier case keeps its `tcId`.
+fn later_cases() -> Vec<Case> {
+    // CMD-77: `tether/host/info`.
+    let mut out = vec![valid(
+        "request tether/host/info",
+        &["Request", "NoParams"],
+        C2H,
+        &Message::Request(Request::new(12, HostInfoParams::METHOD, None)),
+    )];
+    out.push(result::<HostInfoParams>(
+        12,
+        &HostInfoResult {
+            home: Some("/home/dev".into()),
+            default_cwd: Some(CWD.into()),
+            default_sandbox: SandboxMode::WorkspaceWrite,
+            max_sandbox: SandboxMode::DangerFullAccess,
+            default_approval_policy: ApprovalPolicy::Untrusted,
+            max_approval_policy: ApprovalPolicy::Never,
+        },
+    ));
+    out.push(result::<HostInfoParams>(
+        13,
+        &HostInfoResult {
+            home: None,
+            default_cwd: None,
+            default_sandbox: SandboxMode::ReadOnly,
+            max_sandbox: SandboxMode::WorkspaceWrite,
+            default_approval_policy: ApprovalPolicy::Untrusted,
+            max_approval_policy: ApprovalPolicy::OnRequest,
+        },
+    ));
+    out.push(invalid(
+        "tether/host/info result without maxSandbox",
+        &["Result", "NoReply"],
+        H2C,
+        br#"{"jsonrpc":"2.0","id":12,"result":{"home":"/home/dev","defaultCwd":null,"defaultSandbox":"read-only","defaultApprovalPolicy":"untrusted","maxApprovalPolicy":"never"}}"#.to_vec(),
+        "typed",
+        CommandError::BadResult {
+            method: HostInfoParams::METHOD.into(),
+            detail: String::new(),
+        },
+        None,
+    ));
     out
 }
 
@@ -1334,7 +1435,11 @@ fn result_method(e: &CommandError) -> Option<&str> {
 }
 
 fn generate() -> String {
-    let cases: Vec<Case> = valid_cases().into_iter().chain(invalid_cases()).collect();
+    let cases: Vec<Case> = valid_cases()
+        .into_iter()
+        .chain(invalid_cases())
+        .chain(later_cases())
+        .collect();
     let tests: Vec<Value> = cases
         .iter()
         .enumerate()
@@ -1370,6 +1475,7 @@ fn generate() -> String {
             "NoParams": "params member absent (counts as {})",
             "NoReply": "the receiver sends no error response (a notification or a response)",
             "NotObject": "JSON value other than an object (CMD-6)",
+            "Order": "a text with several errors: the first reached from the start decides (CMD-3..CMD-5)",
             "Notification": "notification of a registered method",
             "Parse": "not exactly one JSON value (CMD-3)",
             "Request": "request of a registered method",

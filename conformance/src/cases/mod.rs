@@ -47,6 +47,7 @@ pub fn catalogue() -> Vec<Case> {
         channel::transport::CASES,
         channel::admission::CASES,
         command::envelope::CASES,
+        command::host_info::CASES,
         command::exec::CASES,
         command::sandbox::modes::CASES,
         command::control::CASES,

@@ -98,6 +98,14 @@ pub enum HostFault {
     RecordsToVersion1Controller,
     /// Accepts `outputCap: null` in a version 1 session too (CMD-43).
     UncappedInVersion1,
+    /// Leaves `agent.test` out of message 2's capabilities while its `initialize` result
+    /// lists it, as a host that builds the two lists in two places can (CMD-16).
+    CapabilityListsDisagree,
+    /// Reports `/` as `defaultCwd` in `tether/host/info`, not the directory it uses
+    /// (CMD-77).
+    MisreportsDefaultCwd,
+    /// Reports a `defaultApprovalPolicy` other than the one its threads get (CMD-77).
+    MisreportsDefaultPolicy,
 }
 
 /// The `sandbox-exec` of [`HostFault::ClaimsUnenforcedSandbox`]: skips its options and
@@ -426,12 +434,20 @@ pub async fn start(
             arch: std::env::consts::ARCH.to_owned(),
             shell: "sh".to_owned(),
             path_style: PathStyle::Posix,
-            capabilities: vec![
-                "command.exec".to_owned(),
-                "agent.test".to_owned(),
-                "thread.handoff".to_owned(),
-                "channel.flow".to_owned(),
-            ],
+            capabilities: if fault == HostFault::CapabilityListsDisagree {
+                vec![
+                    "command.exec".to_owned(),
+                    "thread.handoff".to_owned(),
+                    "channel.flow".to_owned(),
+                ]
+            } else {
+                vec![
+                    "command.exec".to_owned(),
+                    "agent.test".to_owned(),
+                    "thread.handoff".to_owned(),
+                    "channel.flow".to_owned(),
+                ]
+            },
             protocol: "tether/1".to_owned(),
         },
         remote_access: true,
@@ -825,11 +841,14 @@ async fn serve(
                     {
                         p.remove("outputCap");
                     }
+                    let host_info = matches!(&message, Message::Request(r)
+                        if r.method == "tether/host/info");
                     let reply = ctx
                         .commands
                         .handle_with(message, access, Some(&mut threads));
                     for m in reply.messages {
                         let m = patched(&mut patches, session, m);
+                        let m = if host_info { misreported(fault, m) } else { m };
                         send_message(&mut host, fault, session, &m);
                     }
                     while let Some((s, m)) = threads.poll_outgoing() {
@@ -914,4 +933,29 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.supported_schemes()
     }
+}
+
+/// The `tether/host/info` answer of a host with one of the `Misreports*` faults (CMD-77).
+fn misreported(fault: HostFault, m: Message) -> Message {
+    let Message::Response(mut r) = m else {
+        return m;
+    };
+    let Some(result) = r.result.as_object_mut() else {
+        return Message::Response(r);
+    };
+    match fault {
+        HostFault::MisreportsDefaultCwd => {
+            result.insert("defaultCwd".to_owned(), Value::from("/"));
+        }
+        HostFault::MisreportsDefaultPolicy => {
+            let other = if result.get("defaultApprovalPolicy") == Some(&Value::from("never")) {
+                "untrusted"
+            } else {
+                "never"
+            };
+            result.insert("defaultApprovalPolicy".to_owned(), Value::from(other));
+        }
+        _ => {}
+    }
+    Message::Response(r)
 }

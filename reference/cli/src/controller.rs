@@ -346,17 +346,33 @@ pub(crate) fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let mut all_ok = true;
     for s in &statuses {
         match &s.result {
-            Ok(r) => println!(
-                "{}  {}  {}  reachable  {} ms  {} {} {}/{}",
-                s.host.name,
-                s.host.fingerprint(),
-                s.host.relay,
-                r.latency.as_millis(),
-                r.init.server_info.name,
-                r.init.server_info.version,
-                r.init.platform.os,
-                r.init.platform.arch,
-            ),
+            Ok(r) => {
+                println!(
+                    "{}  {}  {}  reachable  {} ms  {} {} {}/{}",
+                    s.host.name,
+                    s.host.fingerprint(),
+                    s.host.relay,
+                    r.latency.as_millis(),
+                    r.init.server_info.name,
+                    r.init.server_info.version,
+                    r.init.platform.os,
+                    r.init.platform.arch,
+                );
+                // CMD-77: what a request without cwd, sandbox or policy gets there.
+                if let Some(d) = &r.defaults {
+                    let path = |p: &Option<String>| p.clone().unwrap_or_else(|| "none".into());
+                    println!(
+                        "  home {}  default cwd {}  sandbox {} (at most {})  approval {} \
+                         (at most {})",
+                        path(&d.home),
+                        path(&d.default_cwd),
+                        d.default_sandbox.as_str(),
+                        d.max_sandbox.as_str(),
+                        d.default_approval_policy.as_str(),
+                        d.max_approval_policy.as_str(),
+                    );
+                }
+            }
             Err(e) => {
                 all_ok = false;
                 println!(

@@ -120,6 +120,19 @@ fn pair_exec_status_and_token_reuse() {
         out.stdout.contains("build-box") && out.stdout.contains("reachable"),
         "{out:?}"
     );
+    // CMD-77: status shows the defaults the host applies; the default cwd is where a
+    // command without one runs.
+    let pwd = exec_cmd(&w.ctl_state.0, &["pwd", "-P"]);
+    assert_eq!(pwd.code(), Some(0), "{pwd:?}");
+    let default_cwd = format!("  default cwd {}  ", pwd.stdout.trim_end());
+    assert!(
+        out.stdout.contains(&default_cwd),
+        "{default_cwd:?} in {out:?}"
+    );
+    assert!(
+        out.stdout.contains("  home /") && out.stdout.contains(" (at most danger-full-access)"),
+        "{out:?}"
+    );
 
     // CHAN-12: a token pairs once.
     let token = mint_token(&w.host_state.0, 300);

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tether_proto::channel::{HostInfo, Timestamp};
 use tether_proto::cmd::methods::{
-    CommandExecParams, CommandExecResult, InitializeParams, InitializeResult, InitializedParams,
-    OutputCap, decode_delta,
+    CommandExecParams, CommandExecResult, HostInfoParams, HostInfoResult, InitializeParams,
+    InitializeResult, InitializedParams, OutputCap, decode_delta,
 };
 use tether_proto::cmd::types::{Implementation, OutputStream, SandboxMode};
 use tether_proto::cmd::{PROTOCOL_NAME, Params, ServerNotification, capability};
@@ -510,6 +510,9 @@ pub struct Reachable {
     pub init: InitializeResult,
     /// Link, handshake and `initialize`, end to end.
     pub latency: Duration,
+    /// The host's defaults and limits (`tether/host/info`, `CMD-77`); `None` when the
+    /// host does not answer it (an earlier revision answers -32601).
+    pub defaults: Option<HostInfoResult>,
 }
 
 /// For each paired host: connect, handshake, `initialize`; report how long it took or the
@@ -527,10 +530,12 @@ pub async fn status(
         let result = match connect(state, &host, options).await {
             Ok(conn) => {
                 let latency = start.elapsed();
+                let defaults = conn.session.call(&HostInfoParams {}).await.ok();
                 let reachable = Reachable {
                     host_info: conn.session.host_info().clone(),
                     init: conn.init.clone(),
                     latency,
+                    defaults,
                 };
                 conn.close().await;
                 Ok(reachable)

@@ -219,6 +219,8 @@ impl CommandSession {
                 close: None,
             },
             (ClientRequest::CommandExecTerminate(p), _) => one(self.terminate(id, &p)),
+            // CMD-77
+            (ClientRequest::HostInfo(_), _) => one(response(id, &self.config.host_info())),
             // CMD-72: answered once the thread's instruction files are read off this
             // task, through the manager's outbox.
             (ClientRequest::ThreadStart(p), Some(t)) => {
@@ -342,7 +344,12 @@ impl CommandSession {
 }
 
 /// The methods every host serves (`CMD-16`: `command.exec` is offered).
-const SERVED_METHODS: &[&str] = &["initialize", "command/exec", "command/exec/terminate"];
+const SERVED_METHODS: &[&str] = &[
+    "initialize",
+    "command/exec",
+    "command/exec/terminate",
+    "tether/host/info",
+];
 
 /// The methods a host with a [`ThreadManager`] serves too (`agent.test`,
 /// `thread.handoff`).

@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tether_proto::cmd::methods::{
-    CommandExecOutputDeltaParams, CommandExecParams, CommandExecResult, InitializeResult,
-    encode_delta,
+    CommandExecOutputDeltaParams, CommandExecParams, CommandExecResult, HostInfoResult,
+    InitializeResult, encode_delta,
 };
 use tether_proto::cmd::types::{
     ApprovalPolicy, Implementation, NetworkAccess, OutputStream, PathStyle, Platform, SandboxMode,
@@ -402,6 +402,39 @@ impl CommandConfig {
         self.initialize_result_for(false)
     }
 
+    /// The `tether/host/info` result (`CMD-77`): the defaults this configuration applies
+    /// when a request names none, and its limits (`SEC-15`). Paths that are not UTF-8
+    /// are reported as `null`.
+    pub fn host_info(&self) -> HostInfoResult {
+        let text = |p: std::path::PathBuf| p.to_str().map(str::to_owned);
+        HostInfoResult {
+            home: std::env::var_os("HOME")
+                .map(std::path::PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .and_then(text),
+            // As a thread/start without cwd gets it (CMD-17): symlinks resolved.
+            default_cwd: self
+                .default_dir()
+                .map(|d| std::fs::canonicalize(&d).unwrap_or(d))
+                .and_then(text),
+            default_sandbox: self.default_sandbox,
+            max_sandbox: self.max_sandbox,
+            default_approval_policy: self.default_approval_policy,
+            max_approval_policy: self.max_approval_policy,
+        }
+    }
+
+    /// Whether Landlock is among the mechanisms that enforce a sandbox mode here: the
+    /// capability `sandbox.landlock`, listed in message 2 and in the `initialize` result
+    /// alike (`CMD-16`, chapter 6).
+    pub fn enforces_with_landlock(&self) -> bool {
+        self.sandbox.iter().any(|s| {
+            s.enforced
+                .iter()
+                .any(|(_, mechanism)| mechanism.split('+').any(|m| m == "landlock"))
+        })
+    }
+
     /// The `initialize` result; `threads`: the host also serves threads with the test
     /// agent and hand-off (`agent.test`, `thread.handoff`, `CMD-16`, `CMD-59`).
     pub fn initialize_result_for(&self, threads: bool) -> InitializeResult {
@@ -409,6 +442,9 @@ impl CommandConfig {
         if threads {
             capabilities.push(capability::AGENT_TEST.to_owned());
             capabilities.push(capability::THREAD_HANDOFF.to_owned());
+        }
+        if self.enforces_with_landlock() {
+            capabilities.push(capability::SANDBOX_LANDLOCK.to_owned());
         }
         InitializeResult {
             server_info: Implementation {

@@ -282,6 +282,10 @@ pub async fn run(
     if options.confirm {
         capabilities.push(capability::PAIRING_CONFIRM.to_owned());
     }
+    // CMD-16: listed in both lists alike (CommandConfig::initialize_result_for).
+    if options.commands.enforces_with_landlock() {
+        capabilities.push(capability::SANDBOX_LANDLOCK.to_owned());
+    }
     let host = Host::new(HostConfig {
         static_private: key,
         workspace: options.workspace.clone(),

@@ -636,11 +636,20 @@ async fn cmd_initialize(cx: Arc<Context>) -> Res<()> {
     Ok(())
 }
 
+/// The capability names both lists carry (chapter 6, "listed in: both"; `CMD-16`).
+const BOTH_LISTS: [&str; 4] = [
+    tether_proto::cmd::capability::AGENT_TEST,
+    tether_proto::cmd::capability::COMMAND_EXEC,
+    tether_proto::cmd::capability::THREAD_HANDOFF,
+    tether_proto::cmd::capability::SANDBOX_LANDLOCK,
+];
+
 const CMD_CAPABILITIES: Case = case! {
     id: "CMD-16/capabilities",
     level: Must,
     timeout: 30 s,
-    description: "methods of capabilities the host does not list get -32601",
+    description: "the initialize result lists a command-protocol capability exactly when \
+        message 2 does, and methods of capabilities the host does not list get -32601",
     host: cmd_capabilities,
 };
 async fn cmd_capabilities(cx: Arc<Context>) -> Res<()> {
@@ -656,6 +665,19 @@ async fn cmd_capabilities(cx: Arc<Context>) -> Res<()> {
         format!("capabilities are not all strings: {caps:?}")
     })?;
     let has = |c: &str| caps.iter().any(|v| v.as_str() == Some(c));
+    // CMD-16: the command-protocol names (registry "both") agree with message 2's list.
+    for name in BOTH_LISTS {
+        let in_message2 = s.info.capabilities.iter().any(|c| c == name);
+        check(has(name) == in_message2, || {
+            format!(
+                "{name} is {} message 2's capabilities ({:?}) but {} the initialize \
+                 result's ({caps:?}); the two lists must agree on it (CMD-16)",
+                if in_message2 { "in" } else { "not in" },
+                s.info.capabilities,
+                if has(name) { "in" } else { "not in" },
+            )
+        })?;
+    }
     if !has(tether_proto::cmd::capability::COMMAND_EXEC) {
         for m in ["command/exec", "command/exec/terminate"] {
             call_refused(

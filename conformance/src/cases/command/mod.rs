@@ -5,6 +5,7 @@
 //! | module | sections | requirements |
 //! |---|---|---|
 //! | [`envelope`] | 5.1, 5.2 | `CMD-1` to `CMD-16` |
+//! | [`host_info`] | 5.2 | `CMD-77` |
 //! | [`threads`] | 5.3, 5.4 | `CMD-17` to `CMD-26` |
 //! | [`approvals`] | 5.5 | `CMD-27` to `CMD-33` |
 //! | [`exec`] | 5.6 | `CMD-34` to `CMD-43` |
@@ -20,6 +21,7 @@ pub mod control;
 pub mod envelope;
 pub mod exec;
 pub mod handoff;
+pub mod host_info;
 pub mod instructions;
 pub mod sandbox;
 pub mod test_agent;

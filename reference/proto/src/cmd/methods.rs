@@ -204,6 +204,34 @@ pub struct InitializedParams {}
 params!(InitializeParams = "initialize");
 params!(InitializedParams = "initialized");
 
+/// `tether/host/info` params: none (`CMD-77`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfoParams {}
+
+/// `tether/host/info` result: the defaults and limits the host applies, so that a
+/// controller can fill in a request without guessing host paths (`CMD-77`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostInfoResult {
+    /// The home directory of the user the host runs commands as, absolute and
+    /// host-native; `None` (`null`) when it has none.
+    pub home: Option<String>,
+    /// The working directory of a `command/exec` or `thread/start` that names none
+    /// (`CMD-71`, `CMD-17`); `None` (`null`) when the host has none and refuses such
+    /// requests.
+    pub default_cwd: Option<String>,
+    /// The mode of a `command/exec` or `thread/start` that names none (`CMD-47`).
+    pub default_sandbox: SandboxMode,
+    /// The most permissive mode the host allows (`SEC-15`).
+    pub max_sandbox: SandboxMode,
+    /// The policy of a `thread/start` that names none.
+    pub default_approval_policy: ApprovalPolicy,
+    /// The most permissive policy the host allows (`SEC-15`).
+    pub max_approval_policy: ApprovalPolicy,
+}
+
+params!(HostInfoParams = "tether/host/info");
+
 // ---------------------------------------------------------------------------------------
 // threads
 
@@ -683,6 +711,7 @@ params!(CommandExecutionRequestApprovalParams = "item/commandExecution/requestAp
 
 request_result! {
     InitializeParams => InitializeResult;
+    HostInfoParams => HostInfoResult;
     ThreadStartParams => ThreadOpened;
     ThreadResumeParams => ThreadOpened;
     ThreadListParams => ThreadListResult;
@@ -812,6 +841,8 @@ method_set! {
         ThreadExport(ThreadExportParams),
         /// `thread/import`
         ThreadImport(ThreadImportParams),
+        /// `tether/host/info`
+        HostInfo(HostInfoParams),
     }
 }
 request_set!(ClientRequest);
@@ -869,8 +900,9 @@ pub fn check_result(method: &str, result: &Value) -> Result<(), CommandError> {
         P::decode_result(result).map(drop)
     }
     type Check = fn(&Value) -> Result<(), CommandError>;
-    let checks: [(&str, Check); 12] = [
+    let checks: [(&str, Check); 13] = [
         (InitializeParams::METHOD, check::<InitializeParams>),
+        (HostInfoParams::METHOD, check::<HostInfoParams>),
         (ThreadStartParams::METHOD, check::<ThreadStartParams>),
         (ThreadResumeParams::METHOD, check::<ThreadResumeParams>),
         (ThreadListParams::METHOD, check::<ThreadListParams>),
