@@ -515,6 +515,9 @@ pub struct Reachable {
     pub defaults: Option<HostInfoResult>,
 }
 
+/// How long [`status`] waits for a host's `tether/host/info` answer (`CMD-77`).
+const HOST_INFO_WAIT: Duration = Duration::from_secs(5);
+
 /// For each paired host: connect, handshake, `initialize`; report how long it took or the
 /// refusal.
 ///
@@ -530,7 +533,13 @@ pub async fn status(
         let result = match connect(state, &host, options).await {
             Ok(conn) => {
                 let latency = start.elapsed();
-                let defaults = conn.session.call(&HostInfoParams {}).await.ok();
+                // A host that never answers must not hold the status up: it is then
+                // reported without its defaults.
+                let defaults =
+                    tokio::time::timeout(HOST_INFO_WAIT, conn.session.call(&HostInfoParams {}))
+                        .await
+                        .ok()
+                        .and_then(Result::ok);
                 let reachable = Reachable {
                     host_info: conn.session.host_info().clone(),
                     init: conn.init.clone(),

@@ -119,7 +119,17 @@ async fn start_host(url: &str) -> TestHost {
                             let r = Response::new(req.id.clone(), &result).unwrap();
                             host.send(session, &Message::Response(r)).unwrap();
                         }
-                        _ => {}
+                        // Anything else, `tether/host/info` among it: a host of an earlier
+                        // revision (CMD-12).
+                        _ => {
+                            let e = tether_proto::cmd::ErrorResponse::new(
+                                Some(req.id.clone()),
+                                &tether_proto::cmd::CommandError::MethodNotFound {
+                                    method: req.method.clone(),
+                                },
+                            );
+                            host.send(session, &Message::Error(e)).unwrap();
+                        }
                     }
                 }
             }
