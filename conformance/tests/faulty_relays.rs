@@ -647,3 +647,25 @@ async fn a_relay_that_looks_up_a_malformed_workspace() {
 async fn a_relay_that_closes_the_session_on_empty_data() {
     caught_by(Fault::EmptyDataClosesSession, "LINK-33/empty-data-payload").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_keeps_the_sessions_of_a_replaced_link() {
+    caught_by(
+        Fault::ReplaceKeepsSessions,
+        "LINK-14/second-registration-replaces",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_revokes_only_ready_links() {
+    caught(
+        Fault::RevokesOnlyReadyLinks,
+        &[
+            "LINK-37/credential-changed",
+            "LINK-37/remote-access-off",
+            "LINK-37/workspace-removed",
+        ],
+    )
+    .await;
+}

@@ -252,6 +252,12 @@ pub enum Fault {
     /// Answers a DATA frame without payload with CLOSE PROTOCOL_ERROR for its session,
     /// ending the session but not the link (LINK-33).
     EmptyDataClosesSession,
+    /// Replaces an older host link (GOAWAY REPLACED, closed) but does not end its sessions
+    /// at their controllers: no CLOSE PEER_GONE for them (LINK-14).
+    ReplaceKeepsSessions,
+    /// On a credential or remote-access change ends the workspace's READY links but not
+    /// those still authenticating (AWAIT_PROOF): they get no GOAWAY and stay open (LINK-37).
+    RevokesOnlyReadyLinks,
 }
 
 /// Whether X25519 with `point` gives the all-zero output (a low-order point).
@@ -892,6 +898,10 @@ async fn drive(mut relay: Relay, mut rx: mpsc::UnboundedReceiver<Ev>, fault: Fau
     // core's back (their frames are ignored).
     let mut shadow: HashMap<u64, snow::HandshakeState> = HashMap::new();
     let mut dead: std::collections::HashSet<u64> = std::collections::HashSet::new();
+    // Sessions of host links replaced, and links sent HOST_CHALLENGE.
+    let mut replaced_sessions: std::collections::HashSet<SessionId> =
+        std::collections::HashSet::new();
+    let mut challenged: std::collections::HashSet<u64> = std::collections::HashSet::new();
     let mut ready: std::collections::HashSet<u64> = std::collections::HashSet::new();
     // Frames a LINK-42 fault took out of the core's queue of a link, sent before the core's.
     let mut held: HashMap<u64, VecDeque<Vec<u8>>> = HashMap::new();
@@ -961,6 +971,12 @@ async fn drive(mut relay: Relay, mut rx: mpsc::UnboundedReceiver<Ev>, fault: Fau
                     host_key,
                 } => {
                     if let Some(id) = by_link.get(&link) {
+                        if let Some((old, _)) = hosts.get(&host_key)
+                            && old != id
+                            && let Some(set) = host_sessions.get(old)
+                        {
+                            replaced_sessions.extend(set.iter().copied());
+                        }
                         hosts.insert(host_key, (*id, workspace));
                     }
                 }
@@ -1038,6 +1054,28 @@ async fn drive(mut relay: Relay, mut rx: mpsc::UnboundedReceiver<Ev>, fault: Fau
                         bytes = RelayFrame::Ready.to_bytes().unwrap();
                         io.close_sent = true;
                         dead.insert(id);
+                    }
+                    // LINK-14: the replaced link's sessions are not ended at their controllers.
+                    (Fault::ReplaceKeepsSessions, Ok(RelayFrame::Close { session, code }))
+                        if code == CloseCode::PEER_GONE && replaced_sessions.contains(&session) =>
+                    {
+                        drop(permit);
+                        continue;
+                    }
+                    (Fault::RevokesOnlyReadyLinks, Ok(RelayFrame::HostChallenge { .. })) => {
+                        challenged.insert(id);
+                    }
+                    // LINK-37: a link still authenticating is not told, and not closed.
+                    (Fault::RevokesOnlyReadyLinks, Ok(RelayFrame::GoAway { code, .. }))
+                        if (code == CloseCode::AUTH_FAILED
+                            || code == CloseCode::REMOTE_ACCESS_DISABLED)
+                            && challenged.contains(&id)
+                            && !ready.contains(&id) =>
+                    {
+                        io.close_sent = true;
+                        dead.insert(id);
+                        drop(permit);
+                        continue;
                     }
                     // LINK-14: the older link is not told, and not closed.
                     (Fault::SilentReplace, Ok(RelayFrame::GoAway { code, .. }))
