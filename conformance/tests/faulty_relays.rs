@@ -669,3 +669,12 @@ async fn a_relay_that_revokes_only_ready_links() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_acts_late_on_its_auth_deadline() {
+    caught_by(
+        Fault::LateAuthDeadline,
+        "LINK-44/auth-deadline-from-upgrade",
+    )
+    .await;
+}

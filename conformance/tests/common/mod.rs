@@ -258,6 +258,10 @@ pub enum Fault {
     /// On a credential or remote-access change ends the workspace's READY links but not
     /// those still authenticating (AWAIT_PROOF): they get no GOAWAY and stay open (LINK-37).
     RevokesOnlyReadyLinks,
+    /// Acts on its authentication deadline 4 s after the period has passed (a timer sweep
+    /// that comes late): GOAWAY AUTH_TIMEOUT 14 s after the upgrade, past the 2 s allowed
+    /// (LINK-44, LINK-7).
+    LateAuthDeadline,
 }
 
 /// Whether X25519 with `point` gives the all-zero output (a low-order point).
@@ -440,6 +444,7 @@ pub async fn start(fault: Fault) -> TestRelay {
         Fault::NoKeepalivePing => limits.keepalive_interval = Duration::from_secs(3600),
         Fault::LatePing => limits.keepalive_interval = Duration::from_secs(24),
         Fault::ShortAuthDeadline => limits.auth_deadline = Duration::from_secs(5),
+        Fault::LateAuthDeadline => limits.auth_deadline = Duration::from_secs(14),
         Fault::ShortIdleTimeout => limits.idle_timeout = Duration::from_secs(30),
         _ => {}
     }
