@@ -607,3 +607,74 @@ async fn a_relay_that_tells_the_host_of_a_refused_open() {
 async fn a_relay_that_refuses_a_pipelined_open() {
     caught_by(Fault::UnexpectedPipelinedOpen, "LINK-38/open-before-ready").await;
 }
+
+// ----- Second faulty relays for LINK-9, LINK-13, LINK-15, LINK-31, LINK-32, LINK-33 ----------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_takes_a_host_without_registration_for_a_controller() {
+    caught_by(
+        Fault::HostWithoutRegistrationIsController,
+        "LINK-9/host-hello-without-registration",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_derives_its_ephemeral_from_the_hello() {
+    caught(
+        Fault::EphemeralFromHello,
+        &["LINK-13/fresh-challenge", "LINK-13/replayed-proof"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_whose_handshake_bound_is_off_by_one() {
+    caught_by(Fault::HandshakeBoundOffByOne, "LINK-15/oversize-handshake").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_calls_a_bad_role_an_auth_failure() {
+    caught_by(Fault::BadRoleIsAuthFailed, "LINK-31/bad-role").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_looks_up_a_malformed_workspace() {
+    caught_by(Fault::LooksUpMalformedWorkspace, "LINK-32/bad-workspace").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_closes_the_session_on_empty_data() {
+    caught_by(Fault::EmptyDataClosesSession, "LINK-33/empty-data-payload").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_keeps_the_sessions_of_a_replaced_link() {
+    caught_by(
+        Fault::ReplaceKeepsSessions,
+        "LINK-14/second-registration-replaces",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_revokes_only_ready_links() {
+    caught(
+        Fault::RevokesOnlyReadyLinks,
+        &[
+            "LINK-37/credential-changed",
+            "LINK-37/remote-access-off",
+            "LINK-37/workspace-removed",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_acts_late_on_its_auth_deadline() {
+    caught_by(
+        Fault::LateAuthDeadline,
+        "LINK-44/auth-deadline-from-upgrade",
+    )
+    .await;
+}

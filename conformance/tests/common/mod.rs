@@ -231,6 +231,37 @@ pub enum Fault {
     /// Answers a controller's OPEN that arrives before READY is written with GOAWAY
     /// UNEXPECTED_FRAME (LINK-38).
     UnexpectedPipelinedOpen,
+    /// Takes a host HELLO that ends after its credential (no registration message 1) for
+    /// a controller HELLO: the role follows from the bytes present, and the link reaches
+    /// READY (LINK-9).
+    HostWithoutRegistrationIsController,
+    /// Derives its registration ephemeral from the host's HELLO (a generator seeded with
+    /// registration message 1) instead of drawing it fresh: the same message 1 gets the
+    /// same HOST_CHALLENGE, and a recorded proof replays (LINK-13).
+    EphemeralFromHello,
+    /// Its handshake bound is off by one: a 513-byte OPEN handshake is taken (the host gets
+    /// it cut to 512 bytes) and the OPEN is routed (LINK-15).
+    HandshakeBoundOffByOne,
+    /// Answers a HELLO whose role byte is unassigned with GOAWAY AUTH_FAILED, as if the
+    /// role were a credential check, instead of PROTOCOL_ERROR (LINK-31).
+    BadRoleIsAuthFailed,
+    /// Does not check the HELLO workspace id's form, only looks it up: an id that breaks
+    /// the rule is an unknown workspace, GOAWAY AUTH_FAILED instead of PROTOCOL_ERROR
+    /// (LINK-32).
+    LooksUpMalformedWorkspace,
+    /// Answers a DATA frame without payload with CLOSE PROTOCOL_ERROR for its session,
+    /// ending the session but not the link (LINK-33).
+    EmptyDataClosesSession,
+    /// Replaces an older host link (GOAWAY REPLACED, closed) but does not end its sessions
+    /// at their controllers: no CLOSE PEER_GONE for them (LINK-14).
+    ReplaceKeepsSessions,
+    /// On a credential or remote-access change ends the workspace's READY links but not
+    /// those still authenticating (AWAIT_PROOF): they get no GOAWAY and stay open (LINK-37).
+    RevokesOnlyReadyLinks,
+    /// Acts on its authentication deadline 4 s after the period has passed (a timer sweep
+    /// that comes late): GOAWAY AUTH_TIMEOUT 14 s after the upgrade, past the 2 s allowed
+    /// (LINK-44, LINK-7).
+    LateAuthDeadline,
 }
 
 /// Whether X25519 with `point` gives the all-zero output (a low-order point).
@@ -413,6 +444,7 @@ pub async fn start(fault: Fault) -> TestRelay {
         Fault::NoKeepalivePing => limits.keepalive_interval = Duration::from_secs(3600),
         Fault::LatePing => limits.keepalive_interval = Duration::from_secs(24),
         Fault::ShortAuthDeadline => limits.auth_deadline = Duration::from_secs(5),
+        Fault::LateAuthDeadline => limits.auth_deadline = Duration::from_secs(14),
         Fault::ShortIdleTimeout => limits.idle_timeout = Duration::from_secs(30),
         _ => {}
     }
@@ -648,6 +680,8 @@ enum Answer {
     Ignore,
     /// `GOAWAY code`, and the link ends.
     GoAway(CloseCode),
+    /// This frame, and the link stays up.
+    Reply(RelayFrame),
 }
 
 /// The input-side faults: answers a binary message the way the fault would, or rewrites
@@ -744,6 +778,49 @@ fn faulty_answer(
         Fault::IgnoresEmptyData if ty == Some(RelayFrame::DATA) && bytes.len() == 9 => {
             Some(Answer::Ignore)
         }
+        Fault::EmptyDataClosesSession
+            if ty == Some(RelayFrame::DATA) && matches!(decoded, Err(FrameError::EmptyPayload)) =>
+        {
+            let session = SessionId(bytes.get(1..9)?.try_into().ok()?);
+            Some(Answer::Reply(RelayFrame::Close {
+                session,
+                code: CloseCode::PROTOCOL_ERROR,
+            }))
+        }
+        Fault::HostWithoutRegistrationIsController => {
+            if ty == Some(RelayFrame::HELLO)
+                && bytes.get(2) == Some(&0x01)
+                && matches!(decoded, Err(FrameError::BadRegistrationLength { .. }))
+            {
+                let w = usize::from(*bytes.get(3)?);
+                let c = usize::from(*bytes.get(4 + w)?);
+                if bytes.len() == 5 + w + c {
+                    bytes[2] = 0x02;
+                }
+            }
+            None
+        }
+        Fault::HandshakeBoundOffByOne => {
+            if ty == Some(RelayFrame::OPEN)
+                && matches!(decoded, Err(FrameError::BadHandshakeLength { .. }))
+                && bytes.len() == 41 + 513
+            {
+                bytes.truncate(41 + 512);
+            }
+            None
+        }
+        Fault::BadRoleIsAuthFailed
+            if ty == Some(RelayFrame::HELLO)
+                && matches!(decoded, Err(FrameError::BadRole { .. })) =>
+        {
+            Some(Answer::GoAway(CloseCode::AUTH_FAILED))
+        }
+        Fault::LooksUpMalformedWorkspace
+            if ty == Some(RelayFrame::HELLO)
+                && matches!(decoded, Err(FrameError::BadWorkspace)) =>
+        {
+            Some(Answer::GoAway(CloseCode::AUTH_FAILED))
+        }
         Fault::MalformedIsUnexpected
             if bytes.len() <= 512
                 && decoded.is_err()
@@ -826,6 +903,10 @@ async fn drive(mut relay: Relay, mut rx: mpsc::UnboundedReceiver<Ev>, fault: Fau
     // core's back (their frames are ignored).
     let mut shadow: HashMap<u64, snow::HandshakeState> = HashMap::new();
     let mut dead: std::collections::HashSet<u64> = std::collections::HashSet::new();
+    // Sessions of host links replaced, and links sent HOST_CHALLENGE.
+    let mut replaced_sessions: std::collections::HashSet<SessionId> =
+        std::collections::HashSet::new();
+    let mut challenged: std::collections::HashSet<u64> = std::collections::HashSet::new();
     let mut ready: std::collections::HashSet<u64> = std::collections::HashSet::new();
     // Frames a LINK-42 fault took out of the core's queue of a link, sent before the core's.
     let mut held: HashMap<u64, VecDeque<Vec<u8>>> = HashMap::new();
@@ -895,6 +976,12 @@ async fn drive(mut relay: Relay, mut rx: mpsc::UnboundedReceiver<Ev>, fault: Fau
                     host_key,
                 } => {
                     if let Some(id) = by_link.get(&link) {
+                        if let Some((old, _)) = hosts.get(&host_key)
+                            && old != id
+                            && let Some(set) = host_sessions.get(old)
+                        {
+                            replaced_sessions.extend(set.iter().copied());
+                        }
                         hosts.insert(host_key, (*id, workspace));
                     }
                 }
@@ -972,6 +1059,28 @@ async fn drive(mut relay: Relay, mut rx: mpsc::UnboundedReceiver<Ev>, fault: Fau
                         bytes = RelayFrame::Ready.to_bytes().unwrap();
                         io.close_sent = true;
                         dead.insert(id);
+                    }
+                    // LINK-14: the replaced link's sessions are not ended at their controllers.
+                    (Fault::ReplaceKeepsSessions, Ok(RelayFrame::Close { session, code }))
+                        if code == CloseCode::PEER_GONE && replaced_sessions.contains(&session) =>
+                    {
+                        drop(permit);
+                        continue;
+                    }
+                    (Fault::RevokesOnlyReadyLinks, Ok(RelayFrame::HostChallenge { .. })) => {
+                        challenged.insert(id);
+                    }
+                    // LINK-37: a link still authenticating is not told, and not closed.
+                    (Fault::RevokesOnlyReadyLinks, Ok(RelayFrame::GoAway { code, .. }))
+                        if (code == CloseCode::AUTH_FAILED
+                            || code == CloseCode::REMOTE_ACCESS_DISABLED)
+                            && challenged.contains(&id)
+                            && !ready.contains(&id) =>
+                    {
+                        io.close_sent = true;
+                        dead.insert(id);
+                        drop(permit);
+                        continue;
                     }
                     // LINK-14: the older link is not told, and not closed.
                     (Fault::SilentReplace, Ok(RelayFrame::GoAway { code, .. }))
@@ -1171,6 +1280,7 @@ async fn drive(mut relay: Relay, mut rx: mpsc::UnboundedReceiver<Ev>, fault: Fau
                         ) {
                             match answer {
                                 Answer::Ignore => {}
+                                Answer::Reply(frame) => send_direct(&links, id, vec![frame], false),
                                 Answer::GoAway(code) => {
                                     dead.insert(id);
                                     send_direct(&links, id, vec![goaway(code)], true);
@@ -1326,6 +1436,16 @@ async fn drive(mut relay: Relay, mut rx: mpsc::UnboundedReceiver<Ev>, fault: Fau
                         let mut rng = || {
                             if fault == Fault::FixedEphemeral {
                                 fixed
+                            } else if fault == Fault::EphemeralFromHello
+                                && bytes.first() == Some(&RelayFrame::HELLO)
+                                && bytes.len() >= 32
+                            {
+                                let mut b = [0u8; 32];
+                                b.copy_from_slice(&bytes[bytes.len() - 32..]);
+                                for x in &mut b {
+                                    *x ^= 0x5a;
+                                }
+                                b
                             } else {
                                 let mut b = [0u8; 32];
                                 getrandom::fill(&mut b).unwrap();
