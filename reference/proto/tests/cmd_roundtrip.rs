@@ -521,7 +521,7 @@ fn method_sets_cover_every_method_once() {
         ServerNotification::METHODS,
     ]
     .concat();
-    assert_eq!(all.len(), 11 + 2 + 1 + 8);
+    assert_eq!(all.len(), 12 + 2 + 1 + 8);
     for m in [
         "initialize",
         "thread/start",
@@ -534,6 +534,7 @@ fn method_sets_cover_every_method_once() {
         "command/exec/terminate",
         "thread/export",
         "thread/import",
+        "tether/host/info",
     ] {
         assert!(ClientRequest::METHODS.contains(&m), "{m}");
     }
