@@ -746,7 +746,9 @@ fn invalid_cases() -> Vec<Case> {
         &["Request", "Version", "NoParams"],
         C2H,
         bare.to_vec(),
-        &Message::parse(bare).expect("a valid message"),
+        // A generator bug (a text that does not parse) shows up as a failing case.
+        &Message::parse(bare)
+            .unwrap_or_else(|_| Message::Notification(Notification::new("GENERATOR-BUG", None))),
         None,
     ));
     out.push(bad_envelope(
@@ -1401,7 +1403,9 @@ fn later_cases() -> Vec<Case> {
             &["Version"],
             direction,
             text.as_bytes().to_vec(),
-            &Message::parse(text.as_bytes()).expect("a valid message"),
+            &Message::parse(text.as_bytes()).unwrap_or_else(|_| {
+                Message::Notification(Notification::new("GENERATOR-BUG", None))
+            }),
             result_of,
         ));
     }
