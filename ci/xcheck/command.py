@@ -13,7 +13,7 @@ What is checked, per test of vectors/command.json:
     `DuplicateKey`: names compared after unescaping, at any depth), in the single order
     section 5.1.1 prescribes (the first error reached while reading decides);
   - the envelope in the order of section 5.1.2: CMD-6 (`Batch`, `NotObject`), CMD-7
-    (`MissingVersion`, `BadVersion`), then for a message with `method` its type, the id
+    (`BadVersion`; an absent `jsonrpc` is accepted), then for a message with `method` its type, the id
     (CMD-8 `BadId`), no `result`/`error`, the type of `params` (CMD-9 `InvalidRequest`);
     for one without: the id's presence, exactly one of `result`/`error` (CMD-9), the id
     (CMD-8), the error object (CMD-10 `BadErrorObject`);
@@ -61,7 +61,6 @@ ERRORS = {
     "DuplicateKey": (-32700, "CMD-5"),
     "Batch": (-32600, "CMD-6"),
     "NotObject": (-32600, "CMD-6"),
-    "MissingVersion": (-32600, "CMD-7"),
     "BadVersion": (-32600, "CMD-7"),
     "BadId": (-32600, "CMD-8"),
     "InvalidRequest": (-32600, "CMD-9"),
@@ -78,7 +77,7 @@ ERRORS = {
 CODE_TABLE = {
     -32700: ({"TooLarge", "Bom", "InvalidUtf8", "Parse", "TooDeep", "DuplicateKey"},
              {"CMD-2", "CMD-3", "CMD-4", "CMD-5"}),
-    -32600: ({"Batch", "NotObject", "MissingVersion", "BadVersion", "BadId", "InvalidRequest",
+    -32600: ({"Batch", "NotObject", "BadVersion", "BadId", "InvalidRequest",
               "BadErrorObject", "AlreadyInitialized"},
              {"CMD-6", "CMD-7", "CMD-8", "CMD-9", "CMD-10", "CMD-15"}),
     -32601: ({"MethodNotFound"}, {"CMD-12", "CMD-16"}),
@@ -320,9 +319,8 @@ def envelope(v):
     def refuse(name, detail=""):
         raise Refused("envelope", name, reply, detail)
 
-    if "jsonrpc" not in v:
-        refuse("MissingVersion")
-    if not (isinstance(v["jsonrpc"], str) and v["jsonrpc"] == "2.0"):
+    # CMD-7: absent is JSON-RPC 2.0; present, it must be the string "2.0".
+    if "jsonrpc" in v and not (isinstance(v["jsonrpc"], str) and v["jsonrpc"] == "2.0"):
         refuse("BadVersion", repr(v["jsonrpc"]))
     if "method" in v:
         if not isinstance(v["method"], str):

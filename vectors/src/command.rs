@@ -738,12 +738,18 @@ fn invalid_cases() -> Vec<Case> {
         dup("threadId"),
         None,
     ));
-    out.push(bad_envelope(
-        "missing jsonrpc",
-        &["Version"],
-        r#"{"id":1,"method":"thread/list"}"#,
-        CommandError::MissingVersion,
-        n(1),
+    // CMD-7: without `jsonrpc` a message is JSON-RPC 2.0 (this case, at its place in the
+    // file, was refused with MissingVersion before Codex's wire format was followed).
+    let bare = br#"{"id":1,"method":"thread/list"}"#;
+    out.push(valid_bytes(
+        "request without jsonrpc (as Codex's app-server sends it)",
+        &["Request", "Version", "NoParams"],
+        C2H,
+        bare.to_vec(),
+        // A generator bug (a text that does not parse) shows up as a failing case.
+        &Message::parse(bare)
+            .unwrap_or_else(|_| Message::Notification(Notification::new("GENERATOR-BUG", None))),
+        None,
     ));
     out.push(bad_envelope(
         "jsonrpc \"1.0\"",
@@ -1373,6 +1379,36 @@ fn later_cases() -> Vec<Case> {
         },
         None,
     ));
+    // CMD-7: the other kinds without `jsonrpc`.
+    for (comment, text, result_of) in [
+        (
+            "notification without jsonrpc",
+            r#"{"method":"initialized"}"#,
+            None,
+        ),
+        (
+            "response without jsonrpc",
+            r#"{"id":7,"result":{}}"#,
+            Some(TurnInterruptParams::METHOD),
+        ),
+        (
+            "error response without jsonrpc",
+            r#"{"id":7,"error":{"code":-32601,"message":"method not found"}}"#,
+            None,
+        ),
+    ] {
+        let direction = if result_of.is_some() { H2C } else { C2H };
+        out.push(valid_bytes(
+            comment,
+            &["Version"],
+            direction,
+            text.as_bytes().to_vec(),
+            &Message::parse(text.as_bytes()).unwrap_or_else(|_| {
+                Message::Notification(Notification::new("GENERATOR-BUG", None))
+            }),
+            result_of,
+        ));
+    }
     out
 }
 
@@ -1485,7 +1521,7 @@ fn generate() -> String {
             "Trailing": "bytes after the JSON value (CMD-3)",
             "UnknownMember": "members a receiver does not know are ignored (CMD-13)",
             "Utf8": "UTF-8 text rules (CMD-3)",
-            "Version": "jsonrpc member missing or not \"2.0\" (CMD-7)",
+            "Version": "jsonrpc member absent (accepted) or not \"2.0\" (refused) (CMD-7)",
             "Whitespace": "JSON whitespace and member order do not matter"
         },
         "schema": {

@@ -238,13 +238,21 @@ const CMD_VERSION: Case = case! {
     id: "CMD-7/jsonrpc-version",
     level: Must,
     timeout: 30 s,
-    description: "a missing jsonrpc, \"1.0\" and the number 2.0 get -32600 with the id echoed",
+    description: "a request without jsonrpc is served (as Codex's app-server sends it); jsonrpc \"1.0\" and the number 2.0 get -32600 with the id echoed",
     host: cmd_version,
 };
 async fn cmd_version(cx: Arc<Context>) -> Res<()> {
     let mut s = ready(&cx, "ctl").await?;
+    // Served: an unknown method gets -32601 (CMD-12), not the envelope's -32600.
+    refuse(
+        &mut s,
+        br#"{"id":5,"method":"tether-conformance/probe"}"#,
+        -32601,
+        json!(5),
+        "a request without jsonrpc (absent is JSON-RPC 2.0)",
+    )
+    .await?;
     for (what, bytes) in [
-        ("no jsonrpc", br#"{"id":5,"method":"x"}"#.as_slice()),
         (
             "jsonrpc 1.0",
             br#"{"jsonrpc":"1.0","id":5,"method":"x"}"#.as_slice(),

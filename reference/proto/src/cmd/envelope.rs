@@ -270,9 +270,10 @@ fn error_object(v: &Value) -> Result<ErrorObject, CommandError> {
 }
 
 fn classify(obj: &Map<String, Value>) -> Result<Message, CommandError> {
-    // CMD-7
+    // CMD-7: absent is JSON-RPC 2.0 (Codex's app-server omits it); anything but "2.0"
+    // is refused.
     match obj.get("jsonrpc") {
-        None => return Err(CommandError::MissingVersion),
+        None => {}
         Some(Value::String(v)) if v == JSONRPC_VERSION => {}
         Some(_) => return Err(CommandError::BadVersion),
     }

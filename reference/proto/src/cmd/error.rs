@@ -39,8 +39,6 @@ pub enum CommandError {
     Batch,
     /// The message is a JSON value other than an object or array (`CMD-6`).
     NotObject,
-    /// The `jsonrpc` member is missing (`CMD-7`).
-    MissingVersion,
     /// The `jsonrpc` member is not the string `"2.0"` (`CMD-7`).
     BadVersion,
     /// The `id` member is not an integer within ±(2^53-1) or a string of at most 64
@@ -142,7 +140,7 @@ impl CommandError {
             Self::TooDeep => "CMD-4",
             Self::DuplicateKey { .. } => "CMD-5",
             Self::Batch | Self::NotObject => "CMD-6",
-            Self::MissingVersion | Self::BadVersion => "CMD-7",
+            Self::BadVersion => "CMD-7",
             Self::BadId => "CMD-8",
             Self::InvalidRequest { .. } => "CMD-9",
             Self::BadErrorObject { .. } => "CMD-10",
@@ -177,7 +175,6 @@ impl CommandError {
             | Self::DuplicateKey { .. } => codes::PARSE_ERROR,
             Self::Batch
             | Self::NotObject
-            | Self::MissingVersion
             | Self::BadVersion
             | Self::BadId
             | Self::InvalidRequest { .. }
@@ -214,7 +211,6 @@ impl CommandError {
             Self::DuplicateKey { .. } => "DuplicateKey",
             Self::Batch => "Batch",
             Self::NotObject => "NotObject",
-            Self::MissingVersion => "MissingVersion",
             Self::BadVersion => "BadVersion",
             Self::BadId => "BadId",
             Self::InvalidRequest { .. } => "InvalidRequest",
@@ -261,7 +257,6 @@ impl fmt::Display for CommandError {
             Self::DuplicateKey { key } => write!(f, "duplicate object member {key:?}"),
             Self::Batch => f.write_str("batches are not supported"),
             Self::NotObject => f.write_str("message is not a JSON object"),
-            Self::MissingVersion => f.write_str("missing \"jsonrpc\" member"),
             Self::BadVersion => f.write_str("\"jsonrpc\" must be \"2.0\""),
             Self::BadId => f.write_str(
                 "\"id\" must be an integer within +-(2^53-1) or a string of at most 64 bytes",
