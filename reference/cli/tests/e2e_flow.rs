@@ -61,6 +61,27 @@ fn exec_cmd(ctl: &Path, args: &[&str], command: &[&str]) -> Command {
     c
 }
 
+/// `tether exec` of `command` started: the child, its stdout to read, and a thread that
+/// collects its stderr.
+fn spawn_exec(
+    ctl: &Path,
+    command: &[&str],
+) -> (
+    std::process::Child,
+    std::process::ChildStdout,
+    std::thread::JoinHandle<String>,
+) {
+    let mut child = exec_cmd(ctl, &[], command).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    (child, stdout, err_reader)
+}
+
 /// The BLAKE2s digest and length of what `command` prints when run here.
 fn local_digest(command: &[&str]) -> (String, usize) {
     let out = Command::new(command[0])
@@ -86,16 +107,7 @@ fn a_reader_that_pauses_holds_the_command_back_and_loses_nothing() {
     let script = format!("seq 1 2000000; touch {}", done.display());
     let (want, want_len) = local_digest(&["seq", "1", "2000000"]);
 
-    let mut child = exec_cmd(&w.ctl_state.0, &[], &["sh", "-c", &script])
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
+    let (mut child, mut stdout, err_reader) = spawn_exec(&w.ctl_state.0, &["sh", "-c", &script]);
 
     let mut hash = Blake2s256::new();
     let mut got = 0usize;
@@ -176,16 +188,7 @@ fn a_reader_that_closes_the_pipe_ends_exec_and_the_command() {
     let marker_dir = TempDir::new("pid");
     let pid_file = marker_dir.join("pid");
     let script = format!("echo $$ > {}; exec seq 1 1000000000", pid_file.display());
-    let mut child = exec_cmd(&w.ctl_state.0, &[], &["sh", "-c", &script])
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
+    let (mut child, mut stdout, err_reader) = spawn_exec(&w.ctl_state.0, &["sh", "-c", &script]);
     let mut head = vec![0u8; 1 << 20];
     stdout.read_exact(&mut head).unwrap();
     let (want, _) = local_digest(&["sh", "-c", "seq 1 1000000 | head -c 1048576"]);

@@ -424,10 +424,26 @@ impl CommandConfig {
         }
     }
 
+    /// The command-protocol capabilities this configuration offers (the registry's names
+    /// listed in both message 2 and the `initialize` result, `CMD-16`); `threads`: the
+    /// host also serves threads with the test agent and hand-off. The one list both are
+    /// built from.
+    pub fn capabilities(&self, threads: bool) -> Vec<String> {
+        let mut capabilities = vec![capability::COMMAND_EXEC.to_owned()];
+        if threads {
+            capabilities.push(capability::AGENT_TEST.to_owned());
+            capabilities.push(capability::THREAD_HANDOFF.to_owned());
+        }
+        if self.enforces_with_landlock() {
+            capabilities.push(capability::SANDBOX_LANDLOCK.to_owned());
+        }
+        capabilities
+    }
+
     /// Whether Landlock is among the mechanisms that enforce a sandbox mode here: the
     /// capability `sandbox.landlock`, listed in message 2 and in the `initialize` result
     /// alike (`CMD-16`, chapter 6).
-    pub fn enforces_with_landlock(&self) -> bool {
+    fn enforces_with_landlock(&self) -> bool {
         self.sandbox.iter().any(|s| {
             s.enforced
                 .iter()
@@ -438,21 +454,13 @@ impl CommandConfig {
     /// The `initialize` result; `threads`: the host also serves threads with the test
     /// agent and hand-off (`agent.test`, `thread.handoff`, `CMD-16`, `CMD-59`).
     pub fn initialize_result_for(&self, threads: bool) -> InitializeResult {
-        let mut capabilities = vec![capability::COMMAND_EXEC.to_owned()];
-        if threads {
-            capabilities.push(capability::AGENT_TEST.to_owned());
-            capabilities.push(capability::THREAD_HANDOFF.to_owned());
-        }
-        if self.enforces_with_landlock() {
-            capabilities.push(capability::SANDBOX_LANDLOCK.to_owned());
-        }
         InitializeResult {
             server_info: Implementation {
                 name: "tether-host".to_owned(),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             },
             protocol_version: PROTOCOL_NAME.to_owned(),
-            capabilities,
+            capabilities: self.capabilities(threads),
             sandbox: {
                 let mut modes: Vec<SandboxMode> = self
                     .sandbox

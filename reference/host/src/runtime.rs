@@ -272,19 +272,13 @@ pub async fn run(
         workspace: options.workspace.clone(),
         host_name: options.name.clone(),
     })?;
-    let mut capabilities = vec![
-        capability::COMMAND_EXEC.to_owned(),
-        capability::AGENT_TEST.to_owned(),
-        capability::THREAD_HANDOFF.to_owned(),
-        // CHAN-31: records, windows and messages of up to 16 MiB.
-        capability::CHANNEL_FLOW.to_owned(),
-    ];
+    // CMD-16: the command-protocol names from the list the initialize result is built
+    // from (this host serves threads), then those of the channel.
+    let mut capabilities = options.commands.capabilities(true);
+    // CHAN-31: records, windows and messages of up to 16 MiB.
+    capabilities.push(capability::CHANNEL_FLOW.to_owned());
     if options.confirm {
         capabilities.push(capability::PAIRING_CONFIRM.to_owned());
-    }
-    // CMD-16: listed in both lists alike (CommandConfig::initialize_result_for).
-    if options.commands.enforces_with_landlock() {
-        capabilities.push(capability::SANDBOX_LANDLOCK.to_owned());
     }
     let host = Host::new(HostConfig {
         static_private: key,
