@@ -12,8 +12,8 @@ use tether_proto::link::{CloseCode, RelayFrame};
 
 use crate::case::{Case, case};
 use crate::cases::steps::relay::{
-    awaiting_proof, first_frame_gets, hello_bytes, pass, pattern, ready_frame_gets,
-    registered_host, send_open, session_pair, wrong_credential_for, ws,
+    awaiting_proof, first_frame_gets, hello_bytes, pass, pattern, pipelined_open, ready_frame_gets,
+    send_open, session_pair, wrong_credential_for, ws,
 };
 use crate::context::{Context, Credential};
 use crate::link::{
@@ -423,26 +423,7 @@ const PIPELINED_AFTER_ACCEPTED_HELLO: Case = case! {
 /// an OPEN with a 512-byte handshake (553 bytes) that reaches the relay together with the
 /// HELLO is processed after READY.
 async fn pipelined_after_accepted_hello(cx: Arc<Context>) -> CaseResult<Outcome> {
-    let (cred, key, mut h) = registered_host(&cx).await?;
-    let mut c = Link::connect(&cx, "ctl").await?;
-    let s = random_session();
-    let handshake = pattern(6, 512);
-    let open = hello_bytes(&RelayFrame::Open {
-        session: s,
-        host_key: key.public,
-        handshake: handshake.clone(),
-    })?;
-    c.send_together(vec![hello_bytes(&controller_hello(&cred))?, open])
-        .await?;
-    c.expect_frame(&RelayFrame::Ready, ANSWER_WAIT).await?;
-    h.expect_frame(
-        &RelayFrame::Incoming {
-            session: s,
-            handshake,
-        },
-        ANSWER_WAIT,
-    )
-    .await?;
+    let (mut c, _h, _s) = pipelined_open(&cx, 6, 512).await?;
     c.expect_alive().await?;
     pass()
 }

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tether_proto::link::{CloseCode, RelayFrame};
+use tether_proto::link::CloseCode;
 
 use crate::case::{Case, case};
 use crate::cases::steps::relay::{
-    data_crosses, hello_bytes, pass, pattern, registered_host, send_open, wrong_credential_for,
+    data_crosses, pass, pattern, pipelined_open, registered_host, send_open, wrong_credential_for,
 };
 use crate::context::Context;
 use crate::link::{ANSWER_WAIT, Link, controller_hello, random_session};
@@ -28,30 +28,7 @@ const OPEN_BEFORE_READY: Case = case! {
 };
 /// HELLO and OPEN written back to back: the relay processes the OPEN in READY.
 async fn open_before_ready(cx: Arc<Context>) -> CaseResult<Outcome> {
-    let (cred, key, mut h) = registered_host(&cx).await?;
-    let mut c = Link::connect(&cx, "ctl").await?;
-    let s = random_session();
-    let handshake = pattern(38, 128);
-    let open = RelayFrame::Open {
-        session: s,
-        host_key: key.public,
-        handshake: handshake.clone(),
-    };
-    // One write: the OPEN reaches the relay with the HELLO, before READY can be sent.
-    c.send_together(vec![
-        hello_bytes(&controller_hello(&cred))?,
-        hello_bytes(&open)?,
-    ])
-    .await?;
-    c.expect_frame(&RelayFrame::Ready, ANSWER_WAIT).await?;
-    h.expect_frame(
-        &RelayFrame::Incoming {
-            session: s,
-            handshake,
-        },
-        ANSWER_WAIT,
-    )
-    .await?;
+    let (mut c, mut h, s) = pipelined_open(&cx, 38, 128).await?;
     data_crosses(&mut h, &mut c, s, pattern(39, 200)).await?;
     data_crosses(&mut c, &mut h, s, pattern(40, 200)).await?;
     pass()

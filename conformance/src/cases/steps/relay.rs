@@ -7,8 +7,8 @@ use tether_proto::link::{CloseCode, RelayFrame, SessionId};
 
 use crate::context::{Context, Credential};
 use crate::link::{
-    ANSWER_WAIT, HostKey, Link, controller, handshake_bytes, host, host_hello, open_session,
-    random_bytes, random_session,
+    ANSWER_WAIT, HostKey, Link, controller, controller_hello, handshake_bytes, host, host_hello,
+    open_session, random_bytes, random_session,
 };
 use crate::outcome::{CaseError, CaseResult, Outcome, fail};
 use crate::traffic::describe;
@@ -180,6 +180,39 @@ pub(crate) async fn registered_host(cx: &Context) -> CaseResult<(Credential, Hos
 }
 
 /// Sends `OPEN` for `session` to the host with `key`, carrying `handshake` (`LINK-15`).
+/// A registered host and a controller whose `HELLO` and an `OPEN` to that host, with a
+/// handshake of `pattern(seed, len)`, reach the relay in one write (`LINK-38`); after
+/// `READY`, the host has the `INCOMING`. Returns the controller's link, the host's link and
+/// the session.
+pub(crate) async fn pipelined_open(
+    cx: &Context,
+    seed: u32,
+    len: usize,
+) -> CaseResult<(Link, Link, SessionId)> {
+    let (cred, key, mut h) = registered_host(cx).await?;
+    let mut c = Link::connect(cx, "ctl").await?;
+    let s = random_session();
+    let handshake = pattern(seed, len);
+    let open = hello_bytes(&RelayFrame::Open {
+        session: s,
+        host_key: key.public,
+        handshake: handshake.clone(),
+    })?;
+    // One write: the OPEN reaches the relay with the HELLO, before READY can be sent.
+    c.send_together(vec![hello_bytes(&controller_hello(&cred))?, open])
+        .await?;
+    c.expect_frame(&RelayFrame::Ready, ANSWER_WAIT).await?;
+    h.expect_frame(
+        &RelayFrame::Incoming {
+            session: s,
+            handshake,
+        },
+        ANSWER_WAIT,
+    )
+    .await?;
+    Ok((c, h, s))
+}
+
 pub(crate) async fn send_open(
     c: &mut Link,
     session: SessionId,
