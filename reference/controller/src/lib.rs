@@ -31,10 +31,13 @@ pub use backoff::{Backoff, connect_with_retry};
 pub use error::{CloseInfo, ControllerError, describe_rpc_error, error_name};
 pub use link::{Link, LinkEnd, LinkOptions, PendingReady, SessionInput};
 pub use ops::{
-    Connection, ExecOutcome, ExecRequest, HostStatus, OutputSink, Paired, Reachable, connect, exec,
-    exec_into, exec_on, exec_to, open_session, pair, status,
+    Connection, ExecOutcome, ExecRequest, HostStatus, OutputSink, Paired, Reachable, connect,
+    connect_session, exec, exec_into, exec_on, exec_to, initialize_params, open_session, pair,
+    status,
 };
-pub use session::{PendingReply, RpcError, Session, SessionEnd, SessionEvent, random_session_id};
+pub use session::{
+    PendingReply, RpcError, Session, SessionEnd, SessionEvent, SessionOptions, random_session_id,
+};
 pub use state::{ControllerState, PairedHost};
 pub use threads::{
     ApprovalRequest, Approver, DecisionFuture, FixedDecision, Handoff, HandoffError, HandoffStep,
