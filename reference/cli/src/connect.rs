@@ -143,6 +143,7 @@ async fn serve(
         state,
         host,
         options,
+        opening: tokio::sync::Mutex::new(()),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
@@ -206,6 +207,12 @@ struct Bridge {
     state: ControllerState,
     host: PairedHost,
     options: LinkOptions,
+    /// Held from taking a message-1 timestamp until the handshake is done: the host
+    /// refuses a timestamp not greater than the last it accepted from this controller
+    /// (`CHAN-5`, `CHAN-10`), so two sessions opened at once on two links could reach it
+    /// out of order and the later-stamped one, arriving first, would get the other
+    /// refused as a replay.
+    opening: tokio::sync::Mutex<()>,
 }
 
 /// Why a connection ends, and what its client is told.
@@ -246,8 +253,18 @@ impl Bridge {
             }
         };
         let label = host_label(&self.host);
+        let open = async {
+            let _turn = self.opening.lock().await;
+            connect_session(
+                &self.state,
+                &self.host,
+                &self.options,
+                SessionOptions::pass_through(),
+            )
+            .await
+        };
         let opened = tokio::select! {
-            r = connect_session(&self.state, &self.host, &self.options, SessionOptions::pass_through()) => Some(r),
+            r = open => Some(r),
             () = stopped(stop.clone()) => None,
         };
         let (link, mut session) = match opened {
