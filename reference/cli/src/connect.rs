@@ -59,9 +59,9 @@ The first line on stdout is the URL to give the client, printed once the bridge 
 Every WebSocket connection is a session of its own to the host, through its relay, as
 this controller (the host sees this controller's device name). One text frame carries
 one JSON-RPC message, both ways. A binary frame, or a message longer than the session
-carries (16 MiB), closes the connection with a reason; so does the end of the session
-(host gone, relay lost), and closing the connection ends the session. Ctrl-C closes
-every connection and stops.
+carries (16 MiB with a host that offers records), closes the connection with a reason;
+so does the end of the session (host gone, relay lost), and closing the connection ends
+the session. Ctrl-C closes every connection and stops (exit status 0).
 
 Any program on this computer that can reach the address drives the host as this
 controller: the bridge listens on loopback only (127.0.0.1 or ::1) unless

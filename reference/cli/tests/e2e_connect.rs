@@ -383,6 +383,27 @@ fn killing_the_host_closes_the_websocket_with_a_reason() {
     });
 }
 
+/// The relay going away ends the link under the session: the WebSocket is closed with
+/// 1001 and a reason, and the bridge itself keeps running.
+#[test]
+fn losing_the_relay_closes_the_websocket_with_a_reason() {
+    let mut w = world();
+    wait_reachable(&w.ctl_state.0);
+    let (mut bridge, url) = start_connect(&w.ctl_state.0, &[]);
+    runtime().block_on(async {
+        let mut ws = client(&url).await;
+        initialize(&mut ws, 1).await;
+        w.relay.proc.kill();
+        let (code, reason) = expect_close(&mut ws).await;
+        assert_eq!(code, CloseCode::Away, "{reason}");
+        assert!(reason.contains("build-box"), "{reason}");
+    });
+    assert!(
+        bridge.0.try_wait().unwrap().is_none(),
+        "tether connect is still running"
+    );
+}
+
 /// `--listen` on an address that is not loopback is refused (usage error, exit 2) before
 /// anything else; `--allow-non-loopback` lifts exactly that check.
 #[test]
