@@ -129,6 +129,8 @@ async fn serve(
         }
     };
     let local = listener.local_addr()?;
+    let interrupted = shutdown_signal()?;
+    tokio::pin!(interrupted);
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
@@ -147,8 +149,6 @@ async fn serve(
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    let interrupted = shutdown_signal();
-    tokio::pin!(interrupted);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -179,26 +179,27 @@ async fn serve(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+/// A future resolving on Ctrl-C or SIGTERM, its handlers installed now: a signal that
+/// arrives as soon as the URL is printed stops the bridge cleanly, not by its default
+/// action.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 

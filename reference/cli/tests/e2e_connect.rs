@@ -384,9 +384,10 @@ fn killing_the_host_closes_the_websocket_with_a_reason() {
 }
 
 /// The relay going away ends the link under the session: the WebSocket is closed with
-/// 1001 and a reason, and the bridge itself keeps running.
+/// 1001 and a reason, and the bridge itself keeps running until Ctrl-C (SIGINT), which it
+/// handles from the moment its URL is printed.
 #[test]
-fn losing_the_relay_closes_the_websocket_with_a_reason() {
+fn losing_the_relay_closes_the_websocket_with_a_reason_and_ctrl_c_stops_the_bridge() {
     let mut w = world();
     wait_reachable(&w.ctl_state.0);
     let (mut bridge, url) = start_connect(&w.ctl_state.0, &[]);
@@ -402,6 +403,14 @@ fn losing_the_relay_closes_the_websocket_with_a_reason() {
         bridge.0.try_wait().unwrap().is_none(),
         "tether connect is still running"
     );
+    // Ctrl-C with no connection, and Ctrl-C the moment the URL is out: a clean exit.
+    bridge.signal("INT");
+    let status = bridge.wait_exit(LIMIT).expect("exits after Ctrl-C");
+    assert!(status.success(), "{status}");
+    let (mut early, _) = start_connect(&w.ctl_state.0, &[]);
+    early.signal("INT");
+    let status = early.wait_exit(LIMIT).expect("exits after Ctrl-C");
+    assert!(status.success(), "{status}");
 }
 
 /// `--listen` on an address that is not loopback is refused (usage error, exit 2) before
