@@ -7,8 +7,9 @@
 //!   that test fails saying so.
 //! - Against stand-ins for the process (small `sh` scripts): the exact handshake lines,
 //!   a process that exits while a request waits, garbage and over-long lines, JSON-RPC
-//!   errors, a process that never answers `initialize`, and the process group killed on
-//!   drop and on a shutdown the process ignores.
+//!   errors, a request that times out, a slow taker of events (nothing dropped), a
+//!   process that closes its stdout, one that never answers `initialize`, and the
+//!   process group killed on drop and on a shutdown the process ignores.
 //!
 //! A stand-in is run as `/bin/sh app-server` in its private work directory, where the
 //! script is the file `app-server` (so no freshly written file is executed, which can
@@ -507,6 +508,67 @@ while IFS= read -r line; do :; done
         other => panic!("{other:?}"),
     }
     assert_eq!(codex.shutdown(WAIT).await.and_then(|s| s.code()), Some(0));
+}
+
+/// A slow taker of events loses none: with the smallest channel (64), 1000
+/// notifications written at once all arrive, in order, after the host waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_event_channel_holds_codex_back_and_drops_nothing() {
+    let stand_in = StandIn::new(
+        r#"
+i=0
+while [ $i -lt 1000 ]; do echo "{\"method\":\"test/n\",\"params\":$i}"; i=$((i+1)); done
+IFS= read -r line
+echo '{"id":2,"result":"after"}'
+while IFS= read -r line; do :; done
+"#,
+        true,
+    );
+    let mut config = stand_in.config();
+    config.event_capacity = 1;
+    let (codex, mut events) = CodexAppServer::spawn(config).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for n in 0..1000 {
+        match next_event(&mut events, WAIT).await {
+            CodexEvent::Notification { method, params, .. } => {
+                assert_eq!((method.as_str(), params), ("test/n", json!(n)));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        codex.request("test/r", Value::Null).await.unwrap(),
+        json!("after")
+    );
+    assert_eq!(codex.shutdown(WAIT).await.and_then(|s| s.code()), Some(0));
+}
+
+/// A process that closes its stdout but keeps running can answer nothing more: it is
+/// killed, and the waiting request fails with the exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_stdout_ends_the_connection() {
+    let stand_in = StandIn::new(
+        r#"
+IFS= read -r line
+echo "stand-in: closing stdout" >&2
+exec 1>&-
+exec sleep 1000
+"#,
+        true,
+    );
+    let (codex, mut events) = CodexAppServer::spawn(stand_in.config()).await.unwrap();
+    let err = codex.request("test/x", Value::Null).await.unwrap_err();
+    match &err {
+        CodexError::Exited {
+            status,
+            stderr_tail,
+        } => {
+            assert_eq!(status.and_then(|s| s.signal()), Some(9), "{err}");
+            assert!(stderr_tail.contains("closing stdout"), "{err}");
+        }
+        other => panic!("not Exited: {other}"),
+    }
+    assert!(is_exited(&next_event(&mut events, WAIT).await));
 }
 
 /// The real Codex, offline against the mock model: handshake, a thread in a private

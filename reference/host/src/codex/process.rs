@@ -86,6 +86,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    fn new(pgid: Option<u32>) -> Self {
+        Self {
+            pending: Mutex::new(Pending::default()),
+            stderr: Mutex::new(VecDeque::new()),
+            exit: watch::channel(None).0,
+            pgid,
+            reaped: AtomicBool::new(false),
+            delivering: AtomicBool::new(false),
+        }
+    }
+
     /// The last `n` stderr lines, joined with newlines.
     fn stderr_tail(&self, n: usize) -> String {
         let tail = lock(&self.stderr);
@@ -212,15 +223,7 @@ impl CodexAppServer {
             bin: bin.clone(),
             source,
         })?;
-        let (exit, _) = watch::channel(None);
-        let shared = Arc::new(Shared {
-            pending: Mutex::new(Pending::default()),
-            stderr: Mutex::new(VecDeque::new()),
-            exit,
-            pgid: child.id(),
-            reaped: AtomicBool::new(false),
-            delivering: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::new(child.id()));
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
@@ -740,4 +743,114 @@ async fn supervise(
             stderr_tail: record.stderr_tail,
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+
+    fn kind(shared: &Shared, line: &[u8]) -> MalformedKind {
+        match dispatch(shared, line) {
+            Some(CodexEvent::Malformed { kind, .. }) => kind,
+            other => panic!(
+                "{:?}: not malformed: {other:?}",
+                String::from_utf8_lossy(line)
+            ),
+        }
+    }
+
+    #[test]
+    fn lines_that_are_no_message_are_malformed() {
+        let shared = Shared::new(None);
+        for line in [&b"\xff\xfe"[..], b"{", b"nul", b"{\"method\":\"a\"} x"] {
+            assert_eq!(kind(&shared, line), MalformedKind::NotJson);
+        }
+        for line in [
+            &b"null"[..],
+            b"[{\"method\":\"a\"}]",
+            b"{}",
+            b"{\"method\":7}",
+            b"{\"id\":1.5,\"method\":\"a\"}",
+            b"{\"id\":null,\"method\":\"a\"}",
+            b"{\"id\":true,\"method\":\"a\"}",
+            b"{\"id\":4}",
+            b"{\"id\":4,\"result\":1,\"error\":{}}",
+        ] {
+            assert_eq!(kind(&shared, line), MalformedKind::NotMessage);
+        }
+        for line in [
+            &b"{\"id\":4,\"result\":1}"[..],
+            b"{\"id\":\"4\",\"result\":1}",
+        ] {
+            assert_eq!(kind(&shared, line), MalformedKind::UnknownResponse);
+        }
+        assert_eq!(dispatch(&shared, b"  "), None);
+    }
+
+    #[test]
+    fn messages_become_events() {
+        let shared = Shared::new(None);
+        assert_eq!(
+            dispatch(&shared, b"{\"method\":\"n\"}"),
+            Some(CodexEvent::Notification {
+                method: "n".to_owned(),
+                params: Value::Null,
+                emitted_at_ms: None,
+            })
+        );
+        assert_eq!(
+            dispatch(
+                &shared,
+                b"{\"id\":\"x\",\"method\":\"r\",\"params\":[1],\"jsonrpc\":\"2.0\"}"
+            ),
+            Some(CodexEvent::Request {
+                id: RequestId::String("x".to_owned()),
+                method: "r".to_owned(),
+                params: json!([1]),
+            })
+        );
+    }
+
+    #[test]
+    fn responses_reach_their_request() {
+        let shared = Shared::new(None);
+        let mut answers = Vec::new();
+        for id in [7, 8, 9] {
+            let (tx, rx) = oneshot::channel();
+            lock(&shared.pending)
+                .waiting
+                .insert(id, (format!("m{id}"), tx));
+            answers.push(rx);
+        }
+        for line in [
+            &b"{\"id\":9,\"error\":{\"message\":\"no code\"}}"[..],
+            b"{\"id\":8,\"error\":{\"code\":-32001,\"message\":\"busy\"}}",
+            b"{\"id\":7,\"result\":null}",
+        ] {
+            assert_eq!(dispatch(&shared, line), None);
+        }
+        let mut answers = answers.into_iter().map(|mut rx| rx.try_recv().unwrap());
+        assert_eq!(answers.next().unwrap().unwrap(), Value::Null);
+        match answers.next().unwrap() {
+            Err(CodexError::Rpc {
+                method,
+                code,
+                message,
+                data,
+            }) => {
+                assert_eq!(
+                    (method.as_str(), code, message.as_str(), data),
+                    ("m8", -32001, "busy", None)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            answers.next().unwrap(),
+            Err(CodexError::Protocol { .. })
+        ));
+        assert!(lock(&shared.pending).waiting.is_empty());
+    }
 }
