@@ -8,8 +8,9 @@
 //! - Against stand-ins for the process (small `sh` scripts): the exact handshake lines,
 //!   a process that exits while a request waits, garbage and over-long lines, JSON-RPC
 //!   errors, a request that times out, a slow taker of events (nothing dropped), a
-//!   process that closes its stdout, one that never answers `initialize`, and the
-//!   process group killed on drop and on a shutdown the process ignores.
+//!   process that closes its stdout, one that exits before or never answers
+//!   `initialize`, and the process group killed on drop and on a shutdown the process
+//!   ignores.
 //!
 //! A stand-in is run as `/bin/sh app-server` in its private work directory, where the
 //! script is the file `app-server` (so no freshly written file is executed, which can
@@ -415,6 +416,32 @@ exec sleep 1000
         gone_within(pid, WAIT).await,
         "the stand-in {pid} still runs"
     );
+}
+
+/// A process that exits before answering `initialize` (a bad argument, say): `spawn`
+/// fails with the exit, quoting its stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_before_initialize_fails_spawn_with_the_exit() {
+    let stand_in = StandIn::new(
+        r#"
+echo "error: unexpected argument '--bogus'" >&2
+exit 2
+"#,
+        false,
+    );
+    let err = CodexAppServer::spawn(stand_in.config().arg("--bogus"))
+        .await
+        .unwrap_err();
+    match &err {
+        CodexError::Exited {
+            status,
+            stderr_tail,
+        } => {
+            assert_eq!(status.and_then(|s| s.code()), Some(2), "{err}");
+            assert!(stderr_tail.contains("--bogus"), "{err}");
+        }
+        other => panic!("not Exited: {other}"),
+    }
 }
 
 /// Dropping the connection kills the whole process group: the stand-in and the
