@@ -5,7 +5,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::CodexError;
+use super::types::CodexError;
 
 /// The environment variable that names the Codex binary when the host configuration
 /// names none.

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::config::{CodexConfig, CodexEnv};
 use super::lines::{Line, LineReader};
-use super::{CodexError, CodexEvent, InitializeResult, MalformedKind, RequestId};
+use super::types::{CodexError, CodexEvent, InitializeResult, MalformedKind, RequestId};
 
 /// The `clientInfo.name` the host gives Codex in `initialize`.
 pub const CLIENT_NAME: &str = "tether-host";
