@@ -110,6 +110,10 @@ pub enum CodexEvent {
 }
 
 /// Why starting Codex or talking to it failed.
+///
+/// The stderr tails quoted here (and in [`CodexEvent::Exited`]) are for the host's own
+/// log and its operator: they can hold host paths and Codex's diagnostics, so a host
+/// does not forward them to controllers as they are.
 #[derive(Debug, thiserror::Error)]
 pub enum CodexError {
     /// No usable Codex binary; `detail` names where it was looked for.
