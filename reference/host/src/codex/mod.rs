@@ -24,9 +24,10 @@
 //!   stdout waits, and so does Codex; nothing is dropped. Responses to the host's
 //!   requests do not go through it, but they are read after the events before them, so
 //!   **keep taking events while awaiting a request** (from another task), or the request
-//!   can time out behind a full channel.
+//!   can time out behind a full channel. Once the receiver is dropped, events are
+//!   discarded (responses still reach their requests).
 //!
-//! Observed wire facts this follows (`/work/notes/codex-wire.md`): Codex omits
+//! Wire facts this follows, as measured against Codex 0.169.0: Codex omits
 //! `"jsonrpc"` and ignores it, so the host writes messages without it; a request whose
 //! params type is not null needs a `params` member; notifications carry a top-level
 //! `emittedAtMs` (Unix milliseconds, not in the schema); Codex answers requests it
