@@ -503,11 +503,18 @@ ThreadBundle = t_obj(version=req(t_int()), goal=opt(STR), cwdRelative=req(STR), 
 EMPTY = t_obj()
 
 
+ClientInfo = t_obj(name=req(STR), title=opt(t_null_or(STR)), version=req(STR))
+
+
 def initialize_params(v, path):
-    t_obj(clientInfo=req(Implementation), protocolVersion=req(STR),
-          capabilities=opt(t_arr(STR)))(v, path)
-    if v["protocolVersion"] != "tether/1":                                           # CMD-15
-        raise Bad(f"{path}.protocolVersion", "not tether/1", "UnsupportedProtocolVersion")
+    """Codex's InitializeParams; Tether's members in `tether`, absent from a plain
+    app-server client (CMD-15)."""
+    t_obj(clientInfo=req(ClientInfo), capabilities=opt(t_null_or(t_obj())),
+          tether=opt(t_null_or(t_obj(protocolVersion=req(STR),
+                                     capabilities=opt(t_null_or(t_arr(STR)))))))(v, path)
+    t = v.get("tether")
+    if t is not None and t["protocolVersion"] != "tether/2":                         # CMD-15
+        raise Bad(f"{path}.tether.protocolVersion", "not tether/2", "UnsupportedProtocolVersion")
 
 
 def cwd_relative_ok(s):
@@ -547,13 +554,13 @@ METHODS = {
                                   outputCap=opt(t_int(0, 67_108_864)),
                                   processId=req(t_str(1, 64))),
             "command/exec/terminate": t_obj(processId=req(STR)),
-            "thread/export": THREAD_ID,
-            "thread/import": import_params,
+            "tether/thread/export": THREAD_ID,
+            "tether/thread/import": import_params,
             "tether/host/info": EMPTY,
         },
         "notification": {
             "initialized": EMPTY,
-            "notifications/cancelled": t_obj(requestId=req(t_id), reason=opt(STR)),
+            "tether/cancelled": t_obj(requestId=req(t_id), reason=opt(STR)),
         },
     },
     "hostToController": {
@@ -577,19 +584,23 @@ METHODS = {
             "command/exec/outputDelta": t_obj(
                 processId=req(STR), stream=req(Stream), deltaBase64=req(t_base64_chunk),
                 capReached=req(t_bool)),
-            "notifications/cancelled": t_obj(requestId=req(t_id), reason=opt(STR)),
+            "tether/cancelled": t_obj(requestId=req(t_id), reason=opt(STR)),
         },
     },
 }
 
 # request method -> result check.
 RESULTS = {
-    "initialize": t_obj(serverInfo=req(Implementation), protocolVersion=req(STR),
-                        capabilities=req(t_arr(STR)), sandbox=req(SandboxSupport),
-                        platform=req(Platform)),
+    "initialize": t_obj(userAgent=req(STR), codexHome=req(STR), platformFamily=req(STR),
+                        platformOs=req(STR),
+                        tether=req(t_obj(serverInfo=req(Implementation),
+                                         protocolVersion=req(STR),
+                                         capabilities=req(t_arr(STR)),
+                                         sandbox=req(SandboxSupport),
+                                         platform=req(Platform)))),
     "thread/start": ThreadOpened,
     "thread/resume": ThreadOpened,
-    "thread/import": ThreadOpened,
+    "tether/thread/import": ThreadOpened,
     "thread/list": t_obj(data=req(t_arr(Thread)), nextCursor=opt(STR)),
     "thread/read": t_obj(thread=req(Thread), turns=req(t_arr(Turn))),
     "turn/start": t_obj(turn=req(Turn)),
@@ -598,7 +609,7 @@ RESULTS = {
                           timedOut=req(t_bool), capReached=req(t_bool),
                           sandbox=req(SandboxReport)),
     "command/exec/terminate": EMPTY,
-    "thread/export": t_obj(bundle=req(ThreadBundle)),
+    "tether/thread/export": t_obj(bundle=req(ThreadBundle)),
     "item/commandExecution/requestApproval": t_obj(decision=req(ApprovalDecision)),
     "tether/host/info": t_obj(home=req(t_null_or(STR)), defaultCwd=req(t_null_or(STR)),
                               defaultSandbox=req(SandboxMode), maxSandbox=req(SandboxMode),

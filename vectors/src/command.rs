@@ -11,7 +11,7 @@ use tether_proto::cmd::methods::*;
 use tether_proto::cmd::types::*;
 use tether_proto::cmd::{
     ClientNotification, ClientRequest, CommandError, ErrorResponse, Id, Message, Notification,
-    Params, Request, Response, ServerNotification, ServerRequest,
+    PROTOCOL_NAME, Params, Request, Response, ServerNotification, ServerRequest,
 };
 
 use crate::format::{VectorFile, det_bytes, field, to_json};
@@ -285,20 +285,49 @@ fn bad_params(comment: &str, method: &str, params: Value, detail: &str) -> Case 
     )
 }
 
+fn initialize_result() -> InitializeResult {
+    InitializeResult {
+        user_agent: "tether-host/0.1.0 (linux; x86_64)".into(),
+        codex_home: "/home/dev/.local/state/tether-host".into(),
+        platform_family: "unix".into(),
+        platform_os: "linux".into(),
+        tether: TetherInitializeResult {
+            server_info: Implementation {
+                name: "tether-host".into(),
+                version: "0.1.0".into(),
+            },
+            protocol_version: PROTOCOL_NAME.into(),
+            capabilities: vec![
+                "agent.test".into(),
+                "command.exec".into(),
+                "thread.handoff".into(),
+                "sandbox.landlock".into(),
+            ],
+            sandbox: SandboxSupport {
+                modes: SandboxMode::ALL.to_vec(),
+                mechanism: "landlock".into(),
+                degrade: false,
+            },
+            platform: Platform {
+                os: "linux".into(),
+                arch: "x86_64".into(),
+                path_style: PathStyle::Posix,
+            },
+        },
+    }
+}
+
 fn valid_cases() -> Vec<Case> {
     let mut out = Vec::new();
     let req = |r: ClientRequest, id: i64| Message::Request(r.into_request(id));
 
     // Client requests, one per method.
     let client_requests: Vec<ClientRequest> = vec![
-        InitializeParams {
-            client_info: Implementation {
-                name: "tether-phone".into(),
-                version: "1.0.0".into(),
-            },
-            protocol_version: "tether/1".into(),
-            capabilities: Some(vec!["agent.test".into(), "command.exec".into()]),
-        }
+        InitializeParams::tether(
+            "tether-phone",
+            "1.0.0",
+            Some(vec!["agent.test".into(), "command.exec".into()]),
+        )
         .into(),
         ThreadStartParams {
             cwd: Some(CWD.into()),
@@ -376,7 +405,7 @@ fn valid_cases() -> Vec<Case> {
         &Message::Notification(Notification::new("initialized", None)),
     ));
     out.push(valid(
-        "notifications/cancelled from the controller",
+        "tether/cancelled from the controller",
         &["Notification", "Cancellation"],
         C2H,
         &Message::Notification(
@@ -489,32 +518,7 @@ fn valid_cases() -> Vec<Case> {
     ));
 
     // Results.
-    out.push(result::<InitializeParams>(
-        1,
-        &InitializeResult {
-            server_info: Implementation {
-                name: "tether-host".into(),
-                version: "0.1.0".into(),
-            },
-            protocol_version: "tether/1".into(),
-            capabilities: vec![
-                "agent.test".into(),
-                "command.exec".into(),
-                "thread.handoff".into(),
-                "sandbox.landlock".into(),
-            ],
-            sandbox: SandboxSupport {
-                modes: SandboxMode::ALL.to_vec(),
-                mechanism: "landlock".into(),
-                degrade: false,
-            },
-            platform: Platform {
-                os: "linux".into(),
-                arch: "x86_64".into(),
-                path_style: PathStyle::Posix,
-            },
-        },
-    ));
+    out.push(result::<InitializeParams>(1, &initialize_result()));
     out.push(result::<ThreadStartParams>(2, &opened()));
     out.push(result::<ThreadResumeParams>(3, &opened()));
     out.push(result::<ThreadListParams>(
@@ -1075,7 +1079,7 @@ fn invalid_cases() -> Vec<Case> {
     out.push(bad_params(
         "initialize without clientInfo",
         "initialize",
-        json!({"protocolVersion": "tether/1"}),
+        json!({"tether": {"protocolVersion": "tether/2"}}),
         "",
     ));
     out.push(bad_params(
@@ -1174,12 +1178,12 @@ fn invalid_cases() -> Vec<Case> {
     let mut b = value(&bundle());
     set(&mut b, "cwdRelative", json!("../../etc"));
     out.push(invalid(
-        "thread/import with cwdRelative climbing out of the project",
+        "tether/thread/import with cwdRelative climbing out of the project",
         &["Bundle"],
         C2H,
         Message::Request(Request::new(
             10,
-            "thread/import",
+            "tether/thread/import",
             Some(json!({"bundle": b.clone()})),
         ))
         .to_bytes(),
@@ -1191,21 +1195,25 @@ fn invalid_cases() -> Vec<Case> {
     ));
     for (comment, field, v) in [
         (
-            "thread/import with an absolute cwdRelative",
+            "tether/thread/import with an absolute cwdRelative",
             "cwdRelative",
             json!("/etc"),
         ),
         (
-            "thread/import with a Windows drive in cwdRelative",
+            "tether/thread/import with a Windows drive in cwdRelative",
             "cwdRelative",
             json!("C:\\Users"),
         ),
         (
-            "thread/import with an empty cwdRelative",
+            "tether/thread/import with an empty cwdRelative",
             "cwdRelative",
             json!(""),
         ),
-        ("thread/import with bundle version 2", "version", json!(2)),
+        (
+            "tether/thread/import with bundle version 2",
+            "version",
+            json!(2),
+        ),
     ] {
         let mut b = value(&bundle());
         set(&mut b, field, v);
@@ -1215,7 +1223,7 @@ fn invalid_cases() -> Vec<Case> {
             C2H,
             Message::Request(Request::new(
                 11,
-                "thread/import",
+                "tether/thread/import",
                 Some(json!({"bundle": b})),
             ))
             .to_bytes(),
@@ -1412,6 +1420,40 @@ fn later_cases() -> Vec<Case> {
     out
 }
 
+/// Cases of the session messages on Codex app-server v2's wire format (`initialize` with
+/// Tether's members in `tether`): appended, so that every earlier case keeps its `tcId`.
+fn wire_v2_session_cases() -> Vec<Case> {
+    let plain = r#"{"id":1,"method":"initialize","params":{"clientInfo":{"name":"codex_vscode","title":"Codex VS Code","version":"0.169.0"},"capabilities":{"experimentalApi":true,"optOutNotificationMethods":null}}}"#;
+    let mut out = vec![valid_bytes(
+        "initialize from a plain app-server client (no tether member)",
+        &["Request", "Version"],
+        C2H,
+        plain.as_bytes().to_vec(),
+        &Message::parse(plain.as_bytes())
+            .unwrap_or_else(|_| Message::Notification(Notification::new("GENERATOR-BUG", None))),
+        None,
+    )];
+    out.push(bad_params(
+        "initialize with capabilities as a list of names (tether/1's shape)",
+        "initialize",
+        json!({"clientInfo": {"name": "t", "version": "1"}, "protocolVersion": "tether/1", "capabilities": ["command.exec"]}),
+        "",
+    ));
+    out.push(invalid(
+        "initialize result without its tether member",
+        &["Result", "NoReply"],
+        H2C,
+        br#"{"jsonrpc":"2.0","id":1,"result":{"userAgent":"x/1","codexHome":"/h","platformFamily":"unix","platformOs":"linux"}}"#.to_vec(),
+        "typed",
+        CommandError::BadResult {
+            method: InitializeParams::METHOD.into(),
+            detail: String::new(),
+        },
+        None,
+    ));
+    out
+}
+
 // ---------------------------------------------------------------------------------------
 // file
 
@@ -1475,6 +1517,7 @@ fn generate() -> String {
         .into_iter()
         .chain(invalid_cases())
         .chain(later_cases())
+        .chain(wire_v2_session_cases())
         .collect();
     let tests: Vec<Value> = cases
         .iter()
@@ -1497,7 +1540,7 @@ fn generate() -> String {
             "Batch": "JSON array: batches are refused (CMD-6)",
             "Bom": "UTF-8 byte-order mark (CMD-3)",
             "Bundle": "hand-off bundle that may not be imported (CMD-53), -32017",
-            "Cancellation": "notifications/cancelled (CMD-57)",
+            "Cancellation": "tether/cancelled (CMD-57)",
             "Chunk": "outputDelta chunk rules (CMD-40)",
             "Depth": "nesting depth limit 32 (CMD-4)",
             "DuplicateKey": "an object repeats a member name (CMD-5)",

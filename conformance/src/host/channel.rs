@@ -503,7 +503,7 @@ impl ChannelSession {
         let result = self
             .call_ok(
                 "initialize",
-                json!({"clientInfo": {"name": "tether-conformance", "version": env!("CARGO_PKG_VERSION")}, "protocolVersion": "tether/1"}),
+                json!({"clientInfo": {"name": "tether-conformance", "version": env!("CARGO_PKG_VERSION")}, "tether": {"protocolVersion": "tether/2"}}),
             )
             .await?;
         self.send_json(&json!({"jsonrpc": "2.0", "method": "initialized"}))
@@ -512,11 +512,11 @@ impl ChannelSession {
         Ok(result)
     }
 
-    /// Whether the host listed `capability` in `initialize` (or, before it, in message 2).
+    /// Whether the host listed `capability` in the `initialize` result's `tether.capabilities` (or, before it, in message 2).
     pub fn has_capability(&self, capability: &str) -> bool {
         match &self.init {
             Some(init) => init
-                .get("capabilities")
+                .pointer("/tether/capabilities")
                 .and_then(Value::as_array)
                 .is_some_and(|a| a.iter().any(|c| c.as_str() == Some(capability))),
             None => self.info.has_capability(capability),

@@ -75,7 +75,7 @@ pub enum HostFault {
     /// second, not when an approval answer arrives: an `accept` sent just after the
     /// revocation runs the command, as in v1 (CMD-75).
     ActsOnAnswersOfRevokedDevices,
-    /// `thread/import` follows a symlink of `cwdRelative` out of the project root and opens
+    /// `tether/thread/import` follows a symlink of `cwdRelative` out of the project root and opens
     /// the thread there, as in v1 (CMD-73).
     ImportFollowsLinksOut,
     /// Reads the instruction files of a thread it starts as in v1: `std::fs`
@@ -592,7 +592,7 @@ fn legacy_read(path: &Path) -> Option<Vec<u8>> {
     }
 }
 
-/// [`HostFault::ImportFollowsLinksOut`]: a `thread/import` whose `cwdRelative` resolves
+/// [`HostFault::ImportFollowsLinksOut`]: a `tether/thread/import` whose `cwdRelative` resolves
 /// outside its project root is rewritten to open the thread where the links lead (the
 /// joined path as its own project root), so the reference's CMD-73 check has nothing to
 /// refuse. Every other import is left as it is.
@@ -649,7 +649,7 @@ fn initialize_request() -> Message {
         -1i64,
         "initialize",
         Some(
-            serde_json::json!({"clientInfo": {"name": "fault", "version": "0"}, "protocolVersion": "tether/1"}),
+            serde_json::json!({"clientInfo": {"name": "fault", "version": "0"}, "tether": {"protocolVersion": "tether/2"}}),
         ),
     ))
 }
@@ -796,7 +796,7 @@ async fn serve(
                     }
                     if fault == HostFault::ImportFollowsLinksOut
                         && let Message::Request(r) = &mut message
-                        && r.method == "thread/import"
+                        && r.method == "tether/thread/import"
                         && let Some(p) = r.params.as_mut().and_then(|p| p.as_object_mut())
                     {
                         follow_links_out(p);

@@ -8,8 +8,8 @@ use tether_proto::cmd::methods::{
     CommandExecParams, CommandExecResult, HostInfoParams, HostInfoResult, InitializeParams,
     InitializeResult, InitializedParams, OutputCap, decode_delta,
 };
-use tether_proto::cmd::types::{Implementation, OutputStream, SandboxMode};
-use tether_proto::cmd::{PROTOCOL_NAME, Params, ServerNotification, capability};
+use tether_proto::cmd::types::{OutputStream, SandboxMode};
+use tether_proto::cmd::{Params, ServerNotification, capability};
 use tether_proto::keys::fingerprint;
 use tether_proto::link::CloseCode;
 use tether_proto::session::{ControllerConfig, Purpose};
@@ -137,17 +137,14 @@ impl Connection {
 
 /// The `initialize` params this crate sends.
 pub fn initialize_params() -> InitializeParams {
-    InitializeParams {
-        client_info: Implementation {
-            name: "tether-controller".to_owned(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-        },
-        protocol_version: PROTOCOL_NAME.to_owned(),
-        capabilities: Some(vec![
+    InitializeParams::tether(
+        "tether-controller",
+        env!("CARGO_PKG_VERSION"),
+        Some(vec![
             capability::COMMAND_EXEC.to_owned(),
             capability::THREAD_HANDOFF.to_owned(),
         ]),
-    }
+    )
 }
 
 /// Opens an established session to a paired host on `link` (`Purpose::Resume`), with the
@@ -363,6 +360,7 @@ pub async fn exec_to(
     }
     if !conn
         .init
+        .tether
         .capabilities
         .iter()
         .any(|c| c == capability::COMMAND_EXEC)

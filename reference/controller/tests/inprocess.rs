@@ -91,11 +91,15 @@ async fn start_host(url: &str) -> TestHost {
                     match ClientRequest::from_request(&req) {
                         Ok(ClientRequest::Initialize(_)) => {
                             let result = json!({
-                                "serverInfo": {"name": "test-host", "version": "0"},
-                                "protocolVersion": "tether/1",
-                                "capabilities": ["command.exec"],
-                                "sandbox": {"modes": [], "mechanism": "none", "degrade": true},
-                                "platform": {"os": "linux", "arch": "x86_64", "pathStyle": "posix"}
+                                "userAgent": "test-host/0", "codexHome": "/", "platformFamily": "unix",
+                                "platformOs": "linux",
+                                "tether": {
+                                    "serverInfo": {"name": "test-host", "version": "0"},
+                                    "protocolVersion": "tether/2",
+                                    "capabilities": ["command.exec"],
+                                    "sandbox": {"modes": [], "mechanism": "none", "degrade": true},
+                                    "platform": {"os": "linux", "arch": "x86_64", "pathStyle": "posix"}
+                                }
                             });
                             let r = Response::new(req.id.clone(), &result).unwrap();
                             host.send(session, &Message::Response(r)).unwrap();
@@ -303,7 +307,10 @@ async fn requests_and_notifications_are_correlated() {
         let mut conn = tether_controller::connect(&state, &stored, &opts)
             .await
             .unwrap();
-        assert_eq!(conn.init.capabilities, vec!["command.exec".to_owned()]);
+        assert_eq!(
+            conn.init.tether.capabilities,
+            vec!["command.exec".to_owned()]
+        );
         let params = CommandExecParams {
             command: vec!["a".into()],
             cwd: Some("/".into()),

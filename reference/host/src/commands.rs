@@ -1,6 +1,6 @@
 //! The command protocol of one session, host side (`spec/05-command-protocol.md`):
 //! `initialize`, `initialized`, `command/exec` with streamed `command/exec/outputDelta`,
-//! `command/exec/terminate` and `notifications/cancelled`.
+//! `command/exec/terminate` and `tether/cancelled`.
 //!
 //! A [`CommandSession`] takes the session's decrypted messages ([`CommandSession::handle`])
 //! and returns the answers to send at once. A `command/exec` runs in a tokio task that
@@ -360,8 +360,8 @@ const THREAD_METHODS: &[&str] = &[
     "thread/read",
     "turn/start",
     "turn/interrupt",
-    "thread/export",
-    "thread/import",
+    "tether/thread/export",
+    "tether/thread/import",
 ];
 
 #[cfg(test)]
@@ -413,14 +413,14 @@ mod tests {
             request(
                 1,
                 "initialize",
-                json!({"clientInfo":{"name":"t","version":"1"},"protocolVersion":"tether/1"}),
+                json!({"clientInfo":{"name":"t","version":"1"},"tether":{"protocolVersion":"tether/2"}}),
             ),
         )
         .unwrap();
         let Message::Response(r) = r else {
             panic!("{r:?}")
         };
-        assert_eq!(r.result["capabilities"], json!(["command.exec"]));
+        assert_eq!(r.result["tether"]["capabilities"], json!(["command.exec"]));
         s.handle(
             Message::Notification(tether_proto::cmd::Notification::new("initialized", None)),
             Access::Allowed,
@@ -535,7 +535,7 @@ mod tests {
             request(
                 2,
                 "initialize",
-                json!({"clientInfo":{"name":"t","version":"1"},"protocolVersion":"tether/2"}),
+                json!({"clientInfo":{"name":"t","version":"1"},"tether":{"protocolVersion":"tether/1"}}),
             ),
         )
         .unwrap();
@@ -547,7 +547,7 @@ mod tests {
             request(
                 3,
                 "initialize",
-                json!({"clientInfo":{"name":"t","version":"1"},"protocolVersion":"tether/1"}),
+                json!({"clientInfo":{"name":"t","version":"1"},"tether":{"protocolVersion":"tether/2"}}),
             ),
         )
         .unwrap();
@@ -588,7 +588,7 @@ mod tests {
         // A cancellation from a device revoked a moment ago: not acted on (CMD-55: a
         // notification is only ignored).
         let cancel = Message::Notification(tether_proto::cmd::Notification::new(
-            "notifications/cancelled",
+            "tether/cancelled",
             Some(json!({"requestId": 9})),
         ));
         for access in [Access::NotAuthorized, Access::RemoteAccessDisabled] {
@@ -760,7 +760,7 @@ mod tests {
         assert!(one(&mut s, exec(9, "p", &["sleep", "100"], json!({}))).is_none());
         s.handle(
             Message::Notification(tether_proto::cmd::Notification::new(
-                "notifications/cancelled",
+                "tether/cancelled",
                 Some(json!({"requestId": 9})),
             )),
             Access::Allowed,

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tether_proto::cmd::methods::{
     CommandExecOutputDeltaParams, CommandExecParams, CommandExecResult, HostInfoResult,
-    InitializeResult, encode_delta,
+    InitializeResult, TetherInitializeResult, encode_delta,
 };
 use tether_proto::cmd::types::{
     ApprovalPolicy, Implementation, NetworkAccess, OutputStream, PathStyle, Platform, SandboxMode,
@@ -47,7 +47,7 @@ pub struct CommandConfig {
     /// The kernel sandbox available to commands, if any.
     pub sandbox: Option<SandboxLauncher>,
     /// The working directory of a thread whose `thread/start` names none, and the project
-    /// root of a `thread/import` that names none (`CMD-17`, `CMD-54`); `None`: the host
+    /// root of a `tether/thread/import` that names none (`CMD-17`, `CMD-54`); `None`: the host
     /// process's current directory.
     pub default_project: Option<std::path::PathBuf>,
     /// The policy of a thread whose `thread/start` names none.
@@ -454,38 +454,62 @@ impl CommandConfig {
     /// The `initialize` result; `threads`: the host also serves threads with the test
     /// agent and hand-off (`agent.test`, `thread.handoff`, `CMD-16`, `CMD-59`).
     pub fn initialize_result_for(&self, threads: bool) -> InitializeResult {
+        let version = env!("CARGO_PKG_VERSION");
         InitializeResult {
-            server_info: Implementation {
-                name: "tether-host".to_owned(),
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-            },
-            protocol_version: PROTOCOL_NAME.to_owned(),
-            capabilities: self.capabilities(threads),
-            sandbox: {
-                let mut modes: Vec<SandboxMode> = self
-                    .sandbox
-                    .iter()
-                    .flat_map(|s| s.enforced.iter().map(|(m, _)| *m))
-                    .collect();
-                modes.push(SandboxMode::DangerFullAccess);
-                let mechanism = self
-                    .sandbox
-                    .as_ref()
-                    .and_then(|s| s.enforced.first())
-                    .map_or("none", |(_, m)| m.as_str())
-                    .to_owned();
-                SandboxSupport {
-                    modes,
-                    mechanism,
-                    degrade: self.allow_unsandboxed,
-                }
-            },
-            platform: Platform {
-                os: std::env::consts::OS.to_owned(),
-                arch: std::env::consts::ARCH.to_owned(),
-                path_style: PathStyle::Posix,
+            user_agent: format!(
+                "tether-host/{version} ({}; {})",
+                std::env::consts::OS,
+                std::env::consts::ARCH
+            ),
+            codex_home: self.agent_home(),
+            platform_family: if cfg!(windows) { "windows" } else { "unix" }.to_owned(),
+            platform_os: std::env::consts::OS.to_owned(),
+            tether: TetherInitializeResult {
+                server_info: Implementation {
+                    name: "tether-host".to_owned(),
+                    version: version.to_owned(),
+                },
+                protocol_version: PROTOCOL_NAME.to_owned(),
+                capabilities: self.capabilities(threads),
+                sandbox: {
+                    let mut modes: Vec<SandboxMode> = self
+                        .sandbox
+                        .iter()
+                        .flat_map(|s| s.enforced.iter().map(|(m, _)| *m))
+                        .collect();
+                    modes.push(SandboxMode::DangerFullAccess);
+                    let mechanism = self
+                        .sandbox
+                        .as_ref()
+                        .and_then(|s| s.enforced.first())
+                        .map_or("none", |(_, m)| m.as_str())
+                        .to_owned();
+                    SandboxSupport {
+                        modes,
+                        mechanism,
+                        degrade: self.allow_unsandboxed,
+                    }
+                },
+                platform: Platform {
+                    os: std::env::consts::OS.to_owned(),
+                    arch: std::env::consts::ARCH.to_owned(),
+                    path_style: PathStyle::Posix,
+                },
             },
         }
+    }
+
+    /// The agent's home, the `codexHome` of the `initialize` result: for the test agent
+    /// the host's state directory (the first of [`Self::secret_paths`]), else the default
+    /// working directory, else `/`; absolute and host-native.
+    fn agent_home(&self) -> String {
+        self.secret_paths
+            .first()
+            .cloned()
+            .or_else(|| self.default_dir())
+            .and_then(|p| p.to_str().map(str::to_owned))
+            .filter(|p| Path::new(p).is_absolute())
+            .unwrap_or_else(|| "/".to_owned())
     }
 }
 
@@ -547,7 +571,7 @@ pub(crate) enum KillReason {
     Running,
     /// `command/exec/terminate`, or the turn was interrupted.
     Terminate,
-    /// `notifications/cancelled` (`CMD-57`).
+    /// `tether/cancelled` (`CMD-57`).
     Cancel,
 }
 

@@ -170,7 +170,7 @@ async fn pair_exec_resume_revoke_over_wss() {
         &mut c,
         2,
         "initialize",
-        json!({"clientInfo": {"name": "t", "version": "0"}, "protocolVersion": "tether/1"}),
+        json!({"clientInfo": {"name": "t", "version": "0"}, "tether": {"protocolVersion": "tether/2"}}),
     )
     .await;
     assert!(matches!(
@@ -255,7 +255,7 @@ async fn pair_exec_resume_revoke_over_wss() {
         &mut r,
         1,
         "initialize",
-        json!({"clientInfo": {"name": "t", "version": "0"}, "protocolVersion": "tether/1"}),
+        json!({"clientInfo": {"name": "t", "version": "0"}, "tether": {"protocolVersion": "tether/2"}}),
     )
     .await;
     match next_event(&mut link, &mut r).await {

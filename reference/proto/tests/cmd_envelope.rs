@@ -365,7 +365,7 @@ fn cmd_13_params() {
 #[test]
 fn cmd_53_bad_bundle_is_its_own_code() {
     let Message::Request(r) = Message::parse(
-        br#"{"jsonrpc":"2.0","id":1,"method":"thread/import","params":{"bundle":{"version":1,"cwdRelative":"../etc","sandbox":"read-only","approvalPolicy":"never","items":[],"exportedAt":0}}}"#,
+        br#"{"jsonrpc":"2.0","id":1,"method":"tether/thread/import","params":{"bundle":{"version":1,"cwdRelative":"../etc","sandbox":"read-only","approvalPolicy":"never","items":[],"exportedAt":0}}}"#,
     )
     .unwrap() else {
         panic!()
@@ -532,6 +532,7 @@ fn arb_json() -> impl Strategy<Value = serde_json::Value> {
                         "outputCap",
                         "clientInfo",
                         "protocolVersion",
+                        "tether",
                     ])
                     .prop_map(str::to_owned)
                     .boxed(),

@@ -201,14 +201,24 @@ fn delta() -> impl Strategy<Value = String> {
 
 fn client_request() -> impl Strategy<Value = ClientRequest> {
     prop_oneof![
-        (implementation(), text(), option::of(vec(text(), 0..3))).prop_map(
-            |(client_info, protocol_version, capabilities)| InitializeParams {
-                client_info,
-                protocol_version,
-                capabilities
+        (
+            implementation(),
+            option::of(text()),
+            option::of((text(), option::of(vec(text(), 0..3))))
+        )
+            .prop_map(|(info, title, tether)| InitializeParams {
+                client_info: ClientInfo {
+                    name: info.name,
+                    title,
+                    version: info.version,
+                },
+                capabilities: None,
+                tether: tether.map(|(protocol_version, capabilities)| TetherInitializeParams {
+                    protocol_version,
+                    capabilities,
+                }),
             }
-            .into()
-        ),
+            .into()),
         (
             option::of(text()),
             option::of(sandbox()),
@@ -435,14 +445,20 @@ proptest! {
         modes in vec(sandbox(), 0..3),
     ) {
         result_roundtrip::<InitializeParams>(id.clone(), &InitializeResult {
-            server_info,
-            protocol_version: "tether/1".into(),
-            capabilities: sources.clone(),
-            sandbox: SandboxSupport { modes, mechanism: "landlock".into(), degrade: exit.2 },
-            platform: Platform {
-                os: "linux".into(),
-                arch: "x86_64".into(),
-                path_style: PathStyle::Posix,
+            user_agent: "tether-host/0.1.0 (linux; x86_64)".into(),
+            codex_home: "/var/lib/tether".into(),
+            platform_family: "unix".into(),
+            platform_os: "linux".into(),
+            tether: TetherInitializeResult {
+                server_info,
+                protocol_version: "tether/2".into(),
+                capabilities: sources.clone(),
+                sandbox: SandboxSupport { modes, mechanism: "landlock".into(), degrade: exit.2 },
+                platform: Platform {
+                    os: "linux".into(),
+                    arch: "x86_64".into(),
+                    path_style: PathStyle::Posix,
+                },
             },
         });
         let opened = ThreadOpened {
@@ -532,8 +548,8 @@ fn method_sets_cover_every_method_once() {
         "turn/interrupt",
         "command/exec",
         "command/exec/terminate",
-        "thread/export",
-        "thread/import",
+        "tether/thread/export",
+        "tether/thread/import",
         "tether/host/info",
     ] {
         assert!(ClientRequest::METHODS.contains(&m), "{m}");

@@ -132,7 +132,7 @@ const VERSION_1_CONTROLLER: Case = case! {
 async fn version_1_controller(cx: Arc<Context>) -> Res<()> {
     let mut s = need_flow(session(&cx, "ctl").await?).await?;
     let id = s.fresh_id();
-    s.send_json(&json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": {"clientInfo": {"name": "tether-conformance", "version": env!("CARGO_PKG_VERSION")}, "protocolVersion": "tether/1"}}))
+    s.send_json(&json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": {"clientInfo": {"name": "tether-conformance", "version": env!("CARGO_PKG_VERSION")}, "tether": {"protocolVersion": "tether/2"}}}))
         .await?;
     let payload = match s.next_frame(HOST_WAIT).await? {
         Ok(p) => p,

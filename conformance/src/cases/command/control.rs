@@ -81,7 +81,7 @@ const CMD_CANCEL: Case = case! {
     id: "CMD-57/cancel-exec",
     level: Should,
     timeout: 60 s,
-    description: "notifications/cancelled for a running command/exec gets it answered at once",
+    description: "tether/cancelled for a running command/exec gets it answered at once",
     host: cmd_cancel,
 };
 async fn cmd_cancel(cx: Arc<Context>) -> Res<()> {
@@ -92,10 +92,8 @@ async fn cmd_cancel(cx: Arc<Context>) -> Res<()> {
         .await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let start = Instant::now();
-    s.send_json(
-        &json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId": id}}),
-    )
-    .await?;
+    s.send_json(&json!({"jsonrpc":"2.0","method":"tether/cancelled","params":{"requestId": id}}))
+        .await?;
     let run = s.collect_exec(&json!(id), "cancel-me", HOST_WAIT).await?;
     // Uncancelled, `sleep 30` answers after 30 s; the margin allows for a loaded host.
     check(start.elapsed() < Duration::from_secs(20), || {

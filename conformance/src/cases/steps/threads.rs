@@ -258,7 +258,7 @@ pub(crate) fn check_order(msgs: &[HostMessage], turn: &str) -> Res<()> {
                     )
                 })?;
             }
-            "notifications/cancelled" => {}
+            "tether/cancelled" => {}
             other => return hfail(format!("unexpected {other} during the turn")),
         }
     }

@@ -29,7 +29,7 @@ use super::types::{
 use crate::limits::MAX_OUTPUT_CHUNK;
 
 /// The protocol version named in `initialize` (`CMD-15`).
-pub const PROTOCOL_NAME: &str = "tether/1";
+pub const PROTOCOL_NAME: &str = "tether/2";
 
 /// Largest `timeoutMs` of `command/exec`: 24 hours (`CMD-43`).
 pub const MAX_EXEC_TIMEOUT_MS: u64 = 86_400_000;
@@ -136,7 +136,7 @@ macro_rules! request_result {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmptyResult {}
 
-/// Result of `thread/start`, `thread/resume` and `thread/import`.
+/// Result of `thread/start`, `thread/resume` and `tether/thread/import`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadOpened {
@@ -152,13 +152,40 @@ pub struct ThreadOpened {
 // ---------------------------------------------------------------------------------------
 // initialize / initialized
 
-/// `initialize` params (`CMD-15`).
+/// `initialize` params (`CMD-15`): Codex app-server v2's `InitializeParams`, with Tether's
+/// own members in `tether`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InitializeParams {
     /// The controller software.
-    pub client_info: Implementation,
-    /// `"tether/1"`.
+    pub client_info: ClientInfo,
+    /// Codex's `InitializeCapabilities` object; a host accepts it and may ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Map<String, Value>>,
+    /// Tether's members; absent from a plain app-server client, which the host serves as a
+    /// `tether/2` session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tether: Option<TetherInitializeParams>,
+}
+
+/// The software on one end, as `initialize` params name the client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientInfo {
+    /// Name.
+    pub name: String,
+    /// Name for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Version.
+    pub version: String,
+}
+
+/// The `tether` member of `initialize` params (`CMD-15`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TetherInitializeParams {
+    /// `"tether/2"`.
     pub protocol_version: String,
     /// Capability names the controller understands (informative).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -166,28 +193,64 @@ pub struct InitializeParams {
 }
 
 impl InitializeParams {
-    /// Checks that the controller asks for the version this crate speaks (`CMD-15`).
+    /// The params a Tether controller sends: `clientInfo` and `tether` with this crate's
+    /// protocol version.
+    pub fn tether(name: &str, version: &str, capabilities: Option<Vec<String>>) -> Self {
+        Self {
+            client_info: ClientInfo {
+                name: name.to_owned(),
+                title: None,
+                version: version.to_owned(),
+            },
+            capabilities: None,
+            tether: Some(TetherInitializeParams {
+                protocol_version: PROTOCOL_NAME.to_owned(),
+                capabilities,
+            }),
+        }
+    }
+
+    /// Checks that the controller asks for the version this crate speaks (`CMD-15`); params
+    /// without `tether` (a plain app-server client) pass.
     ///
     /// # Errors
     /// [`CommandError::UnsupportedProtocolVersion`].
     pub fn check_version(&self) -> Result<(), CommandError> {
-        if self.protocol_version == PROTOCOL_NAME {
-            Ok(())
-        } else {
-            Err(CommandError::UnsupportedProtocolVersion {
-                version: self.protocol_version.clone(),
-            })
+        match &self.tether {
+            Some(t) if t.protocol_version != PROTOCOL_NAME => {
+                Err(CommandError::UnsupportedProtocolVersion {
+                    version: t.protocol_version.clone(),
+                })
+            }
+            _ => Ok(()),
         }
     }
 }
 
-/// `initialize` result.
+/// `initialize` result: Codex app-server v2's `InitializeResponse`, with Tether's own
+/// members in `tether` (`CMD-15`, `CMD-16`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InitializeResult {
+    /// The host software and platform, for people (`"tether-host/0.1.0 (linux; x86_64)"`).
+    pub user_agent: String,
+    /// The agent's home directory, absolute and host-native.
+    pub codex_home: String,
+    /// `"unix"` or `"windows"`.
+    pub platform_family: String,
+    /// `"linux"`, `"macos"`, `"windows"` (Rust's `std::env::consts::OS` for others).
+    pub platform_os: String,
+    /// Tether's members.
+    pub tether: TetherInitializeResult,
+}
+
+/// The `tether` member of the `initialize` result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TetherInitializeResult {
     /// The host software.
     pub server_info: Implementation,
-    /// `"tether/1"`.
+    /// `"tether/2"`.
     pub protocol_version: String,
     /// Capability names the host offers (`CMD-16`).
     pub capabilities: Vec<String>,
@@ -266,7 +329,7 @@ pub struct ThreadReadParams {
     pub thread_id: String,
 }
 
-/// `thread/export` params (`CMD-52`).
+/// `tether/thread/export` params (`CMD-52`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadExportParams {
@@ -307,7 +370,7 @@ pub struct ThreadReadResult {
     pub turns: Vec<Turn>,
 }
 
-/// `thread/export` result.
+/// `tether/thread/export` result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadExportResult {
@@ -315,11 +378,11 @@ pub struct ThreadExportResult {
     pub bundle: ThreadBundle,
 }
 
-/// `thread/import` params (`CMD-54`).
+/// `tether/thread/import` params (`CMD-54`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadImportParams {
-    /// The bundle from `thread/export`.
+    /// The bundle from `tether/thread/export`.
     pub bundle: ThreadBundle,
     /// Absolute host-native path the bundle's `cwdRelative` is taken from; the host's
     /// default project when absent.
@@ -330,7 +393,7 @@ pub struct ThreadImportParams {
 params!(ThreadStartParams = "thread/start");
 params!(ThreadResumeParams = "thread/resume");
 params!(ThreadReadParams = "thread/read");
-params!(ThreadExportParams = "thread/export");
+params!(ThreadExportParams = "tether/thread/export");
 params!(ThreadListParams = "thread/list", validate(p) {
     match p.limit {
         Some(l) if l == 0 || l > MAX_THREAD_LIST_LIMIT => Err(invalid_params(
@@ -340,7 +403,7 @@ params!(ThreadListParams = "thread/list", validate(p) {
         _ => Ok(()),
     }
 });
-params!(ThreadImportParams = "thread/import", validate(p) {
+params!(ThreadImportParams = "tether/thread/import", validate(p) {
     // CMD-53: a bad bundle is -32017, not -32602.
     p.bundle.validate()
 });
@@ -520,7 +583,7 @@ params!(CommandExecTerminateParams = "command/exec/terminate");
 // ---------------------------------------------------------------------------------------
 // notifications
 
-/// `notifications/cancelled` params, both directions (`CMD-57`).
+/// `tether/cancelled` params, both directions (`CMD-57`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CancelledParams {
@@ -636,7 +699,7 @@ pub struct ServerRequestResolvedParams {
     pub rejected_answer: Option<RejectedAnswer>,
 }
 
-params!(CancelledParams = "notifications/cancelled");
+params!(CancelledParams = "tether/cancelled");
 params!(TurnStartedParams = "turn/started");
 params!(TurnCompletedParams = "turn/completed");
 params!(ItemStartedParams = "item/started");
@@ -837,9 +900,9 @@ method_set! {
         CommandExec(CommandExecParams),
         /// `command/exec/terminate`
         CommandExecTerminate(CommandExecTerminateParams),
-        /// `thread/export`
+        /// `tether/thread/export`
         ThreadExport(ThreadExportParams),
-        /// `thread/import`
+        /// `tether/thread/import`
         ThreadImport(ThreadImportParams),
         /// `tether/host/info`
         HostInfo(HostInfoParams),
@@ -852,7 +915,7 @@ method_set! {
     pub enum ClientNotification {
         /// `initialized`
         Initialized(InitializedParams),
-        /// `notifications/cancelled`
+        /// `tether/cancelled`
         Cancelled(CancelledParams),
     }
 }
@@ -884,7 +947,7 @@ method_set! {
         CommandExecOutputDelta(CommandExecOutputDeltaParams),
         /// `serverRequest/resolved`
         ServerRequestResolved(ServerRequestResolvedParams),
-        /// `notifications/cancelled`
+        /// `tether/cancelled`
         Cancelled(CancelledParams),
     }
 }

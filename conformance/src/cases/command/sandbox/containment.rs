@@ -281,7 +281,7 @@ async fn no_survivor_after_kill(cx: Arc<Context>) -> Res<()> {
     p.beacon_stays_still(&cwd, &format!("under {mode}, after the time limit"))
         .await?;
 
-    // command/exec/terminate, and notifications/cancelled (CMD-57).
+    // command/exec/terminate, and tether/cancelled (CMD-57).
     for how in ["terminate", "cancel"] {
         let cwd = p.subdir(how).await?;
         let pid = format!("beacon-{how}");
@@ -305,9 +305,9 @@ async fn no_survivor_after_kill(cx: Arc<Context>) -> Res<()> {
             })?;
             "command/exec/terminate"
         } else {
-            p.s.send_json(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id}}))
+            p.s.send_json(&json!({"jsonrpc": "2.0", "method": "tether/cancelled", "params": {"requestId": id}}))
                 .await?;
-            "notifications/cancelled"
+            "tether/cancelled"
         };
         p.s.collect_exec(&json!(id), &pid, HOST_WAIT).await?;
         p.beacon_stays_still(&cwd, &format!("under {mode}, after {what}"))

@@ -172,7 +172,7 @@ async fn cmd_sandbox_report(cx: Arc<Context>) -> Res<()> {
     let modes: Vec<Value> = s
         .init
         .as_ref()
-        .and_then(|i| i.pointer("/sandbox/modes"))
+        .and_then(|i| i.pointer("/tether/sandbox/modes"))
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
@@ -224,11 +224,11 @@ async fn cmd_unenforceable(cx: Arc<Context>) -> Res<()> {
     let (mut s, dir) = exec_ready(&cx, "ctl").await?;
     let init = s.init.clone().unwrap_or(Value::Null);
     let modes = init
-        .pointer("/sandbox/modes")
+        .pointer("/tether/sandbox/modes")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let degrade = init.pointer("/sandbox/degrade") == Some(&json!(true));
+    let degrade = init.pointer("/tether/sandbox/degrade") == Some(&json!(true));
     for mode in ["read-only", "workspace-write", "danger-full-access"] {
         let p = with_sandbox(exec_params(&["true"], &dir), mode);
         let run = s.exec(p, HOST_WAIT).await?;
