@@ -363,10 +363,12 @@ fn valid_cases() -> Vec<Case> {
         CommandExecParams {
             command: vec!["git".into(), "status".into(), "--short".into()],
             cwd: Some(CWD.into()),
-            sandbox: Some(SandboxMode::ReadOnly),
+            process_id: Some("proc-1".into()),
+            stream_stdout_stderr: true,
+            sandbox_policy: Some(SandboxPolicy::for_mode(SandboxMode::ReadOnly)),
             timeout_ms: Some(30_000),
-            output_cap: OutputCap::Bytes(65_536),
-            process_id: "proc-1".into(),
+            output_bytes_cap: Some(65_536),
+            ..CommandExecParams::default()
         }
         .into(),
         CommandExecTerminateParams {
@@ -545,11 +547,16 @@ fn valid_cases() -> Vec<Case> {
     out.push(result::<CommandExecParams>(
         8,
         &CommandExecResult {
-            exit_code: None,
-            signal: Some("SIGKILL".into()),
-            timed_out: true,
-            cap_reached: false,
-            sandbox: report(SandboxMode::ReadOnly),
+            exit_code: 124,
+            stdout: String::new(),
+            stderr: String::new(),
+            tether: CommandExecReport {
+                exit_code: None,
+                signal: Some("SIGKILL".into()),
+                timed_out: true,
+                cap_reached: false,
+                sandbox: report(SandboxMode::ReadOnly),
+            },
         },
     ));
     out.push(result::<CommandExecTerminateParams>(9, &EmptyResult {}));
@@ -1119,7 +1126,8 @@ fn invalid_cases() -> Vec<Case> {
         "",
     ));
     let exec = |extra: Value| {
-        let mut p = json!({"command": ["ls"], "cwd": CWD, "processId": "p1"});
+        let mut p =
+            json!({"command": ["ls"], "cwd": CWD, "processId": "p1", "streamStdoutStderr": true});
         if let (Some(p), Some(extra)) = (p.as_object_mut(), extra.as_object()) {
             for (k, v) in extra {
                 p.insert(k.clone(), v.clone());
@@ -1140,9 +1148,9 @@ fn invalid_cases() -> Vec<Case> {
         "",
     ));
     out.push(bad_params(
-        "command/exec without processId",
+        "command/exec with streamStdoutStderr but without processId",
         "command/exec",
-        json!({"command": ["ls"], "cwd": CWD}),
+        json!({"command": ["ls"], "cwd": CWD, "streamStdoutStderr": true}),
         "",
     ));
     out.push(bad_params(
@@ -1170,9 +1178,9 @@ fn invalid_cases() -> Vec<Case> {
         "",
     ));
     out.push(bad_params(
-        "command/exec with outputCap above 64 MiB",
+        "command/exec with outputBytesCap above 64 MiB",
         "command/exec",
-        exec(json!({"outputCap": 67_108_865})),
+        exec(json!({"outputBytesCap": 67_108_865})),
         "",
     ));
     let mut b = value(&bundle());
@@ -1275,10 +1283,10 @@ fn invalid_cases() -> Vec<Case> {
         None,
     ));
     out.push(invalid(
-        "command/exec result without exitCode (null is required when absent)",
+        "command/exec result without tether.exitCode (null is required when absent)",
         &["Result", "NoReply"],
         H2C,
-        r#"{"jsonrpc":"2.0","id":8,"result":{"signal":null,"timedOut":false,"capReached":false,"sandbox":{"requested":"read-only","enforced":"read-only","network":"denied","degraded":false,"mechanism":"landlock"}}}"#,
+        r#"{"jsonrpc":"2.0","id":8,"result":{"exitCode":137,"stdout":"","stderr":"","tether":{"signal":"SIGKILL","timedOut":false,"capReached":false,"sandbox":{"requested":"read-only","enforced":"read-only","network":"denied","degraded":false,"mechanism":"landlock"}}}}"#,
         "typed",
         CommandError::BadResult {
             method: "command/exec".into(),
@@ -1454,6 +1462,106 @@ fn wire_v2_session_cases() -> Vec<Case> {
     out
 }
 
+/// Cases of `command/exec` on Codex app-server v2's wire format (output in the result,
+/// `sandboxPolicy`, Codex's members Tether refuses): appended.
+fn wire_v2_exec_cases() -> Vec<Case> {
+    let buffered = r#"{"id":14,"method":"command/exec","params":{"command":["git","status","--short"],"cwd":"/home/dev/acme/service","processId":null,"streamStdoutStderr":false,"tty":false,"size":null,"timeoutMs":null,"outputBytesCap":null,"env":null,"sandboxPolicy":{"type":"workspaceWrite","writableRoots":[],"networkAccess":false,"excludeTmpdirEnvVar":false,"excludeSlashTmp":false}}}"#;
+    let mut out = vec![valid_bytes(
+        "command/exec with the output in the result, no processId, Codex's nulls",
+        &["Request"],
+        C2H,
+        buffered.as_bytes().to_vec(),
+        &Message::parse(buffered.as_bytes())
+            .unwrap_or_else(|_| Message::Notification(Notification::new("GENERATOR-BUG", None))),
+        None,
+    )];
+    out.push(result::<CommandExecParams>(
+        14,
+        &CommandExecResult {
+            exit_code: 0,
+            stdout: " M src/lib.rs\n".into(),
+            stderr: String::new(),
+            tether: CommandExecReport {
+                exit_code: Some(0),
+                signal: None,
+                timed_out: false,
+                cap_reached: false,
+                sandbox: report(SandboxMode::WorkspaceWrite),
+            },
+        },
+    ));
+    let exec = |extra: Value| {
+        let mut p = json!({"command": ["ls"], "cwd": CWD});
+        if let (Some(p), Some(extra)) = (p.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                p.insert(k.clone(), v.clone());
+            }
+        }
+        p
+    };
+    for (comment, extra) in [
+        (
+            "command/exec with the output in the result and outputBytesCap above 8 192",
+            json!({"outputBytesCap": 8193}),
+        ),
+        (
+            "command/exec with disableOutputCap but the output in the result",
+            json!({"disableOutputCap": true}),
+        ),
+        (
+            "command/exec with outputBytesCap and disableOutputCap",
+            json!({"processId": "p1", "streamStdoutStderr": true, "outputBytesCap": 5, "disableOutputCap": true}),
+        ),
+        (
+            "command/exec with timeoutMs and disableTimeout",
+            json!({"timeoutMs": 1000, "disableTimeout": true}),
+        ),
+        (
+            "command/exec with tty",
+            json!({"processId": "p1", "tty": true}),
+        ),
+        (
+            "command/exec with streamStdin",
+            json!({"processId": "p1", "streamStdin": true}),
+        ),
+        (
+            "command/exec with an environment override",
+            json!({"env": {"RUST_LOG": "debug"}}),
+        ),
+        (
+            "command/exec with an external sandbox",
+            json!({"sandboxPolicy": {"type": "externalSandbox"}}),
+        ),
+        (
+            "command/exec with writableRoots",
+            json!({"sandboxPolicy": {"type": "workspaceWrite", "writableRoots": ["/etc"]}}),
+        ),
+        (
+            "command/exec read-only with network access",
+            json!({"sandboxPolicy": {"type": "readOnly", "networkAccess": true}}),
+        ),
+        (
+            "command/exec with a sandbox mode string as sandboxPolicy",
+            json!({"sandboxPolicy": "read-only"}),
+        ),
+    ] {
+        out.push(bad_params(comment, "command/exec", exec(extra), ""));
+    }
+    out.push(invalid(
+        "command/exec result in tether/1's shape (exitCode null, no tether member)",
+        &["Result", "NoReply"],
+        H2C,
+        br#"{"jsonrpc":"2.0","id":8,"result":{"exitCode":null,"signal":"SIGKILL","timedOut":true,"capReached":false,"sandbox":{"degraded":false,"enforced":"read-only","mechanism":"landlock","network":"denied","requested":"read-only"}}}"#.to_vec(),
+        "typed",
+        CommandError::BadResult {
+            method: CommandExecParams::METHOD.into(),
+            detail: String::new(),
+        },
+        None,
+    ));
+    out
+}
+
 // ---------------------------------------------------------------------------------------
 // file
 
@@ -1518,6 +1626,7 @@ fn generate() -> String {
         .chain(invalid_cases())
         .chain(later_cases())
         .chain(wire_v2_session_cases())
+        .chain(wire_v2_exec_cases())
         .collect();
     let tests: Vec<Value> = cases
         .iter()

@@ -53,6 +53,9 @@ pub enum HostFault {
     AnswersBeforeInitialize,
     /// `command/exec` runs with the default output cap whatever the request says (CMD-41).
     IgnoresOutputCap,
+    /// `command/exec` streams its output whatever the request says, also without
+    /// `streamStdoutStderr` (CMD-35).
+    AlwaysStreams,
     /// The store accepts any secret for a known token id (CHAN-12).
     AnySecret,
     /// The store does not check token expiry (CHAN-12).
@@ -839,7 +842,16 @@ async fn serve(
                         && r.method == "command/exec"
                         && let Some(p) = r.params.as_mut().and_then(|p| p.as_object_mut())
                     {
-                        p.remove("outputCap");
+                        p.remove("outputBytesCap");
+                    }
+                    if fault == HostFault::AlwaysStreams
+                        && let Message::Request(r) = &mut message
+                        && r.method == "command/exec"
+                        && let Some(p) = r.params.as_mut().and_then(|p| p.as_object_mut())
+                    {
+                        p.insert("streamStdoutStderr".to_owned(), serde_json::json!(true));
+                        p.entry("processId")
+                            .or_insert_with(|| serde_json::json!("always-streamed"));
                     }
                     let host_info = matches!(&message, Message::Request(r)
                         if r.method == "tether/host/info");

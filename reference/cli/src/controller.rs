@@ -284,7 +284,7 @@ pub(crate) fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     };
     match result {
         Ok(outcome) => {
-            let r = &outcome.result;
+            let r = &outcome.result.tether;
             // SEC-18: a command that ran with less than it asked for is never silent.
             if r.sandbox.degraded {
                 eprintln!(

@@ -6,9 +6,9 @@ use serde_json::Value;
 use tether_proto::channel::{HostInfo, Timestamp};
 use tether_proto::cmd::methods::{
     CommandExecParams, CommandExecResult, HostInfoParams, HostInfoResult, InitializeParams,
-    InitializeResult, InitializedParams, OutputCap, decode_delta,
+    InitializeResult, InitializedParams, decode_delta,
 };
-use tether_proto::cmd::types::{OutputStream, SandboxMode};
+use tether_proto::cmd::types::{OutputStream, SandboxMode, SandboxPolicy};
 use tether_proto::cmd::{Params, ServerNotification, capability};
 use tether_proto::keys::fingerprint;
 use tether_proto::link::CloseCode;
@@ -251,7 +251,7 @@ pub struct ExecRequest {
     /// Time limit (`CMD-42`); `None` for the host's default.
     pub timeout: Option<Duration>,
     /// Output cap in bytes (`CMD-41`); `None` for all of the output when the session has
-    /// records (`outputCap: null`), else the host's default cap (1 MiB).
+    /// records (`disableOutputCap: true`), else the host's default cap (1 MiB).
     pub output_cap: Option<u64>,
 }
 
@@ -264,12 +264,16 @@ pub struct ExecOutcome {
 
 impl ExecOutcome {
     /// The status a local shell would report: the exit code, or 128 + the signal number
-    /// when a signal ended the process (1 for a signal this crate cannot number).
+    /// when a signal ended the process (the host's `exitCode` for a signal this crate
+    /// cannot number).
     pub fn exit_status(&self) -> i32 {
-        match (&self.result.exit_code, &self.result.signal) {
+        let report = &self.result.tether;
+        match (&report.exit_code, &report.signal) {
             (Some(code), _) => *code,
-            (None, Some(signal)) => signal_number(signal).map_or(1, |n| 128 + n),
-            (None, None) => 1,
+            (None, Some(signal)) => {
+                signal_number(signal).map_or(self.result.exit_code, |n| 128 + n)
+            }
+            (None, None) => self.result.exit_code,
         }
     }
 }
@@ -375,21 +379,21 @@ pub async fn exec_to(
         .map_err(|e| ControllerError::io("reading the random number generator", e.into()))?;
     let process_id = format!("exec-{}", hex::encode(suffix));
     // CMD-71: no cwd means the host's default working directory, never `/`.
+    // CMD-35: streamed, so that the output arrives as it is written, exactly.
     let params = CommandExecParams {
         command: request.argv.clone(),
         cwd: request.cwd.clone(),
-        sandbox: request.sandbox,
+        process_id: Some(process_id.clone()),
+        stream_stdout_stderr: true,
+        sandbox_policy: request.sandbox.map(SandboxPolicy::for_mode),
         timeout_ms: request
             .timeout
             .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)),
         // CMD-41, CMD-43: no cap needs a session with records, where the window keeps
         // the output at the reader's pace (CHAN-34).
-        output_cap: match request.output_cap {
-            Some(cap) => OutputCap::Bytes(cap),
-            None if conn.session.has_records() => OutputCap::Unlimited,
-            None => OutputCap::Default,
-        },
-        process_id: process_id.clone(),
+        output_bytes_cap: request.output_cap,
+        disable_output_cap: request.output_cap.is_none() && conn.session.has_records(),
+        ..CommandExecParams::default()
     };
     let reply = conn
         .session

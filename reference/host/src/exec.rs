@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tether_proto::cmd::methods::{
-    CommandExecOutputDeltaParams, CommandExecParams, CommandExecResult, HostInfoResult,
-    InitializeResult, TetherInitializeResult, encode_delta,
+    CommandExecOutputDeltaParams, CommandExecParams, CommandExecReport, CommandExecResult,
+    HostInfoResult, InitializeResult, TetherInitializeResult, encode_delta,
 };
 use tether_proto::cmd::types::{
     ApprovalPolicy, Implementation, NetworkAccess, OutputStream, PathStyle, Platform, SandboxMode,
@@ -617,10 +617,12 @@ pub(crate) struct Reporting<'a> {
 
 /// Starts a `command/exec` whose checks passed (`CMD-34`, `CMD-46`, `CMD-47`): its
 /// command, in `cwd`, under the sandbox of `report` (5.7: under `workspace-write` it
-/// writes inside `cwd`), in its own process group, and the task that streams its output
-/// and answers it on `events` (`CMD-35` … `CMD-42`, `CMD-74`): as `OUTPUT` records when
-/// `records` (`CMD-76`), else as `command/exec/outputDelta` notifications. The handle
-/// kills the group when dropped (`CMD-37`).
+/// writes inside `cwd`), in its own process group, and the task that answers it on
+/// `events` (`CMD-35` … `CMD-42`, `CMD-74`). With `streamStdoutStderr` the task streams
+/// the output as `OUTPUT` records when `records` (`CMD-76`), else as
+/// `command/exec/outputDelta` notifications, naming the process `process_id`; without
+/// it, the output goes in the result. The handle kills the group when dropped
+/// (`CMD-37`).
 ///
 /// # Errors
 /// The error to answer with: an empty command (`CMD-13`), a sandbox that cannot be set
@@ -630,6 +632,7 @@ pub(crate) fn start(
     to: Reporting<'_>,
     id: Id,
     params: &CommandExecParams,
+    process_id: String,
     cwd: &Path,
     report: SandboxReport,
 ) -> Result<ProcessHandle, CommandError> {
@@ -662,7 +665,8 @@ pub(crate) fn start(
     let job = Job {
         session,
         request_id: id.clone(),
-        process_id: params.process_id.clone(),
+        process_id,
+        stream: params.stream_stdout_stderr,
         cap: params.effective_output_cap(),
         timeout: Duration::from_millis(params.effective_timeout_ms()),
         report,
@@ -681,6 +685,8 @@ struct Job {
     session: SessionId,
     request_id: Id,
     process_id: String,
+    /// `streamStdoutStderr`: output as deltas or records, else in the result (`CMD-35`).
+    stream: bool,
     cap: u64,
     timeout: Duration,
     report: SandboxReport,
@@ -741,20 +747,29 @@ impl Job {
         } else {
             MAX_OUTPUT_CHUNK
         };
+        // CMD-35: without streamStdoutStderr the output (at most the buffered cap,
+        // CMD-43) is kept for the result.
+        let mut kept: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
         let outcome = supervise_with_credit(
             child,
             pid,
             self.cap,
             self.timeout,
             kill_rx,
-            Some((credit, chunk)),
+            self.stream.then_some((credit, chunk)),
             |s, c, r, permit| {
-                if let Some(permit) = permit {
+                if !self.stream {
+                    let i = usize::from(s == OutputStream::Stderr);
+                    if let Some(buf) = kept.get_mut(i) {
+                        buf.extend_from_slice(c);
+                    }
+                } else if let Some(permit) = permit {
                     self.send_delta(s, c, r, permit);
                 }
             },
         )
         .await;
+        let [stdout, stderr] = kept;
         let message = match outcome.status {
             Some(Ok(status)) if outcome.cancelled && status.code().is_none() => {
                 error(self.request_id.clone(), &CommandError::Cancelled)
@@ -762,12 +777,18 @@ impl Job {
             Some(Ok(status)) => {
                 use std::os::unix::process::ExitStatusExt;
                 // CMD-39
+                let timed_out = outcome.timed_out && status.code().is_none();
                 let result = CommandExecResult {
-                    exit_code: status.code(),
-                    signal: status.signal().map(signal_name),
-                    timed_out: outcome.timed_out && status.code().is_none(),
-                    cap_reached: outcome.cap_reached,
-                    sandbox: self.report.clone(),
+                    exit_code: codex_exit_code(status.code(), status.signal(), timed_out),
+                    stdout: String::from_utf8_lossy(&stdout).into_owned(),
+                    stderr: String::from_utf8_lossy(&stderr).into_owned(),
+                    tether: CommandExecReport {
+                        exit_code: status.code(),
+                        signal: status.signal().map(signal_name),
+                        timed_out,
+                        cap_reached: outcome.cap_reached,
+                        sandbox: self.report.clone(),
+                    },
                 };
                 response(self.request_id.clone(), &result)
             }
@@ -789,6 +810,17 @@ impl Job {
             process_id: self.process_id,
             message,
         });
+    }
+}
+
+/// The `exitCode` of a `command/exec` result as Codex reports it (`CMD-39`): 124 when
+/// the time limit ended the process, else its exit status, else 128 + the signal number.
+pub(crate) fn codex_exit_code(code: Option<i32>, signal: Option<i32>, timed_out: bool) -> i32 {
+    match (timed_out, code, signal) {
+        (true, _, _) => 124,
+        (false, Some(code), _) => code,
+        (false, None, Some(signal)) => 128 + signal,
+        (false, None, None) => 1,
     }
 }
 

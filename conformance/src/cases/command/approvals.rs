@@ -60,7 +60,7 @@ async fn approval_policies(cx: Arc<Context>) -> Res<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut probe = second(&cx, "probe").await?;
     let ran = probe
-        .exec(json!({"command": ["test", "-e", format!("{marker}-untrusted")], "cwd": dir, "sandbox": "danger-full-access"}), HOST_WAIT)
+        .exec(json!({"command": ["test", "-e", format!("{marker}-untrusted")], "cwd": dir, "sandboxPolicy": {"type": "dangerFullAccess"}}), HOST_WAIT)
         .await?;
     probe.close().await;
     check(ran.exit_code() == Some(1), || {

@@ -88,7 +88,7 @@ async fn cmd_cancel(cx: Arc<Context>) -> Res<()> {
     let (mut s, dir) = exec_ready(&cx, "ctl").await?;
     let id = s.fresh_id();
     s.send_json(&json!({"jsonrpc":"2.0","id":id,"method":"command/exec","params":{
-        "command": ["sleep", "30"], "cwd": dir, "sandbox": "danger-full-access", "processId": "cancel-me"}}))
+        "command": ["sleep", "30"], "cwd": dir, "sandboxPolicy": {"type": "dangerFullAccess"}, "processId": "cancel-me"}}))
         .await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let start = Instant::now();
@@ -122,7 +122,7 @@ async fn cmd_in_flight(cx: Arc<Context>) -> Res<()> {
     for i in 0..64 {
         let id = s.fresh_id();
         s.send_json(&json!({"jsonrpc":"2.0","id":id,"method":"command/exec","params":{
-            "command": ["sleep", "60"], "cwd": dir, "sandbox": "danger-full-access", "processId": format!("busy-{i}")}}))
+            "command": ["sleep", "60"], "cwd": dir, "sandboxPolicy": {"type": "dangerFullAccess"}, "processId": format!("busy-{i}")}}))
             .await?;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -520,7 +520,7 @@ async fn cmd_invalid_params(cx: Arc<Context>) -> Res<()> {
         call_refused(
             &mut s,
             "command/exec",
-            json!({"command": ["true"], "cwd": "/", "processId": "p", "sandbox": "everything"}),
+            json!({"command": ["true"], "cwd": "/", "processId": "p", "sandboxPolicy": {"type": "everything"}}),
             -32602,
             "command/exec with an unknown sandbox mode",
         )

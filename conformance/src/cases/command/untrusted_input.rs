@@ -38,7 +38,7 @@ pub const CASES: &[Case] = &[
 
 /// `pwd -P` without `cwd`, unsandboxed.
 fn pwd_without_cwd() -> Value {
-    json!({"command": ["sh", "-c", "pwd -P"], "sandbox": "danger-full-access", "timeoutMs": 60000})
+    json!({"command": ["sh", "-c", "pwd -P"], "sandboxPolicy": {"type": "dangerFullAccess"}, "timeoutMs": 60000})
 }
 
 const EXEC_WITHOUT_CWD: Case = case! {

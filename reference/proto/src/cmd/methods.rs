@@ -16,6 +16,8 @@
 //! wrong types and out-of-range values with [`CommandError::InvalidParams`] (`CMD-13`); an
 //! unknown method gives [`CommandError::MethodNotFound`] (`CMD-12`).
 
+use std::collections::BTreeMap;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -24,7 +26,8 @@ use super::envelope::{Id, Notification, Request};
 use super::error::CommandError;
 use super::types::{
     ApprovalDecision, ApprovalPolicy, Implementation, OutputStream, Platform, SandboxMode,
-    SandboxReport, SandboxSupport, Thread, ThreadBundle, ThreadItem, Turn, UserInput, nullable,
+    SandboxPolicy, SandboxReport, SandboxSupport, Thread, ThreadBundle, ThreadItem, Turn,
+    UserInput, nullable,
 };
 use crate::limits::MAX_OUTPUT_CHUNK;
 
@@ -33,7 +36,7 @@ pub const PROTOCOL_NAME: &str = "tether/2";
 
 /// Largest `timeoutMs` of `command/exec`: 24 hours (`CMD-43`).
 pub const MAX_EXEC_TIMEOUT_MS: u64 = 86_400_000;
-/// Largest `outputCap` of `command/exec`: 64 MiB (`CMD-43`).
+/// Largest `outputBytesCap` of a streamed `command/exec`: 64 MiB (`CMD-43`).
 pub const MAX_OUTPUT_CAP: u64 = 64 * 1024 * 1024;
 /// Longest `processId`, in bytes (`CMD-34`).
 pub const MAX_PROCESS_ID_LEN: usize = 64;
@@ -450,8 +453,8 @@ params!(TurnInterruptParams = "turn/interrupt");
 // ---------------------------------------------------------------------------------------
 // command/exec
 
-/// `command/exec` params (`CMD-34`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// `command/exec` params (`CMD-34`): Codex app-server v2's `CommandExecParams`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CommandExecParams {
     /// Program and arguments, run without a shell; at least one element.
@@ -460,86 +463,142 @@ pub struct CommandExecParams {
     /// directory (`CMD-71`), the one a `thread/start` without `cwd` gets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
-    /// Sandbox mode; the host's default when absent.
+    /// Controller-chosen name of the process, 1..=64 bytes, unique among the session's
+    /// running processes; required with `streamStdoutStderr`, and to terminate it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sandbox: Option<SandboxMode>,
+    pub process_id: Option<String>,
+    /// Stream the output as `command/exec/outputDelta` (or `OUTPUT` records) instead of
+    /// returning it in the result (`CMD-35`).
+    #[serde(
+        default,
+        deserialize_with = "null_false",
+        skip_serializing_if = "is_false"
+    )]
+    pub stream_stdout_stderr: bool,
+    /// Standard input from `command/exec/write` (Codex); the reference host refuses it.
+    #[serde(
+        default,
+        deserialize_with = "null_false",
+        skip_serializing_if = "is_false"
+    )]
+    pub stream_stdin: bool,
+    /// A pseudo-terminal (Codex); the reference host refuses it.
+    #[serde(
+        default,
+        deserialize_with = "null_false",
+        skip_serializing_if = "is_false"
+    )]
+    pub tty: bool,
+    /// The pseudo-terminal's size, `{rows, cols}` (Codex; only with `tty`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<TerminalSize>,
     /// Time limit, 1..=86 400 000 ms; 600 000 when absent (`CMD-42`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    /// Output cap in bytes, stdout and stderr together, 0..=64 MiB; 1 MiB when absent;
-    /// `null` for no cap, in a session with records only (`CMD-41`, `CMD-43`).
-    #[serde(default, skip_serializing_if = "OutputCap::is_default")]
-    pub output_cap: OutputCap,
-    /// Controller-chosen name of the process, 1..=64 bytes, unique among the session's
-    /// running processes.
-    pub process_id: String,
+    /// The host's largest time limit, 86 400 000 ms, instead of `timeoutMs` (`CMD-42`).
+    #[serde(
+        default,
+        deserialize_with = "null_false",
+        skip_serializing_if = "is_false"
+    )]
+    pub disable_timeout: bool,
+    /// Output cap in bytes, stdout and stderr together, 0..=64 MiB; 1 MiB when absent
+    /// (`CMD-41`, `CMD-43`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_bytes_cap: Option<u64>,
+    /// No output cap: streamed, in a session with records only (`CMD-41`, `CMD-43`).
+    #[serde(
+        default,
+        deserialize_with = "null_false",
+        skip_serializing_if = "is_false"
+    )]
+    pub disable_output_cap: bool,
+    /// Environment overrides (`null` unsets); the reference host refuses a non-empty map.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<BTreeMap<String, Option<String>>>,
+    /// Sandbox policy; the host's default mode when absent (`CMD-47`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_policy: Option<SandboxPolicy>,
+}
+
+/// A pseudo-terminal's size in character cells (Codex `CommandExecTerminalSize`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalSize {
+    /// Rows.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// An optional boolean that may be `null` (Codex sends `null` for absent members).
+fn null_false<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(d)?.unwrap_or(false))
 }
 
 impl CommandExecParams {
-    /// The time limit in force, in milliseconds (`CMD-42`).
+    /// The time limit in force, in milliseconds (`CMD-42`): `timeoutMs`, the host's
+    /// largest with `disableTimeout`, else the default.
     pub fn effective_timeout_ms(&self) -> u64 {
+        if self.disable_timeout {
+            return MAX_EXEC_TIMEOUT_MS;
+        }
         self.timeout_ms.unwrap_or_else(|| {
             u64::try_from(crate::limits::DEFAULT_EXEC_TIMEOUT.as_millis()).unwrap_or(u64::MAX)
         })
     }
 
-    /// The output cap in force, in bytes (`CMD-41`); `u64::MAX` for no cap.
+    /// The output cap in force, in bytes (`CMD-41`); `u64::MAX` for no cap. Without
+    /// `streamStdoutStderr` the output is returned in the result and the cap is at most
+    /// [`MAX_BUFFERED_OUTPUT`](crate::limits::MAX_BUFFERED_OUTPUT) (`CMD-43`).
     pub fn effective_output_cap(&self) -> u64 {
-        match self.output_cap {
-            OutputCap::Default => crate::limits::DEFAULT_OUTPUT_CAP,
-            OutputCap::Unlimited => u64::MAX,
-            OutputCap::Bytes(n) => n,
+        if self.disable_output_cap {
+            return u64::MAX;
+        }
+        match (self.output_bytes_cap, self.stream_stdout_stderr) {
+            (Some(n), _) => n,
+            (None, true) => crate::limits::DEFAULT_OUTPUT_CAP,
+            (None, false) => crate::limits::MAX_BUFFERED_OUTPUT,
         }
     }
-}
 
-/// The `outputCap` member of `command/exec` (`CMD-41`, `CMD-43`): absent, `null` or a
-/// number of bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum OutputCap {
-    /// Absent: the default cap, 1 MiB.
-    #[default]
-    Default,
-    /// `null`: no cap; only in a session with records (section 4.13 of the spec).
-    Unlimited,
-    /// A cap in bytes, 0..=64 MiB.
-    Bytes(u64),
-}
-
-impl OutputCap {
-    /// Whether the member is absent.
-    pub fn is_default(&self) -> bool {
-        matches!(self, Self::Default)
+    /// The sandbox mode asked for (5.6, `CMD-47`): `None` without `sandboxPolicy`.
+    ///
+    /// # Errors
+    /// [`CommandError::InvalidParams`] for a policy that is not a Tether mode
+    /// ([`SandboxPolicy::mode`]).
+    pub fn sandbox_mode(&self) -> Result<Option<SandboxMode>, CommandError> {
+        self.sandbox_policy
+            .as_ref()
+            .map(|p| p.mode().map_err(|d| invalid_params("command/exec", d)))
+            .transpose()
     }
 }
 
-impl From<Option<u64>> for OutputCap {
-    /// `None` is the absent member (the default cap), not `null`.
-    fn from(cap: Option<u64>) -> Self {
-        cap.map_or(Self::Default, Self::Bytes)
-    }
-}
-
-impl Serialize for OutputCap {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::Default | Self::Unlimited => serializer.serialize_none(),
-            Self::Bytes(n) => serializer.serialize_u64(*n),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for OutputCap {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // Present: `null` or a number (an absent member is `Default`, by `#[serde(default)]`).
-        Ok(Option::<u64>::deserialize(deserializer)?.map_or(Self::Unlimited, Self::Bytes))
-    }
-}
-
-/// `command/exec` result (`CMD-39`).
+/// `command/exec` result (`CMD-39`): Codex app-server v2's `CommandExecResponse`, with
+/// Tether's report in `tether`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CommandExecResult {
+    /// The exit status; 128 + the signal number when a signal ended the process; 124
+    /// when the time limit ended it.
+    pub exit_code: i32,
+    /// Standard output as text (UTF-8, invalid sequences as U+FFFD); `""` when streamed.
+    pub stdout: String,
+    /// Standard error as text; `""` when streamed.
+    pub stderr: String,
+    /// Tether's report.
+    pub tether: CommandExecReport,
+}
+
+/// The `tether` member of the `command/exec` result (`CMD-39`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandExecReport {
     /// Exit status, or `null` when the process ended by a signal.
     #[serde(deserialize_with = "nullable")]
     pub exit_code: Option<i32>,
@@ -567,16 +626,42 @@ params!(CommandExecParams = "command/exec", validate(p) {
     if p.command.is_empty() {
         return bad("command must have at least one element");
     }
-    if p.process_id.is_empty() || p.process_id.len() > MAX_PROCESS_ID_LEN {
+    if matches!(&p.process_id, Some(id) if id.is_empty() || id.len() > MAX_PROCESS_ID_LEN) {
         return bad("processId must be 1..=64 bytes");
+    }
+    if p.stream_stdout_stderr && p.process_id.is_none() {
+        return bad("streamStdoutStderr needs a processId");
+    }
+    if p.tty || p.stream_stdin || p.size.is_some() {
+        return bad("tty, streamStdin and size are not offered (standard input is empty)");
+    }
+    if p.env.as_ref().is_some_and(|e| !e.is_empty()) {
+        return bad("env is not offered (commands get the host's environment)");
+    }
+    if p.disable_timeout && p.timeout_ms.is_some() {
+        return bad("timeoutMs and disableTimeout exclude each other");
     }
     if matches!(p.timeout_ms, Some(t) if t == 0 || t > MAX_EXEC_TIMEOUT_MS) {
         return bad("timeoutMs must be 1..=86400000");
     }
-    if matches!(p.output_cap, OutputCap::Bytes(c) if c > MAX_OUTPUT_CAP) {
-        return bad("outputCap must be at most 67108864");
+    if p.disable_output_cap && p.output_bytes_cap.is_some() {
+        return bad("outputBytesCap and disableOutputCap exclude each other");
     }
-    Ok(())
+    let max_cap = if p.stream_stdout_stderr {
+        MAX_OUTPUT_CAP
+    } else {
+        crate::limits::MAX_BUFFERED_OUTPUT
+    };
+    if matches!(p.output_bytes_cap, Some(c) if c > max_cap) {
+        return Err(invalid_params(
+            "command/exec",
+            &format!("outputBytesCap must be at most {max_cap} (without streamStdoutStderr the output must fit in the result)"),
+        ));
+    }
+    if p.disable_output_cap && !p.stream_stdout_stderr {
+        return bad("disableOutputCap needs streamStdoutStderr");
+    }
+    p.sandbox_mode().map(drop)
 });
 params!(CommandExecTerminateParams = "command/exec/terminate");
 

@@ -138,7 +138,7 @@ async fn cmd_network_denied(cx: Arc<Context>) -> Res<()> {
             continue; // refused or degraded: nothing enforced to check
         };
         let net = run
-            .result()
+            .report()
             .and_then(|r| r.pointer("/sandbox/network"))
             .cloned()
             .unwrap_or(Value::Null);
@@ -240,7 +240,7 @@ async fn cmd_unenforceable(cx: Arc<Context>) -> Res<()> {
             Some(c) => return hfail(format!("{mode}: error {c}: {}", run.answer)),
             None => {
                 let deg =
-                    run.result().and_then(|r| r.pointer("/sandbox/degraded")) == Some(&json!(true));
+                    run.report().and_then(|r| r.pointer("/sandbox/degraded")) == Some(&json!(true));
                 check(enforceable || (degrade && deg), || {
                     format!(
                         "{mode} ran though initialize does not list it and the host does not degrade: {}",
