@@ -562,3 +562,46 @@ pub async fn status(
 pub fn host_fingerprint(key: &[u8; 32]) -> String {
     fingerprint(key)
 }
+
+#[cfg(test)]
+mod tests {
+    use tether_proto::cmd::methods::{CommandExecReport, CommandExecResult};
+    use tether_proto::cmd::types::{NetworkAccess, SandboxMode, SandboxReport};
+
+    use super::ExecOutcome;
+
+    fn outcome(exit_code: i32, tether_exit: Option<i32>, signal: Option<&str>) -> ExecOutcome {
+        ExecOutcome {
+            result: CommandExecResult {
+                exit_code,
+                stdout: String::new(),
+                stderr: String::new(),
+                tether: CommandExecReport {
+                    exit_code: tether_exit,
+                    signal: signal.map(str::to_owned),
+                    timed_out: false,
+                    cap_reached: false,
+                    sandbox: SandboxReport {
+                        requested: SandboxMode::DangerFullAccess,
+                        enforced: SandboxMode::DangerFullAccess,
+                        network: NetworkAccess::Allowed,
+                        degraded: false,
+                        mechanism: "none".to_owned(),
+                    },
+                },
+            },
+        }
+    }
+
+    /// CMD-39: the local status is the exit code, or 128 + the signal number from
+    /// `tether.signal`; for a signal this crate cannot number, the host's `exitCode`.
+    #[test]
+    fn cmd_39_exit_status_of_a_remote_command() {
+        assert_eq!(outcome(3, Some(3), None).exit_status(), 3);
+        assert_eq!(outcome(137, None, Some("SIGKILL")).exit_status(), 137);
+        assert_eq!(outcome(139, None, Some("SIGSEGV")).exit_status(), 139);
+        assert_eq!(outcome(162, None, Some("SIG34")).exit_status(), 162);
+        // A timed-out command: Codex's 124 is not what a local shell reports for SIGKILL.
+        assert_eq!(outcome(124, None, Some("SIGKILL")).exit_status(), 137);
+    }
+}
