@@ -51,6 +51,9 @@ pub enum HostFault {
     NoReplayCheck,
     /// Every session counts as initialized from the start (CMD-15).
     AnswersBeforeInitialize,
+    /// Refuses an `initialize` without `tether` (a plain app-server client) as one of an
+    /// unsupported version (CMD-15).
+    RequiresTetherMember,
     /// `command/exec` runs with the default output cap whatever the request says (CMD-41).
     IgnoresOutputCap,
     /// `command/exec` streams its output whatever the request says, also without
@@ -796,6 +799,15 @@ async fn serve(
                         && matches!(message, Message::Response(_) | Message::Error(_))
                     {
                         access = Access::Allowed;
+                    }
+                    if fault == HostFault::RequiresTetherMember
+                        && let Message::Request(r) = &mut message
+                        && r.method == "initialize"
+                        && let Some(p) = r.params.as_mut().and_then(|p| p.as_object_mut())
+                    {
+                        p.entry("tether").or_insert_with(
+                            || serde_json::json!({"protocolVersion": "none given"}),
+                        );
                     }
                     if fault == HostFault::ImportFollowsLinksOut
                         && let Message::Request(r) = &mut message

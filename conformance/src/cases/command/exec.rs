@@ -557,6 +557,11 @@ async fn cmd_time_limit(cx: Arc<Context>) -> Res<()> {
     check(r.get("timedOut") == Some(&json!(true)), || {
         format!("result: {r}")
     })?;
+    // CMD-39: Codex's exitCode of a command its time limit ended.
+    check(
+        run.result().and_then(|r| r.get("exitCode")) == Some(&json!(124)),
+        || format!("a timed-out command's exitCode is not 124: {}", run.answer),
+    )?;
     check(start.elapsed() < Duration::from_secs(10), || {
         format!("the answer came after {:?}", start.elapsed())
     })?;
