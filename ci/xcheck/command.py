@@ -503,11 +503,18 @@ ThreadBundle = t_obj(version=req(t_int()), goal=opt(STR), cwdRelative=req(STR), 
 EMPTY = t_obj()
 
 
+ClientInfo = t_obj(name=req(STR), title=opt(t_null_or(STR)), version=req(STR))
+
+
 def initialize_params(v, path):
-    t_obj(clientInfo=req(Implementation), protocolVersion=req(STR),
-          capabilities=opt(t_arr(STR)))(v, path)
-    if v["protocolVersion"] != "tether/1":                                           # CMD-15
-        raise Bad(f"{path}.protocolVersion", "not tether/1", "UnsupportedProtocolVersion")
+    """Codex's InitializeParams; Tether's members in `tether`, absent from a plain
+    app-server client (CMD-15)."""
+    t_obj(clientInfo=req(ClientInfo), capabilities=opt(t_null_or(t_obj())),
+          tether=opt(t_null_or(t_obj(protocolVersion=req(STR),
+                                     capabilities=opt(t_null_or(t_arr(STR)))))))(v, path)
+    t = v.get("tether")
+    if t is not None and t["protocolVersion"] != "tether/2":                         # CMD-15
+        raise Bad(f"{path}.tether.protocolVersion", "not tether/2", "UnsupportedProtocolVersion")
 
 
 def cwd_relative_ok(s):
@@ -529,6 +536,65 @@ def import_params(v, path):
 
 THREAD_ID = t_obj(threadId=req(STR))
 
+
+def sandbox_policy(v, path):
+    """Codex's SandboxPolicy; the mode it names for a Tether host (CMD-34)."""
+    if not isinstance(v, dict):
+        raise Bad(path, "not an object")
+    kind = v.get("type")
+    shapes = {
+        "dangerFullAccess": t_obj(),
+        "readOnly": t_obj(networkAccess=opt(t_bool)),
+        "externalSandbox": t_obj(networkAccess=opt(t_enum("restricted", "enabled"))),
+        "workspaceWrite": t_obj(writableRoots=opt(t_arr(STR)), networkAccess=opt(t_bool),
+                                excludeTmpdirEnvVar=opt(t_bool), excludeSlashTmp=opt(t_bool)),
+    }
+    if kind not in shapes:
+        raise Bad(f"{path}.type", f"unknown sandbox policy {kind!r}")
+    shapes[kind](v, path)
+    if kind == "externalSandbox":
+        raise Bad(path, "externalSandbox is not a Tether mode")
+    if v.get("networkAccess") is True:
+        raise Bad(path, "networkAccess true is not offered")
+    if kind == "workspaceWrite" and v.get("writableRoots"):
+        raise Bad(path, "the host decides the writable roots")
+
+
+def _opt_null(c):
+    """An optional member that may also be null (Codex sends null for absent ones)."""
+    return opt(t_null_or(c))
+
+
+def exec_params(v, path):
+    """command/exec: Codex's CommandExecParams and the rules of CMD-34, CMD-41 .. CMD-43."""
+    t_obj(command=req(t_arr(STR, 1)), cwd=_opt_null(STR), processId=_opt_null(t_str(1, 64)),
+          streamStdoutStderr=_opt_null(t_bool), streamStdin=_opt_null(t_bool),
+          tty=_opt_null(t_bool),
+          size=_opt_null(t_obj(rows=req(t_int(0, 65535)), cols=req(t_int(0, 65535)))),
+          timeoutMs=_opt_null(t_int(1, 86_400_000)), disableTimeout=_opt_null(t_bool),
+          outputBytesCap=_opt_null(t_int(0, 67_108_864)), disableOutputCap=_opt_null(t_bool),
+          env=_opt_null(t_obj()), sandboxPolicy=_opt_null(sandbox_policy))(v, path)
+    for name, value in (v.get("env") or {}).items():
+        if value is not None and not isinstance(value, str):
+            raise Bad(f"{path}.env.{name}", "not a string or null")
+    on = lambda name: v.get(name) is True                                      # noqa: E731
+    given = lambda name: v.get(name) is not None                               # noqa: E731
+    if on("streamStdoutStderr") and not given("processId"):
+        raise Bad(path, "streamStdoutStderr without processId")
+    if on("tty") or on("streamStdin") or given("size"):
+        raise Bad(path, "tty, streamStdin and size are not offered")
+    if v.get("env"):
+        raise Bad(f"{path}.env", "environment overrides are not offered")
+    if on("disableTimeout") and given("timeoutMs"):
+        raise Bad(path, "timeoutMs with disableTimeout")
+    if on("disableOutputCap") and given("outputBytesCap"):
+        raise Bad(path, "outputBytesCap with disableOutputCap")
+    if not on("streamStdoutStderr"):
+        if given("outputBytesCap") and v["outputBytesCap"] > 8192:
+            raise Bad(f"{path}.outputBytesCap", "above 8 192 with the output in the result")
+        if on("disableOutputCap"):
+            raise Bad(path, "disableOutputCap with the output in the result")
+
 # direction -> kind -> method -> params check (section 5 tables).
 METHODS = {
     "controllerToHost": {
@@ -541,19 +607,15 @@ METHODS = {
             "thread/read": THREAD_ID,
             "turn/start": t_obj(threadId=req(STR), input=req(t_arr(UserInput, 1))),
             "turn/interrupt": t_obj(threadId=req(STR), turnId=req(STR)),
-            "command/exec": t_obj(command=req(t_arr(STR, 1)), cwd=opt(STR),
-                                  sandbox=opt(SandboxMode),
-                                  timeoutMs=opt(t_int(1, 86_400_000)),
-                                  outputCap=opt(t_int(0, 67_108_864)),
-                                  processId=req(t_str(1, 64))),
+            "command/exec": exec_params,
             "command/exec/terminate": t_obj(processId=req(STR)),
-            "thread/export": THREAD_ID,
-            "thread/import": import_params,
+            "tether/thread/export": THREAD_ID,
+            "tether/thread/import": import_params,
             "tether/host/info": EMPTY,
         },
         "notification": {
             "initialized": EMPTY,
-            "notifications/cancelled": t_obj(requestId=req(t_id), reason=opt(STR)),
+            "tether/cancelled": t_obj(requestId=req(t_id), reason=opt(STR)),
         },
     },
     "hostToController": {
@@ -577,28 +639,35 @@ METHODS = {
             "command/exec/outputDelta": t_obj(
                 processId=req(STR), stream=req(Stream), deltaBase64=req(t_base64_chunk),
                 capReached=req(t_bool)),
-            "notifications/cancelled": t_obj(requestId=req(t_id), reason=opt(STR)),
+            "tether/cancelled": t_obj(requestId=req(t_id), reason=opt(STR)),
         },
     },
 }
 
 # request method -> result check.
 RESULTS = {
-    "initialize": t_obj(serverInfo=req(Implementation), protocolVersion=req(STR),
-                        capabilities=req(t_arr(STR)), sandbox=req(SandboxSupport),
-                        platform=req(Platform)),
+    "initialize": t_obj(userAgent=req(STR), codexHome=req(STR), platformFamily=req(STR),
+                        platformOs=req(STR),
+                        tether=req(t_obj(serverInfo=req(Implementation),
+                                         protocolVersion=req(STR),
+                                         capabilities=req(t_arr(STR)),
+                                         sandbox=req(SandboxSupport),
+                                         platform=req(Platform)))),
     "thread/start": ThreadOpened,
     "thread/resume": ThreadOpened,
-    "thread/import": ThreadOpened,
+    "tether/thread/import": ThreadOpened,
     "thread/list": t_obj(data=req(t_arr(Thread)), nextCursor=opt(STR)),
     "thread/read": t_obj(thread=req(Thread), turns=req(t_arr(Turn))),
     "turn/start": t_obj(turn=req(Turn)),
     "turn/interrupt": EMPTY,
-    "command/exec": t_obj(exitCode=req(t_null_or(t_int())), signal=req(t_null_or(STR)),
-                          timedOut=req(t_bool), capReached=req(t_bool),
-                          sandbox=req(SandboxReport)),
+    "command/exec": t_obj(exitCode=req(t_int(-2**31, 2**31 - 1)), stdout=req(STR),
+                          stderr=req(STR),
+                          tether=req(t_obj(exitCode=req(t_null_or(t_int())),
+                                           signal=req(t_null_or(STR)),
+                                           timedOut=req(t_bool), capReached=req(t_bool),
+                                           sandbox=req(SandboxReport)))),
     "command/exec/terminate": EMPTY,
-    "thread/export": t_obj(bundle=req(ThreadBundle)),
+    "tether/thread/export": t_obj(bundle=req(ThreadBundle)),
     "item/commandExecution/requestApproval": t_obj(decision=req(ApprovalDecision)),
     "tether/host/info": t_obj(home=req(t_null_or(STR)), defaultCwd=req(t_null_or(STR)),
                               defaultSandbox=req(SandboxMode), maxSandbox=req(SandboxMode),

@@ -750,7 +750,7 @@ def _check_transcript(t, where, device_name, host_info):
         if side == "host" and got["kind"] in ("request", "notification") and not initialized:
             raise Mismatch(f"{what}: host {got['kind']} before initialized (CMD-15)")
         if (got["kind"] == "response" and result_of == "initialize" and confirms
-                and "pairing.confirm" not in v["result"]["capabilities"]):
+                and "pairing.confirm" not in v["result"]["tether"]["capabilities"]):
             problems.append(f"{what}: initialize result capabilities lack pairing.confirm although "
                             f"the host confirmed the pairing (CMD-16, section 6.6)")
         params = v.get("params", {})
@@ -1076,7 +1076,7 @@ def file_mutants(root, file):
         yield mut("resealed: initialized replaced by a cancellation (CMD-15)",
                   resealed_session(lambda t: plaintext(
                       t, 2, '"method":"initialized"}',
-                      '"method":"notifications/cancelled","params":{"requestId":99}}')))
+                      '"method":"tether/cancelled","params":{"requestId":99}}')))
         yield mut("resealed: approval answer with an unknown decision (BadResult, CMD-13)",
                   resealed_session(lambda t: plaintext(
                       t, None, '"result":{"decision":"accept"}', '"result":{"decision":"maybe"}')))

@@ -167,6 +167,20 @@ async fn a_host_that_ignores_the_output_cap() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_refuses_plain_app_server_clients_is_caught() {
+    caught_by(
+        HostFault::RequiresTetherMember,
+        &["CMD-15/initialize-first"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_always_streams_is_caught() {
+    caught_by(HostFault::AlwaysStreams, &["CMD-35/output-in-result"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_that_accepts_any_secret() {
     caught_by(HostFault::AnySecret, &["CHAN-12/wrong-secret"]).await;
 }

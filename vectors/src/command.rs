@@ -11,7 +11,7 @@ use tether_proto::cmd::methods::*;
 use tether_proto::cmd::types::*;
 use tether_proto::cmd::{
     ClientNotification, ClientRequest, CommandError, ErrorResponse, Id, Message, Notification,
-    Params, Request, Response, ServerNotification, ServerRequest,
+    PROTOCOL_NAME, Params, Request, Response, ServerNotification, ServerRequest,
 };
 
 use crate::format::{VectorFile, det_bytes, field, to_json};
@@ -285,20 +285,49 @@ fn bad_params(comment: &str, method: &str, params: Value, detail: &str) -> Case 
     )
 }
 
+fn initialize_result() -> InitializeResult {
+    InitializeResult {
+        user_agent: "tether-host/0.1.0 (linux; x86_64)".into(),
+        codex_home: "/home/dev/.local/state/tether-host".into(),
+        platform_family: "unix".into(),
+        platform_os: "linux".into(),
+        tether: TetherInitializeResult {
+            server_info: Implementation {
+                name: "tether-host".into(),
+                version: "0.1.0".into(),
+            },
+            protocol_version: PROTOCOL_NAME.into(),
+            capabilities: vec![
+                "agent.test".into(),
+                "command.exec".into(),
+                "thread.handoff".into(),
+                "sandbox.landlock".into(),
+            ],
+            sandbox: SandboxSupport {
+                modes: SandboxMode::ALL.to_vec(),
+                mechanism: "landlock".into(),
+                degrade: false,
+            },
+            platform: Platform {
+                os: "linux".into(),
+                arch: "x86_64".into(),
+                path_style: PathStyle::Posix,
+            },
+        },
+    }
+}
+
 fn valid_cases() -> Vec<Case> {
     let mut out = Vec::new();
     let req = |r: ClientRequest, id: i64| Message::Request(r.into_request(id));
 
     // Client requests, one per method.
     let client_requests: Vec<ClientRequest> = vec![
-        InitializeParams {
-            client_info: Implementation {
-                name: "tether-phone".into(),
-                version: "1.0.0".into(),
-            },
-            protocol_version: "tether/1".into(),
-            capabilities: Some(vec!["agent.test".into(), "command.exec".into()]),
-        }
+        InitializeParams::tether(
+            "tether-phone",
+            "1.0.0",
+            Some(vec!["agent.test".into(), "command.exec".into()]),
+        )
         .into(),
         ThreadStartParams {
             cwd: Some(CWD.into()),
@@ -334,10 +363,12 @@ fn valid_cases() -> Vec<Case> {
         CommandExecParams {
             command: vec!["git".into(), "status".into(), "--short".into()],
             cwd: Some(CWD.into()),
-            sandbox: Some(SandboxMode::ReadOnly),
+            process_id: Some("proc-1".into()),
+            stream_stdout_stderr: true,
+            sandbox_policy: Some(SandboxPolicy::for_mode(SandboxMode::ReadOnly)),
             timeout_ms: Some(30_000),
-            output_cap: OutputCap::Bytes(65_536),
-            process_id: "proc-1".into(),
+            output_bytes_cap: Some(65_536),
+            ..CommandExecParams::default()
         }
         .into(),
         CommandExecTerminateParams {
@@ -376,7 +407,7 @@ fn valid_cases() -> Vec<Case> {
         &Message::Notification(Notification::new("initialized", None)),
     ));
     out.push(valid(
-        "notifications/cancelled from the controller",
+        "tether/cancelled from the controller",
         &["Notification", "Cancellation"],
         C2H,
         &Message::Notification(
@@ -489,32 +520,7 @@ fn valid_cases() -> Vec<Case> {
     ));
 
     // Results.
-    out.push(result::<InitializeParams>(
-        1,
-        &InitializeResult {
-            server_info: Implementation {
-                name: "tether-host".into(),
-                version: "0.1.0".into(),
-            },
-            protocol_version: "tether/1".into(),
-            capabilities: vec![
-                "agent.test".into(),
-                "command.exec".into(),
-                "thread.handoff".into(),
-                "sandbox.landlock".into(),
-            ],
-            sandbox: SandboxSupport {
-                modes: SandboxMode::ALL.to_vec(),
-                mechanism: "landlock".into(),
-                degrade: false,
-            },
-            platform: Platform {
-                os: "linux".into(),
-                arch: "x86_64".into(),
-                path_style: PathStyle::Posix,
-            },
-        },
-    ));
+    out.push(result::<InitializeParams>(1, &initialize_result()));
     out.push(result::<ThreadStartParams>(2, &opened()));
     out.push(result::<ThreadResumeParams>(3, &opened()));
     out.push(result::<ThreadListParams>(
@@ -541,11 +547,16 @@ fn valid_cases() -> Vec<Case> {
     out.push(result::<CommandExecParams>(
         8,
         &CommandExecResult {
-            exit_code: None,
-            signal: Some("SIGKILL".into()),
-            timed_out: true,
-            cap_reached: false,
-            sandbox: report(SandboxMode::ReadOnly),
+            exit_code: 124,
+            stdout: String::new(),
+            stderr: String::new(),
+            tether: CommandExecReport {
+                exit_code: None,
+                signal: Some("SIGKILL".into()),
+                timed_out: true,
+                cap_reached: false,
+                sandbox: report(SandboxMode::ReadOnly),
+            },
         },
     ));
     out.push(result::<CommandExecTerminateParams>(9, &EmptyResult {}));
@@ -1075,7 +1086,7 @@ fn invalid_cases() -> Vec<Case> {
     out.push(bad_params(
         "initialize without clientInfo",
         "initialize",
-        json!({"protocolVersion": "tether/1"}),
+        json!({"tether": {"protocolVersion": "tether/2"}}),
         "",
     ));
     out.push(bad_params(
@@ -1115,7 +1126,8 @@ fn invalid_cases() -> Vec<Case> {
         "",
     ));
     let exec = |extra: Value| {
-        let mut p = json!({"command": ["ls"], "cwd": CWD, "processId": "p1"});
+        let mut p =
+            json!({"command": ["ls"], "cwd": CWD, "processId": "p1", "streamStdoutStderr": true});
         if let (Some(p), Some(extra)) = (p.as_object_mut(), extra.as_object()) {
             for (k, v) in extra {
                 p.insert(k.clone(), v.clone());
@@ -1136,9 +1148,9 @@ fn invalid_cases() -> Vec<Case> {
         "",
     ));
     out.push(bad_params(
-        "command/exec without processId",
+        "command/exec with streamStdoutStderr but without processId",
         "command/exec",
-        json!({"command": ["ls"], "cwd": CWD}),
+        json!({"command": ["ls"], "cwd": CWD, "streamStdoutStderr": true}),
         "",
     ));
     out.push(bad_params(
@@ -1166,20 +1178,20 @@ fn invalid_cases() -> Vec<Case> {
         "",
     ));
     out.push(bad_params(
-        "command/exec with outputCap above 64 MiB",
+        "command/exec with outputBytesCap above 64 MiB",
         "command/exec",
-        exec(json!({"outputCap": 67_108_865})),
+        exec(json!({"outputBytesCap": 67_108_865})),
         "",
     ));
     let mut b = value(&bundle());
     set(&mut b, "cwdRelative", json!("../../etc"));
     out.push(invalid(
-        "thread/import with cwdRelative climbing out of the project",
+        "tether/thread/import with cwdRelative climbing out of the project",
         &["Bundle"],
         C2H,
         Message::Request(Request::new(
             10,
-            "thread/import",
+            "tether/thread/import",
             Some(json!({"bundle": b.clone()})),
         ))
         .to_bytes(),
@@ -1191,21 +1203,25 @@ fn invalid_cases() -> Vec<Case> {
     ));
     for (comment, field, v) in [
         (
-            "thread/import with an absolute cwdRelative",
+            "tether/thread/import with an absolute cwdRelative",
             "cwdRelative",
             json!("/etc"),
         ),
         (
-            "thread/import with a Windows drive in cwdRelative",
+            "tether/thread/import with a Windows drive in cwdRelative",
             "cwdRelative",
             json!("C:\\Users"),
         ),
         (
-            "thread/import with an empty cwdRelative",
+            "tether/thread/import with an empty cwdRelative",
             "cwdRelative",
             json!(""),
         ),
-        ("thread/import with bundle version 2", "version", json!(2)),
+        (
+            "tether/thread/import with bundle version 2",
+            "version",
+            json!(2),
+        ),
     ] {
         let mut b = value(&bundle());
         set(&mut b, field, v);
@@ -1215,7 +1231,7 @@ fn invalid_cases() -> Vec<Case> {
             C2H,
             Message::Request(Request::new(
                 11,
-                "thread/import",
+                "tether/thread/import",
                 Some(json!({"bundle": b})),
             ))
             .to_bytes(),
@@ -1267,10 +1283,10 @@ fn invalid_cases() -> Vec<Case> {
         None,
     ));
     out.push(invalid(
-        "command/exec result without exitCode (null is required when absent)",
+        "command/exec result without tether.exitCode (null is required when absent)",
         &["Result", "NoReply"],
         H2C,
-        r#"{"jsonrpc":"2.0","id":8,"result":{"signal":null,"timedOut":false,"capReached":false,"sandbox":{"requested":"read-only","enforced":"read-only","network":"denied","degraded":false,"mechanism":"landlock"}}}"#,
+        r#"{"jsonrpc":"2.0","id":8,"result":{"exitCode":137,"stdout":"","stderr":"","tether":{"signal":"SIGKILL","timedOut":false,"capReached":false,"sandbox":{"requested":"read-only","enforced":"read-only","network":"denied","degraded":false,"mechanism":"landlock"}}}}"#,
         "typed",
         CommandError::BadResult {
             method: "command/exec".into(),
@@ -1412,6 +1428,140 @@ fn later_cases() -> Vec<Case> {
     out
 }
 
+/// Cases of the session messages on Codex app-server v2's wire format (`initialize` with
+/// Tether's members in `tether`): appended, so that every earlier case keeps its `tcId`.
+fn wire_v2_session_cases() -> Vec<Case> {
+    let plain = r#"{"id":1,"method":"initialize","params":{"clientInfo":{"name":"codex_vscode","title":"Codex VS Code","version":"0.169.0"},"capabilities":{"experimentalApi":true,"optOutNotificationMethods":null}}}"#;
+    let mut out = vec![valid_bytes(
+        "initialize from a plain app-server client (no tether member)",
+        &["Request", "Version"],
+        C2H,
+        plain.as_bytes().to_vec(),
+        &Message::parse(plain.as_bytes())
+            .unwrap_or_else(|_| Message::Notification(Notification::new("GENERATOR-BUG", None))),
+        None,
+    )];
+    out.push(bad_params(
+        "initialize with capabilities as a list of names (tether/1's shape)",
+        "initialize",
+        json!({"clientInfo": {"name": "t", "version": "1"}, "protocolVersion": "tether/1", "capabilities": ["command.exec"]}),
+        "",
+    ));
+    out.push(invalid(
+        "initialize result without its tether member",
+        &["Result", "NoReply"],
+        H2C,
+        br#"{"jsonrpc":"2.0","id":1,"result":{"userAgent":"x/1","codexHome":"/h","platformFamily":"unix","platformOs":"linux"}}"#.to_vec(),
+        "typed",
+        CommandError::BadResult {
+            method: InitializeParams::METHOD.into(),
+            detail: String::new(),
+        },
+        None,
+    ));
+    out
+}
+
+/// Cases of `command/exec` on Codex app-server v2's wire format (output in the result,
+/// `sandboxPolicy`, Codex's members Tether refuses): appended.
+fn wire_v2_exec_cases() -> Vec<Case> {
+    let buffered = r#"{"id":14,"method":"command/exec","params":{"command":["git","status","--short"],"cwd":"/home/dev/acme/service","processId":null,"streamStdoutStderr":false,"tty":false,"size":null,"timeoutMs":null,"outputBytesCap":null,"env":null,"sandboxPolicy":{"type":"workspaceWrite","writableRoots":[],"networkAccess":false,"excludeTmpdirEnvVar":false,"excludeSlashTmp":false}}}"#;
+    let mut out = vec![valid_bytes(
+        "command/exec with the output in the result, no processId, Codex's nulls",
+        &["Request"],
+        C2H,
+        buffered.as_bytes().to_vec(),
+        &Message::parse(buffered.as_bytes())
+            .unwrap_or_else(|_| Message::Notification(Notification::new("GENERATOR-BUG", None))),
+        None,
+    )];
+    out.push(result::<CommandExecParams>(
+        14,
+        &CommandExecResult {
+            exit_code: 0,
+            stdout: " M src/lib.rs\n".into(),
+            stderr: String::new(),
+            tether: CommandExecReport {
+                exit_code: Some(0),
+                signal: None,
+                timed_out: false,
+                cap_reached: false,
+                sandbox: report(SandboxMode::WorkspaceWrite),
+            },
+        },
+    ));
+    let exec = |extra: Value| {
+        let mut p = json!({"command": ["ls"], "cwd": CWD});
+        if let (Some(p), Some(extra)) = (p.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                p.insert(k.clone(), v.clone());
+            }
+        }
+        p
+    };
+    for (comment, extra) in [
+        (
+            "command/exec with the output in the result and outputBytesCap above 8 192",
+            json!({"outputBytesCap": 8193}),
+        ),
+        (
+            "command/exec with disableOutputCap but the output in the result",
+            json!({"disableOutputCap": true}),
+        ),
+        (
+            "command/exec with outputBytesCap and disableOutputCap",
+            json!({"processId": "p1", "streamStdoutStderr": true, "outputBytesCap": 5, "disableOutputCap": true}),
+        ),
+        (
+            "command/exec with timeoutMs and disableTimeout",
+            json!({"timeoutMs": 1000, "disableTimeout": true}),
+        ),
+        (
+            "command/exec with tty",
+            json!({"processId": "p1", "tty": true}),
+        ),
+        (
+            "command/exec with streamStdin",
+            json!({"processId": "p1", "streamStdin": true}),
+        ),
+        (
+            "command/exec with an environment override",
+            json!({"env": {"RUST_LOG": "debug"}}),
+        ),
+        (
+            "command/exec with an external sandbox",
+            json!({"sandboxPolicy": {"type": "externalSandbox"}}),
+        ),
+        (
+            "command/exec with writableRoots",
+            json!({"sandboxPolicy": {"type": "workspaceWrite", "writableRoots": ["/etc"]}}),
+        ),
+        (
+            "command/exec read-only with network access",
+            json!({"sandboxPolicy": {"type": "readOnly", "networkAccess": true}}),
+        ),
+        (
+            "command/exec with a sandbox mode string as sandboxPolicy",
+            json!({"sandboxPolicy": "read-only"}),
+        ),
+    ] {
+        out.push(bad_params(comment, "command/exec", exec(extra), ""));
+    }
+    out.push(invalid(
+        "command/exec result in tether/1's shape (exitCode null, no tether member)",
+        &["Result", "NoReply"],
+        H2C,
+        br#"{"jsonrpc":"2.0","id":8,"result":{"exitCode":null,"signal":"SIGKILL","timedOut":true,"capReached":false,"sandbox":{"degraded":false,"enforced":"read-only","mechanism":"landlock","network":"denied","requested":"read-only"}}}"#.to_vec(),
+        "typed",
+        CommandError::BadResult {
+            method: CommandExecParams::METHOD.into(),
+            detail: String::new(),
+        },
+        None,
+    ));
+    out
+}
+
 // ---------------------------------------------------------------------------------------
 // file
 
@@ -1475,6 +1625,8 @@ fn generate() -> String {
         .into_iter()
         .chain(invalid_cases())
         .chain(later_cases())
+        .chain(wire_v2_session_cases())
+        .chain(wire_v2_exec_cases())
         .collect();
     let tests: Vec<Value> = cases
         .iter()
@@ -1497,7 +1649,7 @@ fn generate() -> String {
             "Batch": "JSON array: batches are refused (CMD-6)",
             "Bom": "UTF-8 byte-order mark (CMD-3)",
             "Bundle": "hand-off bundle that may not be imported (CMD-53), -32017",
-            "Cancellation": "notifications/cancelled (CMD-57)",
+            "Cancellation": "tether/cancelled (CMD-57)",
             "Chunk": "outputDelta chunk rules (CMD-40)",
             "Depth": "nesting depth limit 32 (CMD-4)",
             "DuplicateKey": "an object repeats a member name (CMD-5)",

@@ -130,11 +130,11 @@ fn conversation() -> Vec<(&'static str, &'static str)> {
     vec![
         (
             "controller",
-            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"capabilities":["agent.test","command.exec"],"clientInfo":{"name":"tether-phone","version":"1.0.0"},"protocolVersion":"tether/1"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"clientInfo":{"name":"tether-phone","version":"1.0.0"},"tether":{"capabilities":["agent.test","command.exec"],"protocolVersion":"tether/2"}}}"#,
         ),
         (
             "host",
-            r#"{"jsonrpc":"2.0","id":1,"result":{"capabilities":["agent.test","command.exec","thread.handoff","pairing.confirm","sandbox.landlock"],"platform":{"arch":"x86_64","os":"linux","pathStyle":"posix"},"protocolVersion":"tether/1","sandbox":{"degrade":false,"mechanism":"landlock","modes":["read-only","workspace-write","danger-full-access"]},"serverInfo":{"name":"tether-host","version":"0.1.0"}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{"codexHome":"/home/dev/.local/state/tether-host","platformFamily":"unix","platformOs":"linux","tether":{"capabilities":["agent.test","command.exec","thread.handoff","pairing.confirm","sandbox.landlock"],"platform":{"arch":"x86_64","os":"linux","pathStyle":"posix"},"protocolVersion":"tether/2","sandbox":{"degrade":false,"mechanism":"landlock","modes":["read-only","workspace-write","danger-full-access"]},"serverInfo":{"name":"tether-host","version":"0.1.0"}},"userAgent":"tether-host/0.1.0 (linux; x86_64)"}}"#,
         ),
         ("controller", r#"{"jsonrpc":"2.0","method":"initialized"}"#),
         (

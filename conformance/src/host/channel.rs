@@ -503,7 +503,7 @@ impl ChannelSession {
         let result = self
             .call_ok(
                 "initialize",
-                json!({"clientInfo": {"name": "tether-conformance", "version": env!("CARGO_PKG_VERSION")}, "protocolVersion": "tether/1"}),
+                json!({"clientInfo": {"name": "tether-conformance", "version": env!("CARGO_PKG_VERSION")}, "tether": {"protocolVersion": "tether/2"}}),
             )
             .await?;
         self.send_json(&json!({"jsonrpc": "2.0", "method": "initialized"}))
@@ -512,11 +512,11 @@ impl ChannelSession {
         Ok(result)
     }
 
-    /// Whether the host listed `capability` in `initialize` (or, before it, in message 2).
+    /// Whether the host listed `capability` in the `initialize` result's `tether.capabilities` (or, before it, in message 2).
     pub fn has_capability(&self, capability: &str) -> bool {
         match &self.init {
             Some(init) => init
-                .get("capabilities")
+                .pointer("/tether/capabilities")
                 .and_then(Value::as_array)
                 .is_some_and(|a| a.iter().any(|c| c.as_str() == Some(capability))),
             None => self.info.has_capability(capability),
@@ -797,23 +797,34 @@ impl ExecRun {
             .and_then(Value::as_i64)
     }
 
-    /// `result.exitCode`.
+    /// Tether's report of the result, its `tether` member (`CMD-39`).
+    pub fn report(&self) -> Option<&Value> {
+        self.result().and_then(|r| r.get("tether"))
+    }
+
+    /// `result.tether.exitCode`: the exit status, `None` when a signal ended the process
+    /// (`CMD-39`).
     pub fn exit_code(&self) -> Option<i64> {
-        self.result()
+        self.report()
             .and_then(|r| r.get("exitCode"))
             .and_then(Value::as_i64)
     }
 }
 
 impl ChannelSession {
-    /// Runs `command/exec` with `params` (a `processId` is added if absent) and collects
-    /// its deltas until the answer (`CMD-35`, `CMD-36`).
+    /// Runs `command/exec` with `params` (`streamStdoutStderr: true` and a `processId` are
+    /// added if absent) and collects its deltas until the answer (`CMD-35`, `CMD-36`).
+    /// With `streamStdoutStderr: false` in `params` the output is the result's `stdout`
+    /// and `stderr` instead.
     ///
     /// # Errors
     /// No answer within `wait`, or a rule broken on the way.
     pub async fn exec(&mut self, mut params: Value, wait: Duration) -> Res<ExecRun> {
+        // CMD-35: streamed unless the params ask for the output in the result.
+        let buffered = params.get("streamStdoutStderr") == Some(&json!(false));
         let pid = match params.get("processId").and_then(Value::as_str) {
             Some(p) => p.to_owned(),
+            None if buffered => String::new(),
             None => {
                 let p = format!("p{}", hex::encode(random_bytes::<4>()));
                 if let Some(o) = params.as_object_mut() {
@@ -822,12 +833,26 @@ impl ChannelSession {
                 p
             }
         };
+        if !buffered && let Some(o) = params.as_object_mut() {
+            o.insert("streamStdoutStderr".to_owned(), json!(true));
+        }
         let id = self.fresh_id();
         self.send_json(
             &json!({"jsonrpc": "2.0", "id": id, "method": "command/exec", "params": params}),
         )
         .await?;
-        let run = self.collect_exec(&json!(id), &pid, wait).await?;
+        let mut run = self.collect_exec(&json!(id), &pid, wait).await?;
+        if buffered && let Some(r) = run.answer.get("result") {
+            let text = |k: &str| {
+                r.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .as_bytes()
+                    .to_vec()
+            };
+            run.stdout = text("stdout");
+            run.stderr = text("stderr");
+        }
         Ok(run)
     }
 

@@ -51,8 +51,14 @@ pub enum HostFault {
     NoReplayCheck,
     /// Every session counts as initialized from the start (CMD-15).
     AnswersBeforeInitialize,
+    /// Refuses an `initialize` without `tether` (a plain app-server client) as one of an
+    /// unsupported version (CMD-15).
+    RequiresTetherMember,
     /// `command/exec` runs with the default output cap whatever the request says (CMD-41).
     IgnoresOutputCap,
+    /// `command/exec` streams its output whatever the request says, also without
+    /// `streamStdoutStderr` (CMD-35).
+    AlwaysStreams,
     /// The store accepts any secret for a known token id (CHAN-12).
     AnySecret,
     /// The store does not check token expiry (CHAN-12).
@@ -75,7 +81,7 @@ pub enum HostFault {
     /// second, not when an approval answer arrives: an `accept` sent just after the
     /// revocation runs the command, as in v1 (CMD-75).
     ActsOnAnswersOfRevokedDevices,
-    /// `thread/import` follows a symlink of `cwdRelative` out of the project root and opens
+    /// `tether/thread/import` follows a symlink of `cwdRelative` out of the project root and opens
     /// the thread there, as in v1 (CMD-73).
     ImportFollowsLinksOut,
     /// Reads the instruction files of a thread it starts as in v1: `std::fs`
@@ -592,7 +598,7 @@ fn legacy_read(path: &Path) -> Option<Vec<u8>> {
     }
 }
 
-/// [`HostFault::ImportFollowsLinksOut`]: a `thread/import` whose `cwdRelative` resolves
+/// [`HostFault::ImportFollowsLinksOut`]: a `tether/thread/import` whose `cwdRelative` resolves
 /// outside its project root is rewritten to open the thread where the links lead (the
 /// joined path as its own project root), so the reference's CMD-73 check has nothing to
 /// refuse. Every other import is left as it is.
@@ -649,7 +655,7 @@ fn initialize_request() -> Message {
         -1i64,
         "initialize",
         Some(
-            serde_json::json!({"clientInfo": {"name": "fault", "version": "0"}, "protocolVersion": "tether/1"}),
+            serde_json::json!({"clientInfo": {"name": "fault", "version": "0"}, "tether": {"protocolVersion": "tether/2"}}),
         ),
     ))
 }
@@ -794,9 +800,18 @@ async fn serve(
                     {
                         access = Access::Allowed;
                     }
+                    if fault == HostFault::RequiresTetherMember
+                        && let Message::Request(r) = &mut message
+                        && r.method == "initialize"
+                        && let Some(p) = r.params.as_mut().and_then(|p| p.as_object_mut())
+                    {
+                        p.entry("tether").or_insert_with(
+                            || serde_json::json!({"protocolVersion": "none given"}),
+                        );
+                    }
                     if fault == HostFault::ImportFollowsLinksOut
                         && let Message::Request(r) = &mut message
-                        && r.method == "thread/import"
+                        && r.method == "tether/thread/import"
                         && let Some(p) = r.params.as_mut().and_then(|p| p.as_object_mut())
                     {
                         follow_links_out(p);
@@ -839,7 +854,16 @@ async fn serve(
                         && r.method == "command/exec"
                         && let Some(p) = r.params.as_mut().and_then(|p| p.as_object_mut())
                     {
-                        p.remove("outputCap");
+                        p.remove("outputBytesCap");
+                    }
+                    if fault == HostFault::AlwaysStreams
+                        && let Message::Request(r) = &mut message
+                        && r.method == "command/exec"
+                        && let Some(p) = r.params.as_mut().and_then(|p| p.as_object_mut())
+                    {
+                        p.insert("streamStdoutStderr".to_owned(), serde_json::json!(true));
+                        p.entry("processId")
+                            .or_insert_with(|| serde_json::json!("always-streamed"));
                     }
                     let host_info = matches!(&message, Message::Request(r)
                         if r.method == "tether/host/info");

@@ -276,7 +276,7 @@ fn a_10_mib_request_and_result_round_trip() {
             let exported = thread_export(&conn.session, &id).await.unwrap();
             assert!(
                 matches!(&exported.items[..], [ThreadItem::AgentMessage(m)] if m.text == text),
-                "thread/export lost bytes"
+                "tether/thread/export lost bytes"
             );
             conn.close().await;
         })

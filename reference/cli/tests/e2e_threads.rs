@@ -209,7 +209,7 @@ fn malformed_json_rpc_gets_typed_errors_and_the_session_survives() {
             s.send_raw(raw(r#"{"jsonrpc":"2.0","id":901,"method":"no/such/method"}"#))
                 .await
                 .unwrap();
-            // CMD-13: wrong params (command must be an array, processId is missing).
+            // CMD-13: wrong params (command must be an array).
             s.send_raw(raw(
                 r#"{"jsonrpc":"2.0","id":902,"method":"command/exec","params":{"command":"ls","cwd":"/"}}"#,
             ))

@@ -6,10 +6,10 @@ use serde_json::Value;
 use tether_proto::channel::{HostInfo, Timestamp};
 use tether_proto::cmd::methods::{
     CommandExecParams, CommandExecResult, HostInfoParams, HostInfoResult, InitializeParams,
-    InitializeResult, InitializedParams, OutputCap, decode_delta,
+    InitializeResult, InitializedParams, decode_delta,
 };
-use tether_proto::cmd::types::{Implementation, OutputStream, SandboxMode};
-use tether_proto::cmd::{PROTOCOL_NAME, Params, ServerNotification, capability};
+use tether_proto::cmd::types::{OutputStream, SandboxMode, SandboxPolicy};
+use tether_proto::cmd::{Params, ServerNotification, capability};
 use tether_proto::keys::fingerprint;
 use tether_proto::link::CloseCode;
 use tether_proto::session::{ControllerConfig, Purpose};
@@ -137,17 +137,14 @@ impl Connection {
 
 /// The `initialize` params this crate sends.
 pub fn initialize_params() -> InitializeParams {
-    InitializeParams {
-        client_info: Implementation {
-            name: "tether-controller".to_owned(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-        },
-        protocol_version: PROTOCOL_NAME.to_owned(),
-        capabilities: Some(vec![
+    InitializeParams::tether(
+        "tether-controller",
+        env!("CARGO_PKG_VERSION"),
+        Some(vec![
             capability::COMMAND_EXEC.to_owned(),
             capability::THREAD_HANDOFF.to_owned(),
         ]),
-    }
+    )
 }
 
 /// Opens an established session to a paired host on `link` (`Purpose::Resume`), with the
@@ -293,7 +290,7 @@ pub struct ExecRequest {
     /// Time limit (`CMD-42`); `None` for the host's default.
     pub timeout: Option<Duration>,
     /// Output cap in bytes (`CMD-41`); `None` for all of the output when the session has
-    /// records (`outputCap: null`), else the host's default cap (1 MiB).
+    /// records (`disableOutputCap: true`), else the host's default cap (1 MiB).
     pub output_cap: Option<u64>,
 }
 
@@ -306,12 +303,16 @@ pub struct ExecOutcome {
 
 impl ExecOutcome {
     /// The status a local shell would report: the exit code, or 128 + the signal number
-    /// when a signal ended the process (1 for a signal this crate cannot number).
+    /// when a signal ended the process (the host's `exitCode` for a signal this crate
+    /// cannot number).
     pub fn exit_status(&self) -> i32 {
-        match (&self.result.exit_code, &self.result.signal) {
+        let report = &self.result.tether;
+        match (&report.exit_code, &report.signal) {
             (Some(code), _) => *code,
-            (None, Some(signal)) => signal_number(signal).map_or(1, |n| 128 + n),
-            (None, None) => 1,
+            (None, Some(signal)) => {
+                signal_number(signal).map_or(self.result.exit_code, |n| 128 + n)
+            }
+            (None, None) => self.result.exit_code,
         }
     }
 }
@@ -402,6 +403,7 @@ pub async fn exec_to(
     }
     if !conn
         .init
+        .tether
         .capabilities
         .iter()
         .any(|c| c == capability::COMMAND_EXEC)
@@ -416,21 +418,21 @@ pub async fn exec_to(
         .map_err(|e| ControllerError::io("reading the random number generator", e.into()))?;
     let process_id = format!("exec-{}", hex::encode(suffix));
     // CMD-71: no cwd means the host's default working directory, never `/`.
+    // CMD-35: streamed, so that the output arrives as it is written, exactly.
     let params = CommandExecParams {
         command: request.argv.clone(),
         cwd: request.cwd.clone(),
-        sandbox: request.sandbox,
+        process_id: Some(process_id.clone()),
+        stream_stdout_stderr: true,
+        sandbox_policy: request.sandbox.map(SandboxPolicy::for_mode),
         timeout_ms: request
             .timeout
             .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)),
         // CMD-41, CMD-43: no cap needs a session with records, where the window keeps
         // the output at the reader's pace (CHAN-34).
-        output_cap: match request.output_cap {
-            Some(cap) => OutputCap::Bytes(cap),
-            None if conn.session.has_records() => OutputCap::Unlimited,
-            None => OutputCap::Default,
-        },
-        process_id: process_id.clone(),
+        output_bytes_cap: request.output_cap,
+        disable_output_cap: request.output_cap.is_none() && conn.session.has_records(),
+        ..CommandExecParams::default()
     };
     let reply = conn
         .session
@@ -598,4 +600,47 @@ pub async fn status(
 /// The fingerprint of a host key, as `tether` prints it.
 pub fn host_fingerprint(key: &[u8; 32]) -> String {
     fingerprint(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use tether_proto::cmd::methods::{CommandExecReport, CommandExecResult};
+    use tether_proto::cmd::types::{NetworkAccess, SandboxMode, SandboxReport};
+
+    use super::ExecOutcome;
+
+    fn outcome(exit_code: i32, tether_exit: Option<i32>, signal: Option<&str>) -> ExecOutcome {
+        ExecOutcome {
+            result: CommandExecResult {
+                exit_code,
+                stdout: String::new(),
+                stderr: String::new(),
+                tether: CommandExecReport {
+                    exit_code: tether_exit,
+                    signal: signal.map(str::to_owned),
+                    timed_out: false,
+                    cap_reached: false,
+                    sandbox: SandboxReport {
+                        requested: SandboxMode::DangerFullAccess,
+                        enforced: SandboxMode::DangerFullAccess,
+                        network: NetworkAccess::Allowed,
+                        degraded: false,
+                        mechanism: "none".to_owned(),
+                    },
+                },
+            },
+        }
+    }
+
+    /// CMD-39: the local status is the exit code, or 128 + the signal number from
+    /// `tether.signal`; for a signal this crate cannot number, the host's `exitCode`.
+    #[test]
+    fn cmd_39_exit_status_of_a_remote_command() {
+        assert_eq!(outcome(3, Some(3), None).exit_status(), 3);
+        assert_eq!(outcome(137, None, Some("SIGKILL")).exit_status(), 137);
+        assert_eq!(outcome(139, None, Some("SIGSEGV")).exit_status(), 139);
+        assert_eq!(outcome(162, None, Some("SIG34")).exit_status(), 162);
+        // A timed-out command: Codex's 124 is not what a local shell reports for SIGKILL.
+        assert_eq!(outcome(124, None, Some("SIGKILL")).exit_status(), 137);
+    }
 }

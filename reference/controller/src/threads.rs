@@ -14,7 +14,7 @@
 //! arrives. Approval requests go to an [`Approver`], whose answer may take as long as it
 //! likes: the events keep flowing meanwhile, and a request that another controller
 //! answered first (`serverRequest/resolved`, `CMD-30`) or that the host withdrew
-//! (`notifications/cancelled`, `CMD-31`, `CMD-33`) is dropped unanswered (`CMD-57`).
+//! (`tether/cancelled`, `CMD-31`, `CMD-33`) is dropped unanswered (`CMD-57`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -125,7 +125,7 @@ pub async fn thread_read(
         .await
 }
 
-/// `thread/export` (`CMD-52`): the thread as a hand-off bundle.
+/// `tether/thread/export` (`CMD-52`): the thread as a hand-off bundle.
 ///
 /// # Errors
 /// As [`thread_read`]; -32601 when the host does not offer `thread.handoff` (`CMD-16`).
@@ -141,7 +141,7 @@ pub async fn thread_export(
     Ok(result.bundle)
 }
 
-/// `thread/import` (`CMD-54`): a new thread from a bundle, with `cwdRelative` resolved
+/// `tether/thread/import` (`CMD-54`): a new thread from a bundle, with `cwdRelative` resolved
 /// against `project_root` (the host's default project when `None`). The session is
 /// attached to it.
 ///
@@ -164,9 +164,9 @@ pub async fn thread_import(
 /// Which half of a hand-off failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HandoffStep {
-    /// `thread/export` on the source host.
+    /// `tether/thread/export` on the source host.
     Export,
-    /// `thread/import` on the target host.
+    /// `tether/thread/import` on the target host.
     Import,
 }
 
@@ -201,7 +201,7 @@ pub struct Handoff {
     pub opened: ThreadOpened,
 }
 
-/// Moves thread `thread_id` from `from` to `to`: `thread/export` on one, `thread/import`
+/// Moves thread `thread_id` from `from` to `to`: `tether/thread/export` on one, `tether/thread/import`
 /// on the other (`CMD-52`..`CMD-54`). The source thread stays where it is; the target
 /// thread has a new id, the same history, and instructions discovered again with the
 /// target host's paths (`CMD-51`). Both hosts must offer `thread.handoff` (`CMD-16`).
@@ -222,6 +222,7 @@ pub async fn handoff(
     for (step, conn) in [(HandoffStep::Export, from), (HandoffStep::Import, to)] {
         if !conn
             .init
+            .tether
             .capabilities
             .iter()
             .any(|c| c == capability::THREAD_HANDOFF)
@@ -318,7 +319,7 @@ pub enum TurnEvent {
     /// `serverRequest/resolved` (`CMD-30`..`CMD-33`): who decided, or (with
     /// `rejected_answer`) that this controller's answer came too late (`CMD-32`).
     Resolved(ServerRequestResolvedParams),
-    /// `notifications/cancelled` for an approval request: the host withdrew it before this
+    /// `tether/cancelled` for an approval request: the host withdrew it before this
     /// controller answered (`CMD-57`); it is not answered.
     ApprovalWithdrawn {
         /// The request.

@@ -138,12 +138,16 @@ impl Fake {
                 let n = self.names.len() + 1;
                 self.names.insert(s, format!("controller-{n}"));
                 let result = json!({
-                    "serverInfo": {"name": "test-host", "version": "0"},
-                    "protocolVersion": "tether/1",
-                    "capabilities": ["agent.test", "thread.handoff"],
-                    "sandbox": {"modes": ["read-only", "workspace-write", "danger-full-access"],
-                        "mechanism": "landlock", "degrade": false},
-                    "platform": {"os": "linux", "arch": "x86_64", "pathStyle": "posix"}
+                    "userAgent": "test-host/0", "codexHome": "/", "platformFamily": "unix",
+                    "platformOs": "linux",
+                    "tether": {
+                        "serverInfo": {"name": "test-host", "version": "0"},
+                        "protocolVersion": "tether/2",
+                        "capabilities": ["agent.test", "thread.handoff"],
+                        "sandbox": {"modes": ["read-only", "workspace-write", "danger-full-access"],
+                            "mechanism": "landlock", "degrade": false},
+                        "platform": {"os": "linux", "arch": "x86_64", "pathStyle": "posix"}
+                    }
                 });
                 self.reply(s, req.id, result);
             }
@@ -291,7 +295,7 @@ impl Fake {
     }
 
     /// Resolves the pending approval: serverRequest/resolved to every attached session,
-    /// notifications/cancelled to the others asked, then the rest of the turn.
+    /// tether/cancelled to the others asked, then the rest of the turn.
     fn resolve(&mut self, by: Option<SessionId>, decision: &'static str) {
         let Some(p) = self.pending.take() else { return };
         let resolved_by = by.and_then(|s| self.names.get(&s).cloned());
@@ -303,11 +307,7 @@ impl Fake {
             }
             self.notify(*s, "serverRequest/resolved", params);
             if Some(*s) != by {
-                self.notify(
-                    *s,
-                    "notifications/cancelled",
-                    json!({"requestId": id.to_value()}),
-                );
+                self.notify(*s, "tether/cancelled", json!({"requestId": id.to_value()}));
             }
             self.resolved
                 .insert((*s, id.clone()), (p.thread.clone(), decision));
@@ -820,7 +820,7 @@ async fn thread_list_pages_and_handoff() {
         assert_ne!(moved.opened.thread.id, "thr_7");
 
         // CMD-16: without thread.handoff on the source, nothing is sent.
-        a.init.capabilities.clear();
+        a.init.tether.capabilities.clear();
         let err = tether_controller::handoff(&a, &b, "thr_7", None)
             .await
             .unwrap_err();

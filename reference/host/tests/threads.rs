@@ -83,7 +83,10 @@ async fn open(state: &ControllerState, host: &PairedHost) -> Connection {
     let conn = connect(state, host, &LinkOptions::default()).await.unwrap();
     // CMD-16, CMD-59
     for cap in ["agent.test", "thread.handoff", "command.exec"] {
-        assert!(conn.init.capabilities.iter().any(|c| c == cap), "{cap}");
+        assert!(
+            conn.init.tether.capabilities.iter().any(|c| c == cap),
+            "{cap}"
+        );
     }
     conn
 }
@@ -313,7 +316,7 @@ async fn cmd_23_cmd_31_timeout_declines_and_interrupt_kills_the_command() {
         .params();
     assert_eq!(resolved["decision"], "decline");
     assert!(resolved.get("resolvedBy").is_none());
-    assert!(got.iter().any(|g| g.method() == "notifications/cancelled"));
+    assert!(got.iter().any(|g| g.method() == "tether/cancelled"));
     assert_eq!(command_status(&final_turn(&got)), "declined");
 
     // An interrupt while a pending approval waits: cancel (CMD-33).
@@ -476,7 +479,8 @@ async fn cmd_52_to_54_handoff_between_two_hosts() {
     )
     .await;
     until(&mut c1, is("turn/completed")).await;
-    let bundle = call(&c1, "thread/export", json!({"threadId": thread_id})).await["bundle"].clone();
+    let bundle =
+        call(&c1, "tether/thread/export", json!({"threadId": thread_id})).await["bundle"].clone();
     assert_eq!(bundle["version"], 1);
     assert_eq!(bundle["cwdRelative"], "service");
     assert_eq!(bundle["items"].as_array().unwrap().len(), 2);
@@ -487,22 +491,22 @@ async fn cmd_52_to_54_handoff_between_two_hosts() {
     let mut bad = bundle.clone();
     bad["version"] = 2.into();
     assert_eq!(
-        call_err(&c2, "thread/import", json!({"bundle": bad})).await,
+        call_err(&c2, "tether/thread/import", json!({"bundle": bad})).await,
         codes::INVALID_THREAD_BUNDLE
     );
     let mut bad = bundle.clone();
     bad["cwdRelative"] = "/etc".into();
     assert_eq!(
-        call_err(&c2, "thread/import", json!({"bundle": bad})).await,
+        call_err(&c2, "tether/thread/import", json!({"bundle": bad})).await,
         codes::INVALID_THREAD_BUNDLE
     );
     assert_eq!(
-        call_err(&c2, "thread/import", json!({"bundle": {"items": 5}})).await,
+        call_err(&c2, "tether/thread/import", json!({"bundle": {"items": 5}})).await,
         codes::INVALID_PARAMS
     );
     let imported = call(
         &c2,
-        "thread/import",
+        "tether/thread/import",
         json!({"bundle": bundle, "projectRoot": builder}),
     )
     .await;
@@ -759,7 +763,8 @@ async fn sec_15_lowered_caps_refuse_resume_import_and_the_rerun() {
         json!({"sandbox": "workspace-write", "approvalPolicy": "on-failure"}),
     )
     .await);
-    let bundle = call(&conn, "thread/export", json!({"threadId": wide})).await["bundle"].clone();
+    let bundle =
+        call(&conn, "tether/thread/export", json!({"threadId": wide})).await["bundle"].clone();
     conn.close().await;
     host.stop().await;
 
@@ -775,13 +780,18 @@ async fn sec_15_lowered_caps_refuse_resume_import_and_the_rerun() {
         codes::SANDBOX_DENIED
     );
     assert_eq!(
-        call_err(&conn, "thread/import", json!({"bundle": bundle})).await,
+        call_err(&conn, "tether/thread/import", json!({"bundle": bundle})).await,
         codes::SANDBOX_DENIED
     );
     let mut policy_beyond = bundle.clone();
     policy_beyond["sandbox"] = json!("workspace-write");
     assert_eq!(
-        call_err(&conn, "thread/import", json!({"bundle": policy_beyond})).await,
+        call_err(
+            &conn,
+            "tether/thread/import",
+            json!({"bundle": policy_beyond})
+        )
+        .await,
         codes::SANDBOX_DENIED
     );
     let listed = call(&conn, "thread/list", json!({})).await;

@@ -201,14 +201,24 @@ fn delta() -> impl Strategy<Value = String> {
 
 fn client_request() -> impl Strategy<Value = ClientRequest> {
     prop_oneof![
-        (implementation(), text(), option::of(vec(text(), 0..3))).prop_map(
-            |(client_info, protocol_version, capabilities)| InitializeParams {
-                client_info,
-                protocol_version,
-                capabilities
+        (
+            implementation(),
+            option::of(text()),
+            option::of((text(), option::of(vec(text(), 0..3))))
+        )
+            .prop_map(|(info, title, tether)| InitializeParams {
+                client_info: ClientInfo {
+                    name: info.name,
+                    title,
+                    version: info.version,
+                },
+                capabilities: None,
+                tether: tether.map(|(protocol_version, capabilities)| TetherInitializeParams {
+                    protocol_version,
+                    capabilities,
+                }),
             }
-            .into()
-        ),
+            .into()),
         (
             option::of(text()),
             option::of(sandbox()),
@@ -240,20 +250,46 @@ fn client_request() -> impl Strategy<Value = ClientRequest> {
             option::of(sandbox()),
             option::of(1u64..=MAX_EXEC_TIMEOUT_MS),
             prop_oneof![
-                Just(OutputCap::Default),
-                Just(OutputCap::Unlimited),
-                (0u64..=MAX_OUTPUT_CAP).prop_map(OutputCap::Bytes),
+                Just((None, false)),
+                Just((None, true)),
+                (0u64..=MAX_OUTPUT_CAP).prop_map(|c| (Some(c), false)),
             ],
             "[a-z0-9-]{1,64}",
         )
             .prop_map(
-                |(command, cwd, sandbox, timeout_ms, output_cap, process_id)| CommandExecParams {
+                |(
                     command,
                     cwd,
                     sandbox,
                     timeout_ms,
-                    output_cap,
-                    process_id
+                    (output_bytes_cap, disable_output_cap),
+                    process_id,
+                )| CommandExecParams {
+                    command,
+                    cwd,
+                    sandbox_policy: sandbox.map(SandboxPolicy::for_mode),
+                    timeout_ms,
+                    output_bytes_cap,
+                    disable_output_cap,
+                    stream_stdout_stderr: true,
+                    process_id: Some(process_id),
+                    ..CommandExecParams::default()
+                }
+                .into()
+            ),
+        (
+            vec(text(), 1..4),
+            option::of("[a-z0-9-]{1,64}"),
+            0u64..=tether_proto::limits::MAX_BUFFERED_OUTPUT,
+            any::<bool>(),
+        )
+            .prop_map(
+                |(command, process_id, cap, disable_timeout)| CommandExecParams {
+                    command,
+                    process_id,
+                    output_bytes_cap: Some(cap),
+                    disable_timeout,
+                    ..CommandExecParams::default()
                 }
                 .into()
             ),
@@ -435,14 +471,20 @@ proptest! {
         modes in vec(sandbox(), 0..3),
     ) {
         result_roundtrip::<InitializeParams>(id.clone(), &InitializeResult {
-            server_info,
-            protocol_version: "tether/1".into(),
-            capabilities: sources.clone(),
-            sandbox: SandboxSupport { modes, mechanism: "landlock".into(), degrade: exit.2 },
-            platform: Platform {
-                os: "linux".into(),
-                arch: "x86_64".into(),
-                path_style: PathStyle::Posix,
+            user_agent: "tether-host/0.1.0 (linux; x86_64)".into(),
+            codex_home: "/var/lib/tether".into(),
+            platform_family: "unix".into(),
+            platform_os: "linux".into(),
+            tether: TetherInitializeResult {
+                server_info,
+                protocol_version: "tether/2".into(),
+                capabilities: sources.clone(),
+                sandbox: SandboxSupport { modes, mechanism: "landlock".into(), degrade: exit.2 },
+                platform: Platform {
+                    os: "linux".into(),
+                    arch: "x86_64".into(),
+                    path_style: PathStyle::Posix,
+                },
             },
         });
         let opened = ThreadOpened {
@@ -455,7 +497,7 @@ proptest! {
         result_roundtrip::<ThreadImportParams>(id.clone(), &opened);
         result_roundtrip::<ThreadListParams>(id.clone(), &ThreadListResult {
             data: threads,
-            next_cursor: cursor,
+            next_cursor: cursor.clone(),
         });
         result_roundtrip::<ThreadReadParams>(id.clone(), &ThreadReadResult {
             thread,
@@ -465,11 +507,16 @@ proptest! {
         result_roundtrip::<TurnInterruptParams>(id.clone(), &EmptyResult {});
         result_roundtrip::<CommandExecTerminateParams>(id.clone(), &EmptyResult {});
         result_roundtrip::<CommandExecParams>(id.clone(), &CommandExecResult {
-            exit_code: exit.0,
-            signal: exit.1,
-            timed_out: exit.2,
-            cap_reached: exit.3,
-            sandbox: report,
+            exit_code: exit.0.unwrap_or(137),
+            stdout: cursor.clone().unwrap_or_default(),
+            stderr: String::new(),
+            tether: CommandExecReport {
+                exit_code: exit.0,
+                signal: exit.1,
+                timed_out: exit.2,
+                cap_reached: exit.3,
+                sandbox: report,
+            },
         });
         result_roundtrip::<ThreadExportParams>(id.clone(), &ThreadExportResult { bundle });
         result_roundtrip::<CommandExecutionRequestApprovalParams>(id, &ApprovalResult {
@@ -480,17 +527,27 @@ proptest! {
 
 #[test]
 fn cmd_39_exit_code_and_signal_are_required_even_when_null() {
-    let ok = serde_json::json!({
+    let ok = serde_json::json!({"exitCode": 124, "stdout": "", "stderr": "", "tether": {
         "exitCode": null, "signal": "SIGKILL", "timedOut": true, "capReached": false,
         "sandbox": {"requested": "read-only", "enforced": "read-only", "network": "denied",
                     "degraded": false, "mechanism": "landlock"}
-    });
+    }});
     let r = CommandExecParams::decode_result(&ok).unwrap();
-    assert_eq!(r.exit_code, None);
-    assert_eq!(r.signal.as_deref(), Some("SIGKILL"));
+    assert_eq!(r.exit_code, 124);
+    assert_eq!(r.tether.exit_code, None);
+    assert_eq!(r.tether.signal.as_deref(), Some("SIGKILL"));
     let mut missing = ok.clone();
-    missing.as_object_mut().unwrap().remove("exitCode");
+    missing["tether"]
+        .as_object_mut()
+        .unwrap()
+        .remove("exitCode");
     assert!(CommandExecParams::decode_result(&missing).is_err());
+    // Codex's own result (no tether member) is not a Tether host's.
+    let codex = serde_json::json!({"exitCode": 137, "stdout": "", "stderr": ""});
+    assert!(CommandExecParams::decode_result(&codex).is_err());
+    let mut null_exit = ok.clone();
+    null_exit["exitCode"] = serde_json::Value::Null;
+    assert!(CommandExecParams::decode_result(&null_exit).is_err());
     assert!(check_result("command/exec", &ok).is_ok());
     assert!(check_result("command/exec", &missing).is_err());
     assert!(check_result("no/such", &ok).is_err());
@@ -532,8 +589,8 @@ fn method_sets_cover_every_method_once() {
         "turn/interrupt",
         "command/exec",
         "command/exec/terminate",
-        "thread/export",
-        "thread/import",
+        "tether/thread/export",
+        "tether/thread/import",
         "tether/host/info",
     ] {
         assert!(ClientRequest::METHODS.contains(&m), "{m}");

@@ -31,7 +31,7 @@ fn initialize(id: i64, version: &str) -> Message {
     request(
         id,
         "initialize",
-        json!({"protocolVersion": version, "clientInfo": {"name": "t", "version": "1"}, "capabilities": []}),
+        json!({"clientInfo": {"name": "t", "version": "1"}, "capabilities": {}, "tether": {"protocolVersion": version, "capabilities": []}}),
     )
 }
 
@@ -59,9 +59,34 @@ const EXEC: fn() -> Message = || {
 
 fn initialized_gate() -> SessionGate {
     let mut gate = SessionGate::new();
-    let inbound = gate.handle(initialize(1, "tether/1"), Access::Allowed, 0, serves_exec);
+    let inbound = gate.handle(initialize(1, "tether/2"), Access::Allowed, 0, serves_exec);
     assert!(matches!(inbound, Inbound::Initialize { .. }), "{inbound:?}");
     gate
+}
+
+/// CMD-15: an `initialize` without `tether` is a plain app-server client's, served as a
+/// `tether/2` session; its Codex `capabilities` object is accepted, a list of names is not.
+#[test]
+fn cmd_15_initialize_without_tether_member() {
+    let mut gate = SessionGate::new();
+    let plain = request(
+        1,
+        "initialize",
+        json!({"clientInfo": {"name": "codex_vscode", "title": null, "version": "0.169.0"}, "capabilities": {"experimentalApi": true}}),
+    );
+    let inbound = gate.handle(plain, Access::Allowed, 0, serves_exec);
+    assert!(matches!(inbound, Inbound::Initialize { .. }), "{inbound:?}");
+    let mut gate = SessionGate::new();
+    let listed = request(
+        1,
+        "initialize",
+        json!({"clientInfo": {"name": "t", "version": "1"}, "capabilities": ["command.exec"]}),
+    );
+    assert_eq!(
+        error_code(&gate.handle(listed, Access::Allowed, 0, serves_exec)),
+        (-32602, None)
+    );
+    assert!(!gate.is_initialized());
 }
 
 /// CMD-15: before `initialize` every other request gets NotInitialized and notifications
@@ -81,13 +106,13 @@ fn cmd_15_initialize_first() {
     );
     assert!(!gate.is_ready());
     assert_eq!(
-        error_code(&gate.handle(initialize(1, "tether/2"), Access::Allowed, 0, serves_exec)),
+        error_code(&gate.handle(initialize(1, "tether/1"), Access::Allowed, 0, serves_exec)),
         (-32602, None)
     );
     assert!(!gate.is_initialized());
     let mut gate = initialized_gate();
     assert_eq!(
-        error_code(&gate.handle(initialize(3, "tether/1"), Access::Allowed, 0, serves_exec)),
+        error_code(&gate.handle(initialize(3, "tether/2"), Access::Allowed, 0, serves_exec)),
         (-32600, None)
     );
     assert_eq!(
@@ -175,9 +200,8 @@ fn cmd_75_refused_devices_responses_and_notifications() {
         gate.handle(answer.clone(), Access::RemoteAccessDisabled, 0, serves_exec),
         Inbound::Close(CloseCode::REMOTE_ACCESS_DISABLED)
     );
-    let cancel = msg(
-        json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 2}}),
-    );
+    let cancel =
+        msg(json!({"jsonrpc": "2.0", "method": "tether/cancelled", "params": {"requestId": 2}}));
     assert_eq!(
         gate.handle(cancel.clone(), Access::NotAuthorized, 0, serves_exec),
         Inbound::Ignored
@@ -271,7 +295,7 @@ fn cmd_28_every_attached_session_is_asked() {
 
 /// CMD-30: the first valid answer wins; every attached session asked hears
 /// serverRequest/resolved with resolvedBy, every other session asked hears
-/// notifications/cancelled; an error response or an invalid result is not an answer.
+/// tether/cancelled; an error response or an invalid result is not an answer.
 #[test]
 fn cmd_30_first_answer_wins() {
     let now = Instant::now();
@@ -317,7 +341,7 @@ fn cmd_30_first_answer_wins() {
     }
     let cancelled: Vec<_> = sent
         .iter()
-        .filter(|(_, m)| m["method"] == "notifications/cancelled")
+        .filter(|(_, m)| m["method"] == "tether/cancelled")
         .collect();
     assert_eq!(cancelled.len(), 1);
     assert_eq!(cancelled[0].0, A);
@@ -336,7 +360,7 @@ fn cmd_30_first_answer_wins() {
 }
 
 /// CMD-31: no answer in 300 s resolves as decline, without resolvedBy, with
-/// notifications/cancelled to every session asked.
+/// tether/cancelled to every session asked.
 #[test]
 fn cmd_31_time_limit() {
     let t0 = Instant::now();
@@ -352,7 +376,7 @@ fn cmd_31_time_limit() {
     let sent = outgoing(&mut a);
     assert_eq!(
         sent.iter()
-            .filter(|(_, m)| m["method"] == "notifications/cancelled")
+            .filter(|(_, m)| m["method"] == "tether/cancelled")
             .count(),
         2
     );

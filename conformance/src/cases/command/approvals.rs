@@ -60,7 +60,7 @@ async fn approval_policies(cx: Arc<Context>) -> Res<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut probe = second(&cx, "probe").await?;
     let ran = probe
-        .exec(json!({"command": ["test", "-e", format!("{marker}-untrusted")], "cwd": dir, "sandbox": "danger-full-access"}), HOST_WAIT)
+        .exec(json!({"command": ["test", "-e", format!("{marker}-untrusted")], "cwd": dir, "sandboxPolicy": {"type": "dangerFullAccess"}}), HOST_WAIT)
         .await?;
     probe.close().await;
     check(ran.exit_code() == Some(1), || {
@@ -225,22 +225,18 @@ async fn approval_first_wins(cx: Arc<Context>) -> Res<()> {
     }
     let t = thread.clone();
     let msgs = a
-        .read_until(
-            Duration::from_secs(20),
-            "notifications/cancelled",
-            move |m| {
-                m.method() == Some("notifications/cancelled")
-                    || (m.method() == Some("turn/completed") && of_thread(m, &t))
-            },
-        )
+        .read_until(Duration::from_secs(20), "tether/cancelled", move |m| {
+            m.method() == Some("tether/cancelled")
+                || (m.method() == Some("turn/completed") && of_thread(m, &t))
+        })
         .await?;
     let cancelled = msgs
         .last()
-        .filter(|m| m.method() == Some("notifications/cancelled"));
+        .filter(|m| m.method() == Some("tether/cancelled"));
     check(
         cancelled.is_some_and(|m| m.params().get("requestId") == Some(&id_a)),
         || {
-            "the session that did not win got no notifications/cancelled for its request (CMD-30)"
+            "the session that did not win got no tether/cancelled for its request (CMD-30)"
                 .to_owned()
         },
     )?;
@@ -289,10 +285,9 @@ async fn approval_timeout(cx: Arc<Context>) -> Res<()> {
     let all: Vec<&HostMessage> = msgs.iter().chain(rest.iter()).collect();
     check(
         all.iter().any(|m| {
-            m.method() == Some("notifications/cancelled")
-                && m.params().get("requestId") == Some(&id)
+            m.method() == Some("tether/cancelled") && m.params().get("requestId") == Some(&id)
         }),
-        || "no notifications/cancelled for the timed-out request (CMD-31)".to_owned(),
+        || "no tether/cancelled for the timed-out request (CMD-31)".to_owned(),
     )?;
     check(
         command_item(&rest).and_then(|i| i.get("status").cloned()) == Some(json!("declined")),
@@ -370,10 +365,9 @@ async fn approval_interrupted(cx: Arc<Context>) -> Res<()> {
     )?;
     check(
         msgs.iter().any(|m| {
-            m.method() == Some("notifications/cancelled")
-                && m.params().get("requestId") == Some(&id)
+            m.method() == Some("tether/cancelled") && m.params().get("requestId") == Some(&id)
         }),
-        || "no notifications/cancelled for the interrupted approval".to_owned(),
+        || "no tether/cancelled for the interrupted approval".to_owned(),
     )?;
     s.close().await;
     Ok(())

@@ -43,7 +43,7 @@ async fn host_info(cx: Arc<Context>) -> Res<()> {
     let mut sandbox_named = false;
     if run.error_code() == Some(-32012) {
         let explicit = json!({"command": ["sh", "-c", "pwd -P"], "timeoutMs": 60000,
-                              "sandbox": "danger-full-access"});
+                              "sandboxPolicy": {"type": "dangerFullAccess"}});
         run = s.exec(explicit, HOST_WAIT).await?;
         sandbox_named = true;
     }
@@ -62,7 +62,7 @@ async fn host_info(cx: Arc<Context>) -> Res<()> {
             let want = s
                 .exec(
                     json!({"command": ["sh", "-c", "pwd -P"], "cwd": cwd,
-                           "sandbox": "danger-full-access", "timeoutMs": 60000}),
+                           "sandboxPolicy": {"type": "dangerFullAccess"}, "timeoutMs": 60000}),
                     HOST_WAIT,
                 )
                 .await?;
@@ -76,7 +76,10 @@ async fn host_info(cx: Arc<Context>) -> Res<()> {
                     )
                 },
             )?;
-            let requested = run.answer.pointer("/result/sandbox/requested").cloned();
+            let requested = run
+                .answer
+                .pointer("/result/tether/sandbox/requested")
+                .cloned();
             check(
                 sandbox_named || requested.as_ref() == Some(&default_sandbox),
                 || {

@@ -93,7 +93,7 @@ const THREAD_NOT_FOUND: Case = case! {
     id: "CMD-18/thread-not-found",
     level: Must,
     timeout: 30 s,
-    description: "thread/read, thread/resume, turn/start and thread/export of an unknown thread get -32013",
+    description: "thread/read, thread/resume, turn/start and tether/thread/export of an unknown thread get -32013",
     host: thread_not_found,
 };
 async fn thread_not_found(cx: Arc<Context>) -> Res<()> {
@@ -113,10 +113,10 @@ async fn thread_not_found(cx: Arc<Context>) -> Res<()> {
     if s.has_capability(tether_proto::cmd::capability::THREAD_HANDOFF) {
         call_refused(
             &mut s,
-            "thread/export",
+            "tether/thread/export",
             json!({"threadId": missing}),
             -32013,
-            "thread/export of an unknown thread",
+            "tether/thread/export of an unknown thread",
         )
         .await?;
     }

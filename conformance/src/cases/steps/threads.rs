@@ -45,7 +45,7 @@ pub(crate) async fn second(cx: &Context, name: &str) -> Res<ChannelSession> {
 pub(crate) async fn run_sh(s: &mut ChannelSession, script: &str, cwd: &str) -> Res<()> {
     let run = s
         .exec(
-            json!({"command": ["sh", "-c", script], "cwd": cwd, "sandbox": "danger-full-access", "timeoutMs": 30000}),
+            json!({"command": ["sh", "-c", script], "cwd": cwd, "sandboxPolicy": {"type": "dangerFullAccess"}, "timeoutMs": 30000}),
             HOST_WAIT,
         )
         .await?;
@@ -258,7 +258,7 @@ pub(crate) fn check_order(msgs: &[HostMessage], turn: &str) -> Res<()> {
                     )
                 })?;
             }
-            "notifications/cancelled" => {}
+            "tether/cancelled" => {}
             other => return hfail(format!("unexpected {other} during the turn")),
         }
     }
@@ -276,7 +276,7 @@ pub(crate) async fn write_files(
     for (path, content) in files {
         let run = s
             .exec(
-                json!({"command": ["sh", "-c", "printf %s \"$1\" > \"$2\"", "sh", content, path], "cwd": cwd, "sandbox": "danger-full-access"}),
+                json!({"command": ["sh", "-c", "printf %s \"$1\" > \"$2\"", "sh", content, path], "cwd": cwd, "sandboxPolicy": {"type": "dangerFullAccess"}}),
                 HOST_WAIT,
             )
             .await?;

@@ -76,7 +76,7 @@ pub enum TurnEventKind {
     Finished(TurnStatus),
     /// Not a turn's event (its `turn_id` is empty): the instruction files of a thread
     /// being opened were read, or their time ran out (`CMD-72`); the manager sends the
-    /// deferred `thread/start`, `thread/resume` or `thread/import` answer.
+    /// deferred `thread/start`, `thread/resume` or `tether/thread/import` answer.
     Opened(Box<OpenDone>),
 }
 

@@ -16,7 +16,7 @@
 //!                     poll_outgoing(): (session, message) for every attached session
 //! ```
 //!
-//! A session is attached to a thread by `thread/start`, `thread/resume`, `thread/import`
+//! A session is attached to a thread by `thread/start`, `thread/resume`, `tether/thread/import`
 //! and `turn/start` until it ends; every notification of a thread goes to every attached
 //! session in the same order (`CMD-26`).
 
@@ -482,7 +482,7 @@ impl ThreadManager {
         opened
     }
 
-    /// Serves the opening of a thread (`thread/start`, `thread/resume`, `thread/import`)
+    /// Serves the opening of a thread (`thread/start`, `thread/resume`, `tether/thread/import`)
     /// without blocking the caller (`CMD-72`): the instruction files are read on the
     /// blocking pool, within [`instructions::DISCOVERY_TIMEOUT`] (the thread opens without
     /// them after that), and the answer to request `id` is queued in the outbox when they
@@ -828,7 +828,7 @@ impl ThreadManager {
         Ok(())
     }
 
-    /// `thread/export` (`CMD-52`).
+    /// `tether/thread/export` (`CMD-52`).
     ///
     /// # Errors
     /// -32013.
@@ -871,7 +871,7 @@ impl ThreadManager {
         })
     }
 
-    /// `thread/import` (`CMD-53`, `CMD-54`), reading the instruction files on the calling
+    /// `tether/thread/import` (`CMD-53`, `CMD-54`), reading the instruction files on the calling
     /// thread (blocking: the runtime uses [`ThreadManager::begin_thread_import`] and
     /// [`ThreadManager::open_later`], `CMD-72`).
     ///
@@ -886,7 +886,7 @@ impl ThreadManager {
         Ok(self.open_now(opening))
     }
 
-    /// `thread/import` (`CMD-53`, `CMD-54`, `CMD-73`) up to its instruction files: a new
+    /// `tether/thread/import` (`CMD-53`, `CMD-54`, `CMD-73`) up to its instruction files: a new
     /// thread with a new id; the bundle's items form one completed turn, with ids of this
     /// thread; AGENTS.md is discovered again with this host's paths when
     /// [`ThreadManager::open_later`] finishes it. `params.bundle` was validated when it

@@ -9,7 +9,7 @@ use tether_proto::link::SessionId;
 
 use crate::instructions;
 
-/// A thread being opened (`thread/start`, `thread/resume`, `thread/import`) whose
+/// A thread being opened (`thread/start`, `thread/resume`, `tether/thread/import`) whose
 /// instruction files are still to be read (`CMD-72`);
 /// [`ThreadManager::open_later`](super::ThreadManager::open_later) finishes it.
 #[derive(Debug)]

@@ -583,16 +583,13 @@ async fn cmd_29_cmd_30_cmd_32_decisions_race_and_late_answers() {
         assert!(resolved[0].get("rejectedAnswer").is_none());
     }
     // The loser: cancelled, then its late answer is refused with -32015.
-    let cancelled: Vec<Value> = notifications(&h.log, A, "notifications/cancelled").collect();
+    let cancelled: Vec<Value> = notifications(&h.log, A, "tether/cancelled").collect();
     assert_eq!(cancelled.len(), 1);
     assert_eq!(
         cancelled[0]["requestId"],
         serde_json::to_value(&a_id).unwrap()
     );
-    assert_eq!(
-        notifications(&h.log, B, "notifications/cancelled").count(),
-        0
-    );
+    assert_eq!(notifications(&h.log, B, "tether/cancelled").count(), 0);
     let late: Vec<Value> = notifications(&h.log, A, "serverRequest/resolved").collect();
     assert_eq!(late.len(), 2);
     assert_eq!(
@@ -655,10 +652,7 @@ async fn cmd_31_no_answer_in_time_declines() {
         assert_eq!(r.len(), 1);
         assert_eq!(r[0]["decision"], "decline");
         assert!(r[0].get("resolvedBy").is_none());
-        assert_eq!(
-            notifications(&h.log, s, "notifications/cancelled").count(),
-            1
-        );
+        assert_eq!(notifications(&h.log, s, "tether/cancelled").count(), 1);
     }
 }
 

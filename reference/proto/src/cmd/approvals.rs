@@ -13,7 +13,7 @@
 //!      │                                        │ cancel(thread), the turn ended (CMD-33)
 //!      │                                        ▼
 //!      └────────────────────────────────── Resolved: serverRequest/resolved to every
-//!                                           attached session asked, notifications/cancelled
+//!                                           attached session asked, tether/cancelled
 //!                                           to every other session asked; a late answer
 //!                                           gets resolved again with rejectedAnswer (CMD-32)
 //! ```
@@ -291,7 +291,7 @@ impl Approvals {
     }
 
     /// `CMD-30`, `CMD-31`, `CMD-33`: `serverRequest/resolved` to every attached session the
-    /// request went to, `notifications/cancelled` to every other session it went to; the
+    /// request went to, `tether/cancelled` to every other session it went to; the
     /// answer is remembered for a late answerer (`CMD-32`).
     fn resolve(
         &mut self,

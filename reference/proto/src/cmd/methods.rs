@@ -16,6 +16,8 @@
 //! wrong types and out-of-range values with [`CommandError::InvalidParams`] (`CMD-13`); an
 //! unknown method gives [`CommandError::MethodNotFound`] (`CMD-12`).
 
+use std::collections::BTreeMap;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -24,16 +26,17 @@ use super::envelope::{Id, Notification, Request};
 use super::error::CommandError;
 use super::types::{
     ApprovalDecision, ApprovalPolicy, Implementation, OutputStream, Platform, SandboxMode,
-    SandboxReport, SandboxSupport, Thread, ThreadBundle, ThreadItem, Turn, UserInput, nullable,
+    SandboxPolicy, SandboxReport, SandboxSupport, Thread, ThreadBundle, ThreadItem, Turn,
+    UserInput, nullable,
 };
 use crate::limits::MAX_OUTPUT_CHUNK;
 
 /// The protocol version named in `initialize` (`CMD-15`).
-pub const PROTOCOL_NAME: &str = "tether/1";
+pub const PROTOCOL_NAME: &str = "tether/2";
 
 /// Largest `timeoutMs` of `command/exec`: 24 hours (`CMD-43`).
 pub const MAX_EXEC_TIMEOUT_MS: u64 = 86_400_000;
-/// Largest `outputCap` of `command/exec`: 64 MiB (`CMD-43`).
+/// Largest `outputBytesCap` of a streamed `command/exec`: 64 MiB (`CMD-43`).
 pub const MAX_OUTPUT_CAP: u64 = 64 * 1024 * 1024;
 /// Longest `processId`, in bytes (`CMD-34`).
 pub const MAX_PROCESS_ID_LEN: usize = 64;
@@ -136,7 +139,7 @@ macro_rules! request_result {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmptyResult {}
 
-/// Result of `thread/start`, `thread/resume` and `thread/import`.
+/// Result of `thread/start`, `thread/resume` and `tether/thread/import`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadOpened {
@@ -152,13 +155,40 @@ pub struct ThreadOpened {
 // ---------------------------------------------------------------------------------------
 // initialize / initialized
 
-/// `initialize` params (`CMD-15`).
+/// `initialize` params (`CMD-15`): Codex app-server v2's `InitializeParams`, with Tether's
+/// own members in `tether`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InitializeParams {
     /// The controller software.
-    pub client_info: Implementation,
-    /// `"tether/1"`.
+    pub client_info: ClientInfo,
+    /// Codex's `InitializeCapabilities` object; a host accepts it and may ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Map<String, Value>>,
+    /// Tether's members; absent from a plain app-server client, which the host serves as a
+    /// `tether/2` session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tether: Option<TetherInitializeParams>,
+}
+
+/// The software on one end, as `initialize` params name the client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientInfo {
+    /// Name.
+    pub name: String,
+    /// Name for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Version.
+    pub version: String,
+}
+
+/// The `tether` member of `initialize` params (`CMD-15`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TetherInitializeParams {
+    /// `"tether/2"`.
     pub protocol_version: String,
     /// Capability names the controller understands (informative).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -166,28 +196,64 @@ pub struct InitializeParams {
 }
 
 impl InitializeParams {
-    /// Checks that the controller asks for the version this crate speaks (`CMD-15`).
+    /// The params a Tether controller sends: `clientInfo` and `tether` with this crate's
+    /// protocol version.
+    pub fn tether(name: &str, version: &str, capabilities: Option<Vec<String>>) -> Self {
+        Self {
+            client_info: ClientInfo {
+                name: name.to_owned(),
+                title: None,
+                version: version.to_owned(),
+            },
+            capabilities: None,
+            tether: Some(TetherInitializeParams {
+                protocol_version: PROTOCOL_NAME.to_owned(),
+                capabilities,
+            }),
+        }
+    }
+
+    /// Checks that the controller asks for the version this crate speaks (`CMD-15`); params
+    /// without `tether` (a plain app-server client) pass.
     ///
     /// # Errors
     /// [`CommandError::UnsupportedProtocolVersion`].
     pub fn check_version(&self) -> Result<(), CommandError> {
-        if self.protocol_version == PROTOCOL_NAME {
-            Ok(())
-        } else {
-            Err(CommandError::UnsupportedProtocolVersion {
-                version: self.protocol_version.clone(),
-            })
+        match &self.tether {
+            Some(t) if t.protocol_version != PROTOCOL_NAME => {
+                Err(CommandError::UnsupportedProtocolVersion {
+                    version: t.protocol_version.clone(),
+                })
+            }
+            _ => Ok(()),
         }
     }
 }
 
-/// `initialize` result.
+/// `initialize` result: Codex app-server v2's `InitializeResponse`, with Tether's own
+/// members in `tether` (`CMD-15`, `CMD-16`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InitializeResult {
+    /// The host software and platform, for people (`"tether-host/0.1.0 (linux; x86_64)"`).
+    pub user_agent: String,
+    /// The agent's home directory, absolute and host-native.
+    pub codex_home: String,
+    /// `"unix"` or `"windows"`.
+    pub platform_family: String,
+    /// `"linux"`, `"macos"`, `"windows"` (Rust's `std::env::consts::OS` for others).
+    pub platform_os: String,
+    /// Tether's members.
+    pub tether: TetherInitializeResult,
+}
+
+/// The `tether` member of the `initialize` result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TetherInitializeResult {
     /// The host software.
     pub server_info: Implementation,
-    /// `"tether/1"`.
+    /// `"tether/2"`.
     pub protocol_version: String,
     /// Capability names the host offers (`CMD-16`).
     pub capabilities: Vec<String>,
@@ -266,7 +332,7 @@ pub struct ThreadReadParams {
     pub thread_id: String,
 }
 
-/// `thread/export` params (`CMD-52`).
+/// `tether/thread/export` params (`CMD-52`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadExportParams {
@@ -307,7 +373,7 @@ pub struct ThreadReadResult {
     pub turns: Vec<Turn>,
 }
 
-/// `thread/export` result.
+/// `tether/thread/export` result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadExportResult {
@@ -315,11 +381,11 @@ pub struct ThreadExportResult {
     pub bundle: ThreadBundle,
 }
 
-/// `thread/import` params (`CMD-54`).
+/// `tether/thread/import` params (`CMD-54`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadImportParams {
-    /// The bundle from `thread/export`.
+    /// The bundle from `tether/thread/export`.
     pub bundle: ThreadBundle,
     /// Absolute host-native path the bundle's `cwdRelative` is taken from; the host's
     /// default project when absent.
@@ -330,7 +396,7 @@ pub struct ThreadImportParams {
 params!(ThreadStartParams = "thread/start");
 params!(ThreadResumeParams = "thread/resume");
 params!(ThreadReadParams = "thread/read");
-params!(ThreadExportParams = "thread/export");
+params!(ThreadExportParams = "tether/thread/export");
 params!(ThreadListParams = "thread/list", validate(p) {
     match p.limit {
         Some(l) if l == 0 || l > MAX_THREAD_LIST_LIMIT => Err(invalid_params(
@@ -340,7 +406,7 @@ params!(ThreadListParams = "thread/list", validate(p) {
         _ => Ok(()),
     }
 });
-params!(ThreadImportParams = "thread/import", validate(p) {
+params!(ThreadImportParams = "tether/thread/import", validate(p) {
     // CMD-53: a bad bundle is -32017, not -32602.
     p.bundle.validate()
 });
@@ -387,8 +453,8 @@ params!(TurnInterruptParams = "turn/interrupt");
 // ---------------------------------------------------------------------------------------
 // command/exec
 
-/// `command/exec` params (`CMD-34`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// `command/exec` params (`CMD-34`): Codex app-server v2's `CommandExecParams`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CommandExecParams {
     /// Program and arguments, run without a shell; at least one element.
@@ -397,86 +463,142 @@ pub struct CommandExecParams {
     /// directory (`CMD-71`), the one a `thread/start` without `cwd` gets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
-    /// Sandbox mode; the host's default when absent.
+    /// Controller-chosen name of the process, 1..=64 bytes, unique among the session's
+    /// running processes; required with `streamStdoutStderr`, and to terminate it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sandbox: Option<SandboxMode>,
+    pub process_id: Option<String>,
+    /// Stream the output as `command/exec/outputDelta` (or `OUTPUT` records) instead of
+    /// returning it in the result (`CMD-35`).
+    #[serde(
+        default,
+        deserialize_with = "null_false",
+        skip_serializing_if = "is_false"
+    )]
+    pub stream_stdout_stderr: bool,
+    /// Standard input from `command/exec/write` (Codex); the reference host refuses it.
+    #[serde(
+        default,
+        deserialize_with = "null_false",
+        skip_serializing_if = "is_false"
+    )]
+    pub stream_stdin: bool,
+    /// A pseudo-terminal (Codex); the reference host refuses it.
+    #[serde(
+        default,
+        deserialize_with = "null_false",
+        skip_serializing_if = "is_false"
+    )]
+    pub tty: bool,
+    /// The pseudo-terminal's size, `{rows, cols}` (Codex; only with `tty`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<TerminalSize>,
     /// Time limit, 1..=86 400 000 ms; 600 000 when absent (`CMD-42`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    /// Output cap in bytes, stdout and stderr together, 0..=64 MiB; 1 MiB when absent;
-    /// `null` for no cap, in a session with records only (`CMD-41`, `CMD-43`).
-    #[serde(default, skip_serializing_if = "OutputCap::is_default")]
-    pub output_cap: OutputCap,
-    /// Controller-chosen name of the process, 1..=64 bytes, unique among the session's
-    /// running processes.
-    pub process_id: String,
+    /// The host's largest time limit, 86 400 000 ms, instead of `timeoutMs` (`CMD-42`).
+    #[serde(
+        default,
+        deserialize_with = "null_false",
+        skip_serializing_if = "is_false"
+    )]
+    pub disable_timeout: bool,
+    /// Output cap in bytes, stdout and stderr together, 0..=64 MiB; 1 MiB when absent
+    /// (`CMD-41`, `CMD-43`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_bytes_cap: Option<u64>,
+    /// No output cap: streamed, in a session with records only (`CMD-41`, `CMD-43`).
+    #[serde(
+        default,
+        deserialize_with = "null_false",
+        skip_serializing_if = "is_false"
+    )]
+    pub disable_output_cap: bool,
+    /// Environment overrides (`null` unsets); the reference host refuses a non-empty map.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<BTreeMap<String, Option<String>>>,
+    /// Sandbox policy; the host's default mode when absent (`CMD-47`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_policy: Option<SandboxPolicy>,
+}
+
+/// A pseudo-terminal's size in character cells (Codex `CommandExecTerminalSize`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalSize {
+    /// Rows.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// An optional boolean that may be `null` (Codex sends `null` for absent members).
+fn null_false<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(d)?.unwrap_or(false))
 }
 
 impl CommandExecParams {
-    /// The time limit in force, in milliseconds (`CMD-42`).
+    /// The time limit in force, in milliseconds (`CMD-42`): `timeoutMs`, the host's
+    /// largest with `disableTimeout`, else the default.
     pub fn effective_timeout_ms(&self) -> u64 {
+        if self.disable_timeout {
+            return MAX_EXEC_TIMEOUT_MS;
+        }
         self.timeout_ms.unwrap_or_else(|| {
             u64::try_from(crate::limits::DEFAULT_EXEC_TIMEOUT.as_millis()).unwrap_or(u64::MAX)
         })
     }
 
-    /// The output cap in force, in bytes (`CMD-41`); `u64::MAX` for no cap.
+    /// The output cap in force, in bytes (`CMD-41`); `u64::MAX` for no cap. Without
+    /// `streamStdoutStderr` the output is returned in the result and the cap is at most
+    /// [`MAX_BUFFERED_OUTPUT`](crate::limits::MAX_BUFFERED_OUTPUT) (`CMD-43`).
     pub fn effective_output_cap(&self) -> u64 {
-        match self.output_cap {
-            OutputCap::Default => crate::limits::DEFAULT_OUTPUT_CAP,
-            OutputCap::Unlimited => u64::MAX,
-            OutputCap::Bytes(n) => n,
+        if self.disable_output_cap {
+            return u64::MAX;
+        }
+        match (self.output_bytes_cap, self.stream_stdout_stderr) {
+            (Some(n), _) => n,
+            (None, true) => crate::limits::DEFAULT_OUTPUT_CAP,
+            (None, false) => crate::limits::MAX_BUFFERED_OUTPUT,
         }
     }
-}
 
-/// The `outputCap` member of `command/exec` (`CMD-41`, `CMD-43`): absent, `null` or a
-/// number of bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum OutputCap {
-    /// Absent: the default cap, 1 MiB.
-    #[default]
-    Default,
-    /// `null`: no cap; only in a session with records (section 4.13 of the spec).
-    Unlimited,
-    /// A cap in bytes, 0..=64 MiB.
-    Bytes(u64),
-}
-
-impl OutputCap {
-    /// Whether the member is absent.
-    pub fn is_default(&self) -> bool {
-        matches!(self, Self::Default)
+    /// The sandbox mode asked for (5.6, `CMD-47`): `None` without `sandboxPolicy`.
+    ///
+    /// # Errors
+    /// [`CommandError::InvalidParams`] for a policy that is not a Tether mode
+    /// ([`SandboxPolicy::mode`]).
+    pub fn sandbox_mode(&self) -> Result<Option<SandboxMode>, CommandError> {
+        self.sandbox_policy
+            .as_ref()
+            .map(|p| p.mode().map_err(|d| invalid_params("command/exec", d)))
+            .transpose()
     }
 }
 
-impl From<Option<u64>> for OutputCap {
-    /// `None` is the absent member (the default cap), not `null`.
-    fn from(cap: Option<u64>) -> Self {
-        cap.map_or(Self::Default, Self::Bytes)
-    }
-}
-
-impl Serialize for OutputCap {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::Default | Self::Unlimited => serializer.serialize_none(),
-            Self::Bytes(n) => serializer.serialize_u64(*n),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for OutputCap {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // Present: `null` or a number (an absent member is `Default`, by `#[serde(default)]`).
-        Ok(Option::<u64>::deserialize(deserializer)?.map_or(Self::Unlimited, Self::Bytes))
-    }
-}
-
-/// `command/exec` result (`CMD-39`).
+/// `command/exec` result (`CMD-39`): Codex app-server v2's `CommandExecResponse`, with
+/// Tether's report in `tether`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CommandExecResult {
+    /// The exit status; 128 + the signal number when a signal ended the process; 124
+    /// when the time limit ended it.
+    pub exit_code: i32,
+    /// Standard output as text (UTF-8, invalid sequences as U+FFFD); `""` when streamed.
+    pub stdout: String,
+    /// Standard error as text; `""` when streamed.
+    pub stderr: String,
+    /// Tether's report.
+    pub tether: CommandExecReport,
+}
+
+/// The `tether` member of the `command/exec` result (`CMD-39`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandExecReport {
     /// Exit status, or `null` when the process ended by a signal.
     #[serde(deserialize_with = "nullable")]
     pub exit_code: Option<i32>,
@@ -504,23 +626,49 @@ params!(CommandExecParams = "command/exec", validate(p) {
     if p.command.is_empty() {
         return bad("command must have at least one element");
     }
-    if p.process_id.is_empty() || p.process_id.len() > MAX_PROCESS_ID_LEN {
+    if matches!(&p.process_id, Some(id) if id.is_empty() || id.len() > MAX_PROCESS_ID_LEN) {
         return bad("processId must be 1..=64 bytes");
+    }
+    if p.stream_stdout_stderr && p.process_id.is_none() {
+        return bad("streamStdoutStderr needs a processId");
+    }
+    if p.tty || p.stream_stdin || p.size.is_some() {
+        return bad("tty, streamStdin and size are not offered (standard input is empty)");
+    }
+    if p.env.as_ref().is_some_and(|e| !e.is_empty()) {
+        return bad("env is not offered (commands get the host's environment)");
+    }
+    if p.disable_timeout && p.timeout_ms.is_some() {
+        return bad("timeoutMs and disableTimeout exclude each other");
     }
     if matches!(p.timeout_ms, Some(t) if t == 0 || t > MAX_EXEC_TIMEOUT_MS) {
         return bad("timeoutMs must be 1..=86400000");
     }
-    if matches!(p.output_cap, OutputCap::Bytes(c) if c > MAX_OUTPUT_CAP) {
-        return bad("outputCap must be at most 67108864");
+    if p.disable_output_cap && p.output_bytes_cap.is_some() {
+        return bad("outputBytesCap and disableOutputCap exclude each other");
     }
-    Ok(())
+    let max_cap = if p.stream_stdout_stderr {
+        MAX_OUTPUT_CAP
+    } else {
+        crate::limits::MAX_BUFFERED_OUTPUT
+    };
+    if matches!(p.output_bytes_cap, Some(c) if c > max_cap) {
+        return Err(invalid_params(
+            "command/exec",
+            &format!("outputBytesCap must be at most {max_cap} (without streamStdoutStderr the output must fit in the result)"),
+        ));
+    }
+    if p.disable_output_cap && !p.stream_stdout_stderr {
+        return bad("disableOutputCap needs streamStdoutStderr");
+    }
+    p.sandbox_mode().map(drop)
 });
 params!(CommandExecTerminateParams = "command/exec/terminate");
 
 // ---------------------------------------------------------------------------------------
 // notifications
 
-/// `notifications/cancelled` params, both directions (`CMD-57`).
+/// `tether/cancelled` params, both directions (`CMD-57`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CancelledParams {
@@ -636,7 +784,7 @@ pub struct ServerRequestResolvedParams {
     pub rejected_answer: Option<RejectedAnswer>,
 }
 
-params!(CancelledParams = "notifications/cancelled");
+params!(CancelledParams = "tether/cancelled");
 params!(TurnStartedParams = "turn/started");
 params!(TurnCompletedParams = "turn/completed");
 params!(ItemStartedParams = "item/started");
@@ -837,9 +985,9 @@ method_set! {
         CommandExec(CommandExecParams),
         /// `command/exec/terminate`
         CommandExecTerminate(CommandExecTerminateParams),
-        /// `thread/export`
+        /// `tether/thread/export`
         ThreadExport(ThreadExportParams),
-        /// `thread/import`
+        /// `tether/thread/import`
         ThreadImport(ThreadImportParams),
         /// `tether/host/info`
         HostInfo(HostInfoParams),
@@ -852,7 +1000,7 @@ method_set! {
     pub enum ClientNotification {
         /// `initialized`
         Initialized(InitializedParams),
-        /// `notifications/cancelled`
+        /// `tether/cancelled`
         Cancelled(CancelledParams),
     }
 }
@@ -884,7 +1032,7 @@ method_set! {
         CommandExecOutputDelta(CommandExecOutputDeltaParams),
         /// `serverRequest/resolved`
         ServerRequestResolved(ServerRequestResolvedParams),
-        /// `notifications/cancelled`
+        /// `tether/cancelled`
         Cancelled(CancelledParams),
     }
 }

@@ -430,3 +430,92 @@ mod tests {
         }
     }
 }
+
+/// Codex's `SandboxPolicy`: what a command may touch, in the form of Codex app-server v2
+/// (`command/exec` `sandboxPolicy`, 5.6). Tags are camelCase; members a sender leaves out
+/// take Codex's defaults.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum SandboxPolicy {
+    /// No restriction: `danger-full-access`.
+    DangerFullAccess,
+    /// Read anything, write nothing: `read-only`.
+    #[serde(rename_all = "camelCase")]
+    ReadOnly {
+        /// Whether the network is reachable (Codex's default `false`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        network_access: Option<bool>,
+    },
+    /// A sandbox outside the agent (Codex); a Tether host refuses it.
+    #[serde(rename_all = "camelCase")]
+    ExternalSandbox {
+        /// `"restricted"` or `"enabled"`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        network_access: Option<String>,
+    },
+    /// Write the workspace: `workspace-write`.
+    #[serde(rename_all = "camelCase")]
+    WorkspaceWrite {
+        /// Directories writable besides the workspace (absolute).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        writable_roots: Option<Vec<String>>,
+        /// Whether the network is reachable (Codex's default `false`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        network_access: Option<bool>,
+        /// Whether `$TMPDIR` is left out of the writable roots.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exclude_tmpdir_env_var: Option<bool>,
+        /// Whether `/tmp` is left out of the writable roots.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exclude_slash_tmp: Option<bool>,
+    },
+}
+
+impl SandboxPolicy {
+    /// The policy a Tether sender names for `mode`, with every optional member left out.
+    pub fn for_mode(mode: SandboxMode) -> Self {
+        match mode {
+            SandboxMode::ReadOnly => Self::ReadOnly {
+                network_access: None,
+            },
+            SandboxMode::WorkspaceWrite => Self::WorkspaceWrite {
+                writable_roots: None,
+                network_access: None,
+                exclude_tmpdir_env_var: None,
+                exclude_slash_tmp: None,
+            },
+            SandboxMode::DangerFullAccess => Self::DangerFullAccess,
+        }
+    }
+
+    /// The mode a Tether host runs a `command/exec` with this policy under (5.6): an
+    /// external sandbox, a read-only or workspace-write policy with network access, and a
+    /// workspace-write policy naming writable roots are not Tether modes (the host decides
+    /// the roots, `CMD-48`); for them, a description of what is refused.
+    ///
+    /// # Errors
+    /// That description.
+    pub fn mode(&self) -> Result<SandboxMode, &'static str> {
+        match self {
+            Self::DangerFullAccess => Ok(SandboxMode::DangerFullAccess),
+            Self::ReadOnly {
+                network_access: Some(true),
+            }
+            | Self::WorkspaceWrite {
+                network_access: Some(true),
+                ..
+            } => Err(
+                "sandboxPolicy with networkAccess true is not offered (the network is denied under read-only and workspace-write)",
+            ),
+            Self::ReadOnly { .. } => Ok(SandboxMode::ReadOnly),
+            Self::WorkspaceWrite {
+                writable_roots: Some(roots),
+                ..
+            } if !roots.is_empty() => Err(
+                "sandboxPolicy writableRoots must be empty (the host decides the writable roots)",
+            ),
+            Self::WorkspaceWrite { .. } => Ok(SandboxMode::WorkspaceWrite),
+            Self::ExternalSandbox { .. } => Err("sandboxPolicy externalSandbox is not offered"),
+        }
+    }
+}
