@@ -48,7 +48,7 @@ FILE = "command.json"
 MAX_MESSAGE = 65519          # CMD-2
 MAX_DEPTH = 32               # CMD-4
 MAX_ID = 2 ** 53 - 1         # CMD-8
-MAX_STRING_ID = 64           # CMD-8
+MAX_STRING_ID = 256          # CMD-8
 MAX_CHUNK = 16384            # CMD-40
 
 # Section 5.12: error name -> (JSON-RPC code, requirement id of the rule that raises it).

@@ -626,7 +626,7 @@ fn valid_cases() -> Vec<Case> {
             result_of,
         )
     };
-    let max_string_id = "i".repeat(64);
+    let max_string_id = "i".repeat(256);
     let deep = format!(
         r#"{{"jsonrpc":"2.0","id":1,"method":"thread/list","params":{{"x-future":{}{}}}}}"#,
         "[".repeat(30),
@@ -634,7 +634,7 @@ fn valid_cases() -> Vec<Case> {
     );
     let edges = [
         (
-            "string id of 64 bytes",
+            "string id of 256 bytes",
             vec!["Id", "MaxLength"],
             format!(r#"{{"jsonrpc":"2.0","id":"{max_string_id}","method":"thread/list"}}"#),
         ),
@@ -825,11 +825,11 @@ fn invalid_cases() -> Vec<Case> {
         ));
     }
     out.push(bad_envelope(
-        "string id of 65 bytes",
+        "string id of 257 bytes",
         &["Id"],
         format!(
             r#"{{"jsonrpc":"2.0","id":"{}","method":"thread/list"}}"#,
-            "i".repeat(65)
+            "i".repeat(257)
         ),
         CommandError::BadId,
         None,

@@ -192,12 +192,12 @@ fn cmd_8_ids() {
     }
     let long = format!(
         r#"{{"jsonrpc":"2.0","id":"{}","method":"m"}}"#,
-        "x".repeat(64)
+        "x".repeat(256)
     );
     assert!(Message::parse(long.as_bytes()).is_ok());
     let too_long = format!(
         r#"{{"jsonrpc":"2.0","id":"{}","method":"m"}}"#,
-        "x".repeat(65)
+        "x".repeat(257)
     );
     assert_eq!(err(too_long.as_bytes()), CommandError::BadId);
     for bad in [

@@ -272,12 +272,12 @@ const CMD_BAD_ID: Case = case! {
     id: "CMD-8/bad-id",
     level: Must,
     timeout: 30 s,
-    description: "ids null, true, 1.5, 1e2, 2^53, an array and a 65-byte string get -32600 with id null",
+    description: "ids null, true, 1.5, 1e2, 2^53, an array and a 257-byte string get -32600 with id null",
     host: cmd_bad_id,
 };
 async fn cmd_bad_id(cx: Arc<Context>) -> Res<()> {
     let mut s = ready(&cx, "ctl").await?;
-    let long = "a".repeat(65);
+    let long = "a".repeat(257);
     for (what, id) in [
         ("null", "null".to_owned()),
         ("true", "true".to_owned()),
@@ -286,7 +286,7 @@ async fn cmd_bad_id(cx: Arc<Context>) -> Res<()> {
         ("1e2", "1e2".to_owned()),
         ("2^53", "9007199254740992".to_owned()),
         ("an array", "[1]".to_owned()),
-        ("a 65-byte string", format!("\"{long}\"")),
+        ("a 257-byte string", format!("\"{long}\"")),
     ] {
         let msg = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tether-conformance/probe"}}"#);
         refuse(
@@ -302,7 +302,7 @@ async fn cmd_bad_id(cx: Arc<Context>) -> Res<()> {
     for id in [
         json!(9_007_199_254_740_991i64),
         json!(-9_007_199_254_740_991i64),
-        json!("b".repeat(64)),
+        json!("b".repeat(256)),
     ] {
         s.send_json(&json!({"jsonrpc":"2.0","id":id,"method":"tether-conformance/probe"}))
             .await?;
