@@ -165,6 +165,13 @@ pub struct ThreadOpened {
     pub tether: Option<ThreadOpenedTether>,
 }
 
+impl ThreadOpened {
+    /// The sandbox report (`tether.sandbox`, `CMD-45`), when a Tether host sent it.
+    pub fn report(&self) -> Option<&SandboxReport> {
+        self.tether.as_ref().map(|t| &t.sandbox)
+    }
+}
+
 /// `tether` of a ThreadOpened.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -308,7 +315,7 @@ pub const THREAD_RESUME_OVERRIDES: &[&str] = &[
 ];
 
 /// `thread/resume` params (`CMD-19`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadResumeParams {
     /// The thread.
@@ -333,7 +340,7 @@ impl ThreadResumeParams {
 }
 
 /// `thread/read` params (`CMD-21`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadReadParams {
     /// The thread.
@@ -468,7 +475,7 @@ pub const TURN_START_OVERRIDES: &[&str] = &[
 ];
 
 /// `turn/start` params (`CMD-22`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TurnStartParams {
     /// The thread.

@@ -338,6 +338,21 @@ pub struct Turn {
     pub duration_ms: Option<u64>,
 }
 
+impl Turn {
+    /// A turn with every item (`itemsView: "full"`) and no times.
+    pub fn new(id: impl Into<String>, status: TurnStatus, items: Vec<ThreadItem>) -> Self {
+        Self {
+            id: id.into(),
+            status,
+            items,
+            items_view: Some(TurnItemsView::Full),
+            started_at: None,
+            completed_at: None,
+            duration_ms: None,
+        }
+    }
+}
+
 /// Which items a Turn's `items` holds (Codex's `TurnItemsView`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -546,6 +561,16 @@ pub struct UserMessageItem {
 }
 
 impl UserMessageItem {
+    /// An item holding one text input, without times.
+    pub fn from_text(id: impl Into<String>, text: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            content: vec![UserInput::text(text)],
+            started_at_ms: None,
+            completed_at_ms: None,
+        }
+    }
+
     /// The text inputs joined by newlines (other inputs left out).
     pub fn text(&self) -> String {
         self.content
@@ -570,6 +595,18 @@ pub struct AgentMessageItem {
     /// End time, Unix milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at_ms: Option<u64>,
+}
+
+impl AgentMessageItem {
+    /// An item with `text`, without times.
+    pub fn new(id: impl Into<String>, text: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            text: text.into(),
+            started_at_ms: None,
+            completed_at_ms: None,
+        }
+    }
 }
 
 /// The state of a command execution item.
@@ -657,6 +694,31 @@ pub enum CommandAction {
         /// The command line.
         command: String,
     },
+}
+
+impl CommandExecutionItem {
+    /// An item for `command` as the reference host makes it (one `unknown` action), with
+    /// no outcome and no times.
+    pub fn new(
+        id: impl Into<String>,
+        command: impl Into<String>,
+        cwd: impl Into<String>,
+        status: CommandExecutionStatus,
+    ) -> Self {
+        let command = command.into();
+        Self {
+            id: id.into(),
+            command_actions: CommandAction::unknown(&command),
+            command,
+            cwd: cwd.into(),
+            status,
+            exit_code: None,
+            aggregated_output: None,
+            duration_ms: None,
+            started_at_ms: None,
+            completed_at_ms: None,
+        }
+    }
 }
 
 impl CommandAction {
