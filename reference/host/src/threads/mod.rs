@@ -417,7 +417,13 @@ impl ThreadManager {
     /// The answer for a thread being opened, its instruction files not read yet
     /// (`CMD-51`: they are read when the thread starts, resumes or is imported, by
     /// [`ThreadManager::open_later`] or the blocking methods).
-    fn opening(&self, thread: Thread, record: &ThreadRecord, sandbox: SandboxReport) -> Opening {
+    fn opening(
+        &self,
+        session: SessionId,
+        thread: Thread,
+        record: &ThreadRecord,
+        sandbox: SandboxReport,
+    ) -> Opening {
         // Section 5.3: the enforced mode as Codex's SandboxPolicy; a turn's commands may
         // write under the thread's project root and the temporary directory (CMD-44).
         let roots = vec![
@@ -427,7 +433,7 @@ impl ThreadManager {
             self.config.temp_dir().to_string_lossy().into_owned(),
         ];
         Opening {
-            session: SessionId([0; 8]),
+            session,
             thread_id: record.id.clone(),
             cwd: PathBuf::from(&record.cwd),
             max_len: tether_proto::limits::MAX_TRANSPORT_PLAINTEXT_LEN,
@@ -459,8 +465,7 @@ impl ThreadManager {
         report: SandboxReport,
     ) -> Result<Opening, CommandError> {
         self.store.save(&record).map_err(|e| internal(&e))?;
-        let mut opening = self.opening(self.wire_thread(&record), &record, report);
-        opening.session = session;
+        let opening = self.opening(session, self.wire_thread(&record), &record, report);
         let entry = Entry {
             record,
             attached: Vec::new(),
@@ -682,9 +687,7 @@ impl ThreadManager {
             thread.turns = entry.record.turns.clone();
         }
         // CMD-19, CMD-28: attached, and given the pending approval, when it finishes.
-        let mut opening = self.opening(thread, &entry.record, report);
-        opening.session = session;
-        Ok(opening)
+        Ok(self.opening(session, thread, &entry.record, report))
     }
 
     /// `thread/list` (`CMD-20`): most recently updated first, ties by id; does not attach.

@@ -506,11 +506,7 @@ impl Serialize for ThreadItem {
         };
         let mut value = value.map_err(S::Error::custom)?;
         if let Value::Object(map) = &mut value {
-            // `type` first, as the examples write it.
-            let mut out = serde_json::Map::new();
-            out.insert("type".to_owned(), Value::String(kind.to_owned()));
-            out.append(map);
-            value = Value::Object(out);
+            map.insert("type".to_owned(), Value::String(kind.to_owned()));
         }
         value.serialize(s)
     }
