@@ -658,7 +658,7 @@ fn method_sets_cover_every_method_once() {
     }
 }
 
-/// Section 5.4: an item of a type the receiver does not know is kept, not refused; a
+/// Section 5.4, CMD-78: an item of a type the receiver does not know is kept, not refused; a
 /// known type with a bad shape is still refused (CMD-13).
 #[test]
 fn unknown_item_types_are_kept() {
