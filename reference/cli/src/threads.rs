@@ -733,8 +733,8 @@ fn write_out(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
-/// Prints one turn event: command output to stdout/stderr as it comes, the agent's
-/// messages to stdout, everything about approvals on stderr.
+/// Prints one turn event: command output (stdout and stderr merged, section 5.4) to stdout
+/// as it comes, the agent's messages to stdout, everything about approvals on stderr.
 fn print_event(event: &TurnEvent, prompting: &AtomicBool, scripted: bool) {
     let abandon = || {
         if prompting.swap(false, Ordering::SeqCst) {
