@@ -325,3 +325,12 @@ async fn a_host_that_takes_decisions_it_did_not_offer() {
 async fn a_host_that_omits_the_null_cursor() {
     caught_by(HostFault::OmitsNullCursor, &["CMD-20/list-order-and-pages"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_sends_base64_item_deltas() {
+    caught_by(
+        HostFault::SendsBase64ItemDeltas,
+        &["CMD-40/item-deltas-are-text"],
+    )
+    .await;
+}

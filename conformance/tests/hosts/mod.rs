@@ -117,6 +117,9 @@ pub enum HostFault {
     TakesUnofferedDecisions,
     /// Leaves `nextCursor` out of the last page of `thread/list`, as tether/1 did (CMD-20).
     OmitsNullCursor,
+    /// Sends a turn's output as tether/1 did: `stream` and `deltaBase64`, no text `delta`
+    /// (CMD-40, section 5.4).
+    SendsBase64ItemDeltas,
 }
 
 /// What [`HostFault::SendsV1Threads`], [`HostFault::OmitsItemTimes`] and
@@ -150,6 +153,21 @@ fn reshaped(fault: HostFault, message: &Message) -> Option<Message> {
             if let Some(Value::Object(p)) = n.params.as_mut() {
                 p.remove("startedAtMs");
                 p.remove("completedAtMs");
+            }
+            true
+        }
+        (HostFault::SendsBase64ItemDeltas, Message::Notification(n))
+            if n.method == "item/commandExecution/outputDelta" =>
+        {
+            if let Some(Value::Object(p)) = n.params.as_mut()
+                && let Some(Value::String(d)) = p.remove("delta")
+            {
+                p.insert("stream".to_owned(), Value::from("stdout"));
+                p.insert(
+                    "deltaBase64".to_owned(),
+                    Value::from(tether_proto::cmd::methods::encode_delta(d.as_bytes())),
+                );
+                p.insert("capReached".to_owned(), Value::from(false));
             }
             true
         }

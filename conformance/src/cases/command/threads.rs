@@ -29,6 +29,7 @@ pub const CASES: &[Case] = &[
     TURN_ORDER,
     TURN_IDS,
     TURN_FANOUT,
+    ITEM_DELTAS,
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -568,5 +569,51 @@ async fn turn_fanout(cx: Arc<Context>) -> Res<()> {
     a.close().await;
     b.close().await;
     c.close().await;
+    Ok(())
+}
+
+const ITEM_DELTAS: Case = case! {
+    id: "CMD-40/item-deltas-are-text",
+    level: Must,
+    timeout: 60 s,
+    description: "a turn's output deltas are UTF-8 text; a character split across two reads arrives whole",
+    host: item_deltas,
+};
+async fn item_deltas(cx: Arc<Context>) -> Res<()> {
+    let (mut s, dir) = threads_ready(&cx, "ctl", true).await?;
+    let (thread, _) = start_thread(&mut s, &dir, "never").await?;
+    // "€" is E2 82 AC: two bytes, a pause (so two reads), the last byte.
+    start_turn(
+        &mut s,
+        &thread,
+        "$ printf '\\342\\202'; sleep 0.5; printf '\\254\\n'",
+    )
+    .await?;
+    let msgs = until_completed(&mut s, &thread).await?;
+    let mut text = String::new();
+    for m in msgs
+        .iter()
+        .filter(|m| m.method() == Some("item/commandExecution/outputDelta"))
+    {
+        let Some(d) = m.params().get("delta").and_then(Value::as_str) else {
+            return hfail(format!(
+                "an item output delta without a text delta (section 5.4): {}",
+                m.params()
+            ));
+        };
+        check(!d.is_empty() && d.len() <= 16_384, || {
+            format!("an item output delta of {} bytes (CMD-40)", d.len())
+        })?;
+        text.push_str(d);
+    }
+    check(text == "\u{20ac}\n", || {
+        format!("the deltas of a split character give {text:?}, not \"\u{20ac}\\n\" (section 5.4)")
+    })?;
+    let item = crate::cases::steps::threads::command_item(&msgs).unwrap_or(Value::Null);
+    check(
+        item.get("aggregatedOutput") == Some(&json!("\u{20ac}\n")),
+        || format!("the command's aggregatedOutput: {item}"),
+    )?;
+    s.close().await;
     Ok(())
 }
