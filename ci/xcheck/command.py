@@ -457,8 +457,30 @@ def t_base64_chunk(v, path):
 
 
 SandboxMode = t_enum("read-only", "workspace-write", "danger-full-access")          # 5.7
-ApprovalPolicy = t_enum("untrusted", "on-failure", "on-request", "never")           # 5.5
-ApprovalDecision = t_enum("accept", "acceptForSession", "decline", "cancel")        # 5.5
+ApprovalPolicy = t_enum("untrusted", "on-request", "never")                         # 5.5
+
+
+def t_one_key(**forms):
+    """An object with exactly one member, one of `forms` (Codex's externally tagged form)."""
+    def check(v, path):
+        if not isinstance(v, dict) or len(v) != 1:
+            raise Bad(path, "not a one-member object")
+        (k, inner), = v.items()
+        if k not in forms:
+            raise Bad(path, f"unknown form {k!r}")
+        forms[k](inner, f"{path}.{k}")
+    return check
+
+
+def ApprovalDecision(v, path):                                                        # 5.5
+    if isinstance(v, str):
+        t_enum("accept", "acceptForSession", "decline", "cancel")(v, path)
+        return
+    t_one_key(
+        acceptWithExecpolicyAmendment=t_obj(execpolicy_amendment=req(t_arr(t_str()))),
+        applyNetworkPolicyAmendment=t_obj(network_policy_amendment=req(
+            t_obj(host=req(t_str()), action=req(t_str())))),
+    )(v, path)
 Stream = t_enum("stdout", "stderr")
 STR = t_str()
 Implementation = t_obj(name=req(STR), version=req(STR))                              # 5.2
@@ -467,36 +489,96 @@ Platform = t_obj(os=req(STR), arch=req(STR), pathStyle=req(t_enum("posix", "wind
 SandboxReport = t_obj(requested=req(SandboxMode), enforced=req(SandboxMode),        # 5.7
                       network=req(t_enum("denied", "allowed", "unenforced")),
                       degraded=req(t_bool), mechanism=req(STR))
-Thread = t_obj(id=req(t_str(max_bytes=64)), cwd=req(STR), sandbox=req(SandboxMode),  # 5.3
-               approvalPolicy=req(ApprovalPolicy), createdAt=req(t_int()),
-               updatedAt=req(t_int()), status=req(t_enum("idle", "active")),
-               preview=opt(STR))
-ThreadOpened = t_obj(thread=req(Thread), sandbox=req(SandboxReport),
-                     instructionSources=req(t_arr(STR)))
-
-_ITEM_TYPES = {                                                                      # 5.4
-    "userMessage": t_obj(id=req(STR), text=req(STR)),
-    "agentMessage": t_obj(id=req(STR), text=req(STR)),
-    "commandExecution": t_obj(id=req(STR), command=req(STR), cwd=req(STR),
-                              status=req(t_enum("inProgress", "completed", "failed", "declined")),
-                              exitCode=opt(t_int()), aggregatedOutput=opt(STR),
-                              durationMs=opt(t_int())),
-}
-
-
-def Item(v, path):
-    if not isinstance(v, dict):
-        raise Bad(path, "not an object")
-    kind = v.get("type")
-    if not isinstance(kind, str) or kind not in _ITEM_TYPES:
-        raise Bad(path, f"unknown item type {kind!r}")
-    _ITEM_TYPES[kind](v, path)
+def t_tagged(**forms):
+    """An object whose string `type` picks its check; `None` for a form not listed means
+    "refused", a `default` form takes unknown types."""
+    def check(v, path):
+        if not isinstance(v, dict):
+            raise Bad(path, "not an object")
+        kind = v.get("type")
+        if not isinstance(kind, str):
+            raise Bad(path, "no string type")
+        inner = forms.get(kind, forms.get("default"))
+        if inner is None:
+            raise Bad(path, f"type {kind!r} not taken")
+        inner(v, path)
+    return check
 
 
+def opt_n(c):
+    """Optional member that may also be null (section 5: receivers take both)."""
+    return (t_null_or(c), False)
+
+
+ANY = lambda v, path: None                                                           # noqa: E731
+INT = t_int()
+ThreadStatus = t_tagged(notLoaded=ANY, idle=ANY, systemError=ANY,                   # 5.3
+                        active=t_obj(activeFlags=opt_n(t_arr(STR))))
+ThreadTether = t_obj(sandbox=req(SandboxMode), approvalPolicy=req(ApprovalPolicy))
+CommandAction = t_tagged(                                                            # 5.4
+    read=t_obj(command=req(STR), name=req(STR), path=req(STR)),
+    listFiles=t_obj(command=req(STR), path=opt_n(STR)),
+    search=t_obj(command=req(STR), path=opt_n(STR), query=opt_n(STR)),
+    unknown=t_obj(command=req(STR)))
+# UserInput in a userMessage item: any type is kept; text has its members.
+UserInputAny = t_tagged(text=t_obj(text=req(STR), text_elements=opt_n(t_arr(ANY))), default=ANY)
+_AT = {"startedAtMs": opt_n(INT), "completedAtMs": opt_n(INT)}
+Item = t_tagged(                                                                     # 5.4
+    userMessage=t_obj(id=req(STR), content=req(t_arr(UserInputAny)), **_AT),
+    agentMessage=t_obj(id=req(STR), text=req(STR), **_AT),
+    commandExecution=t_obj(id=req(STR), command=req(STR), cwd=req(STR),
+                           status=req(t_enum("inProgress", "completed", "failed", "declined")),
+                           commandActions=opt_n(t_arr(CommandAction)),
+                           exitCode=opt_n(INT), aggregatedOutput=opt_n(STR),
+                           durationMs=opt_n(INT), **_AT),
+    default=ANY)   # an unknown item type is kept, not refused (5.4)
 Turn = t_obj(id=req(t_str(max_bytes=64)),
              status=req(t_enum("inProgress", "completed", "interrupted", "failed")),
-             items=req(t_arr(Item)))
-UserInput = t_obj(type=req(t_const("text")), text=req(STR))
+             items=req(t_arr(Item)),
+             itemsView=opt_n(t_enum("notLoaded", "summary", "full")),
+             startedAt=opt_n(INT), completedAt=opt_n(INT), durationMs=opt_n(INT))
+Thread = t_obj(id=req(t_str(max_bytes=64)), sessionId=opt_n(STR), cwd=req(STR),       # 5.3
+               createdAt=req(INT), updatedAt=req(INT), status=req(ThreadStatus),
+               preview=opt_n(STR), turns=opt_n(t_arr(Turn)), ephemeral=opt(t_bool),
+               cliVersion=opt_n(STR), modelProvider=opt_n(STR), source=opt(ANY),
+               projectId=opt_n(STR), tether=opt(ThreadTether))
+SandboxPolicy = t_tagged(                                                            # 5.3
+    dangerFullAccess=ANY,
+    readOnly=t_obj(networkAccess=opt_n(t_bool)),
+    externalSandbox=ANY,
+    workspaceWrite=t_obj(writableRoots=opt_n(t_arr(STR)), networkAccess=opt_n(t_bool),
+                         excludeTmpdirEnvVar=opt_n(t_bool), excludeSlashTmp=opt_n(t_bool)))
+ThreadOpened = t_obj(thread=req(Thread), approvalPolicy=req(ApprovalPolicy),
+                     approvalsReviewer=req(STR), cwd=req(STR), model=req(STR),
+                     modelProvider=req(STR), sandbox=req(SandboxPolicy),
+                     instructionSources=opt_n(t_arr(STR)),
+                     tether=opt(t_obj(sandbox=req(SandboxReport))))
+# UserInput in turn/start: only text (5.4).
+UserInput = t_tagged(text=t_obj(text=req(STR), text_elements=opt_n(t_arr(ANY))))
+
+
+def no_override(names, inner):
+    """The Codex params that would change a thread's settings: refused unless null (5.3)."""
+    def check(v, path):
+        inner(v, path)
+        for n in names:
+            if v.get(n) is not None:
+                raise Bad(f"{path}.{n}", "a Tether host does not change a thread's settings")
+    return check
+
+
+def thread_start_params(v, path):                                                    # 5.3
+    t_obj(cwd=opt_n(STR), sandbox=opt_n(SandboxMode), approvalPolicy=opt_n(ApprovalPolicy),
+          approvalsReviewer=opt_n(t_const("user")), ephemeral=opt_n(t_bool))(v, path)
+    if v.get("ephemeral") is True:
+        raise Bad(f"{path}.ephemeral", "threads are durable")
+
+
+RESUME_OVERRIDES = ("approvalPolicy", "approvalsReviewer", "baseInstructions", "config", "cwd",
+                    "developerInstructions", "model", "modelProvider", "personality",
+                    "sandbox", "serviceTier")
+TURN_OVERRIDES = ("approvalPolicy", "approvalsReviewer", "cwd", "effort", "model",
+                  "personality", "sandboxPolicy", "serviceTier", "summary")
 ThreadBundle = t_obj(version=req(t_int()), goal=opt(STR), cwdRelative=req(STR),      # 5.9
                      sandbox=req(SandboxMode), approvalPolicy=req(ApprovalPolicy),
                      items=req(t_arr(Item)), exportedAt=req(t_int()))
@@ -600,12 +682,15 @@ METHODS = {
     "controllerToHost": {
         "request": {
             "initialize": initialize_params,
-            "thread/start": t_obj(cwd=opt(STR), sandbox=opt(SandboxMode),
-                                  approvalPolicy=opt(ApprovalPolicy)),
-            "thread/resume": THREAD_ID,
-            "thread/list": t_obj(cursor=opt(STR), limit=opt(t_int(1, 1000))),
-            "thread/read": THREAD_ID,
-            "turn/start": t_obj(threadId=req(STR), input=req(t_arr(UserInput, 1))),
+            "thread/start": thread_start_params,
+            "thread/resume": no_override(RESUME_OVERRIDES, t_obj(
+                threadId=req(STR), excludeTurns=opt_n(t_bool))),
+            "thread/list": t_obj(cursor=opt_n(STR), limit=opt_n(t_int(1, 1000)),
+                                 sortKey=opt_n(t_const("updated_at")),
+                                 sortDirection=opt_n(t_const("desc"))),
+            "thread/read": t_obj(threadId=req(STR), includeTurns=opt_n(t_bool)),
+            "turn/start": no_override(TURN_OVERRIDES, t_obj(
+                threadId=req(STR), input=req(t_arr(UserInput, 1)))),
             "turn/interrupt": t_obj(threadId=req(STR), turnId=req(STR)),
             "command/exec": exec_params,
             "command/exec/terminate": t_obj(processId=req(STR)),
@@ -621,21 +706,25 @@ METHODS = {
     "hostToController": {
         "request": {
             "item/commandExecution/requestApproval": t_obj(
-                threadId=req(STR), turnId=req(STR), itemId=req(STR), command=req(STR),
-                cwd=req(STR), sandbox=req(SandboxMode), reason=opt(STR)),
+                threadId=req(STR), turnId=req(STR), itemId=req(STR), startedAtMs=req(INT),
+                command=opt_n(STR), cwd=opt_n(STR), commandActions=opt_n(t_arr(CommandAction)),
+                reason=opt_n(STR), availableDecisions=opt_n(t_arr(ApprovalDecision)),
+                tether=opt(t_obj(sandbox=req(SandboxMode)))),
         },
         "notification": {
             "turn/started": t_obj(threadId=req(STR), turn=req(Turn)),
             "turn/completed": t_obj(threadId=req(STR), turn=req(Turn)),
-            "item/started": t_obj(threadId=req(STR), turnId=req(STR), item=req(Item)),
-            "item/completed": t_obj(threadId=req(STR), turnId=req(STR), item=req(Item)),
-            "item/commandExecution/outputDelta": t_obj(
-                threadId=req(STR), turnId=req(STR), itemId=req(STR), stream=req(Stream),
-                deltaBase64=req(t_base64_chunk), capReached=req(t_bool)),
+            "item/started": t_obj(threadId=req(STR), turnId=req(STR), item=req(Item),
+                                  startedAtMs=req(INT)),
+            "item/completed": t_obj(threadId=req(STR), turnId=req(STR), item=req(Item),
+                                    completedAtMs=req(INT)),
+            "item/commandExecution/outputDelta": t_obj(                                # CMD-40
+                threadId=req(STR), turnId=req(STR), itemId=req(STR),
+                delta=req(t_str(max_bytes=MAX_CHUNK))),
             "serverRequest/resolved": t_obj(
-                threadId=req(STR), requestId=req(t_id), decision=req(ApprovalDecision),
-                resolvedBy=opt(STR),
-                rejectedAnswer=opt(t_obj(code=req(t_int()), message=req(STR)))),
+                threadId=req(STR), requestId=req(t_id), tether=opt(t_obj(
+                    decision=req(ApprovalDecision), resolvedBy=opt_n(STR),
+                    rejectedAnswer=opt_n(t_obj(code=req(t_int()), message=req(STR)))))),
             "command/exec/outputDelta": t_obj(
                 processId=req(STR), stream=req(Stream), deltaBase64=req(t_base64_chunk),
                 capReached=req(t_bool)),
@@ -656,8 +745,8 @@ RESULTS = {
     "thread/start": ThreadOpened,
     "thread/resume": ThreadOpened,
     "tether/thread/import": ThreadOpened,
-    "thread/list": t_obj(data=req(t_arr(Thread)), nextCursor=opt(STR)),
-    "thread/read": t_obj(thread=req(Thread), turns=req(t_arr(Turn))),
+    "thread/list": t_obj(data=req(t_arr(Thread)), nextCursor=opt_n(STR)),
+    "thread/read": t_obj(thread=req(Thread)),
     "turn/start": t_obj(turn=req(Turn)),
     "turn/interrupt": EMPTY,
     "command/exec": t_obj(exitCode=req(t_int(-2**31, 2**31 - 1)), stdout=req(STR),
@@ -868,3 +957,7 @@ def mutants(root) -> Iterator[tuple[str, dict]]:
               lambda d: _with_msg(by_tc(d, 130), by_tc(d, 130)["text"].replace('"version":2', '"version":1')))
     yield mut("tcId 20: base64 chunk loses its padding",
               lambda d: _with_msg(by_tc(d, 20), by_tc(d, 20)["text"].replace("9ETx", "9ET")))
+    yield mut("tcId 2: approvalPolicy on-failure (tether/2 dropped it)",
+              lambda d: _with_msg(by_tc(d, 2), by_tc(d, 2)["text"].replace('"untrusted"', '"on-failure"')))
+    yield mut("tcId 148: the unknown item becomes a userMessage without content",
+              lambda d: _with_msg(by_tc(d, 148), by_tc(d, 148)["text"].replace('"fileChange"', '"userMessage"')))

@@ -755,9 +755,10 @@ def _check_transcript(t, where, device_name, host_info):
                             f"the host confirmed the pairing (CMD-16, section 6.6)")
         params = v.get("params", {})
         method = got.get("method")
-        if method == "serverRequest/resolved" and "resolvedBy" in params:
-            if params["resolvedBy"] != device_name:
-                problems.append(f"{what}: resolvedBy {params['resolvedBy']!r}, but the answering "
+        resolved_by = (params.get("tether") or {}).get("resolvedBy")
+        if method == "serverRequest/resolved" and resolved_by is not None:
+            if resolved_by != device_name:
+                problems.append(f"{what}: tether.resolvedBy {resolved_by!r}, but the answering "
                                f"controller paired as {device_name!r} (CMD-30, CHAN-27)")
         if method == "item/started":
             items = turn_items.setdefault(params["turnId"], [])

@@ -226,7 +226,10 @@ impl CommandSession {
                 open_later(t, id, opening)
             }
             (ClientRequest::ThreadResume(p), Some(t)) => {
-                let opening = t.begin_thread_resume(session, &p);
+                // CMD-19: the answer carries the turns, fitted to this session (CMD-2).
+                let opening = t
+                    .begin_thread_resume(session, &p)
+                    .map(|o| o.with_max_len(max));
                 open_later(t, id, opening)
             }
             (ClientRequest::ThreadList(p), Some(t)) => one(answer(id, t.thread_list(&p), max)),
@@ -1132,7 +1135,7 @@ mod tests {
         let capped = CommandConfig {
             allow_unsandboxed: true,
             max_sandbox: SandboxMode::ReadOnly,
-            max_approval_policy: ApprovalPolicy::OnFailure,
+            max_approval_policy: ApprovalPolicy::OnRequest,
             ..CommandConfig::default()
         };
         for mode in [SandboxMode::WorkspaceWrite, SandboxMode::DangerFullAccess] {
@@ -1145,14 +1148,14 @@ mod tests {
         let report = capped.sandbox_for(SandboxMode::ReadOnly).unwrap();
         assert_eq!(report.requested, SandboxMode::ReadOnly);
         assert!(report.degraded);
-        for ok in [ApprovalPolicy::Untrusted, ApprovalPolicy::OnFailure] {
+        for ok in [ApprovalPolicy::Untrusted, ApprovalPolicy::OnRequest] {
             capped.check_approval_policy(ok).unwrap();
         }
-        for beyond in [ApprovalPolicy::OnRequest, ApprovalPolicy::Never] {
-            let e = capped.check_approval_policy(beyond).unwrap_err();
-            assert_eq!(e.rpc_code(), codes::SANDBOX_DENIED, "{beyond:?}");
-            assert!(e.to_string().contains("SEC-15"), "{e}");
-        }
+        let e = capped
+            .check_approval_policy(ApprovalPolicy::Never)
+            .unwrap_err();
+        assert_eq!(e.rpc_code(), codes::SANDBOX_DENIED);
+        assert!(e.to_string().contains("SEC-15"), "{e}");
         // No cap by default.
         let open = CommandConfig::default();
         open.sandbox_for(SandboxMode::DangerFullAccess).unwrap();

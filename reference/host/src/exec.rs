@@ -64,12 +64,12 @@ pub struct CommandConfig {
     pub temp_dir: Option<std::path::PathBuf>,
     /// The most permissive sandbox mode a controller may ask for (`SEC-15`), in the order
     /// `read-only` < `workspace-write` < `danger-full-access`: a `command/exec`, thread or
-    /// approved re-run beyond it is refused with -32012, never run with another mode.
+    /// beyond it is refused with -32012, never run with another mode.
     /// Default `danger-full-access`: no cap.
     pub max_sandbox: SandboxMode,
     /// The most permissive approval policy a thread may have (`SEC-15`), in the order
-    /// `untrusted` < `on-failure` < `on-request` < `never` (each asks the user about fewer
-    /// commands than the one before); beyond it, -32012. Default `never`: no cap.
+    /// `untrusted` < `on-request` < `never` (each asks the user about fewer commands than
+    /// the one before); beyond it, -32012. Default `never`: no cap.
     pub max_approval_policy: ApprovalPolicy,
     /// Paths no command may see or write (`SEC-22`, `SEC-23`): the host's state directory
     /// and the file it read its workspace credential from, as `tether host run` found them
@@ -195,20 +195,18 @@ pub fn sandbox_rank(mode: SandboxMode) -> u8 {
 }
 
 /// How permissive an approval policy is (`SEC-15`): how few of the agent's commands the
-/// user is asked about (`CMD-27`), `untrusted` 0 to `never` 3.
+/// user is asked about (`CMD-27`), `untrusted` 0 to `never` 2.
 pub fn approval_rank(policy: ApprovalPolicy) -> u8 {
     match policy {
         ApprovalPolicy::Untrusted => 0,
-        ApprovalPolicy::OnFailure => 1,
-        ApprovalPolicy::OnRequest => 2,
-        ApprovalPolicy::Never => 3,
+        ApprovalPolicy::OnRequest => 1,
+        ApprovalPolicy::Never => 2,
     }
 }
 
 fn approval_str(policy: ApprovalPolicy) -> &'static str {
     match policy {
         ApprovalPolicy::Untrusted => "untrusted",
-        ApprovalPolicy::OnFailure => "on-failure",
         ApprovalPolicy::OnRequest => "on-request",
         ApprovalPolicy::Never => "never",
     }

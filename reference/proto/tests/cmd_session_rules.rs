@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tether_proto::cmd::approvals::{AlreadyPending, Approvals, Resolution};
 use tether_proto::cmd::gate::{Access, Inbound, SessionGate};
-use tether_proto::cmd::methods::{ClientRequest, CommandExecutionRequestApprovalParams};
-use tether_proto::cmd::types::{ApprovalDecision, SandboxMode};
+use tether_proto::cmd::methods::{
+    ApprovalTether, ClientRequest, CommandExecutionRequestApprovalParams,
+};
+use tether_proto::cmd::types::{ApprovalDecision, CommandAction, SandboxMode};
 use tether_proto::cmd::{Id, MAX_IN_FLIGHT_REQUESTS, Message};
 use tether_proto::link::{CloseCode, SessionId};
 
@@ -237,10 +239,15 @@ fn params() -> CommandExecutionRequestApprovalParams {
         thread_id: THREAD.into(),
         turn_id: "turn_1".into(),
         item_id: "item_1".into(),
+        started_at_ms: 1_798_761_600_000,
         command: "make test".into(),
         cwd: "/work".into(),
-        sandbox: SandboxMode::WorkspaceWrite,
+        command_actions: CommandAction::unknown("make test"),
         reason: None,
+        available_decisions: Some(ApprovalDecision::STANDARD.to_vec()),
+        tether: Some(ApprovalTether {
+            sandbox: SandboxMode::WorkspaceWrite,
+        }),
     }
 }
 
@@ -311,6 +318,15 @@ fn cmd_30_first_answer_wins() {
     );
     assert!(a.poll_resolution().is_none() && a.is_pending(THREAD));
     assert!(a.take_notice().unwrap().contains("CMD-13"));
+    // CMD-29: a Codex object decision decodes, but was not offered: not an answer.
+    a.handle_response(
+        B,
+        msg(json!({"jsonrpc": "2.0", "id": 1, "result": {"decision":
+            {"acceptWithExecpolicyAmendment": {"execpolicy_amendment": ["make"]}}}})),
+        all,
+    );
+    assert!(a.poll_resolution().is_none() && a.is_pending(THREAD));
+    assert!(a.take_notice().unwrap().contains("not offered"));
     a.handle_response(B, answer(1, "decline"), all);
     a.handle_response(A, answer(1, "accept"), all);
     assert_eq!(
@@ -330,13 +346,14 @@ fn cmd_30_first_answer_wins() {
     let resolved: Vec<_> = sent
         .iter()
         .filter(|(_, m)| {
-            m["method"] == "serverRequest/resolved" && m["params"].get("rejectedAnswer").is_none()
+            m["method"] == "serverRequest/resolved"
+                && m["params"]["tether"].get("rejectedAnswer").is_none()
         })
         .collect();
     assert_eq!(resolved.len(), 2);
     for (_, m) in &resolved {
-        assert_eq!(m["params"]["decision"], "decline");
-        assert_eq!(m["params"]["resolvedBy"], "laptop");
+        assert_eq!(m["params"]["tether"]["decision"], "decline");
+        assert_eq!(m["params"]["tether"]["resolvedBy"], "laptop");
         assert_eq!(m["params"]["requestId"], 1);
     }
     let cancelled: Vec<_> = sent
@@ -348,12 +365,15 @@ fn cmd_30_first_answer_wins() {
     // CMD-32: A's late answer changes nothing; A is told, with rejectedAnswer.
     let late: Vec<_> = sent
         .iter()
-        .filter(|(_, m)| m["params"].get("rejectedAnswer").is_some())
+        .filter(|(_, m)| m["params"]["tether"].get("rejectedAnswer").is_some())
         .collect();
     assert_eq!(late.len(), 1);
     assert_eq!(late[0].0, A);
-    assert_eq!(late[0].1["params"]["rejectedAnswer"]["code"], -32015);
-    assert_eq!(late[0].1["params"]["decision"], "decline");
+    assert_eq!(
+        late[0].1["params"]["tether"]["rejectedAnswer"]["code"],
+        -32015
+    );
+    assert_eq!(late[0].1["params"]["tether"]["decision"], "decline");
     // A second late answer from A: forgotten, ignored (CMD-14).
     a.handle_response(A, answer(1, "accept"), all);
     assert!(outgoing(&mut a).is_empty());
@@ -384,7 +404,7 @@ fn cmd_31_time_limit() {
         .iter()
         .filter(|(_, m)| m["method"] == "serverRequest/resolved")
     {
-        assert!(m["params"].get("resolvedBy").is_none(), "{m}");
+        assert!(m["params"]["tether"].get("resolvedBy").is_none(), "{m}");
     }
     assert_eq!(a.poll_timeout(), None);
 }

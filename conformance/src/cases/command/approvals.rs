@@ -113,9 +113,45 @@ async fn approval_request(cx: Arc<Context>) -> Res<()> {
         p.get("command") == Some(&json!("echo ask me")) && p.get("cwd") == Some(&json!(dir)),
         || format!("approval params command/cwd: {p}"),
     )?;
-    check(p.get("sandbox").and_then(Value::as_str).is_some(), || {
-        format!("approval params without sandbox: {p}")
+    check(
+        p.pointer("/tether/sandbox")
+            .and_then(Value::as_str)
+            .is_some(),
+        || format!("approval params without tether.sandbox: {p}"),
+    )?;
+    // Section 5.5: Codex's params: startedAtMs, commandActions, availableDecisions.
+    check(
+        p.get("startedAtMs").is_some_and(Value::is_u64)
+            && p.get("commandActions").is_some_and(Value::is_array),
+        || format!("approval params without startedAtMs or commandActions: {p}"),
+    )?;
+    let offered = p
+        .get("availableDecisions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    check(offered.contains(&json!("decline")), || {
+        format!("approval params whose availableDecisions lack decline: {p}")
     })?;
+    // CMD-29, CMD-30: a Codex object decision the host did not offer is not an answer.
+    if !offered
+        .iter()
+        .any(|d| d.get("acceptWithExecpolicyAmendment").is_some())
+    {
+        s.answer(
+            &id,
+            json!({"decision": {"acceptWithExecpolicyAmendment": {"execpolicy_amendment": ["echo"]}}}),
+        )
+        .await?;
+        s.expect_silence(Duration::from_millis(500))
+            .await
+            .map_err(|e| match e {
+                crate::host::Stop::Fail(r) => crate::host::Stop::Fail(format!(
+                    "a decision not in availableDecisions resolved the approval (CMD-30): {r}"
+                )),
+                other => other,
+            })?;
+    }
     s.answer(&id, json!({"decision": "decline"})).await?;
     until_completed(&mut s, &thread).await?;
     s.close().await;
@@ -218,8 +254,8 @@ async fn approval_first_wins(cx: Arc<Context>) -> Res<()> {
     ] {
         let r = until_resolved(s, &thread).await?;
         check(
-            r.params().get("decision") == Some(&json!("accept"))
-                && r.params().get("resolvedBy") == Some(&json!(name)),
+            r.params().pointer("/tether/decision") == Some(&json!("accept"))
+                && r.params().pointer("/tether/resolvedBy") == Some(&json!(name)),
             || format!("serverRequest/resolved to {who}: {}", r.params()),
         )?;
     }
@@ -273,7 +309,8 @@ async fn approval_timeout(cx: Arc<Context>) -> Res<()> {
         .map(|m| m.params().clone())
         .unwrap_or(Value::Null);
     check(
-        r.get("decision") == Some(&json!("decline")) && r.get("resolvedBy").is_none(),
+        r.pointer("/tether/decision") == Some(&json!("decline"))
+            && r.pointer("/tether/resolvedBy").is_none(),
         || format!("the timed-out approval resolved as {r}"),
     )?;
     let t = thread.clone();
@@ -314,8 +351,8 @@ async fn approval_late(cx: Arc<Context>) -> Res<()> {
     b.answer(&id_b, json!({"decision": "decline"})).await?;
     let r = until_resolved(&mut b, &thread).await?;
     check(
-        r.params().get("decision") == Some(&json!("accept"))
-            && r.params().pointer("/rejectedAnswer/code") == Some(&json!(-32015)),
+        r.params().pointer("/tether/decision") == Some(&json!("accept"))
+            && r.params().pointer("/tether/rejectedAnswer/code") == Some(&json!(-32015)),
         || format!("the late answerer's serverRequest/resolved: {}", r.params()),
     )?;
     let msgs = until_completed(&mut a, &thread).await?;
@@ -353,8 +390,8 @@ async fn approval_interrupted(cx: Arc<Context>) -> Res<()> {
         .find(|m| m.method() == Some("serverRequest/resolved"));
     check(
         resolved.is_some_and(|r| {
-            r.params().get("decision") == Some(&json!("cancel"))
-                && r.params().get("resolvedBy").is_none()
+            r.params().pointer("/tether/decision") == Some(&json!("cancel"))
+                && r.params().pointer("/tether/resolvedBy").is_none()
         }),
         || {
             format!(

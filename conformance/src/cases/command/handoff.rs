@@ -175,9 +175,11 @@ async fn import_bundle(cx: Arc<Context>) -> Res<()> {
             r.pointer("/thread/cwd")
         )
     })?;
-    let read = s.call_ok("thread/read", json!({"threadId": id})).await?;
+    let read = s
+        .call_ok("thread/read", json!({"threadId": id, "includeTurns": true}))
+        .await?;
     let turns = read
-        .get("turns")
+        .pointer("/thread/turns")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();

@@ -105,7 +105,14 @@ async fn host_info(cx: Arc<Context>) -> Res<()> {
             sandbox_named = true;
         }
         if let Some(thread) = a.pointer("/result/thread") {
-            let got = |k: &str| thread.get(k).cloned().unwrap_or(Value::Null);
+            // Section 5.3: the thread's sandbox and policy are in `thread.tether`.
+            let got = |k: &str| {
+                thread
+                    .get(k)
+                    .or_else(|| thread.get("tether").and_then(|t| t.get(k)))
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            };
             let mut want = vec![
                 ("cwd", json!(info.default_cwd)),
                 ("approvalPolicy", json!(info.default_approval_policy)),

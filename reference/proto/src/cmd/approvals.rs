@@ -35,7 +35,7 @@ use super::envelope::{ErrorResponse, Id, Message};
 use super::error::CommandError;
 use super::methods::{
     ApprovalResult, CancelledParams, CommandExecutionRequestApprovalParams, RejectedAnswer,
-    ServerNotification, ServerRequest, ServerRequestResolvedParams,
+    ResolvedTether, ServerNotification, ServerRequest, ServerRequestResolvedParams,
 };
 use super::types::ApprovalDecision;
 use crate::link::frame::SessionId;
@@ -221,6 +221,18 @@ impl Approvals {
         if let Some(thread_id) = self.requests.get(&key).cloned() {
             let Some(result) = result else { return };
             match serde_json::from_value::<ApprovalResult>(result) {
+                // CMD-29: a decision the host did not offer is not an answer either.
+                Ok(r)
+                    if !self
+                        .pending
+                        .get(&thread_id)
+                        .is_some_and(|p| p.params.offers(&r.decision)) =>
+                {
+                    self.notices.push_back(format!(
+                        "session {session}: approval answer ignored: decision {} was not offered",
+                        r.decision.as_str()
+                    ));
+                }
                 Ok(r) => {
                     self.requests.remove(&key);
                     let attached = attached(&thread_id);
@@ -241,11 +253,13 @@ impl Approvals {
             let n = ServerNotification::ServerRequestResolved(ServerRequestResolvedParams {
                 thread_id: late.thread_id,
                 request_id: key.1,
-                decision: late.decision,
-                resolved_by: late.resolved_by,
-                rejected_answer: Some(RejectedAnswer {
-                    code: e.rpc_code(),
-                    message: e.to_string(),
+                tether: Some(ResolvedTether {
+                    decision: late.decision,
+                    resolved_by: late.resolved_by,
+                    rejected_answer: Some(RejectedAnswer {
+                        code: e.rpc_code(),
+                        message: e.to_string(),
+                    }),
                 }),
             });
             self.outgoing
@@ -311,9 +325,11 @@ impl Approvals {
             let n = ServerNotification::ServerRequestResolved(ServerRequestResolvedParams {
                 thread_id: thread_id.to_owned(),
                 request_id: id.clone(),
-                decision,
-                resolved_by: resolved_by.clone(),
-                rejected_answer: None,
+                tether: Some(ResolvedTether {
+                    decision: decision.clone(),
+                    resolved_by: resolved_by.clone(),
+                    rejected_answer: None,
+                }),
             });
             self.outgoing
                 .push_back((*session, Message::Notification(n.to_notification())));
@@ -333,7 +349,7 @@ impl Approvals {
                 key.clone(),
                 Late {
                     thread_id: thread_id.to_owned(),
-                    decision,
+                    decision: decision.clone(),
                     resolved_by: resolved_by.clone(),
                 },
             );

@@ -25,9 +25,9 @@ use serde_json::{Map, Value};
 use super::envelope::{Id, Notification, Request};
 use super::error::CommandError;
 use super::types::{
-    ApprovalDecision, ApprovalPolicy, Implementation, OutputStream, Platform, SandboxMode,
-    SandboxPolicy, SandboxReport, SandboxSupport, Thread, ThreadBundle, ThreadItem, Turn,
-    UserInput, nullable,
+    ApprovalDecision, ApprovalPolicy, CommandAction, Implementation, OutputStream, Platform,
+    SandboxMode, SandboxPolicy, SandboxReport, SandboxSupport, Thread, ThreadBundle, ThreadItem,
+    Turn, UserInput, null_default, nullable,
 };
 use crate::limits::MAX_OUTPUT_CHUNK;
 
@@ -139,17 +139,56 @@ macro_rules! request_result {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmptyResult {}
 
-/// Result of `thread/start`, `thread/resume` and `tether/thread/import`.
+/// Result of `thread/start`, `thread/resume` and `tether/thread/import` (Codex's
+/// `ThreadStartResponse`, section 5.3).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadOpened {
     /// The thread.
     pub thread: Thread,
-    /// What the host enforces for the thread's commands (`CMD-45`).
-    pub sandbox: SandboxReport,
+    /// The thread's approval policy.
+    pub approval_policy: ApprovalPolicy,
+    /// Who answers approvals: always `"user"` from a Tether host.
+    pub approvals_reviewer: String,
+    /// The thread's working directory, host-native absolute.
+    pub cwd: String,
+    /// The model (test agent: `"tether-test"`).
+    pub model: String,
+    /// The model provider (test agent: `"tether-test"`).
+    pub model_provider: String,
+    /// The enforced sandbox as Codex's SandboxPolicy (section 5.3).
+    pub sandbox: SandboxPolicy,
     /// The AGENTS.md files given to the agent, in the order read, as native absolute paths
     /// (`CMD-48`..`CMD-51`).
+    #[serde(default, deserialize_with = "null_default")]
     pub instruction_sources: Vec<String>,
+    /// The Tether-only members; absent from a Codex server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tether: Option<ThreadOpenedTether>,
+}
+
+impl ThreadOpened {
+    /// The sandbox report (`tether.sandbox`, `CMD-45`), when a Tether host sent it.
+    pub fn report(&self) -> Option<&SandboxReport> {
+        self.tether.as_ref().map(|t| &t.sandbox)
+    }
+}
+
+/// `tether` of a ThreadOpened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadOpenedTether {
+    /// What the host enforces for the thread's commands (`CMD-45`).
+    pub sandbox: SandboxReport,
+}
+
+/// Whether any of `names` is present and not `null` in `extra`: the Codex overrides a
+/// Tether host does not apply.
+fn non_null_override<'a>(extra: &Map<String, Value>, names: &[&'a str]) -> Option<&'a str> {
+    names
+        .iter()
+        .find(|n| extra.get(**n).is_some_and(|v| !v.is_null()))
+        .copied()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -301,7 +340,8 @@ params!(HostInfoParams = "tether/host/info");
 // ---------------------------------------------------------------------------------------
 // threads
 
-/// `thread/start` params (`CMD-17`).
+/// `thread/start` params (Codex's `ThreadStartParams`, `CMD-17`). Codex's other params
+/// (`model`, `baseInstructions`, `config`, …) are accepted and ignored.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadStartParams {
@@ -311,25 +351,68 @@ pub struct ThreadStartParams {
     /// Sandbox mode; the host's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<SandboxMode>,
-    /// Approval policy; the host's default when absent.
+    /// Approval policy; the host's default when absent. Codex's `{granular: …}` form is
+    /// refused (-32602).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_policy: Option<ApprovalPolicy>,
+    /// Who answers approvals: only `"user"` (-32602 otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals_reviewer: Option<String>,
+    /// `true` is refused (-32602): threads are durable (`CMD-17`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ephemeral: Option<bool>,
 }
 
+/// The Codex `thread/resume` params that would change a thread's settings; a Tether host
+/// refuses any of them given non-null (-32602).
+pub const THREAD_RESUME_OVERRIDES: &[&str] = &[
+    "approvalPolicy",
+    "approvalsReviewer",
+    "baseInstructions",
+    "config",
+    "cwd",
+    "developerInstructions",
+    "model",
+    "modelProvider",
+    "personality",
+    "sandbox",
+    "serviceTier",
+];
+
 /// `thread/resume` params (`CMD-19`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadResumeParams {
     /// The thread.
     pub thread_id: String,
+    /// `true`: the result's `thread.turns` is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_turns: Option<bool>,
+    /// Every other member, kept to refuse Codex overrides ([`THREAD_RESUME_OVERRIDES`]).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ThreadResumeParams {
+    /// Resume `thread_id`, with its turns.
+    pub fn new(thread_id: impl Into<String>) -> Self {
+        Self {
+            thread_id: thread_id.into(),
+            exclude_turns: None,
+            extra: Map::new(),
+        }
+    }
 }
 
 /// `thread/read` params (`CMD-21`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadReadParams {
     /// The thread.
     pub thread_id: String,
+    /// `true`: the result's `thread.turns` holds every turn; default `false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_turns: Option<bool>,
 }
 
 /// `tether/thread/export` params (`CMD-52`).
@@ -340,7 +423,8 @@ pub struct ThreadExportParams {
     pub thread_id: String,
 }
 
-/// `thread/list` params (`CMD-20`).
+/// `thread/list` params (`CMD-20`). Codex's filters (`archived`, `cwd`, `searchTerm`,
+/// …) are accepted and ignored.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadListParams {
@@ -350,16 +434,22 @@ pub struct ThreadListParams {
     /// Page size, 1..=1000, default 50.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
+    /// Only `"updated_at"`, the order Tether defines (-32602 otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort_key: Option<String>,
+    /// Only `"desc"` (-32602 otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort_direction: Option<String>,
 }
 
 /// `thread/list` result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadListResult {
-    /// Threads, most recently updated first.
+    /// Threads, most recently updated first, each with `turns: []`.
     pub data: Vec<Thread>,
-    /// Cursor of the next page; absent on the last page.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Cursor of the next page; `null` on the last page.
+    #[serde(default)]
     pub next_cursor: Option<String>,
 }
 
@@ -367,10 +457,9 @@ pub struct ThreadListResult {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadReadResult {
-    /// The thread.
+    /// The thread; its `turns` hold every turn with its items, oldest first, when
+    /// `includeTurns` was `true`, else none.
     pub thread: Thread,
-    /// Its turns with their items, oldest first.
-    pub turns: Vec<Turn>,
 }
 
 /// `tether/thread/export` result.
@@ -393,11 +482,33 @@ pub struct ThreadImportParams {
     pub project_root: Option<String>,
 }
 
-params!(ThreadStartParams = "thread/start");
-params!(ThreadResumeParams = "thread/resume");
+params!(ThreadStartParams = "thread/start", validate(p) {
+    if p.approvals_reviewer.as_deref().is_some_and(|r| r != "user") {
+        return Err(invalid_params("thread/start", "approvalsReviewer must be \"user\""));
+    }
+    if p.ephemeral == Some(true) {
+        return Err(invalid_params("thread/start", "threads are durable: ephemeral must not be true"));
+    }
+    Ok(())
+});
+params!(ThreadResumeParams = "thread/resume", validate(p) {
+    match non_null_override(&p.extra, THREAD_RESUME_OVERRIDES) {
+        Some(name) => Err(invalid_params(
+            "thread/resume",
+            &format!("thread/resume does not change a thread's settings ({name})"),
+        )),
+        None => Ok(()),
+    }
+});
 params!(ThreadReadParams = "thread/read");
 params!(ThreadExportParams = "tether/thread/export");
 params!(ThreadListParams = "thread/list", validate(p) {
+    if p.sort_key.as_deref().is_some_and(|k| k != "updated_at") {
+        return Err(invalid_params("thread/list", "sortKey must be \"updated_at\""));
+    }
+    if p.sort_direction.as_deref().is_some_and(|d| d != "desc") {
+        return Err(invalid_params("thread/list", "sortDirection must be \"desc\""));
+    }
     match p.limit {
         Some(l) if l == 0 || l > MAX_THREAD_LIST_LIMIT => Err(invalid_params(
             "thread/list",
@@ -414,14 +525,42 @@ params!(ThreadImportParams = "tether/thread/import", validate(p) {
 // ---------------------------------------------------------------------------------------
 // turns
 
+/// The Codex `turn/start` params that would change a thread's settings; a Tether host
+/// refuses any of them given non-null (-32602).
+pub const TURN_START_OVERRIDES: &[&str] = &[
+    "approvalPolicy",
+    "approvalsReviewer",
+    "cwd",
+    "effort",
+    "model",
+    "personality",
+    "sandboxPolicy",
+    "serviceTier",
+    "summary",
+];
+
 /// `turn/start` params (`CMD-22`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TurnStartParams {
     /// The thread.
     pub thread_id: String,
     /// The user's input, at least one element.
     pub input: Vec<UserInput>,
+    /// Every other member, kept to refuse Codex overrides ([`TURN_START_OVERRIDES`]).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl TurnStartParams {
+    /// A turn on `thread_id` with `input`.
+    pub fn new(thread_id: impl Into<String>, input: Vec<UserInput>) -> Self {
+        Self {
+            thread_id: thread_id.into(),
+            input,
+            extra: Map::new(),
+        }
+    }
 }
 
 /// `turn/start` result.
@@ -445,6 +584,19 @@ pub struct TurnInterruptParams {
 params!(TurnStartParams = "turn/start", validate(p) {
     if p.input.is_empty() {
         return Err(invalid_params("turn/start", "input must not be empty"));
+    }
+    // Section 5.4: Tether's turns take text; Codex's other input types are refused.
+    if let Some(other) = p.input.iter().find(|i| i.as_text().is_none()) {
+        return Err(invalid_params(
+            "turn/start",
+            &format!("input type {:?} is not supported (only \"text\")", other.kind()),
+        ));
+    }
+    if let Some(name) = non_null_override(&p.extra, TURN_START_OVERRIDES) {
+        return Err(invalid_params(
+            "turn/start",
+            &format!("turn/start does not change a thread's settings ({name})"),
+        ));
     }
     Ok(())
 });
@@ -709,6 +861,8 @@ pub struct ItemStartedParams {
     pub turn_id: String,
     /// The item as it starts.
     pub item: ThreadItem,
+    /// When it started, Unix milliseconds.
+    pub started_at_ms: u64,
 }
 
 /// `item/completed` params (`CMD-24`).
@@ -721,6 +875,8 @@ pub struct ItemCompletedParams {
     pub turn_id: String,
     /// The item in its final state.
     pub item: ThreadItem,
+    /// When it completed, Unix milliseconds.
+    pub completed_at_ms: u64,
 }
 
 /// `item/commandExecution/outputDelta` params (`CMD-24`, `CMD-40`).
@@ -733,12 +889,9 @@ pub struct CommandExecutionOutputDeltaParams {
     pub turn_id: String,
     /// The `commandExecution` item.
     pub item_id: String,
-    /// Which stream.
-    pub stream: OutputStream,
-    /// The chunk: at most 16 KiB of raw output, standard base64 with padding.
-    pub delta_base64: String,
-    /// True on the chunk that reaches the output cap (then no more chunks follow).
-    pub cap_reached: bool,
+    /// The next piece of output as text: stdout and stderr in the order read, decoded
+    /// as UTF-8 incrementally; at most 16 384 bytes of UTF-8.
+    pub delta: String,
 }
 
 /// `command/exec/outputDelta` params (`CMD-35`, `CMD-40`).
@@ -773,6 +926,15 @@ pub struct ServerRequestResolvedParams {
     pub thread_id: String,
     /// The id of the approval request, as the host sent it.
     pub request_id: Id,
+    /// The Tether-only members; absent from a Codex server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tether: Option<ResolvedTether>,
+}
+
+/// `tether` of `serverRequest/resolved`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedTether {
     /// The decision in force.
     pub decision: ApprovalDecision,
     /// Device name of the controller whose answer won; absent when the host decided
@@ -790,7 +952,14 @@ params!(TurnCompletedParams = "turn/completed");
 params!(ItemStartedParams = "item/started");
 params!(ItemCompletedParams = "item/completed");
 params!(CommandExecutionOutputDeltaParams = "item/commandExecution/outputDelta", validate(p) {
-    check_delta("item/commandExecution/outputDelta", &p.delta_base64)
+    // CMD-40: the bound applies to the UTF-8 length of the text.
+    if p.delta.len() > MAX_OUTPUT_CHUNK {
+        return Err(invalid_params(
+            "item/commandExecution/outputDelta",
+            &format!("delta is longer than {MAX_OUTPUT_CHUNK} bytes"),
+        ));
+    }
+    Ok(())
 });
 params!(CommandExecOutputDeltaParams = "command/exec/outputDelta", validate(p) {
     check_delta("command/exec/outputDelta", &p.delta_base64)
@@ -826,7 +995,8 @@ pub fn decode_delta(delta: &str) -> Result<Vec<u8>, data_encoding::DecodeError> 
 // ---------------------------------------------------------------------------------------
 // approvals
 
-/// `item/commandExecution/requestApproval` params, host -> controller (`CMD-27`, `CMD-28`).
+/// `item/commandExecution/requestApproval` params, host -> controller (Codex's
+/// `CommandExecutionRequestApprovalParams`, `CMD-27`, `CMD-28`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CommandExecutionRequestApprovalParams {
@@ -836,15 +1006,50 @@ pub struct CommandExecutionRequestApprovalParams {
     pub turn_id: String,
     /// The `commandExecution` item, already started with status `inProgress`.
     pub item_id: String,
-    /// The command line.
+    /// When the approval request started, Unix milliseconds.
+    pub started_at_ms: u64,
+    /// The command line (`""` when a Codex server sends none).
+    #[serde(default, deserialize_with = "null_default")]
     pub command: String,
-    /// Its working directory, host-native.
+    /// Its working directory, host-native (`""` when a Codex server sends none).
+    #[serde(default, deserialize_with = "null_default")]
     pub cwd: String,
-    /// The sandbox it would run under if accepted.
-    pub sandbox: SandboxMode,
+    /// What the command does, for display.
+    #[serde(default, deserialize_with = "null_default")]
+    pub command_actions: Vec<CommandAction>,
     /// Why the host asks, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The decisions the host takes; a Tether host offers the four strings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_decisions: Option<Vec<ApprovalDecision>>,
+    /// The Tether-only members; absent from a Codex server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tether: Option<ApprovalTether>,
+}
+
+impl CommandExecutionRequestApprovalParams {
+    /// Whether `decision` is one the host offered: one of `availableDecisions`, or, when
+    /// the request named none, one of the four strings.
+    pub fn offers(&self, decision: &ApprovalDecision) -> bool {
+        match &self.available_decisions {
+            Some(list) => list.contains(decision),
+            None => ApprovalDecision::STANDARD.contains(decision),
+        }
+    }
+
+    /// The sandbox the command would run under, when a Tether host sent it.
+    pub fn sandbox(&self) -> Option<SandboxMode> {
+        self.tether.as_ref().map(|t| t.sandbox)
+    }
+}
+
+/// `tether` of `item/commandExecution/requestApproval`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalTether {
+    /// The sandbox it would run under if accepted.
+    pub sandbox: SandboxMode,
 }
 
 /// `item/commandExecution/requestApproval` result (`CMD-29`).
