@@ -48,7 +48,7 @@ FILE = "command.json"
 MAX_MESSAGE = 65519          # CMD-2
 MAX_DEPTH = 32               # CMD-4
 MAX_ID = 2 ** 53 - 1         # CMD-8
-MAX_STRING_ID = 64           # CMD-8
+MAX_STRING_ID = 256          # CMD-8
 MAX_CHUNK = 16384            # CMD-40
 
 # Section 5.12: error name -> (JSON-RPC code, requirement id of the rule that raises it).
@@ -457,8 +457,30 @@ def t_base64_chunk(v, path):
 
 
 SandboxMode = t_enum("read-only", "workspace-write", "danger-full-access")          # 5.7
-ApprovalPolicy = t_enum("untrusted", "on-failure", "on-request", "never")           # 5.5
-ApprovalDecision = t_enum("accept", "acceptForSession", "decline", "cancel")        # 5.5
+ApprovalPolicy = t_enum("untrusted", "on-request", "never")                         # 5.5
+
+
+def t_one_key(**forms):
+    """An object with exactly one member, one of `forms` (Codex's externally tagged form)."""
+    def check(v, path):
+        if not isinstance(v, dict) or len(v) != 1:
+            raise Bad(path, "not a one-member object")
+        (k, inner), = v.items()
+        if k not in forms:
+            raise Bad(path, f"unknown form {k!r}")
+        forms[k](inner, f"{path}.{k}")
+    return check
+
+
+def ApprovalDecision(v, path):                                                        # 5.5
+    if isinstance(v, str):
+        t_enum("accept", "acceptForSession", "decline", "cancel")(v, path)
+        return
+    t_one_key(
+        acceptWithExecpolicyAmendment=t_obj(execpolicy_amendment=req(t_arr(t_str()))),
+        applyNetworkPolicyAmendment=t_obj(network_policy_amendment=req(
+            t_obj(host=req(t_str()), action=req(t_str())))),
+    )(v, path)
 Stream = t_enum("stdout", "stderr")
 STR = t_str()
 Implementation = t_obj(name=req(STR), version=req(STR))                              # 5.2
@@ -467,47 +489,114 @@ Platform = t_obj(os=req(STR), arch=req(STR), pathStyle=req(t_enum("posix", "wind
 SandboxReport = t_obj(requested=req(SandboxMode), enforced=req(SandboxMode),        # 5.7
                       network=req(t_enum("denied", "allowed", "unenforced")),
                       degraded=req(t_bool), mechanism=req(STR))
-Thread = t_obj(id=req(t_str(max_bytes=64)), cwd=req(STR), sandbox=req(SandboxMode),  # 5.3
-               approvalPolicy=req(ApprovalPolicy), createdAt=req(t_int()),
-               updatedAt=req(t_int()), status=req(t_enum("idle", "active")),
-               preview=opt(STR))
-ThreadOpened = t_obj(thread=req(Thread), sandbox=req(SandboxReport),
-                     instructionSources=req(t_arr(STR)))
-
-_ITEM_TYPES = {                                                                      # 5.4
-    "userMessage": t_obj(id=req(STR), text=req(STR)),
-    "agentMessage": t_obj(id=req(STR), text=req(STR)),
-    "commandExecution": t_obj(id=req(STR), command=req(STR), cwd=req(STR),
-                              status=req(t_enum("inProgress", "completed", "failed", "declined")),
-                              exitCode=opt(t_int()), aggregatedOutput=opt(STR),
-                              durationMs=opt(t_int())),
-}
-
-
-def Item(v, path):
-    if not isinstance(v, dict):
-        raise Bad(path, "not an object")
-    kind = v.get("type")
-    if not isinstance(kind, str) or kind not in _ITEM_TYPES:
-        raise Bad(path, f"unknown item type {kind!r}")
-    _ITEM_TYPES[kind](v, path)
+def t_tagged(**forms):
+    """An object whose string `type` picks its check; `None` for a form not listed means
+    "refused", a `default` form takes unknown types."""
+    def check(v, path):
+        if not isinstance(v, dict):
+            raise Bad(path, "not an object")
+        kind = v.get("type")
+        if not isinstance(kind, str):
+            raise Bad(path, "no string type")
+        inner = forms.get(kind, forms.get("default"))
+        if inner is None:
+            raise Bad(path, f"type {kind!r} not taken")
+        inner(v, path)
+    return check
 
 
+def opt_n(c):
+    """Optional member that may also be null (section 5: receivers take both)."""
+    return (t_null_or(c), False)
+
+
+ANY = lambda v, path: None                                                           # noqa: E731
+INT = t_int()
+ThreadStatus = t_tagged(notLoaded=ANY, idle=ANY, systemError=ANY,                   # 5.3
+                        active=t_obj(activeFlags=opt_n(t_arr(STR))))
+ThreadTether = t_obj(sandbox=req(SandboxMode), approvalPolicy=req(ApprovalPolicy))
+CommandAction = t_tagged(                                                            # 5.4
+    read=t_obj(command=req(STR), name=req(STR), path=req(STR)),
+    listFiles=t_obj(command=req(STR), path=opt_n(STR)),
+    search=t_obj(command=req(STR), path=opt_n(STR), query=opt_n(STR)),
+    unknown=t_obj(command=req(STR)))
+# UserInput in a userMessage item: any type is kept; text has its members.
+UserInputAny = t_tagged(text=t_obj(text=req(STR), text_elements=opt_n(t_arr(ANY))), default=ANY)
+_AT = {"startedAtMs": opt_n(INT), "completedAtMs": opt_n(INT)}
+Item = t_tagged(                                                                     # 5.4
+    userMessage=t_obj(id=req(STR), content=req(t_arr(UserInputAny)), **_AT),
+    agentMessage=t_obj(id=req(STR), text=req(STR), **_AT),
+    commandExecution=t_obj(id=req(STR), command=req(STR), cwd=req(STR),
+                           status=req(t_enum("inProgress", "completed", "failed", "declined")),
+                           commandActions=opt_n(t_arr(CommandAction)),
+                           exitCode=opt_n(INT), aggregatedOutput=opt_n(STR),
+                           durationMs=opt_n(INT), **_AT),
+    default=ANY)   # an unknown item type is kept, not refused (5.4)
 Turn = t_obj(id=req(t_str(max_bytes=64)),
              status=req(t_enum("inProgress", "completed", "interrupted", "failed")),
-             items=req(t_arr(Item)))
-UserInput = t_obj(type=req(t_const("text")), text=req(STR))
+             items=req(t_arr(Item)),
+             itemsView=opt_n(t_enum("notLoaded", "summary", "full")),
+             startedAt=opt_n(INT), completedAt=opt_n(INT), durationMs=opt_n(INT))
+Thread = t_obj(id=req(t_str(max_bytes=64)), sessionId=opt_n(STR), cwd=req(STR),       # 5.3
+               createdAt=req(INT), updatedAt=req(INT), status=req(ThreadStatus),
+               preview=opt_n(STR), turns=opt_n(t_arr(Turn)), ephemeral=opt(t_bool),
+               cliVersion=opt_n(STR), modelProvider=opt_n(STR), source=opt(ANY),
+               projectId=opt_n(STR), tether=opt(ThreadTether))
+SandboxPolicy = t_tagged(                                                            # 5.3
+    dangerFullAccess=ANY,
+    readOnly=t_obj(networkAccess=opt_n(t_bool)),
+    externalSandbox=ANY,
+    workspaceWrite=t_obj(writableRoots=opt_n(t_arr(STR)), networkAccess=opt_n(t_bool),
+                         excludeTmpdirEnvVar=opt_n(t_bool), excludeSlashTmp=opt_n(t_bool)))
+ThreadOpened = t_obj(thread=req(Thread), approvalPolicy=req(ApprovalPolicy),
+                     approvalsReviewer=req(STR), cwd=req(STR), model=req(STR),
+                     modelProvider=req(STR), sandbox=req(SandboxPolicy),
+                     instructionSources=opt_n(t_arr(STR)),
+                     tether=opt(t_obj(sandbox=req(SandboxReport))))
+# UserInput in turn/start: only text (5.4).
+UserInput = t_tagged(text=t_obj(text=req(STR), text_elements=opt_n(t_arr(ANY))))
+
+
+def no_override(names, inner):
+    """The Codex params that would change a thread's settings: refused unless null (5.3)."""
+    def check(v, path):
+        inner(v, path)
+        for n in names:
+            if v.get(n) is not None:
+                raise Bad(f"{path}.{n}", "a Tether host does not change a thread's settings")
+    return check
+
+
+def thread_start_params(v, path):                                                    # 5.3
+    t_obj(cwd=opt_n(STR), sandbox=opt_n(SandboxMode), approvalPolicy=opt_n(ApprovalPolicy),
+          approvalsReviewer=opt_n(t_const("user")), ephemeral=opt_n(t_bool))(v, path)
+    if v.get("ephemeral") is True:
+        raise Bad(f"{path}.ephemeral", "threads are durable")
+
+
+RESUME_OVERRIDES = ("approvalPolicy", "approvalsReviewer", "baseInstructions", "config", "cwd",
+                    "developerInstructions", "model", "modelProvider", "personality",
+                    "sandbox", "serviceTier")
+TURN_OVERRIDES = ("approvalPolicy", "approvalsReviewer", "cwd", "effort", "model",
+                  "personality", "sandboxPolicy", "serviceTier", "summary")
 ThreadBundle = t_obj(version=req(t_int()), goal=opt(STR), cwdRelative=req(STR),      # 5.9
                      sandbox=req(SandboxMode), approvalPolicy=req(ApprovalPolicy),
                      items=req(t_arr(Item)), exportedAt=req(t_int()))
 EMPTY = t_obj()
 
 
+ClientInfo = t_obj(name=req(STR), title=opt(t_null_or(STR)), version=req(STR))
+
+
 def initialize_params(v, path):
-    t_obj(clientInfo=req(Implementation), protocolVersion=req(STR),
-          capabilities=opt(t_arr(STR)))(v, path)
-    if v["protocolVersion"] != "tether/1":                                           # CMD-15
-        raise Bad(f"{path}.protocolVersion", "not tether/1", "UnsupportedProtocolVersion")
+    """Codex's InitializeParams; Tether's members in `tether`, absent from a plain
+    app-server client (CMD-15)."""
+    t_obj(clientInfo=req(ClientInfo), capabilities=opt(t_null_or(t_obj())),
+          tether=opt(t_null_or(t_obj(protocolVersion=req(STR),
+                                     capabilities=opt(t_null_or(t_arr(STR)))))))(v, path)
+    t = v.get("tether")
+    if t is not None and t["protocolVersion"] != "tether/2":                         # CMD-15
+        raise Bad(f"{path}.tether.protocolVersion", "not tether/2", "UnsupportedProtocolVersion")
 
 
 def cwd_relative_ok(s):
@@ -529,76 +618,145 @@ def import_params(v, path):
 
 THREAD_ID = t_obj(threadId=req(STR))
 
+
+def sandbox_policy(v, path):
+    """Codex's SandboxPolicy; the mode it names for a Tether host (CMD-34)."""
+    if not isinstance(v, dict):
+        raise Bad(path, "not an object")
+    kind = v.get("type")
+    shapes = {
+        "dangerFullAccess": t_obj(),
+        "readOnly": t_obj(networkAccess=opt(t_bool)),
+        "externalSandbox": t_obj(networkAccess=opt(t_enum("restricted", "enabled"))),
+        "workspaceWrite": t_obj(writableRoots=opt(t_arr(STR)), networkAccess=opt(t_bool),
+                                excludeTmpdirEnvVar=opt(t_bool), excludeSlashTmp=opt(t_bool)),
+    }
+    if kind not in shapes:
+        raise Bad(f"{path}.type", f"unknown sandbox policy {kind!r}")
+    shapes[kind](v, path)
+    if kind == "externalSandbox":
+        raise Bad(path, "externalSandbox is not a Tether mode")
+    if v.get("networkAccess") is True:
+        raise Bad(path, "networkAccess true is not offered")
+    if kind == "workspaceWrite" and v.get("writableRoots"):
+        raise Bad(path, "the host decides the writable roots")
+
+
+def _opt_null(c):
+    """An optional member that may also be null (Codex sends null for absent ones)."""
+    return opt(t_null_or(c))
+
+
+def exec_params(v, path):
+    """command/exec: Codex's CommandExecParams and the rules of CMD-34, CMD-41 .. CMD-43."""
+    t_obj(command=req(t_arr(STR, 1)), cwd=_opt_null(STR), processId=_opt_null(t_str(1, 64)),
+          streamStdoutStderr=_opt_null(t_bool), streamStdin=_opt_null(t_bool),
+          tty=_opt_null(t_bool),
+          size=_opt_null(t_obj(rows=req(t_int(0, 65535)), cols=req(t_int(0, 65535)))),
+          timeoutMs=_opt_null(t_int(1, 86_400_000)), disableTimeout=_opt_null(t_bool),
+          outputBytesCap=_opt_null(t_int(0, 67_108_864)), disableOutputCap=_opt_null(t_bool),
+          env=_opt_null(t_obj()), sandboxPolicy=_opt_null(sandbox_policy))(v, path)
+    for name, value in (v.get("env") or {}).items():
+        if value is not None and not isinstance(value, str):
+            raise Bad(f"{path}.env.{name}", "not a string or null")
+    on = lambda name: v.get(name) is True                                      # noqa: E731
+    given = lambda name: v.get(name) is not None                               # noqa: E731
+    if on("streamStdoutStderr") and not given("processId"):
+        raise Bad(path, "streamStdoutStderr without processId")
+    if on("tty") or on("streamStdin") or given("size"):
+        raise Bad(path, "tty, streamStdin and size are not offered")
+    if v.get("env"):
+        raise Bad(f"{path}.env", "environment overrides are not offered")
+    if on("disableTimeout") and given("timeoutMs"):
+        raise Bad(path, "timeoutMs with disableTimeout")
+    if on("disableOutputCap") and given("outputBytesCap"):
+        raise Bad(path, "outputBytesCap with disableOutputCap")
+    if not on("streamStdoutStderr"):
+        if given("outputBytesCap") and v["outputBytesCap"] > 8192:
+            raise Bad(f"{path}.outputBytesCap", "above 8 192 with the output in the result")
+        if on("disableOutputCap"):
+            raise Bad(path, "disableOutputCap with the output in the result")
+
 # direction -> kind -> method -> params check (section 5 tables).
 METHODS = {
     "controllerToHost": {
         "request": {
             "initialize": initialize_params,
-            "thread/start": t_obj(cwd=opt(STR), sandbox=opt(SandboxMode),
-                                  approvalPolicy=opt(ApprovalPolicy)),
-            "thread/resume": THREAD_ID,
-            "thread/list": t_obj(cursor=opt(STR), limit=opt(t_int(1, 1000))),
-            "thread/read": THREAD_ID,
-            "turn/start": t_obj(threadId=req(STR), input=req(t_arr(UserInput, 1))),
+            "thread/start": thread_start_params,
+            "thread/resume": no_override(RESUME_OVERRIDES, t_obj(
+                threadId=req(STR), excludeTurns=opt_n(t_bool))),
+            "thread/list": t_obj(cursor=opt_n(STR), limit=opt_n(t_int(1, 1000)),
+                                 sortKey=opt_n(t_const("updated_at")),
+                                 sortDirection=opt_n(t_const("desc"))),
+            "thread/read": t_obj(threadId=req(STR), includeTurns=opt_n(t_bool)),
+            "turn/start": no_override(TURN_OVERRIDES, t_obj(
+                threadId=req(STR), input=req(t_arr(UserInput, 1)))),
             "turn/interrupt": t_obj(threadId=req(STR), turnId=req(STR)),
-            "command/exec": t_obj(command=req(t_arr(STR, 1)), cwd=opt(STR),
-                                  sandbox=opt(SandboxMode),
-                                  timeoutMs=opt(t_int(1, 86_400_000)),
-                                  outputCap=opt(t_int(0, 67_108_864)),
-                                  processId=req(t_str(1, 64))),
+            "command/exec": exec_params,
             "command/exec/terminate": t_obj(processId=req(STR)),
-            "thread/export": THREAD_ID,
-            "thread/import": import_params,
+            "tether/thread/export": THREAD_ID,
+            "tether/thread/import": import_params,
             "tether/host/info": EMPTY,
         },
         "notification": {
             "initialized": EMPTY,
-            "notifications/cancelled": t_obj(requestId=req(t_id), reason=opt(STR)),
+            "tether/cancelled": t_obj(requestId=req(t_id), reason=opt(STR)),
         },
     },
     "hostToController": {
         "request": {
             "item/commandExecution/requestApproval": t_obj(
-                threadId=req(STR), turnId=req(STR), itemId=req(STR), command=req(STR),
-                cwd=req(STR), sandbox=req(SandboxMode), reason=opt(STR)),
+                threadId=req(STR), turnId=req(STR), itemId=req(STR), startedAtMs=req(INT),
+                command=opt_n(STR), cwd=opt_n(STR), commandActions=opt_n(t_arr(CommandAction)),
+                reason=opt_n(STR), availableDecisions=opt_n(t_arr(ApprovalDecision)),
+                tether=opt(t_obj(sandbox=req(SandboxMode)))),
         },
         "notification": {
             "turn/started": t_obj(threadId=req(STR), turn=req(Turn)),
             "turn/completed": t_obj(threadId=req(STR), turn=req(Turn)),
-            "item/started": t_obj(threadId=req(STR), turnId=req(STR), item=req(Item)),
-            "item/completed": t_obj(threadId=req(STR), turnId=req(STR), item=req(Item)),
-            "item/commandExecution/outputDelta": t_obj(
-                threadId=req(STR), turnId=req(STR), itemId=req(STR), stream=req(Stream),
-                deltaBase64=req(t_base64_chunk), capReached=req(t_bool)),
+            "item/started": t_obj(threadId=req(STR), turnId=req(STR), item=req(Item),
+                                  startedAtMs=req(INT)),
+            "item/completed": t_obj(threadId=req(STR), turnId=req(STR), item=req(Item),
+                                    completedAtMs=req(INT)),
+            "item/commandExecution/outputDelta": t_obj(                                # CMD-40
+                threadId=req(STR), turnId=req(STR), itemId=req(STR),
+                delta=req(t_str(max_bytes=MAX_CHUNK))),
             "serverRequest/resolved": t_obj(
-                threadId=req(STR), requestId=req(t_id), decision=req(ApprovalDecision),
-                resolvedBy=opt(STR),
-                rejectedAnswer=opt(t_obj(code=req(t_int()), message=req(STR)))),
+                threadId=req(STR), requestId=req(t_id), tether=opt(t_obj(
+                    decision=req(ApprovalDecision), resolvedBy=opt_n(STR),
+                    rejectedAnswer=opt_n(t_obj(code=req(t_int()), message=req(STR)))))),
             "command/exec/outputDelta": t_obj(
                 processId=req(STR), stream=req(Stream), deltaBase64=req(t_base64_chunk),
                 capReached=req(t_bool)),
-            "notifications/cancelled": t_obj(requestId=req(t_id), reason=opt(STR)),
+            "tether/cancelled": t_obj(requestId=req(t_id), reason=opt(STR)),
         },
     },
 }
 
 # request method -> result check.
 RESULTS = {
-    "initialize": t_obj(serverInfo=req(Implementation), protocolVersion=req(STR),
-                        capabilities=req(t_arr(STR)), sandbox=req(SandboxSupport),
-                        platform=req(Platform)),
+    "initialize": t_obj(userAgent=req(STR), codexHome=req(STR), platformFamily=req(STR),
+                        platformOs=req(STR),
+                        tether=req(t_obj(serverInfo=req(Implementation),
+                                         protocolVersion=req(STR),
+                                         capabilities=req(t_arr(STR)),
+                                         sandbox=req(SandboxSupport),
+                                         platform=req(Platform)))),
     "thread/start": ThreadOpened,
     "thread/resume": ThreadOpened,
-    "thread/import": ThreadOpened,
-    "thread/list": t_obj(data=req(t_arr(Thread)), nextCursor=opt(STR)),
-    "thread/read": t_obj(thread=req(Thread), turns=req(t_arr(Turn))),
+    "tether/thread/import": ThreadOpened,
+    "thread/list": t_obj(data=req(t_arr(Thread)), nextCursor=opt_n(STR)),
+    "thread/read": t_obj(thread=req(Thread)),
     "turn/start": t_obj(turn=req(Turn)),
     "turn/interrupt": EMPTY,
-    "command/exec": t_obj(exitCode=req(t_null_or(t_int())), signal=req(t_null_or(STR)),
-                          timedOut=req(t_bool), capReached=req(t_bool),
-                          sandbox=req(SandboxReport)),
+    "command/exec": t_obj(exitCode=req(t_int(-2**31, 2**31 - 1)), stdout=req(STR),
+                          stderr=req(STR),
+                          tether=req(t_obj(exitCode=req(t_null_or(t_int())),
+                                           signal=req(t_null_or(STR)),
+                                           timedOut=req(t_bool), capReached=req(t_bool),
+                                           sandbox=req(SandboxReport)))),
     "command/exec/terminate": EMPTY,
-    "thread/export": t_obj(bundle=req(ThreadBundle)),
+    "tether/thread/export": t_obj(bundle=req(ThreadBundle)),
     "item/commandExecution/requestApproval": t_obj(decision=req(ApprovalDecision)),
     "tether/host/info": t_obj(home=req(t_null_or(STR)), defaultCwd=req(t_null_or(STR)),
                               defaultSandbox=req(SandboxMode), maxSandbox=req(SandboxMode),
@@ -799,3 +957,7 @@ def mutants(root) -> Iterator[tuple[str, dict]]:
               lambda d: _with_msg(by_tc(d, 130), by_tc(d, 130)["text"].replace('"version":2', '"version":1')))
     yield mut("tcId 20: base64 chunk loses its padding",
               lambda d: _with_msg(by_tc(d, 20), by_tc(d, 20)["text"].replace("9ETx", "9ET")))
+    yield mut("tcId 2: approvalPolicy on-failure (tether/2 dropped it)",
+              lambda d: _with_msg(by_tc(d, 2), by_tc(d, 2)["text"].replace('"untrusted"', '"on-failure"')))
+    yield mut("tcId 148: the unknown item becomes a userMessage without content",
+              lambda d: _with_msg(by_tc(d, 148), by_tc(d, 148)["text"].replace('"fileChange"', '"userMessage"')))

@@ -750,14 +750,15 @@ def _check_transcript(t, where, device_name, host_info):
         if side == "host" and got["kind"] in ("request", "notification") and not initialized:
             raise Mismatch(f"{what}: host {got['kind']} before initialized (CMD-15)")
         if (got["kind"] == "response" and result_of == "initialize" and confirms
-                and "pairing.confirm" not in v["result"]["capabilities"]):
+                and "pairing.confirm" not in v["result"]["tether"]["capabilities"]):
             problems.append(f"{what}: initialize result capabilities lack pairing.confirm although "
                             f"the host confirmed the pairing (CMD-16, section 6.6)")
         params = v.get("params", {})
         method = got.get("method")
-        if method == "serverRequest/resolved" and "resolvedBy" in params:
-            if params["resolvedBy"] != device_name:
-                problems.append(f"{what}: resolvedBy {params['resolvedBy']!r}, but the answering "
+        resolved_by = (params.get("tether") or {}).get("resolvedBy")
+        if method == "serverRequest/resolved" and resolved_by is not None:
+            if resolved_by != device_name:
+                problems.append(f"{what}: tether.resolvedBy {resolved_by!r}, but the answering "
                                f"controller paired as {device_name!r} (CMD-30, CHAN-27)")
         if method == "item/started":
             items = turn_items.setdefault(params["turnId"], [])
@@ -1076,7 +1077,7 @@ def file_mutants(root, file):
         yield mut("resealed: initialized replaced by a cancellation (CMD-15)",
                   resealed_session(lambda t: plaintext(
                       t, 2, '"method":"initialized"}',
-                      '"method":"notifications/cancelled","params":{"requestId":99}}')))
+                      '"method":"tether/cancelled","params":{"requestId":99}}')))
         yield mut("resealed: approval answer with an unknown decision (BadResult, CMD-13)",
                   resealed_session(lambda t: plaintext(
                       t, None, '"result":{"decision":"accept"}', '"result":{"decision":"maybe"}')))

@@ -1,4 +1,4 @@
-//! The Codex app-server schema the command protocol shares its messages with (`CMD-78`).
+//! The Codex app-server schema the command protocol shares its messages with (`CMD-79`).
 //!
 //! Chapter 5 takes every method, notification and server request it shares with the Codex
 //! app-server protocol from the pinned Codex release: names, members, types and enums are

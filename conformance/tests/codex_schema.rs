@@ -1,5 +1,5 @@
 //! Every valid command vector of a method the command protocol shares with Codex validates
-//! against the pinned Codex app-server schema (`CMD-78`), and the check can fail.
+//! against the pinned Codex app-server schema (`CMD-79`), and the check can fail.
 
 #![allow(clippy::indexing_slicing, clippy::panic)]
 

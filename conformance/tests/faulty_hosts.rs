@@ -167,6 +167,20 @@ async fn a_host_that_ignores_the_output_cap() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_refuses_plain_app_server_clients_is_caught() {
+    caught_by(
+        HostFault::RequiresTetherMember,
+        &["CMD-15/initialize-first"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_always_streams_is_caught() {
+    caught_by(HostFault::AlwaysStreams, &["CMD-35/output-in-result"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_that_accepts_any_secret() {
     caught_by(HostFault::AnySecret, &["CHAN-12/wrong-secret"]).await;
 }
@@ -300,4 +314,37 @@ async fn host_info_that_misreports_the_default_cwd_is_caught() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_info_that_misreports_the_default_policy_is_caught() {
     caught_by(HostFault::MisreportsDefaultPolicy, &["CMD-77/host-info"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_sends_tether_1_threads() {
+    caught_by(HostFault::SendsV1Threads, &["CMD-17/thread-start"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_omits_item_times() {
+    caught_by(HostFault::OmitsItemTimes, &["CMD-24/notification-order"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_takes_decisions_it_did_not_offer() {
+    caught_by(
+        HostFault::TakesUnofferedDecisions,
+        &["CMD-28/approval-request"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_omits_the_null_cursor() {
+    caught_by(HostFault::OmitsNullCursor, &["CMD-20/list-order-and-pages"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_sends_base64_item_deltas() {
+    caught_by(
+        HostFault::SendsBase64ItemDeltas,
+        &["CMD-40/item-deltas-are-text"],
+    )
+    .await;
 }

@@ -17,7 +17,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use tether_proto::cmd::approvals::Approvals;
 use tether_proto::cmd::gate::{Access, Inbound, SessionGate};
-use tether_proto::cmd::methods::CommandExecutionRequestApprovalParams;
+use tether_proto::cmd::methods::{ApprovalTether, CommandExecutionRequestApprovalParams};
 use tether_proto::cmd::types::SandboxMode;
 use tether_proto::cmd::{MAX_IN_FLIGHT_REQUESTS, Message};
 use tether_proto::link::SessionId;
@@ -46,10 +46,15 @@ fn params(thread: &str) -> CommandExecutionRequestApprovalParams {
         thread_id: thread.into(),
         turn_id: "turn".into(),
         item_id: "item".into(),
+        started_at_ms: 0,
         command: "make".into(),
         cwd: "/w".into(),
-        sandbox: SandboxMode::ReadOnly,
+        command_actions: Vec::new(),
         reason: None,
+        available_decisions: None,
+        tether: Some(ApprovalTether {
+            sandbox: SandboxMode::ReadOnly,
+        }),
     }
 }
 

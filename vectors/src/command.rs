@@ -11,7 +11,7 @@ use tether_proto::cmd::methods::*;
 use tether_proto::cmd::types::*;
 use tether_proto::cmd::{
     ClientNotification, ClientRequest, CommandError, ErrorResponse, Id, Message, Notification,
-    Params, Request, Response, ServerNotification, ServerRequest,
+    PROTOCOL_NAME, Params, Request, Response, ServerNotification, ServerRequest,
 };
 
 use crate::format::{VectorFile, det_bytes, field, to_json};
@@ -67,16 +67,28 @@ fn report(mode: SandboxMode) -> SandboxReport {
     }
 }
 
-fn thread(status: ThreadStatus) -> Thread {
+/// Unix milliseconds of the sample turn's events.
+const T_MS: u64 = (CREATED_AT + 40) * 1000;
+
+fn thread(status: ThreadStatus, turns: Vec<Turn>) -> Thread {
     Thread {
         id: thread_id(),
+        session_id: thread_id(),
         cwd: CWD.into(),
-        sandbox: SandboxMode::WorkspaceWrite,
-        approval_policy: ApprovalPolicy::Untrusted,
         created_at: CREATED_AT,
         updated_at: CREATED_AT + 42,
         status,
-        preview: Some("$ cargo test".into()),
+        preview: "$ cargo test".into(),
+        turns,
+        ephemeral: false,
+        cli_version: "0.1.0".into(),
+        model_provider: "tether-test".into(),
+        source: "appServer".into(),
+        project_id: None,
+        tether: Some(ThreadTether {
+            sandbox: SandboxMode::WorkspaceWrite,
+            approval_policy: ApprovalPolicy::Untrusted,
+        }),
     }
 }
 
@@ -87,9 +99,12 @@ fn command_item(status: CommandExecutionStatus) -> CommandExecutionItem {
         command: "cargo test".into(),
         cwd: CWD.into(),
         status,
+        command_actions: CommandAction::unknown("cargo test"),
         exit_code: done.then_some(0),
         aggregated_output: done.then(|| "test result: ok. 3 passed\n".into()),
         duration_ms: done.then_some(1520),
+        started_at_ms: Some(T_MS + 5),
+        completed_at_ms: done.then_some(T_MS + 1525),
     }
 }
 
@@ -97,17 +112,24 @@ fn items() -> Vec<ThreadItem> {
     vec![
         ThreadItem::UserMessage(UserMessageItem {
             id: item_id(1),
-            text: "$ cargo test".into(),
+            content: vec![UserInput::text("$ cargo test")],
+            started_at_ms: Some(T_MS),
+            completed_at_ms: Some(T_MS),
         }),
         ThreadItem::CommandExecution(command_item(CommandExecutionStatus::Completed)),
     ]
 }
 
 fn turn(status: TurnStatus, items: Vec<ThreadItem>) -> Turn {
+    let done = status != TurnStatus::InProgress;
     Turn {
         id: turn_id(),
         status,
         items,
+        items_view: Some(TurnItemsView::Full),
+        started_at: Some(CREATED_AT + 40),
+        completed_at: done.then_some(CREATED_AT + 42),
+        duration_ms: done.then_some(1530),
     }
 }
 
@@ -123,14 +145,25 @@ fn bundle() -> ThreadBundle {
     }
 }
 
-fn opened() -> ThreadOpened {
+fn opened(turns: Vec<Turn>) -> ThreadOpened {
     ThreadOpened {
-        thread: thread(ThreadStatus::Idle),
-        sandbox: report(SandboxMode::WorkspaceWrite),
+        thread: thread(ThreadStatus::Idle, turns),
+        approval_policy: ApprovalPolicy::Untrusted,
+        approvals_reviewer: "user".into(),
+        cwd: CWD.into(),
+        model: "tether-test".into(),
+        model_provider: "tether-test".into(),
+        sandbox: SandboxPolicy::from_mode(
+            SandboxMode::WorkspaceWrite,
+            vec![ROOT.into(), "/tmp".into()],
+        ),
         instruction_sources: vec![
             format!("{ROOT}/AGENTS.md"),
             format!("{CWD}/AGENTS.override.md"),
         ],
+        tether: Some(ThreadOpenedTether {
+            sandbox: report(SandboxMode::WorkspaceWrite),
+        }),
     }
 }
 
@@ -285,47 +318,69 @@ fn bad_params(comment: &str, method: &str, params: Value, detail: &str) -> Case 
     )
 }
 
+fn initialize_result() -> InitializeResult {
+    InitializeResult {
+        user_agent: "tether-host/0.1.0 (linux; x86_64)".into(),
+        codex_home: "/home/dev/.local/state/tether-host".into(),
+        platform_family: "unix".into(),
+        platform_os: "linux".into(),
+        tether: TetherInitializeResult {
+            server_info: Implementation {
+                name: "tether-host".into(),
+                version: "0.1.0".into(),
+            },
+            protocol_version: PROTOCOL_NAME.into(),
+            capabilities: vec![
+                "agent.test".into(),
+                "command.exec".into(),
+                "thread.handoff".into(),
+                "sandbox.landlock".into(),
+            ],
+            sandbox: SandboxSupport {
+                modes: SandboxMode::ALL.to_vec(),
+                mechanism: "landlock".into(),
+                degrade: false,
+            },
+            platform: Platform {
+                os: "linux".into(),
+                arch: "x86_64".into(),
+                path_style: PathStyle::Posix,
+            },
+        },
+    }
+}
+
 fn valid_cases() -> Vec<Case> {
     let mut out = Vec::new();
     let req = |r: ClientRequest, id: i64| Message::Request(r.into_request(id));
 
     // Client requests, one per method.
     let client_requests: Vec<ClientRequest> = vec![
-        InitializeParams {
-            client_info: Implementation {
-                name: "tether-phone".into(),
-                version: "1.0.0".into(),
-            },
-            protocol_version: "tether/1".into(),
-            capabilities: Some(vec!["agent.test".into(), "command.exec".into()]),
-        }
+        InitializeParams::tether(
+            "tether-phone",
+            "1.0.0",
+            Some(vec!["agent.test".into(), "command.exec".into()]),
+        )
         .into(),
         ThreadStartParams {
             cwd: Some(CWD.into()),
             sandbox: Some(SandboxMode::WorkspaceWrite),
             approval_policy: Some(ApprovalPolicy::Untrusted),
+            ..ThreadStartParams::default()
         }
         .into(),
-        ThreadResumeParams {
-            thread_id: thread_id(),
-        }
-        .into(),
+        ThreadResumeParams::new(thread_id()).into(),
         ThreadListParams {
-            cursor: None,
             limit: Some(20),
+            ..ThreadListParams::default()
         }
         .into(),
         ThreadReadParams {
             thread_id: thread_id(),
+            include_turns: Some(true),
         }
         .into(),
-        TurnStartParams {
-            thread_id: thread_id(),
-            input: vec![UserInput::Text {
-                text: "$ cargo test".into(),
-            }],
-        }
-        .into(),
+        TurnStartParams::new(thread_id(), vec![UserInput::text("$ cargo test")]).into(),
         TurnInterruptParams {
             thread_id: thread_id(),
             turn_id: turn_id(),
@@ -334,10 +389,12 @@ fn valid_cases() -> Vec<Case> {
         CommandExecParams {
             command: vec!["git".into(), "status".into(), "--short".into()],
             cwd: Some(CWD.into()),
-            sandbox: Some(SandboxMode::ReadOnly),
+            process_id: Some("proc-1".into()),
+            stream_stdout_stderr: true,
+            sandbox_policy: Some(SandboxPolicy::for_mode(SandboxMode::ReadOnly)),
             timeout_ms: Some(30_000),
-            output_cap: OutputCap::Bytes(65_536),
-            process_id: "proc-1".into(),
+            output_bytes_cap: Some(65_536),
+            ..CommandExecParams::default()
         }
         .into(),
         CommandExecTerminateParams {
@@ -376,7 +433,7 @@ fn valid_cases() -> Vec<Case> {
         &Message::Notification(Notification::new("initialized", None)),
     ));
     out.push(valid(
-        "notifications/cancelled from the controller",
+        "tether/cancelled from the controller",
         &["Notification", "Cancellation"],
         C2H,
         &Message::Notification(
@@ -400,21 +457,21 @@ fn valid_cases() -> Vec<Case> {
             thread_id: tid.clone(),
             turn_id: turn_id(),
             item: ThreadItem::CommandExecution(command_item(CommandExecutionStatus::InProgress)),
+            started_at_ms: T_MS + 5,
         }
         .into(),
         CommandExecutionOutputDeltaParams {
             thread_id: tid.clone(),
             turn_id: turn_id(),
             item_id: item_id(2),
-            stream: OutputStream::Stdout,
-            delta_base64: delta("command/item-output", 48),
-            cap_reached: false,
+            delta: "running 3 tests\ntest a ... ok\n".into(),
         }
         .into(),
         ItemCompletedParams {
             thread_id: tid.clone(),
             turn_id: turn_id(),
             item: ThreadItem::CommandExecution(command_item(CommandExecutionStatus::Completed)),
+            completed_at_ms: T_MS + 1525,
         }
         .into(),
         TurnCompletedParams {
@@ -432,28 +489,34 @@ fn valid_cases() -> Vec<Case> {
         ServerRequestResolvedParams {
             thread_id: tid.clone(),
             request_id: Id::Number(3),
-            decision: ApprovalDecision::AcceptForSession,
-            resolved_by: Some("Ana's phone".into()),
-            rejected_answer: None,
+            tether: Some(ResolvedTether {
+                decision: ApprovalDecision::AcceptForSession,
+                resolved_by: Some("Ana's phone".into()),
+                rejected_answer: None,
+            }),
         }
         .into(),
         ServerRequestResolvedParams {
             thread_id: tid.clone(),
             request_id: Id::Number(3),
-            decision: ApprovalDecision::AcceptForSession,
-            resolved_by: Some("Ana's phone".into()),
-            rejected_answer: Some(RejectedAnswer {
-                code: -32015,
-                message: "approval already resolved".into(),
+            tether: Some(ResolvedTether {
+                decision: ApprovalDecision::AcceptForSession,
+                resolved_by: Some("Ana's phone".into()),
+                rejected_answer: Some(RejectedAnswer {
+                    code: -32015,
+                    message: "approval already resolved".into(),
+                }),
             }),
         }
         .into(),
         ServerRequestResolvedParams {
             thread_id: tid.clone(),
             request_id: Id::Number(4),
-            decision: ApprovalDecision::Decline,
-            resolved_by: None,
-            rejected_answer: None,
+            tether: Some(ResolvedTether {
+                decision: ApprovalDecision::Decline,
+                resolved_by: None,
+                rejected_answer: None,
+            }),
         }
         .into(),
         ServerNotification::Cancelled(CancelledParams {
@@ -476,10 +539,15 @@ fn valid_cases() -> Vec<Case> {
         thread_id: tid,
         turn_id: turn_id(),
         item_id: item_id(2),
+        started_at_ms: T_MS + 5,
         command: "cargo test".into(),
         cwd: CWD.into(),
-        sandbox: SandboxMode::WorkspaceWrite,
+        command_actions: CommandAction::unknown("cargo test"),
         reason: Some("policy untrusted".into()),
+        available_decisions: Some(ApprovalDecision::STANDARD.to_vec()),
+        tether: Some(ApprovalTether {
+            sandbox: SandboxMode::WorkspaceWrite,
+        }),
     });
     out.push(valid(
         "item/commandExecution/requestApproval request",
@@ -489,46 +557,26 @@ fn valid_cases() -> Vec<Case> {
     ));
 
     // Results.
-    out.push(result::<InitializeParams>(
-        1,
-        &InitializeResult {
-            server_info: Implementation {
-                name: "tether-host".into(),
-                version: "0.1.0".into(),
-            },
-            protocol_version: "tether/1".into(),
-            capabilities: vec![
-                "agent.test".into(),
-                "command.exec".into(),
-                "thread.handoff".into(),
-                "sandbox.landlock".into(),
-            ],
-            sandbox: SandboxSupport {
-                modes: SandboxMode::ALL.to_vec(),
-                mechanism: "landlock".into(),
-                degrade: false,
-            },
-            platform: Platform {
-                os: "linux".into(),
-                arch: "x86_64".into(),
-                path_style: PathStyle::Posix,
-            },
-        },
+    out.push(result::<InitializeParams>(1, &initialize_result()));
+    out.push(result::<ThreadStartParams>(2, &opened(vec![])));
+    out.push(result::<ThreadResumeParams>(
+        3,
+        &opened(vec![turn(TurnStatus::Completed, items())]),
     ));
-    out.push(result::<ThreadStartParams>(2, &opened()));
-    out.push(result::<ThreadResumeParams>(3, &opened()));
     out.push(result::<ThreadListParams>(
         4,
         &ThreadListResult {
-            data: vec![thread(ThreadStatus::Active)],
+            data: vec![thread(ThreadStatus::active(true), vec![])],
             next_cursor: Some("c2".into()),
         },
     ));
     out.push(result::<ThreadReadParams>(
         5,
         &ThreadReadResult {
-            thread: thread(ThreadStatus::Idle),
-            turns: vec![turn(TurnStatus::Completed, items())],
+            thread: thread(
+                ThreadStatus::Idle,
+                vec![turn(TurnStatus::Completed, items())],
+            ),
         },
     ));
     out.push(result::<TurnStartParams>(
@@ -541,11 +589,16 @@ fn valid_cases() -> Vec<Case> {
     out.push(result::<CommandExecParams>(
         8,
         &CommandExecResult {
-            exit_code: None,
-            signal: Some("SIGKILL".into()),
-            timed_out: true,
-            cap_reached: false,
-            sandbox: report(SandboxMode::ReadOnly),
+            exit_code: 124,
+            stdout: String::new(),
+            stderr: String::new(),
+            tether: CommandExecReport {
+                exit_code: None,
+                signal: Some("SIGKILL".into()),
+                timed_out: true,
+                cap_reached: false,
+                sandbox: report(SandboxMode::ReadOnly),
+            },
         },
     ));
     out.push(result::<CommandExecTerminateParams>(9, &EmptyResult {}));
@@ -553,7 +606,7 @@ fn valid_cases() -> Vec<Case> {
         10,
         &ThreadExportResult { bundle: bundle() },
     ));
-    out.push(result::<ThreadImportParams>(11, &opened()));
+    out.push(result::<ThreadImportParams>(11, &opened(vec![])));
     out.push(result::<CommandExecutionRequestApprovalParams>(
         3,
         &ApprovalResult {
@@ -615,7 +668,7 @@ fn valid_cases() -> Vec<Case> {
             result_of,
         )
     };
-    let max_string_id = "i".repeat(64);
+    let max_string_id = "i".repeat(256);
     let deep = format!(
         r#"{{"jsonrpc":"2.0","id":1,"method":"thread/list","params":{{"x-future":{}{}}}}}"#,
         "[".repeat(30),
@@ -623,7 +676,7 @@ fn valid_cases() -> Vec<Case> {
     );
     let edges = [
         (
-            "string id of 64 bytes",
+            "string id of 256 bytes",
             vec!["Id", "MaxLength"],
             format!(r#"{{"jsonrpc":"2.0","id":"{max_string_id}","method":"thread/list"}}"#),
         ),
@@ -814,11 +867,11 @@ fn invalid_cases() -> Vec<Case> {
         ));
     }
     out.push(bad_envelope(
-        "string id of 65 bytes",
+        "string id of 257 bytes",
         &["Id"],
         format!(
             r#"{{"jsonrpc":"2.0","id":"{}","method":"thread/list"}}"#,
-            "i".repeat(65)
+            "i".repeat(257)
         ),
         CommandError::BadId,
         None,
@@ -1075,7 +1128,7 @@ fn invalid_cases() -> Vec<Case> {
     out.push(bad_params(
         "initialize without clientInfo",
         "initialize",
-        json!({"protocolVersion": "tether/1"}),
+        json!({"tether": {"protocolVersion": "tether/2"}}),
         "",
     ));
     out.push(bad_params(
@@ -1109,13 +1162,14 @@ fn invalid_cases() -> Vec<Case> {
         "",
     ));
     out.push(bad_params(
-        "turn/start with an unknown input type",
+        "turn/start with an image input (only text is taken)",
         "turn/start",
         json!({"threadId": "t", "input": [{"type": "image", "url": "x"}]}),
         "",
     ));
     let exec = |extra: Value| {
-        let mut p = json!({"command": ["ls"], "cwd": CWD, "processId": "p1"});
+        let mut p =
+            json!({"command": ["ls"], "cwd": CWD, "processId": "p1", "streamStdoutStderr": true});
         if let (Some(p), Some(extra)) = (p.as_object_mut(), extra.as_object()) {
             for (k, v) in extra {
                 p.insert(k.clone(), v.clone());
@@ -1136,9 +1190,9 @@ fn invalid_cases() -> Vec<Case> {
         "",
     ));
     out.push(bad_params(
-        "command/exec without processId",
+        "command/exec with streamStdoutStderr but without processId",
         "command/exec",
-        json!({"command": ["ls"], "cwd": CWD}),
+        json!({"command": ["ls"], "cwd": CWD, "streamStdoutStderr": true}),
         "",
     ));
     out.push(bad_params(
@@ -1166,20 +1220,20 @@ fn invalid_cases() -> Vec<Case> {
         "",
     ));
     out.push(bad_params(
-        "command/exec with outputCap above 64 MiB",
+        "command/exec with outputBytesCap above 64 MiB",
         "command/exec",
-        exec(json!({"outputCap": 67_108_865})),
+        exec(json!({"outputBytesCap": 67_108_865})),
         "",
     ));
     let mut b = value(&bundle());
     set(&mut b, "cwdRelative", json!("../../etc"));
     out.push(invalid(
-        "thread/import with cwdRelative climbing out of the project",
+        "tether/thread/import with cwdRelative climbing out of the project",
         &["Bundle"],
         C2H,
         Message::Request(Request::new(
             10,
-            "thread/import",
+            "tether/thread/import",
             Some(json!({"bundle": b.clone()})),
         ))
         .to_bytes(),
@@ -1191,21 +1245,25 @@ fn invalid_cases() -> Vec<Case> {
     ));
     for (comment, field, v) in [
         (
-            "thread/import with an absolute cwdRelative",
+            "tether/thread/import with an absolute cwdRelative",
             "cwdRelative",
             json!("/etc"),
         ),
         (
-            "thread/import with a Windows drive in cwdRelative",
+            "tether/thread/import with a Windows drive in cwdRelative",
             "cwdRelative",
             json!("C:\\Users"),
         ),
         (
-            "thread/import with an empty cwdRelative",
+            "tether/thread/import with an empty cwdRelative",
             "cwdRelative",
             json!(""),
         ),
-        ("thread/import with bundle version 2", "version", json!(2)),
+        (
+            "tether/thread/import with bundle version 2",
+            "version",
+            json!(2),
+        ),
     ] {
         let mut b = value(&bundle());
         set(&mut b, field, v);
@@ -1215,7 +1273,7 @@ fn invalid_cases() -> Vec<Case> {
             C2H,
             Message::Request(Request::new(
                 11,
-                "thread/import",
+                "tether/thread/import",
                 Some(json!({"bundle": b})),
             ))
             .to_bytes(),
@@ -1243,10 +1301,10 @@ fn invalid_cases() -> Vec<Case> {
         None,
     ));
     out.push(invalid(
-        "outputDelta with invalid base64",
+        "item/commandExecution/outputDelta with a base64 chunk instead of a text delta (tether/1 shape)",
         &["Chunk", "NoReply"],
         H2C,
-        r#"{"jsonrpc":"2.0","method":"item/commandExecution/outputDelta","params":{"threadId":"t","turnId":"u","itemId":"i","stream":"stdout","deltaBase64":"aGk","capReached":false}}"#,
+        r#"{"jsonrpc":"2.0","method":"item/commandExecution/outputDelta","params":{"threadId":"t","turnId":"u","itemId":"i","stream":"stdout","deltaBase64":"aGk=","capReached":false}}"#,
         "typed",
         CommandError::InvalidParams {
             method: "item/commandExecution/outputDelta".into(),
@@ -1267,10 +1325,10 @@ fn invalid_cases() -> Vec<Case> {
         None,
     ));
     out.push(invalid(
-        "command/exec result without exitCode (null is required when absent)",
+        "command/exec result without tether.exitCode (null is required when absent)",
         &["Result", "NoReply"],
         H2C,
-        r#"{"jsonrpc":"2.0","id":8,"result":{"signal":null,"timedOut":false,"capReached":false,"sandbox":{"requested":"read-only","enforced":"read-only","network":"denied","degraded":false,"mechanism":"landlock"}}}"#,
+        r#"{"jsonrpc":"2.0","id":8,"result":{"exitCode":137,"stdout":"","stderr":"","tether":{"signal":"SIGKILL","timedOut":false,"capReached":false,"sandbox":{"requested":"read-only","enforced":"read-only","network":"denied","degraded":false,"mechanism":"landlock"}}}}"#,
         "typed",
         CommandError::BadResult {
             method: "command/exec".into(),
@@ -1409,6 +1467,278 @@ fn later_cases() -> Vec<Case> {
             result_of,
         ));
     }
+    out.extend(codex_shape_cases());
+    out
+}
+
+/// Section 5.3-5.5 on Codex app-server v2's wire format (tether/2): what a receiver takes
+/// from a Codex peer, and the Codex params a Tether host refuses.
+fn codex_shape_cases() -> Vec<Case> {
+    let tid = thread_id();
+    let mut out = Vec::new();
+    let h2c_text = |comment: &str, flags: &[&'static str], text: String, result_of| {
+        let m = Message::parse(text.as_bytes())
+            .unwrap_or_else(|_| Message::Notification(Notification::new("GENERATOR-BUG", None)));
+        valid_bytes(comment, flags, H2C, text.into_bytes(), &m, result_of)
+    };
+    out.push(h2c_text(
+        "item/completed with an item type the receiver does not know (kept, not refused)",
+        &["Notification", "UnknownItem"],
+        format!(
+            r#"{{"method":"item/completed","params":{{"threadId":"{tid}","turnId":"t","completedAtMs":1798761642000,"item":{{"type":"fileChange","id":"item_7","changes":[],"status":"completed"}}}}}}"#
+        ),
+        None,
+    ));
+    out.push(h2c_text(
+        "thread/read result from a Codex server (members Tether does not send, no tether, nulls)",
+        &["Result", "Codex"],
+        format!(
+            r#"{{"id":5,"result":{{"thread":{{"id":"{tid}","sessionId":"{tid}","cwd":"{CWD}","createdAt":1,"updatedAt":2,"status":{{"type":"notLoaded"}},"preview":"","turns":[],"ephemeral":false,"cliVersion":"0.169.0","modelProvider":"openai","source":"vscode","projectId":null,"name":null,"gitInfo":null,"path":null}}}}}}"#
+        ),
+        Some(ThreadReadParams::METHOD),
+    ));
+    out.push(h2c_text(
+        "thread/list result of the last page (nextCursor null)",
+        &["Result"],
+        r#"{"id":4,"result":{"data":[],"nextCursor":null}}"#.into(),
+        Some(ThreadListParams::METHOD),
+    ));
+    let c2h = |comment: &str, flags: &[&'static str], text: &str, result_of| {
+        let m = Message::parse(text.as_bytes())
+            .unwrap_or_else(|_| Message::Notification(Notification::new("GENERATOR-BUG", None)));
+        valid_bytes(comment, flags, C2H, text.as_bytes().to_vec(), &m, result_of)
+    };
+    out.push(c2h(
+        "approval answer with a Codex object decision (decodes; the host did not offer it)",
+        &["Approval", "Result"],
+        r#"{"id":3,"result":{"decision":{"acceptWithExecpolicyAmendment":{"execpolicy_amendment":["cargo","test"]}}}}"#,
+        Some(CommandExecutionRequestApprovalParams::METHOD),
+    ));
+    out.push(c2h(
+        "thread/start with Codex params a host may ignore",
+        &["Request", "Codex"],
+        r#"{"id":2,"method":"thread/start","params":{"cwd":null,"model":"gpt-5","baseInstructions":null,"config":{"x":1},"ephemeral":false,"approvalsReviewer":"user","approvalPolicy":"on-request"}}"#,
+        None,
+    ));
+    out.push(c2h(
+        "thread/resume with null overrides and excludeTurns",
+        &["Request", "Codex"],
+        r#"{"id":3,"method":"thread/resume","params":{"threadId":"t","sandbox":null,"model":null,"excludeTurns":true}}"#,
+        None,
+    ));
+    out.push(c2h(
+        "turn/start with text_elements and a client message id",
+        &["Request", "Codex"],
+        r#"{"id":6,"method":"turn/start","params":{"threadId":"t","input":[{"type":"text","text":"hi","text_elements":[]}],"clientUserMessageId":"m1","effort":null}}"#,
+        None,
+    ));
+    for (comment, method, params) in [
+        (
+            "thread/start with approval policy on-failure (Codex refuses it too)",
+            "thread/start",
+            json!({"approvalPolicy": "on-failure"}),
+        ),
+        (
+            "thread/start with a granular approval policy",
+            "thread/start",
+            json!({"approvalPolicy": {"granular": {"sandbox_approval": true, "rules": true, "mcp_elicitations": false}}}),
+        ),
+        (
+            "thread/start with an approvals reviewer other than user",
+            "thread/start",
+            json!({"approvalsReviewer": "auto_review"}),
+        ),
+        (
+            "thread/start with ephemeral true (threads are durable)",
+            "thread/start",
+            json!({"ephemeral": true}),
+        ),
+        (
+            "thread/resume with a sandbox override",
+            "thread/resume",
+            json!({"threadId": "t", "sandbox": "danger-full-access"}),
+        ),
+        (
+            "turn/start with a model override",
+            "turn/start",
+            json!({"threadId": "t", "input": [{"type": "text", "text": "a"}], "model": "gpt-5"}),
+        ),
+        (
+            "thread/list sorted ascending",
+            "thread/list",
+            json!({"sortDirection": "asc"}),
+        ),
+        (
+            "thread/list sorted by creation time",
+            "thread/list",
+            json!({"sortKey": "created_at"}),
+        ),
+    ] {
+        out.push(bad_params(comment, method, params, ""));
+    }
+    out.push(invalid(
+        "item/commandExecution/outputDelta with a delta of 16385 bytes",
+        &["Chunk", "NoReply"],
+        H2C,
+        Message::Notification(Notification::new(
+            "item/commandExecution/outputDelta",
+            Some(json!({"threadId": "t", "turnId": "u", "itemId": "i", "delta": "a".repeat(16 * 1024 + 1)})),
+        ))
+        .to_bytes(),
+        "typed",
+        CommandError::InvalidParams {
+            method: "item/commandExecution/outputDelta".into(),
+            detail: String::new(),
+        },
+        None,
+    ));
+    out.push(invalid(
+        "item/started with a userMessage of the tether/1 shape (text, no content)",
+        &["NoReply"],
+        H2C,
+        br#"{"method":"item/started","params":{"threadId":"t","turnId":"u","startedAtMs":1,"item":{"type":"userMessage","id":"i","text":"hi"}}}"#
+            .to_vec(),
+        "typed",
+        CommandError::InvalidParams {
+            method: "item/started".into(),
+            detail: String::new(),
+        },
+        None,
+    ));
+    out
+}
+
+/// Cases of the session messages on Codex app-server v2's wire format (`initialize` with
+/// Tether's members in `tether`): appended, so that every earlier case keeps its `tcId`.
+fn wire_v2_session_cases() -> Vec<Case> {
+    let plain = r#"{"id":1,"method":"initialize","params":{"clientInfo":{"name":"codex_vscode","title":"Codex VS Code","version":"0.169.0"},"capabilities":{"experimentalApi":true,"optOutNotificationMethods":null}}}"#;
+    let mut out = vec![valid_bytes(
+        "initialize from a plain app-server client (no tether member)",
+        &["Request", "Version"],
+        C2H,
+        plain.as_bytes().to_vec(),
+        &Message::parse(plain.as_bytes())
+            .unwrap_or_else(|_| Message::Notification(Notification::new("GENERATOR-BUG", None))),
+        None,
+    )];
+    out.push(bad_params(
+        "initialize with capabilities as a list of names (tether/1's shape)",
+        "initialize",
+        json!({"clientInfo": {"name": "t", "version": "1"}, "protocolVersion": "tether/1", "capabilities": ["command.exec"]}),
+        "",
+    ));
+    out.push(invalid(
+        "initialize result without its tether member",
+        &["Result", "NoReply"],
+        H2C,
+        br#"{"jsonrpc":"2.0","id":1,"result":{"userAgent":"x/1","codexHome":"/h","platformFamily":"unix","platformOs":"linux"}}"#.to_vec(),
+        "typed",
+        CommandError::BadResult {
+            method: InitializeParams::METHOD.into(),
+            detail: String::new(),
+        },
+        None,
+    ));
+    out
+}
+
+/// Cases of `command/exec` on Codex app-server v2's wire format (output in the result,
+/// `sandboxPolicy`, Codex's members Tether refuses): appended.
+fn wire_v2_exec_cases() -> Vec<Case> {
+    let buffered = r#"{"id":14,"method":"command/exec","params":{"command":["git","status","--short"],"cwd":"/home/dev/acme/service","processId":null,"streamStdoutStderr":false,"tty":false,"size":null,"timeoutMs":null,"outputBytesCap":null,"env":null,"sandboxPolicy":{"type":"workspaceWrite","writableRoots":[],"networkAccess":false,"excludeTmpdirEnvVar":false,"excludeSlashTmp":false}}}"#;
+    let mut out = vec![valid_bytes(
+        "command/exec with the output in the result, no processId, Codex's nulls",
+        &["Request"],
+        C2H,
+        buffered.as_bytes().to_vec(),
+        &Message::parse(buffered.as_bytes())
+            .unwrap_or_else(|_| Message::Notification(Notification::new("GENERATOR-BUG", None))),
+        None,
+    )];
+    out.push(result::<CommandExecParams>(
+        14,
+        &CommandExecResult {
+            exit_code: 0,
+            stdout: " M src/lib.rs\n".into(),
+            stderr: String::new(),
+            tether: CommandExecReport {
+                exit_code: Some(0),
+                signal: None,
+                timed_out: false,
+                cap_reached: false,
+                sandbox: report(SandboxMode::WorkspaceWrite),
+            },
+        },
+    ));
+    let exec = |extra: Value| {
+        let mut p = json!({"command": ["ls"], "cwd": CWD});
+        if let (Some(p), Some(extra)) = (p.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                p.insert(k.clone(), v.clone());
+            }
+        }
+        p
+    };
+    for (comment, extra) in [
+        (
+            "command/exec with the output in the result and outputBytesCap above 8 192",
+            json!({"outputBytesCap": 8193}),
+        ),
+        (
+            "command/exec with disableOutputCap but the output in the result",
+            json!({"disableOutputCap": true}),
+        ),
+        (
+            "command/exec with outputBytesCap and disableOutputCap",
+            json!({"processId": "p1", "streamStdoutStderr": true, "outputBytesCap": 5, "disableOutputCap": true}),
+        ),
+        (
+            "command/exec with timeoutMs and disableTimeout",
+            json!({"timeoutMs": 1000, "disableTimeout": true}),
+        ),
+        (
+            "command/exec with tty",
+            json!({"processId": "p1", "tty": true}),
+        ),
+        (
+            "command/exec with streamStdin",
+            json!({"processId": "p1", "streamStdin": true}),
+        ),
+        (
+            "command/exec with an environment override",
+            json!({"env": {"RUST_LOG": "debug"}}),
+        ),
+        (
+            "command/exec with an external sandbox",
+            json!({"sandboxPolicy": {"type": "externalSandbox"}}),
+        ),
+        (
+            "command/exec with writableRoots",
+            json!({"sandboxPolicy": {"type": "workspaceWrite", "writableRoots": ["/etc"]}}),
+        ),
+        (
+            "command/exec read-only with network access",
+            json!({"sandboxPolicy": {"type": "readOnly", "networkAccess": true}}),
+        ),
+        (
+            "command/exec with a sandbox mode string as sandboxPolicy",
+            json!({"sandboxPolicy": "read-only"}),
+        ),
+    ] {
+        out.push(bad_params(comment, "command/exec", exec(extra), ""));
+    }
+    out.push(invalid(
+        "command/exec result in tether/1's shape (exitCode null, no tether member)",
+        &["Result", "NoReply"],
+        H2C,
+        br#"{"jsonrpc":"2.0","id":8,"result":{"exitCode":null,"signal":"SIGKILL","timedOut":true,"capReached":false,"sandbox":{"degraded":false,"enforced":"read-only","mechanism":"landlock","network":"denied","requested":"read-only"}}}"#.to_vec(),
+        "typed",
+        CommandError::BadResult {
+            method: CommandExecParams::METHOD.into(),
+            detail: String::new(),
+        },
+        None,
+    ));
     out
 }
 
@@ -1475,6 +1805,8 @@ fn generate() -> String {
         .into_iter()
         .chain(invalid_cases())
         .chain(later_cases())
+        .chain(wire_v2_session_cases())
+        .chain(wire_v2_exec_cases())
         .collect();
     let tests: Vec<Value> = cases
         .iter()
@@ -1497,8 +1829,9 @@ fn generate() -> String {
             "Batch": "JSON array: batches are refused (CMD-6)",
             "Bom": "UTF-8 byte-order mark (CMD-3)",
             "Bundle": "hand-off bundle that may not be imported (CMD-53), -32017",
-            "Cancellation": "notifications/cancelled (CMD-57)",
+            "Cancellation": "tether/cancelled (CMD-57)",
             "Chunk": "outputDelta chunk rules (CMD-40)",
+            "Codex": "a Codex app-server v2 message shape a Tether receiver takes (section 5.3)",
             "Depth": "nesting depth limit 32 (CMD-4)",
             "DuplicateKey": "an object repeats a member name (CMD-5)",
             "ErrorObject": "malformed error member (CMD-10)",
@@ -1519,6 +1852,7 @@ fn generate() -> String {
             "Shape": "not a request, notification or response (CMD-9)",
             "Siblings": "equal member names in different objects are not duplicates",
             "Trailing": "bytes after the JSON value (CMD-3)",
+            "UnknownItem": "an item type the receiver does not know is kept, not refused (section 5.4)",
             "UnknownMember": "members a receiver does not know are ignored (CMD-13)",
             "Utf8": "UTF-8 text rules (CMD-3)",
             "Version": "jsonrpc member absent (accepted) or not \"2.0\" (refused) (CMD-7)",

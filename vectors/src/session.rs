@@ -130,68 +130,68 @@ fn conversation() -> Vec<(&'static str, &'static str)> {
     vec![
         (
             "controller",
-            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"capabilities":["agent.test","command.exec"],"clientInfo":{"name":"tether-phone","version":"1.0.0"},"protocolVersion":"tether/1"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"clientInfo":{"name":"tether-phone","version":"1.0.0"},"tether":{"capabilities":["agent.test","command.exec"],"protocolVersion":"tether/2"}}}"#,
         ),
         (
             "host",
-            r#"{"jsonrpc":"2.0","id":1,"result":{"capabilities":["agent.test","command.exec","thread.handoff","pairing.confirm","sandbox.landlock"],"platform":{"arch":"x86_64","os":"linux","pathStyle":"posix"},"protocolVersion":"tether/1","sandbox":{"degrade":false,"mechanism":"landlock","modes":["read-only","workspace-write","danger-full-access"]},"serverInfo":{"name":"tether-host","version":"0.1.0"}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{"codexHome":"/home/dev/.local/state/tether-host","platformFamily":"unix","platformOs":"linux","tether":{"capabilities":["agent.test","command.exec","thread.handoff","pairing.confirm","sandbox.landlock"],"platform":{"arch":"x86_64","os":"linux","pathStyle":"posix"},"protocolVersion":"tether/2","sandbox":{"degrade":false,"mechanism":"landlock","modes":["read-only","workspace-write","danger-full-access"]},"serverInfo":{"name":"tether-host","version":"0.1.0"}},"userAgent":"tether-host/0.1.0 (linux; x86_64)"}}"#,
         ),
         ("controller", r#"{"jsonrpc":"2.0","method":"initialized"}"#),
         (
             "controller",
-            r#"{"jsonrpc":"2.0","id":2,"method":"thread/start","params":{"approvalPolicy":"untrusted","cwd":"/home/dev/acme/service","sandbox":"workspace-write"}}"#,
+            r#"{"id":2,"jsonrpc":"2.0","method":"thread/start","params":{"approvalPolicy":"untrusted","cwd":"/home/dev/acme/service","sandbox":"workspace-write"}}"#,
         ),
         (
             "host",
-            r#"{"jsonrpc":"2.0","id":2,"result":{"instructionSources":["/home/dev/acme/AGENTS.md"],"sandbox":{"degraded":false,"enforced":"workspace-write","mechanism":"landlock","network":"denied","requested":"workspace-write"},"thread":{"approvalPolicy":"untrusted","createdAt":1798761600,"cwd":"/home/dev/acme/service","id":"thr_8346c65416f03e42","sandbox":"workspace-write","status":"idle","updatedAt":1798761600}}}"#,
+            r#"{"id":2,"jsonrpc":"2.0","result":{"approvalPolicy":"untrusted","approvalsReviewer":"user","cwd":"/home/dev/acme/service","instructionSources":["/home/dev/acme/AGENTS.md"],"model":"tether-test","modelProvider":"tether-test","sandbox":{"excludeSlashTmp":false,"excludeTmpdirEnvVar":false,"networkAccess":false,"type":"workspaceWrite","writableRoots":["/home/dev/acme","/tmp"]},"tether":{"sandbox":{"degraded":false,"enforced":"workspace-write","mechanism":"landlock","network":"denied","requested":"workspace-write"}},"thread":{"cliVersion":"0.1.0","createdAt":1798761600,"cwd":"/home/dev/acme/service","ephemeral":false,"id":"thr_8346c65416f03e42","modelProvider":"tether-test","preview":"","projectId":null,"sessionId":"thr_8346c65416f03e42","source":"appServer","status":{"type":"idle"},"tether":{"approvalPolicy":"untrusted","sandbox":"workspace-write"},"turns":[],"updatedAt":1798761600}}}"#,
         ),
         (
             "controller",
-            r#"{"jsonrpc":"2.0","id":3,"method":"turn/start","params":{"input":[{"text":"$ cargo test","type":"text"}],"threadId":"thr_8346c65416f03e42"}}"#,
+            r#"{"id":3,"jsonrpc":"2.0","method":"turn/start","params":{"input":[{"text":"$ cargo test","text_elements":[],"type":"text"}],"threadId":"thr_8346c65416f03e42"}}"#,
         ),
         (
             "host",
-            r#"{"jsonrpc":"2.0","id":3,"result":{"turn":{"id":"turn_27863707814d2015","items":[],"status":"inProgress"}}}"#,
+            r#"{"id":3,"jsonrpc":"2.0","result":{"turn":{"id":"turn_27863707814d2015","items":[],"itemsView":"full","startedAt":1798761600,"status":"inProgress"}}}"#,
         ),
         (
             "host",
-            r#"{"jsonrpc":"2.0","method":"turn/started","params":{"threadId":"thr_8346c65416f03e42","turn":{"id":"turn_27863707814d2015","items":[],"status":"inProgress"}}}"#,
+            r#"{"jsonrpc":"2.0","method":"turn/started","params":{"threadId":"thr_8346c65416f03e42","turn":{"id":"turn_27863707814d2015","items":[],"itemsView":"full","startedAt":1798761600,"status":"inProgress"}}}"#,
         ),
         (
             "host",
-            r#"{"jsonrpc":"2.0","method":"item/started","params":{"item":{"id":"item_5c1d0e6a8f3b2947","text":"$ cargo test","type":"userMessage"},"threadId":"thr_8346c65416f03e42","turnId":"turn_27863707814d2015"}}"#,
+            r#"{"jsonrpc":"2.0","method":"item/started","params":{"item":{"completedAtMs":1798761600000,"content":[{"text":"$ cargo test","text_elements":[],"type":"text"}],"id":"item_5c1d0e6a8f3b2947","startedAtMs":1798761600000,"type":"userMessage"},"startedAtMs":1798761600000,"threadId":"thr_8346c65416f03e42","turnId":"turn_27863707814d2015"}}"#,
         ),
         (
             "host",
-            r#"{"jsonrpc":"2.0","method":"item/completed","params":{"item":{"id":"item_5c1d0e6a8f3b2947","text":"$ cargo test","type":"userMessage"},"threadId":"thr_8346c65416f03e42","turnId":"turn_27863707814d2015"}}"#,
+            r#"{"jsonrpc":"2.0","method":"item/completed","params":{"completedAtMs":1798761600000,"item":{"completedAtMs":1798761600000,"content":[{"text":"$ cargo test","text_elements":[],"type":"text"}],"id":"item_5c1d0e6a8f3b2947","startedAtMs":1798761600000,"type":"userMessage"},"threadId":"thr_8346c65416f03e42","turnId":"turn_27863707814d2015"}}"#,
         ),
         (
             "host",
-            r#"{"jsonrpc":"2.0","method":"item/started","params":{"item":{"command":"cargo test","cwd":"/home/dev/acme/service","id":"item_0090c3292cd45f2e","status":"inProgress","type":"commandExecution"},"threadId":"thr_8346c65416f03e42","turnId":"turn_27863707814d2015"}}"#,
+            r#"{"jsonrpc":"2.0","method":"item/started","params":{"item":{"command":"cargo test","commandActions":[{"command":"cargo test","type":"unknown"}],"cwd":"/home/dev/acme/service","id":"item_0090c3292cd45f2e","startedAtMs":1798761600001,"status":"inProgress","type":"commandExecution"},"startedAtMs":1798761600001,"threadId":"thr_8346c65416f03e42","turnId":"turn_27863707814d2015"}}"#,
         ),
         (
             "host",
-            r#"{"jsonrpc":"2.0","id":1,"method":"item/commandExecution/requestApproval","params":{"command":"cargo test","cwd":"/home/dev/acme/service","itemId":"item_0090c3292cd45f2e","reason":"policy untrusted","sandbox":"workspace-write","threadId":"thr_8346c65416f03e42","turnId":"turn_27863707814d2015"}}"#,
+            r#"{"id":1,"jsonrpc":"2.0","method":"item/commandExecution/requestApproval","params":{"availableDecisions":["accept","acceptForSession","decline","cancel"],"command":"cargo test","commandActions":[{"command":"cargo test","type":"unknown"}],"cwd":"/home/dev/acme/service","itemId":"item_0090c3292cd45f2e","reason":"policy untrusted","startedAtMs":1798761600001,"tether":{"sandbox":"workspace-write"},"threadId":"thr_8346c65416f03e42","turnId":"turn_27863707814d2015"}}"#,
         ),
         (
             "controller",
-            r#"{"jsonrpc":"2.0","id":1,"result":{"decision":"accept"}}"#,
+            r#"{"id":1,"jsonrpc":"2.0","result":{"decision":"accept"}}"#,
         ),
         (
             "host",
-            r#"{"jsonrpc":"2.0","method":"serverRequest/resolved","params":{"decision":"accept","requestId":1,"resolvedBy":"Ana's phone","threadId":"thr_8346c65416f03e42"}}"#,
+            r#"{"jsonrpc":"2.0","method":"serverRequest/resolved","params":{"requestId":1,"tether":{"decision":"accept","resolvedBy":"Ana's phone"},"threadId":"thr_8346c65416f03e42"}}"#,
         ),
         (
             "host",
-            r#"{"jsonrpc":"2.0","method":"item/commandExecution/outputDelta","params":{"capReached":false,"deltaBase64":"dGVzdCByZXN1bHQ6IG9rLiAzIHBhc3NlZAo=","itemId":"item_0090c3292cd45f2e","stream":"stdout","threadId":"thr_8346c65416f03e42","turnId":"turn_27863707814d2015"}}"#,
+            r#"{"jsonrpc":"2.0","method":"item/commandExecution/outputDelta","params":{"delta":"test result: ok. 3 passed\n","itemId":"item_0090c3292cd45f2e","threadId":"thr_8346c65416f03e42","turnId":"turn_27863707814d2015"}}"#,
         ),
         (
             "host",
-            r#"{"jsonrpc":"2.0","method":"item/completed","params":{"item":{"aggregatedOutput":"test result: ok. 3 passed\n","command":"cargo test","cwd":"/home/dev/acme/service","durationMs":1520,"exitCode":0,"id":"item_0090c3292cd45f2e","status":"completed","type":"commandExecution"},"threadId":"thr_8346c65416f03e42","turnId":"turn_27863707814d2015"}}"#,
+            r#"{"jsonrpc":"2.0","method":"item/completed","params":{"completedAtMs":1798761601521,"item":{"aggregatedOutput":"test result: ok. 3 passed\n","command":"cargo test","commandActions":[{"command":"cargo test","type":"unknown"}],"completedAtMs":1798761601521,"cwd":"/home/dev/acme/service","durationMs":1520,"exitCode":0,"id":"item_0090c3292cd45f2e","startedAtMs":1798761600001,"status":"completed","type":"commandExecution"},"threadId":"thr_8346c65416f03e42","turnId":"turn_27863707814d2015"}}"#,
         ),
         (
             "host",
-            r#"{"jsonrpc":"2.0","method":"turn/completed","params":{"threadId":"thr_8346c65416f03e42","turn":{"id":"turn_27863707814d2015","items":[{"id":"item_5c1d0e6a8f3b2947","text":"$ cargo test","type":"userMessage"},{"aggregatedOutput":"test result: ok. 3 passed\n","command":"cargo test","cwd":"/home/dev/acme/service","durationMs":1520,"exitCode":0,"id":"item_0090c3292cd45f2e","status":"completed","type":"commandExecution"}],"status":"completed"}}}"#,
+            r#"{"jsonrpc":"2.0","method":"turn/completed","params":{"threadId":"thr_8346c65416f03e42","turn":{"completedAt":1798761601,"durationMs":1530,"id":"turn_27863707814d2015","items":[{"completedAtMs":1798761600000,"content":[{"text":"$ cargo test","text_elements":[],"type":"text"}],"id":"item_5c1d0e6a8f3b2947","startedAtMs":1798761600000,"type":"userMessage"},{"aggregatedOutput":"test result: ok. 3 passed\n","command":"cargo test","commandActions":[{"command":"cargo test","type":"unknown"}],"completedAtMs":1798761601521,"cwd":"/home/dev/acme/service","durationMs":1520,"exitCode":0,"id":"item_0090c3292cd45f2e","startedAtMs":1798761600001,"status":"completed","type":"commandExecution"}],"itemsView":"full","startedAt":1798761600,"status":"completed"}}}"#,
         ),
     ]
 }

@@ -68,7 +68,7 @@ pub struct ChannelSession {
     pub backlog: VecDeque<HostMessage>,
     finished: HashSet<String>,
     /// The method of each request the runner sent and the host has not answered, by the
-    /// id's JSON text: the schema of an answer is its request's (`CMD-78`).
+    /// id's JSON text: the schema of an answer is its request's (`CMD-79`).
     asked: HashMap<String, String>,
     /// The `initialize` result, once initialized.
     pub init: Option<Value>,
@@ -254,7 +254,7 @@ impl ChannelSession {
         }
     }
 
-    /// `CMD-78`: a host message of a method the command protocol shares with Codex
+    /// `CMD-79`: a host message of a method the command protocol shares with Codex
     /// validates against the pinned Codex schema of its method and kind (an answer: against
     /// the result type of the request it answers).
     fn check_codex_schema(&mut self, msg: &HostMessage) -> Res<()> {
@@ -271,7 +271,7 @@ impl ChannelSession {
                 (None, None) => "an answer".to_owned(),
             };
             return hfail(format!(
-                "{}: {what} does not validate against Codex {}'s app-server schema (CMD-78): {} — message: {}",
+                "{}: {what} does not validate against Codex {}'s app-server schema (CMD-79): {} — message: {}",
                 self.name,
                 crate::codex_schema::CODEX_VERSION,
                 errors.join("; "),
@@ -548,7 +548,7 @@ impl ChannelSession {
         let result = self
             .call_ok(
                 "initialize",
-                json!({"clientInfo": {"name": "tether-conformance", "version": env!("CARGO_PKG_VERSION")}, "protocolVersion": "tether/1"}),
+                json!({"clientInfo": {"name": "tether-conformance", "version": env!("CARGO_PKG_VERSION")}, "tether": {"protocolVersion": "tether/2"}}),
             )
             .await?;
         self.send_json(&json!({"jsonrpc": "2.0", "method": "initialized"}))
@@ -557,11 +557,11 @@ impl ChannelSession {
         Ok(result)
     }
 
-    /// Whether the host listed `capability` in `initialize` (or, before it, in message 2).
+    /// Whether the host listed `capability` in the `initialize` result's `tether.capabilities` (or, before it, in message 2).
     pub fn has_capability(&self, capability: &str) -> bool {
         match &self.init {
             Some(init) => init
-                .get("capabilities")
+                .pointer("/tether/capabilities")
                 .and_then(Value::as_array)
                 .is_some_and(|a| a.iter().any(|c| c.as_str() == Some(capability))),
             None => self.info.has_capability(capability),
@@ -842,23 +842,34 @@ impl ExecRun {
             .and_then(Value::as_i64)
     }
 
-    /// `result.exitCode`.
+    /// Tether's report of the result, its `tether` member (`CMD-39`).
+    pub fn report(&self) -> Option<&Value> {
+        self.result().and_then(|r| r.get("tether"))
+    }
+
+    /// `result.tether.exitCode`: the exit status, `None` when a signal ended the process
+    /// (`CMD-39`).
     pub fn exit_code(&self) -> Option<i64> {
-        self.result()
+        self.report()
             .and_then(|r| r.get("exitCode"))
             .and_then(Value::as_i64)
     }
 }
 
 impl ChannelSession {
-    /// Runs `command/exec` with `params` (a `processId` is added if absent) and collects
-    /// its deltas until the answer (`CMD-35`, `CMD-36`).
+    /// Runs `command/exec` with `params` (`streamStdoutStderr: true` and a `processId` are
+    /// added if absent) and collects its deltas until the answer (`CMD-35`, `CMD-36`).
+    /// With `streamStdoutStderr: false` in `params` the output is the result's `stdout`
+    /// and `stderr` instead.
     ///
     /// # Errors
     /// No answer within `wait`, or a rule broken on the way.
     pub async fn exec(&mut self, mut params: Value, wait: Duration) -> Res<ExecRun> {
+        // CMD-35: streamed unless the params ask for the output in the result.
+        let buffered = params.get("streamStdoutStderr") == Some(&json!(false));
         let pid = match params.get("processId").and_then(Value::as_str) {
             Some(p) => p.to_owned(),
+            None if buffered => String::new(),
             None => {
                 let p = format!("p{}", hex::encode(random_bytes::<4>()));
                 if let Some(o) = params.as_object_mut() {
@@ -867,12 +878,26 @@ impl ChannelSession {
                 p
             }
         };
+        if !buffered && let Some(o) = params.as_object_mut() {
+            o.insert("streamStdoutStderr".to_owned(), json!(true));
+        }
         let id = self.fresh_id();
         self.send_json(
             &json!({"jsonrpc": "2.0", "id": id, "method": "command/exec", "params": params}),
         )
         .await?;
-        let run = self.collect_exec(&json!(id), &pid, wait).await?;
+        let mut run = self.collect_exec(&json!(id), &pid, wait).await?;
+        if buffered && let Some(r) = run.answer.get("result") {
+            let text = |k: &str| {
+                r.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .as_bytes()
+                    .to_vec()
+            };
+            run.stdout = text("stdout");
+            run.stderr = text("stderr");
+        }
         Ok(run)
     }
 

@@ -51,8 +51,14 @@ pub enum HostFault {
     NoReplayCheck,
     /// Every session counts as initialized from the start (CMD-15).
     AnswersBeforeInitialize,
+    /// Refuses an `initialize` without `tether` (a plain app-server client) as one of an
+    /// unsupported version (CMD-15).
+    RequiresTetherMember,
     /// `command/exec` runs with the default output cap whatever the request says (CMD-41).
     IgnoresOutputCap,
+    /// `command/exec` streams its output whatever the request says, also without
+    /// `streamStdoutStderr` (CMD-35).
+    AlwaysStreams,
     /// The store accepts any secret for a known token id (CHAN-12).
     AnySecret,
     /// The store does not check token expiry (CHAN-12).
@@ -75,7 +81,7 @@ pub enum HostFault {
     /// second, not when an approval answer arrives: an `accept` sent just after the
     /// revocation runs the command, as in v1 (CMD-75).
     ActsOnAnswersOfRevokedDevices,
-    /// `thread/import` follows a symlink of `cwdRelative` out of the project root and opens
+    /// `tether/thread/import` follows a symlink of `cwdRelative` out of the project root and opens
     /// the thread there, as in v1 (CMD-73).
     ImportFollowsLinksOut,
     /// Reads the instruction files of a thread it starts as in v1: `std::fs`
@@ -106,6 +112,83 @@ pub enum HostFault {
     MisreportsDefaultCwd,
     /// Reports a `defaultApprovalPolicy` other than the one its threads get (CMD-77).
     MisreportsDefaultPolicy,
+    /// Sends threads in the tether/1 shape: `status` a string, the sandbox and policy
+    /// beside the other members, not in `thread.tether` (CMD-17, section 5.3).
+    SendsV1Threads,
+    /// Sends `item/started` and `item/completed` without `startedAtMs`/`completedAtMs`, as
+    /// tether/1 did (CMD-24, section 5.4).
+    OmitsItemTimes,
+    /// Takes an approval answer with a Codex object decision it did not offer in
+    /// `availableDecisions` as `accept` (CMD-29, CMD-30).
+    TakesUnofferedDecisions,
+    /// Leaves `nextCursor` out of the last page of `thread/list`, as tether/1 did (CMD-20).
+    OmitsNullCursor,
+    /// Sends a turn's output as tether/1 did: `stream` and `deltaBase64`, no text `delta`
+    /// (CMD-40, section 5.4).
+    SendsBase64ItemDeltas,
+}
+
+/// What [`HostFault::SendsV1Threads`], [`HostFault::OmitsItemTimes`] and
+/// [`HostFault::OmitsNullCursor`] make of an outgoing message.
+fn reshaped(fault: HostFault, message: &Message) -> Option<Message> {
+    fn v1_thread(t: &mut Value) {
+        let Some(o) = t.as_object_mut() else { return };
+        let status = match o.get("status").and_then(|s| s.get("type")) {
+            Some(Value::String(s)) => s.clone(),
+            _ => return,
+        };
+        o.insert("status".to_owned(), Value::from(status));
+        if let Some(Value::Object(tether)) = o.remove("tether") {
+            o.extend(tether);
+        }
+    }
+    let mut m = message.clone();
+    let changed = match (fault, &mut m) {
+        (HostFault::SendsV1Threads, Message::Response(r)) => {
+            if let Some(t) = r.result.get_mut("thread") {
+                v1_thread(t);
+            }
+            if let Some(Value::Array(data)) = r.result.get_mut("data") {
+                data.iter_mut().for_each(v1_thread);
+            }
+            true
+        }
+        (HostFault::OmitsItemTimes, Message::Notification(n))
+            if n.method == "item/started" || n.method == "item/completed" =>
+        {
+            if let Some(Value::Object(p)) = n.params.as_mut() {
+                p.remove("startedAtMs");
+                p.remove("completedAtMs");
+            }
+            true
+        }
+        (HostFault::SendsBase64ItemDeltas, Message::Notification(n))
+            if n.method == "item/commandExecution/outputDelta" =>
+        {
+            if let Some(Value::Object(p)) = n.params.as_mut()
+                && let Some(Value::String(d)) = p.remove("delta")
+            {
+                p.insert("stream".to_owned(), Value::from("stdout"));
+                p.insert(
+                    "deltaBase64".to_owned(),
+                    Value::from(tether_proto::cmd::methods::encode_delta(d.as_bytes())),
+                );
+                p.insert("capReached".to_owned(), Value::from(false));
+            }
+            true
+        }
+        (HostFault::OmitsNullCursor, Message::Response(r)) => {
+            match r.result.as_object_mut() {
+                Some(o) if o.get("nextCursor") == Some(&Value::Null) && o.contains_key("data") => {
+                    o.remove("nextCursor");
+                }
+                _ => {}
+            }
+            true
+        }
+        _ => false,
+    };
+    changed.then_some(m)
 }
 
 /// The `sandbox-exec` of [`HostFault::ClaimsUnenforcedSandbox`]: skips its options and
@@ -485,6 +568,8 @@ fn send_message(
     session: SessionId,
     message: &Message,
 ) -> Option<u64> {
+    let reshaped = reshaped(fault, message);
+    let message = reshaped.as_ref().unwrap_or(message);
     match (fault, host.framing(session)?) {
         (HostFault::IgnoresWindow, Framing::Records) => {
             let bytes = message.to_bytes();
@@ -592,7 +677,7 @@ fn legacy_read(path: &Path) -> Option<Vec<u8>> {
     }
 }
 
-/// [`HostFault::ImportFollowsLinksOut`]: a `thread/import` whose `cwdRelative` resolves
+/// [`HostFault::ImportFollowsLinksOut`]: a `tether/thread/import` whose `cwdRelative` resolves
 /// outside its project root is rewritten to open the thread where the links lead (the
 /// joined path as its own project root), so the reference's CMD-73 check has nothing to
 /// refuse. Every other import is left as it is.
@@ -649,7 +734,7 @@ fn initialize_request() -> Message {
         -1i64,
         "initialize",
         Some(
-            serde_json::json!({"clientInfo": {"name": "fault", "version": "0"}, "protocolVersion": "tether/1"}),
+            serde_json::json!({"clientInfo": {"name": "fault", "version": "0"}, "tether": {"protocolVersion": "tether/2"}}),
         ),
     ))
 }
@@ -794,9 +879,24 @@ async fn serve(
                     {
                         access = Access::Allowed;
                     }
+                    if fault == HostFault::RequiresTetherMember
+                        && let Message::Request(r) = &mut message
+                        && r.method == "initialize"
+                        && let Some(p) = r.params.as_mut().and_then(|p| p.as_object_mut())
+                    {
+                        p.entry("tether").or_insert_with(
+                            || serde_json::json!({"protocolVersion": "none given"}),
+                        );
+                    }
+                    if fault == HostFault::TakesUnofferedDecisions
+                        && let Message::Response(r) = &mut message
+                        && r.result.get("decision").is_some_and(Value::is_object)
+                    {
+                        r.result = serde_json::json!({"decision": "accept"});
+                    }
                     if fault == HostFault::ImportFollowsLinksOut
                         && let Message::Request(r) = &mut message
-                        && r.method == "thread/import"
+                        && r.method == "tether/thread/import"
                         && let Some(p) = r.params.as_mut().and_then(|p| p.as_object_mut())
                     {
                         follow_links_out(p);
@@ -839,7 +939,16 @@ async fn serve(
                         && r.method == "command/exec"
                         && let Some(p) = r.params.as_mut().and_then(|p| p.as_object_mut())
                     {
-                        p.remove("outputCap");
+                        p.remove("outputBytesCap");
+                    }
+                    if fault == HostFault::AlwaysStreams
+                        && let Message::Request(r) = &mut message
+                        && r.method == "command/exec"
+                        && let Some(p) = r.params.as_mut().and_then(|p| p.as_object_mut())
+                    {
+                        p.insert("streamStdoutStderr".to_owned(), serde_json::json!(true));
+                        p.entry("processId")
+                            .or_insert_with(|| serde_json::json!("always-streamed"));
                     }
                     let host_info = matches!(&message, Message::Request(r)
                         if r.method == "tether/host/info");

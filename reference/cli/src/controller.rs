@@ -284,7 +284,7 @@ pub(crate) fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     };
     match result {
         Ok(outcome) => {
-            let r = &outcome.result;
+            let r = &outcome.result.tether;
             // SEC-18: a command that ran with less than it asked for is never silent.
             if r.sandbox.degraded {
                 eprintln!(
@@ -353,10 +353,10 @@ pub(crate) fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
                     s.host.fingerprint(),
                     s.host.relay,
                     r.latency.as_millis(),
-                    r.init.server_info.name,
-                    r.init.server_info.version,
-                    r.init.platform.os,
-                    r.init.platform.arch,
+                    r.init.tether.server_info.name,
+                    r.init.tether.server_info.version,
+                    r.init.tether.platform.os,
+                    r.init.tether.platform.arch,
                 );
                 // CMD-77: what a request without cwd, sandbox or policy gets there.
                 if let Some(d) = &r.defaults {

@@ -74,8 +74,8 @@ pub(crate) struct RunArgs {
         default_value = "danger-full-access"
     )]
     max_sandbox: Sandbox,
-    /// The most permissive approval policy a thread may have (untrusted < on-failure <
-    /// on-request < never); beyond it a thread is refused with -32012 (SEC-15).
+    /// The most permissive approval policy a thread may have (untrusted < on-request <
+    /// never); beyond it a thread is refused with -32012 (SEC-15).
     #[arg(long, value_enum, value_name = "POLICY", default_value = "never")]
     max_approval_policy: Policy,
     /// Name shown to controllers and put into pairing tokens [default: the system host

@@ -18,9 +18,9 @@ use tether_controller::{
     run_turn_until, thread_export, thread_import, thread_list_all, thread_read, thread_resume,
     thread_start,
 };
-use tether_proto::cmd::methods::ThreadStartParams;
+use tether_proto::cmd::methods::{ThreadOpened, ThreadStartParams};
 use tether_proto::cmd::types::{
-    ApprovalDecision, ApprovalPolicy, CommandExecutionStatus, NetworkAccess, OutputStream,
+    ApprovalDecision, ApprovalPolicy, CommandExecutionStatus, NetworkAccess, SandboxMode,
     SandboxReport, Thread, ThreadItem, ThreadStatus, TurnStatus,
 };
 use tether_proto::link::CloseCode;
@@ -78,8 +78,6 @@ pub(crate) struct AttachArgs {
 pub(crate) enum Policy {
     /// Ask before every command not on the host's trusted list.
     Untrusted,
-    /// Ask only before re-running a failed command outside the sandbox.
-    OnFailure,
     /// Ask only when the agent asks to leave the sandbox.
     OnRequest,
     /// Never ask.
@@ -90,7 +88,6 @@ impl From<Policy> for ApprovalPolicy {
     fn from(p: Policy) -> Self {
         match p {
             Policy::Untrusted => Self::Untrusted,
-            Policy::OnFailure => Self::OnFailure,
             Policy::OnRequest => Self::OnRequest,
             Policy::Never => Self::Never,
         }
@@ -298,10 +295,26 @@ fn sandbox_line(report: &SandboxReport) -> String {
     line
 }
 
+/// The sandbox of a `thread/start`, `thread/resume` or `tether/thread/import` answer: the
+/// report (`tether.sandbox`) when the host sent one, else Codex's policy type.
+fn opened_sandbox_line(opened: &ThreadOpened) -> String {
+    match opened.report() {
+        Some(report) => sandbox_line(report),
+        None => format!("sandbox: {:?} (no report from the host)", opened.sandbox),
+    }
+}
+
+fn mode_str(m: Option<SandboxMode>) -> &'static str {
+    m.map_or("?", SandboxMode::as_str)
+}
+
+fn policy_opt_str(p: Option<ApprovalPolicy>) -> &'static str {
+    p.map_or("?", policy_str)
+}
+
 fn policy_str(p: ApprovalPolicy) -> &'static str {
     match p {
         ApprovalPolicy::Untrusted => "untrusted",
-        ApprovalPolicy::OnFailure => "on-failure",
         ApprovalPolicy::OnRequest => "on-request",
         ApprovalPolicy::Never => "never",
     }
@@ -320,6 +333,7 @@ fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
         cwd: args.cwd,
         sandbox: args.sandbox.map(Into::into),
         approval_policy: args.approval_policy.map(Into::into),
+        ..ThreadStartParams::default()
     };
     let options = args.target.relay.link_options();
     let rt = runtime()?;
@@ -333,11 +347,11 @@ fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
         Ok(opened) => {
             // The id alone on stdout, for scripts (CMD-17); the rest on stderr.
             println!("{}", opened.thread.id);
-            eprintln!("{}", sandbox_line(&opened.sandbox));
+            eprintln!("{}", opened_sandbox_line(&opened));
             eprintln!(
                 "cwd: {}; approval policy: {}",
                 opened.thread.cwd,
-                policy_str(opened.thread.approval_policy)
+                policy_str(opened.approval_policy)
             );
             for source in &opened.instruction_sources {
                 eprintln!("instructions: {source}");
@@ -407,25 +421,23 @@ fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn thread_status(s: ThreadStatus) -> &'static str {
-    match s {
-        ThreadStatus::Idle => "idle",
-        ThreadStatus::Active => "active",
-    }
+/// `idle`, `active`, `waiting` (an approval is pending), `notLoaded`, `systemError`.
+fn thread_status(s: &ThreadStatus) -> &'static str {
+    s.label()
 }
 
 fn list_line(t: &Thread) -> String {
-    let status = thread_status(t.status);
+    let status = thread_status(&t.status);
     let mut line = format!(
-        "{}  {status:<6}  {}  {}  {}  {}",
+        "{}  {status:<7}  {}  {}  {}  {}",
         one_line(&t.id, 64),
         time(t.updated_at),
-        t.sandbox.as_str(),
-        policy_str(t.approval_policy),
+        mode_str(t.sandbox()),
+        policy_opt_str(t.approval_policy()),
         one_line(&t.cwd, 200),
     );
-    if let Some(p) = &t.preview {
-        line.push_str(&format!("  {:?}", one_line(p, 40)));
+    if !t.preview.is_empty() {
+        line.push_str(&format!("  {:?}", one_line(&t.preview, 40)));
     }
     line
 }
@@ -457,20 +469,20 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     out.push_str(&format!(
         "thread {}  {}\n",
         one_line(&t.id, 64),
-        thread_status(t.status)
+        thread_status(&t.status)
     ));
     out.push_str(&format!("  cwd:      {}\n", one_line(&t.cwd, 400)));
     out.push_str(&format!(
         "  sandbox:  {}   approval policy: {}\n",
-        t.sandbox.as_str(),
-        policy_str(t.approval_policy)
+        mode_str(t.sandbox()),
+        policy_opt_str(t.approval_policy())
     ));
     out.push_str(&format!(
         "  created:  {}   updated: {}\n",
         time(t.created_at),
         time(t.updated_at)
     ));
-    for turn in &read.turns {
+    for turn in &t.turns {
         let status = match turn.status {
             TurnStatus::InProgress => "in progress",
             TurnStatus::Completed => "completed",
@@ -489,7 +501,9 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
 /// An item as `thread show` prints it.
 fn item_text(item: &ThreadItem) -> String {
     match item {
-        ThreadItem::UserMessage(m) => format!("  > {}\n", one_line(&m.text, 400)),
+        ThreadItem::UserMessage(m) => format!("  > {}\n", one_line(&m.text(), 400)),
+        // CMD-78: an item type this CLI does not know is shown by its type.
+        ThreadItem::Other(o) => format!("  [{} item]\n", one_line(&o.kind, 64)),
         ThreadItem::AgentMessage(m) => format!("  agent: {}\n", clean(&m.text)),
         ThreadItem::CommandExecution(c) => {
             let status = match c.status {
@@ -570,7 +584,7 @@ fn run_handoff(args: HandoffArgs) -> anyhow::Result<ExitCode> {
                 bundle.items.len(),
                 one_line(&opened.thread.cwd, 400),
             );
-            eprintln!("{}", sandbox_line(&opened.sandbox));
+            eprintln!("{}", opened_sandbox_line(&opened));
             for source in &opened.instruction_sources {
                 eprintln!("instructions: {source}");
             }
@@ -659,7 +673,7 @@ impl Approver for TerminalApprover {
         let prompting = self.prompting.clone();
         let stale = self.stale.clone();
         let prompt = prompt_text(request);
-        let sandbox = request.params.sandbox.as_str();
+        let sandbox = mode_str(request.params.sandbox());
         let reason = request.params.reason.as_deref().map(|r| one_line(r, 200));
         Box::pin(async move {
             let mut lines = lines.lock().await;
@@ -708,30 +722,19 @@ impl Approver for TerminalApprover {
     }
 }
 
-fn decision_str(d: ApprovalDecision) -> &'static str {
-    match d {
-        ApprovalDecision::Accept => "accept",
-        ApprovalDecision::AcceptForSession => "acceptForSession",
-        ApprovalDecision::Decline => "decline",
-        ApprovalDecision::Cancel => "cancel",
-    }
+fn decision_str(d: &ApprovalDecision) -> &'static str {
+    d.as_str()
 }
 
-fn write_out(stream: OutputStream, bytes: &[u8]) {
-    let _ = match stream {
-        OutputStream::Stdout => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(bytes).and_then(|()| out.flush())
-        }
-        OutputStream::Stderr => {
-            let mut err = std::io::stderr().lock();
-            err.write_all(bytes).and_then(|()| err.flush())
-        }
-    };
+/// A command's output as it comes (section 5.4: stdout and stderr merged, as text), to
+/// stdout.
+fn write_out(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
-/// Prints one turn event: command output to stdout/stderr as it comes, the agent's
-/// messages to stdout, everything about approvals on stderr.
+/// Prints one turn event: command output (stdout and stderr merged, section 5.4) to stdout
+/// as it comes, the agent's messages to stdout, everything about approvals on stderr.
 fn print_event(event: &TurnEvent, prompting: &AtomicBool, scripted: bool) {
     let abandon = || {
         if prompting.swap(false, Ordering::SeqCst) {
@@ -739,17 +742,7 @@ fn print_event(event: &TurnEvent, prompting: &AtomicBool, scripted: bool) {
         }
     };
     match event {
-        TurnEvent::Output {
-            stream,
-            bytes,
-            cap_reached,
-            ..
-        } => {
-            write_out(*stream, bytes);
-            if *cap_reached {
-                eprintln!("tether: the command reached its output cap (CMD-41)");
-            }
-        }
+        TurnEvent::Output { text, .. } => write_out(text),
         TurnEvent::ItemCompleted(ThreadItem::AgentMessage(m)) => println!("{}", clean(&m.text)),
         TurnEvent::ItemCompleted(ThreadItem::CommandExecution(c)) => match c.status {
             CommandExecutionStatus::Declined => {
@@ -771,32 +764,40 @@ fn print_event(event: &TurnEvent, prompting: &AtomicBool, scripted: bool) {
                 "tether: the host asks to run `{}` in {} under {}",
                 one_line(&r.params.command, 200),
                 one_line(&r.params.cwd, 200),
-                r.params.sandbox.as_str()
+                mode_str(r.params.sandbox())
             );
         }
         TurnEvent::ApprovalAnswered { decision, .. } if scripted => {
-            eprintln!("tether: answered {} (--decision)", decision_str(*decision));
+            eprintln!("tether: answered {} (--decision)", decision_str(decision));
         }
         TurnEvent::Resolved(r) => {
-            if let Some(rejected) = &r.rejected_answer {
+            // Section 5.5: Tether's members are in `tether`; a Codex host sends none.
+            let Some(t) = &r.tether else {
+                if prompting.load(Ordering::SeqCst) {
+                    abandon();
+                    eprintln!("tether: the approval was resolved");
+                }
+                return;
+            };
+            if let Some(rejected) = &t.rejected_answer {
                 abandon();
                 eprintln!(
                     "tether: our answer came too late: {} ({} ApprovalAlreadyResolved); {} is in force",
                     one_line(&rejected.message, 200),
                     rejected.code,
-                    decision_str(r.decision)
+                    decision_str(&t.decision)
                 );
             } else if prompting.load(Ordering::SeqCst) {
                 abandon();
-                match &r.resolved_by {
+                match &t.resolved_by {
                     Some(by) => eprintln!(
                         "tether: answered by {}: {}",
                         one_line(by, 64),
-                        decision_str(r.decision)
+                        decision_str(&t.decision)
                     ),
                     None => eprintln!(
                         "tether: the host decided: {} (no answer in time, or the turn ended)",
-                        decision_str(r.decision)
+                        decision_str(&t.decision)
                     ),
                 }
             }

@@ -254,16 +254,17 @@ fn a_10_mib_request_and_result_round_trip() {
                 cwd_relative: ".".to_owned(),
                 sandbox: SandboxMode::ReadOnly,
                 approval_policy: ApprovalPolicy::OnRequest,
-                items: vec![ThreadItem::AgentMessage(AgentMessageItem {
-                    id: "item-1".to_owned(),
-                    text: text.clone(),
-                })],
+                items: vec![ThreadItem::AgentMessage(AgentMessageItem::new(
+                    "item-1",
+                    text.clone(),
+                ))],
                 exported_at: 1_790_000_000,
             };
             let opened = thread_import(&conn.session, bundle, None).await.unwrap();
             let id = opened.thread.id.clone();
             let read = thread_read(&conn.session, &id).await.unwrap();
             let texts: Vec<&str> = read
+                .thread
                 .turns
                 .iter()
                 .flat_map(|t| &t.items)
@@ -276,7 +277,7 @@ fn a_10_mib_request_and_result_round_trip() {
             let exported = thread_export(&conn.session, &id).await.unwrap();
             assert!(
                 matches!(&exported.items[..], [ThreadItem::AgentMessage(m)] if m.text == text),
-                "thread/export lost bytes"
+                "tether/thread/export lost bytes"
             );
             conn.close().await;
         })

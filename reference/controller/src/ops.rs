@@ -6,10 +6,10 @@ use serde_json::Value;
 use tether_proto::channel::{HostInfo, Timestamp};
 use tether_proto::cmd::methods::{
     CommandExecParams, CommandExecResult, HostInfoParams, HostInfoResult, InitializeParams,
-    InitializeResult, InitializedParams, OutputCap, decode_delta,
+    InitializeResult, InitializedParams, decode_delta,
 };
-use tether_proto::cmd::types::{Implementation, OutputStream, SandboxMode};
-use tether_proto::cmd::{PROTOCOL_NAME, Params, ServerNotification, capability};
+use tether_proto::cmd::types::{OutputStream, SandboxMode, SandboxPolicy};
+use tether_proto::cmd::{Params, ServerNotification, capability};
 use tether_proto::keys::fingerprint;
 use tether_proto::link::CloseCode;
 use tether_proto::session::{ControllerConfig, Purpose};
@@ -18,7 +18,7 @@ use tether_proto::token::PairingToken;
 
 use crate::error::ControllerError;
 use crate::link::{Link, LinkOptions};
-use crate::session::{Session, SessionEvent, random_session_id};
+use crate::session::{Session, SessionEvent, SessionOptions, random_session_id};
 use crate::state::{ControllerState, PairedHost};
 
 /// The longest device name a PAIR payload carries, in bytes (`CHAN-3`).
@@ -137,17 +137,14 @@ impl Connection {
 
 /// The `initialize` params this crate sends.
 pub fn initialize_params() -> InitializeParams {
-    InitializeParams {
-        client_info: Implementation {
-            name: "tether-controller".to_owned(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-        },
-        protocol_version: PROTOCOL_NAME.to_owned(),
-        capabilities: Some(vec![
+    InitializeParams::tether(
+        "tether-controller",
+        env!("CARGO_PKG_VERSION"),
+        Some(vec![
             capability::COMMAND_EXEC.to_owned(),
             capability::THREAD_HANDOFF.to_owned(),
         ]),
-    }
+    )
 }
 
 /// Opens an established session to a paired host on `link` (`Purpose::Resume`), with the
@@ -162,7 +159,15 @@ pub async fn open_session(
 ) -> Result<Session, ControllerError> {
     let host_key = host.host_key_bytes()?;
     let timestamp = state.next_timestamp(&host_key, UnixTime::now())?;
-    open_session_at(state, link, host, host_key, timestamp).await
+    open_session_at(
+        state,
+        link,
+        host,
+        host_key,
+        timestamp,
+        SessionOptions::default(),
+    )
+    .await
 }
 
 /// [`open_session`] with the message-1 timestamp already taken (and persisted, `CHAN-5`).
@@ -172,6 +177,7 @@ async fn open_session_at(
     host: &PairedHost,
     host_key: [u8; 32],
     timestamp: Timestamp,
+    options: SessionOptions,
 ) -> Result<Session, ControllerError> {
     let purpose = Purpose::Resume;
     let config = ControllerConfig {
@@ -183,7 +189,7 @@ async fn open_session_at(
         handshake_timeout: ControllerConfig::default_timeout(&purpose),
         purpose,
     };
-    Session::open(link, config, |_| {}).await
+    Session::open_with(link, config, options, |_| {}).await
 }
 
 /// Connects to a paired host: link, handshake, `initialize`, `initialized`.
@@ -195,6 +201,43 @@ pub async fn connect(
     host: &PairedHost,
     options: &LinkOptions,
 ) -> Result<Connection, ControllerError> {
+    let (link, session) = connect_session(state, host, options, SessionOptions::default()).await?;
+    let result = async {
+        let init = session.call(&initialize_params()).await?;
+        session.notify(
+            InitializedParams::METHOD,
+            Some(Value::Object(serde_json::Map::new())),
+        )?;
+        Ok::<_, ControllerError>(init)
+    }
+    .await;
+    match result {
+        Ok(init) => Ok(Connection {
+            link,
+            session,
+            init,
+        }),
+        Err(e) => {
+            session.close(CloseCode::NORMAL).await;
+            link.close(CloseCode::NORMAL).await;
+            Err(e)
+        }
+    }
+}
+
+/// Connects to a paired host up to an established session, before `initialize`: a link
+/// of its own to the host's relay and the handshake (`Purpose::Resume`) on it. The caller
+/// speaks the command protocol itself (`tether connect` forwards its client's messages)
+/// and closes both when done.
+///
+/// # Errors
+/// The link's or the handshake's errors (the relay's refusal of the `HELLO` first).
+pub async fn connect_session(
+    state: &ControllerState,
+    host: &PairedHost,
+    options: &LinkOptions,
+    session_options: SessionOptions,
+) -> Result<(Link, Session), ControllerError> {
     let host_key = host.host_key_bytes()?;
     // The timestamp is persisted (CHAN-5) while the link comes up: the write runs when the
     // link's first step waits for the network, not after the link is up.
@@ -210,30 +253,23 @@ pub async fn connect(
             return Err(e);
         }
     };
-    let result = async {
-        // LINK-38: OPEN follows HELLO without waiting for READY (the relay processes it in
-        // READY, LINK-6), which saves a round trip to the relay.
-        let (ready, session) = tokio::join!(
-            ready.wait(),
-            open_session_at(state, &link, host, host_key, timestamp)
-        );
-        // The relay's refusal of the HELLO explains a failed open better than the open.
-        ready?;
-        let session = session?;
-        let init = session.call(&initialize_params()).await?;
-        session.notify(
-            InitializedParams::METHOD,
-            Some(Value::Object(serde_json::Map::new())),
-        )?;
-        Ok::<_, ControllerError>((session, init))
-    }
-    .await;
+    // LINK-38: OPEN follows HELLO without waiting for READY (the relay processes it in
+    // READY, LINK-6), which saves a round trip to the relay.
+    let (ready, session) = tokio::join!(
+        ready.wait(),
+        open_session_at(state, &link, host, host_key, timestamp, session_options)
+    );
+    // The relay's refusal of the HELLO explains a failed open better than the open.
+    let result = match (ready, session) {
+        (Err(e), Ok(session)) => {
+            session.close(CloseCode::NORMAL).await;
+            Err(e)
+        }
+        (Err(e), Err(_)) | (Ok(()), Err(e)) => Err(e),
+        (Ok(()), Ok(session)) => Ok(session),
+    };
     match result {
-        Ok((session, init)) => Ok(Connection {
-            link,
-            session,
-            init,
-        }),
+        Ok(session) => Ok((link, session)),
         Err(e) => {
             link.close(CloseCode::NORMAL).await;
             Err(e)
@@ -254,7 +290,7 @@ pub struct ExecRequest {
     /// Time limit (`CMD-42`); `None` for the host's default.
     pub timeout: Option<Duration>,
     /// Output cap in bytes (`CMD-41`); `None` for all of the output when the session has
-    /// records (`outputCap: null`), else the host's default cap (1 MiB).
+    /// records (`disableOutputCap: true`), else the host's default cap (1 MiB).
     pub output_cap: Option<u64>,
 }
 
@@ -267,12 +303,16 @@ pub struct ExecOutcome {
 
 impl ExecOutcome {
     /// The status a local shell would report: the exit code, or 128 + the signal number
-    /// when a signal ended the process (1 for a signal this crate cannot number).
+    /// when a signal ended the process (the host's `exitCode` for a signal this crate
+    /// cannot number).
     pub fn exit_status(&self) -> i32 {
-        match (&self.result.exit_code, &self.result.signal) {
+        let report = &self.result.tether;
+        match (&report.exit_code, &report.signal) {
             (Some(code), _) => *code,
-            (None, Some(signal)) => signal_number(signal).map_or(1, |n| 128 + n),
-            (None, None) => 1,
+            (None, Some(signal)) => {
+                signal_number(signal).map_or(self.result.exit_code, |n| 128 + n)
+            }
+            (None, None) => self.result.exit_code,
         }
     }
 }
@@ -363,6 +403,7 @@ pub async fn exec_to(
     }
     if !conn
         .init
+        .tether
         .capabilities
         .iter()
         .any(|c| c == capability::COMMAND_EXEC)
@@ -377,21 +418,21 @@ pub async fn exec_to(
         .map_err(|e| ControllerError::io("reading the random number generator", e.into()))?;
     let process_id = format!("exec-{}", hex::encode(suffix));
     // CMD-71: no cwd means the host's default working directory, never `/`.
+    // CMD-35: streamed, so that the output arrives as it is written, exactly.
     let params = CommandExecParams {
         command: request.argv.clone(),
         cwd: request.cwd.clone(),
-        sandbox: request.sandbox,
+        process_id: Some(process_id.clone()),
+        stream_stdout_stderr: true,
+        sandbox_policy: request.sandbox.map(SandboxPolicy::for_mode),
         timeout_ms: request
             .timeout
             .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)),
         // CMD-41, CMD-43: no cap needs a session with records, where the window keeps
         // the output at the reader's pace (CHAN-34).
-        output_cap: match request.output_cap {
-            Some(cap) => OutputCap::Bytes(cap),
-            None if conn.session.has_records() => OutputCap::Unlimited,
-            None => OutputCap::Default,
-        },
-        process_id: process_id.clone(),
+        output_bytes_cap: request.output_cap,
+        disable_output_cap: request.output_cap.is_none() && conn.session.has_records(),
+        ..CommandExecParams::default()
     };
     let reply = conn
         .session
@@ -559,4 +600,47 @@ pub async fn status(
 /// The fingerprint of a host key, as `tether` prints it.
 pub fn host_fingerprint(key: &[u8; 32]) -> String {
     fingerprint(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use tether_proto::cmd::methods::{CommandExecReport, CommandExecResult};
+    use tether_proto::cmd::types::{NetworkAccess, SandboxMode, SandboxReport};
+
+    use super::ExecOutcome;
+
+    fn outcome(exit_code: i32, tether_exit: Option<i32>, signal: Option<&str>) -> ExecOutcome {
+        ExecOutcome {
+            result: CommandExecResult {
+                exit_code,
+                stdout: String::new(),
+                stderr: String::new(),
+                tether: CommandExecReport {
+                    exit_code: tether_exit,
+                    signal: signal.map(str::to_owned),
+                    timed_out: false,
+                    cap_reached: false,
+                    sandbox: SandboxReport {
+                        requested: SandboxMode::DangerFullAccess,
+                        enforced: SandboxMode::DangerFullAccess,
+                        network: NetworkAccess::Allowed,
+                        degraded: false,
+                        mechanism: "none".to_owned(),
+                    },
+                },
+            },
+        }
+    }
+
+    /// CMD-39: the local status is the exit code, or 128 + the signal number from
+    /// `tether.signal`; for a signal this crate cannot number, the host's `exitCode`.
+    #[test]
+    fn cmd_39_exit_status_of_a_remote_command() {
+        assert_eq!(outcome(3, Some(3), None).exit_status(), 3);
+        assert_eq!(outcome(137, None, Some("SIGKILL")).exit_status(), 137);
+        assert_eq!(outcome(139, None, Some("SIGSEGV")).exit_status(), 139);
+        assert_eq!(outcome(162, None, Some("SIG34")).exit_status(), 162);
+        // A timed-out command: Codex's 124 is not what a local shell reports for SIGKILL.
+        assert_eq!(outcome(124, None, Some("SIGKILL")).exit_status(), 137);
+    }
 }

@@ -14,7 +14,7 @@
 //! arrives. Approval requests go to an [`Approver`], whose answer may take as long as it
 //! likes: the events keep flowing meanwhile, and a request that another controller
 //! answered first (`serverRequest/resolved`, `CMD-30`) or that the host withdrew
-//! (`notifications/cancelled`, `CMD-31`, `CMD-33`) is dropped unanswered (`CMD-57`).
+//! (`tether/cancelled`, `CMD-31`, `CMD-33`) is dropped unanswered (`CMD-57`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,16 +26,15 @@ use tether_proto::cmd::methods::{
     ApprovalResult, CommandExecutionRequestApprovalParams, ServerRequestResolvedParams,
     ThreadExportParams, ThreadImportParams, ThreadListParams, ThreadListResult, ThreadOpened,
     ThreadReadParams, ThreadReadResult, ThreadResumeParams, ThreadStartParams, TurnInterruptParams,
-    TurnStartParams, TurnStartResult, decode_delta,
+    TurnStartParams, TurnStartResult,
 };
 use tether_proto::cmd::types::{
-    ApprovalDecision, CommandExecutionItem, CommandExecutionStatus, OutputStream, Thread,
-    ThreadBundle, ThreadItem, Turn, TurnStatus, UserInput,
+    ApprovalDecision, CommandExecutionItem, CommandExecutionStatus, Thread, ThreadBundle,
+    ThreadItem, Turn, TurnStatus, UserInput,
 };
 use tether_proto::cmd::{
     Id, Params, RequestParams, ServerNotification, ServerRequest, capability, codes,
 };
-use tether_proto::limits::MAX_OUTPUT_CHUNK;
 
 use crate::error::ControllerError;
 use crate::ops::Connection;
@@ -62,11 +61,7 @@ pub async fn thread_resume(
     session: &Session,
     thread_id: &str,
 ) -> Result<ThreadOpened, ControllerError> {
-    session
-        .call(&ThreadResumeParams {
-            thread_id: thread_id.to_owned(),
-        })
-        .await
+    session.call(&ThreadResumeParams::new(thread_id)).await
 }
 
 /// One page of `thread/list` (`CMD-20`).
@@ -79,7 +74,13 @@ pub async fn thread_list(
     cursor: Option<String>,
     limit: Option<u32>,
 ) -> Result<ThreadListResult, ControllerError> {
-    session.call(&ThreadListParams { cursor, limit }).await
+    session
+        .call(&ThreadListParams {
+            cursor,
+            limit,
+            ..ThreadListParams::default()
+        })
+        .await
 }
 
 /// Every thread of the host, most recently updated first, following `nextCursor` for at
@@ -110,7 +111,8 @@ pub async fn thread_list_all(
     Ok(all)
 }
 
-/// `thread/read` (`CMD-21`): the thread with every turn and item.
+/// `thread/read` (`CMD-21`): the thread with every turn and item (`includeTurns`), in
+/// `thread.turns`.
 ///
 /// # Errors
 /// -32013 `ThreadNotFound` (`CMD-18`), [`ControllerError::BadResult`], the session's end.
@@ -121,11 +123,12 @@ pub async fn thread_read(
     session
         .call(&ThreadReadParams {
             thread_id: thread_id.to_owned(),
+            include_turns: Some(true),
         })
         .await
 }
 
-/// `thread/export` (`CMD-52`): the thread as a hand-off bundle.
+/// `tether/thread/export` (`CMD-52`): the thread as a hand-off bundle.
 ///
 /// # Errors
 /// As [`thread_read`]; -32601 when the host does not offer `thread.handoff` (`CMD-16`).
@@ -141,7 +144,7 @@ pub async fn thread_export(
     Ok(result.bundle)
 }
 
-/// `thread/import` (`CMD-54`): a new thread from a bundle, with `cwdRelative` resolved
+/// `tether/thread/import` (`CMD-54`): a new thread from a bundle, with `cwdRelative` resolved
 /// against `project_root` (the host's default project when `None`). The session is
 /// attached to it.
 ///
@@ -164,9 +167,9 @@ pub async fn thread_import(
 /// Which half of a hand-off failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HandoffStep {
-    /// `thread/export` on the source host.
+    /// `tether/thread/export` on the source host.
     Export,
-    /// `thread/import` on the target host.
+    /// `tether/thread/import` on the target host.
     Import,
 }
 
@@ -201,7 +204,7 @@ pub struct Handoff {
     pub opened: ThreadOpened,
 }
 
-/// Moves thread `thread_id` from `from` to `to`: `thread/export` on one, `thread/import`
+/// Moves thread `thread_id` from `from` to `to`: `tether/thread/export` on one, `tether/thread/import`
 /// on the other (`CMD-52`..`CMD-54`). The source thread stays where it is; the target
 /// thread has a new id, the same history, and instructions discovered again with the
 /// target host's paths (`CMD-51`). Both hosts must offer `thread.handoff` (`CMD-16`).
@@ -222,6 +225,7 @@ pub async fn handoff(
     for (step, conn) in [(HandoffStep::Export, from), (HandoffStep::Import, to)] {
         if !conn
             .init
+            .tether
             .capabilities
             .iter()
             .any(|c| c == capability::THREAD_HANDOFF)
@@ -266,12 +270,12 @@ pub trait Approver {
 }
 
 /// Always the same answer (or never an answer), for scripts and tests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FixedDecision(pub Option<ApprovalDecision>);
 
 impl Approver for FixedDecision {
     fn decide(&mut self, _request: &ApprovalRequest) -> DecisionFuture {
-        let d = self.0;
+        let d = self.0.clone();
         Box::pin(async move { d })
     }
 }
@@ -293,16 +297,13 @@ pub enum TurnEvent {
     Started(Turn),
     /// `item/started`.
     ItemStarted(ThreadItem),
-    /// `item/commandExecution/outputDelta`, decoded (`CMD-40`).
+    /// `item/commandExecution/outputDelta` (`CMD-40`): the next piece of the command's
+    /// output as text, stdout and stderr merged in the order the host read them.
     Output {
         /// The `commandExecution` item.
         item_id: String,
-        /// Which stream.
-        stream: OutputStream,
-        /// The raw bytes.
-        bytes: Vec<u8>,
-        /// True on the chunk that reached the output cap (`CMD-41`).
-        cap_reached: bool,
+        /// The text.
+        text: String,
     },
     /// `item/completed`.
     ItemCompleted(ThreadItem),
@@ -316,9 +317,9 @@ pub enum TurnEvent {
         decision: ApprovalDecision,
     },
     /// `serverRequest/resolved` (`CMD-30`..`CMD-33`): who decided, or (with
-    /// `rejected_answer`) that this controller's answer came too late (`CMD-32`).
+    /// `tether.rejectedAnswer`) that this controller's answer came too late (`CMD-32`).
     Resolved(ServerRequestResolvedParams),
-    /// `notifications/cancelled` for an approval request: the host withdrew it before this
+    /// `tether/cancelled` for an approval request: the host withdrew it before this
     /// controller answered (`CMD-57`); it is not answered.
     ApprovalWithdrawn {
         /// The request.
@@ -426,12 +427,7 @@ pub async fn run_turn_until(
     interrupt: impl Future<Output = ()>,
     mut on_event: impl FnMut(&TurnEvent),
 ) -> Result<TurnOutcome, ControllerError> {
-    let params = TurnStartParams {
-        thread_id: thread_id.to_owned(),
-        input: vec![UserInput::Text {
-            text: text.to_owned(),
-        }],
-    };
+    let params = TurnStartParams::new(thread_id, vec![UserInput::text(text)]);
     let reply = session.start_request(TurnStartParams::METHOD, Some(params.to_params()));
     tokio::pin!(reply);
     tokio::pin!(interrupt);
@@ -563,7 +559,7 @@ impl Follower {
                 }
                 (id, decision) = poll_pending(&mut self.pending), if !self.pending.is_empty() => {
                     if let Some(decision) = decision {
-                        let result = serde_json::to_value(ApprovalResult { decision })
+                        let result = serde_json::to_value(ApprovalResult { decision: decision.clone() })
                             .unwrap_or_default();
                         session.respond(id.clone(), result)?;
                         on_event(&TurnEvent::ApprovalAnswered { request_id: id, decision });
@@ -662,25 +658,21 @@ impl Follower {
             ServerNotification::CommandExecutionOutputDelta(p) => {
                 self.adopt(&p.thread_id, &p.turn_id);
                 if self.ours(&p.thread_id, &p.turn_id) {
-                    // CMD-40: checked by the decoder; a bad chunk was ignored there.
-                    match decode_delta(&p.delta_base64) {
-                        Ok(bytes) if bytes.len() <= MAX_OUTPUT_CHUNK => {
-                            on_event(&TurnEvent::Output {
-                                item_id: p.item_id,
-                                stream: p.stream,
-                                bytes,
-                                cap_reached: p.cap_reached,
-                            });
-                        }
-                        _ => tracing::warn!("ignoring a malformed outputDelta (CMD-40)"),
-                    }
+                    // CMD-40: checked by the decoder; a delta too long was ignored there.
+                    on_event(&TurnEvent::Output {
+                        item_id: p.item_id,
+                        text: p.delta,
+                    });
                 }
             }
             ServerNotification::ServerRequestResolved(p) => {
                 // CMD-30..CMD-33: resolved, by another controller or by the host; a
                 // request still waiting for our approver is dropped unanswered.
                 self.pending.remove(&p.request_id);
-                if p.rejected_answer.is_some() {
+                if p.tether
+                    .as_ref()
+                    .is_some_and(|t| t.rejected_answer.is_some())
+                {
                     self.rejected.push(p.clone());
                 }
                 if p.thread_id == self.thread_id {
@@ -750,11 +742,7 @@ mod tests {
     fn outcome(status: TurnStatus, items: Vec<ThreadItem>) -> TurnOutcome {
         TurnOutcome {
             thread_id: "thr_1".to_owned(),
-            turn: Turn {
-                id: "turn_1".to_owned(),
-                status,
-                items,
-            },
+            turn: Turn::new("turn_1", status, items),
             interrupted_here: false,
             rejected_answers: Vec::new(),
         }
@@ -762,26 +750,15 @@ mod tests {
 
     fn command(status: CommandExecutionStatus, exit_code: Option<i32>) -> ThreadItem {
         ThreadItem::CommandExecution(CommandExecutionItem {
-            id: "item_2".to_owned(),
-            command: "cargo test".to_owned(),
-            cwd: "/w".to_owned(),
-            status,
             exit_code,
-            aggregated_output: None,
-            duration_ms: None,
+            ..CommandExecutionItem::new("item_2", "cargo test", "/w", status)
         })
     }
 
     #[test]
     fn exit_status_mapping() {
-        let user = ThreadItem::UserMessage(UserMessageItem {
-            id: "item_1".to_owned(),
-            text: "hi".to_owned(),
-        });
-        let agent = ThreadItem::AgentMessage(AgentMessageItem {
-            id: "item_2".to_owned(),
-            text: "hi".to_owned(),
-        });
+        let user = ThreadItem::UserMessage(UserMessageItem::from_text("item_1", "hi"));
+        let agent = ThreadItem::AgentMessage(AgentMessageItem::new("item_2", "hi"));
         use CommandExecutionStatus as C;
         use TurnStatus as T;
         let cases = [
@@ -834,10 +811,13 @@ mod tests {
                 thread_id: "thr_1".to_owned(),
                 turn_id: "turn_1".to_owned(),
                 item_id: "item_2".to_owned(),
+                started_at_ms: 1,
                 command: "cargo test".to_owned(),
                 cwd: "/w".to_owned(),
-                sandbox: tether_proto::cmd::types::SandboxMode::WorkspaceWrite,
+                command_actions: Vec::new(),
                 reason: None,
+                available_decisions: None,
+                tether: None,
             },
         };
         let mut fixed = FixedDecision(Some(ApprovalDecision::Decline));

@@ -91,11 +91,15 @@ async fn start_host(url: &str) -> TestHost {
                     match ClientRequest::from_request(&req) {
                         Ok(ClientRequest::Initialize(_)) => {
                             let result = json!({
-                                "serverInfo": {"name": "test-host", "version": "0"},
-                                "protocolVersion": "tether/1",
-                                "capabilities": ["command.exec"],
-                                "sandbox": {"modes": [], "mechanism": "none", "degrade": true},
-                                "platform": {"os": "linux", "arch": "x86_64", "pathStyle": "posix"}
+                                "userAgent": "test-host/0", "codexHome": "/", "platformFamily": "unix",
+                                "platformOs": "linux",
+                                "tether": {
+                                    "serverInfo": {"name": "test-host", "version": "0"},
+                                    "protocolVersion": "tether/2",
+                                    "capabilities": ["command.exec"],
+                                    "sandbox": {"modes": [], "mechanism": "none", "degrade": true},
+                                    "platform": {"os": "linux", "arch": "x86_64", "pathStyle": "posix"}
+                                }
                             });
                             let r = Response::new(req.id.clone(), &result).unwrap();
                             host.send(session, &Message::Response(r)).unwrap();
@@ -107,15 +111,18 @@ async fn start_host(url: &str) -> TestHost {
                             {
                                 let n = tether_proto::cmd::Notification::new(
                                     "command/exec/outputDelta",
-                                    Some(json!({"processId": p.process_id, "stream": stream,
-                                        "deltaBase64": encode_delta(bytes), "capReached": false})),
+                                    Some(
+                                        json!({"processId": p.process_id.clone().unwrap_or_default(), "stream": stream,
+                                        "deltaBase64": encode_delta(bytes), "capReached": false}),
+                                    ),
                                 );
                                 host.send(session, &Message::Notification(n)).unwrap();
                             }
-                            let result = json!({"exitCode": 3, "signal": null, "timedOut": false,
+                            let result = json!({"exitCode": 3, "stdout": "", "stderr": "",
+                                "tether": {"exitCode": 3, "signal": null, "timedOut": false,
                                 "capReached": false, "sandbox": {"requested": "danger-full-access",
                                 "enforced": "danger-full-access", "network": "allowed",
-                                "degraded": false, "mechanism": "none"}});
+                                "degraded": false, "mechanism": "none"}}});
                             let r = Response::new(req.id.clone(), &result).unwrap();
                             host.send(session, &Message::Response(r)).unwrap();
                         }
@@ -303,14 +310,16 @@ async fn requests_and_notifications_are_correlated() {
         let mut conn = tether_controller::connect(&state, &stored, &opts)
             .await
             .unwrap();
-        assert_eq!(conn.init.capabilities, vec!["command.exec".to_owned()]);
+        assert_eq!(
+            conn.init.tether.capabilities,
+            vec!["command.exec".to_owned()]
+        );
         let params = CommandExecParams {
             command: vec!["a".into()],
             cwd: Some("/".into()),
-            sandbox: None,
-            timeout_ms: None,
-            output_cap: Default::default(),
-            process_id: "p1".into(),
+            process_id: Some("p1".into()),
+            stream_stdout_stderr: true,
+            ..CommandExecParams::default()
         };
         let value: Value = conn
             .session

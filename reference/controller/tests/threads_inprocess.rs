@@ -21,10 +21,11 @@ use serde_json::{Value, json};
 use tether_controller::threads::{EXIT_DECLINED, EXIT_INTERRUPTED};
 use tether_controller::{
     ApprovalRequest, Connection, ControllerState, DecisionFuture, FixedDecision, LinkOptions,
-    SessionEvent, TurnEvent, connect, pair, run_turn, run_turn_until, thread_list, thread_start,
+    SessionEvent, SessionOptions, TurnEvent, connect, connect_session, initialize_params, pair,
+    run_turn, run_turn_until, thread_list, thread_start,
 };
 use tether_proto::channel::{HostInfo, PathStyle};
-use tether_proto::cmd::methods::{ThreadStartParams, encode_delta};
+use tether_proto::cmd::methods::ThreadStartParams;
 use tether_proto::cmd::types::{ApprovalDecision, ThreadItem, TurnStatus};
 use tether_proto::cmd::{
     ClientRequest, CommandError, ErrorResponse, Id, Message, Notification, Request, Response, codes,
@@ -68,14 +69,22 @@ struct Fake {
 }
 
 fn thread_json(id: &str) -> Value {
-    json!({"id": id, "cwd": "/w", "sandbox": "workspace-write", "approvalPolicy": "untrusted",
-        "createdAt": 1, "updatedAt": 2, "status": "idle"})
+    json!({"id": id, "sessionId": id, "cwd": "/w", "createdAt": 1, "updatedAt": 2,
+        "status": {"type": "idle"}, "preview": "", "turns": [], "ephemeral": false,
+        "cliVersion": "0", "modelProvider": "tether-test", "source": "appServer",
+        "projectId": null,
+        "tether": {"sandbox": "workspace-write", "approvalPolicy": "untrusted"}})
 }
 
 fn opened(id: &str) -> Value {
-    json!({"thread": thread_json(id), "sandbox": {"requested": "workspace-write",
+    json!({"thread": thread_json(id), "approvalPolicy": "untrusted",
+        "approvalsReviewer": "user", "cwd": "/w", "model": "tether-test",
+        "modelProvider": "tether-test",
+        "sandbox": {"type": "workspaceWrite", "writableRoots": ["/w"], "networkAccess": false},
+        "instructionSources": ["/w/AGENTS.md"],
+        "tether": {"sandbox": {"requested": "workspace-write",
         "enforced": "workspace-write", "network": "denied", "degraded": false,
-        "mechanism": "landlock"}, "instructionSources": ["/w/AGENTS.md"]})
+        "mechanism": "landlock"}}})
 }
 
 impl Fake {
@@ -118,8 +127,11 @@ impl Fake {
         *n += 1;
         let id = Id::from(*n);
         let params = json!({"threadId": p.thread, "turnId": p.turn, "itemId": p.item,
-            "command": p.command, "cwd": "/w", "sandbox": "workspace-write",
-            "reason": "policy untrusted"});
+            "startedAtMs": 1, "command": p.command, "cwd": "/w",
+            "commandActions": [{"type": "unknown", "command": p.command}],
+            "reason": "policy untrusted",
+            "availableDecisions": ["accept", "acceptForSession", "decline", "cancel"],
+            "tether": {"sandbox": "workspace-write"}});
         let request = Request::new(
             id.clone(),
             "item/commandExecution/requestApproval",
@@ -137,12 +149,16 @@ impl Fake {
                 let n = self.names.len() + 1;
                 self.names.insert(s, format!("controller-{n}"));
                 let result = json!({
-                    "serverInfo": {"name": "test-host", "version": "0"},
-                    "protocolVersion": "tether/1",
-                    "capabilities": ["agent.test", "thread.handoff"],
-                    "sandbox": {"modes": ["read-only", "workspace-write", "danger-full-access"],
-                        "mechanism": "landlock", "degrade": false},
-                    "platform": {"os": "linux", "arch": "x86_64", "pathStyle": "posix"}
+                    "userAgent": "test-host/0", "codexHome": "/", "platformFamily": "unix",
+                    "platformOs": "linux",
+                    "tether": {
+                        "serverInfo": {"name": "test-host", "version": "0"},
+                        "protocolVersion": "tether/2",
+                        "capabilities": ["agent.test", "thread.handoff"],
+                        "sandbox": {"modes": ["read-only", "workspace-write", "danger-full-access"],
+                            "mechanism": "landlock", "degrade": false},
+                        "platform": {"os": "linux", "arch": "x86_64", "pathStyle": "posix"}
+                    }
                 });
                 self.reply(s, req.id, result);
             }
@@ -166,7 +182,11 @@ impl Fake {
             Ok(ClientRequest::ThreadList(p)) if p.cursor.is_some() => {
                 // CMD-20: the second and last page.
                 assert_eq!(p.cursor.as_deref(), Some("page-2"));
-                self.reply(s, req.id, json!({"data": [thread_json("thr_y")]}));
+                self.reply(
+                    s,
+                    req.id,
+                    json!({"data": [thread_json("thr_y")], "nextCursor": null}),
+                );
             }
             Ok(ClientRequest::ThreadList(p)) if p.limit == Some(1000) => {
                 self.reply(
@@ -178,7 +198,8 @@ impl Fake {
             Ok(ClientRequest::ThreadExport(p)) => {
                 let bundle = json!({"version": 1, "cwdRelative": "service",
                     "sandbox": "workspace-write", "approvalPolicy": "untrusted",
-                    "items": [{"type": "userMessage", "id": "item_1", "text": format!("from {}", p.thread_id)}],
+                    "items": [{"type": "userMessage", "id": "item_1",
+                        "content": [{"type": "text", "text": format!("from {}", p.thread_id)}]}],
                     "exportedAt": 1});
                 self.reply(s, req.id, json!({ "bundle": bundle }));
             }
@@ -239,12 +260,20 @@ impl Fake {
     ) {
         self.attach(thread, s);
         let turn = self.id("turn");
-        let tether_proto::cmd::types::UserInput::Text { text } = &input[0];
+        let text = input[0].as_text().unwrap_or_default().to_owned();
+        let text = &text;
         self.reply(
             s,
             id,
             json!({"turn": {"id": turn, "status": "inProgress", "items": []}}),
         );
+        let (started_at, completed_at) = (json!({"startedAtMs": 1}), json!({"completedAtMs": 2}));
+        let with = |mut v: Value, extra: &Value| {
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            v
+        };
         let t = |extra: Value| {
             let mut v = json!({"threadId": thread, "turnId": turn});
             v.as_object_mut()
@@ -257,13 +286,37 @@ impl Fake {
             "turn/started",
             json!({"threadId": thread, "turn": {"id": turn, "status": "inProgress", "items": []}}),
         );
-        let user = json!({"type": "userMessage", "id": self.id("item"), "text": text});
-        self.broadcast(thread, "item/started", t(json!({"item": user})));
-        self.broadcast(thread, "item/completed", t(json!({"item": user})));
+        let user = json!({"type": "userMessage", "id": self.id("item"),
+            "content": [{"type": "text", "text": text, "text_elements": []}]});
+        self.broadcast(
+            thread,
+            "item/started",
+            with(t(json!({"item": user})), &started_at),
+        );
+        self.broadcast(
+            thread,
+            "item/completed",
+            with(t(json!({"item": user})), &completed_at),
+        );
+        // An item type this controller does not know: kept, not refused (CMD-78).
+        let other = json!({"type": "reasoning", "id": self.id("item"), "summary": []});
+        self.broadcast(
+            thread,
+            "item/started",
+            with(t(json!({"item": other})), &started_at),
+        );
         let Some(command) = text.strip_prefix("$ ") else {
             let agent = json!({"type": "agentMessage", "id": self.id("item"), "text": text});
-            self.broadcast(thread, "item/started", t(json!({"item": agent})));
-            self.broadcast(thread, "item/completed", t(json!({"item": agent})));
+            self.broadcast(
+                thread,
+                "item/started",
+                with(t(json!({"item": agent})), &started_at),
+            );
+            self.broadcast(
+                thread,
+                "item/completed",
+                with(t(json!({"item": agent})), &completed_at),
+            );
             self.broadcast(
                 thread,
                 "turn/completed",
@@ -274,8 +327,13 @@ impl Fake {
         };
         let item = self.id("item");
         let started = json!({"type": "commandExecution", "id": item, "command": command,
-            "cwd": "/w", "status": "inProgress"});
-        self.broadcast(thread, "item/started", t(json!({"item": started})));
+            "cwd": "/w", "status": "inProgress",
+            "commandActions": [{"type": "unknown", "command": command}]});
+        self.broadcast(
+            thread,
+            "item/started",
+            with(t(json!({"item": started})), &started_at),
+        );
         self.pending = Some(PendingApproval {
             thread: thread.to_owned(),
             turn: turn.clone(),
@@ -290,23 +348,19 @@ impl Fake {
     }
 
     /// Resolves the pending approval: serverRequest/resolved to every attached session,
-    /// notifications/cancelled to the others asked, then the rest of the turn.
+    /// tether/cancelled to the others asked, then the rest of the turn.
     fn resolve(&mut self, by: Option<SessionId>, decision: &'static str) {
         let Some(p) = self.pending.take() else { return };
         let resolved_by = by.and_then(|s| self.names.get(&s).cloned());
         for (s, id) in &p.sent {
             let mut params = json!({"threadId": p.thread, "requestId": id.to_value(),
-                "decision": decision});
+                "tether": {"decision": decision}});
             if let Some(name) = &resolved_by {
-                params["resolvedBy"] = json!(name);
+                params["tether"]["resolvedBy"] = json!(name);
             }
             self.notify(*s, "serverRequest/resolved", params);
             if Some(*s) != by {
-                self.notify(
-                    *s,
-                    "notifications/cancelled",
-                    json!({"requestId": id.to_value()}),
-                );
+                self.notify(*s, "tether/cancelled", json!({"requestId": id.to_value()}));
             }
             self.resolved
                 .insert((*s, id.clone()), (p.thread.clone(), decision));
@@ -326,34 +380,37 @@ impl Fake {
                     .strip_prefix("exit ")
                     .and_then(|c| c.parse().ok())
                     .unwrap_or(0);
-                for (stream, bytes) in [("stdout", b"ran\n".as_slice()), ("stderr", b"warn\n")] {
+                for text in ["ran\n", "warn\n"] {
                     self.broadcast(
                         &p.thread,
                         "item/commandExecution/outputDelta",
-                        with(json!({"itemId": p.item, "stream": stream,
-                            "deltaBase64": encode_delta(bytes), "capReached": false})),
+                        with(json!({"itemId": p.item, "delta": text})),
                     );
                 }
                 let status = if code == 0 { "completed" } else { "failed" };
                 (
                     json!({"type": "commandExecution", "id": p.item, "command": p.command,
-                        "cwd": "/w", "status": status, "exitCode": code,
+                        "cwd": "/w", "status": status, "exitCode": code, "commandActions": [],
                         "aggregatedOutput": "ran\nwarn\n", "durationMs": 5}),
                     "completed",
                 )
             }
             "decline" => (
                 json!({"type": "commandExecution", "id": p.item, "command": p.command,
-                    "cwd": "/w", "status": "declined"}),
+                    "cwd": "/w", "status": "declined", "commandActions": []}),
                 "completed",
             ),
             _ => (
                 json!({"type": "commandExecution", "id": p.item, "command": p.command,
-                    "cwd": "/w", "status": "declined"}),
+                    "cwd": "/w", "status": "declined", "commandActions": []}),
                 "interrupted",
             ),
         };
-        self.broadcast(&p.thread, "item/completed", with(json!({"item": item})));
+        self.broadcast(
+            &p.thread,
+            "item/completed",
+            with(json!({"item": item, "completedAtMs": 3})),
+        );
         self.broadcast(
             &p.thread,
             "turn/completed",
@@ -387,9 +444,9 @@ impl Fake {
             self.notify(
                 s,
                 "serverRequest/resolved",
-                json!({"threadId": thread, "requestId": r.id.to_value(), "decision": d,
+                json!({"threadId": thread, "requestId": r.id.to_value(), "tether": {"decision": d,
                     "rejectedAnswer": {"code": codes::APPROVAL_ALREADY_RESOLVED,
-                        "message": "approval already resolved"}}),
+                        "message": "approval already resolved"}}}),
             );
         }
     }
@@ -526,14 +583,17 @@ fn label(e: &TurnEvent) -> String {
         TurnEvent::Started(_) => "turn/started".into(),
         TurnEvent::ItemStarted(i) => format!("item/started {}", kind(i)),
         TurnEvent::ItemCompleted(i) => format!("item/completed {}", kind(i)),
-        TurnEvent::Output { stream, .. } => format!("output {stream:?}"),
+        TurnEvent::Output { text, .. } => format!("output {text:?}"),
         TurnEvent::ApprovalRequested(_) => "requestApproval".into(),
         TurnEvent::ApprovalAnswered { decision, .. } => format!("answered {decision:?}"),
-        TurnEvent::Resolved(r) => format!(
-            "resolved {:?} by {}",
-            r.decision,
-            r.resolved_by.as_deref().unwrap_or("host")
-        ),
+        TurnEvent::Resolved(r) => {
+            let t = r.tether.as_ref().unwrap();
+            format!(
+                "resolved {:?} by {}",
+                t.decision,
+                t.resolved_by.as_deref().unwrap_or("host")
+            )
+        }
         TurnEvent::ApprovalWithdrawn { .. } => "withdrawn".into(),
         TurnEvent::InterruptSent => "interrupt".into(),
         TurnEvent::Completed(t) => format!("turn/completed {:?}", t.status),
@@ -546,6 +606,10 @@ fn kind(i: &ThreadItem) -> &'static str {
         ThreadItem::UserMessage(_) => "user",
         ThreadItem::AgentMessage(_) => "agent",
         ThreadItem::CommandExecution(_) => "command",
+        ThreadItem::Other(o) => {
+            assert_eq!(o.kind, "reasoning");
+            "other"
+        }
     }
 }
 
@@ -569,8 +633,8 @@ async fn cmd_24_cmd_29_turns_with_each_decision() {
             "$ exit 3",
             &mut FixedDecision(Some(ApprovalDecision::Accept)),
             |e| {
-                if let TurnEvent::Output { bytes, .. } = e {
-                    output.extend_from_slice(bytes);
+                if let TurnEvent::Output { text, .. } = e {
+                    output.extend_from_slice(text.as_bytes());
                 }
                 events.push(label(e));
             },
@@ -583,12 +647,13 @@ async fn cmd_24_cmd_29_turns_with_each_decision() {
                 "turn/started",
                 "item/started user",
                 "item/completed user",
+                "item/started other",
                 "item/started command",
                 "requestApproval",
                 "answered Accept",
                 "resolved Accept by controller-1",
-                "output Stdout",
-                "output Stderr",
+                "output \"ran\\n\"",
+                "output \"warn\\n\"",
                 "item/completed command",
                 "turn/completed Completed",
             ]
@@ -679,7 +744,7 @@ async fn cmd_23_cmd_33_interrupt_while_an_approval_is_pending() {
         assert!(outcome.interrupted_here);
         assert_eq!(outcome.turn.status, TurnStatus::Interrupted);
         assert_eq!(outcome.exit_status(), EXIT_INTERRUPTED);
-        let tail: Vec<_> = events.iter().skip(4).cloned().collect();
+        let tail: Vec<_> = events.iter().skip(5).cloned().collect();
         assert_eq!(
             tail,
             [
@@ -724,6 +789,79 @@ async fn cmd_12_cmd_13_unknown_server_requests_are_answered() {
     .await;
 }
 
+/// A session opened with `SessionOptions::pass_through` (a bridge's, `tether connect`)
+/// hands the same two server requests to the application unanswered: its client answers
+/// them. Requests the bridge forwards raw are answered as unmatched responses.
+#[tokio::test]
+async fn pass_through_sessions_hand_every_server_request_to_the_application() {
+    bounded(async {
+        let relay = start_relay().await;
+        let host = start_host(&relay.url).await;
+        let (dir, conn) = controller(&relay, &host, "laptop").await;
+        conn.close().await;
+        let state = ControllerState::open(dir.path()).unwrap();
+        let stored = state.find_host(None).unwrap();
+        let (link, mut session) = connect_session(
+            &state,
+            &stored,
+            &LinkOptions::default(),
+            SessionOptions::pass_through(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            session.max_message_len(),
+            if session.has_records() {
+                tether_proto::limits::MAX_MESSAGE_LEN
+            } else {
+                tether_proto::limits::MAX_TRANSPORT_PLAINTEXT_LEN
+            }
+        );
+        // As a bridge does: the client's bytes, unchanged, and the answer as an event.
+        let init = serde_json::to_vec(&json!({"id": 41, "method": "initialize",
+            "params": serde_json::to_value(initialize_params()).unwrap()}))
+        .unwrap();
+        session.send_plaintext(init).unwrap();
+        session
+            .send_plaintext(br#"{"method":"initialized"}"#.to_vec())
+            .unwrap();
+        session
+            .send_plaintext(br#"{"id":42,"method":"thread/list","params":{}}"#.to_vec())
+            .unwrap();
+        let mut requests = Vec::new();
+        let mut answered = Vec::new();
+        while answered.len() < 2 || requests.len() < 2 {
+            match session.next_event().await.unwrap() {
+                SessionEvent::Request(r) => requests.push(r.method),
+                SessionEvent::UnmatchedResponse(Message::Response(r)) => answered.push(r.id),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(answered, vec![Id::from(41), Id::from(42)]);
+        assert_eq!(
+            requests,
+            vec!["bogus/method", "item/commandExecution/requestApproval"]
+        );
+        // Nothing was answered on the client's behalf.
+        session
+            .send_plaintext(br#"{"id":43,"method":"thread/list","params":{"limit":1000}}"#.to_vec())
+            .unwrap();
+        loop {
+            if let SessionEvent::UnmatchedResponse(Message::Response(r)) =
+                session.next_event().await.unwrap()
+            {
+                assert_eq!(r.id, Id::from(43));
+                break;
+            }
+        }
+        let errors = host.errors_received.lock().unwrap().clone();
+        assert!(errors.is_empty(), "{errors:?}");
+        session.close(tether_proto::link::CloseCode::NORMAL).await;
+        link.close(tether_proto::link::CloseCode::NORMAL).await;
+    })
+    .await;
+}
+
 /// Paging (CMD-20) and hand-off (CMD-52..CMD-54) through the library.
 #[tokio::test]
 async fn thread_list_pages_and_handoff() {
@@ -746,7 +884,7 @@ async fn thread_list_pages_and_handoff() {
         assert_ne!(moved.opened.thread.id, "thr_7");
 
         // CMD-16: without thread.handoff on the source, nothing is sent.
-        a.init.capabilities.clear();
+        a.init.tether.capabilities.clear();
         let err = tether_controller::handoff(&a, &b, "thr_7", None)
             .await
             .unwrap_err();

@@ -1,6 +1,6 @@
 //! The command protocol of one session, host side (`spec/05-command-protocol.md`):
 //! `initialize`, `initialized`, `command/exec` with streamed `command/exec/outputDelta`,
-//! `command/exec/terminate` and `notifications/cancelled`.
+//! `command/exec/terminate` and `tether/cancelled`.
 //!
 //! A [`CommandSession`] takes the session's decrypted messages ([`CommandSession::handle`])
 //! and returns the answers to send at once. A `command/exec` runs in a tokio task that
@@ -23,9 +23,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tether_proto::cmd::gate::{Inbound, SessionGate};
-use tether_proto::cmd::methods::{
-    CommandExecParams, CommandExecTerminateParams, EmptyResult, OutputCap,
-};
+use tether_proto::cmd::methods::{CommandExecParams, CommandExecTerminateParams, EmptyResult};
 use tether_proto::cmd::{ClientRequest, CommandError, Id, Message, Params};
 use tether_proto::link::{CloseCode, SessionId};
 use tokio::sync::mpsc;
@@ -228,7 +226,10 @@ impl CommandSession {
                 open_later(t, id, opening)
             }
             (ClientRequest::ThreadResume(p), Some(t)) => {
-                let opening = t.begin_thread_resume(session, &p);
+                // CMD-19: the answer carries the turns, fitted to this session (CMD-2).
+                let opening = t
+                    .begin_thread_resume(session, &p)
+                    .map(|o| o.with_max_len(max));
                 open_later(t, id, opening)
             }
             (ClientRequest::ThreadList(p), Some(t)) => one(answer(id, t.thread_list(&p), max)),
@@ -301,28 +302,37 @@ impl CommandSession {
         };
         let cwd = cwd.as_path();
         // CMD-43: no cap only where the window keeps the output at the reader's pace.
-        if params.output_cap == OutputCap::Unlimited && !self.records {
+        if params.disable_output_cap && !self.records {
             return Some(error(
                 id,
                 &CommandError::InvalidParams {
                     method: <CommandExecParams as Params>::METHOD.to_owned(),
-                    detail: "outputCap null needs a session with records (channel.flow, CMD-43)"
+                    detail: "disableOutputCap needs a session with records (channel.flow, CMD-43)"
                         .to_owned(),
                 },
             ));
         }
-        // CMD-34: process ids are unique among the session's running processes.
-        if self.processes.contains_key(&params.process_id) {
+        // CMD-34: process ids are unique among the session's running processes. A
+        // process without one (its output goes in the result) is kept under a name no
+        // controller sends in practice, unique by its request id (CMD-58).
+        let process_id = params
+            .process_id
+            .clone()
+            .unwrap_or_else(|| format!("\0request {}", id.to_value()));
+        if self.processes.contains_key(&process_id) {
             return Some(error(
                 id,
                 &CommandError::InvalidParams {
                     method: <CommandExecParams as Params>::METHOD.to_owned(),
-                    detail: format!("processId {:?} is already running", params.process_id),
+                    detail: format!("processId {process_id:?} is already running"),
                 },
             ));
         }
         // CMD-46, CMD-47
-        let requested = params.sandbox.unwrap_or(self.config.default_sandbox);
+        let requested = match params.sandbox_mode() {
+            Ok(mode) => mode.unwrap_or(self.config.default_sandbox),
+            Err(e) => return Some(error(id, &e)),
+        };
         let report = match self.config.sandbox_for(requested) {
             Ok(r) => r,
             Err(e) => return Some(error(id, &e)),
@@ -333,9 +343,17 @@ impl CommandSession {
             events: &self.events,
             records: self.records,
         };
-        match start(&self.config, to, id.clone(), &params, cwd, report) {
+        match start(
+            &self.config,
+            to,
+            id.clone(),
+            &params,
+            process_id.clone(),
+            cwd,
+            report,
+        ) {
             Ok(handle) => {
-                self.processes.insert(params.process_id.clone(), handle);
+                self.processes.insert(process_id, handle);
                 None
             }
             Err(e) => Some(error(id, &e)),
@@ -360,8 +378,8 @@ const THREAD_METHODS: &[&str] = &[
     "thread/read",
     "turn/start",
     "turn/interrupt",
-    "thread/export",
-    "thread/import",
+    "tether/thread/export",
+    "tether/thread/import",
 ];
 
 #[cfg(test)]
@@ -370,7 +388,7 @@ mod tests {
 
     use serde_json::{Value, json};
     use tether_proto::cmd::methods::{
-        CommandExecOutputDeltaParams, CommandExecResult, decode_delta,
+        CommandExecOutputDeltaParams, CommandExecReport, CommandExecResult, decode_delta,
     };
     use tether_proto::cmd::types::{ApprovalPolicy, OutputStream, SandboxMode};
     use tether_proto::cmd::{ErrorResponse, Response, ServerNotification, codes};
@@ -413,14 +431,14 @@ mod tests {
             request(
                 1,
                 "initialize",
-                json!({"clientInfo":{"name":"t","version":"1"},"protocolVersion":"tether/1"}),
+                json!({"clientInfo":{"name":"t","version":"1"},"tether":{"protocolVersion":"tether/2"}}),
             ),
         )
         .unwrap();
         let Message::Response(r) = r else {
             panic!("{r:?}")
         };
-        assert_eq!(r.result["capabilities"], json!(["command.exec"]));
+        assert_eq!(r.result["tether"]["capabilities"], json!(["command.exec"]));
         s.handle(
             Message::Notification(tether_proto::cmd::Notification::new("initialized", None)),
             Access::Allowed,
@@ -428,7 +446,7 @@ mod tests {
     }
 
     fn exec(id: i64, pid: &str, command: &[&str], extra: Value) -> Message {
-        let mut p = json!({"command": command, "cwd": "/", "processId": pid, "sandbox": "danger-full-access"});
+        let mut p = json!({"command": command, "cwd": "/", "processId": pid, "streamStdoutStderr": true, "sandboxPolicy": {"type": "dangerFullAccess"}});
         if let (Some(p), Some(extra)) = (p.as_object_mut(), extra.as_object()) {
             for (k, v) in extra {
                 p.insert(k.clone(), v.clone());
@@ -497,7 +515,12 @@ mod tests {
         }
     }
 
-    fn result(m: &Message) -> CommandExecResult {
+    /// The `tether` report of a `command/exec` result (`CMD-39`).
+    fn result(m: &Message) -> CommandExecReport {
+        full_result(m).tether
+    }
+
+    fn full_result(m: &Message) -> CommandExecResult {
         let Message::Response(r) = m else {
             panic!("{m:?}")
         };
@@ -535,7 +558,7 @@ mod tests {
             request(
                 2,
                 "initialize",
-                json!({"clientInfo":{"name":"t","version":"1"},"protocolVersion":"tether/2"}),
+                json!({"clientInfo":{"name":"t","version":"1"},"tether":{"protocolVersion":"tether/1"}}),
             ),
         )
         .unwrap();
@@ -547,7 +570,7 @@ mod tests {
             request(
                 3,
                 "initialize",
-                json!({"clientInfo":{"name":"t","version":"1"},"protocolVersion":"tether/1"}),
+                json!({"clientInfo":{"name":"t","version":"1"},"tether":{"protocolVersion":"tether/2"}}),
             ),
         )
         .unwrap();
@@ -588,7 +611,7 @@ mod tests {
         // A cancellation from a device revoked a moment ago: not acted on (CMD-55: a
         // notification is only ignored).
         let cancel = Message::Notification(tether_proto::cmd::Notification::new(
-            "notifications/cancelled",
+            "tether/cancelled",
             Some(json!({"requestId": 9})),
         ));
         for access in [Access::NotAuthorized, Access::RemoteAccessDisabled] {
@@ -647,6 +670,9 @@ mod tests {
         assert_eq!(out.stdout, expected);
         assert_eq!(out.stderr, b"err");
         assert!(out.deltas.len() > 2, "more than one chunk");
+        // CMD-35: streamed, so not repeated in the result.
+        let full = full_result(&out.answer);
+        assert_eq!((full.exit_code, &*full.stdout, &*full.stderr), (3, "", ""));
         let r = result(&out.answer);
         assert_eq!(r.exit_code, Some(3));
         assert_eq!(r.signal, None);
@@ -660,6 +686,55 @@ mod tests {
         assert_eq!(s.in_flight(), 0);
     }
 
+    /// CMD-35, CMD-39, CMD-41: without streamStdoutStderr (and without a processId) the
+    /// output comes in the result as text, not as deltas, capped at 8 192 bytes over both
+    /// streams by default.
+    #[tokio::test]
+    async fn cmd_35_buffered_output_in_the_result() {
+        let (mut s, mut rx) = session(false);
+        init(&mut s);
+        let m = request(
+            2,
+            "command/exec",
+            json!({"command": ["sh", "-c", "printf 'out\\377'; printf err >&2; exit 3"], "cwd": "/", "sandboxPolicy": {"type": "dangerFullAccess"}}),
+        );
+        assert!(one(&mut s, m).is_none(), "started");
+        let out = collect(&mut s, &mut rx).await;
+        assert!(
+            out.deltas.is_empty(),
+            "no deltas without streamStdoutStderr"
+        );
+        let r = full_result(&out.answer);
+        assert_eq!(r.exit_code, 3);
+        assert_eq!(r.stdout, "out\u{FFFD}");
+        assert_eq!(r.stderr, "err");
+        assert_eq!(r.tether.exit_code, Some(3));
+        assert!(!r.tether.cap_reached);
+        // The buffered default cap: 8 192 bytes, then the group is killed.
+        let m = request(
+            3,
+            "command/exec",
+            json!({"command": ["seq", "1", "100000"], "cwd": "/", "sandboxPolicy": {"type": "dangerFullAccess"}}),
+        );
+        assert!(one(&mut s, m).is_none(), "started");
+        let out = collect(&mut s, &mut rx).await;
+        assert!(out.deltas.is_empty());
+        let r = full_result(&out.answer);
+        assert_eq!(r.stdout.len() + r.stderr.len(), 8192);
+        assert!(r.tether.cap_reached);
+        assert_eq!(r.exit_code, 137);
+        // A buffered cap above 8 192 is refused (CMD-43), as is streaming without a
+        // processId (CMD-34).
+        for params in [
+            json!({"command": ["true"], "cwd": "/", "outputBytesCap": 8193}),
+            json!({"command": ["true"], "cwd": "/", "streamStdoutStderr": true}),
+            json!({"command": ["true"], "cwd": "/", "processId": "p", "streamStdoutStderr": true, "disableOutputCap": true}),
+        ] {
+            let m = one(&mut s, request(4, "command/exec", params.clone())).unwrap();
+            assert_eq!(err_code(&m), codes::INVALID_PARAMS, "{params}");
+        }
+    }
+
     #[tokio::test]
     async fn cmd_41_cap_forwards_exactly_the_first_bytes() {
         let (mut s, mut rx) = session(false);
@@ -671,7 +746,7 @@ mod tests {
                     2,
                     "p",
                     &["sh", "-c", "printf 0123456789ABCDEF; sleep 100"],
-                    json!({"outputCap": 10})
+                    json!({"outputBytesCap": 10})
                 )
             )
             .is_none()
@@ -684,12 +759,14 @@ mod tests {
         assert!(r.cap_reached);
         assert_eq!(r.signal.as_deref(), Some("SIGKILL"));
         assert_eq!(r.exit_code, None);
+        // CMD-39: Codex's exitCode for SIGKILL.
+        assert_eq!(full_result(&out.answer).exit_code, 137);
 
         // Output of exactly the cap is not "reached".
         assert!(
             one(
                 &mut s,
-                exec(3, "q", &["printf", "12345"], json!({"outputCap": 5}))
+                exec(3, "q", &["printf", "12345"], json!({"outputBytesCap": 5}))
             )
             .is_none()
         );
@@ -760,7 +837,7 @@ mod tests {
         assert!(one(&mut s, exec(9, "p", &["sleep", "100"], json!({}))).is_none());
         s.handle(
             Message::Notification(tether_proto::cmd::Notification::new(
-                "notifications/cancelled",
+                "tether/cancelled",
                 Some(json!({"requestId": 9})),
             )),
             Access::Allowed,
@@ -801,13 +878,17 @@ mod tests {
     async fn cmd_46_sandbox_refused_or_degraded() {
         let (mut s, _rx) = session(false);
         init(&mut s);
-        for mode in ["read-only", "workspace-write"] {
-            let m = one(&mut s, exec(2, "p", &["true"], json!({"sandbox": mode}))).unwrap();
+        for mode in ["readOnly", "workspaceWrite"] {
+            let m = one(
+                &mut s,
+                exec(2, "p", &["true"], json!({"sandboxPolicy": {"type": mode}})),
+            )
+            .unwrap();
             assert_eq!(err_code(&m), codes::SANDBOX_DENIED);
         }
         // CMD-47: the default mode (workspace-write) applies when none is named.
         let mut p = json!({"command": ["true"], "cwd": "/", "processId": "p"});
-        p.as_object_mut().unwrap().remove("sandbox");
+        p.as_object_mut().unwrap().remove("sandboxPolicy");
         let m = one(&mut s, request(3, "command/exec", p)).unwrap();
         assert_eq!(err_code(&m), codes::SANDBOX_DENIED);
 
@@ -816,7 +897,12 @@ mod tests {
         assert!(
             one(
                 &mut s,
-                exec(2, "p", &["true"], json!({"sandbox": "read-only"}))
+                exec(
+                    2,
+                    "p",
+                    &["true"],
+                    json!({"sandboxPolicy": {"type": "readOnly"}})
+                )
             )
             .is_none()
         );
@@ -826,7 +912,7 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            resp.result["sandbox"],
+            resp.result["tether"]["sandbox"],
             json!({"requested": "read-only", "enforced": "danger-full-access", "network": "allowed", "degraded": true, "mechanism": "none"})
         );
         assert_eq!(r.exit_code, Some(0));
@@ -913,7 +999,7 @@ mod tests {
                     2,
                     "p",
                     &["seq", "1", "1200000"],
-                    json!({"outputCap": 16 << 20})
+                    json!({"outputBytesCap": 16 << 20})
                 )
             )
             .is_none()
@@ -987,6 +1073,7 @@ mod tests {
         let out = collect(&mut s, &mut rx).await;
         let r = result(&out.answer);
         assert!(r.timed_out, "{r:?}");
+        assert_eq!(full_result(&out.answer).exit_code, 124, "CMD-39");
         assert_eq!(r.signal.as_deref(), Some("SIGKILL"));
     }
 
@@ -1006,7 +1093,7 @@ mod tests {
         let m = request(
             2,
             "command/exec",
-            json!({"command": ["sh", "-c", "pwd -P"], "processId": "p", "sandbox": "danger-full-access"}),
+            json!({"command": ["sh", "-c", "pwd -P"], "processId": "p", "streamStdoutStderr": true, "sandboxPolicy": {"type": "dangerFullAccess"}}),
         );
         assert!(one(&mut s, m).is_none(), "started");
         let out = collect(&mut s, &mut rx).await;
@@ -1048,7 +1135,7 @@ mod tests {
         let capped = CommandConfig {
             allow_unsandboxed: true,
             max_sandbox: SandboxMode::ReadOnly,
-            max_approval_policy: ApprovalPolicy::OnFailure,
+            max_approval_policy: ApprovalPolicy::OnRequest,
             ..CommandConfig::default()
         };
         for mode in [SandboxMode::WorkspaceWrite, SandboxMode::DangerFullAccess] {
@@ -1061,14 +1148,14 @@ mod tests {
         let report = capped.sandbox_for(SandboxMode::ReadOnly).unwrap();
         assert_eq!(report.requested, SandboxMode::ReadOnly);
         assert!(report.degraded);
-        for ok in [ApprovalPolicy::Untrusted, ApprovalPolicy::OnFailure] {
+        for ok in [ApprovalPolicy::Untrusted, ApprovalPolicy::OnRequest] {
             capped.check_approval_policy(ok).unwrap();
         }
-        for beyond in [ApprovalPolicy::OnRequest, ApprovalPolicy::Never] {
-            let e = capped.check_approval_policy(beyond).unwrap_err();
-            assert_eq!(e.rpc_code(), codes::SANDBOX_DENIED, "{beyond:?}");
-            assert!(e.to_string().contains("SEC-15"), "{e}");
-        }
+        let e = capped
+            .check_approval_policy(ApprovalPolicy::Never)
+            .unwrap_err();
+        assert_eq!(e.rpc_code(), codes::SANDBOX_DENIED);
+        assert!(e.to_string().contains("SEC-15"), "{e}");
         // No cap by default.
         let open = CommandConfig::default();
         open.sandbox_for(SandboxMode::DangerFullAccess).unwrap();
@@ -1086,7 +1173,7 @@ mod tests {
                 2,
                 "p",
                 &["touch", &marker.to_string_lossy()],
-                json!({"sandbox": "danger-full-access"}),
+                json!({"sandboxPolicy": {"type": "dangerFullAccess"}}),
             ),
         )
         .unwrap();

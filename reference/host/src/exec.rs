@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tether_proto::cmd::methods::{
-    CommandExecOutputDeltaParams, CommandExecParams, CommandExecResult, HostInfoResult,
-    InitializeResult, encode_delta,
+    CommandExecOutputDeltaParams, CommandExecParams, CommandExecReport, CommandExecResult,
+    HostInfoResult, InitializeResult, TetherInitializeResult, encode_delta,
 };
 use tether_proto::cmd::types::{
     ApprovalPolicy, Implementation, NetworkAccess, OutputStream, PathStyle, Platform, SandboxMode,
@@ -47,7 +47,7 @@ pub struct CommandConfig {
     /// The kernel sandbox available to commands, if any.
     pub sandbox: Option<SandboxLauncher>,
     /// The working directory of a thread whose `thread/start` names none, and the project
-    /// root of a `thread/import` that names none (`CMD-17`, `CMD-54`); `None`: the host
+    /// root of a `tether/thread/import` that names none (`CMD-17`, `CMD-54`); `None`: the host
     /// process's current directory.
     pub default_project: Option<std::path::PathBuf>,
     /// The policy of a thread whose `thread/start` names none.
@@ -64,12 +64,12 @@ pub struct CommandConfig {
     pub temp_dir: Option<std::path::PathBuf>,
     /// The most permissive sandbox mode a controller may ask for (`SEC-15`), in the order
     /// `read-only` < `workspace-write` < `danger-full-access`: a `command/exec`, thread or
-    /// approved re-run beyond it is refused with -32012, never run with another mode.
+    /// beyond it is refused with -32012, never run with another mode.
     /// Default `danger-full-access`: no cap.
     pub max_sandbox: SandboxMode,
     /// The most permissive approval policy a thread may have (`SEC-15`), in the order
-    /// `untrusted` < `on-failure` < `on-request` < `never` (each asks the user about fewer
-    /// commands than the one before); beyond it, -32012. Default `never`: no cap.
+    /// `untrusted` < `on-request` < `never` (each asks the user about fewer commands than
+    /// the one before); beyond it, -32012. Default `never`: no cap.
     pub max_approval_policy: ApprovalPolicy,
     /// Paths no command may see or write (`SEC-22`, `SEC-23`): the host's state directory
     /// and the file it read its workspace credential from, as `tether host run` found them
@@ -195,20 +195,18 @@ pub fn sandbox_rank(mode: SandboxMode) -> u8 {
 }
 
 /// How permissive an approval policy is (`SEC-15`): how few of the agent's commands the
-/// user is asked about (`CMD-27`), `untrusted` 0 to `never` 3.
+/// user is asked about (`CMD-27`), `untrusted` 0 to `never` 2.
 pub fn approval_rank(policy: ApprovalPolicy) -> u8 {
     match policy {
         ApprovalPolicy::Untrusted => 0,
-        ApprovalPolicy::OnFailure => 1,
-        ApprovalPolicy::OnRequest => 2,
-        ApprovalPolicy::Never => 3,
+        ApprovalPolicy::OnRequest => 1,
+        ApprovalPolicy::Never => 2,
     }
 }
 
 fn approval_str(policy: ApprovalPolicy) -> &'static str {
     match policy {
         ApprovalPolicy::Untrusted => "untrusted",
-        ApprovalPolicy::OnFailure => "on-failure",
         ApprovalPolicy::OnRequest => "on-request",
         ApprovalPolicy::Never => "never",
     }
@@ -454,38 +452,62 @@ impl CommandConfig {
     /// The `initialize` result; `threads`: the host also serves threads with the test
     /// agent and hand-off (`agent.test`, `thread.handoff`, `CMD-16`, `CMD-59`).
     pub fn initialize_result_for(&self, threads: bool) -> InitializeResult {
+        let version = env!("CARGO_PKG_VERSION");
         InitializeResult {
-            server_info: Implementation {
-                name: "tether-host".to_owned(),
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-            },
-            protocol_version: PROTOCOL_NAME.to_owned(),
-            capabilities: self.capabilities(threads),
-            sandbox: {
-                let mut modes: Vec<SandboxMode> = self
-                    .sandbox
-                    .iter()
-                    .flat_map(|s| s.enforced.iter().map(|(m, _)| *m))
-                    .collect();
-                modes.push(SandboxMode::DangerFullAccess);
-                let mechanism = self
-                    .sandbox
-                    .as_ref()
-                    .and_then(|s| s.enforced.first())
-                    .map_or("none", |(_, m)| m.as_str())
-                    .to_owned();
-                SandboxSupport {
-                    modes,
-                    mechanism,
-                    degrade: self.allow_unsandboxed,
-                }
-            },
-            platform: Platform {
-                os: std::env::consts::OS.to_owned(),
-                arch: std::env::consts::ARCH.to_owned(),
-                path_style: PathStyle::Posix,
+            user_agent: format!(
+                "tether-host/{version} ({}; {})",
+                std::env::consts::OS,
+                std::env::consts::ARCH
+            ),
+            codex_home: self.agent_home(),
+            platform_family: if cfg!(windows) { "windows" } else { "unix" }.to_owned(),
+            platform_os: std::env::consts::OS.to_owned(),
+            tether: TetherInitializeResult {
+                server_info: Implementation {
+                    name: "tether-host".to_owned(),
+                    version: version.to_owned(),
+                },
+                protocol_version: PROTOCOL_NAME.to_owned(),
+                capabilities: self.capabilities(threads),
+                sandbox: {
+                    let mut modes: Vec<SandboxMode> = self
+                        .sandbox
+                        .iter()
+                        .flat_map(|s| s.enforced.iter().map(|(m, _)| *m))
+                        .collect();
+                    modes.push(SandboxMode::DangerFullAccess);
+                    let mechanism = self
+                        .sandbox
+                        .as_ref()
+                        .and_then(|s| s.enforced.first())
+                        .map_or("none", |(_, m)| m.as_str())
+                        .to_owned();
+                    SandboxSupport {
+                        modes,
+                        mechanism,
+                        degrade: self.allow_unsandboxed,
+                    }
+                },
+                platform: Platform {
+                    os: std::env::consts::OS.to_owned(),
+                    arch: std::env::consts::ARCH.to_owned(),
+                    path_style: PathStyle::Posix,
+                },
             },
         }
+    }
+
+    /// The agent's home, the `codexHome` of the `initialize` result: for the test agent
+    /// the host's state directory (the first of [`Self::secret_paths`]), else the default
+    /// working directory, else `/`; absolute and host-native.
+    fn agent_home(&self) -> String {
+        self.secret_paths
+            .first()
+            .cloned()
+            .or_else(|| self.default_dir())
+            .and_then(|p| p.to_str().map(str::to_owned))
+            .filter(|p| Path::new(p).is_absolute())
+            .unwrap_or_else(|| "/".to_owned())
     }
 }
 
@@ -547,7 +569,7 @@ pub(crate) enum KillReason {
     Running,
     /// `command/exec/terminate`, or the turn was interrupted.
     Terminate,
-    /// `notifications/cancelled` (`CMD-57`).
+    /// `tether/cancelled` (`CMD-57`).
     Cancel,
 }
 
@@ -593,10 +615,12 @@ pub(crate) struct Reporting<'a> {
 
 /// Starts a `command/exec` whose checks passed (`CMD-34`, `CMD-46`, `CMD-47`): its
 /// command, in `cwd`, under the sandbox of `report` (5.7: under `workspace-write` it
-/// writes inside `cwd`), in its own process group, and the task that streams its output
-/// and answers it on `events` (`CMD-35` … `CMD-42`, `CMD-74`): as `OUTPUT` records when
-/// `records` (`CMD-76`), else as `command/exec/outputDelta` notifications. The handle
-/// kills the group when dropped (`CMD-37`).
+/// writes inside `cwd`), in its own process group, and the task that answers it on
+/// `events` (`CMD-35` … `CMD-42`, `CMD-74`). With `streamStdoutStderr` the task streams
+/// the output as `OUTPUT` records when `records` (`CMD-76`), else as
+/// `command/exec/outputDelta` notifications, naming the process `process_id`; without
+/// it, the output goes in the result. The handle kills the group when dropped
+/// (`CMD-37`).
 ///
 /// # Errors
 /// The error to answer with: an empty command (`CMD-13`), a sandbox that cannot be set
@@ -606,6 +630,7 @@ pub(crate) fn start(
     to: Reporting<'_>,
     id: Id,
     params: &CommandExecParams,
+    process_id: String,
     cwd: &Path,
     report: SandboxReport,
 ) -> Result<ProcessHandle, CommandError> {
@@ -638,7 +663,8 @@ pub(crate) fn start(
     let job = Job {
         session,
         request_id: id.clone(),
-        process_id: params.process_id.clone(),
+        process_id,
+        stream: params.stream_stdout_stderr,
         cap: params.effective_output_cap(),
         timeout: Duration::from_millis(params.effective_timeout_ms()),
         report,
@@ -657,6 +683,8 @@ struct Job {
     session: SessionId,
     request_id: Id,
     process_id: String,
+    /// `streamStdoutStderr`: output as deltas or records, else in the result (`CMD-35`).
+    stream: bool,
     cap: u64,
     timeout: Duration,
     report: SandboxReport,
@@ -717,20 +745,29 @@ impl Job {
         } else {
             MAX_OUTPUT_CHUNK
         };
+        // CMD-35: without streamStdoutStderr the output (at most the buffered cap,
+        // CMD-43) is kept for the result.
+        let mut kept: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
         let outcome = supervise_with_credit(
             child,
             pid,
             self.cap,
             self.timeout,
             kill_rx,
-            Some((credit, chunk)),
+            self.stream.then_some((credit, chunk)),
             |s, c, r, permit| {
-                if let Some(permit) = permit {
+                if !self.stream {
+                    let i = usize::from(s == OutputStream::Stderr);
+                    if let Some(buf) = kept.get_mut(i) {
+                        buf.extend_from_slice(c);
+                    }
+                } else if let Some(permit) = permit {
                     self.send_delta(s, c, r, permit);
                 }
             },
         )
         .await;
+        let [stdout, stderr] = kept;
         let message = match outcome.status {
             Some(Ok(status)) if outcome.cancelled && status.code().is_none() => {
                 error(self.request_id.clone(), &CommandError::Cancelled)
@@ -738,12 +775,18 @@ impl Job {
             Some(Ok(status)) => {
                 use std::os::unix::process::ExitStatusExt;
                 // CMD-39
+                let timed_out = outcome.timed_out && status.code().is_none();
                 let result = CommandExecResult {
-                    exit_code: status.code(),
-                    signal: status.signal().map(signal_name),
-                    timed_out: outcome.timed_out && status.code().is_none(),
-                    cap_reached: outcome.cap_reached,
-                    sandbox: self.report.clone(),
+                    exit_code: codex_exit_code(status.code(), status.signal(), timed_out),
+                    stdout: String::from_utf8_lossy(&stdout).into_owned(),
+                    stderr: String::from_utf8_lossy(&stderr).into_owned(),
+                    tether: CommandExecReport {
+                        exit_code: status.code(),
+                        signal: status.signal().map(signal_name),
+                        timed_out,
+                        cap_reached: outcome.cap_reached,
+                        sandbox: self.report.clone(),
+                    },
                 };
                 response(self.request_id.clone(), &result)
             }
@@ -765,6 +808,17 @@ impl Job {
             process_id: self.process_id,
             message,
         });
+    }
+}
+
+/// The `exitCode` of a `command/exec` result as Codex reports it (`CMD-39`): 124 when
+/// the time limit ended the process, else its exit status, else 128 + the signal number.
+pub(crate) fn codex_exit_code(code: Option<i32>, signal: Option<i32>, timed_out: bool) -> i32 {
+    match (timed_out, code, signal) {
+        (true, _, _) => 124,
+        (false, Some(code), _) => code,
+        (false, None, Some(signal)) => 128 + signal,
+        (false, None, None) => 1,
     }
 }
 

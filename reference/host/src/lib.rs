@@ -11,7 +11,7 @@
 //! - [`commands`]: the command protocol of a session: its messages pass the core's gate
 //!   (`tether_proto::cmd::gate`, the `CMD-61` checks); then `command/exec` with streamed
 //!   output (sandboxed modes through the `sandbox-exec` launcher, `tether-sandbox`),
-//!   `command/exec/terminate`, `notifications/cancelled`, and the thread methods it hands
+//!   `command/exec/terminate`, `tether/cancelled`, and the thread methods it hands
 //!   to [`threads`] (`spec/05`).
 //! - [`threads`]: threads, turns with the deterministic test agent, and hand-off,
 //!   host-wide and durable (`spec/05` 5.3 to 5.5, 5.9, 5.11); who is asked to approve and
@@ -27,6 +27,7 @@
 //! [`instructions`] and [`qr`].
 
 mod answer;
+pub mod codex;
 pub mod commands;
 mod exec;
 pub mod instructions;

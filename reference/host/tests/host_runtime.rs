@@ -170,7 +170,7 @@ async fn pair_exec_resume_revoke_over_wss() {
         &mut c,
         2,
         "initialize",
-        json!({"clientInfo": {"name": "t", "version": "0"}, "protocolVersion": "tether/1"}),
+        json!({"clientInfo": {"name": "t", "version": "0"}, "tether": {"protocolVersion": "tether/2"}}),
     )
     .await;
     assert!(matches!(
@@ -187,7 +187,7 @@ async fn pair_exec_resume_revoke_over_wss() {
         &mut c,
         3,
         "command/exec",
-        json!({"command": ["sh", "-c", "echo hello; echo oops >&2; exit 4"], "cwd": "/", "processId": "p", "sandbox": "danger-full-access"}),
+        json!({"command": ["sh", "-c", "echo hello; echo oops >&2; exit 4"], "cwd": "/", "processId": "p", "streamStdoutStderr": true, "sandboxPolicy": {"type": "dangerFullAccess"}}),
     )
     .await;
     let (mut out, mut err) = (Vec::new(), Vec::new());
@@ -223,7 +223,13 @@ async fn pair_exec_resume_revoke_over_wss() {
     };
     assert_eq!(out, b"hello\n");
     assert_eq!(err, b"oops\n");
-    assert_eq!(result.exit_code, Some(4));
+    assert_eq!(result.exit_code, 4);
+    assert_eq!(result.tether.exit_code, Some(4));
+    assert_eq!(
+        (&*result.stdout, &*result.stderr),
+        ("", ""),
+        "streamed (CMD-35)"
+    );
 
     // CHAN-12: the token works once.
     let mut again = Controller::connect(
@@ -255,7 +261,7 @@ async fn pair_exec_resume_revoke_over_wss() {
         &mut r,
         1,
         "initialize",
-        json!({"clientInfo": {"name": "t", "version": "0"}, "protocolVersion": "tether/1"}),
+        json!({"clientInfo": {"name": "t", "version": "0"}, "tether": {"protocolVersion": "tether/2"}}),
     )
     .await;
     match next_event(&mut link, &mut r).await {

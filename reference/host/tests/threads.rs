@@ -83,7 +83,10 @@ async fn open(state: &ControllerState, host: &PairedHost) -> Connection {
     let conn = connect(state, host, &LinkOptions::default()).await.unwrap();
     // CMD-16, CMD-59
     for cap in ["agent.test", "thread.handoff", "command.exec"] {
-        assert!(conn.init.capabilities.iter().any(|c| c == cap), "{cap}");
+        assert!(
+            conn.init.tether.capabilities.iter().any(|c| c == cap),
+            "{cap}"
+        );
     }
     conn
 }
@@ -178,7 +181,7 @@ fn command_status(turn: &Turn) -> String {
 }
 
 fn text(input: &str) -> Value {
-    json!([{ "type": "text", "text": input }])
+    json!([{ "type": "text", "text": input, "text_elements": [] }])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,7 +203,18 @@ async fn cmd_17_to_26_threads_and_turns_survive_a_host_restart() {
     .await;
     let thread_id = opened["thread"]["id"].as_str().unwrap().to_owned();
     assert_eq!(opened["thread"]["cwd"], project.to_string_lossy().as_ref());
-    assert_eq!(opened["sandbox"]["enforced"], "danger-full-access");
+    assert_eq!(
+        opened["tether"]["sandbox"]["enforced"],
+        "danger-full-access"
+    );
+    // Section 5.3: Codex's ThreadStartResponse.
+    assert_eq!(opened["sandbox"], json!({"type": "dangerFullAccess"}));
+    assert_eq!(opened["approvalsReviewer"], "user");
+    assert_eq!(opened["model"], "tether-test");
+    assert_eq!(opened["thread"]["status"], json!({"type": "idle"}));
+    assert_eq!(opened["thread"]["sessionId"], opened["thread"]["id"]);
+    assert_eq!(opened["thread"]["preview"], "");
+    assert!(opened["thread"]["projectId"].is_null());
     assert_eq!(opened["instructionSources"], json!([]));
 
     // CMD-22, CMD-24: the result, then the notifications in order.
@@ -240,11 +254,19 @@ async fn cmd_17_to_26_threads_and_turns_survive_a_host_restart() {
     let list = call(&conn, "thread/list", json!({})).await;
     assert_eq!(list["data"][0]["id"], thread_id.as_str());
     assert_eq!(list["data"][0]["preview"], "$ echo hello; exit 4");
-    assert!(list.get("nextCursor").is_none());
-    let before: ThreadReadResult =
-        serde_json::from_value(call(&conn, "thread/read", json!({"threadId": thread_id})).await)
-            .unwrap();
-    assert_eq!(before.turns, vec![turn]);
+    // CMD-20: null on the last page.
+    assert!(list["nextCursor"].is_null(), "{list}");
+    assert_eq!(list["data"][0]["turns"], json!([]));
+    let before: ThreadReadResult = serde_json::from_value(
+        call(
+            &conn,
+            "thread/read",
+            json!({"threadId": thread_id, "includeTurns": true}),
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(before.thread.turns, vec![turn]);
     assert_eq!(
         call_err(&conn, "thread/read", json!({"threadId": "thr_0123"})).await,
         codes::THREAD_NOT_FOUND
@@ -264,9 +286,15 @@ async fn cmd_17_to_26_threads_and_turns_survive_a_host_restart() {
     // A new host process on the same state directory.
     let host = TestHost::start(relay.url(), "acme", &host_state, config(&project)).await;
     let conn = open(&ctl, &paired).await;
-    let after: ThreadReadResult =
-        serde_json::from_value(call(&conn, "thread/read", json!({"threadId": thread_id})).await)
-            .unwrap();
+    let after: ThreadReadResult = serde_json::from_value(
+        call(
+            &conn,
+            "thread/read",
+            json!({"threadId": thread_id, "includeTurns": true}),
+        )
+        .await,
+    )
+    .unwrap();
     assert_eq!(after, before, "no thread or history item lost");
     conn.close().await;
     host.stop().await;
@@ -311,9 +339,9 @@ async fn cmd_23_cmd_31_timeout_declines_and_interrupt_kills_the_command() {
         .find(|g| g.method() == "serverRequest/resolved")
         .unwrap()
         .params();
-    assert_eq!(resolved["decision"], "decline");
-    assert!(resolved.get("resolvedBy").is_none());
-    assert!(got.iter().any(|g| g.method() == "notifications/cancelled"));
+    assert_eq!(resolved["tether"]["decision"], "decline");
+    assert!(resolved["tether"].get("resolvedBy").is_none());
+    assert!(got.iter().any(|g| g.method() == "tether/cancelled"));
     assert_eq!(command_status(&final_turn(&got)), "declined");
 
     // An interrupt while a pending approval waits: cancel (CMD-33).
@@ -352,7 +380,7 @@ async fn cmd_23_cmd_31_timeout_declines_and_interrupt_kills_the_command() {
     assert_eq!(serde_json::to_value(done.status).unwrap(), "interrupted");
     assert_eq!(command_status(&done), "declined");
     assert!(seen.iter().any(|n| n.method == "serverRequest/resolved"
-        && n.params.as_ref().unwrap()["decision"] == "cancel"));
+        && n.params.as_ref().unwrap()["tether"]["decision"] == "cancel"));
     conn.close().await;
 
     // A running command under `never`: its whole group is killed.
@@ -372,9 +400,7 @@ async fn cmd_23_cmd_31_timeout_declines_and_interrupt_kills_the_command() {
     .await;
     let got = until(&mut conn, is("item/commandExecution/outputDelta")).await;
     let delta = got.last().unwrap().params();
-    let raw =
-        tether_proto::cmd::methods::decode_delta(delta["deltaBase64"].as_str().unwrap()).unwrap();
-    let bg: u32 = String::from_utf8(raw).unwrap().trim().parse().unwrap();
+    let bg: u32 = delta["delta"].as_str().unwrap().trim().parse().unwrap();
     assert!(Path::new(&format!("/proc/{bg}")).exists());
     call(
         &conn,
@@ -476,7 +502,8 @@ async fn cmd_52_to_54_handoff_between_two_hosts() {
     )
     .await;
     until(&mut c1, is("turn/completed")).await;
-    let bundle = call(&c1, "thread/export", json!({"threadId": thread_id})).await["bundle"].clone();
+    let bundle =
+        call(&c1, "tether/thread/export", json!({"threadId": thread_id})).await["bundle"].clone();
     assert_eq!(bundle["version"], 1);
     assert_eq!(bundle["cwdRelative"], "service");
     assert_eq!(bundle["items"].as_array().unwrap().len(), 2);
@@ -487,22 +514,22 @@ async fn cmd_52_to_54_handoff_between_two_hosts() {
     let mut bad = bundle.clone();
     bad["version"] = 2.into();
     assert_eq!(
-        call_err(&c2, "thread/import", json!({"bundle": bad})).await,
+        call_err(&c2, "tether/thread/import", json!({"bundle": bad})).await,
         codes::INVALID_THREAD_BUNDLE
     );
     let mut bad = bundle.clone();
     bad["cwdRelative"] = "/etc".into();
     assert_eq!(
-        call_err(&c2, "thread/import", json!({"bundle": bad})).await,
+        call_err(&c2, "tether/thread/import", json!({"bundle": bad})).await,
         codes::INVALID_THREAD_BUNDLE
     );
     assert_eq!(
-        call_err(&c2, "thread/import", json!({"bundle": {"items": 5}})).await,
+        call_err(&c2, "tether/thread/import", json!({"bundle": {"items": 5}})).await,
         codes::INVALID_PARAMS
     );
     let imported = call(
         &c2,
-        "thread/import",
+        "tether/thread/import",
         json!({"bundle": bundle, "projectRoot": builder}),
     )
     .await;
@@ -514,7 +541,13 @@ async fn cmd_52_to_54_handoff_between_two_hosts() {
         json!([builder.join("AGENTS.md"), builder.join("service/AGENTS.md")]),
         "AGENTS.md discovered again with this host's paths"
     );
-    let read = call(&c2, "thread/read", json!({"threadId": new_id})).await;
+    let read = call(
+        &c2,
+        "thread/read",
+        json!({"threadId": new_id, "includeTurns": true}),
+    )
+    .await["thread"]
+        .clone();
     let strip = |items: &Value| -> Vec<Value> {
         items
             .as_array()
@@ -610,8 +643,8 @@ async fn cmd_44_turn_commands_run_under_the_kernel_sandbox() {
             continue;
         }
         let opened = m.thread_start(s, &start).unwrap();
-        assert_eq!(opened.sandbox.enforced, mode);
-        assert!(!opened.sandbox.degraded);
+        assert_eq!(opened.report().unwrap().enforced, mode);
+        assert!(!opened.report().unwrap().degraded);
         let inside = project.path().join(format!("inside-{}", mode.as_str()));
         let escaped = outside.path().join(format!("escaped-{}", mode.as_str()));
         let script = format!(
@@ -734,8 +767,7 @@ async fn cmd_75_an_approval_answer_from_a_device_revoked_a_moment_ago_is_refused
 }
 
 /// SEC-15: a host restarted with lower caps refuses to resume or import a thread beyond
-/// them (-32012, nothing created), and under `on-failure` an accepted re-run with
-/// `danger-full-access` beyond the sandbox cap fails instead of running.
+/// them (-32012, nothing created), and resumes one within them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sec_15_lowered_caps_refuse_resume_import_and_the_rerun() {
     let relay = relay().await;
@@ -756,71 +788,51 @@ async fn sec_15_lowered_caps_refuse_resume_import_and_the_rerun() {
     let narrow = id(call(
         &conn,
         "thread/start",
-        json!({"sandbox": "workspace-write", "approvalPolicy": "on-failure"}),
+        json!({"sandbox": "workspace-write", "approvalPolicy": "on-request"}),
     )
     .await);
-    let bundle = call(&conn, "thread/export", json!({"threadId": wide})).await["bundle"].clone();
+    let bundle =
+        call(&conn, "tether/thread/export", json!({"threadId": wide})).await["bundle"].clone();
     conn.close().await;
     host.stop().await;
 
     let capped = CommandConfig {
         max_sandbox: SandboxMode::WorkspaceWrite,
-        max_approval_policy: tether_proto::cmd::types::ApprovalPolicy::OnFailure,
+        max_approval_policy: tether_proto::cmd::types::ApprovalPolicy::OnRequest,
         ..config(&project)
     };
     let host = TestHost::start(relay.url(), "acme", &host_state, capped).await;
-    let mut conn = open(&ctl, &paired).await;
+    let conn = open(&ctl, &paired).await;
     assert_eq!(
         call_err(&conn, "thread/resume", json!({"threadId": wide})).await,
         codes::SANDBOX_DENIED
     );
     assert_eq!(
-        call_err(&conn, "thread/import", json!({"bundle": bundle})).await,
+        call_err(&conn, "tether/thread/import", json!({"bundle": bundle})).await,
         codes::SANDBOX_DENIED
     );
     let mut policy_beyond = bundle.clone();
     policy_beyond["sandbox"] = json!("workspace-write");
     assert_eq!(
-        call_err(&conn, "thread/import", json!({"bundle": policy_beyond})).await,
+        call_err(
+            &conn,
+            "tether/thread/import",
+            json!({"bundle": policy_beyond})
+        )
+        .await,
         codes::SANDBOX_DENIED
     );
     let listed = call(&conn, "thread/list", json!({})).await;
     assert_eq!(listed["data"].as_array().unwrap().len(), 2, "{listed}");
 
-    // Within the caps: resumed; its on-failure re-run would need danger-full-access.
-    call(&conn, "thread/resume", json!({"threadId": narrow})).await;
-    let flag = project.join("failed-once");
-    let rerun = project.join("re-run");
-    let script = format!(
-        "$ test -e {f} || {{ touch {f}; exit 1; }}; touch {r}",
-        f = flag.display(),
-        r = rerun.display()
+    // Within the caps: resumed, as Codex's ThreadStartResponse (section 5.3).
+    let resumed = call(&conn, "thread/resume", json!({"threadId": narrow})).await;
+    assert_eq!(resumed["approvalPolicy"], "on-request");
+    assert_eq!(
+        resumed["tether"]["sandbox"]["requested"], "workspace-write",
+        "{resumed}"
     );
-    call(
-        &conn,
-        "turn/start",
-        json!({"threadId": narrow, "input": text(&script)}),
-    )
-    .await;
-    let got = until(&mut conn, |g| {
-        matches!(g, Got::R(_)) || g.method() == "turn/completed"
-    })
-    .await;
-    let rest = match got.last() {
-        Some(Got::R(ask)) => {
-            conn.session
-                .respond(ask.id.clone(), json!({"decision": "accept"}))
-                .unwrap();
-            until(&mut conn, is("turn/completed")).await
-        }
-        _ => got,
-    };
-    assert!(
-        flag.exists(),
-        "the first run, in the thread's sandbox, happened"
-    );
-    assert!(!rerun.exists(), "the re-run beyond the cap ran");
-    assert_eq!(command_status(&final_turn(&rest)), "failed");
+    assert_eq!(resumed["thread"]["tether"]["sandbox"], "workspace-write");
     conn.close().await;
     host.stop().await;
 }

@@ -89,6 +89,11 @@ pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
 pub const MAX_OUTPUT_CHUNK: usize = 16 * 1024;
 /// Default output cap of `command/exec` (`CMD-41`).
 pub const DEFAULT_OUTPUT_CAP: u64 = 1024 * 1024;
+/// Largest output cap of a `command/exec` whose output is returned in its result (no
+/// `streamStdoutStderr`), and its default there (`CMD-41`, `CMD-43`): small enough that
+/// the result fits in one message of 65 519 bytes whatever the bytes are (a byte may
+/// take 6 in JSON text).
+pub const MAX_BUFFERED_OUTPUT: u64 = 8 * 1024;
 /// Default time limit of `command/exec` (`CMD-42`).
 pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(600);
 /// Largest AGENTS.md content a host includes, all files together (`CMD-50`).

@@ -192,12 +192,12 @@ fn cmd_8_ids() {
     }
     let long = format!(
         r#"{{"jsonrpc":"2.0","id":"{}","method":"m"}}"#,
-        "x".repeat(64)
+        "x".repeat(256)
     );
     assert!(Message::parse(long.as_bytes()).is_ok());
     let too_long = format!(
         r#"{{"jsonrpc":"2.0","id":"{}","method":"m"}}"#,
-        "x".repeat(65)
+        "x".repeat(257)
     );
     assert_eq!(err(too_long.as_bytes()), CommandError::BadId);
     for bad in [
@@ -353,7 +353,19 @@ fn cmd_13_params() {
         &br#"{"jsonrpc":"2.0","id":1,"method":"command/exec","params":{"command":[],"cwd":"/","processId":"p"}}"#[..],
         br#"{"jsonrpc":"2.0","id":1,"method":"command/exec","params":{"command":["ls"],"cwd":"/","processId":""}}"#,
         br#"{"jsonrpc":"2.0","id":1,"method":"command/exec","params":{"command":["ls"],"cwd":"/","processId":"p","timeoutMs":0}}"#,
-        br#"{"jsonrpc":"2.0","id":1,"method":"command/exec","params":{"command":["ls"],"cwd":"/","processId":"p","outputCap":67108865}}"#,
+        br#"{"jsonrpc":"2.0","id":1,"method":"command/exec","params":{"command":["ls"],"cwd":"/","processId":"p","streamStdoutStderr":true,"outputBytesCap":67108865}}"#,
+        br#"{"jsonrpc":"2.0","id":1,"method":"command/exec","params":{"command":["ls"],"cwd":"/","outputBytesCap":8193}}"#,
+        br#"{"jsonrpc":"2.0","id":1,"method":"command/exec","params":{"command":["ls"],"streamStdoutStderr":true}}"#,
+        br#"{"jsonrpc":"2.0","id":1,"method":"command/exec","params":{"command":["ls"],"tty":true,"processId":"p"}}"#,
+        br#"{"jsonrpc":"2.0","id":1,"method":"command/exec","params":{"command":["ls"],"streamStdin":true,"processId":"p"}}"#,
+        br#"{"jsonrpc":"2.0","id":1,"method":"command/exec","params":{"command":["ls"],"env":{"A":"1"}}}"#,
+        br#"{"jsonrpc":"2.0","id":1,"method":"command/exec","params":{"command":["ls"],"timeoutMs":5,"disableTimeout":true}}"#,
+        br#"{"jsonrpc":"2.0","id":1,"method":"command/exec","params":{"command":["ls"],"outputBytesCap":5,"disableOutputCap":true,"processId":"p","streamStdoutStderr":true}}"#,
+        br#"{"jsonrpc":"2.0","id":1,"method":"command/exec","params":{"command":["ls"],"disableOutputCap":true}}"#,
+        br#"{"jsonrpc":"2.0","id":1,"method":"command/exec","params":{"command":["ls"],"sandboxPolicy":{"type":"externalSandbox"}}}"#,
+        br#"{"jsonrpc":"2.0","id":1,"method":"command/exec","params":{"command":["ls"],"sandboxPolicy":{"type":"workspaceWrite","writableRoots":["/x"]}}}"#,
+        br#"{"jsonrpc":"2.0","id":1,"method":"command/exec","params":{"command":["ls"],"sandboxPolicy":{"type":"readOnly","networkAccess":true}}}"#,
+        br#"{"jsonrpc":"2.0","id":1,"method":"command/exec","params":{"command":["ls"],"sandboxPolicy":"read-only"}}"#,
         br#"{"jsonrpc":"2.0","id":1,"method":"thread/list","params":{"limit":0}}"#,
         br#"{"jsonrpc":"2.0","id":1,"method":"turn/start","params":{"threadId":"t","input":[]}}"#,
     ] {
@@ -362,10 +374,48 @@ fn cmd_13_params() {
     }
 }
 
+/// CMD-34: `command/exec` takes Codex's params, with `null` for every absent optional
+/// member; the sandbox policy maps onto a mode.
+#[test]
+fn cmd_34_command_exec_accepts_codex_params() {
+    use tether_proto::cmd::types::SandboxMode;
+    let parse = |b: &[u8]| {
+        let Message::Request(r) = Message::parse(b).unwrap() else {
+            panic!()
+        };
+        ClientRequest::from_request(&r)
+    };
+    let ok = parse(br#"{"id":1,"method":"command/exec","params":{"command":["ls"],"cwd":null,"processId":null,"streamStdoutStderr":null,"streamStdin":false,"tty":false,"size":null,"timeoutMs":null,"disableTimeout":false,"outputBytesCap":null,"disableOutputCap":false,"env":{},"sandboxPolicy":null}}"#).unwrap();
+    assert_eq!(ok.method(), "command/exec");
+    for (policy, mode) in [
+        (r#"{"type":"readOnly"}"#, SandboxMode::ReadOnly),
+        (
+            r#"{"type":"readOnly","networkAccess":false}"#,
+            SandboxMode::ReadOnly,
+        ),
+        (
+            r#"{"type":"workspaceWrite","writableRoots":[],"networkAccess":false,"excludeTmpdirEnvVar":false,"excludeSlashTmp":false}"#,
+            SandboxMode::WorkspaceWrite,
+        ),
+        (
+            r#"{"type":"dangerFullAccess"}"#,
+            SandboxMode::DangerFullAccess,
+        ),
+    ] {
+        let text = format!(
+            r#"{{"id":1,"method":"command/exec","params":{{"command":["ls"],"sandboxPolicy":{policy}}}}}"#
+        );
+        let Ok(ClientRequest::CommandExec(p)) = parse(text.as_bytes()) else {
+            panic!("{policy} refused");
+        };
+        assert_eq!(p.sandbox_mode().unwrap(), Some(mode), "{policy}");
+    }
+}
+
 #[test]
 fn cmd_53_bad_bundle_is_its_own_code() {
     let Message::Request(r) = Message::parse(
-        br#"{"jsonrpc":"2.0","id":1,"method":"thread/import","params":{"bundle":{"version":1,"cwdRelative":"../etc","sandbox":"read-only","approvalPolicy":"never","items":[],"exportedAt":0}}}"#,
+        br#"{"jsonrpc":"2.0","id":1,"method":"tether/thread/import","params":{"bundle":{"version":1,"cwdRelative":"../etc","sandbox":"read-only","approvalPolicy":"never","items":[],"exportedAt":0}}}"#,
     )
     .unwrap() else {
         panic!()
@@ -529,9 +579,12 @@ fn arb_json() -> impl Strategy<Value = serde_json::Value> {
                         "item",
                         "limit",
                         "timeoutMs",
-                        "outputCap",
+                        "outputBytesCap",
+                        "streamStdoutStderr",
+                        "sandboxPolicy",
                         "clientInfo",
                         "protocolVersion",
+                        "tether",
                     ])
                     .prop_map(str::to_owned)
                     .boxed(),

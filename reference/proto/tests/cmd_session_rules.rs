@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tether_proto::cmd::approvals::{AlreadyPending, Approvals, Resolution};
 use tether_proto::cmd::gate::{Access, Inbound, SessionGate};
-use tether_proto::cmd::methods::{ClientRequest, CommandExecutionRequestApprovalParams};
-use tether_proto::cmd::types::{ApprovalDecision, SandboxMode};
+use tether_proto::cmd::methods::{
+    ApprovalTether, ClientRequest, CommandExecutionRequestApprovalParams,
+};
+use tether_proto::cmd::types::{ApprovalDecision, CommandAction, SandboxMode};
 use tether_proto::cmd::{Id, MAX_IN_FLIGHT_REQUESTS, Message};
 use tether_proto::link::{CloseCode, SessionId};
 
@@ -31,7 +33,7 @@ fn initialize(id: i64, version: &str) -> Message {
     request(
         id,
         "initialize",
-        json!({"protocolVersion": version, "clientInfo": {"name": "t", "version": "1"}, "capabilities": []}),
+        json!({"clientInfo": {"name": "t", "version": "1"}, "capabilities": {}, "tether": {"protocolVersion": version, "capabilities": []}}),
     )
 }
 
@@ -59,9 +61,34 @@ const EXEC: fn() -> Message = || {
 
 fn initialized_gate() -> SessionGate {
     let mut gate = SessionGate::new();
-    let inbound = gate.handle(initialize(1, "tether/1"), Access::Allowed, 0, serves_exec);
+    let inbound = gate.handle(initialize(1, "tether/2"), Access::Allowed, 0, serves_exec);
     assert!(matches!(inbound, Inbound::Initialize { .. }), "{inbound:?}");
     gate
+}
+
+/// CMD-15: an `initialize` without `tether` is a plain app-server client's, served as a
+/// `tether/2` session; its Codex `capabilities` object is accepted, a list of names is not.
+#[test]
+fn cmd_15_initialize_without_tether_member() {
+    let mut gate = SessionGate::new();
+    let plain = request(
+        1,
+        "initialize",
+        json!({"clientInfo": {"name": "codex_vscode", "title": null, "version": "0.169.0"}, "capabilities": {"experimentalApi": true}}),
+    );
+    let inbound = gate.handle(plain, Access::Allowed, 0, serves_exec);
+    assert!(matches!(inbound, Inbound::Initialize { .. }), "{inbound:?}");
+    let mut gate = SessionGate::new();
+    let listed = request(
+        1,
+        "initialize",
+        json!({"clientInfo": {"name": "t", "version": "1"}, "capabilities": ["command.exec"]}),
+    );
+    assert_eq!(
+        error_code(&gate.handle(listed, Access::Allowed, 0, serves_exec)),
+        (-32602, None)
+    );
+    assert!(!gate.is_initialized());
 }
 
 /// CMD-15: before `initialize` every other request gets NotInitialized and notifications
@@ -81,13 +108,13 @@ fn cmd_15_initialize_first() {
     );
     assert!(!gate.is_ready());
     assert_eq!(
-        error_code(&gate.handle(initialize(1, "tether/2"), Access::Allowed, 0, serves_exec)),
+        error_code(&gate.handle(initialize(1, "tether/1"), Access::Allowed, 0, serves_exec)),
         (-32602, None)
     );
     assert!(!gate.is_initialized());
     let mut gate = initialized_gate();
     assert_eq!(
-        error_code(&gate.handle(initialize(3, "tether/1"), Access::Allowed, 0, serves_exec)),
+        error_code(&gate.handle(initialize(3, "tether/2"), Access::Allowed, 0, serves_exec)),
         (-32600, None)
     );
     assert_eq!(
@@ -175,9 +202,8 @@ fn cmd_75_refused_devices_responses_and_notifications() {
         gate.handle(answer.clone(), Access::RemoteAccessDisabled, 0, serves_exec),
         Inbound::Close(CloseCode::REMOTE_ACCESS_DISABLED)
     );
-    let cancel = msg(
-        json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 2}}),
-    );
+    let cancel =
+        msg(json!({"jsonrpc": "2.0", "method": "tether/cancelled", "params": {"requestId": 2}}));
     assert_eq!(
         gate.handle(cancel.clone(), Access::NotAuthorized, 0, serves_exec),
         Inbound::Ignored
@@ -213,10 +239,15 @@ fn params() -> CommandExecutionRequestApprovalParams {
         thread_id: THREAD.into(),
         turn_id: "turn_1".into(),
         item_id: "item_1".into(),
+        started_at_ms: 1_798_761_600_000,
         command: "make test".into(),
         cwd: "/work".into(),
-        sandbox: SandboxMode::WorkspaceWrite,
+        command_actions: CommandAction::unknown("make test"),
         reason: None,
+        available_decisions: Some(ApprovalDecision::STANDARD.to_vec()),
+        tether: Some(ApprovalTether {
+            sandbox: SandboxMode::WorkspaceWrite,
+        }),
     }
 }
 
@@ -271,7 +302,7 @@ fn cmd_28_every_attached_session_is_asked() {
 
 /// CMD-30: the first valid answer wins; every attached session asked hears
 /// serverRequest/resolved with resolvedBy, every other session asked hears
-/// notifications/cancelled; an error response or an invalid result is not an answer.
+/// tether/cancelled; an error response or an invalid result is not an answer.
 #[test]
 fn cmd_30_first_answer_wins() {
     let now = Instant::now();
@@ -287,6 +318,15 @@ fn cmd_30_first_answer_wins() {
     );
     assert!(a.poll_resolution().is_none() && a.is_pending(THREAD));
     assert!(a.take_notice().unwrap().contains("CMD-13"));
+    // CMD-29: a Codex object decision decodes, but was not offered: not an answer.
+    a.handle_response(
+        B,
+        msg(json!({"jsonrpc": "2.0", "id": 1, "result": {"decision":
+            {"acceptWithExecpolicyAmendment": {"execpolicy_amendment": ["make"]}}}})),
+        all,
+    );
+    assert!(a.poll_resolution().is_none() && a.is_pending(THREAD));
+    assert!(a.take_notice().unwrap().contains("not offered"));
     a.handle_response(B, answer(1, "decline"), all);
     a.handle_response(A, answer(1, "accept"), all);
     assert_eq!(
@@ -306,37 +346,41 @@ fn cmd_30_first_answer_wins() {
     let resolved: Vec<_> = sent
         .iter()
         .filter(|(_, m)| {
-            m["method"] == "serverRequest/resolved" && m["params"].get("rejectedAnswer").is_none()
+            m["method"] == "serverRequest/resolved"
+                && m["params"]["tether"].get("rejectedAnswer").is_none()
         })
         .collect();
     assert_eq!(resolved.len(), 2);
     for (_, m) in &resolved {
-        assert_eq!(m["params"]["decision"], "decline");
-        assert_eq!(m["params"]["resolvedBy"], "laptop");
+        assert_eq!(m["params"]["tether"]["decision"], "decline");
+        assert_eq!(m["params"]["tether"]["resolvedBy"], "laptop");
         assert_eq!(m["params"]["requestId"], 1);
     }
     let cancelled: Vec<_> = sent
         .iter()
-        .filter(|(_, m)| m["method"] == "notifications/cancelled")
+        .filter(|(_, m)| m["method"] == "tether/cancelled")
         .collect();
     assert_eq!(cancelled.len(), 1);
     assert_eq!(cancelled[0].0, A);
     // CMD-32: A's late answer changes nothing; A is told, with rejectedAnswer.
     let late: Vec<_> = sent
         .iter()
-        .filter(|(_, m)| m["params"].get("rejectedAnswer").is_some())
+        .filter(|(_, m)| m["params"]["tether"].get("rejectedAnswer").is_some())
         .collect();
     assert_eq!(late.len(), 1);
     assert_eq!(late[0].0, A);
-    assert_eq!(late[0].1["params"]["rejectedAnswer"]["code"], -32015);
-    assert_eq!(late[0].1["params"]["decision"], "decline");
+    assert_eq!(
+        late[0].1["params"]["tether"]["rejectedAnswer"]["code"],
+        -32015
+    );
+    assert_eq!(late[0].1["params"]["tether"]["decision"], "decline");
     // A second late answer from A: forgotten, ignored (CMD-14).
     a.handle_response(A, answer(1, "accept"), all);
     assert!(outgoing(&mut a).is_empty());
 }
 
 /// CMD-31: no answer in 300 s resolves as decline, without resolvedBy, with
-/// notifications/cancelled to every session asked.
+/// tether/cancelled to every session asked.
 #[test]
 fn cmd_31_time_limit() {
     let t0 = Instant::now();
@@ -352,7 +396,7 @@ fn cmd_31_time_limit() {
     let sent = outgoing(&mut a);
     assert_eq!(
         sent.iter()
-            .filter(|(_, m)| m["method"] == "notifications/cancelled")
+            .filter(|(_, m)| m["method"] == "tether/cancelled")
             .count(),
         2
     );
@@ -360,7 +404,7 @@ fn cmd_31_time_limit() {
         .iter()
         .filter(|(_, m)| m["method"] == "serverRequest/resolved")
     {
-        assert!(m["params"].get("resolvedBy").is_none(), "{m}");
+        assert!(m["params"]["tether"].get("resolvedBy").is_none(), "{m}");
     }
     assert_eq!(a.poll_timeout(), None);
 }

@@ -362,6 +362,7 @@ fn code_limits() -> Vec<(&'static str, u64, &'static str)> {
         ("APPROVAL_TIMEOUT", secs(limits::APPROVAL_TIMEOUT), "s"),
         ("MAX_OUTPUT_CHUNK", n(limits::MAX_OUTPUT_CHUNK), "bytes"),
         ("DEFAULT_OUTPUT_CAP", limits::DEFAULT_OUTPUT_CAP, "bytes"),
+        ("MAX_BUFFERED_OUTPUT", limits::MAX_BUFFERED_OUTPUT, "bytes"),
         (
             "DEFAULT_EXEC_TIMEOUT",
             secs(limits::DEFAULT_EXEC_TIMEOUT),

@@ -132,7 +132,7 @@ const VERSION_1_CONTROLLER: Case = case! {
 async fn version_1_controller(cx: Arc<Context>) -> Res<()> {
     let mut s = need_flow(session(&cx, "ctl").await?).await?;
     let id = s.fresh_id();
-    s.send_json(&json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": {"clientInfo": {"name": "tether-conformance", "version": env!("CARGO_PKG_VERSION")}, "protocolVersion": "tether/1"}}))
+    s.send_json(&json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": {"clientInfo": {"name": "tether-conformance", "version": env!("CARGO_PKG_VERSION")}, "tether": {"protocolVersion": "tether/2"}}}))
         .await?;
     let payload = match s.next_frame(HOST_WAIT).await? {
         Ok(p) => p,
@@ -330,7 +330,7 @@ async fn host_stays_within_window(cx: Arc<Context>) -> Res<()> {
     }
     let dir = s.work_dir(&cx)?;
     let (params, expected) = counting(131_072, &dir);
-    let (id, pid) = start_exec(&mut s, with(params, "outputCap", json!(4 << 20))).await?;
+    let (id, pid) = start_exec(&mut s, with(params, "outputBytesCap", json!(4 << 20))).await?;
     // Every record is checked against the 20480 bytes granted as it arrives (CHAN-34).
     // The command's first output may take a while; after it, 2 s of nothing.
     s.read_until_quiet(
@@ -374,7 +374,7 @@ const READER_PAUSES: Case = case! {
     level: Must,
     timeout: 120 s,
     slow: true,
-    description: "a controller that stops reading and granting for 10 s in the middle of 4 MiB of output (outputCap null): what the host sent meanwhile stays within the credit, nothing is lost and the session stays up (no SLOW_READER)",
+    description: "a controller that stops reading and granting for 10 s in the middle of 4 MiB of output (disableOutputCap): what the host sent meanwhile stays within the credit, nothing is lost and the session stays up (no SLOW_READER)",
     host: reader_pauses,
 };
 async fn reader_pauses(cx: Arc<Context>) -> Res<()> {
@@ -382,7 +382,7 @@ async fn reader_pauses(cx: Arc<Context>) -> Res<()> {
     s.need_exec()?;
     let dir = s.work_dir(&cx)?;
     let (params, expected) = counting(524_288, &dir);
-    let (id, pid) = start_exec(&mut s, with(params, "outputCap", Value::Null)).await?;
+    let (id, pid) = start_exec(&mut s, with(params, "disableOutputCap", json!(true))).await?;
     let mut stdout = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     // Read until 512 KiB arrived, then pause.
@@ -431,7 +431,7 @@ async fn reader_pauses(cx: Arc<Context>) -> Res<()> {
             first_difference(&stdout, &expected)
         )
     })?;
-    let r = run.result().cloned().unwrap_or(Value::Null);
+    let r = run.report().cloned().unwrap_or(Value::Null);
     check(
         r.get("exitCode") == Some(&json!(0)) && r.get("capReached") == Some(&json!(false)),
         || format!("the command/exec answer: {}", run.answer),

@@ -83,7 +83,7 @@ async fn chan_reordered(cx: Arc<Context>) -> Res<()> {
     let mut s = session(&cx, "ctl").await?;
     let mut first = Vec::new();
     let mut second = Vec::new();
-    let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"clientInfo":{"name":"c","version":"1"},"protocolVersion":"tether/1"}}"#;
+    let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"clientInfo":{"name":"c","version":"1"},"tether":{"protocolVersion":"tether/2"}}}"#;
     s.transport
         .encrypt(init, &mut first)
         .map_err(|e| Stop::Fail(format!("encrypt: {e}")))?;

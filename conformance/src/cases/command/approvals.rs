@@ -60,7 +60,7 @@ async fn approval_policies(cx: Arc<Context>) -> Res<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut probe = second(&cx, "probe").await?;
     let ran = probe
-        .exec(json!({"command": ["test", "-e", format!("{marker}-untrusted")], "cwd": dir, "sandbox": "danger-full-access"}), HOST_WAIT)
+        .exec(json!({"command": ["test", "-e", format!("{marker}-untrusted")], "cwd": dir, "sandboxPolicy": {"type": "dangerFullAccess"}}), HOST_WAIT)
         .await?;
     probe.close().await;
     check(ran.exit_code() == Some(1), || {
@@ -113,9 +113,45 @@ async fn approval_request(cx: Arc<Context>) -> Res<()> {
         p.get("command") == Some(&json!("echo ask me")) && p.get("cwd") == Some(&json!(dir)),
         || format!("approval params command/cwd: {p}"),
     )?;
-    check(p.get("sandbox").and_then(Value::as_str).is_some(), || {
-        format!("approval params without sandbox: {p}")
+    check(
+        p.pointer("/tether/sandbox")
+            .and_then(Value::as_str)
+            .is_some(),
+        || format!("approval params without tether.sandbox: {p}"),
+    )?;
+    // Section 5.5: Codex's params: startedAtMs, commandActions, availableDecisions.
+    check(
+        p.get("startedAtMs").is_some_and(Value::is_u64)
+            && p.get("commandActions").is_some_and(Value::is_array),
+        || format!("approval params without startedAtMs or commandActions: {p}"),
+    )?;
+    let offered = p
+        .get("availableDecisions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    check(offered.contains(&json!("decline")), || {
+        format!("approval params whose availableDecisions lack decline: {p}")
     })?;
+    // CMD-29, CMD-30: a Codex object decision the host did not offer is not an answer.
+    if !offered
+        .iter()
+        .any(|d| d.get("acceptWithExecpolicyAmendment").is_some())
+    {
+        s.answer(
+            &id,
+            json!({"decision": {"acceptWithExecpolicyAmendment": {"execpolicy_amendment": ["echo"]}}}),
+        )
+        .await?;
+        s.expect_silence(Duration::from_millis(500))
+            .await
+            .map_err(|e| match e {
+                crate::host::Stop::Fail(r) => crate::host::Stop::Fail(format!(
+                    "a decision not in availableDecisions resolved the approval (CMD-30): {r}"
+                )),
+                other => other,
+            })?;
+    }
     s.answer(&id, json!({"decision": "decline"})).await?;
     until_completed(&mut s, &thread).await?;
     s.close().await;
@@ -218,29 +254,25 @@ async fn approval_first_wins(cx: Arc<Context>) -> Res<()> {
     ] {
         let r = until_resolved(s, &thread).await?;
         check(
-            r.params().get("decision") == Some(&json!("accept"))
-                && r.params().get("resolvedBy") == Some(&json!(name)),
+            r.params().pointer("/tether/decision") == Some(&json!("accept"))
+                && r.params().pointer("/tether/resolvedBy") == Some(&json!(name)),
             || format!("serverRequest/resolved to {who}: {}", r.params()),
         )?;
     }
     let t = thread.clone();
     let msgs = a
-        .read_until(
-            Duration::from_secs(20),
-            "notifications/cancelled",
-            move |m| {
-                m.method() == Some("notifications/cancelled")
-                    || (m.method() == Some("turn/completed") && of_thread(m, &t))
-            },
-        )
+        .read_until(Duration::from_secs(20), "tether/cancelled", move |m| {
+            m.method() == Some("tether/cancelled")
+                || (m.method() == Some("turn/completed") && of_thread(m, &t))
+        })
         .await?;
     let cancelled = msgs
         .last()
-        .filter(|m| m.method() == Some("notifications/cancelled"));
+        .filter(|m| m.method() == Some("tether/cancelled"));
     check(
         cancelled.is_some_and(|m| m.params().get("requestId") == Some(&id_a)),
         || {
-            "the session that did not win got no notifications/cancelled for its request (CMD-30)"
+            "the session that did not win got no tether/cancelled for its request (CMD-30)"
                 .to_owned()
         },
     )?;
@@ -277,7 +309,8 @@ async fn approval_timeout(cx: Arc<Context>) -> Res<()> {
         .map(|m| m.params().clone())
         .unwrap_or(Value::Null);
     check(
-        r.get("decision") == Some(&json!("decline")) && r.get("resolvedBy").is_none(),
+        r.pointer("/tether/decision") == Some(&json!("decline"))
+            && r.pointer("/tether/resolvedBy").is_none(),
         || format!("the timed-out approval resolved as {r}"),
     )?;
     let t = thread.clone();
@@ -289,10 +322,9 @@ async fn approval_timeout(cx: Arc<Context>) -> Res<()> {
     let all: Vec<&HostMessage> = msgs.iter().chain(rest.iter()).collect();
     check(
         all.iter().any(|m| {
-            m.method() == Some("notifications/cancelled")
-                && m.params().get("requestId") == Some(&id)
+            m.method() == Some("tether/cancelled") && m.params().get("requestId") == Some(&id)
         }),
-        || "no notifications/cancelled for the timed-out request (CMD-31)".to_owned(),
+        || "no tether/cancelled for the timed-out request (CMD-31)".to_owned(),
     )?;
     check(
         command_item(&rest).and_then(|i| i.get("status").cloned()) == Some(json!("declined")),
@@ -319,8 +351,8 @@ async fn approval_late(cx: Arc<Context>) -> Res<()> {
     b.answer(&id_b, json!({"decision": "decline"})).await?;
     let r = until_resolved(&mut b, &thread).await?;
     check(
-        r.params().get("decision") == Some(&json!("accept"))
-            && r.params().pointer("/rejectedAnswer/code") == Some(&json!(-32015)),
+        r.params().pointer("/tether/decision") == Some(&json!("accept"))
+            && r.params().pointer("/tether/rejectedAnswer/code") == Some(&json!(-32015)),
         || format!("the late answerer's serverRequest/resolved: {}", r.params()),
     )?;
     let msgs = until_completed(&mut a, &thread).await?;
@@ -358,8 +390,8 @@ async fn approval_interrupted(cx: Arc<Context>) -> Res<()> {
         .find(|m| m.method() == Some("serverRequest/resolved"));
     check(
         resolved.is_some_and(|r| {
-            r.params().get("decision") == Some(&json!("cancel"))
-                && r.params().get("resolvedBy").is_none()
+            r.params().pointer("/tether/decision") == Some(&json!("cancel"))
+                && r.params().pointer("/tether/resolvedBy").is_none()
         }),
         || {
             format!(
@@ -370,10 +402,9 @@ async fn approval_interrupted(cx: Arc<Context>) -> Res<()> {
     )?;
     check(
         msgs.iter().any(|m| {
-            m.method() == Some("notifications/cancelled")
-                && m.params().get("requestId") == Some(&id)
+            m.method() == Some("tether/cancelled") && m.params().get("requestId") == Some(&id)
         }),
-        || "no notifications/cancelled for the interrupted approval".to_owned(),
+        || "no tether/cancelled for the interrupted approval".to_owned(),
     )?;
     s.close().await;
     Ok(())

@@ -81,21 +81,19 @@ const CMD_CANCEL: Case = case! {
     id: "CMD-57/cancel-exec",
     level: Should,
     timeout: 60 s,
-    description: "notifications/cancelled for a running command/exec gets it answered at once",
+    description: "tether/cancelled for a running command/exec gets it answered at once",
     host: cmd_cancel,
 };
 async fn cmd_cancel(cx: Arc<Context>) -> Res<()> {
     let (mut s, dir) = exec_ready(&cx, "ctl").await?;
     let id = s.fresh_id();
     s.send_json(&json!({"jsonrpc":"2.0","id":id,"method":"command/exec","params":{
-        "command": ["sleep", "30"], "cwd": dir, "sandbox": "danger-full-access", "processId": "cancel-me"}}))
+        "command": ["sleep", "30"], "cwd": dir, "sandboxPolicy": {"type": "dangerFullAccess"}, "processId": "cancel-me"}}))
         .await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let start = Instant::now();
-    s.send_json(
-        &json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId": id}}),
-    )
-    .await?;
+    s.send_json(&json!({"jsonrpc":"2.0","method":"tether/cancelled","params":{"requestId": id}}))
+        .await?;
     let run = s.collect_exec(&json!(id), "cancel-me", HOST_WAIT).await?;
     // Uncancelled, `sleep 30` answers after 30 s; the margin allows for a loaded host.
     check(start.elapsed() < Duration::from_secs(20), || {
@@ -124,7 +122,7 @@ async fn cmd_in_flight(cx: Arc<Context>) -> Res<()> {
     for i in 0..64 {
         let id = s.fresh_id();
         s.send_json(&json!({"jsonrpc":"2.0","id":id,"method":"command/exec","params":{
-            "command": ["sleep", "60"], "cwd": dir, "sandbox": "danger-full-access", "processId": format!("busy-{i}")}}))
+            "command": ["sleep", "60"], "cwd": dir, "sandboxPolicy": {"type": "dangerFullAccess"}, "processId": format!("busy-{i}")}}))
             .await?;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;

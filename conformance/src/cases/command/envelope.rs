@@ -46,7 +46,7 @@ const CMD_BATCH: Case = case! {
 };
 async fn cmd_batch(cx: Arc<Context>) -> Res<()> {
     let mut s = session(&cx, "ctl").await?;
-    let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"clientInfo":{"name":"c","version":"1"},"protocolVersion":"tether/1"}}]"#;
+    let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"clientInfo":{"name":"c","version":"1"},"tether":{"protocolVersion":"tether/2"}}}]"#;
     refuse(
         &mut s,
         batch,
@@ -272,12 +272,12 @@ const CMD_BAD_ID: Case = case! {
     id: "CMD-8/bad-id",
     level: Must,
     timeout: 30 s,
-    description: "ids null, true, 1.5, 1e2, 2^53, an array and a 65-byte string get -32600 with id null",
+    description: "ids null, true, 1.5, 1e2, 2^53, an array and a 257-byte string get -32600 with id null",
     host: cmd_bad_id,
 };
 async fn cmd_bad_id(cx: Arc<Context>) -> Res<()> {
     let mut s = ready(&cx, "ctl").await?;
-    let long = "a".repeat(65);
+    let long = "a".repeat(257);
     for (what, id) in [
         ("null", "null".to_owned()),
         ("true", "true".to_owned()),
@@ -286,7 +286,7 @@ async fn cmd_bad_id(cx: Arc<Context>) -> Res<()> {
         ("1e2", "1e2".to_owned()),
         ("2^53", "9007199254740992".to_owned()),
         ("an array", "[1]".to_owned()),
-        ("a 65-byte string", format!("\"{long}\"")),
+        ("a 257-byte string", format!("\"{long}\"")),
     ] {
         let msg = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tether-conformance/probe"}}"#);
         refuse(
@@ -302,7 +302,7 @@ async fn cmd_bad_id(cx: Arc<Context>) -> Res<()> {
     for id in [
         json!(9_007_199_254_740_991i64),
         json!(-9_007_199_254_740_991i64),
-        json!("b".repeat(64)),
+        json!("b".repeat(256)),
     ] {
         s.send_json(&json!({"jsonrpc":"2.0","id":id,"method":"tether-conformance/probe"}))
             .await?;
@@ -459,7 +459,7 @@ async fn cmd_invalid_params(cx: Arc<Context>) -> Res<()> {
     let a = call_refused(
         &mut s,
         "initialize",
-        json!({"protocolVersion": "tether/1"}),
+        json!({"tether": {"protocolVersion": "tether/2"}}),
         -32602,
         "initialize without clientInfo",
     )
@@ -474,17 +474,23 @@ async fn cmd_invalid_params(cx: Arc<Context>) -> Res<()> {
     call_refused(
         &mut s,
         "initialize",
-        json!({"clientInfo": {"name": "c", "version": "1"}, "protocolVersion": 1}),
+        json!({"clientInfo": {"name": "c", "version": "1"}, "tether": {"protocolVersion": 1}}),
         -32602,
-        "initialize with a numeric protocolVersion",
+        "initialize with a numeric tether.protocolVersion",
+    )
+    .await?;
+    call_refused(
+        &mut s,
+        "initialize",
+        json!({"clientInfo": {"name": "c", "version": "1"}, "capabilities": ["command.exec"]}),
+        -32602,
+        "initialize with capabilities as a list of names (not Codex's object)",
     )
     .await?;
     s.initialize().await?;
     // A notification with bad params is ignored, not answered.
-    s.send_json(
-        &json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":[1]}}),
-    )
-    .await?;
+    s.send_json(&json!({"jsonrpc":"2.0","method":"tether/cancelled","params":{"requestId":[1]}}))
+        .await?;
     s.send_plain(br#"{"jsonrpc":"2.0","id":"after","method":"tether-conformance/probe"}"#)
         .await?;
     let m = s.recv(HOST_WAIT).await?;
@@ -514,7 +520,7 @@ async fn cmd_invalid_params(cx: Arc<Context>) -> Res<()> {
         call_refused(
             &mut s,
             "command/exec",
-            json!({"command": ["true"], "cwd": "/", "processId": "p", "sandbox": "everything"}),
+            json!({"command": ["true"], "cwd": "/", "processId": "p", "sandboxPolicy": {"type": "everything"}}),
             -32602,
             "command/exec with an unknown sandbox mode",
         )
@@ -574,7 +580,7 @@ const CMD_INITIALIZE: Case = case! {
     id: "CMD-15/initialize-first",
     level: Must,
     timeout: 30 s,
-    description: "requests before initialize get -32002; a bad version -32602; a second initialize -32600",
+    description: "requests before initialize get -32002; a bad version -32602; a second initialize -32600; an initialize without tether is served",
     host: cmd_initialize,
 };
 async fn cmd_initialize(cx: Arc<Context>) -> Res<()> {
@@ -600,9 +606,9 @@ async fn cmd_initialize(cx: Arc<Context>) -> Res<()> {
     call_refused(
         &mut s,
         "initialize",
-        json!({"clientInfo": {"name": "c", "version": "1"}, "protocolVersion": "tether/2"}),
+        json!({"clientInfo": {"name": "c", "version": "1"}, "tether": {"protocolVersion": "tether/1"}}),
         -32602,
-        "initialize with protocolVersion tether/2",
+        "initialize with tether.protocolVersion tether/1",
     )
     .await?;
     call_refused(
@@ -616,17 +622,23 @@ async fn cmd_initialize(cx: Arc<Context>) -> Res<()> {
     let result = s
         .call_ok(
             "initialize",
-            json!({"clientInfo": {"name": "c", "version": "1"}, "protocolVersion": "tether/1"}),
+            json!({"clientInfo": {"name": "c", "version": "1"}, "tether": {"protocolVersion": "tether/2"}}),
         )
         .await?;
     check(
-        result.get("protocolVersion") == Some(&json!("tether/1")),
-        || format!("initialize result without protocolVersion tether/1: {result}"),
+        result.pointer("/tether/protocolVersion") == Some(&json!("tether/2")),
+        || format!("initialize result without tether.protocolVersion tether/2: {result}"),
     )?;
-    for member in ["serverInfo", "capabilities", "sandbox", "platform"] {
-        check(result.get(member).is_some(), || {
-            format!("initialize result without {member}: {result}")
+    for member in ["userAgent", "codexHome", "platformFamily", "platformOs"] {
+        check(result.get(member).is_some_and(Value::is_string), || {
+            format!("initialize result without the string {member}: {result}")
         })?;
+    }
+    for member in ["serverInfo", "capabilities", "sandbox", "platform"] {
+        check(
+            result.pointer(&format!("/tether/{member}")).is_some(),
+            || format!("initialize result without tether.{member}: {result}"),
+        )?;
     }
     // Nothing from the host before `initialized`.
     s.expect_silence(Duration::from_millis(500)).await?;
@@ -635,11 +647,29 @@ async fn cmd_initialize(cx: Arc<Context>) -> Res<()> {
     call_refused(
         &mut s,
         "initialize",
-        json!({"clientInfo": {"name": "c", "version": "1"}, "protocolVersion": "tether/1"}),
+        json!({"clientInfo": {"name": "c", "version": "1"}, "tether": {"protocolVersion": "tether/2"}}),
         -32600,
         "a second initialize",
     )
     .await?;
+    s.close().await;
+    // CMD-15: a plain app-server client (no `tether` member, Codex's capabilities object)
+    // is served as a tether/2 session.
+    let mut s = session(&cx, "ctl").await?;
+    let result = s
+        .call_ok(
+            "initialize",
+            json!({"clientInfo": {"name": "codex_vscode", "title": null, "version": "0.169.0"}, "capabilities": {"experimentalApi": true}}),
+        )
+        .await?;
+    check(
+        result.pointer("/tether/protocolVersion") == Some(&json!("tether/2")),
+        || {
+            format!(
+                "initialize without a tether member: result without tether.protocolVersion tether/2: {result}"
+            )
+        },
+    )?;
     s.close().await;
     Ok(())
 }
@@ -665,7 +695,7 @@ async fn cmd_capabilities(cx: Arc<Context>) -> Res<()> {
     let caps = s
         .init
         .as_ref()
-        .and_then(|i| i.get("capabilities"))
+        .and_then(|i| i.pointer("/tether/capabilities"))
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
@@ -699,7 +729,7 @@ async fn cmd_capabilities(cx: Arc<Context>) -> Res<()> {
         }
     }
     if !has(tether_proto::cmd::capability::THREAD_HANDOFF) {
-        for m in ["thread/export", "thread/import"] {
+        for m in ["tether/thread/export", "tether/thread/import"] {
             call_refused(
                 &mut s,
                 m,

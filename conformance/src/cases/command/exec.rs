@@ -12,13 +12,14 @@ use crate::cases::steps::exec::{exec_params, exec_ready, exists, result_of, sh};
 use crate::cases::steps::records::{counting, first_difference, records_ready, with};
 use crate::cases::steps::rpc::{call_refused, still_answers};
 use crate::context::Context;
-use crate::host::{HOST_WAIT, Res, check};
+use crate::host::{HOST_WAIT, HostMessage, Res, check};
 
 /// The `command/exec` cases, in spec order.
 pub const CASES: &[Case] = &[
     CMD_EXEC_BASICS,
     CMD_EXEC_PID_IN_USE,
     CMD_OUTPUT_ORDER,
+    CMD_OUTPUT_IN_RESULT,
     CMD_ANSWER_LAST,
     CMD_KILL_GROUP,
     CMD_TERMINATE,
@@ -83,7 +84,7 @@ async fn cmd_exec_basics(cx: Arc<Context>) -> Res<()> {
     check(
         run.exit_code() == Some(0)
             && run.stdout.is_empty()
-            && run.result().and_then(|r| r.get("timedOut")) == Some(&json!(false))
+            && run.report().and_then(|r| r.get("timedOut")) == Some(&json!(false))
             && start.elapsed() < Duration::from_secs(20),
         || {
             format!(
@@ -171,6 +172,45 @@ async fn cmd_output_order(cx: Arc<Context>) -> Res<()> {
             err.len()
         )
     })?;
+    s.close().await;
+    Ok(())
+}
+
+const CMD_OUTPUT_IN_RESULT: Case = case! {
+    id: "CMD-35/output-in-result",
+    level: Must,
+    timeout: 60 s,
+    description: "without streamStdoutStderr (and without processId) no delta is sent and the output is the result's stdout and stderr, as text",
+    host: cmd_output_in_result,
+};
+async fn cmd_output_in_result(cx: Arc<Context>) -> Res<()> {
+    let (mut s, dir) = exec_ready(&cx, "ctl").await?;
+    let mut p = sh("printf 'out\\n'; printf err >&2; exit 3", &dir);
+    if let Some(o) = p.as_object_mut() {
+        o.insert("streamStdoutStderr".to_owned(), json!(false));
+    }
+    let run = s.exec(p, HOST_WAIT).await?;
+    // Whatever the host streamed, with or without a process id the runner knows of.
+    let streamed: Vec<HostMessage> = s
+        .backlog
+        .iter()
+        .filter(|m| m.method() == Some("command/exec/outputDelta"))
+        .cloned()
+        .collect();
+    check(run.deltas.is_empty() && streamed.is_empty(), || {
+        format!(
+            "deltas for a command/exec without streamStdoutStderr: {:?}",
+            streamed.iter().map(|m| &m.value).collect::<Vec<_>>()
+        )
+    })?;
+    let r = run.result().cloned().unwrap_or(Value::Null);
+    check(
+        r.get("stdout") == Some(&json!("out\n"))
+            && r.get("stderr") == Some(&json!("err"))
+            && r.get("exitCode") == Some(&json!(3))
+            && r.pointer("/tether/exitCode") == Some(&json!(3)),
+        || format!("the result of a command/exec with its output in the result: {r}"),
+    )?;
     s.close().await;
     Ok(())
 }
@@ -283,6 +323,15 @@ async fn cmd_terminate(cx: Arc<Context>) -> Res<()> {
         r.get("signal") == Some(&json!("SIGKILL")) && r.get("exitCode") == Some(&Value::Null),
         || format!("the terminated process's answer: {r}"),
     )?;
+    check(
+        run.result().and_then(|r| r.get("exitCode")) == Some(&json!(137)),
+        || {
+            format!(
+                "the terminated process's exitCode is not 137 (CMD-39): {}",
+                run.answer
+            )
+        },
+    )?;
     s.close().await;
     Ok(())
 }
@@ -291,12 +340,16 @@ const CMD_EXIT_STATUS: Case = case! {
     id: "CMD-39/exit-status",
     level: Must,
     timeout: 60 s,
-    description: "exit 3 gives exitCode 3 and signal null; kill -9 gives exitCode null and SIGKILL",
+    description: "exit 3 gives exitCode 3 and tether.exitCode 3, signal null; kill -9 gives exitCode 137, tether.exitCode null and SIGKILL",
     host: cmd_exit_status,
 };
 async fn cmd_exit_status(cx: Arc<Context>) -> Res<()> {
     let (mut s, dir) = exec_ready(&cx, "ctl").await?;
     let run = s.exec(sh("exit 3", &dir), HOST_WAIT).await?;
+    check(
+        run.result().and_then(|r| r.get("exitCode")) == Some(&json!(3)),
+        || format!("exit 3: exitCode {}", run.answer),
+    )?;
     let r = result_of(&run, "exit 3")?;
     check(
         r.get("exitCode") == Some(&json!(3))
@@ -310,6 +363,15 @@ async fn cmd_exit_status(cx: Arc<Context>) -> Res<()> {
     check(
         r.get("exitCode") == Some(&Value::Null) && r.get("signal") == Some(&json!("SIGKILL")),
         || format!("a process killed by SIGKILL: {r}"),
+    )?;
+    check(
+        run.result().and_then(|r| r.get("exitCode")) == Some(&json!(137)),
+        || {
+            format!(
+                "a process killed by SIGKILL: exitCode is not 137: {}",
+                run.answer
+            )
+        },
     )?;
     s.close().await;
     Ok(())
@@ -348,21 +410,21 @@ const CMD_OUTPUT_CAP: Case = case! {
     id: "CMD-41/output-cap",
     level: Must,
     timeout: 60 s,
-    description: "with outputCap 1000 exactly 1000 bytes are forwarded, capReached, and the process ends",
+    description: "with outputBytesCap 1000 exactly 1000 bytes are forwarded, capReached, and the process ends",
     host: cmd_output_cap,
 };
 async fn cmd_output_cap(cx: Arc<Context>) -> Res<()> {
     let (mut s, dir) = exec_ready(&cx, "ctl").await?;
     let mut p = sh("while :; do echo 0123456789; echo abc >&2; done", &dir);
     if let Some(o) = p.as_object_mut() {
-        o.insert("outputCap".to_owned(), json!(1000));
+        o.insert("outputBytesCap".to_owned(), json!(1000));
         o.insert("timeoutMs".to_owned(), json!(20000));
     }
     let start = Instant::now();
     let run = s.exec(p, Duration::from_secs(30)).await?;
     let total = run.stdout.len() + run.stderr.len();
     check(total == 1000, || {
-        format!("with outputCap 1000, {total} bytes were forwarded")
+        format!("with outputBytesCap 1000, {total} bytes were forwarded")
     })?;
     let last_cap = run
         .deltas
@@ -402,7 +464,7 @@ const CMD_OUTPUT_CAP_NULL: Case = case! {
     id: "CMD-41/output-cap-null",
     level: Must,
     timeout: 120 s,
-    description: "in a session with records, outputCap null forwards all of 3 MiB of output, byte-exact, capReached false",
+    description: "in a session with records, disableOutputCap forwards all of 3 MiB of output, byte-exact, capReached false",
     host: cmd_output_cap_null,
 };
 async fn cmd_output_cap_null(cx: Arc<Context>) -> Res<()> {
@@ -416,13 +478,13 @@ async fn cmd_output_cap_null(cx: Arc<Context>) -> Res<()> {
     let (params, expected) = counting(393_216, &dir);
     let run = s
         .exec(
-            with(params, "outputCap", Value::Null),
+            with(params, "disableOutputCap", json!(true)),
             Duration::from_secs(90),
         )
         .await?;
     check(run.stdout == expected && run.stderr.is_empty(), || {
         format!(
-            "with outputCap null, stdout is {} (stderr {} bytes): not all of the output (CMD-41)",
+            "with disableOutputCap, stdout is {} (stderr {} bytes): not all of the output (CMD-41)",
             first_difference(&run.stdout, &expected),
             run.stderr.len()
         )
@@ -431,12 +493,12 @@ async fn cmd_output_cap_null(cx: Arc<Context>) -> Res<()> {
         run.deltas
             .iter()
             .all(|d| d.get("capReached") == Some(&json!(false))),
-        || "a delta with capReached true under outputCap null".to_owned(),
+        || "a delta with capReached true under disableOutputCap".to_owned(),
     )?;
-    let r = result_of(&run, "3 MiB with outputCap null")?;
+    let r = result_of(&run, "3 MiB with disableOutputCap")?;
     check(
         r.get("capReached") == Some(&json!(false)) && r.get("exitCode") == Some(&json!(0)),
-        || format!("the answer of a command with outputCap null: {r}"),
+        || format!("the answer of a command with disableOutputCap: {r}"),
     )?;
     s.close().await;
     Ok(())
@@ -495,6 +557,11 @@ async fn cmd_time_limit(cx: Arc<Context>) -> Res<()> {
     check(r.get("timedOut") == Some(&json!(true)), || {
         format!("result: {r}")
     })?;
+    // CMD-39: Codex's exitCode of a command its time limit ended.
+    check(
+        run.result().and_then(|r| r.get("exitCode")) == Some(&json!(124)),
+        || format!("a timed-out command's exitCode is not 124: {}", run.answer),
+    )?;
     check(start.elapsed() < Duration::from_secs(10), || {
         format!("the answer came after {:?}", start.elapsed())
     })?;
@@ -506,20 +573,42 @@ const CMD_LIMIT_RANGES: Case = case! {
     id: "CMD-43/limit-ranges",
     level: Must,
     timeout: 30 s,
-    description: "timeoutMs 0 or 86400001 and outputCap 67108865 or -1 get -32602",
+    description: "timeoutMs 0 or 86400001, outputBytesCap 67108865 or -1, 8193 with the output in the result, timeoutMs with disableTimeout, tty, an external sandbox and writableRoots get -32602",
     host: cmd_limit_ranges,
 };
 async fn cmd_limit_ranges(cx: Arc<Context>) -> Res<()> {
     let (mut s, dir) = exec_ready(&cx, "ctl").await?;
-    for (what, member, value) in [
-        ("timeoutMs 0", "timeoutMs", json!(0)),
-        ("timeoutMs 86400001", "timeoutMs", json!(86_400_001u64)),
-        ("outputCap 67108865", "outputCap", json!(67_108_865u64)),
-        ("outputCap -1", "outputCap", json!(-1)),
+    for (what, members) in [
+        ("timeoutMs 0", json!({"timeoutMs": 0})),
+        ("timeoutMs 86400001", json!({"timeoutMs": 86_400_001u64})),
+        (
+            "outputBytesCap 67108865",
+            json!({"outputBytesCap": 67_108_865u64}),
+        ),
+        ("outputBytesCap -1", json!({"outputBytesCap": -1})),
+        (
+            "outputBytesCap 8193 with the output in the result",
+            json!({"streamStdoutStderr": false, "outputBytesCap": 8193}),
+        ),
+        (
+            "timeoutMs with disableTimeout",
+            json!({"timeoutMs": 1000, "disableTimeout": true}),
+        ),
+        ("tty", json!({"tty": true})),
+        (
+            "an external sandbox",
+            json!({"sandboxPolicy": {"type": "externalSandbox"}}),
+        ),
+        (
+            "writableRoots",
+            json!({"sandboxPolicy": {"type": "workspaceWrite", "writableRoots": ["/"]}}),
+        ),
     ] {
         let mut p = exec_params(&["true"], &dir);
-        if let Some(o) = p.as_object_mut() {
-            o.insert(member.to_owned(), value);
+        if let (Some(o), Some(m)) = (p.as_object_mut(), members.as_object()) {
+            for (k, v) in m {
+                o.insert(k.clone(), v.clone());
+            }
         }
         let run = s.exec(p, HOST_WAIT).await?;
         check(run.error_code() == Some(-32602), || {
@@ -534,7 +623,7 @@ const CMD_OUTPUT_CAP_NULL_V1: Case = case! {
     id: "CMD-43/output-cap-null-version-1",
     level: Must,
     timeout: 30 s,
-    description: "in a version 1 session outputCap null gets -32602 and nothing runs",
+    description: "in a version 1 session disableOutputCap gets -32602 and nothing runs",
     host: cmd_output_cap_null_v1,
 };
 async fn cmd_output_cap_null_v1(cx: Arc<Context>) -> Res<()> {
@@ -542,13 +631,13 @@ async fn cmd_output_cap_null_v1(cx: Arc<Context>) -> Res<()> {
     let marker = format!("{dir}/ran");
     let p = with(
         exec_params(&["touch", &marker], &dir),
-        "outputCap",
-        Value::Null,
+        "disableOutputCap",
+        json!(true),
     );
     let run = s.exec(p, HOST_WAIT).await?;
     check(run.error_code() == Some(-32602), || {
         format!(
-            "outputCap null in a version 1 session: expected -32602 (CMD-43), got {}",
+            "disableOutputCap in a version 1 session: expected -32602 (CMD-43), got {}",
             run.answer
         )
     })?;

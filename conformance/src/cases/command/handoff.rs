@@ -1,5 +1,5 @@
-//! Host cases of hand-off between hosts (`spec/05` section 5.9): `thread/export`, invalid
-//! bundles, and `thread/import` (`CMD-52` to `CMD-54`).
+//! Host cases of hand-off between hosts (`spec/05` section 5.9): `tether/thread/export`, invalid
+//! bundles, and `tether/thread/import` (`CMD-52` to `CMD-54`).
 
 use std::sync::Arc;
 
@@ -33,7 +33,7 @@ async fn exported(s: &mut ChannelSession, dir: &str) -> Res<(String, Value)> {
     start_turn(s, &thread, "$ echo exported").await?;
     until_completed(s, &thread).await?;
     let r = s
-        .call_ok("thread/export", json!({"threadId": thread}))
+        .call_ok("tether/thread/export", json!({"threadId": thread}))
         .await?;
     let bundle = r.get("bundle").cloned().unwrap_or(Value::Null);
     Ok((thread, bundle))
@@ -43,7 +43,7 @@ const EXPORT_BUNDLE: Case = case! {
     id: "CMD-52/export",
     level: Must,
     timeout: 60 s,
-    description: "thread/export gives a version-1 bundle with cwdRelative and every item",
+    description: "tether/thread/export gives a version-1 bundle with cwdRelative and every item",
     host: export_bundle,
 };
 async fn export_bundle(cx: Arc<Context>) -> Res<()> {
@@ -58,7 +58,7 @@ async fn export_bundle(cx: Arc<Context>) -> Res<()> {
     start_turn(&mut s, &thread, "$ echo exported").await?;
     until_completed(&mut s, &thread).await?;
     let r = s
-        .call_ok("thread/export", json!({"threadId": thread}))
+        .call_ok("tether/thread/export", json!({"threadId": thread}))
         .await?;
     let b = r.get("bundle").cloned().unwrap_or(Value::Null);
     check(
@@ -124,7 +124,7 @@ async fn import_invalid(cx: Arc<Context>) -> Res<()> {
     ] {
         call_refused(
             &mut s,
-            "thread/import",
+            "tether/thread/import",
             json!({"bundle": b, "projectRoot": dir}),
             -32017,
             &format!("a bundle with {what}"),
@@ -133,7 +133,7 @@ async fn import_invalid(cx: Arc<Context>) -> Res<()> {
     }
     call_refused(
         &mut s,
-        "thread/import",
+        "tether/thread/import",
         json!({"bundle": 5, "projectRoot": dir}),
         -32602,
         "a bundle that is not an object",
@@ -147,7 +147,7 @@ const IMPORT_BUNDLE: Case = case! {
     id: "CMD-54/import",
     level: Must,
     timeout: 60 s,
-    description: "thread/import creates a new thread under projectRoot with the items as one completed turn",
+    description: "tether/thread/import creates a new thread under projectRoot with the items as one completed turn",
     host: import_bundle,
 };
 async fn import_bundle(cx: Arc<Context>) -> Res<()> {
@@ -157,7 +157,7 @@ async fn import_bundle(cx: Arc<Context>) -> Res<()> {
     mkdirs(&mut s, &[&target], &dir).await?;
     let r = s
         .call_ok(
-            "thread/import",
+            "tether/thread/import",
             json!({"bundle": bundle, "projectRoot": target}),
         )
         .await?;
@@ -175,9 +175,11 @@ async fn import_bundle(cx: Arc<Context>) -> Res<()> {
             r.pointer("/thread/cwd")
         )
     })?;
-    let read = s.call_ok("thread/read", json!({"threadId": id})).await?;
+    let read = s
+        .call_ok("thread/read", json!({"threadId": id, "includeTurns": true}))
+        .await?;
     let turns = read
-        .get("turns")
+        .pointer("/thread/turns")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
@@ -196,7 +198,7 @@ async fn import_bundle(cx: Arc<Context>) -> Res<()> {
     }
     call_refused(
         &mut s,
-        "thread/import",
+        "tether/thread/import",
         json!({"bundle": b, "projectRoot": target}),
         -32602,
         "a bundle whose cwd does not exist under projectRoot",

@@ -43,7 +43,7 @@ async fn host_info(cx: Arc<Context>) -> Res<()> {
     let mut sandbox_named = false;
     if run.error_code() == Some(-32012) {
         let explicit = json!({"command": ["sh", "-c", "pwd -P"], "timeoutMs": 60000,
-                              "sandbox": "danger-full-access"});
+                              "sandboxPolicy": {"type": "dangerFullAccess"}});
         run = s.exec(explicit, HOST_WAIT).await?;
         sandbox_named = true;
     }
@@ -62,7 +62,7 @@ async fn host_info(cx: Arc<Context>) -> Res<()> {
             let want = s
                 .exec(
                     json!({"command": ["sh", "-c", "pwd -P"], "cwd": cwd,
-                           "sandbox": "danger-full-access", "timeoutMs": 60000}),
+                           "sandboxPolicy": {"type": "dangerFullAccess"}, "timeoutMs": 60000}),
                     HOST_WAIT,
                 )
                 .await?;
@@ -76,7 +76,10 @@ async fn host_info(cx: Arc<Context>) -> Res<()> {
                     )
                 },
             )?;
-            let requested = run.answer.pointer("/result/sandbox/requested").cloned();
+            let requested = run
+                .answer
+                .pointer("/result/tether/sandbox/requested")
+                .cloned();
             check(
                 sandbox_named || requested.as_ref() == Some(&default_sandbox),
                 || {
@@ -102,7 +105,14 @@ async fn host_info(cx: Arc<Context>) -> Res<()> {
             sandbox_named = true;
         }
         if let Some(thread) = a.pointer("/result/thread") {
-            let got = |k: &str| thread.get(k).cloned().unwrap_or(Value::Null);
+            // Section 5.3: the thread's sandbox and policy are in `thread.tether`.
+            let got = |k: &str| {
+                thread
+                    .get(k)
+                    .or_else(|| thread.get("tether").and_then(|t| t.get(k)))
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            };
             let mut want = vec![
                 ("cwd", json!(info.default_cwd)),
                 ("approvalPolicy", json!(info.default_approval_policy)),

@@ -32,7 +32,8 @@ async fn test_agent(cx: Arc<Context>) -> Res<()> {
         .unwrap_or_default();
     check(
         items.len() == 2
-            && items.first().and_then(|i| i.get("text")) == Some(&json!("just words"))
+            && items.first().and_then(|i| i.pointer("/content/0/text"))
+                == Some(&json!("just words"))
             && items.get(1).and_then(|i| i.get("type")) == Some(&json!("agentMessage"))
             && items.get(1).and_then(|i| i.get("text")) == Some(&json!("just words")),
         || format!("text input: items {items:?}"),
@@ -44,7 +45,11 @@ async fn test_agent(cx: Arc<Context>) -> Res<()> {
         item.get("command") == Some(&json!("printf '%s|' a b; echo $((6*7))"))
             && item.get("cwd") == Some(&json!(dir))
             && item.get("aggregatedOutput") == Some(&json!("a|b|42\n"))
-            && item.get("exitCode") == Some(&json!(0)),
+            && item.get("exitCode") == Some(&json!(0))
+            && item.get("commandActions")
+                == Some(
+                    &json!([{"type": "unknown", "command": "printf '%s|' a b; echo $((6*7))"}]),
+                ),
         || format!("a \"$ \" input: {item}"),
     )?;
     start_turn(&mut s, &thread, "$ exit 4").await?;

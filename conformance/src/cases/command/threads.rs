@@ -29,6 +29,7 @@ pub const CASES: &[Case] = &[
     TURN_ORDER,
     TURN_IDS,
     TURN_FANOUT,
+    ITEM_DELTAS,
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -38,7 +39,7 @@ const THREAD_START: Case = case! {
     id: "CMD-17/thread-start",
     level: Must,
     timeout: 30 s,
-    description: "thread/start creates a thread in cwd; a missing or relative cwd gets -32602",
+    description: "thread/start creates a thread in cwd, answered as Codex's ThreadStartResponse; a missing or relative cwd, ephemeral true or on-failure gets -32602",
     host: thread_start,
 };
 async fn thread_start(cx: Arc<Context>) -> Res<()> {
@@ -51,13 +52,34 @@ async fn thread_start(cx: Arc<Context>) -> Res<()> {
     check(t.get("cwd") == Some(&json!(dir)), || {
         format!("thread cwd {:?}, asked {dir:?}", t.get("cwd"))
     })?;
-    check(t.get("status") == Some(&json!("idle")), || {
+    check(t.get("status") == Some(&json!({"type": "idle"})), || {
         format!("a new thread's status: {:?}", t.get("status"))
     })?;
     check(
-        t.get("approvalPolicy") == Some(&json!("never"))
-            && t.get("sandbox") == Some(&json!("danger-full-access")),
-        || format!("the thread's policy and sandbox: {t}"),
+        t.pointer("/tether/approvalPolicy") == Some(&json!("never"))
+            && t.pointer("/tether/sandbox") == Some(&json!("danger-full-access")),
+        || format!("the thread's policy and sandbox (thread.tether): {t}"),
+    )?;
+    // Section 5.3: Codex's required Thread members.
+    check(
+        t.get("sessionId").is_some_and(Value::is_string)
+            && t.get("preview").is_some_and(Value::is_string)
+            && t.get("turns") == Some(&json!([]))
+            && t.get("ephemeral") == Some(&json!(false))
+            && t.get("cliVersion").is_some_and(Value::is_string)
+            && t.get("modelProvider").is_some_and(Value::is_string)
+            && t.get("source").is_some()
+            && t.get("projectId").is_some(),
+        || format!("a Thread without Codex's required members: {t}"),
+    )?;
+    check(
+        r.get("approvalPolicy") == Some(&json!("never"))
+            && r.get("approvalsReviewer") == Some(&json!("user"))
+            && r.get("cwd") == Some(&json!(dir))
+            && r.get("model").is_some_and(Value::is_string)
+            && r.pointer("/sandbox/type").is_some_and(Value::is_string)
+            && r.pointer("/tether/sandbox/enforced").is_some(),
+        || format!("thread/start result is not a ThreadStartResponse with tether.sandbox: {r}"),
     )?;
     for m in ["createdAt", "updatedAt"] {
         check(t.get(m).is_some_and(Value::is_u64), || {
@@ -65,21 +87,36 @@ async fn thread_start(cx: Arc<Context>) -> Res<()> {
         })?;
     }
     check(
-        r.get("sandbox").is_some() && r.get("instructionSources").is_some_and(Value::is_array),
-        || format!("thread/start result without sandbox or instructionSources: {r}"),
+        r.get("instructionSources").is_some_and(Value::is_array),
+        || format!("thread/start result without instructionSources: {r}"),
     )?;
     let (other, _) = start_thread(&mut s, &dir, "never").await?;
     check(other != id, || {
         "two threads got the same id (CMD-25)".to_owned()
     })?;
-    for (what, cwd) in [
-        ("a missing directory", format!("{dir}/missing")),
-        ("a relative path", "relative/dir".to_owned()),
+    for (what, params) in [
+        (
+            "a missing directory",
+            json!({"cwd": format!("{dir}/missing"), "sandbox": "danger-full-access"}),
+        ),
+        (
+            "a relative path",
+            json!({"cwd": "relative/dir", "sandbox": "danger-full-access"}),
+        ),
+        // CMD-17: threads are durable; on-failure is no policy of tether/2.
+        (
+            "ephemeral true",
+            json!({"cwd": dir, "sandbox": "danger-full-access", "ephemeral": true}),
+        ),
+        (
+            "approvalPolicy on-failure",
+            json!({"cwd": dir, "sandbox": "danger-full-access", "approvalPolicy": "on-failure"}),
+        ),
     ] {
         call_refused(
             &mut s,
             "thread/start",
-            json!({"cwd": cwd, "sandbox": "danger-full-access"}),
+            params,
             -32602,
             &format!("thread/start with {what}"),
         )
@@ -93,7 +130,7 @@ const THREAD_NOT_FOUND: Case = case! {
     id: "CMD-18/thread-not-found",
     level: Must,
     timeout: 30 s,
-    description: "thread/read, thread/resume, turn/start and thread/export of an unknown thread get -32013",
+    description: "thread/read, thread/resume, turn/start and tether/thread/export of an unknown thread get -32013",
     host: thread_not_found,
 };
 async fn thread_not_found(cx: Arc<Context>) -> Res<()> {
@@ -113,10 +150,10 @@ async fn thread_not_found(cx: Arc<Context>) -> Res<()> {
     if s.has_capability(tether_proto::cmd::capability::THREAD_HANDOFF) {
         call_refused(
             &mut s,
-            "thread/export",
+            "tether/thread/export",
             json!({"threadId": missing}),
             -32013,
-            "thread/export of an unknown thread",
+            "tether/thread/export of an unknown thread",
         )
         .await?;
     }
@@ -143,6 +180,21 @@ async fn thread_resume(cx: Arc<Context>) -> Res<()> {
     check(r.pointer("/thread/id") == Some(&json!(thread)), || {
         format!("thread/resume result: {r}")
     })?;
+    // CMD-19: the turns come with the thread; an override is refused.
+    check(
+        r.pointer("/thread/turns")
+            .and_then(Value::as_array)
+            .is_some_and(|t| !t.is_empty()),
+        || format!("thread/resume result without the thread's turns: {r}"),
+    )?;
+    call_refused(
+        &mut b,
+        "thread/resume",
+        json!({"threadId": thread, "sandbox": "read-only"}),
+        -32602,
+        "thread/resume with a sandbox override",
+    )
+    .await?;
     // CMD-19, CMD-28: the pending approval is sent to the session that attached.
     let (id_b, params, _) = until_approval(&mut b, &thread).await?;
     check(
@@ -163,7 +215,7 @@ const THREAD_LIST: Case = case! {
     id: "CMD-20/list-order-and-pages",
     level: Must,
     timeout: 60 s,
-    description: "thread/list is most recent first, pages with nextCursor, and refuses bad cursors and limits",
+    description: "thread/list is most recent first, pages with nextCursor (null on the last page), and refuses bad cursors, limits and other orders",
     host: thread_list,
 };
 async fn thread_list(cx: Arc<Context>) -> Res<()> {
@@ -173,6 +225,9 @@ async fn thread_list(cx: Arc<Context>) -> Res<()> {
         mine.push(start_thread(&mut s, &dir, "never").await?.0);
     }
     let r = s.call_ok("thread/list", json!({"limit": 1000})).await?;
+    check(r.get("nextCursor") == Some(&Value::Null), || {
+        format!("thread/list's last page without nextCursor null (CMD-20): {r}")
+    })?;
     let data = r
         .get("data")
         .and_then(Value::as_array)
@@ -227,6 +282,7 @@ async fn thread_list(cx: Arc<Context>) -> Res<()> {
         ),
         ("limit 0", json!({"limit": 0})),
         ("limit 1001", json!({"limit": 1001})),
+        ("sortDirection asc", json!({"sortDirection": "asc"})),
     ] {
         call_refused(
             &mut s,
@@ -245,7 +301,7 @@ const THREAD_READ: Case = case! {
     id: "CMD-21/read",
     level: Must,
     timeout: 60 s,
-    description: "thread/read returns the thread with its turns and their items",
+    description: "thread/read returns the thread, with its turns and their items in thread.turns only with includeTurns",
     host: thread_read,
 };
 async fn thread_read(cx: Arc<Context>) -> Res<()> {
@@ -253,14 +309,23 @@ async fn thread_read(cx: Arc<Context>) -> Res<()> {
     let (thread, _) = start_thread(&mut s, &dir, "never").await?;
     let turn = start_turn(&mut s, &thread, "hello there").await?;
     let msgs = until_completed(&mut s, &thread).await?;
-    let r = s
+    let bare = s
         .call_ok("thread/read", json!({"threadId": thread}))
+        .await?;
+    check(bare.pointer("/thread/turns") == Some(&json!([])), || {
+        format!("thread/read without includeTurns carries turns (CMD-21): {bare}")
+    })?;
+    let r = s
+        .call_ok(
+            "thread/read",
+            json!({"threadId": thread, "includeTurns": true}),
+        )
         .await?;
     check(r.pointer("/thread/id") == Some(&json!(thread)), || {
         format!("thread/read: {r}")
     })?;
     let turns = r
-        .get("turns")
+        .pointer("/thread/turns")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
@@ -504,5 +569,51 @@ async fn turn_fanout(cx: Arc<Context>) -> Res<()> {
     a.close().await;
     b.close().await;
     c.close().await;
+    Ok(())
+}
+
+const ITEM_DELTAS: Case = case! {
+    id: "CMD-40/item-deltas-are-text",
+    level: Must,
+    timeout: 60 s,
+    description: "a turn's output deltas are UTF-8 text; a character split across two reads arrives whole",
+    host: item_deltas,
+};
+async fn item_deltas(cx: Arc<Context>) -> Res<()> {
+    let (mut s, dir) = threads_ready(&cx, "ctl", true).await?;
+    let (thread, _) = start_thread(&mut s, &dir, "never").await?;
+    // "€" is E2 82 AC: two bytes, a pause (so two reads), the last byte.
+    start_turn(
+        &mut s,
+        &thread,
+        "$ printf '\\342\\202'; sleep 0.5; printf '\\254\\n'",
+    )
+    .await?;
+    let msgs = until_completed(&mut s, &thread).await?;
+    let mut text = String::new();
+    for m in msgs
+        .iter()
+        .filter(|m| m.method() == Some("item/commandExecution/outputDelta"))
+    {
+        let Some(d) = m.params().get("delta").and_then(Value::as_str) else {
+            return hfail(format!(
+                "an item output delta without a text delta (section 5.4): {}",
+                m.params()
+            ));
+        };
+        check(!d.is_empty() && d.len() <= 16_384, || {
+            format!("an item output delta of {} bytes (CMD-40)", d.len())
+        })?;
+        text.push_str(d);
+    }
+    check(text == "\u{20ac}\n", || {
+        format!("the deltas of a split character give {text:?}, not \"\u{20ac}\\n\" (section 5.4)")
+    })?;
+    let item = crate::cases::steps::threads::command_item(&msgs).unwrap_or(Value::Null);
+    check(
+        item.get("aggregatedOutput") == Some(&json!("\u{20ac}\n")),
+        || format!("the command's aggregatedOutput: {item}"),
+    )?;
+    s.close().await;
     Ok(())
 }

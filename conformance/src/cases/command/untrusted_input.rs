@@ -38,7 +38,7 @@ pub const CASES: &[Case] = &[
 
 /// `pwd -P` without `cwd`, unsandboxed.
 fn pwd_without_cwd() -> Value {
-    json!({"command": ["sh", "-c", "pwd -P"], "sandbox": "danger-full-access", "timeoutMs": 60000})
+    json!({"command": ["sh", "-c", "pwd -P"], "sandboxPolicy": {"type": "dangerFullAccess"}, "timeoutMs": 60000})
 }
 
 const EXEC_WITHOUT_CWD: Case = case! {
@@ -286,7 +286,7 @@ const IMPORT_THROUGH_LINK_OUT: Case = case! {
     id: "CMD-73/import-through-link-out",
     level: Must,
     timeout: 60 s,
-    description: "thread/import whose cwdRelative leads out of the project through a symlink gets -32602 and creates no thread",
+    description: "tether/thread/import whose cwdRelative leads out of the project through a symlink gets -32602 and creates no thread",
     host: import_through_link_out,
 };
 async fn import_through_link_out(cx: Arc<Context>) -> Res<()> {
@@ -321,13 +321,13 @@ async fn import_through_link_out(cx: Arc<Context>) -> Res<()> {
     // Through a link that stays inside: imported, with the resolved cwd.
     let a = s
         .call(
-            "thread/import",
+            "tether/thread/import",
             json!({"bundle": bundle("inlink"), "projectRoot": proj}),
         )
         .await?;
     let Some(r) = a.get("result") else {
         return hfail(format!(
-            "thread/import with cwdRelative \"inlink\", a symlink to {proj}/real inside the project root: {a}"
+            "tether/thread/import with cwdRelative \"inlink\", a symlink to {proj}/real inside the project root: {a}"
         ));
     };
     check(r.pointer("/thread/cwd") == Some(&json!(real)), || {
@@ -340,7 +340,7 @@ async fn import_through_link_out(cx: Arc<Context>) -> Res<()> {
     // Through a link out of it: refused, and no thread.
     let a = s
         .call(
-            "thread/import",
+            "tether/thread/import",
             json!({"bundle": bundle("link/inside"), "projectRoot": proj}),
         )
         .await?;
@@ -348,7 +348,7 @@ async fn import_through_link_out(cx: Arc<Context>) -> Res<()> {
         a.pointer("/error/code").and_then(Value::as_i64) == Some(-32602),
         || {
             format!(
-                "thread/import with cwdRelative \"link/inside\", where link is a symlink to {outside} outside the project root {proj}: expected -32602 (CMD-73), got {a}"
+                "tether/thread/import with cwdRelative \"link/inside\", where link is a symlink to {outside} outside the project root {proj}: expected -32602 (CMD-73), got {a}"
             )
         },
     )?;

@@ -106,7 +106,7 @@ async fn sec_revoked(cx: Arc<Context>) -> Res<()> {
     let id = s.fresh_id();
     let req = match &marker {
         Some(m) => json!({"jsonrpc":"2.0","id":id,"method":"command/exec","params":
-            {"command": ["touch", m], "cwd": dir, "sandbox": "danger-full-access", "processId": "after-revoke"}}),
+            {"command": ["touch", m], "cwd": dir, "sandboxPolicy": {"type": "dangerFullAccess"}, "processId": "after-revoke"}}),
         None => json!({"jsonrpc":"2.0","id":id,"method":"tether-conformance/probe"}),
     };
     let _ = s.send_json(&req).await;
@@ -158,7 +158,7 @@ async fn sec_tag_first(cx: Arc<Context>) -> Res<()> {
     let (mut s, dir) = exec_ready(&cx, "ctl").await?;
     let marker = format!("{dir}/ran-before-tag");
     let req = json!({"jsonrpc":"2.0","id":99,"method":"command/exec","params":
-        {"command": ["touch", marker], "cwd": dir, "sandbox": "danger-full-access", "processId": "tag"}});
+        {"command": ["touch", marker], "cwd": dir, "sandboxPolicy": {"type": "dangerFullAccess"}, "processId": "tag"}});
     let bytes = serde_json::to_vec(&req).map_err(|e| Stop::Fail(e.to_string()))?;
     let mut c = Vec::new();
     s.transport

@@ -11,7 +11,18 @@ use crate::link::random_bytes;
 /// The params of a `command/exec` of `cmd` in `cwd`, unsandboxed (`danger-full-access`),
 /// with a 60 s time limit.
 pub(crate) fn exec_params(cmd: &[&str], cwd: &str) -> Value {
-    json!({"command": cmd, "cwd": cwd, "sandbox": "danger-full-access", "timeoutMs": 60000})
+    json!({"command": cmd, "cwd": cwd, "sandboxPolicy": policy("danger-full-access"), "timeoutMs": 60000})
+}
+
+/// The `sandboxPolicy` of a `command/exec` that names `mode` (CMD-34): Codex's
+/// `SandboxPolicy` object.
+pub(crate) fn policy(mode: &str) -> Value {
+    match mode {
+        "read-only" => json!({"type": "readOnly"}),
+        "workspace-write" => json!({"type": "workspaceWrite"}),
+        "danger-full-access" => json!({"type": "dangerFullAccess"}),
+        other => json!({"type": other}),
+    }
 }
 
 /// [`exec_params`] of `sh -c script`.
@@ -19,10 +30,15 @@ pub(crate) fn sh(script: &str, cwd: &str) -> Value {
     exec_params(&["sh", "-c", script], cwd)
 }
 
-/// The `result` of a `command/exec`, or a failure naming `what`.
+/// Tether's report of a `command/exec` result (its `tether` member, `CMD-39`), or a
+/// failure naming `what`.
 pub(crate) fn result_of<'a>(run: &'a ExecRun, what: &str) -> Res<&'a Value> {
-    run.result()
-        .ok_or_else(|| Stop::Fail(format!("{what}: command/exec failed: {}", run.answer)))
+    run.report().ok_or_else(|| {
+        Stop::Fail(format!(
+            "{what}: command/exec failed or its result has no tether member: {}",
+            run.answer
+        ))
+    })
 }
 
 /// A session ready for `command/exec`, with a fresh directory on the host.
@@ -62,10 +78,10 @@ pub(crate) fn fresh_dir_under(base: &str) -> String {
     )
 }
 
-/// `params` of a `command/exec` with its `sandbox` member set to `mode`.
+/// `params` of a `command/exec` with its `sandboxPolicy` member naming `mode`.
 pub(crate) fn with_sandbox(mut params: Value, mode: &str) -> Value {
     if let Some(o) = params.as_object_mut() {
-        o.insert("sandbox".to_owned(), json!(mode));
+        o.insert("sandboxPolicy".to_owned(), policy(mode));
     }
     params
 }

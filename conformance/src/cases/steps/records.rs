@@ -129,7 +129,11 @@ pub(crate) fn first_difference(got: &[u8], want: &[u8]) -> String {
 /// Sends `command/exec` with `params` and returns its request id and process id.
 pub(crate) async fn start_exec(s: &mut ChannelSession, params: Value) -> Res<(Value, String)> {
     let pid = format!("p{}", hex::encode(crate::link::random_bytes::<4>()));
-    let params = with(params, "processId", json!(pid));
+    let params = with(
+        with(params, "processId", json!(pid)),
+        "streamStdoutStderr",
+        json!(true),
+    );
     let id = s.fresh_id();
     s.send_json(&json!({"jsonrpc": "2.0", "id": id, "method": "command/exec", "params": params}))
         .await?;

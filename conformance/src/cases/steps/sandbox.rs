@@ -180,7 +180,7 @@ pub(crate) async fn under(
 pub(crate) async fn unconfined(s: &mut ChannelSession, script: &str, cwd: &str) -> Res<ExecRun> {
     let mut p = sh(script, cwd);
     if let Some(o) = p.as_object_mut() {
-        o.insert("outputCap".to_owned(), json!(16 * 1024 * 1024));
+        o.insert("outputBytesCap".to_owned(), json!(16 * 1024 * 1024));
     }
     let run = s.exec(p, Duration::from_secs(60)).await?;
     result_of(&run, "an unsandboxed command/exec")?;

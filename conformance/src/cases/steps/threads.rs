@@ -45,7 +45,7 @@ pub(crate) async fn second(cx: &Context, name: &str) -> Res<ChannelSession> {
 pub(crate) async fn run_sh(s: &mut ChannelSession, script: &str, cwd: &str) -> Res<()> {
     let run = s
         .exec(
-            json!({"command": ["sh", "-c", script], "cwd": cwd, "sandbox": "danger-full-access", "timeoutMs": 30000}),
+            json!({"command": ["sh", "-c", script], "cwd": cwd, "sandboxPolicy": {"type": "dangerFullAccess"}, "timeoutMs": 30000}),
             HOST_WAIT,
         )
         .await?;
@@ -91,7 +91,7 @@ pub(crate) async fn start_turn(s: &mut ChannelSession, thread: &str, text: &str)
     let r = s
         .call_ok(
             "turn/start",
-            json!({"threadId": thread, "input": [{"type": "text", "text": text}]}),
+            json!({"threadId": thread, "input": [{"type": "text", "text": text, "text_elements": []}]}),
         )
         .await?;
     r.pointer("/turn/id")
@@ -214,6 +214,10 @@ pub(crate) fn check_order(msgs: &[HostMessage], turn: &str) -> Res<()> {
                     format!("item/started while item {open:?} is not completed (CMD-24)")
                 })?;
                 let item = p.get("item").cloned().unwrap_or(Value::Null);
+                // Section 5.4: Codex's item/started carries startedAtMs.
+                check(p.get("startedAtMs").is_some_and(Value::is_u64), || {
+                    format!("item/started without startedAtMs: {p}")
+                })?;
                 if first_item {
                     check(item.get("type") == Some(&json!("userMessage")), || {
                         format!("the first item is not the userMessage: {item}")
@@ -223,6 +227,13 @@ pub(crate) fn check_order(msgs: &[HostMessage], turn: &str) -> Res<()> {
                 open = item.get("id").and_then(Value::as_str).map(str::to_owned);
             }
             "item/commandExecution/outputDelta" => {
+                // Section 5.4, CMD-40: a text delta of at most 16 384 bytes.
+                check(
+                    p.get("delta")
+                        .and_then(Value::as_str)
+                        .is_some_and(|d| d.len() <= 16_384),
+                    || format!("an output delta without a text delta of <= 16384 bytes: {p}"),
+                )?;
                 let id = p.get("itemId").and_then(Value::as_str);
                 check(open.is_some() && id == open.as_deref(), || {
                     format!(
@@ -236,6 +247,9 @@ pub(crate) fn check_order(msgs: &[HostMessage], turn: &str) -> Res<()> {
                 })?;
             }
             "item/completed" => {
+                check(p.get("completedAtMs").is_some_and(Value::is_u64), || {
+                    format!("item/completed without completedAtMs: {p}")
+                })?;
                 let item = p.get("item").cloned().unwrap_or(Value::Null);
                 let id = item.get("id").and_then(Value::as_str);
                 check(open.is_some() && id == open.as_deref(), || {
@@ -258,7 +272,7 @@ pub(crate) fn check_order(msgs: &[HostMessage], turn: &str) -> Res<()> {
                     )
                 })?;
             }
-            "notifications/cancelled" => {}
+            "tether/cancelled" => {}
             other => return hfail(format!("unexpected {other} during the turn")),
         }
     }
@@ -276,7 +290,7 @@ pub(crate) async fn write_files(
     for (path, content) in files {
         let run = s
             .exec(
-                json!({"command": ["sh", "-c", "printf %s \"$1\" > \"$2\"", "sh", content, path], "cwd": cwd, "sandbox": "danger-full-access"}),
+                json!({"command": ["sh", "-c", "printf %s \"$1\" > \"$2\"", "sh", content, path], "cwd": cwd, "sandboxPolicy": {"type": "dangerFullAccess"}}),
                 HOST_WAIT,
             )
             .await?;

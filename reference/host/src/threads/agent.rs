@@ -11,8 +11,7 @@
 //! userMessage  item/started, item/completed
 //! "$ cmd"      commandExecution item/started
 //!                [untrusted: approval]            decline/cancel -> declined
-//!                run in the thread's sandbox      outputDelta*
-//!                [on-failure, failed: approval for danger-full-access, re-run]
+//!                run in the thread's sandbox      outputDelta* (text, CMD-40)
 //!              item/completed
 //! otherwise    agentMessage (echo) item/started, item/completed
 //! finished     completed | interrupted (cancel, turn/interrupt)
@@ -23,14 +22,15 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tether_proto::cmd::methods::CommandExecutionRequestApprovalParams;
+use tether_proto::cmd::methods::{ApprovalTether, CommandExecutionRequestApprovalParams};
 use tether_proto::cmd::types::{
-    AgentMessageItem, ApprovalDecision, ApprovalPolicy, CommandExecutionItem,
-    CommandExecutionStatus, OutputStream, SandboxMode, ThreadItem, TurnStatus, UserMessageItem,
+    AgentMessageItem, ApprovalDecision, ApprovalPolicy, CommandAction, CommandExecutionItem,
+    CommandExecutionStatus, SandboxMode, ThreadItem, TurnStatus, UserInput, UserMessageItem,
 };
-use tether_proto::limits::{DEFAULT_EXEC_TIMEOUT, DEFAULT_OUTPUT_CAP};
+use tether_proto::limits::{DEFAULT_EXEC_TIMEOUT, DEFAULT_OUTPUT_CAP, MAX_OUTPUT_CHUNK};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::now_ms;
 use super::opening::OpenDone;
 use crate::exec::{CommandConfig, KillReason, kill_group, supervise};
 
@@ -51,16 +51,12 @@ pub struct TurnEvent {
 pub enum TurnEventKind {
     /// An item started (`item/started`).
     ItemStarted(ThreadItem),
-    /// A chunk of a command's output (`item/commandExecution/outputDelta`).
+    /// A piece of a command's output (`item/commandExecution/outputDelta`).
     Output {
         /// The `commandExecution` item.
         item_id: String,
-        /// Which stream.
-        stream: OutputStream,
-        /// At most 16 KiB of raw output (`CMD-40`).
-        chunk: Vec<u8>,
-        /// The chunk reaches the output cap (`CMD-41`).
-        cap_reached: bool,
+        /// The text, at most 16 384 bytes of UTF-8 (`CMD-40`).
+        delta: String,
     },
     /// An item completed, in its final state (`item/completed`).
     ItemCompleted(ThreadItem),
@@ -73,10 +69,15 @@ pub enum TurnEventKind {
         reply: oneshot::Sender<ApprovalDecision>,
     },
     /// The turn is over (`turn/completed`); nothing about it follows.
-    Finished(TurnStatus),
+    Finished {
+        /// Its final state.
+        status: TurnStatus,
+        /// How long it ran.
+        duration: Duration,
+    },
     /// Not a turn's event (its `turn_id` is empty): the instruction files of a thread
     /// being opened were read, or their time ran out (`CMD-72`); the manager sends the
-    /// deferred `thread/start`, `thread/resume` or `thread/import` answer.
+    /// deferred `thread/start`, `thread/resume` or `tether/thread/import` answer.
     Opened(Box<OpenDone>),
 }
 
@@ -86,6 +87,10 @@ pub(crate) struct TurnJob {
     pub turn_id: String,
     /// The text of the first `text` input element.
     pub text: String,
+    /// The whole input, for the `userMessage` item.
+    pub input: Vec<UserInput>,
+    /// When the turn started.
+    pub started: Instant,
     pub cwd: String,
     pub sandbox: SandboxMode,
     pub policy: ApprovalPolicy,
@@ -122,11 +127,81 @@ impl Drop for GroupGuard {
 }
 
 /// Whether a decision lets the command run (`CMD-29`).
-fn accepted(d: ApprovalDecision) -> bool {
+fn accepted(d: &ApprovalDecision) -> bool {
     matches!(
         d,
         ApprovalDecision::Accept | ApprovalDecision::AcceptForSession
     )
+}
+
+/// Decodes a command's output as UTF-8 incrementally (section 5.4): a sequence split
+/// across two reads is held for the next one; an invalid sequence becomes U+FFFD.
+#[derive(Debug, Default)]
+pub(crate) struct Utf8Stream {
+    held: Vec<u8>,
+}
+
+impl Utf8Stream {
+    /// The text of `chunk` (after what was held), holding an incomplete sequence at its
+    /// end for the next call.
+    pub(crate) fn push(&mut self, chunk: &[u8]) -> String {
+        self.held.extend_from_slice(chunk);
+        let mut out = String::new();
+        let mut rest: &[u8] = &self.held;
+        loop {
+            match std::str::from_utf8(rest) {
+                Ok(s) => {
+                    out.push_str(s);
+                    rest = &[];
+                    break;
+                }
+                Err(e) => {
+                    let (good, bad) = rest.split_at(e.valid_up_to());
+                    out.push_str(std::str::from_utf8(good).unwrap_or_default());
+                    match e.error_len() {
+                        // Invalid: replaced, and decoding goes on after it.
+                        Some(n) => {
+                            out.push(char::REPLACEMENT_CHARACTER);
+                            rest = bad.get(n..).unwrap_or_default();
+                        }
+                        // Incomplete at the end: held for the next chunk.
+                        None => {
+                            rest = bad;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.held = rest.to_vec();
+        out
+    }
+
+    /// What is still held at the end of the output, replaced by U+FFFD.
+    pub(crate) fn finish(&mut self) -> String {
+        if self.held.is_empty() {
+            String::new()
+        } else {
+            self.held.clear();
+            char::REPLACEMENT_CHARACTER.to_string()
+        }
+    }
+}
+
+/// Splits `text` into pieces of at most `max` bytes, on character boundaries (`CMD-40`).
+pub(crate) fn split_text(text: &str, max: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut end = rest.len().min(max);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (piece, tail) = rest.split_at(end);
+        out.push(piece.to_owned());
+        rest = tail;
+    }
+    out
 }
 
 impl TurnJob {
@@ -151,9 +226,12 @@ impl TurnJob {
             id
         };
         // 1. The user's message.
+        let at = now_ms();
         let user = ThreadItem::UserMessage(UserMessageItem {
             id: item_id(),
-            text: self.text.clone(),
+            content: self.input.clone(),
+            started_at_ms: Some(at),
+            completed_at_ms: Some(at),
         });
         self.send(TurnEventKind::ItemStarted(user.clone()));
         self.send(TurnEventKind::ItemCompleted(user));
@@ -167,9 +245,12 @@ impl TurnJob {
             }
             // 3. An echo.
             None => {
+                let at = now_ms();
                 let reply = ThreadItem::AgentMessage(AgentMessageItem {
                     id: item_id(),
                     text: self.text.clone(),
+                    started_at_ms: Some(at),
+                    completed_at_ms: Some(at),
                 });
                 self.send(TurnEventKind::ItemStarted(reply.clone()));
                 self.send(TurnEventKind::ItemCompleted(reply));
@@ -179,7 +260,10 @@ impl TurnJob {
         if self.interrupted() {
             status = TurnStatus::Interrupted;
         }
-        self.send(TurnEventKind::Finished(status));
+        self.send(TurnEventKind::Finished {
+            status,
+            duration: self.started.elapsed(),
+        });
     }
 
     async fn ask(
@@ -194,10 +278,14 @@ impl TurnJob {
                 thread_id: self.thread_id.clone(),
                 turn_id: self.turn_id.clone(),
                 item_id: item.id.clone(),
+                started_at_ms: now_ms(),
                 command: item.command.clone(),
                 cwd: item.cwd.clone(),
-                sandbox,
+                command_actions: item.command_actions.clone(),
                 reason: Some(reason.to_owned()),
+                // CMD-29: the four decisions the host takes.
+                available_decisions: Some(ApprovalDecision::STANDARD.to_vec()),
+                tether: Some(ApprovalTether { sandbox }),
             },
             reply,
         });
@@ -213,49 +301,32 @@ impl TurnJob {
             command: command.to_owned(),
             cwd: self.cwd.clone(),
             status: CommandExecutionStatus::InProgress,
+            command_actions: CommandAction::unknown(command),
             exit_code: None,
             aggregated_output: None,
             duration_ms: None,
+            started_at_ms: Some(now_ms()),
+            completed_at_ms: None,
         };
         // CMD-28: the item starts before any approval request.
         self.send(TurnEventKind::ItemStarted(ThreadItem::CommandExecution(
             item.clone(),
         )));
-        // CMD-27: `untrusted` asks before the first run; `on-failure`, `on-request` and
-        // `never` do not (the test agent never asks to leave the sandbox, CMD-59).
+        // CMD-27: `untrusted` asks before the run; `on-request` and `never` do not (the
+        // test agent never asks to leave the sandbox, CMD-59).
         if self.policy == ApprovalPolicy::Untrusted {
             let decision = self.ask(&item, self.sandbox, "policy untrusted").await;
-            if !accepted(decision) {
+            if !accepted(&decision) {
                 // CMD-29: decline and cancel do not run it.
                 item.status = CommandExecutionStatus::Declined;
+                item.completed_at_ms = Some(now_ms());
                 self.send(TurnEventKind::ItemCompleted(ThreadItem::CommandExecution(
                     item,
                 )));
                 return decision == ApprovalDecision::Cancel || self.interrupted();
             }
         }
-        let mut run = self.run_once(&item, self.sandbox).await;
-        let mut cancelled = false;
-        // CMD-27: under on-failure, a failed run in a sandbox may be re-run once without
-        // it, after an approval that names danger-full-access (CMD-47).
-        if self.policy == ApprovalPolicy::OnFailure
-            && !run.succeeded()
-            && self.sandbox != SandboxMode::DangerFullAccess
-            && !self.interrupted()
-        {
-            let decision = self
-                .ask(
-                    &item,
-                    SandboxMode::DangerFullAccess,
-                    "the command failed in the sandbox; run it again without it?",
-                )
-                .await;
-            if accepted(decision) && !self.interrupted() {
-                run = self.run_once(&item, SandboxMode::DangerFullAccess).await;
-            } else {
-                cancelled = decision == ApprovalDecision::Cancel;
-            }
-        }
+        let run = self.run_once(&item, self.sandbox).await;
         item.status = if run.succeeded() {
             CommandExecutionStatus::Completed
         } else {
@@ -264,10 +335,22 @@ impl TurnJob {
         item.exit_code = run.exit_code;
         item.aggregated_output = Some(String::from_utf8_lossy(&run.output).into_owned());
         item.duration_ms = Some(u64::try_from(run.duration.as_millis()).unwrap_or(u64::MAX));
+        item.completed_at_ms = Some(now_ms());
         self.send(TurnEventKind::ItemCompleted(ThreadItem::CommandExecution(
             item,
         )));
-        cancelled || self.interrupted()
+        self.interrupted()
+    }
+
+    /// `item/commandExecution/outputDelta`s for `text`, in pieces of at most 16 384 bytes
+    /// (`CMD-40`); nothing for no text.
+    fn send_output(&self, item_id: &str, text: &str) {
+        for delta in split_text(text, MAX_OUTPUT_CHUNK) {
+            self.send(TurnEventKind::Output {
+                item_id: item_id.to_owned(),
+                delta,
+            });
+        }
     }
 
     /// One run of `sh -c <command>` under `mode` (`CMD-44`, `CMD-46`).
@@ -313,23 +396,21 @@ impl TurnJob {
         let pid = child.id();
         let mut guard = GroupGuard(pid);
         let mut output = Vec::new();
+        // Section 5.4: stdout and stderr merged in the order read, as text.
+        let mut text = Utf8Stream::default();
         let outcome = supervise(
             child,
             pid,
             DEFAULT_OUTPUT_CAP,
             DEFAULT_EXEC_TIMEOUT,
             self.kill.clone(),
-            |stream, chunk, cap_reached| {
+            |_stream, chunk, _cap_reached| {
                 output.extend_from_slice(chunk);
-                self.send(TurnEventKind::Output {
-                    item_id: item.id.clone(),
-                    stream,
-                    chunk: chunk.to_vec(),
-                    cap_reached,
-                });
+                self.send_output(&item.id, &text.push(chunk));
             },
         )
         .await;
+        self.send_output(&item.id, &text.finish());
         // The group is dead (supervise kills it when the child exits).
         guard.0 = None;
         Run {
@@ -340,5 +421,35 @@ impl TurnJob {
             output,
             duration: started.elapsed(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Section 5.4: a sequence split across reads is held; an invalid one becomes U+FFFD;
+    /// an incomplete one at the end too.
+    #[test]
+    fn output_is_decoded_incrementally() {
+        let mut d = Utf8Stream::default();
+        let euro = "€".as_bytes(); // 3 bytes
+        assert_eq!(d.push(&[b'a', euro[0]]), "a");
+        assert_eq!(d.push(&euro[1..2]), "");
+        assert_eq!(d.push(&[euro[2], b'b']), "€b");
+        assert_eq!(d.push(&[0xFF, b'c']), "\u{FFFD}c");
+        assert_eq!(d.push(&[0xE2, 0x82]), "");
+        assert_eq!(d.finish(), "\u{FFFD}");
+        assert_eq!(d.finish(), "");
+    }
+
+    /// CMD-40: pieces of at most the limit, on character boundaries.
+    #[test]
+    fn text_is_split_on_character_boundaries() {
+        let text = "é".repeat(10); // 20 bytes
+        let pieces = split_text(&text, 5);
+        assert!(pieces.iter().all(|p| p.len() <= 5), "{pieces:?}");
+        assert_eq!(pieces.concat(), text);
+        assert!(split_text("", 5).is_empty());
     }
 }

@@ -16,7 +16,7 @@
 //!                     poll_outgoing(): (session, message) for every attached session
 //! ```
 //!
-//! A session is attached to a thread by `thread/start`, `thread/resume`, `thread/import`
+//! A session is attached to a thread by `thread/start`, `thread/resume`, `tether/thread/import`
 //! and `turn/start` until it ends; every notification of a thread goes to every attached
 //! session in the same order (`CMD-26`).
 
@@ -35,13 +35,13 @@ use tether_proto::cmd::methods::{
     CommandExecutionOutputDeltaParams, CommandExecutionRequestApprovalParams,
     DEFAULT_THREAD_LIST_LIMIT, EmptyResult, ItemCompletedParams, ItemStartedParams,
     ThreadExportParams, ThreadExportResult, ThreadImportParams, ThreadListParams, ThreadListResult,
-    ThreadOpened, ThreadReadParams, ThreadReadResult, ThreadResumeParams, ThreadStartParams,
-    TurnCompletedParams, TurnInterruptParams, TurnStartParams, TurnStartResult, TurnStartedParams,
-    encode_delta,
+    ThreadOpened, ThreadOpenedTether, ThreadReadParams, ThreadReadResult, ThreadResumeParams,
+    ThreadStartParams, TurnCompletedParams, TurnInterruptParams, TurnStartParams, TurnStartResult,
+    TurnStartedParams,
 };
 use tether_proto::cmd::types::{
-    ApprovalDecision, BUNDLE_VERSION, SandboxReport, ThreadBundle, ThreadItem, Turn, TurnStatus,
-    UserInput,
+    ApprovalDecision, BUNDLE_VERSION, SandboxPolicy, SandboxReport, Thread, ThreadBundle,
+    ThreadItem, Turn, TurnItemsView, TurnStatus, UserInput,
 };
 use tether_proto::cmd::{CommandError, Id, Message, Params, Response, ServerNotification};
 use tether_proto::link::SessionId;
@@ -63,6 +63,14 @@ use crate::state::{StateError, random_bytes};
 /// hanging file system holds at most this many; further threads open without their
 /// files.
 const MAX_DISCOVERIES: usize = 8;
+
+/// The `model` and `modelProvider` of the test agent's threads (`CMD-59`).
+pub const TEST_MODEL: &str = "tether-test";
+
+/// Now, in Unix milliseconds (`startedAtMs`, `completedAtMs`).
+pub(crate) fn now_ms() -> u64 {
+    u64::try_from(UnixTime::now().since_epoch().as_millis()).unwrap_or(u64::MAX)
+}
 
 /// The turn in progress of a thread.
 struct Running {
@@ -160,7 +168,7 @@ fn attached(threads: &HashMap<String, Entry>, thread_id: &str) -> Vec<SessionId>
 }
 
 /// `thread/list` cursor: the sort key of the last thread of a page (`CMD-20`).
-fn cursor(thread: &tether_proto::cmd::types::Thread) -> String {
+fn cursor(thread: &Thread) -> String {
     format!("{}/{}", thread.updated_at, thread.id)
 }
 
@@ -409,17 +417,44 @@ impl ThreadManager {
     /// The answer for a thread being opened, its instruction files not read yet
     /// (`CMD-51`: they are read when the thread starts, resumes or is imported, by
     /// [`ThreadManager::open_later`] or the blocking methods).
-    fn opening(session: SessionId, record: &ThreadRecord, sandbox: SandboxReport) -> Opening {
+    fn opening(
+        &self,
+        session: SessionId,
+        thread: Thread,
+        record: &ThreadRecord,
+        sandbox: SandboxReport,
+    ) -> Opening {
+        // Section 5.3: the enforced mode as Codex's SandboxPolicy; a turn's commands may
+        // write under the thread's project root and the temporary directory (CMD-44).
+        let roots = vec![
+            tether_sandbox::project_root(Path::new(&record.cwd))
+                .to_string_lossy()
+                .into_owned(),
+            self.config.temp_dir().to_string_lossy().into_owned(),
+        ];
         Opening {
             session,
             thread_id: record.id.clone(),
             cwd: PathBuf::from(&record.cwd),
+            max_len: tether_proto::limits::MAX_TRANSPORT_PLAINTEXT_LEN,
             opened: ThreadOpened {
-                thread: record.thread(),
-                sandbox,
+                thread,
+                approval_policy: record.approval_policy,
+                approvals_reviewer: "user".to_owned(),
+                cwd: record.cwd.clone(),
+                model: TEST_MODEL.to_owned(),
+                model_provider: TEST_MODEL.to_owned(),
+                sandbox: SandboxPolicy::from_mode(sandbox.enforced, roots),
                 instruction_sources: Vec::new(),
+                tether: Some(ThreadOpenedTether { sandbox }),
             },
         }
+    }
+
+    /// The wire form of a thread (section 5.3): `waitingOnApproval` while its approval is
+    /// pending (`CMD-28`); no turns.
+    fn wire_thread(&self, record: &ThreadRecord) -> Thread {
+        record.thread(self.approvals.is_pending(&record.id))
     }
 
     /// Stores a new thread; `session` is attached when the opening finishes.
@@ -430,7 +465,7 @@ impl ThreadManager {
         report: SandboxReport,
     ) -> Result<Opening, CommandError> {
         self.store.save(&record).map_err(|e| internal(&e))?;
-        let opening = Self::opening(session, &record, report);
+        let opening = self.opening(session, self.wire_thread(&record), &record, report);
         let entry = Entry {
             record,
             attached: Vec::new(),
@@ -482,7 +517,7 @@ impl ThreadManager {
         opened
     }
 
-    /// Serves the opening of a thread (`thread/start`, `thread/resume`, `thread/import`)
+    /// Serves the opening of a thread (`thread/start`, `thread/resume`, `tether/thread/import`)
     /// without blocking the caller (`CMD-72`): the instruction files are read on the
     /// blocking pool, within [`instructions::DISCOVERY_TIMEOUT`] (the thread opens without
     /// them after that), and the answer to request `id` is queued in the outbox when they
@@ -532,6 +567,7 @@ impl ThreadManager {
     ) {
         let session = opening.session;
         let thread_id = opening.thread_id.clone();
+        let opening_max_len = opening.max_len;
         match self.sessions.get_mut(&session) {
             Some(info) => info.opening = info.opening.saturating_sub(1),
             None => return, // the session ended meanwhile
@@ -544,15 +580,10 @@ impl ThreadManager {
             instructions::Instructions::default()
         });
         let (opened, attach_new) = self.finish_open(opening, &found);
-        // A ThreadOpened holds no items: it fits one version 1 message (CMD-2).
-        self.push(
-            session,
-            answer(
-                id,
-                Ok(opened),
-                tether_proto::limits::MAX_TRANSPORT_PLAINTEXT_LEN,
-            ),
-        );
+        // A ThreadOpened holds items only in thread/resume: long outputs are cut to the
+        // session's message limit (CMD-2).
+        let max_len = opening_max_len;
+        self.push(session, answer(id, Ok(opened), max_len));
         if attach_new {
             self.approvals.attach(&thread_id, session);
             self.drain_approvals();
@@ -650,8 +681,13 @@ impl ThreadManager {
         let report = self.config.sandbox_for(entry.record.sandbox)?;
         self.config
             .check_approval_policy(entry.record.approval_policy)?;
+        // CMD-19: the turns, unless excludeTurns.
+        let mut thread = self.wire_thread(&entry.record);
+        if params.exclude_turns != Some(true) {
+            thread.turns = entry.record.turns.clone();
+        }
         // CMD-19, CMD-28: attached, and given the pending approval, when it finishes.
-        Ok(Self::opening(session, &entry.record, report))
+        Ok(self.opening(session, thread, &entry.record, report))
     }
 
     /// `thread/list` (`CMD-20`): most recently updated first, ties by id; does not attach.
@@ -670,7 +706,11 @@ impl ThreadManager {
             })?),
             None => None,
         };
-        let mut all: Vec<_> = self.threads.values().map(|e| e.record.thread()).collect();
+        let mut all: Vec<_> = self
+            .threads
+            .values()
+            .map(|e| self.wire_thread(&e.record))
+            .collect();
         all.sort_by(|a, b| {
             b.updated_at
                 .cmp(&a.updated_at)
@@ -704,10 +744,12 @@ impl ThreadManager {
             .threads
             .get(&params.thread_id)
             .ok_or_else(|| not_found(&params.thread_id))?;
-        Ok(ThreadReadResult {
-            thread: entry.record.thread(),
-            turns: entry.record.turns.clone(),
-        })
+        let mut thread = self.wire_thread(&entry.record);
+        // CMD-21: the turns only with includeTurns.
+        if params.include_turns == Some(true) {
+            thread.turns = entry.record.turns.clone();
+        }
+        Ok(ThreadReadResult { thread })
     }
 
     /// `turn/start` (`CMD-22`): attaches `session`, stores the new turn, queues
@@ -730,18 +772,23 @@ impl ThreadManager {
             });
         }
         let turn_id = self.new_id("turn_", |id| entry.record.turns.iter().any(|t| t.id == id))?;
-        // CMD-59: the text of the first `text` element.
+        // CMD-59: the text of the first `text` element (turn/start takes only text, its
+        // params refuse the other input types).
         let text = params
             .input
             .iter()
-            .map(|UserInput::Text { text }| text.clone())
-            .next()
-            .unwrap_or_default();
+            .find_map(UserInput::as_text)
+            .unwrap_or_default()
+            .to_owned();
         let (kill, kill_rx) = watch::channel(KillReason::Running);
         let turn = Turn {
             id: turn_id.clone(),
             status: TurnStatus::InProgress,
             items: Vec::new(),
+            items_view: Some(TurnItemsView::Full),
+            started_at: Some(UnixTime::now().as_secs()),
+            completed_at: None,
+            duration_ms: None,
         };
         let Some(entry) = self.threads.get_mut(&params.thread_id) else {
             return Err(not_found(&params.thread_id));
@@ -753,6 +800,7 @@ impl ThreadManager {
         if entry.record.preview.is_none() {
             entry.record.preview = Some(store::preview(&text));
         }
+        let started = Instant::now();
         entry.record.turns.push(turn.clone());
         entry.attach(session);
         entry.running = Some(Running {
@@ -772,6 +820,8 @@ impl ThreadManager {
             thread_id: params.thread_id.clone(),
             turn_id,
             text,
+            input: params.input.clone(),
+            started,
             cwd: entry.record.cwd.clone(),
             sandbox: entry.record.sandbox,
             policy: entry.record.approval_policy,
@@ -828,7 +878,7 @@ impl ThreadManager {
         Ok(())
     }
 
-    /// `thread/export` (`CMD-52`).
+    /// `tether/thread/export` (`CMD-52`).
     ///
     /// # Errors
     /// -32013.
@@ -871,7 +921,7 @@ impl ThreadManager {
         })
     }
 
-    /// `thread/import` (`CMD-53`, `CMD-54`), reading the instruction files on the calling
+    /// `tether/thread/import` (`CMD-53`, `CMD-54`), reading the instruction files on the calling
     /// thread (blocking: the runtime uses [`ThreadManager::begin_thread_import`] and
     /// [`ThreadManager::open_later`], `CMD-72`).
     ///
@@ -886,7 +936,7 @@ impl ThreadManager {
         Ok(self.open_now(opening))
     }
 
-    /// `thread/import` (`CMD-53`, `CMD-54`, `CMD-73`) up to its instruction files: a new
+    /// `tether/thread/import` (`CMD-53`, `CMD-54`, `CMD-73`) up to its instruction files: a new
     /// thread with a new id; the bundle's items form one completed turn, with ids of this
     /// thread; AGENTS.md is discovered again with this host's paths when
     /// [`ThreadManager::open_later`] finishes it. `params.bundle` was validated when it
@@ -932,15 +982,22 @@ impl ThreadManager {
                     ThreadItem::UserMessage(i) => i.id = id,
                     ThreadItem::AgentMessage(i) => i.id = id,
                     ThreadItem::CommandExecution(i) => i.id = id,
+                    ThreadItem::Other(i) => {
+                        if let Some(obj) = i.raw.as_object_mut() {
+                            obj.insert("id".to_owned(), id.clone().into());
+                        }
+                        i.id = id;
+                    }
                 }
                 store::fail_in_progress(&mut item);
                 item
             })
             .collect();
         let preview = items.iter().find_map(|i| match i {
-            ThreadItem::UserMessage(u) => Some(store::preview(&u.text)),
+            ThreadItem::UserMessage(u) => Some(store::preview(&u.text())),
             _ => None,
         });
+        let now = UnixTime::now().as_secs();
         let turns = if items.is_empty() {
             Vec::new()
         } else {
@@ -948,9 +1005,12 @@ impl ThreadManager {
                 id: self.new_id("turn_", |_| false)?,
                 status: TurnStatus::Completed,
                 items,
+                items_view: Some(TurnItemsView::Full),
+                started_at: Some(now),
+                completed_at: Some(now),
+                duration_ms: Some(0),
             }]
         };
-        let now = UnixTime::now().as_secs();
         let record = ThreadRecord {
             version: THREAD_FILE_VERSION,
             id,
@@ -990,6 +1050,7 @@ impl ThreadManager {
             return; // a turn that is over: nothing names it after turn/completed
         }
         let now = UnixTime::now().as_secs();
+        let at_ms = now_ms();
         match kind {
             TurnEventKind::ItemStarted(item) => {
                 if let Some(turn) = entry.record.turns.last_mut() {
@@ -1002,6 +1063,7 @@ impl ThreadManager {
                     &notification(ServerNotification::ItemStarted(ItemStartedParams {
                         thread_id: thread_id.clone(),
                         turn_id,
+                        started_at_ms: item_started_at(&item).unwrap_or(at_ms),
                         item,
                     })),
                 );
@@ -1022,23 +1084,17 @@ impl ThreadManager {
                     &notification(ServerNotification::ItemCompleted(ItemCompletedParams {
                         thread_id: thread_id.clone(),
                         turn_id,
+                        completed_at_ms: item_completed_at(&item).unwrap_or(at_ms),
                         item,
                     })),
                 );
             }
-            TurnEventKind::Output {
-                item_id,
-                stream,
-                chunk,
-                cap_reached,
-            } => {
+            TurnEventKind::Output { item_id, delta } => {
                 let delta = CommandExecutionOutputDeltaParams {
                     thread_id: thread_id.clone(),
                     turn_id,
                     item_id,
-                    stream,
-                    delta_base64: encode_delta(&chunk),
-                    cap_reached,
+                    delta,
                 };
                 self.send_to_attached(
                     &thread_id,
@@ -1047,7 +1103,7 @@ impl ThreadManager {
             }
             TurnEventKind::Approval { params, reply } => self.ask(&thread_id, params, reply),
             TurnEventKind::Opened(_) => {} // handled above
-            TurnEventKind::Finished(status) => {
+            TurnEventKind::Finished { status, duration } => {
                 let running = entry.running.take();
                 if self.approvals.is_pending(&thread_id) {
                     // CMD-33: the turn ended while its approval was pending.
@@ -1061,6 +1117,9 @@ impl ThreadManager {
                 let mut final_turn = None;
                 if let Some(turn) = entry.record.turns.last_mut() {
                     turn.status = status;
+                    turn.completed_at = Some(now);
+                    turn.duration_ms =
+                        Some(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
                     for item in &mut turn.items {
                         store::fail_in_progress(item);
                     }
@@ -1161,6 +1220,26 @@ impl ThreadManager {
         self.approvals
             .handle_response(session, message, |t| attached(threads, t));
         self.drain_approvals();
+    }
+}
+
+/// `startedAtMs` of an item the agent made.
+fn item_started_at(item: &ThreadItem) -> Option<u64> {
+    match item {
+        ThreadItem::UserMessage(i) => i.started_at_ms,
+        ThreadItem::AgentMessage(i) => i.started_at_ms,
+        ThreadItem::CommandExecution(i) => i.started_at_ms,
+        ThreadItem::Other(_) => None,
+    }
+}
+
+/// `completedAtMs` of an item the agent made.
+fn item_completed_at(item: &ThreadItem) -> Option<u64> {
+    match item {
+        ThreadItem::UserMessage(i) => i.completed_at_ms,
+        ThreadItem::AgentMessage(i) => i.completed_at_ms,
+        ThreadItem::CommandExecution(i) => i.completed_at_ms,
+        ThreadItem::Other(_) => None,
     }
 }
 

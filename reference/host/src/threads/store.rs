@@ -5,8 +5,12 @@
 //! thread's creation, the start and end of each turn, the start and completion of each
 //! item. A file this host cannot read is left untouched and reported, never overwritten.
 //!
+//! The turns are stored in the wire form of section 5.4. Version 1 files (tether/1 item
+//! shapes) are read and upgraded in memory ([`upgrade_v1`]); they are written back as
+//! version 2 on the thread's next change.
+//!
 //! ```json
-//! {"version": 1, "id": "thr_8346c65416f03e42", "cwd": "/home/dev/acme", "sandbox":
+//! {"version": 2, "id": "thr_8346c65416f03e42", "cwd": "/home/dev/acme", "sandbox":
 //!  "workspace-write", "approvalPolicy": "untrusted", "createdAt": 1798761600,
 //!  "updatedAt": 1798761642, "preview": "$ cargo test", "nextItem": 3, "turns": [...]}
 //! ```
@@ -16,9 +20,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tether_proto::cmd::types::{
-    ApprovalPolicy, CommandExecutionStatus, SandboxMode, Thread, ThreadItem, ThreadStatus, Turn,
-    TurnStatus,
+    ApprovalPolicy, CommandExecutionStatus, SandboxMode, Thread, ThreadItem, ThreadStatus,
+    ThreadTether, Turn, TurnStatus,
 };
 use tether_store::{create_private_dir, write_atomic};
 
@@ -26,8 +31,8 @@ use crate::state::StateError;
 
 /// The directory, inside the state directory, that holds the thread files.
 pub const THREADS_DIR: &str = "threads";
-/// The version of the thread file format this host writes and reads.
-pub const THREAD_FILE_VERSION: u64 = 1;
+/// The version of the thread file format this host writes (it also reads version 1).
+pub const THREAD_FILE_VERSION: u64 = 2;
 /// Longest `preview` of a thread, in bytes (cut on a character boundary).
 pub const PREVIEW_MAX_BYTES: usize = 80;
 
@@ -62,25 +67,41 @@ pub struct ThreadRecord {
 }
 
 impl ThreadRecord {
-    /// `active` while the last turn is in progress.
-    pub fn status(&self) -> ThreadStatus {
+    /// `active` while the last turn is in progress, with `waitingOnApproval` when
+    /// `waiting` (section 5.3).
+    pub fn status(&self, waiting: bool) -> ThreadStatus {
         match self.turns.last() {
-            Some(t) if t.status == TurnStatus::InProgress => ThreadStatus::Active,
+            Some(t) if t.status == TurnStatus::InProgress => ThreadStatus::active(waiting),
             _ => ThreadStatus::Idle,
         }
     }
 
-    /// The wire form (`Thread`).
-    pub fn thread(&self) -> Thread {
+    /// Whether the last turn is in progress.
+    pub fn is_active(&self) -> bool {
+        self.status(false).is_active()
+    }
+
+    /// The wire form (`Thread`, section 5.3), without its turns; `waiting`: an approval
+    /// of the thread is pending.
+    pub fn thread(&self, waiting: bool) -> Thread {
         Thread {
             id: self.id.clone(),
+            session_id: self.id.clone(),
             cwd: self.cwd.clone(),
-            sandbox: self.sandbox,
-            approval_policy: self.approval_policy,
             created_at: self.created_at,
             updated_at: self.updated_at,
-            status: self.status(),
-            preview: self.preview.clone(),
+            status: self.status(waiting),
+            preview: self.preview.clone().unwrap_or_default(),
+            turns: Vec::new(),
+            ephemeral: false,
+            cli_version: env!("CARGO_PKG_VERSION").to_owned(),
+            model_provider: super::TEST_MODEL.to_owned(),
+            source: "appServer".into(),
+            project_id: None,
+            tether: Some(ThreadTether {
+                sandbox: self.sandbox,
+                approval_policy: self.approval_policy,
+            }),
         }
     }
 
@@ -115,6 +136,47 @@ pub fn fail_in_progress(item: &mut ThreadItem) -> bool {
             true
         }
         _ => false,
+    }
+}
+
+/// Upgrades a version 1 thread file (tether/1 shapes) to version 2 in memory:
+/// `userMessage.text` becomes `content: [{type: "text", text, text_elements: []}]`,
+/// `commandExecution` items get `commandActions: [{type: "unknown", command}]`, and the
+/// approval policy `on-failure`, which tether/2 no longer has, becomes `on-request`, the
+/// nearest policy (both run in the sandbox without asking first).
+pub fn upgrade_v1(value: &mut Value) {
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("version".to_owned(), THREAD_FILE_VERSION.into());
+        if obj.get("approvalPolicy").and_then(Value::as_str) == Some("on-failure") {
+            obj.insert("approvalPolicy".to_owned(), "on-request".into());
+        }
+    }
+    let Some(turns) = value.get_mut("turns").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for turn in turns {
+        let Some(items) = turn.get_mut("items").and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for item in items.iter_mut().filter_map(Value::as_object_mut) {
+            match item.get("type").and_then(Value::as_str) {
+                Some("userMessage") if !item.contains_key("content") => {
+                    let text = item.remove("text").unwrap_or_else(|| "".into());
+                    item.insert(
+                        "content".to_owned(),
+                        serde_json::json!([{"type": "text", "text": text, "text_elements": []}]),
+                    );
+                }
+                Some("commandExecution") if !item.contains_key("commandActions") => {
+                    let command = item.get("command").cloned().unwrap_or_else(|| "".into());
+                    item.insert(
+                        "commandActions".to_owned(),
+                        serde_json::json!([{"type": "unknown", "command": command}]),
+                    );
+                }
+                _ => {}
+            }
+        }
     }
 }
 
@@ -195,10 +257,11 @@ impl ThreadStore {
             path: path.to_owned(),
             detail,
         };
-        let value: serde_json::Value =
+        let mut value: Value =
             serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-        match value.get("version").and_then(serde_json::Value::as_u64) {
+        match value.get("version").and_then(Value::as_u64) {
             Some(THREAD_FILE_VERSION) => {}
+            Some(1) => upgrade_v1(&mut value),
             Some(v) => {
                 return Err(corrupt(format!(
                     "thread file version {v} is not supported (this host reads version {THREAD_FILE_VERSION})"
@@ -256,7 +319,9 @@ impl ThreadStore {
 
 #[cfg(test)]
 mod tests {
-    use tether_proto::cmd::types::{CommandExecutionItem, UserMessageItem};
+    use tether_proto::cmd::types::{
+        CommandAction, CommandExecutionItem, TurnItemsView, UserInput, UserMessageItem,
+    };
 
     use super::*;
 
@@ -278,18 +343,27 @@ mod tests {
                 items: vec![
                     ThreadItem::UserMessage(UserMessageItem {
                         id: "item_1".to_owned(),
-                        text: "$ true".to_owned(),
+                        content: vec![UserInput::text("$ true")],
+                        started_at_ms: Some(10_000),
+                        completed_at_ms: Some(10_000),
                     }),
                     ThreadItem::CommandExecution(CommandExecutionItem {
                         id: "item_2".to_owned(),
                         command: "true".to_owned(),
                         cwd: "/tmp".to_owned(),
                         status: CommandExecutionStatus::InProgress,
+                        command_actions: CommandAction::unknown("true"),
                         exit_code: None,
                         aggregated_output: None,
                         duration_ms: None,
+                        started_at_ms: Some(10_001),
+                        completed_at_ms: None,
                     }),
                 ],
+                items_view: Some(TurnItemsView::Full),
+                started_at: Some(10),
+                completed_at: None,
+                duration_ms: None,
             }],
         }
     }
@@ -299,13 +373,14 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let store = ThreadStore::open(t.path()).unwrap();
         let mut r = record("thr_00ff");
-        assert_eq!(r.status(), ThreadStatus::Active);
+        assert_eq!(r.status(false), ThreadStatus::active(false));
+        assert_eq!(r.status(true), ThreadStatus::active(true));
         store.save(&r).unwrap();
         let (loaded, problems) = store.load_all();
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(loaded, vec![r.clone()]);
         assert!(r.recover());
-        assert_eq!(r.status(), ThreadStatus::Idle);
+        assert_eq!(r.status(false), ThreadStatus::Idle);
         assert_eq!(r.turns[0].status, TurnStatus::Failed);
         let ThreadItem::CommandExecution(c) = &r.turns[0].items[1] else {
             panic!()
@@ -321,7 +396,7 @@ mod tests {
         store.save(&record("thr_01")).unwrap();
         fs::write(store.path("thr_02"), b"{not json").unwrap();
         let mut future = serde_json::to_value(record("thr_03")).unwrap();
-        future["version"] = 2.into();
+        future["version"] = 3.into();
         fs::write(store.path("thr_03"), future.to_string()).unwrap();
         // Named for another thread.
         fs::write(
@@ -338,6 +413,41 @@ mod tests {
             b"{not json",
             "left untouched"
         );
+    }
+
+    /// A version 1 file (tether/1 item shapes, `on-failure`) still loads, upgraded; it is
+    /// written back as version 2.
+    #[test]
+    fn version_1_files_load_upgraded() {
+        let t = tempfile::tempdir().unwrap();
+        let store = ThreadStore::open(t.path()).unwrap();
+        let v1 = serde_json::json!({
+            "version": 1, "id": "thr_0a", "cwd": "/tmp", "sandbox": "workspace-write",
+            "approvalPolicy": "on-failure", "createdAt": 10, "updatedAt": 11,
+            "preview": "$ true", "nextItem": 3,
+            "turns": [{"id": "turn_1", "status": "completed", "items": [
+                {"type": "userMessage", "id": "item_1", "text": "$ true"},
+                {"type": "commandExecution", "id": "item_2", "command": "true", "cwd": "/tmp",
+                 "status": "completed", "exitCode": 0, "aggregatedOutput": "", "durationMs": 3}
+            ]}]
+        });
+        fs::write(store.path("thr_0a"), v1.to_string()).unwrap();
+        let (loaded, problems) = store.load_all();
+        assert!(problems.is_empty(), "{problems:?}");
+        let r = &loaded[0];
+        assert_eq!(r.version, THREAD_FILE_VERSION);
+        assert_eq!(r.approval_policy, ApprovalPolicy::OnRequest);
+        let ThreadItem::UserMessage(u) = &r.turns[0].items[0] else {
+            panic!()
+        };
+        assert_eq!(u.text(), "$ true");
+        let ThreadItem::CommandExecution(c) = &r.turns[0].items[1] else {
+            panic!()
+        };
+        assert_eq!(c.command_actions, CommandAction::unknown("true"));
+        store.save(r).unwrap();
+        let back: Value = serde_json::from_slice(&fs::read(store.path("thr_0a")).unwrap()).unwrap();
+        assert_eq!(back["version"], 2);
     }
 
     #[test]

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tether_proto::cmd::methods::decode_delta;
 use tether_proto::cmd::types::{ApprovalPolicy, CommandExecutionStatus, SandboxMode, ThreadStatus};
 use tether_proto::cmd::{ErrorResponse, codes};
 use tether_proto::limits::MAX_TRANSPORT_PLAINTEXT_LEN;
@@ -98,6 +97,7 @@ impl H {
                     cwd: None,
                     sandbox: Some(sandbox),
                     approval_policy: Some(policy),
+                    ..ThreadStartParams::default()
                 },
             )
             .unwrap();
@@ -110,9 +110,8 @@ impl H {
                 session,
                 &TurnStartParams {
                     thread_id: thread.to_owned(),
-                    input: vec![UserInput::Text {
-                        text: text.to_owned(),
-                    }],
+                    input: vec![UserInput::text(text.to_owned())],
+                    ..TurnStartParams::default()
                 },
             )
             .map(|r| r.turn)
@@ -220,8 +219,14 @@ async fn cmd_17_to_21_start_list_read_and_paging() {
     let opened = h.m.thread_start(A, &ThreadStartParams::default()).unwrap();
     // Defaults: the configured project, sandbox and policy (CMD-47).
     assert_eq!(opened.thread.cwd, h.project.path().to_string_lossy());
-    assert_eq!(opened.thread.sandbox, SandboxMode::DangerFullAccess);
-    assert_eq!(opened.thread.approval_policy, ApprovalPolicy::Untrusted);
+    assert_eq!(
+        opened.thread.sandbox().unwrap(),
+        SandboxMode::DangerFullAccess
+    );
+    assert_eq!(
+        opened.thread.approval_policy().unwrap(),
+        ApprovalPolicy::Untrusted
+    );
     assert_eq!(opened.thread.status, ThreadStatus::Idle);
     assert!(opened.thread.id.len() <= 64);
     assert!(
@@ -239,6 +244,7 @@ async fn cmd_17_to_21_start_list_read_and_paging() {
     let e =
         h.m.thread_read(&ThreadReadParams {
             thread_id: "thr_0000".into(),
+            include_turns: Some(true),
         })
         .unwrap_err();
     assert_eq!(code(&e), codes::THREAD_NOT_FOUND);
@@ -250,6 +256,7 @@ async fn cmd_17_to_21_start_list_read_and_paging() {
             h.m.thread_list(&ThreadListParams {
                 cursor: cursor.clone(),
                 limit: Some(2),
+                ..ThreadListParams::default()
             })
             .unwrap();
         assert!(page.data.len() <= 2);
@@ -274,6 +281,7 @@ async fn cmd_17_to_21_start_list_read_and_paging() {
         h.m.thread_list(&ThreadListParams {
             cursor: Some("garbage".into()),
             limit: None,
+            ..ThreadListParams::default()
         })
         .unwrap_err();
     assert_eq!(code(&e), codes::INVALID_PARAMS);
@@ -307,8 +315,8 @@ async fn cmd_46_thread_start_refused_when_the_mode_is_not_enforced() {
             },
         )
         .unwrap();
-    assert!(opened.sandbox.degraded);
-    assert_eq!(opened.sandbox.requested, SandboxMode::ReadOnly);
+    assert!(opened.report().unwrap().degraded);
+    assert_eq!(opened.report().unwrap().requested, SandboxMode::ReadOnly);
 }
 
 #[tokio::test]
@@ -344,7 +352,7 @@ async fn cmd_24_cmd_59_turn_order_policy_never() {
     assert_eq!(seq, expected);
     let mut out = Vec::new();
     for d in notifications(&h.log, A, "item/commandExecution/outputDelta") {
-        out.extend(decode_delta(d["deltaBase64"].as_str().unwrap()).unwrap());
+        out.extend(d["delta"].as_str().unwrap().bytes());
     }
     out.sort_unstable();
     let mut want = b"hierr".to_vec();
@@ -360,7 +368,11 @@ async fn cmd_24_cmd_59_turn_order_policy_never() {
     let ThreadItem::UserMessage(u) = &done.items[0] else {
         panic!()
     };
-    assert_eq!(u.text, "$ printf hi; printf err >&2; exit 3");
+    assert_eq!(u.text(), "$ printf hi; printf err >&2; exit 3");
+    // Section 5.3: startedAtMs/completedAtMs on items, times on the turn.
+    assert!(u.started_at_ms.is_some() && u.completed_at_ms.is_some());
+    assert!(done.started_at.is_some() && done.completed_at.is_some());
+    assert!(done.duration_ms.is_some());
     let c = command_item(&done);
     assert_eq!(c.command, "printf hi; printf err >&2; exit 3");
     assert_eq!(c.cwd, h.project.path().to_string_lossy());
@@ -372,13 +384,19 @@ async fn cmd_24_cmd_59_turn_order_policy_never() {
     let read =
         h.m.thread_read(&ThreadReadParams {
             thread_id: t.clone(),
+            include_turns: Some(true),
         })
         .unwrap();
-    assert_eq!(read.turns, vec![done.clone()]);
-    assert_eq!(
-        read.thread.preview.as_deref(),
-        Some("$ printf hi; printf err >&2; exit 3")
-    );
+    assert_eq!(read.thread.turns, vec![done.clone()]);
+    assert_eq!(read.thread.preview, "$ printf hi; printf err >&2; exit 3");
+    // CMD-21: without includeTurns, no turns.
+    let bare =
+        h.m.thread_read(&ThreadReadParams {
+            thread_id: t.clone(),
+            include_turns: None,
+        })
+        .unwrap();
+    assert!(bare.thread.turns.is_empty());
     // An echo turn: an agentMessage. Item ids are unique in the thread (CMD-25).
     h.log.clear();
     h.turn(A, &t, "hello").unwrap();
@@ -420,27 +438,6 @@ async fn cmd_27_policies_ask_exactly_when_the_table_says() {
             None,
         ),
         (
-            ApprovalPolicy::OnFailure,
-            SandboxMode::WorkspaceWrite,
-            "true",
-            false,
-            None,
-        ),
-        (
-            ApprovalPolicy::OnFailure,
-            SandboxMode::DangerFullAccess,
-            "exit 1",
-            false,
-            None,
-        ),
-        (
-            ApprovalPolicy::OnFailure,
-            SandboxMode::WorkspaceWrite,
-            "exit 1",
-            true,
-            Some("danger-full-access"),
-        ),
-        (
             ApprovalPolicy::Untrusted,
             SandboxMode::WorkspaceWrite,
             "true",
@@ -464,14 +461,19 @@ async fn cmd_27_policies_ask_exactly_when_the_table_says() {
         let requests = h.requests(A);
         assert_eq!(!requests.is_empty(), asks, "{policy:?} {mode:?} {command}");
         if let Some((id, params)) = requests.first() {
-            assert_eq!(params["sandbox"], asked_mode.unwrap());
+            assert_eq!(params["tether"]["sandbox"], asked_mode.unwrap());
+            assert_eq!(
+                params["availableDecisions"],
+                serde_json::json!(["accept", "acceptForSession", "decline", "cancel"])
+            );
+            assert_eq!(params["commandActions"][0]["type"], "unknown");
+            assert!(params["startedAtMs"].is_u64());
             assert_eq!(params["threadId"], t.as_str());
             assert_eq!(params["command"], command);
             h.answer(A, id.clone(), "decline");
             h.until(turn_done(A)).await;
         }
         let c = command_item(&final_turn(&h.log, A));
-        // on-failure: the first run happened, its failure stands after a decline.
         let expected = match (command, asks, policy) {
             ("true", true, _) => CommandExecutionStatus::Declined,
             ("true", false, _) => CommandExecutionStatus::Completed,
@@ -495,52 +497,6 @@ async fn cmd_27_policies_ask_exactly_when_the_table_says() {
 }
 
 #[tokio::test]
-async fn cmd_27_on_failure_accept_reruns_once_without_the_sandbox() {
-    let mut h = harness(config());
-    let marker = h.project.path().join("ran-once");
-    let t = h.start(A, ApprovalPolicy::OnFailure, SandboxMode::WorkspaceWrite);
-    // Fails the first time, succeeds the second.
-    let cmd = format!(
-        "if [ -e {m} ]; then echo second; else touch {m}; echo first; exit 1; fi",
-        m = marker.display()
-    );
-    h.turn(A, &t, &format!("$ {cmd}")).unwrap();
-    h.until(has_request(A)).await;
-    let (id, _) = h.requests(A)[0].clone();
-    h.answer(A, id, "accept");
-    h.until(turn_done(A)).await;
-    let c = command_item(&final_turn(&h.log, A));
-    assert_eq!(c.status, CommandExecutionStatus::Completed);
-    assert_eq!(c.exit_code, Some(0));
-    assert_eq!(c.aggregated_output.as_deref(), Some("second\n"));
-    assert_eq!(h.requests(A).len(), 1, "re-run at most once");
-    // CMD-24: both runs' deltas come between item/started and item/completed, the
-    // approval in between.
-    let seq = methods(&h.log, A);
-    let start = seq.iter().rposition(|m| m == "item/started").unwrap();
-    let ask = seq
-        .iter()
-        .position(|m| m == "item/commandExecution/requestApproval")
-        .unwrap();
-    let resolved = seq
-        .iter()
-        .position(|m| m == "serverRequest/resolved")
-        .unwrap();
-    let end = seq.iter().rposition(|m| m == "item/completed").unwrap();
-    assert!(start < ask && ask < resolved && resolved < end);
-    assert!(
-        seq[start + 1..ask]
-            .iter()
-            .all(|m| m == "item/commandExecution/outputDelta")
-    );
-    assert!(
-        seq[resolved + 1..end]
-            .iter()
-            .all(|m| m == "item/commandExecution/outputDelta")
-    );
-}
-
-#[tokio::test]
 async fn cmd_29_cmd_30_cmd_32_decisions_race_and_late_answers() {
     let mut h = harness(config());
     let t = h.start(A, ApprovalPolicy::Untrusted, SandboxMode::DangerFullAccess);
@@ -548,6 +504,7 @@ async fn cmd_29_cmd_30_cmd_32_decisions_race_and_late_answers() {
         B,
         &ThreadResumeParams {
             thread_id: t.clone(),
+            ..ThreadResumeParams::default()
         },
     )
     .unwrap();
@@ -578,28 +535,25 @@ async fn cmd_29_cmd_30_cmd_32_decisions_race_and_late_answers() {
     for (s, id) in [(A, &a_id), (B, &b_id)] {
         let resolved: Vec<Value> = notifications(&h.log, s, "serverRequest/resolved").collect();
         assert_eq!(resolved[0]["requestId"], serde_json::to_value(id).unwrap());
-        assert_eq!(resolved[0]["decision"], "acceptForSession");
-        assert_eq!(resolved[0]["resolvedBy"], "bo-laptop");
-        assert!(resolved[0].get("rejectedAnswer").is_none());
+        assert_eq!(resolved[0]["tether"]["decision"], "acceptForSession");
+        assert_eq!(resolved[0]["tether"]["resolvedBy"], "bo-laptop");
+        assert!(resolved[0]["tether"].get("rejectedAnswer").is_none());
     }
     // The loser: cancelled, then its late answer is refused with -32015.
-    let cancelled: Vec<Value> = notifications(&h.log, A, "notifications/cancelled").collect();
+    let cancelled: Vec<Value> = notifications(&h.log, A, "tether/cancelled").collect();
     assert_eq!(cancelled.len(), 1);
     assert_eq!(
         cancelled[0]["requestId"],
         serde_json::to_value(&a_id).unwrap()
     );
-    assert_eq!(
-        notifications(&h.log, B, "notifications/cancelled").count(),
-        0
-    );
+    assert_eq!(notifications(&h.log, B, "tether/cancelled").count(), 0);
     let late: Vec<Value> = notifications(&h.log, A, "serverRequest/resolved").collect();
     assert_eq!(late.len(), 2);
     assert_eq!(
-        late[1]["rejectedAnswer"]["code"],
+        late[1]["tether"]["rejectedAnswer"]["code"],
         codes::APPROVAL_ALREADY_RESOLVED
     );
-    assert_eq!(late[1]["decision"], "acceptForSession");
+    assert_eq!(late[1]["tether"]["decision"], "acceptForSession");
     // acceptForSession: the same command in the same cwd runs without asking.
     h.log.clear();
     h.turn(A, &t, "$ echo ran").unwrap();
@@ -640,6 +594,7 @@ async fn cmd_31_no_answer_in_time_declines() {
         B,
         &ThreadResumeParams {
             thread_id: t.clone(),
+            ..ThreadResumeParams::default()
         },
     )
     .unwrap();
@@ -653,12 +608,9 @@ async fn cmd_31_no_answer_in_time_declines() {
     for s in [A, B] {
         let r: Vec<Value> = notifications(&h.log, s, "serverRequest/resolved").collect();
         assert_eq!(r.len(), 1);
-        assert_eq!(r[0]["decision"], "decline");
-        assert!(r[0].get("resolvedBy").is_none());
-        assert_eq!(
-            notifications(&h.log, s, "notifications/cancelled").count(),
-            1
-        );
+        assert_eq!(r[0]["tether"]["decision"], "decline");
+        assert!(r[0]["tether"].get("resolvedBy").is_none());
+        assert_eq!(notifications(&h.log, s, "tether/cancelled").count(), 1);
     }
 }
 
@@ -687,11 +639,7 @@ async fn cmd_23_interrupt_a_running_command_and_a_pending_approval() {
     let d = notifications(&h.log, A, "item/commandExecution/outputDelta")
         .next()
         .unwrap();
-    let bg: u32 = String::from_utf8(decode_delta(d["deltaBase64"].as_str().unwrap()).unwrap())
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let bg: u32 = d["delta"].as_str().unwrap().trim().parse().unwrap();
     assert!(!gone(bg));
     // CMD-23: unknown turn.
     let e =
@@ -763,8 +711,8 @@ async fn cmd_23_interrupt_a_running_command_and_a_pending_approval() {
     h.until(|log| methods(log, A).last().is_some_and(|m| m == "result"))
         .await;
     let r: Vec<Value> = notifications(&h.log, A, "serverRequest/resolved").collect();
-    assert_eq!(r[0]["decision"], "cancel");
-    assert!(r[0].get("resolvedBy").is_none());
+    assert_eq!(r[0]["tether"]["decision"], "cancel");
+    assert!(r[0]["tether"].get("resolvedBy").is_none());
     let done = final_turn(&h.log, A);
     assert_eq!(done.status, TurnStatus::Interrupted);
     assert_eq!(command_item(&done).status, CommandExecutionStatus::Declined);
@@ -786,6 +734,7 @@ async fn cmd_19_cmd_33_resume_gets_the_pending_approval_and_it_survives_session_
         c,
         &ThreadResumeParams {
             thread_id: t.clone(),
+            ..ThreadResumeParams::default()
         },
     )
     .unwrap();
@@ -817,10 +766,12 @@ async fn cmd_17_restart_keeps_history_and_fails_the_running_turn() {
     let before =
         h.m.thread_read(&ThreadReadParams {
             thread_id: t.clone(),
+            include_turns: Some(true),
         })
         .unwrap();
-    assert_eq!(before.thread.status, ThreadStatus::Active);
-    assert_eq!(before.turns[0].items.len(), 2);
+    // Section 5.3: waitingOnApproval while the approval is pending.
+    assert_eq!(before.thread.status, ThreadStatus::active(true));
+    assert_eq!(before.thread.turns[0].items.len(), 2);
     // The host stops with the approval pending.
     let (tx, _rx) = mpsc::unbounded_channel();
     drop(std::mem::replace(
@@ -830,13 +781,17 @@ async fn cmd_17_restart_keeps_history_and_fails_the_running_turn() {
     let after =
         h.m.thread_read(&ThreadReadParams {
             thread_id: t.clone(),
+            include_turns: Some(true),
         })
         .unwrap();
     assert_eq!(after.thread.status, ThreadStatus::Idle);
-    assert_eq!(after.turns[0].status, TurnStatus::Failed);
-    assert_eq!(after.turns[0].items[0], before.turns[0].items[0]);
+    assert_eq!(after.thread.turns[0].status, TurnStatus::Failed);
     assert_eq!(
-        command_item(&after.turns[0]).status,
+        after.thread.turns[0].items[0],
+        before.thread.turns[0].items[0]
+    );
+    assert_eq!(
+        command_item(&after.thread.turns[0]).status,
         CommandExecutionStatus::Failed
     );
     // And a new turn works, with fresh item ids (CMD-25).
@@ -849,14 +804,21 @@ async fn cmd_17_restart_keeps_history_and_fails_the_running_turn() {
         A,
         &ThreadResumeParams {
             thread_id: t.clone(),
+            ..ThreadResumeParams::default()
         },
     )
     .unwrap();
     h.log.clear();
     h.turn(A, &t, "hi").unwrap();
     h.until(turn_done(A)).await;
-    let read = h.m.thread_read(&ThreadReadParams { thread_id: t }).unwrap();
+    let read =
+        h.m.thread_read(&ThreadReadParams {
+            thread_id: t,
+            include_turns: Some(true),
+        })
+        .unwrap();
     let mut ids: Vec<&str> = read
+        .thread
         .turns
         .iter()
         .flat_map(|t| &t.items)
@@ -883,6 +845,7 @@ async fn cmd_52_to_54_export_import_rediscovers_agents_md() {
                 cwd: Some(root.join("service").to_string_lossy().into_owned()),
                 sandbox: Some(SandboxMode::WorkspaceWrite),
                 approval_policy: Some(ApprovalPolicy::Never),
+                ..ThreadStartParams::default()
             },
         )
         .unwrap();
@@ -939,10 +902,11 @@ async fn cmd_52_to_54_export_import_rediscovers_agents_md() {
         .m
         .thread_read(&ThreadReadParams {
             thread_id: imported.thread.id.clone(),
+            include_turns: Some(true),
         })
         .unwrap();
-    assert_eq!(read.turns.len(), 1);
-    assert_eq!(read.turns[0].status, TurnStatus::Completed);
+    assert_eq!(read.thread.turns.len(), 1);
+    assert_eq!(read.thread.turns[0].status, TurnStatus::Completed);
     let strip = |items: &[ThreadItem]| -> Vec<Value> {
         items
             .iter()
@@ -954,7 +918,7 @@ async fn cmd_52_to_54_export_import_rediscovers_agents_md() {
             .collect()
     };
     assert_eq!(
-        strip(&read.turns[0].items),
+        strip(&read.thread.turns[0].items),
         strip(&bundle.items),
         "history kept"
     );
@@ -1046,18 +1010,16 @@ fn cmd_2_long_outputs_are_cut_to_fit_one_message() {
     use tether_proto::cmd::types::CommandExecutionItem;
     let big = format!("{}\u{1}end", "é".repeat(200_000));
     let item = ThreadItem::CommandExecution(CommandExecutionItem {
-        id: "item_2".into(),
-        command: "x".into(),
-        cwd: "/".into(),
-        status: CommandExecutionStatus::Completed,
         exit_code: Some(0),
         aggregated_output: Some(big.clone()),
         duration_ms: Some(1),
+        ..CommandExecutionItem::new("item_2", "x", "/", CommandExecutionStatus::Completed)
     });
     let n = notification(ServerNotification::ItemCompleted(ItemCompletedParams {
         thread_id: "thr_1".into(),
         turn_id: "turn_1".into(),
         item: item.clone(),
+        completed_at_ms: 1,
     }));
     assert!(n.to_bytes().len() > MAX_TRANSPORT_PLAINTEXT_LEN);
     let fitted = fit(n);
@@ -1081,10 +1043,10 @@ fn cmd_2_long_outputs_are_cut_to_fit_one_message() {
     let small = notification(ServerNotification::ItemStarted(ItemStartedParams {
         thread_id: "thr_1".into(),
         turn_id: "turn_1".into(),
-        item: ThreadItem::UserMessage(tether_proto::cmd::types::UserMessageItem {
-            id: "item_1".into(),
-            text: "hi".into(),
-        }),
+        item: ThreadItem::UserMessage(tether_proto::cmd::types::UserMessageItem::from_text(
+            "item_1", "hi",
+        )),
+        started_at_ms: 1,
     }));
     assert_eq!(fit(small.clone()), small);
 }
@@ -1124,6 +1086,7 @@ async fn cmd_72_threads_open_after_their_files_are_read_off_the_task() {
                 cwd: Some(root.join("sub").to_string_lossy().into_owned()),
                 sandbox: None,
                 approval_policy: None,
+                ..ThreadStartParams::default()
             },
         )
         .unwrap();
@@ -1164,6 +1127,7 @@ async fn cmd_72_resume_answer_comes_before_the_pending_approval() {
             B,
             &ThreadResumeParams {
                 thread_id: t.clone(),
+                ..ThreadResumeParams::default()
             },
         )
         .unwrap();

@@ -13,7 +13,7 @@
 //!      │                                        │ cancel(thread), the turn ended (CMD-33)
 //!      │                                        ▼
 //!      └────────────────────────────────── Resolved: serverRequest/resolved to every
-//!                                           attached session asked, notifications/cancelled
+//!                                           attached session asked, tether/cancelled
 //!                                           to every other session asked; a late answer
 //!                                           gets resolved again with rejectedAnswer (CMD-32)
 //! ```
@@ -35,7 +35,7 @@ use super::envelope::{ErrorResponse, Id, Message};
 use super::error::CommandError;
 use super::methods::{
     ApprovalResult, CancelledParams, CommandExecutionRequestApprovalParams, RejectedAnswer,
-    ServerNotification, ServerRequest, ServerRequestResolvedParams,
+    ResolvedTether, ServerNotification, ServerRequest, ServerRequestResolvedParams,
 };
 use super::types::ApprovalDecision;
 use crate::link::frame::SessionId;
@@ -221,6 +221,18 @@ impl Approvals {
         if let Some(thread_id) = self.requests.get(&key).cloned() {
             let Some(result) = result else { return };
             match serde_json::from_value::<ApprovalResult>(result) {
+                // CMD-29: a decision the host did not offer is not an answer either.
+                Ok(r)
+                    if !self
+                        .pending
+                        .get(&thread_id)
+                        .is_some_and(|p| p.params.offers(&r.decision)) =>
+                {
+                    self.notices.push_back(format!(
+                        "session {session}: approval answer ignored: decision {} was not offered",
+                        r.decision.as_str()
+                    ));
+                }
                 Ok(r) => {
                     self.requests.remove(&key);
                     let attached = attached(&thread_id);
@@ -241,11 +253,13 @@ impl Approvals {
             let n = ServerNotification::ServerRequestResolved(ServerRequestResolvedParams {
                 thread_id: late.thread_id,
                 request_id: key.1,
-                decision: late.decision,
-                resolved_by: late.resolved_by,
-                rejected_answer: Some(RejectedAnswer {
-                    code: e.rpc_code(),
-                    message: e.to_string(),
+                tether: Some(ResolvedTether {
+                    decision: late.decision,
+                    resolved_by: late.resolved_by,
+                    rejected_answer: Some(RejectedAnswer {
+                        code: e.rpc_code(),
+                        message: e.to_string(),
+                    }),
                 }),
             });
             self.outgoing
@@ -291,7 +305,7 @@ impl Approvals {
     }
 
     /// `CMD-30`, `CMD-31`, `CMD-33`: `serverRequest/resolved` to every attached session the
-    /// request went to, `notifications/cancelled` to every other session it went to; the
+    /// request went to, `tether/cancelled` to every other session it went to; the
     /// answer is remembered for a late answerer (`CMD-32`).
     fn resolve(
         &mut self,
@@ -311,9 +325,11 @@ impl Approvals {
             let n = ServerNotification::ServerRequestResolved(ServerRequestResolvedParams {
                 thread_id: thread_id.to_owned(),
                 request_id: id.clone(),
-                decision,
-                resolved_by: resolved_by.clone(),
-                rejected_answer: None,
+                tether: Some(ResolvedTether {
+                    decision: decision.clone(),
+                    resolved_by: resolved_by.clone(),
+                    rejected_answer: None,
+                }),
             });
             self.outgoing
                 .push_back((*session, Message::Notification(n.to_notification())));
@@ -333,7 +349,7 @@ impl Approvals {
                 key.clone(),
                 Late {
                     thread_id: thread_id.to_owned(),
-                    decision,
+                    decision: decision.clone(),
                     resolved_by: resolved_by.clone(),
                 },
             );

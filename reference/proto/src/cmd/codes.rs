@@ -61,7 +61,7 @@ rpc_codes! {
     OVERLOADED = -32001, "overloaded";
     /// A request other than `initialize` arrived before `initialize` (`CMD-15`).
     NOT_INITIALIZED = -32002, "not initialized";
-    /// The request was cancelled with `notifications/cancelled` (`CMD-57`).
+    /// The request was cancelled with `tether/cancelled` (`CMD-57`).
     REQUEST_CANCELLED = -32800, "request cancelled";
     /// Remote access is switched off on the host (`CMD-55`).
     REMOTE_ACCESS_DISABLED = -32010, "remote access disabled";

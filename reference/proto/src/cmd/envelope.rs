@@ -16,11 +16,11 @@ pub const JSONRPC_VERSION: &str = "2.0";
 /// exactly (`CMD-8`).
 pub const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
 /// Longest string id, in UTF-8 bytes (`CMD-8`).
-pub const MAX_ID_LEN: usize = 64;
+pub const MAX_ID_LEN: usize = 256;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// A request id: an integer within ±(2^53-1) or a string of at most 64 bytes (`CMD-8`).
+/// A request id: an integer within ±(2^53-1) or a string of at most 256 bytes (`CMD-8`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Id {
     /// An integer id.
@@ -101,7 +101,7 @@ impl<'de> Deserialize<'de> for Id {
         let v = Value::deserialize(d)?;
         Self::from_value(&v).ok_or_else(|| {
             serde::de::Error::custom(
-                "an id must be an integer within +-(2^53-1) or a string of at most 64 bytes",
+                "an id must be an integer within +-(2^53-1) or a string of at most 256 bytes",
             )
         })
     }

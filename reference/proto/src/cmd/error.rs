@@ -259,7 +259,7 @@ impl fmt::Display for CommandError {
             Self::NotObject => f.write_str("message is not a JSON object"),
             Self::BadVersion => f.write_str("\"jsonrpc\" must be \"2.0\""),
             Self::BadId => f.write_str(
-                "\"id\" must be an integer within +-(2^53-1) or a string of at most 64 bytes",
+                "\"id\" must be an integer within +-(2^53-1) or a string of at most 256 bytes",
             ),
             Self::InvalidRequest { detail } => write!(f, "invalid request: {detail}"),
             Self::BadErrorObject { detail } => write!(f, "invalid error object: {detail}"),

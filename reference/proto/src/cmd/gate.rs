@@ -78,7 +78,7 @@ pub enum Inbound {
     /// `initialized` arrived: the host may now send requests and notifications on the
     /// session (`CMD-15`).
     Ready,
-    /// `notifications/cancelled` (`CMD-57`).
+    /// `tether/cancelled` (`CMD-57`).
     Cancel {
         /// The id of the request to cancel.
         request_id: Id,

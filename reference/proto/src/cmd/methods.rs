@@ -16,6 +16,8 @@
 //! wrong types and out-of-range values with [`CommandError::InvalidParams`] (`CMD-13`); an
 //! unknown method gives [`CommandError::MethodNotFound`] (`CMD-12`).
 
+use std::collections::BTreeMap;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -23,17 +25,18 @@ use serde_json::{Map, Value};
 use super::envelope::{Id, Notification, Request};
 use super::error::CommandError;
 use super::types::{
-    ApprovalDecision, ApprovalPolicy, Implementation, OutputStream, Platform, SandboxMode,
-    SandboxReport, SandboxSupport, Thread, ThreadBundle, ThreadItem, Turn, UserInput, nullable,
+    ApprovalDecision, ApprovalPolicy, CommandAction, Implementation, OutputStream, Platform,
+    SandboxMode, SandboxPolicy, SandboxReport, SandboxSupport, Thread, ThreadBundle, ThreadItem,
+    Turn, UserInput, null_default, nullable,
 };
 use crate::limits::MAX_OUTPUT_CHUNK;
 
 /// The protocol version named in `initialize` (`CMD-15`).
-pub const PROTOCOL_NAME: &str = "tether/1";
+pub const PROTOCOL_NAME: &str = "tether/2";
 
 /// Largest `timeoutMs` of `command/exec`: 24 hours (`CMD-43`).
 pub const MAX_EXEC_TIMEOUT_MS: u64 = 86_400_000;
-/// Largest `outputCap` of `command/exec`: 64 MiB (`CMD-43`).
+/// Largest `outputBytesCap` of a streamed `command/exec`: 64 MiB (`CMD-43`).
 pub const MAX_OUTPUT_CAP: u64 = 64 * 1024 * 1024;
 /// Longest `processId`, in bytes (`CMD-34`).
 pub const MAX_PROCESS_ID_LEN: usize = 64;
@@ -136,29 +139,95 @@ macro_rules! request_result {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmptyResult {}
 
-/// Result of `thread/start`, `thread/resume` and `thread/import`.
+/// Result of `thread/start`, `thread/resume` and `tether/thread/import` (Codex's
+/// `ThreadStartResponse`, section 5.3).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadOpened {
     /// The thread.
     pub thread: Thread,
-    /// What the host enforces for the thread's commands (`CMD-45`).
-    pub sandbox: SandboxReport,
+    /// The thread's approval policy.
+    pub approval_policy: ApprovalPolicy,
+    /// Who answers approvals: always `"user"` from a Tether host.
+    pub approvals_reviewer: String,
+    /// The thread's working directory, host-native absolute.
+    pub cwd: String,
+    /// The model (test agent: `"tether-test"`).
+    pub model: String,
+    /// The model provider (test agent: `"tether-test"`).
+    pub model_provider: String,
+    /// The enforced sandbox as Codex's SandboxPolicy (section 5.3).
+    pub sandbox: SandboxPolicy,
     /// The AGENTS.md files given to the agent, in the order read, as native absolute paths
     /// (`CMD-48`..`CMD-51`).
+    #[serde(default, deserialize_with = "null_default")]
     pub instruction_sources: Vec<String>,
+    /// The Tether-only members; absent from a Codex server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tether: Option<ThreadOpenedTether>,
+}
+
+impl ThreadOpened {
+    /// The sandbox report (`tether.sandbox`, `CMD-45`), when a Tether host sent it.
+    pub fn report(&self) -> Option<&SandboxReport> {
+        self.tether.as_ref().map(|t| &t.sandbox)
+    }
+}
+
+/// `tether` of a ThreadOpened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadOpenedTether {
+    /// What the host enforces for the thread's commands (`CMD-45`).
+    pub sandbox: SandboxReport,
+}
+
+/// Whether any of `names` is present and not `null` in `extra`: the Codex overrides a
+/// Tether host does not apply.
+fn non_null_override<'a>(extra: &Map<String, Value>, names: &[&'a str]) -> Option<&'a str> {
+    names
+        .iter()
+        .find(|n| extra.get(**n).is_some_and(|v| !v.is_null()))
+        .copied()
 }
 
 // ---------------------------------------------------------------------------------------
 // initialize / initialized
 
-/// `initialize` params (`CMD-15`).
+/// `initialize` params (`CMD-15`): Codex app-server v2's `InitializeParams`, with Tether's
+/// own members in `tether`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InitializeParams {
     /// The controller software.
-    pub client_info: Implementation,
-    /// `"tether/1"`.
+    pub client_info: ClientInfo,
+    /// Codex's `InitializeCapabilities` object; a host accepts it and may ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Map<String, Value>>,
+    /// Tether's members; absent from a plain app-server client, which the host serves as a
+    /// `tether/2` session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tether: Option<TetherInitializeParams>,
+}
+
+/// The software on one end, as `initialize` params name the client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientInfo {
+    /// Name.
+    pub name: String,
+    /// Name for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Version.
+    pub version: String,
+}
+
+/// The `tether` member of `initialize` params (`CMD-15`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TetherInitializeParams {
+    /// `"tether/2"`.
     pub protocol_version: String,
     /// Capability names the controller understands (informative).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -166,28 +235,64 @@ pub struct InitializeParams {
 }
 
 impl InitializeParams {
-    /// Checks that the controller asks for the version this crate speaks (`CMD-15`).
+    /// The params a Tether controller sends: `clientInfo` and `tether` with this crate's
+    /// protocol version.
+    pub fn tether(name: &str, version: &str, capabilities: Option<Vec<String>>) -> Self {
+        Self {
+            client_info: ClientInfo {
+                name: name.to_owned(),
+                title: None,
+                version: version.to_owned(),
+            },
+            capabilities: None,
+            tether: Some(TetherInitializeParams {
+                protocol_version: PROTOCOL_NAME.to_owned(),
+                capabilities,
+            }),
+        }
+    }
+
+    /// Checks that the controller asks for the version this crate speaks (`CMD-15`); params
+    /// without `tether` (a plain app-server client) pass.
     ///
     /// # Errors
     /// [`CommandError::UnsupportedProtocolVersion`].
     pub fn check_version(&self) -> Result<(), CommandError> {
-        if self.protocol_version == PROTOCOL_NAME {
-            Ok(())
-        } else {
-            Err(CommandError::UnsupportedProtocolVersion {
-                version: self.protocol_version.clone(),
-            })
+        match &self.tether {
+            Some(t) if t.protocol_version != PROTOCOL_NAME => {
+                Err(CommandError::UnsupportedProtocolVersion {
+                    version: t.protocol_version.clone(),
+                })
+            }
+            _ => Ok(()),
         }
     }
 }
 
-/// `initialize` result.
+/// `initialize` result: Codex app-server v2's `InitializeResponse`, with Tether's own
+/// members in `tether` (`CMD-15`, `CMD-16`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InitializeResult {
+    /// The host software and platform, for people (`"tether-host/0.1.0 (linux; x86_64)"`).
+    pub user_agent: String,
+    /// The agent's home directory, absolute and host-native.
+    pub codex_home: String,
+    /// `"unix"` or `"windows"`.
+    pub platform_family: String,
+    /// `"linux"`, `"macos"`, `"windows"` (Rust's `std::env::consts::OS` for others).
+    pub platform_os: String,
+    /// Tether's members.
+    pub tether: TetherInitializeResult,
+}
+
+/// The `tether` member of the `initialize` result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TetherInitializeResult {
     /// The host software.
     pub server_info: Implementation,
-    /// `"tether/1"`.
+    /// `"tether/2"`.
     pub protocol_version: String,
     /// Capability names the host offers (`CMD-16`).
     pub capabilities: Vec<String>,
@@ -235,7 +340,8 @@ params!(HostInfoParams = "tether/host/info");
 // ---------------------------------------------------------------------------------------
 // threads
 
-/// `thread/start` params (`CMD-17`).
+/// `thread/start` params (Codex's `ThreadStartParams`, `CMD-17`). Codex's other params
+/// (`model`, `baseInstructions`, `config`, …) are accepted and ignored.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadStartParams {
@@ -245,28 +351,71 @@ pub struct ThreadStartParams {
     /// Sandbox mode; the host's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<SandboxMode>,
-    /// Approval policy; the host's default when absent.
+    /// Approval policy; the host's default when absent. Codex's `{granular: …}` form is
+    /// refused (-32602).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_policy: Option<ApprovalPolicy>,
+    /// Who answers approvals: only `"user"` (-32602 otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals_reviewer: Option<String>,
+    /// `true` is refused (-32602): threads are durable (`CMD-17`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ephemeral: Option<bool>,
 }
 
+/// The Codex `thread/resume` params that would change a thread's settings; a Tether host
+/// refuses any of them given non-null (-32602).
+pub const THREAD_RESUME_OVERRIDES: &[&str] = &[
+    "approvalPolicy",
+    "approvalsReviewer",
+    "baseInstructions",
+    "config",
+    "cwd",
+    "developerInstructions",
+    "model",
+    "modelProvider",
+    "personality",
+    "sandbox",
+    "serviceTier",
+];
+
 /// `thread/resume` params (`CMD-19`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadResumeParams {
     /// The thread.
     pub thread_id: String,
+    /// `true`: the result's `thread.turns` is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_turns: Option<bool>,
+    /// Every other member, kept to refuse Codex overrides ([`THREAD_RESUME_OVERRIDES`]).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ThreadResumeParams {
+    /// Resume `thread_id`, with its turns.
+    pub fn new(thread_id: impl Into<String>) -> Self {
+        Self {
+            thread_id: thread_id.into(),
+            exclude_turns: None,
+            extra: Map::new(),
+        }
+    }
 }
 
 /// `thread/read` params (`CMD-21`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadReadParams {
     /// The thread.
     pub thread_id: String,
+    /// `true`: the result's `thread.turns` holds every turn; default `false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_turns: Option<bool>,
 }
 
-/// `thread/export` params (`CMD-52`).
+/// `tether/thread/export` params (`CMD-52`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadExportParams {
@@ -274,7 +423,8 @@ pub struct ThreadExportParams {
     pub thread_id: String,
 }
 
-/// `thread/list` params (`CMD-20`).
+/// `thread/list` params (`CMD-20`). Codex's filters (`archived`, `cwd`, `searchTerm`,
+/// …) are accepted and ignored.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadListParams {
@@ -284,16 +434,22 @@ pub struct ThreadListParams {
     /// Page size, 1..=1000, default 50.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
+    /// Only `"updated_at"`, the order Tether defines (-32602 otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort_key: Option<String>,
+    /// Only `"desc"` (-32602 otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort_direction: Option<String>,
 }
 
 /// `thread/list` result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadListResult {
-    /// Threads, most recently updated first.
+    /// Threads, most recently updated first, each with `turns: []`.
     pub data: Vec<Thread>,
-    /// Cursor of the next page; absent on the last page.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Cursor of the next page; `null` on the last page.
+    #[serde(default)]
     pub next_cursor: Option<String>,
 }
 
@@ -301,13 +457,12 @@ pub struct ThreadListResult {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadReadResult {
-    /// The thread.
+    /// The thread; its `turns` hold every turn with its items, oldest first, when
+    /// `includeTurns` was `true`, else none.
     pub thread: Thread,
-    /// Its turns with their items, oldest first.
-    pub turns: Vec<Turn>,
 }
 
-/// `thread/export` result.
+/// `tether/thread/export` result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadExportResult {
@@ -315,11 +470,11 @@ pub struct ThreadExportResult {
     pub bundle: ThreadBundle,
 }
 
-/// `thread/import` params (`CMD-54`).
+/// `tether/thread/import` params (`CMD-54`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadImportParams {
-    /// The bundle from `thread/export`.
+    /// The bundle from `tether/thread/export`.
     pub bundle: ThreadBundle,
     /// Absolute host-native path the bundle's `cwdRelative` is taken from; the host's
     /// default project when absent.
@@ -327,11 +482,33 @@ pub struct ThreadImportParams {
     pub project_root: Option<String>,
 }
 
-params!(ThreadStartParams = "thread/start");
-params!(ThreadResumeParams = "thread/resume");
+params!(ThreadStartParams = "thread/start", validate(p) {
+    if p.approvals_reviewer.as_deref().is_some_and(|r| r != "user") {
+        return Err(invalid_params("thread/start", "approvalsReviewer must be \"user\""));
+    }
+    if p.ephemeral == Some(true) {
+        return Err(invalid_params("thread/start", "threads are durable: ephemeral must not be true"));
+    }
+    Ok(())
+});
+params!(ThreadResumeParams = "thread/resume", validate(p) {
+    match non_null_override(&p.extra, THREAD_RESUME_OVERRIDES) {
+        Some(name) => Err(invalid_params(
+            "thread/resume",
+            &format!("thread/resume does not change a thread's settings ({name})"),
+        )),
+        None => Ok(()),
+    }
+});
 params!(ThreadReadParams = "thread/read");
-params!(ThreadExportParams = "thread/export");
+params!(ThreadExportParams = "tether/thread/export");
 params!(ThreadListParams = "thread/list", validate(p) {
+    if p.sort_key.as_deref().is_some_and(|k| k != "updated_at") {
+        return Err(invalid_params("thread/list", "sortKey must be \"updated_at\""));
+    }
+    if p.sort_direction.as_deref().is_some_and(|d| d != "desc") {
+        return Err(invalid_params("thread/list", "sortDirection must be \"desc\""));
+    }
     match p.limit {
         Some(l) if l == 0 || l > MAX_THREAD_LIST_LIMIT => Err(invalid_params(
             "thread/list",
@@ -340,7 +517,7 @@ params!(ThreadListParams = "thread/list", validate(p) {
         _ => Ok(()),
     }
 });
-params!(ThreadImportParams = "thread/import", validate(p) {
+params!(ThreadImportParams = "tether/thread/import", validate(p) {
     // CMD-53: a bad bundle is -32017, not -32602.
     p.bundle.validate()
 });
@@ -348,14 +525,42 @@ params!(ThreadImportParams = "thread/import", validate(p) {
 // ---------------------------------------------------------------------------------------
 // turns
 
+/// The Codex `turn/start` params that would change a thread's settings; a Tether host
+/// refuses any of them given non-null (-32602).
+pub const TURN_START_OVERRIDES: &[&str] = &[
+    "approvalPolicy",
+    "approvalsReviewer",
+    "cwd",
+    "effort",
+    "model",
+    "personality",
+    "sandboxPolicy",
+    "serviceTier",
+    "summary",
+];
+
 /// `turn/start` params (`CMD-22`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TurnStartParams {
     /// The thread.
     pub thread_id: String,
     /// The user's input, at least one element.
     pub input: Vec<UserInput>,
+    /// Every other member, kept to refuse Codex overrides ([`TURN_START_OVERRIDES`]).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl TurnStartParams {
+    /// A turn on `thread_id` with `input`.
+    pub fn new(thread_id: impl Into<String>, input: Vec<UserInput>) -> Self {
+        Self {
+            thread_id: thread_id.into(),
+            input,
+            extra: Map::new(),
+        }
+    }
 }
 
 /// `turn/start` result.
@@ -380,6 +585,19 @@ params!(TurnStartParams = "turn/start", validate(p) {
     if p.input.is_empty() {
         return Err(invalid_params("turn/start", "input must not be empty"));
     }
+    // Section 5.4: Tether's turns take text; Codex's other input types are refused.
+    if let Some(other) = p.input.iter().find(|i| i.as_text().is_none()) {
+        return Err(invalid_params(
+            "turn/start",
+            &format!("input type {:?} is not supported (only \"text\")", other.kind()),
+        ));
+    }
+    if let Some(name) = non_null_override(&p.extra, TURN_START_OVERRIDES) {
+        return Err(invalid_params(
+            "turn/start",
+            &format!("turn/start does not change a thread's settings ({name})"),
+        ));
+    }
     Ok(())
 });
 params!(TurnInterruptParams = "turn/interrupt");
@@ -387,8 +605,8 @@ params!(TurnInterruptParams = "turn/interrupt");
 // ---------------------------------------------------------------------------------------
 // command/exec
 
-/// `command/exec` params (`CMD-34`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// `command/exec` params (`CMD-34`): Codex app-server v2's `CommandExecParams`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CommandExecParams {
     /// Program and arguments, run without a shell; at least one element.
@@ -397,86 +615,142 @@ pub struct CommandExecParams {
     /// directory (`CMD-71`), the one a `thread/start` without `cwd` gets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
-    /// Sandbox mode; the host's default when absent.
+    /// Controller-chosen name of the process, 1..=64 bytes, unique among the session's
+    /// running processes; required with `streamStdoutStderr`, and to terminate it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sandbox: Option<SandboxMode>,
+    pub process_id: Option<String>,
+    /// Stream the output as `command/exec/outputDelta` (or `OUTPUT` records) instead of
+    /// returning it in the result (`CMD-35`).
+    #[serde(
+        default,
+        deserialize_with = "null_false",
+        skip_serializing_if = "is_false"
+    )]
+    pub stream_stdout_stderr: bool,
+    /// Standard input from `command/exec/write` (Codex); the reference host refuses it.
+    #[serde(
+        default,
+        deserialize_with = "null_false",
+        skip_serializing_if = "is_false"
+    )]
+    pub stream_stdin: bool,
+    /// A pseudo-terminal (Codex); the reference host refuses it.
+    #[serde(
+        default,
+        deserialize_with = "null_false",
+        skip_serializing_if = "is_false"
+    )]
+    pub tty: bool,
+    /// The pseudo-terminal's size, `{rows, cols}` (Codex; only with `tty`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<TerminalSize>,
     /// Time limit, 1..=86 400 000 ms; 600 000 when absent (`CMD-42`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    /// Output cap in bytes, stdout and stderr together, 0..=64 MiB; 1 MiB when absent;
-    /// `null` for no cap, in a session with records only (`CMD-41`, `CMD-43`).
-    #[serde(default, skip_serializing_if = "OutputCap::is_default")]
-    pub output_cap: OutputCap,
-    /// Controller-chosen name of the process, 1..=64 bytes, unique among the session's
-    /// running processes.
-    pub process_id: String,
+    /// The host's largest time limit, 86 400 000 ms, instead of `timeoutMs` (`CMD-42`).
+    #[serde(
+        default,
+        deserialize_with = "null_false",
+        skip_serializing_if = "is_false"
+    )]
+    pub disable_timeout: bool,
+    /// Output cap in bytes, stdout and stderr together, 0..=64 MiB; 1 MiB when absent
+    /// (`CMD-41`, `CMD-43`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_bytes_cap: Option<u64>,
+    /// No output cap: streamed, in a session with records only (`CMD-41`, `CMD-43`).
+    #[serde(
+        default,
+        deserialize_with = "null_false",
+        skip_serializing_if = "is_false"
+    )]
+    pub disable_output_cap: bool,
+    /// Environment overrides (`null` unsets); the reference host refuses a non-empty map.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<BTreeMap<String, Option<String>>>,
+    /// Sandbox policy; the host's default mode when absent (`CMD-47`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_policy: Option<SandboxPolicy>,
+}
+
+/// A pseudo-terminal's size in character cells (Codex `CommandExecTerminalSize`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalSize {
+    /// Rows.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// An optional boolean that may be `null` (Codex sends `null` for absent members).
+fn null_false<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(d)?.unwrap_or(false))
 }
 
 impl CommandExecParams {
-    /// The time limit in force, in milliseconds (`CMD-42`).
+    /// The time limit in force, in milliseconds (`CMD-42`): `timeoutMs`, the host's
+    /// largest with `disableTimeout`, else the default.
     pub fn effective_timeout_ms(&self) -> u64 {
+        if self.disable_timeout {
+            return MAX_EXEC_TIMEOUT_MS;
+        }
         self.timeout_ms.unwrap_or_else(|| {
             u64::try_from(crate::limits::DEFAULT_EXEC_TIMEOUT.as_millis()).unwrap_or(u64::MAX)
         })
     }
 
-    /// The output cap in force, in bytes (`CMD-41`); `u64::MAX` for no cap.
+    /// The output cap in force, in bytes (`CMD-41`); `u64::MAX` for no cap. Without
+    /// `streamStdoutStderr` the output is returned in the result and the cap is at most
+    /// [`MAX_BUFFERED_OUTPUT`](crate::limits::MAX_BUFFERED_OUTPUT) (`CMD-43`).
     pub fn effective_output_cap(&self) -> u64 {
-        match self.output_cap {
-            OutputCap::Default => crate::limits::DEFAULT_OUTPUT_CAP,
-            OutputCap::Unlimited => u64::MAX,
-            OutputCap::Bytes(n) => n,
+        if self.disable_output_cap {
+            return u64::MAX;
+        }
+        match (self.output_bytes_cap, self.stream_stdout_stderr) {
+            (Some(n), _) => n,
+            (None, true) => crate::limits::DEFAULT_OUTPUT_CAP,
+            (None, false) => crate::limits::MAX_BUFFERED_OUTPUT,
         }
     }
-}
 
-/// The `outputCap` member of `command/exec` (`CMD-41`, `CMD-43`): absent, `null` or a
-/// number of bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum OutputCap {
-    /// Absent: the default cap, 1 MiB.
-    #[default]
-    Default,
-    /// `null`: no cap; only in a session with records (section 4.13 of the spec).
-    Unlimited,
-    /// A cap in bytes, 0..=64 MiB.
-    Bytes(u64),
-}
-
-impl OutputCap {
-    /// Whether the member is absent.
-    pub fn is_default(&self) -> bool {
-        matches!(self, Self::Default)
+    /// The sandbox mode asked for (5.6, `CMD-47`): `None` without `sandboxPolicy`.
+    ///
+    /// # Errors
+    /// [`CommandError::InvalidParams`] for a policy that is not a Tether mode
+    /// ([`SandboxPolicy::mode`]).
+    pub fn sandbox_mode(&self) -> Result<Option<SandboxMode>, CommandError> {
+        self.sandbox_policy
+            .as_ref()
+            .map(|p| p.mode().map_err(|d| invalid_params("command/exec", d)))
+            .transpose()
     }
 }
 
-impl From<Option<u64>> for OutputCap {
-    /// `None` is the absent member (the default cap), not `null`.
-    fn from(cap: Option<u64>) -> Self {
-        cap.map_or(Self::Default, Self::Bytes)
-    }
-}
-
-impl Serialize for OutputCap {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::Default | Self::Unlimited => serializer.serialize_none(),
-            Self::Bytes(n) => serializer.serialize_u64(*n),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for OutputCap {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // Present: `null` or a number (an absent member is `Default`, by `#[serde(default)]`).
-        Ok(Option::<u64>::deserialize(deserializer)?.map_or(Self::Unlimited, Self::Bytes))
-    }
-}
-
-/// `command/exec` result (`CMD-39`).
+/// `command/exec` result (`CMD-39`): Codex app-server v2's `CommandExecResponse`, with
+/// Tether's report in `tether`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CommandExecResult {
+    /// The exit status; 128 + the signal number when a signal ended the process; 124
+    /// when the time limit ended it.
+    pub exit_code: i32,
+    /// Standard output as text (UTF-8, invalid sequences as U+FFFD); `""` when streamed.
+    pub stdout: String,
+    /// Standard error as text; `""` when streamed.
+    pub stderr: String,
+    /// Tether's report.
+    pub tether: CommandExecReport,
+}
+
+/// The `tether` member of the `command/exec` result (`CMD-39`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandExecReport {
     /// Exit status, or `null` when the process ended by a signal.
     #[serde(deserialize_with = "nullable")]
     pub exit_code: Option<i32>,
@@ -504,23 +778,49 @@ params!(CommandExecParams = "command/exec", validate(p) {
     if p.command.is_empty() {
         return bad("command must have at least one element");
     }
-    if p.process_id.is_empty() || p.process_id.len() > MAX_PROCESS_ID_LEN {
+    if matches!(&p.process_id, Some(id) if id.is_empty() || id.len() > MAX_PROCESS_ID_LEN) {
         return bad("processId must be 1..=64 bytes");
+    }
+    if p.stream_stdout_stderr && p.process_id.is_none() {
+        return bad("streamStdoutStderr needs a processId");
+    }
+    if p.tty || p.stream_stdin || p.size.is_some() {
+        return bad("tty, streamStdin and size are not offered (standard input is empty)");
+    }
+    if p.env.as_ref().is_some_and(|e| !e.is_empty()) {
+        return bad("env is not offered (commands get the host's environment)");
+    }
+    if p.disable_timeout && p.timeout_ms.is_some() {
+        return bad("timeoutMs and disableTimeout exclude each other");
     }
     if matches!(p.timeout_ms, Some(t) if t == 0 || t > MAX_EXEC_TIMEOUT_MS) {
         return bad("timeoutMs must be 1..=86400000");
     }
-    if matches!(p.output_cap, OutputCap::Bytes(c) if c > MAX_OUTPUT_CAP) {
-        return bad("outputCap must be at most 67108864");
+    if p.disable_output_cap && p.output_bytes_cap.is_some() {
+        return bad("outputBytesCap and disableOutputCap exclude each other");
     }
-    Ok(())
+    let max_cap = if p.stream_stdout_stderr {
+        MAX_OUTPUT_CAP
+    } else {
+        crate::limits::MAX_BUFFERED_OUTPUT
+    };
+    if matches!(p.output_bytes_cap, Some(c) if c > max_cap) {
+        return Err(invalid_params(
+            "command/exec",
+            &format!("outputBytesCap must be at most {max_cap} (without streamStdoutStderr the output must fit in the result)"),
+        ));
+    }
+    if p.disable_output_cap && !p.stream_stdout_stderr {
+        return bad("disableOutputCap needs streamStdoutStderr");
+    }
+    p.sandbox_mode().map(drop)
 });
 params!(CommandExecTerminateParams = "command/exec/terminate");
 
 // ---------------------------------------------------------------------------------------
 // notifications
 
-/// `notifications/cancelled` params, both directions (`CMD-57`).
+/// `tether/cancelled` params, both directions (`CMD-57`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CancelledParams {
@@ -561,6 +861,8 @@ pub struct ItemStartedParams {
     pub turn_id: String,
     /// The item as it starts.
     pub item: ThreadItem,
+    /// When it started, Unix milliseconds.
+    pub started_at_ms: u64,
 }
 
 /// `item/completed` params (`CMD-24`).
@@ -573,6 +875,8 @@ pub struct ItemCompletedParams {
     pub turn_id: String,
     /// The item in its final state.
     pub item: ThreadItem,
+    /// When it completed, Unix milliseconds.
+    pub completed_at_ms: u64,
 }
 
 /// `item/commandExecution/outputDelta` params (`CMD-24`, `CMD-40`).
@@ -585,12 +889,9 @@ pub struct CommandExecutionOutputDeltaParams {
     pub turn_id: String,
     /// The `commandExecution` item.
     pub item_id: String,
-    /// Which stream.
-    pub stream: OutputStream,
-    /// The chunk: at most 16 KiB of raw output, standard base64 with padding.
-    pub delta_base64: String,
-    /// True on the chunk that reaches the output cap (then no more chunks follow).
-    pub cap_reached: bool,
+    /// The next piece of output as text: stdout and stderr in the order read, decoded
+    /// as UTF-8 incrementally; at most 16 384 bytes of UTF-8.
+    pub delta: String,
 }
 
 /// `command/exec/outputDelta` params (`CMD-35`, `CMD-40`).
@@ -625,6 +926,15 @@ pub struct ServerRequestResolvedParams {
     pub thread_id: String,
     /// The id of the approval request, as the host sent it.
     pub request_id: Id,
+    /// The Tether-only members; absent from a Codex server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tether: Option<ResolvedTether>,
+}
+
+/// `tether` of `serverRequest/resolved`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedTether {
     /// The decision in force.
     pub decision: ApprovalDecision,
     /// Device name of the controller whose answer won; absent when the host decided
@@ -636,13 +946,20 @@ pub struct ServerRequestResolvedParams {
     pub rejected_answer: Option<RejectedAnswer>,
 }
 
-params!(CancelledParams = "notifications/cancelled");
+params!(CancelledParams = "tether/cancelled");
 params!(TurnStartedParams = "turn/started");
 params!(TurnCompletedParams = "turn/completed");
 params!(ItemStartedParams = "item/started");
 params!(ItemCompletedParams = "item/completed");
 params!(CommandExecutionOutputDeltaParams = "item/commandExecution/outputDelta", validate(p) {
-    check_delta("item/commandExecution/outputDelta", &p.delta_base64)
+    // CMD-40: the bound applies to the UTF-8 length of the text.
+    if p.delta.len() > MAX_OUTPUT_CHUNK {
+        return Err(invalid_params(
+            "item/commandExecution/outputDelta",
+            &format!("delta is longer than {MAX_OUTPUT_CHUNK} bytes"),
+        ));
+    }
+    Ok(())
 });
 params!(CommandExecOutputDeltaParams = "command/exec/outputDelta", validate(p) {
     check_delta("command/exec/outputDelta", &p.delta_base64)
@@ -678,7 +995,8 @@ pub fn decode_delta(delta: &str) -> Result<Vec<u8>, data_encoding::DecodeError> 
 // ---------------------------------------------------------------------------------------
 // approvals
 
-/// `item/commandExecution/requestApproval` params, host -> controller (`CMD-27`, `CMD-28`).
+/// `item/commandExecution/requestApproval` params, host -> controller (Codex's
+/// `CommandExecutionRequestApprovalParams`, `CMD-27`, `CMD-28`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CommandExecutionRequestApprovalParams {
@@ -688,15 +1006,50 @@ pub struct CommandExecutionRequestApprovalParams {
     pub turn_id: String,
     /// The `commandExecution` item, already started with status `inProgress`.
     pub item_id: String,
-    /// The command line.
+    /// When the approval request started, Unix milliseconds.
+    pub started_at_ms: u64,
+    /// The command line (`""` when a Codex server sends none).
+    #[serde(default, deserialize_with = "null_default")]
     pub command: String,
-    /// Its working directory, host-native.
+    /// Its working directory, host-native (`""` when a Codex server sends none).
+    #[serde(default, deserialize_with = "null_default")]
     pub cwd: String,
-    /// The sandbox it would run under if accepted.
-    pub sandbox: SandboxMode,
+    /// What the command does, for display.
+    #[serde(default, deserialize_with = "null_default")]
+    pub command_actions: Vec<CommandAction>,
     /// Why the host asks, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The decisions the host takes; a Tether host offers the four strings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_decisions: Option<Vec<ApprovalDecision>>,
+    /// The Tether-only members; absent from a Codex server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tether: Option<ApprovalTether>,
+}
+
+impl CommandExecutionRequestApprovalParams {
+    /// Whether `decision` is one the host offered: one of `availableDecisions`, or, when
+    /// the request named none, one of the four strings.
+    pub fn offers(&self, decision: &ApprovalDecision) -> bool {
+        match &self.available_decisions {
+            Some(list) => list.contains(decision),
+            None => ApprovalDecision::STANDARD.contains(decision),
+        }
+    }
+
+    /// The sandbox the command would run under, when a Tether host sent it.
+    pub fn sandbox(&self) -> Option<SandboxMode> {
+        self.tether.as_ref().map(|t| t.sandbox)
+    }
+}
+
+/// `tether` of `item/commandExecution/requestApproval`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalTether {
+    /// The sandbox it would run under if accepted.
+    pub sandbox: SandboxMode,
 }
 
 /// `item/commandExecution/requestApproval` result (`CMD-29`).
@@ -837,9 +1190,9 @@ method_set! {
         CommandExec(CommandExecParams),
         /// `command/exec/terminate`
         CommandExecTerminate(CommandExecTerminateParams),
-        /// `thread/export`
+        /// `tether/thread/export`
         ThreadExport(ThreadExportParams),
-        /// `thread/import`
+        /// `tether/thread/import`
         ThreadImport(ThreadImportParams),
         /// `tether/host/info`
         HostInfo(HostInfoParams),
@@ -852,7 +1205,7 @@ method_set! {
     pub enum ClientNotification {
         /// `initialized`
         Initialized(InitializedParams),
-        /// `notifications/cancelled`
+        /// `tether/cancelled`
         Cancelled(CancelledParams),
     }
 }
@@ -884,7 +1237,7 @@ method_set! {
         CommandExecOutputDelta(CommandExecOutputDeltaParams),
         /// `serverRequest/resolved`
         ServerRequestResolved(ServerRequestResolvedParams),
-        /// `notifications/cancelled`
+        /// `tether/cancelled`
         Cancelled(CancelledParams),
     }
 }

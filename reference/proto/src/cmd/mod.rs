@@ -64,7 +64,7 @@ pub mod capability {
     pub const AGENT_TEST: &str = "agent.test";
     /// `command/exec` and `command/exec/terminate`.
     pub const COMMAND_EXEC: &str = "command.exec";
-    /// `thread/export` and `thread/import`.
+    /// `tether/thread/export` and `tether/thread/import`.
     pub const THREAD_HANDOFF: &str = "thread.handoff";
     /// Confirmation codes at pairing (`CHAN-23`, `CHAN-24`).
     pub const PAIRING_CONFIRM: &str = "pairing.confirm";

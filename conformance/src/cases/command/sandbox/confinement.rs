@@ -650,7 +650,7 @@ mod tests {
                 .output()
                 .unwrap();
             ExecRun {
-                answer: json!({"result": {"exitCode": out.status.code()}}),
+                answer: json!({"result": {"exitCode": out.status.code(), "tether": {"exitCode": out.status.code()}}}),
                 stdout: out.stdout,
                 stderr: out.stderr,
                 deltas: Vec::new(),

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::case::{Case, case};
 use crate::cases::steps::devices::{pair_for_revocation, revoke};
-use crate::cases::steps::exec::{exists, sh};
+use crate::cases::steps::exec::{exists, policy, sh};
 use crate::cases::steps::sandbox::{
     FIND_PYTHON, NO_WORKSPACE_WRITE, Probe, accept_alongside, confined, lines, printed, q,
     restricted, unconfined, under,
@@ -124,7 +124,7 @@ async fn no_sockets(cx: Arc<Context>) -> Res<()> {
         let Some(run) = run else {
             continue;
         };
-        if run.result().and_then(|r| r.pointer("/sandbox/network")) != Some(&json!("denied")) {
+        if run.report().and_then(|r| r.pointer("/sandbox/network")) != Some(&json!("denied")) {
             continue;
         }
         let out = lines(&run);
@@ -270,7 +270,7 @@ async fn no_survivor_after_kill(cx: Arc<Context>) -> Res<()> {
         return skip(NO_WORKSPACE_WRITE);
     };
     check(
-        run.result().and_then(|r| r.get("timedOut")) == Some(&json!(true)),
+        run.report().and_then(|r| r.get("timedOut")) == Some(&json!(true)),
         || {
             format!(
                 "under {mode} a command past its 1500 ms limit: {}",
@@ -281,14 +281,15 @@ async fn no_survivor_after_kill(cx: Arc<Context>) -> Res<()> {
     p.beacon_stays_still(&cwd, &format!("under {mode}, after the time limit"))
         .await?;
 
-    // command/exec/terminate, and notifications/cancelled (CMD-57).
+    // command/exec/terminate, and tether/cancelled (CMD-57).
     for how in ["terminate", "cancel"] {
         let cwd = p.subdir(how).await?;
         let pid = format!("beacon-{how}");
         let mut params = sh(&script, &cwd);
         if let Some(o) = params.as_object_mut() {
-            o.insert("sandbox".to_owned(), json!(mode));
+            o.insert("sandboxPolicy".to_owned(), policy(mode));
             o.insert("processId".to_owned(), json!(pid));
+            o.insert("streamStdoutStderr".to_owned(), json!(true));
         }
         let id = p.s.fresh_id();
         p.s.send_json(
@@ -305,9 +306,9 @@ async fn no_survivor_after_kill(cx: Arc<Context>) -> Res<()> {
             })?;
             "command/exec/terminate"
         } else {
-            p.s.send_json(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id}}))
+            p.s.send_json(&json!({"jsonrpc": "2.0", "method": "tether/cancelled", "params": {"requestId": id}}))
                 .await?;
-            "notifications/cancelled"
+            "tether/cancelled"
         };
         p.s.collect_exec(&json!(id), &pid, HOST_WAIT).await?;
         p.beacon_stays_still(&cwd, &format!("under {mode}, after {what}"))
@@ -341,8 +342,9 @@ async fn no_survivor_after_revocation(cx: Arc<Context>) -> Res<()> {
     r.initialize().await?;
     let mut params = sh(&format!("{}sleep 1000\n", beacon_script(false)), &cwd);
     if let Some(o) = params.as_object_mut() {
-        o.insert("sandbox".to_owned(), json!(mode));
+        o.insert("sandboxPolicy".to_owned(), policy(mode));
         o.insert("processId".to_owned(), json!("beacon-revoked"));
+        o.insert("streamStdoutStderr".to_owned(), json!(true));
     }
     let id = r.fresh_id();
     r.send_json(&json!({"jsonrpc": "2.0", "id": id, "method": "command/exec", "params": params}))
@@ -585,7 +587,7 @@ mod tests {
             .output()
             .unwrap();
         let run = ExecRun {
-            answer: json!({"result": {"exitCode": out.status.code()}}),
+            answer: json!({"result": {"exitCode": out.status.code(), "tether": {"exitCode": out.status.code()}}}),
             stdout: out.stdout,
             stderr: out.stderr,
             deltas: Vec::new(),

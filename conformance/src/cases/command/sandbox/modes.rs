@@ -138,7 +138,7 @@ async fn cmd_network_denied(cx: Arc<Context>) -> Res<()> {
             continue; // refused or degraded: nothing enforced to check
         };
         let net = run
-            .result()
+            .report()
             .and_then(|r| r.pointer("/sandbox/network"))
             .cloned()
             .unwrap_or(Value::Null);
@@ -172,7 +172,7 @@ async fn cmd_sandbox_report(cx: Arc<Context>) -> Res<()> {
     let modes: Vec<Value> = s
         .init
         .as_ref()
-        .and_then(|i| i.pointer("/sandbox/modes"))
+        .and_then(|i| i.pointer("/tether/sandbox/modes"))
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
@@ -224,11 +224,11 @@ async fn cmd_unenforceable(cx: Arc<Context>) -> Res<()> {
     let (mut s, dir) = exec_ready(&cx, "ctl").await?;
     let init = s.init.clone().unwrap_or(Value::Null);
     let modes = init
-        .pointer("/sandbox/modes")
+        .pointer("/tether/sandbox/modes")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let degrade = init.pointer("/sandbox/degrade") == Some(&json!(true));
+    let degrade = init.pointer("/tether/sandbox/degrade") == Some(&json!(true));
     for mode in ["read-only", "workspace-write", "danger-full-access"] {
         let p = with_sandbox(exec_params(&["true"], &dir), mode);
         let run = s.exec(p, HOST_WAIT).await?;
@@ -240,7 +240,7 @@ async fn cmd_unenforceable(cx: Arc<Context>) -> Res<()> {
             Some(c) => return hfail(format!("{mode}: error {c}: {}", run.answer)),
             None => {
                 let deg =
-                    run.result().and_then(|r| r.pointer("/sandbox/degraded")) == Some(&json!(true));
+                    run.report().and_then(|r| r.pointer("/sandbox/degraded")) == Some(&json!(true));
                 check(enforceable || (degrade && deg), || {
                     format!(
                         "{mode} ran though initialize does not list it and the host does not degrade: {}",
