@@ -70,6 +70,8 @@ pub struct ChannelSession {
     /// The method of each request the runner sent and the host has not answered, by the
     /// id's JSON text: the schema of an answer is its request's (`CMD-79`).
     asked: HashMap<String, String>,
+    /// How many host messages validated against the Codex schema (`CMD-79`).
+    codex_checked: usize,
     /// The `initialize` result, once initialized.
     pub init: Option<Value>,
     /// The accounting of a session with records; `None` for version 1.
@@ -136,6 +138,7 @@ impl ChannelSession {
             backlog: VecDeque::new(),
             finished: HashSet::new(),
             asked: HashMap::new(),
+            codex_checked: 0,
             init: None,
             records: None,
             inbound: VecDeque::new(),
@@ -262,9 +265,11 @@ impl ChannelSession {
             (None, Some(id)) => self.asked.remove(&id.to_string()),
             _ => None,
         };
-        if let Verdict::Invalid(errors) =
-            CodexSchema::pinned().check(Sender::Host, &msg.value, answered.as_deref())
-        {
+        let verdict = CodexSchema::pinned().check(Sender::Host, &msg.value, answered.as_deref());
+        if verdict == Verdict::Valid {
+            self.codex_checked += 1;
+        }
+        if let Verdict::Invalid(errors) = verdict {
             let what = match (msg.method(), &answered) {
                 (Some(m), _) => m.to_owned(),
                 (None, Some(m)) => format!("the answer to {m}"),
@@ -279,6 +284,12 @@ impl ChannelSession {
             ));
         }
         Ok(())
+    }
+
+    /// How many of the host's messages on this session were messages of methods shared
+    /// with Codex and validated against the pinned schema (`CMD-79`).
+    pub fn codex_checked(&self) -> usize {
+        self.codex_checked
     }
 
     /// A fresh request id.
