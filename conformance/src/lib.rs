@@ -29,9 +29,10 @@
 //! | [`mod@runner`] | running cases, the verdict and exit code |
 //! | [`report`] | the summary table, `--json`, `--junit` |
 //! | [`traffic`] | the per-case traffic log |
+//! | [`codex_schema`] | the pinned Codex app-server schemas, and the check of a message against its method's (`CMD-78`) |
 //!
 //! The files depend on each other in one direction only (`ci/import-cycles.py` checks it):
-//! `outcome`, `traffic`, `random` and `admin` use nothing of the crate; `host::device` uses
+//! `outcome`, `traffic`, `random`, `admin` and `codex_schema` use nothing of the crate; `host::device` uses
 //! `random`; `context` uses those; `link` and `case` use `context`; the rest of `host` uses
 //! `link`; `cases` use all of them (and their own `steps`); `select`, `runner` and `report`
 //! use `case` and `context`.
@@ -39,6 +40,7 @@
 pub mod admin;
 pub mod case;
 pub mod cases;
+pub mod codex_schema;
 pub mod context;
 pub mod host;
 pub mod link;

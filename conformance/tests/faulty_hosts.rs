@@ -335,6 +335,17 @@ async fn a_host_that_takes_decisions_it_did_not_offer() {
     .await;
 }
 
+/// Threads without members only Codex's schema requires: no other rule reads them, the
+/// shared-schema check does (CMD-79).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_whose_threads_lack_codex_members() {
+    caught_by(
+        HostFault::OmitsCodexThreadMembers,
+        &["CMD-79/shared-messages"],
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_that_omits_the_null_cursor() {
     caught_by(HostFault::OmitsNullCursor, &["CMD-20/list-order-and-pages"]).await;

@@ -63,6 +63,7 @@ pub fn catalogue() -> Vec<Case> {
         command::instructions::CASES,
         command::handoff::CASES,
         command::test_agent::CASES,
+        command::codex_schema::CASES,
     ]
     .concat()
 }

@@ -10,7 +10,7 @@
 //! consumes unless the case stops it ([`ChannelSession::set_granting`]). The accounting is
 //! the runner's own ([`Records`]).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use tether_proto::channel::{HostInfo, Transport};
 use tether_proto::cmd::Message;
 use tether_proto::link::{CloseCode, RelayFrame, SessionId};
 
+use crate::codex_schema::{CodexSchema, Sender, Verdict};
 use crate::context::{Context, host_target};
 use crate::host::records::{
     DEFAULT_CREDIT, INITIAL_WINDOW, MAX_MESSAGE_LEN, Record, Records, Taken,
@@ -66,6 +67,11 @@ pub struct ChannelSession {
     /// Messages received while waiting for something else, oldest first.
     pub backlog: VecDeque<HostMessage>,
     finished: HashSet<String>,
+    /// The method of each request the runner sent and the host has not answered, by the
+    /// id's JSON text: the schema of an answer is its request's (`CMD-79`).
+    asked: HashMap<String, String>,
+    /// How many host messages validated against the Codex schema (`CMD-79`).
+    codex_checked: usize,
     /// The `initialize` result, once initialized.
     pub init: Option<Value>,
     /// The accounting of a session with records; `None` for version 1.
@@ -131,6 +137,8 @@ impl ChannelSession {
             next_id: 1,
             backlog: VecDeque::new(),
             finished: HashSet::new(),
+            asked: HashMap::new(),
+            codex_checked: 0,
             init: None,
             records: None,
             inbound: VecDeque::new(),
@@ -145,8 +153,9 @@ impl ChannelSession {
     /// # Errors
     /// The transport refuses (over 65519 bytes) or the link fails.
     pub async fn send_plain(&mut self, plaintext: &[u8]) -> Res<()> {
-        if let Some(r) = self.records.as_mut() {
-            r.count_sent(plaintext);
+        match self.records.as_mut() {
+            Some(r) => r.count_sent(plaintext),
+            None => self.note_request(plaintext),
         }
         self.send_uncounted(plaintext).await
     }
@@ -206,6 +215,7 @@ impl ChannelSession {
         if self.records.is_none() {
             return self.send_plain(bytes).await;
         }
+        self.note_request(bytes);
         let mut offset = 0usize;
         loop {
             let rest = bytes.get(offset..).unwrap_or_default();
@@ -235,6 +245,51 @@ impl ChannelSession {
             ));
         }
         Ok(())
+    }
+
+    /// Keeps the method of a request the runner sends, for the schema of its answer.
+    fn note_request(&mut self, bytes: &[u8]) {
+        let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(bytes) else {
+            return;
+        };
+        if let (Some(id), Some(Value::String(method))) = (o.get("id"), o.get("method")) {
+            self.asked.insert(id.to_string(), method.clone());
+        }
+    }
+
+    /// `CMD-79`: a host message of a method the command protocol shares with Codex
+    /// validates against the pinned Codex schema of its method and kind (an answer: against
+    /// the result type of the request it answers).
+    fn check_codex_schema(&mut self, msg: &HostMessage) -> Res<()> {
+        let answered = match (msg.method(), msg.value.get("id")) {
+            (None, Some(id)) => self.asked.remove(&id.to_string()),
+            _ => None,
+        };
+        let verdict = CodexSchema::pinned().check(Sender::Host, &msg.value, answered.as_deref());
+        if verdict == Verdict::Valid {
+            self.codex_checked += 1;
+        }
+        if let Verdict::Invalid(errors) = verdict {
+            let what = match (msg.method(), &answered) {
+                (Some(m), _) => m.to_owned(),
+                (None, Some(m)) => format!("the answer to {m}"),
+                (None, None) => "an answer".to_owned(),
+            };
+            return hfail(format!(
+                "{}: {what} does not validate against Codex {}'s app-server schema (CMD-79): {} — message: {}",
+                self.name,
+                crate::codex_schema::CODEX_VERSION,
+                errors.join("; "),
+                preview(msg.value.to_string().as_bytes())
+            ));
+        }
+        Ok(())
+    }
+
+    /// How many of the host's messages on this session were messages of methods shared
+    /// with Codex and validated against the pinned schema (`CMD-79`).
+    pub fn codex_checked(&self) -> usize {
+        self.codex_checked
     }
 
     /// A fresh request id.
@@ -416,6 +471,7 @@ impl ChannelSession {
         let value: Value = serde_json::from_slice(bytes)
             .map_err(|e| Stop::Fail(format!("{}: host message: {e}", self.name)))?;
         let msg = HostMessage { value };
+        self.check_codex_schema(&msg)?;
         if msg.method() == Some("command/exec/outputDelta") {
             if self.records.is_some() {
                 return hfail(format!(

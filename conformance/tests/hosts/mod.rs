@@ -126,10 +126,14 @@ pub enum HostFault {
     /// Sends a turn's output as tether/1 did: `stream` and `deltaBase64`, no text `delta`
     /// (CMD-40, section 5.4).
     SendsBase64ItemDeltas,
+    /// Leaves out of its threads the members Codex requires that no other rule of
+    /// chapter 5 reads (`cliVersion`, `source`, `ephemeral`): only the shared-schema check
+    /// sees it (CMD-79).
+    OmitsCodexThreadMembers,
 }
 
-/// What [`HostFault::SendsV1Threads`], [`HostFault::OmitsItemTimes`] and
-/// [`HostFault::OmitsNullCursor`] make of an outgoing message.
+/// What [`HostFault::SendsV1Threads`], [`HostFault::OmitsItemTimes`],
+/// [`HostFault::OmitsNullCursor`] and the other reshaping faults make of an outgoing message.
 fn reshaped(fault: HostFault, message: &Message) -> Option<Message> {
     fn v1_thread(t: &mut Value) {
         let Some(o) = t.as_object_mut() else { return };
@@ -174,6 +178,22 @@ fn reshaped(fault: HostFault, message: &Message) -> Option<Message> {
                     Value::from(tether_proto::cmd::methods::encode_delta(d.as_bytes())),
                 );
                 p.insert("capReached".to_owned(), Value::from(false));
+            }
+            true
+        }
+        (HostFault::OmitsCodexThreadMembers, Message::Response(r)) => {
+            let strip = |t: &mut Value| {
+                if let Some(o) = t.as_object_mut() {
+                    for k in ["cliVersion", "source", "ephemeral"] {
+                        o.remove(k);
+                    }
+                }
+            };
+            if let Some(t) = r.result.get_mut("thread") {
+                strip(t);
+            }
+            if let Some(Value::Array(data)) = r.result.get_mut("data") {
+                data.iter_mut().for_each(strip);
             }
             true
         }

@@ -5,6 +5,7 @@
 //! | module | sections | requirements |
 //! |---|---|---|
 //! | [`envelope`] | 5.1, 5.2 | `CMD-1` to `CMD-16` |
+//! | [`codex_schema`] | 5.1.4 | `CMD-79` |
 //! | [`host_info`] | 5.2 | `CMD-77` |
 //! | [`threads`] | 5.3, 5.4 | `CMD-17` to `CMD-26` |
 //! | [`approvals`] | 5.5 | `CMD-27` to `CMD-33` |
@@ -17,6 +18,7 @@
 //! | [`untrusted_input`] | 5.5, 5.6, 5.8, 5.9 | `CMD-71` to `CMD-75` |
 
 pub mod approvals;
+pub mod codex_schema;
 pub mod control;
 pub mod envelope;
 pub mod exec;
