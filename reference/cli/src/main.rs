@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod conformance;
+mod connect;
 mod controller;
 mod host;
 mod loadtest;
@@ -50,6 +51,10 @@ enum Command {
     /// Run a program under a kernel sandbox (used by the host for every `read-only` and `workspace-write` command it runs).
     #[command(hide = true)]
     SandboxExec(sandbox::SandboxExecArgs),
+    /// Bridge local Codex app-server clients to a paired host: a loopback WebSocket
+    /// server, one session to the host per connection (`codex --remote ws://127.0.0.1:PORT`).
+    #[command(after_help = connect::CONNECT_HELP)]
+    Connect(connect::ConnectArgs),
     /// Run the conformance suite against a relay or a host (with no target, the reference relay and host).
     Conformance(conformance::ConformanceArgs),
     /// Drive N sessions through a relay for a while, check every byte end to end and
@@ -90,6 +95,7 @@ fn main() -> ExitCode {
         Command::Status(args) => controller::status(args),
         Command::Thread { command } => threads::run_thread(command),
         Command::Turn(args) => threads::turn(args),
+        Command::Connect(args) => connect::run(args),
         Command::SandboxExec(args) => sandbox::run(args),
         Command::Conformance(args) => conformance::run(args),
         Command::Loadtest(args) => loadtest::run(args),

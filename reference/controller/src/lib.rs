@@ -10,11 +10,11 @@
 //! | [`state`] | the state directory: static key, paired hosts, last timestamps (`CHAN-5`) |
 //! | [`link`] | one link to a relay: a task driving `tether_proto::link::LinkClient` over `tether-link`'s socket, routing `DATA`/`CLOSE` to sessions |
 //! | [`session`] | one session: handshake, requests by id, notifications, `CLOSE` |
-//! | [`ops`] | pair, exec, status |
+//! | [`ops`] | pair, exec, status, a bare session for a bridge ([`connect_session`]) |
 //! | [`threads`] | threads, turns with approvals, hand-off between hosts |
 //! | [`backoff`] | reconnection with jittered exponential backoff (`LINK-28`) |
 //!
-//! The `tether pair`, `exec`, `status`, `thread` and `turn` commands and the `e2e/*`
+//! The `tether pair`, `exec`, `status`, `thread`, `turn` and `connect` commands and the `e2e/*`
 //! benchmarks are built on it; the conformance runner is not (it plays controllers with
 //! `tether-proto`'s sans-IO pieces, so that it can misbehave). Every failure is a [`ControllerError`]; a `CLOSE` or `GOAWAY`
 //! is reported with its code and the requirement behind it ([`CloseInfo`]).
@@ -31,10 +31,13 @@ pub use backoff::{Backoff, connect_with_retry};
 pub use error::{CloseInfo, ControllerError, describe_rpc_error, error_name};
 pub use link::{Link, LinkEnd, LinkOptions, PendingReady, SessionInput};
 pub use ops::{
-    Connection, ExecOutcome, ExecRequest, HostStatus, OutputSink, Paired, Reachable, connect, exec,
-    exec_into, exec_on, exec_to, open_session, pair, status,
+    Connection, ExecOutcome, ExecRequest, HostStatus, OutputSink, Paired, Reachable, connect,
+    connect_session, exec, exec_into, exec_on, exec_to, initialize_params, open_session, pair,
+    status,
 };
-pub use session::{PendingReply, RpcError, Session, SessionEnd, SessionEvent, random_session_id};
+pub use session::{
+    PendingReply, RpcError, Session, SessionEnd, SessionEvent, SessionOptions, random_session_id,
+};
 pub use state::{ControllerState, PairedHost};
 pub use threads::{
     ApprovalRequest, Approver, DecisionFuture, FixedDecision, Handoff, HandoffError, HandoffStep,

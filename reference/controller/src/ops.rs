@@ -18,7 +18,7 @@ use tether_proto::token::PairingToken;
 
 use crate::error::ControllerError;
 use crate::link::{Link, LinkOptions};
-use crate::session::{Session, SessionEvent, random_session_id};
+use crate::session::{Session, SessionEvent, SessionOptions, random_session_id};
 use crate::state::{ControllerState, PairedHost};
 
 /// The longest device name a PAIR payload carries, in bytes (`CHAN-3`).
@@ -162,7 +162,15 @@ pub async fn open_session(
 ) -> Result<Session, ControllerError> {
     let host_key = host.host_key_bytes()?;
     let timestamp = state.next_timestamp(&host_key, UnixTime::now())?;
-    open_session_at(state, link, host, host_key, timestamp).await
+    open_session_at(
+        state,
+        link,
+        host,
+        host_key,
+        timestamp,
+        SessionOptions::default(),
+    )
+    .await
 }
 
 /// [`open_session`] with the message-1 timestamp already taken (and persisted, `CHAN-5`).
@@ -172,6 +180,7 @@ async fn open_session_at(
     host: &PairedHost,
     host_key: [u8; 32],
     timestamp: Timestamp,
+    options: SessionOptions,
 ) -> Result<Session, ControllerError> {
     let purpose = Purpose::Resume;
     let config = ControllerConfig {
@@ -183,7 +192,7 @@ async fn open_session_at(
         handshake_timeout: ControllerConfig::default_timeout(&purpose),
         purpose,
     };
-    Session::open(link, config, |_| {}).await
+    Session::open_with(link, config, options, |_| {}).await
 }
 
 /// Connects to a paired host: link, handshake, `initialize`, `initialized`.
@@ -195,6 +204,43 @@ pub async fn connect(
     host: &PairedHost,
     options: &LinkOptions,
 ) -> Result<Connection, ControllerError> {
+    let (link, session) = connect_session(state, host, options, SessionOptions::default()).await?;
+    let result = async {
+        let init = session.call(&initialize_params()).await?;
+        session.notify(
+            InitializedParams::METHOD,
+            Some(Value::Object(serde_json::Map::new())),
+        )?;
+        Ok::<_, ControllerError>(init)
+    }
+    .await;
+    match result {
+        Ok(init) => Ok(Connection {
+            link,
+            session,
+            init,
+        }),
+        Err(e) => {
+            session.close(CloseCode::NORMAL).await;
+            link.close(CloseCode::NORMAL).await;
+            Err(e)
+        }
+    }
+}
+
+/// Connects to a paired host up to an established session, before `initialize`: a link
+/// of its own to the host's relay and the handshake (`Purpose::Resume`) on it. The caller
+/// speaks the command protocol itself (`tether connect` forwards its client's messages)
+/// and closes both when done.
+///
+/// # Errors
+/// The link's or the handshake's errors (the relay's refusal of the `HELLO` first).
+pub async fn connect_session(
+    state: &ControllerState,
+    host: &PairedHost,
+    options: &LinkOptions,
+    session_options: SessionOptions,
+) -> Result<(Link, Session), ControllerError> {
     let host_key = host.host_key_bytes()?;
     // The timestamp is persisted (CHAN-5) while the link comes up: the write runs when the
     // link's first step waits for the network, not after the link is up.
@@ -210,30 +256,23 @@ pub async fn connect(
             return Err(e);
         }
     };
-    let result = async {
-        // LINK-38: OPEN follows HELLO without waiting for READY (the relay processes it in
-        // READY, LINK-6), which saves a round trip to the relay.
-        let (ready, session) = tokio::join!(
-            ready.wait(),
-            open_session_at(state, &link, host, host_key, timestamp)
-        );
-        // The relay's refusal of the HELLO explains a failed open better than the open.
-        ready?;
-        let session = session?;
-        let init = session.call(&initialize_params()).await?;
-        session.notify(
-            InitializedParams::METHOD,
-            Some(Value::Object(serde_json::Map::new())),
-        )?;
-        Ok::<_, ControllerError>((session, init))
-    }
-    .await;
+    // LINK-38: OPEN follows HELLO without waiting for READY (the relay processes it in
+    // READY, LINK-6), which saves a round trip to the relay.
+    let (ready, session) = tokio::join!(
+        ready.wait(),
+        open_session_at(state, &link, host, host_key, timestamp, session_options)
+    );
+    // The relay's refusal of the HELLO explains a failed open better than the open.
+    let result = match (ready, session) {
+        (Err(e), Ok(session)) => {
+            session.close(CloseCode::NORMAL).await;
+            Err(e)
+        }
+        (Err(e), Err(_)) | (Ok(()), Err(e)) => Err(e),
+        (Ok(()), Ok(session)) => Ok(session),
+    };
     match result {
-        Ok((session, init)) => Ok(Connection {
-            link,
-            session,
-            init,
-        }),
+        Ok(session) => Ok((link, session)),
         Err(e) => {
             link.close(CloseCode::NORMAL).await;
             Err(e)

@@ -115,6 +115,26 @@ pub enum SessionEvent {
     Ended(SessionEnd),
 }
 
+/// How a [`Session`] treats what the host sends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionOptions {
+    /// Hand every server request to the application as [`SessionEvent::Request`]
+    /// unchecked, instead of answering those of a method this controller does not
+    /// implement (-32601) or with malformed params (-32602) itself (`CMD-12`, `CMD-13`):
+    /// for a bridge whose own client checks and answers them (`tether connect`).
+    pub pass_through_requests: bool,
+}
+
+impl SessionOptions {
+    /// Options that hand every server request to the application unchecked.
+    pub fn pass_through() -> Self {
+        Self {
+            pass_through_requests: true,
+        }
+    }
+}
+
 /// The answer to one request, to be awaited. Dropping it discards the answer.
 #[derive(Debug)]
 pub struct PendingReply {
@@ -211,6 +231,19 @@ impl Session {
         config: ControllerConfig,
         on_code: impl FnOnce(&str),
     ) -> Result<Self, ControllerError> {
+        Self::open_with(link, config, SessionOptions::default(), on_code).await
+    }
+
+    /// [`Session::open`] with [`SessionOptions`].
+    ///
+    /// # Errors
+    /// As [`Session::open`].
+    pub async fn open_with(
+        link: &Link,
+        config: ControllerConfig,
+        options: SessionOptions,
+        on_code: impl FnOnce(&str),
+    ) -> Result<Self, ControllerError> {
         let timeout = config.handshake_timeout;
         let session = config.session;
         let mut controller = Controller::connect(config, std::time::Instant::now())?;
@@ -283,6 +316,7 @@ impl Session {
             events: event_tx,
             pending: HashMap::new(),
             consumed: Arc::clone(&consumed),
+            options,
         };
         tokio::spawn(async move {
             driver.run().await;
@@ -312,6 +346,16 @@ impl Session {
     /// (`CHAN-31`).
     pub fn has_records(&self) -> bool {
         self.records
+    }
+
+    /// The longest command-protocol message the session carries, in bytes: 16 MiB with
+    /// records, one transport message's plaintext without (`CHAN-31`, `CMD-2`).
+    pub fn max_message_len(&self) -> usize {
+        if self.records {
+            tether_proto::limits::MAX_MESSAGE_LEN
+        } else {
+            tether_proto::limits::MAX_TRANSPORT_PLAINTEXT_LEN
+        }
     }
 
     /// The session id.
@@ -410,8 +454,10 @@ impl Session {
         self.command(Command::Send(message))
     }
 
-    /// Sends bytes as one transport message without checking that they are JSON-RPC (for
-    /// conformance tests).
+    /// Sends bytes as one command-protocol message without checking that they are
+    /// JSON-RPC: for conformance tests, and for a bridge that forwards its client's
+    /// messages unchanged (the host checks them, `CMD-11`). Bytes longer than
+    /// [`Session::max_message_len`] are dropped.
     ///
     /// # Errors
     /// [`ControllerError::LinkLost`] if the session has ended.
@@ -506,6 +552,7 @@ struct Driver {
     events: mpsc::UnboundedSender<(SessionEvent, u64)>,
     pending: HashMap<Id, oneshot::Sender<Result<Value, RpcError>>>,
     consumed: Arc<Consumed>,
+    options: SessionOptions,
 }
 
 impl Driver {
@@ -613,6 +660,11 @@ impl Driver {
                 }
                 ControllerEvent::Message(Message::Notification(n)) => {
                     self.emit(SessionEvent::Notification(n), size);
+                }
+                ControllerEvent::Message(Message::Request(r))
+                    if self.options.pass_through_requests =>
+                {
+                    self.emit(SessionEvent::Request(r), size);
                 }
                 ControllerEvent::Message(Message::Request(r)) => {
                     // CMD-12, CMD-13: a request of a method this controller does not

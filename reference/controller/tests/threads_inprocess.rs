@@ -21,7 +21,8 @@ use serde_json::{Value, json};
 use tether_controller::threads::{EXIT_DECLINED, EXIT_INTERRUPTED};
 use tether_controller::{
     ApprovalRequest, Connection, ControllerState, DecisionFuture, FixedDecision, LinkOptions,
-    SessionEvent, TurnEvent, connect, pair, run_turn, run_turn_until, thread_list, thread_start,
+    SessionEvent, SessionOptions, TurnEvent, connect, connect_session, initialize_params, pair,
+    run_turn, run_turn_until, thread_list, thread_start,
 };
 use tether_proto::channel::{HostInfo, PathStyle};
 use tether_proto::cmd::methods::ThreadStartParams;
@@ -784,6 +785,79 @@ async fn cmd_12_cmd_13_unknown_server_requests_are_answered() {
             assert!(!matches!(e, SessionEvent::Request(_)), "{e:?}");
         }
         conn.close().await;
+    })
+    .await;
+}
+
+/// A session opened with `SessionOptions::pass_through` (a bridge's, `tether connect`)
+/// hands the same two server requests to the application unanswered: its client answers
+/// them. Requests the bridge forwards raw are answered as unmatched responses.
+#[tokio::test]
+async fn pass_through_sessions_hand_every_server_request_to_the_application() {
+    bounded(async {
+        let relay = start_relay().await;
+        let host = start_host(&relay.url).await;
+        let (dir, conn) = controller(&relay, &host, "laptop").await;
+        conn.close().await;
+        let state = ControllerState::open(dir.path()).unwrap();
+        let stored = state.find_host(None).unwrap();
+        let (link, mut session) = connect_session(
+            &state,
+            &stored,
+            &LinkOptions::default(),
+            SessionOptions::pass_through(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            session.max_message_len(),
+            if session.has_records() {
+                tether_proto::limits::MAX_MESSAGE_LEN
+            } else {
+                tether_proto::limits::MAX_TRANSPORT_PLAINTEXT_LEN
+            }
+        );
+        // As a bridge does: the client's bytes, unchanged, and the answer as an event.
+        let init = serde_json::to_vec(&json!({"id": 41, "method": "initialize",
+            "params": serde_json::to_value(initialize_params()).unwrap()}))
+        .unwrap();
+        session.send_plaintext(init).unwrap();
+        session
+            .send_plaintext(br#"{"method":"initialized"}"#.to_vec())
+            .unwrap();
+        session
+            .send_plaintext(br#"{"id":42,"method":"thread/list","params":{}}"#.to_vec())
+            .unwrap();
+        let mut requests = Vec::new();
+        let mut answered = Vec::new();
+        while answered.len() < 2 || requests.len() < 2 {
+            match session.next_event().await.unwrap() {
+                SessionEvent::Request(r) => requests.push(r.method),
+                SessionEvent::UnmatchedResponse(Message::Response(r)) => answered.push(r.id),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(answered, vec![Id::from(41), Id::from(42)]);
+        assert_eq!(
+            requests,
+            vec!["bogus/method", "item/commandExecution/requestApproval"]
+        );
+        // Nothing was answered on the client's behalf.
+        session
+            .send_plaintext(br#"{"id":43,"method":"thread/list","params":{"limit":1000}}"#.to_vec())
+            .unwrap();
+        loop {
+            if let SessionEvent::UnmatchedResponse(Message::Response(r)) =
+                session.next_event().await.unwrap()
+            {
+                assert_eq!(r.id, Id::from(43));
+                break;
+            }
+        }
+        let errors = host.errors_received.lock().unwrap().clone();
+        assert!(errors.is_empty(), "{errors:?}");
+        session.close(tether_proto::link::CloseCode::NORMAL).await;
+        link.close(tether_proto::link::CloseCode::NORMAL).await;
     })
     .await;
 }

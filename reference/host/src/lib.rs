@@ -27,6 +27,7 @@
 //! [`instructions`] and [`qr`].
 
 mod answer;
+pub mod codex;
 pub mod commands;
 mod exec;
 pub mod instructions;
