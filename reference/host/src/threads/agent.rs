@@ -79,6 +79,9 @@ pub enum TurnEventKind {
     /// being opened were read, or their time ran out (`CMD-72`); the manager sends the
     /// deferred `thread/start`, `thread/resume` or `thread/import` answer.
     Opened(Box<OpenDone>),
+    /// The `codex` agent started a Codex thread for this thread (spec 5.14): its id is
+    /// stored in the thread's record.
+    CodexThread(String),
 }
 
 /// One turn of the test agent.
