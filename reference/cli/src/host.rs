@@ -21,7 +21,7 @@ use crate::threads::Policy;
 #[derive(Subcommand)]
 pub(crate) enum HostCommand {
     /// Connect to a relay and serve controllers (runs until Ctrl-C or SIGTERM).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Mint a one-time pairing token: its text on stdout, its QR code on stderr.
     Pair(PairArgs),
     /// List the devices paired with this host.
@@ -209,7 +209,7 @@ pub(crate) struct RevokeArgs {
 
 pub(crate) fn run(command: HostCommand) -> anyhow::Result<ExitCode> {
     let result = match command {
-        HostCommand::Run(args) => run_host(args),
+        HostCommand::Run(args) => run_host(*args),
         HostCommand::Pair(args) => pair(args),
         HostCommand::Devices(args) => devices(args),
         HostCommand::Revoke(args) => revoke(args),

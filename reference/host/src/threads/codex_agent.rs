@@ -374,7 +374,9 @@ impl CodexTurnJob {
                 return Ok(id.clone());
             }
             let mut params = settings.clone();
-            params["threadId"] = json!(id);
+            if let Some(obj) = params.as_object_mut() {
+                obj.insert("threadId".to_owned(), json!(id));
+            }
             match live.server.request("thread/resume", params).await {
                 Ok(_) => {
                     lock(&live.loaded).insert(id.clone());
@@ -565,9 +567,7 @@ impl CodexTurnJob {
         match method {
             "item/started" | "item/completed" if of_turn.is_none_or(|t| t == codex_turn) => {
                 let completed = method == "item/completed";
-                let Some(item) = self.item(turn, params, completed) else {
-                    return None;
-                };
+                let item = self.item(turn, params, completed)?;
                 let id = item.id().to_owned();
                 if completed {
                     if turn.started.insert(id) {
