@@ -4,7 +4,7 @@
 //! The host stays the source of truth: the [`ThreadManager`](super::ThreadManager) keeps
 //! the threads, their turns and items, attachment and order (`CMD-24`, `CMD-26`), the
 //! durable store and the approval rules (`CMD-27` … `CMD-33`). Codex only produces what
-//! a turn does, which [`CodexTurnJob`] translates into [`TurnEvent`]s:
+//! a turn does, which a Codex turn job translates into [`TurnEvent`]s:
 //!
 //! ```text
 //! first turn of a thread   thread/start {cwd, sandbox, approvalPolicy,
@@ -43,13 +43,22 @@ use tether_proto::limits::MAX_OUTPUT_CHUNK;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::agent::{TurnEvent, TurnEventKind, split_text};
-use super::now_ms;
 use crate::codex::{CodexAppServer, CodexConfig, CodexError, CodexEvent, CodexEvents, RequestId};
 use crate::exec::KillReason;
 
 /// The `model` and `modelProvider` a host with the `codex` agent reports for its
 /// threads (spec 5.14): which model Codex uses is Codex's configuration.
 pub const CODEX_MODEL: &str = "codex";
+
+/// Now, in Unix milliseconds (`startedAtMs`, `completedAtMs`).
+fn now_ms() -> u64 {
+    u64::try_from(
+        tether_proto::time::UnixTime::now()
+            .since_epoch()
+            .as_millis(),
+    )
+    .unwrap_or(u64::MAX)
+}
 
 /// How long a turn waits for Codex's `turn/completed` after asking it to interrupt the
 /// turn, before the turn ends as interrupted anyway.
