@@ -504,3 +504,110 @@ async fn codex_exiting_mid_turn_fails_the_turn_and_the_next_turn_respawns_it() {
     drop(conn);
     host.stop().await;
 }
+
+/// Spec 5.14: Codex enforces a `read-only` thread's sandbox on the commands it runs
+/// without asking (policy `never`: the write fails); a command it asks approval for would
+/// run outside its sandbox, so the approval request names `danger-full-access` (CMD-47).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_enforces_a_read_only_thread() {
+    let bin = codex_bin().unwrap_or_else(|e| panic!("{e}"));
+    let model = MockModel::start([
+        ModelTurn::shell("touch read-only-file"),
+        ModelTurn::text("Tried."),
+        ModelTurn::shell("touch approved-file"),
+        ModelTurn::text("Declined."),
+    ])
+    .await
+    .unwrap();
+    let home = CodexHome::new(&outside_tmp(env!("CARGO_TARGET_TMPDIR")), &model.base_url());
+    let work = std::fs::canonicalize(home.work()).unwrap();
+    let mut codex =
+        CodexConfig::new(&work)
+            .bin(&bin)
+            .private_home(home.home(), home.codex_home(), home.tmp());
+    codex.request_timeout = WAIT;
+    codex.handshake_timeout = WAIT;
+    let commands = CommandConfig {
+        allow_unsandboxed: true,
+        default_project: Some(work.clone()),
+        agent: AgentBackend::Codex(codex),
+        ..CommandConfig::default()
+    };
+    let relay = inproc::relay(&[("acme", CREDENTIAL.as_bytes())]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(relay.url(), &dir.path().join("host"), commands).await;
+    let (ctl, paired) = host.pair(&dir.path().join("ctl"), "ana-phone").await;
+    let mut conn = connect(&ctl, &paired, &LinkOptions::default())
+        .await
+        .unwrap();
+
+    // Policy never: Codex runs the command in its sandbox without asking; it cannot write.
+    let opened = call(
+        &conn,
+        "thread/start",
+        json!({"cwd": work, "sandbox": "read-only", "approvalPolicy": "never"}),
+    )
+    .await;
+    assert_eq!(opened["tether"]["sandbox"]["enforced"], "read-only");
+    assert_eq!(opened["tether"]["sandbox"]["mechanism"], "codex");
+    assert_eq!(opened["tether"]["sandbox"]["network"], "denied");
+    assert_eq!(opened["sandbox"]["type"], "readOnly");
+    let thread_id = opened["thread"]["id"].as_str().unwrap().to_owned();
+    call(
+        &conn,
+        "turn/start",
+        json!({"threadId": thread_id, "input": text("try to write")}),
+    )
+    .await;
+    let got = until(&mut conn, &model, |g| {
+        matches!(g, Got::R(_)) || g.method() == "turn/completed"
+    })
+    .await;
+    let turn = final_turn(&got);
+    assert_eq!(turn.status, TurnStatus::Completed, "{turn:#?}");
+    // Codex 0.169.0 reports a command its sandbox stopped under policy `never` to the
+    // model only (no commandExecution item); what the model got says why it failed.
+    let outputs = model.function_call_outputs();
+    assert!(
+        outputs
+            .iter()
+            .any(|(_, out)| out.contains("Read-only file system")),
+        "{outputs:?}"
+    );
+    assert!(
+        !work.join("read-only-file").exists(),
+        "a read-only thread's command wrote: {turn:#?}"
+    );
+
+    // Policy untrusted: the approval request says the command would run unsandboxed.
+    let opened = call(
+        &conn,
+        "thread/start",
+        json!({"cwd": work, "sandbox": "read-only", "approvalPolicy": "untrusted"}),
+    )
+    .await;
+    let thread_id = opened["thread"]["id"].as_str().unwrap().to_owned();
+    call(
+        &conn,
+        "turn/start",
+        json!({"threadId": thread_id, "input": text("write, asking first")}),
+    )
+    .await;
+    let got = until(&mut conn, &model, |g| matches!(g, Got::R(_))).await;
+    let Some(Got::R(ask)) = got.last() else {
+        panic!()
+    };
+    let asked = ask.params.clone().unwrap();
+    assert_eq!(asked["tether"]["sandbox"], "danger-full-access", "{asked}");
+    conn.session
+        .respond(ask.id.clone(), json!({"decision": "decline"}))
+        .unwrap();
+    let got = until(&mut conn, &model, is("turn/completed")).await;
+    let turn = final_turn(&got);
+    let status = serde_json::to_value(command_item(&turn).status).unwrap();
+    assert_eq!(status, "declined", "{turn:#?}");
+    assert!(!work.join("approved-file").exists());
+    assert!(model.errors().is_empty(), "{}", model.summary());
+    drop(conn);
+    host.stop().await;
+}

@@ -36,19 +36,33 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tether_proto::cmd::methods::{ApprovalTether, CommandExecutionRequestApprovalParams};
 use tether_proto::cmd::types::{
-    AgentMessageItem, ApprovalDecision, ApprovalPolicy, CommandAction, SandboxMode, ThreadItem,
-    TurnStatus, UserInput, UserMessageItem,
+    AgentMessageItem, ApprovalDecision, ApprovalPolicy, CommandAction, SandboxMode, SandboxPolicy,
+    ThreadItem, TurnStatus, UserInput, UserMessageItem,
 };
 use tether_proto::limits::MAX_OUTPUT_CHUNK;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::agent::{TurnEvent, TurnEventKind, split_text};
 use crate::codex::{CodexAppServer, CodexConfig, CodexError, CodexEvent, CodexEvents, RequestId};
-use crate::exec::KillReason;
+use crate::exec::{CommandConfig, KillReason};
 
 /// The `model` and `modelProvider` a host with the `codex` agent reports for its
 /// threads (spec 5.14): which model Codex uses is Codex's configuration.
 pub const CODEX_MODEL: &str = "codex";
+
+/// The sandbox policy a turn gives Codex (`turn/start` `sandboxPolicy`): the one the host
+/// reports for the thread (section 5.3), so that Codex enforces what the host says — for
+/// `workspace-write`, writes under the thread's project root and the host's temporary
+/// directory (`CMD-44`, `CMD-48`), no network.
+pub(crate) fn sandbox_policy(config: &CommandConfig, mode: SandboxMode, cwd: &str) -> Value {
+    let roots = vec![
+        tether_sandbox::project_root(std::path::Path::new(cwd))
+            .to_string_lossy()
+            .into_owned(),
+        config.temp_dir().to_string_lossy().into_owned(),
+    ];
+    serde_json::to_value(SandboxPolicy::from_mode(mode, roots)).unwrap_or(Value::Null)
+}
 
 /// Now, in Unix milliseconds (`startedAtMs`, `completedAtMs`).
 fn now_ms() -> u64 {
@@ -258,6 +272,12 @@ pub(crate) struct CodexTurnJob {
     pub cwd: String,
     pub sandbox: SandboxMode,
     pub policy: ApprovalPolicy,
+    /// The `sandboxPolicy` of each `turn/start` ([`sandbox_policy`]).
+    pub sandbox_policy: Value,
+    /// Whether the operator's cap allows `danger-full-access` (`SEC-15`): Codex runs a
+    /// command it asked approval for outside its sandbox, so without it every such
+    /// request is declined without asking.
+    pub may_leave_sandbox: bool,
     /// The Codex thread of this thread, if one was started before.
     pub codex_thread: Option<String>,
     /// The number of the first item id this turn may use (`item_<n>`); the manager moves
@@ -437,7 +457,11 @@ impl CodexTurnJob {
             .server
             .request(
                 "turn/start",
-                json!({"threadId": codex_thread, "input": self.input}),
+                json!({
+                    "threadId": codex_thread,
+                    "input": self.input,
+                    "sandboxPolicy": self.sandbox_policy,
+                }),
             )
             .await
             .map_err(failed)?;
@@ -540,6 +564,16 @@ impl CodexTurnJob {
             }
         }
         let (reply, decision) = oneshot::channel();
+        if !self.may_leave_sandbox {
+            // SEC-15: the command would run outside the sandbox, beyond the host's cap.
+            tracing::info!(
+                thread = %self.thread_id,
+                "codex asked to run a command outside its sandbox, above this host's cap; declined"
+            );
+            let _ = reply.send(ApprovalDecision::Decline);
+            turn.asking = Some(Asking { id, decision });
+            return;
+        }
         self.send(TurnEventKind::Approval {
             params: CommandExecutionRequestApprovalParams {
                 thread_id: self.thread_id.clone(),
@@ -555,8 +589,10 @@ impl CodexTurnJob {
                     .map(str::to_owned),
                 // CMD-29: the four decisions Codex takes.
                 available_decisions: Some(ApprovalDecision::STANDARD.to_vec()),
+                // CMD-47, spec 5.14: Codex (0.169.0, measured) runs a command it asked
+                // approval for outside its sandbox, whatever the thread's mode.
                 tether: Some(ApprovalTether {
-                    sandbox: self.sandbox,
+                    sandbox: SandboxMode::DangerFullAccess,
                 }),
             },
             reply,

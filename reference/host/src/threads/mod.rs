@@ -860,6 +860,8 @@ impl ThreadManager {
         match &self.codex {
             // Spec 5.14: Codex plays the agent.
             Some(backend) => {
+                let sandbox_policy =
+                    codex_agent::sandbox_policy(&job.config, job.sandbox, &job.cwd);
                 let job = codex_agent::CodexTurnJob {
                     backend: Arc::clone(backend),
                     thread_id: job.thread_id,
@@ -869,6 +871,9 @@ impl ThreadManager {
                     cwd: job.cwd,
                     sandbox: job.sandbox,
                     policy: job.policy,
+                    sandbox_policy,
+                    may_leave_sandbox: self.config.max_sandbox
+                        == tether_proto::cmd::types::SandboxMode::DangerFullAccess,
                     codex_thread,
                     first_item: job.first_item,
                     events: job.events,
