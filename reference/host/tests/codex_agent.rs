@@ -611,3 +611,115 @@ async fn codex_enforces_a_read_only_thread() {
     drop(conn);
     host.stop().await;
 }
+
+/// CMD-23 and CMD-29 with Codex: `turn/interrupt` while an accepted command runs stops it
+/// (the turn ends `interrupted`, the command never finishes); a `cancel` decision ends the
+/// turn `interrupted` without running the command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_turns_interrupted_while_running_and_by_cancel() {
+    let bin = codex_bin().unwrap_or_else(|e| panic!("{e}"));
+    let model = MockModel::start([
+        ModelTurn::shell("sleep 3; touch late-file"),
+        ModelTurn::shell("touch cancelled-file"),
+    ])
+    .await
+    .unwrap();
+    let home = CodexHome::new(&outside_tmp(env!("CARGO_TARGET_TMPDIR")), &model.base_url());
+    let work = std::fs::canonicalize(home.work()).unwrap();
+    let mut codex =
+        CodexConfig::new(&work)
+            .bin(&bin)
+            .private_home(home.home(), home.codex_home(), home.tmp());
+    codex.request_timeout = WAIT;
+    codex.handshake_timeout = WAIT;
+    let commands = CommandConfig {
+        allow_unsandboxed: true,
+        default_project: Some(work.clone()),
+        agent: AgentBackend::Codex(codex),
+        ..CommandConfig::default()
+    };
+    let relay = inproc::relay(&[("acme", CREDENTIAL.as_bytes())]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(relay.url(), &dir.path().join("host"), commands).await;
+    let (ctl, paired) = host.pair(&dir.path().join("ctl"), "ana-phone").await;
+    let mut conn = connect(&ctl, &paired, &LinkOptions::default())
+        .await
+        .unwrap();
+    let opened = call(
+        &conn,
+        "thread/start",
+        json!({"cwd": work, "sandbox": "workspace-write", "approvalPolicy": "untrusted"}),
+    )
+    .await;
+    let thread_id = opened["thread"]["id"].as_str().unwrap().to_owned();
+
+    // Interrupted while the accepted command runs.
+    let started = call(
+        &conn,
+        "turn/start",
+        json!({"threadId": thread_id, "input": text("sleep, then write")}),
+    )
+    .await;
+    let turn_id = started["turn"]["id"].as_str().unwrap().to_owned();
+    let got = until(&mut conn, &model, |g| matches!(g, Got::R(_))).await;
+    let Some(Got::R(ask)) = got.last() else {
+        panic!()
+    };
+    conn.session
+        .respond(ask.id.clone(), json!({"decision": "accept"}))
+        .unwrap();
+    until(&mut conn, &model, is("serverRequest/resolved")).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let asked = Instant::now();
+    call(
+        &conn,
+        "turn/interrupt",
+        json!({"threadId": thread_id, "turnId": turn_id}),
+    )
+    .await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
+    let mut seen = Vec::new();
+    while let Some(SessionEvent::Notification(n)) = conn.session.try_next_event() {
+        seen.push(n);
+    }
+    let last = seen
+        .last()
+        .expect("turn/completed before the answer (CMD-23)");
+    assert_eq!(last.method, "turn/completed");
+    let turn: Turn = serde_json::from_value(last.params.clone().unwrap()["turn"].clone()).unwrap();
+    assert_eq!(turn.status, TurnStatus::Interrupted, "{turn:#?}");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        !work.join("late-file").exists(),
+        "the interrupted command went on"
+    );
+
+    // Cancel: the command does not run; the turn ends interrupted.
+    call(
+        &conn,
+        "turn/start",
+        json!({"threadId": thread_id, "input": text("write, or cancel")}),
+    )
+    .await;
+    let got = until(&mut conn, &model, |g| matches!(g, Got::R(_))).await;
+    let Some(Got::R(ask)) = got.last() else {
+        panic!()
+    };
+    conn.session
+        .respond(ask.id.clone(), json!({"decision": "cancel"}))
+        .unwrap();
+    let got = until(&mut conn, &model, is("turn/completed")).await;
+    let turn = final_turn(&got);
+    assert_eq!(turn.status, TurnStatus::Interrupted, "{turn:#?}");
+    assert!(
+        !work.join("cancelled-file").exists(),
+        "a cancelled command ran"
+    );
+    assert!(model.errors().is_empty(), "{}", model.summary());
+    drop(conn);
+    host.stop().await;
+}

@@ -240,6 +240,126 @@ fn refuse(server: Option<Arc<CodexAppServer>>, id: RequestId, method: &str) {
     });
 }
 
+/// Kills the commands of an interrupted turn that Codex left running (`CMD-23`): each
+/// process descending from Codex (`codex_pid`) that is a shell running one of `commands`
+/// (its script is in the command line Codex reported, its directory the command's), with
+/// its process group when that group is not Codex's, else with its descendants.
+fn stop_commands<'a>(codex_pid: Option<u32>, commands: impl Iterator<Item = &'a (String, String)>) {
+    let commands: Vec<&(String, String)> = commands.collect();
+    let Some(root) = codex_pid else { return };
+    if commands.is_empty() {
+        return;
+    }
+    let procs = proc_table();
+    let codex_group = procs.get(&root).map(|p| p.pgid);
+    let children = |pid: u32| -> Vec<u32> {
+        procs
+            .iter()
+            .filter(|(_, p)| p.ppid == pid)
+            .map(|(c, _)| *c)
+            .collect()
+    };
+    // Every descendant of Codex.
+    let mut descendants = Vec::new();
+    let mut stack = children(root);
+    while let Some(pid) = stack.pop() {
+        if descendants.len() > 10_000 {
+            break;
+        }
+        descendants.push(pid);
+        stack.extend(children(pid));
+    }
+    for pid in descendants {
+        let Some(p) = procs.get(&pid) else { continue };
+        let shell = p
+            .argv
+            .first()
+            .is_some_and(|a| a.ends_with("sh") || a.ends_with("bash") || a.ends_with("zsh"));
+        let script = p.argv.last().filter(|_| p.argv.len() >= 3);
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+        let hit = shell
+            && commands.iter().any(|(command, dir)| {
+                script.is_some_and(|s| !s.is_empty() && command.contains(s.as_str()))
+                    && cwd.as_deref() == Some(std::path::Path::new(dir))
+            });
+        if !hit {
+            continue;
+        }
+        tracing::info!(
+            pid,
+            "stopping a command codex left running after an interrupt"
+        );
+        let own_group = rustix::process::getpgrp().as_raw_nonzero().get();
+        let own_group = u32::try_from(own_group).unwrap_or(0);
+        if Some(p.pgid) != codex_group && p.pgid > 1 && p.pgid != own_group {
+            crate::exec::kill_group(p.pgid);
+        } else {
+            let mut stack = vec![pid];
+            while let Some(victim) = stack.pop() {
+                stack.extend(children(victim));
+                kill_one(victim);
+            }
+        }
+    }
+}
+
+fn kill_one(pid: u32) {
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// A process as `/proc` shows it.
+struct ProcInfo {
+    ppid: u32,
+    pgid: u32,
+    argv: Vec<String>,
+}
+
+/// Every process of `/proc` (Linux; empty elsewhere).
+fn proc_table() -> HashMap<u32, ProcInfo> {
+    let mut out = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid pgrp …`: comm may hold spaces and parentheses.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace().skip(1);
+        let (Some(ppid), Some(pgid)) = (
+            fields.next().and_then(|f| f.parse().ok()),
+            fields.next().and_then(|f| f.parse().ok()),
+        ) else {
+            continue;
+        };
+        let argv = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| {
+                b.split(|c| *c == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.insert(pid, ProcInfo { ppid, pgid, argv });
+    }
+    out
+}
+
 /// Removes the turn's route when the turn ends.
 struct RouteGuard {
     routes: Routes,
@@ -304,6 +424,8 @@ struct Turn {
     asking: Option<Asking>,
     /// Approval requests waiting for the one being asked (`CMD-28`: one at a time).
     queued: VecDeque<(RequestId, Value)>,
+    /// Commands Codex started and has not completed: Tether item id -> (command, cwd).
+    running: HashMap<String, (String, String)>,
 }
 
 impl Turn {
@@ -365,6 +487,7 @@ impl CodexTurnJob {
             next_item: self.first_item,
             asking: None,
             queued: VecDeque::new(),
+            running: HashMap::new(),
         };
         let status = match self.drive(&mut turn).await {
             Ok(status) => status,
@@ -483,6 +606,11 @@ impl CodexTurnJob {
                 routed = rx.recv() => match routed {
                     Some(Routed::Notification { method, params }) => {
                         if let Some(status) = self.notification(turn, &codex_turn, &method, &params) {
+                            if interrupt_deadline.is_some() || status == TurnStatus::Interrupted {
+                                // CMD-23: Codex 0.169.0 ends the turn but lets a command
+                                // it runs go on; the host kills it.
+                                stop_commands(live.server.pid(), turn.running.values());
+                            }
                             return Ok(status);
                         }
                     }
@@ -519,7 +647,10 @@ impl CodexTurnJob {
                     }
                     interrupt_deadline = Some(tokio::time::Instant::now() + INTERRUPT_GRACE);
                 }
-                () = grace => return Err(Stop::Interrupted),
+                () = grace => {
+                    stop_commands(live.server.pid(), turn.running.values());
+                    return Err(Stop::Interrupted);
+                }
             }
         }
     }
@@ -614,6 +745,14 @@ impl CodexTurnJob {
                 let completed = method == "item/completed";
                 let item = self.item(turn, params, completed)?;
                 let id = item.id().to_owned();
+                if let ThreadItem::CommandExecution(c) = &item {
+                    if completed {
+                        turn.running.remove(&id);
+                    } else {
+                        turn.running
+                            .insert(id.clone(), (c.command.clone(), c.cwd.clone()));
+                    }
+                }
                 if completed {
                     if turn.started.insert(id) {
                         // Never started (a declined command): started, then completed.
