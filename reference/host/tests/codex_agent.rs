@@ -723,3 +723,52 @@ async fn codex_turns_interrupted_while_running_and_by_cancel() {
     drop(conn);
     host.stop().await;
 }
+
+/// A Codex that cannot be started fails the turn with an item saying so (not where it
+/// was looked for: host paths stay in the host's log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_codex_that_cannot_start_fails_the_turn_saying_so() {
+    let dir = tether_testkit::dirs::TempDir::new_in(
+        &outside_tmp(env!("CARGO_TARGET_TMPDIR")),
+        "codex-missing",
+    );
+    let work = std::fs::canonicalize(dir.path()).unwrap();
+    let codex = CodexConfig::new(&work).bin(work.join("no-such-codex"));
+    let commands = CommandConfig {
+        allow_unsandboxed: true,
+        default_project: Some(work.clone()),
+        agent: AgentBackend::Codex(codex),
+        ..CommandConfig::default()
+    };
+    let model = MockModel::start(Vec::new()).await.unwrap(); // only for `until`'s messages
+    let relay = inproc::relay(&[("acme", CREDENTIAL.as_bytes())]).await;
+    let state = tempfile::tempdir().unwrap();
+    let host = TestHost::start(relay.url(), &state.path().join("host"), commands).await;
+    let (ctl, paired) = host.pair(&state.path().join("ctl"), "ana-phone").await;
+    let mut conn = connect(&ctl, &paired, &LinkOptions::default())
+        .await
+        .unwrap();
+    let opened = call(&conn, "thread/start", json!({"approvalPolicy": "never"})).await;
+    let thread_id = opened["thread"]["id"].as_str().unwrap().to_owned();
+    call(
+        &conn,
+        "turn/start",
+        json!({"threadId": thread_id, "input": text("hello")}),
+    )
+    .await;
+    let got = until(&mut conn, &model, is("turn/completed")).await;
+    let turn = final_turn(&got);
+    assert_eq!(turn.status, TurnStatus::Failed, "{turn:#?}");
+    let said = turn
+        .items
+        .iter()
+        .find_map(|i| match i {
+            ThreadItem::AgentMessage(m) => Some(m.text.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no item says why: {turn:#?}"));
+    assert!(said.contains("cannot be started"), "{said}");
+    assert!(!said.contains("no-such-codex"), "{said}");
+    drop(conn);
+    host.stop().await;
+}
