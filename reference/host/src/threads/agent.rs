@@ -30,7 +30,7 @@ use tether_proto::cmd::types::{
 use tether_proto::limits::{DEFAULT_EXEC_TIMEOUT, DEFAULT_OUTPUT_CAP, MAX_OUTPUT_CHUNK};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::now_ms;
+use super::clock::now_ms;
 use super::opening::OpenDone;
 use crate::exec::{CommandConfig, KillReason, kill_group, supervise};
 

@@ -43,6 +43,7 @@ use tether_proto::limits::MAX_OUTPUT_CHUNK;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::agent::{TurnEvent, TurnEventKind, split_text};
+use super::clock::now_ms;
 use crate::codex::{CodexAppServer, CodexConfig, CodexError, CodexEvent, CodexEvents, RequestId};
 use crate::exec::{CommandConfig, KillReason};
 
@@ -62,16 +63,6 @@ pub(crate) fn sandbox_policy(config: &CommandConfig, mode: SandboxMode, cwd: &st
         config.temp_dir().to_string_lossy().into_owned(),
     ];
     serde_json::to_value(SandboxPolicy::from_mode(mode, roots)).unwrap_or(Value::Null)
-}
-
-/// Now, in Unix milliseconds (`startedAtMs`, `completedAtMs`).
-fn now_ms() -> u64 {
-    u64::try_from(
-        tether_proto::time::UnixTime::now()
-            .since_epoch()
-            .as_millis(),
-    )
-    .unwrap_or(u64::MAX)
 }
 
 /// How long a turn waits for Codex's `turn/completed` after asking it to interrupt the

@@ -21,6 +21,7 @@
 //! session in the same order (`CMD-26`).
 
 pub mod agent;
+mod clock;
 pub mod codex_agent;
 mod opening;
 pub mod store;
@@ -50,6 +51,8 @@ use tether_proto::time::UnixTime;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use agent::{TurnEvent, TurnEventKind};
+pub use clock::TEST_MODEL;
+use clock::now_ms;
 pub use opening::{OpenDone, Opening};
 use store::{THREAD_FILE_VERSION, ThreadRecord, ThreadStore};
 
@@ -64,14 +67,6 @@ use crate::state::{StateError, random_bytes};
 /// hanging file system holds at most this many; further threads open without their
 /// files.
 const MAX_DISCOVERIES: usize = 8;
-
-/// The `model` and `modelProvider` of the test agent's threads (`CMD-59`).
-pub const TEST_MODEL: &str = "tether-test";
-
-/// Now, in Unix milliseconds (`startedAtMs`, `completedAtMs`).
-pub(crate) fn now_ms() -> u64 {
-    u64::try_from(UnixTime::now().since_epoch().as_millis()).unwrap_or(u64::MAX)
-}
 
 /// The turn in progress of a thread.
 struct Running {

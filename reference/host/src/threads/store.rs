@@ -99,7 +99,7 @@ impl ThreadRecord {
             turns: Vec::new(),
             ephemeral: false,
             cli_version: env!("CARGO_PKG_VERSION").to_owned(),
-            model_provider: super::TEST_MODEL.to_owned(),
+            model_provider: super::clock::TEST_MODEL.to_owned(),
             source: "appServer".into(),
             project_id: None,
             tether: Some(ThreadTether {
