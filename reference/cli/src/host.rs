@@ -21,7 +21,7 @@ use crate::threads::Policy;
 #[derive(Subcommand)]
 pub(crate) enum HostCommand {
     /// Connect to a relay and serve controllers (runs until Ctrl-C or SIGTERM).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Mint a one-time pairing token: its text on stdout, its QR code on stderr.
     Pair(PairArgs),
     /// List the devices paired with this host.
@@ -110,6 +110,30 @@ pub(crate) struct RunArgs {
     /// binary.
     #[arg(long, hide = true, value_name = "PATH")]
     sandbox_launcher: Option<PathBuf>,
+    /// The agent of the host's threads: `test`, the deterministic test agent (CMD-59), or
+    /// `codex`, a real Codex (`codex app-server`, started on the first turn) using the
+    /// account and configuration of your own `codex login`; Codex runs the agent's
+    /// commands under its own sandbox (spec 5.14).
+    #[arg(long, value_enum, value_name = "AGENT", default_value = "test")]
+    agent: AgentKind,
+    /// The Codex binary of `--agent codex` [default: the environment variable
+    /// TETHER_CODEX_BIN, else `codex` on PATH].
+    #[arg(long, value_name = "PATH")]
+    codex_bin: Option<PathBuf>,
+    /// Run Codex (`--agent codex`) with CODEX_HOME=DIR (its config.toml, login and
+    /// sessions) instead of the one of your environment (~/.codex); for a separate
+    /// Codex configuration, or tests.
+    #[arg(long, value_name = "DIR")]
+    codex_home: Option<PathBuf>,
+}
+
+/// The agent of `tether host run --agent`.
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum AgentKind {
+    /// The deterministic test agent.
+    Test,
+    /// A real Codex (`codex app-server`).
+    Codex,
 }
 
 /// An inactivity age given on the command line: seconds, or no limit.
@@ -185,7 +209,7 @@ pub(crate) struct RevokeArgs {
 
 pub(crate) fn run(command: HostCommand) -> anyhow::Result<ExitCode> {
     let result = match command {
-        HostCommand::Run(args) => run_host(args),
+        HostCommand::Run(args) => run_host(*args),
         HostCommand::Pair(args) => pair(args),
         HostCommand::Devices(args) => devices(args),
         HostCommand::Revoke(args) => revoke(args),
@@ -266,6 +290,37 @@ fn check_placement(
     Ok(())
 }
 
+/// The `codex` agent of `--agent codex` (spec 5.14): the binary checked now, so that a
+/// host without one stops at once; Codex runs in the default project (never the
+/// temporary directory) with the host's environment.
+fn codex_agent(
+    args: &RunArgs,
+    project: Option<&std::path::Path>,
+) -> anyhow::Result<tether_host::AgentBackend> {
+    let cwd = match project {
+        Some(p) => p.to_owned(),
+        None => std::env::current_dir().context("the current directory")?,
+    };
+    let mut config = tether_host::codex::CodexConfig::new(cwd);
+    if let Some(bin) = &args.codex_bin {
+        config = config.bin(bin);
+    }
+    if let Some(home) = &args.codex_home {
+        let home = std::fs::canonicalize(home)
+            .with_context(|| format!("--codex-home {}", home.display()))?;
+        config = config.env_var("CODEX_HOME", home);
+    }
+    let bin = config.resolve_bin()?;
+    config.check_cwd().map_err(|e| {
+        anyhow::anyhow!("{e}; give --project DIR (Codex runs in the default project)")
+    })?;
+    eprintln!(
+        "tether: the agent of threads is Codex ({}); it runs the agent's commands under its own sandbox",
+        bin.display()
+    );
+    Ok(tether_host::AgentBackend::Codex(config.bin(bin)))
+}
+
 fn run_host(args: RunArgs) -> anyhow::Result<()> {
     let (credential, credential_file) = credential(&args)?;
     // CMD-17, CMD-71: the default project, absolute, so that threads and commands that
@@ -307,6 +362,11 @@ fn run_host(args: RunArgs) -> anyhow::Result<()> {
         },
         ..defaults
     };
+    if let AgentKind::Codex = args.agent {
+        commands.agent = codex_agent(&args, commands.default_project.as_deref())?;
+    } else if args.codex_bin.is_some() || args.codex_home.is_some() {
+        anyhow::bail!("--codex-bin and --codex-home go with --agent codex");
+    }
     let state = StateDir::open(&args.state)?;
     for (path, mode) in state.tightened() {
         // SEC-22

@@ -30,8 +30,8 @@ use tokio::sync::mpsc;
 
 use crate::answer::{answer, error, message_limit, response};
 pub use crate::exec::{
-    CommandConfig, EXEC_OUTPUT_CREDIT, ExecEvent, OutputCredit, SandboxLauncher, approval_rank,
-    kill_group, sandbox_rank, signal_name,
+    AgentBackend, CommandConfig, EXEC_OUTPUT_CREDIT, ExecEvent, OutputCredit, SandboxLauncher,
+    approval_rank, kill_group, sandbox_rank, signal_name,
 };
 use crate::exec::{KillReason, ProcessHandle, Reporting, start};
 use crate::state::Access;

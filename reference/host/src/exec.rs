@@ -35,6 +35,19 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::answer::{error, response};
+use crate::codex::CodexConfig;
+
+/// Which agent answers the turns of the host's threads.
+#[derive(Clone, Debug, Default)]
+pub enum AgentBackend {
+    /// The deterministic test agent (`CMD-59`, capability `agent.test`). The default.
+    #[default]
+    Test,
+    /// A real Codex: one `codex app-server`, started as the configuration says on the
+    /// first turn that needs it, plays the agent of every thread (spec 5.14). Codex runs
+    /// the agent's commands under its own sandbox.
+    Codex(CodexConfig),
+}
 
 /// How the host serves commands.
 #[derive(Clone, Debug)]
@@ -76,6 +89,8 @@ pub struct CommandConfig {
     /// (canonical). A command whose writable roots would reach one of them is refused
     /// ([`crate::state::state_dir_exposed`]).
     pub secret_paths: Vec<std::path::PathBuf>,
+    /// The agent of the host's threads ([`AgentBackend::Test`] by default).
+    pub agent: AgentBackend,
 }
 
 /// How many times [`SandboxLauncher::probe`] runs a probe that failed to run.
@@ -180,6 +195,7 @@ impl Default for CommandConfig {
             max_sandbox: SandboxMode::DangerFullAccess,
             max_approval_policy: ApprovalPolicy::Never,
             secret_paths: Vec::new(),
+            agent: AgentBackend::Test,
         }
     }
 }
@@ -326,6 +342,36 @@ impl CommandConfig {
         }
     }
 
+    /// What enforces `requested` for the commands of a thread's turns: as
+    /// [`CommandConfig::sandbox_for`] with the test agent; with [`AgentBackend::Codex`],
+    /// Codex runs the agent's commands under its own sandbox, so a restricted mode is
+    /// reported enforced by mechanism `"codex"`, network denied (spec 5.14). The cap
+    /// (`SEC-15`) applies to both.
+    ///
+    /// # Errors
+    /// As [`CommandConfig::sandbox_for`]; with Codex only for a mode beyond the cap.
+    pub fn thread_sandbox_for(
+        &self,
+        requested: SandboxMode,
+    ) -> Result<SandboxReport, CommandError> {
+        if !matches!(self.agent, AgentBackend::Codex(_))
+            || requested == SandboxMode::DangerFullAccess
+        {
+            return self.sandbox_for(requested);
+        }
+        if sandbox_rank(requested) > sandbox_rank(self.max_sandbox) {
+            // SEC-15: the same refusal as sandbox_for's.
+            return self.sandbox_for(requested);
+        }
+        Ok(SandboxReport {
+            requested,
+            enforced: requested,
+            network: NetworkAccess::Denied,
+            degraded: false,
+            mechanism: "codex".to_owned(),
+        })
+    }
+
     /// A command running `program` with `args` in `cwd` under `enforced`, which
     /// [`CommandConfig::sandbox_for`] reported (`CMD-44`): through the `sandbox-exec`
     /// launcher for `read-only` and `workspace-write`, directly otherwise. `writable` is
@@ -429,7 +475,10 @@ impl CommandConfig {
     pub fn capabilities(&self, threads: bool) -> Vec<String> {
         let mut capabilities = vec![capability::COMMAND_EXEC.to_owned()];
         if threads {
-            capabilities.push(capability::AGENT_TEST.to_owned());
+            // Spec 5.14: a host whose agent is Codex does not list `agent.test`.
+            if matches!(self.agent, AgentBackend::Test) {
+                capabilities.push(capability::AGENT_TEST.to_owned());
+            }
             capabilities.push(capability::THREAD_HANDOFF.to_owned());
         }
         if self.enforces_with_landlock() {

@@ -36,6 +36,6 @@ pub mod runtime;
 pub mod state;
 pub mod threads;
 
-pub use commands::{CommandConfig, CommandSession, ExecEvent};
+pub use commands::{AgentBackend, CommandConfig, CommandSession, ExecEvent};
 pub use runtime::{HostOptions, RunError, RunEvent, run};
 pub use state::{DiskHostStore, StateDir, StateError};

@@ -30,7 +30,7 @@ use tether_proto::cmd::types::{
 use tether_proto::limits::{DEFAULT_EXEC_TIMEOUT, DEFAULT_OUTPUT_CAP, MAX_OUTPUT_CHUNK};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::now_ms;
+use super::clock::now_ms;
 use super::opening::OpenDone;
 use crate::exec::{CommandConfig, KillReason, kill_group, supervise};
 
@@ -79,6 +79,9 @@ pub enum TurnEventKind {
     /// being opened were read, or their time ran out (`CMD-72`); the manager sends the
     /// deferred `thread/start`, `thread/resume` or `tether/thread/import` answer.
     Opened(Box<OpenDone>),
+    /// The `codex` agent started a Codex thread for this thread (spec 5.14): its id is
+    /// stored in the thread's record.
+    CodexThread(String),
 }
 
 /// One turn of the test agent.

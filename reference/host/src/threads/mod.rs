@@ -21,6 +21,8 @@
 //! session in the same order (`CMD-26`).
 
 pub mod agent;
+mod clock;
+pub mod codex_agent;
 mod opening;
 pub mod store;
 
@@ -49,12 +51,14 @@ use tether_proto::time::UnixTime;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use agent::{TurnEvent, TurnEventKind};
+pub use clock::TEST_MODEL;
+use clock::now_ms;
 pub use opening::{OpenDone, Opening};
 use store::{THREAD_FILE_VERSION, ThreadRecord, ThreadStore};
 
 use crate::answer::answer;
 pub use crate::answer::fit;
-use crate::exec::{CommandConfig, KillReason};
+use crate::exec::{AgentBackend, CommandConfig, KillReason};
 use crate::instructions;
 use crate::state::{StateError, random_bytes};
 
@@ -63,14 +67,6 @@ use crate::state::{StateError, random_bytes};
 /// hanging file system holds at most this many; further threads open without their
 /// files.
 const MAX_DISCOVERIES: usize = 8;
-
-/// The `model` and `modelProvider` of the test agent's threads (`CMD-59`).
-pub const TEST_MODEL: &str = "tether-test";
-
-/// Now, in Unix milliseconds (`startedAtMs`, `completedAtMs`).
-pub(crate) fn now_ms() -> u64 {
-    u64::try_from(UnixTime::now().since_epoch().as_millis()).unwrap_or(u64::MAX)
-}
 
 /// The turn in progress of a thread.
 struct Running {
@@ -125,6 +121,8 @@ pub struct ThreadManager {
     notices: VecDeque<String>,
     /// Instruction-file reads running on the blocking pool (`CMD-72`).
     discoveries: Arc<AtomicUsize>,
+    /// The Codex that plays the agent, with [`AgentBackend::Codex`] (spec 5.14).
+    codex: Option<Arc<codex_agent::CodexBackend>>,
 }
 
 impl std::fmt::Debug for ThreadManager {
@@ -221,6 +219,10 @@ impl ThreadManager {
             .or_else(|| std::env::current_dir().ok())
             .unwrap_or_else(|| PathBuf::from("/"));
         let approval_timeout = config.approval_timeout;
+        let codex = match &config.agent {
+            AgentBackend::Test => None,
+            AgentBackend::Codex(c) => Some(Arc::new(codex_agent::CodexBackend::new(c.clone()))),
+        };
         Ok(Self {
             config,
             store,
@@ -232,6 +234,7 @@ impl ThreadManager {
             outbox: VecDeque::new(),
             notices,
             discoveries: Arc::new(AtomicUsize::new(0)),
+            codex,
         })
     }
 
@@ -442,8 +445,8 @@ impl ThreadManager {
                 approval_policy: record.approval_policy,
                 approvals_reviewer: "user".to_owned(),
                 cwd: record.cwd.clone(),
-                model: TEST_MODEL.to_owned(),
-                model_provider: TEST_MODEL.to_owned(),
+                model: self.model().to_owned(),
+                model_provider: self.model().to_owned(),
                 sandbox: SandboxPolicy::from_mode(sandbox.enforced, roots),
                 instruction_sources: Vec::new(),
                 tether: Some(ThreadOpenedTether { sandbox }),
@@ -454,7 +457,19 @@ impl ThreadManager {
     /// The wire form of a thread (section 5.3): `waitingOnApproval` while its approval is
     /// pending (`CMD-28`); no turns.
     fn wire_thread(&self, record: &ThreadRecord) -> Thread {
-        record.thread(self.approvals.is_pending(&record.id))
+        let mut thread = record.thread(self.approvals.is_pending(&record.id));
+        thread.model_provider = self.model().to_owned();
+        thread
+    }
+
+    /// The `model` and `modelProvider` of the threads: the test agent's (`CMD-59`), or
+    /// `"codex"` (spec 5.14).
+    fn model(&self) -> &'static str {
+        if self.codex.is_some() {
+            codex_agent::CODEX_MODEL
+        } else {
+            TEST_MODEL
+        }
     }
 
     /// Stores a new thread; `session` is attached when the opening finishes.
@@ -624,7 +639,7 @@ impl ThreadManager {
         };
         // CMD-46, CMD-47, SEC-15: checked before the thread is created.
         let sandbox = params.sandbox.unwrap_or(self.config.default_sandbox);
-        let report = self.config.sandbox_for(sandbox)?;
+        let report = self.config.thread_sandbox_for(sandbox)?;
         let approval_policy = params
             .approval_policy
             .unwrap_or(self.config.default_approval_policy);
@@ -642,6 +657,7 @@ impl ThreadManager {
             preview: None,
             next_item: 1,
             turns: Vec::new(),
+            codex_thread_id: None,
         };
         self.create(session, record, report)
     }
@@ -678,7 +694,7 @@ impl ThreadManager {
             .ok_or_else(|| not_found(&params.thread_id))?;
         // CMD-19, CMD-46, SEC-15: the host may have changed since the thread was created
         // (a lower cap, a mechanism lost).
-        let report = self.config.sandbox_for(entry.record.sandbox)?;
+        let report = self.config.thread_sandbox_for(entry.record.sandbox)?;
         self.config
             .check_approval_policy(entry.record.approval_policy)?;
         // CMD-19: the turns, unless excludeTurns.
@@ -816,6 +832,7 @@ impl ThreadManager {
             entry.running = None;
             return Err(internal(&e));
         }
+        let codex_thread = entry.record.codex_thread_id.clone();
         let job = agent::TurnJob {
             thread_id: params.thread_id.clone(),
             turn_id,
@@ -838,7 +855,34 @@ impl ThreadManager {
                 turn: turn.clone(),
             })),
         );
-        tokio::spawn(job.run());
+        match &self.codex {
+            // Spec 5.14: Codex plays the agent.
+            Some(backend) => {
+                let sandbox_policy =
+                    codex_agent::sandbox_policy(&job.config, job.sandbox, &job.cwd);
+                let job = codex_agent::CodexTurnJob {
+                    backend: Arc::clone(backend),
+                    thread_id: job.thread_id,
+                    turn_id: job.turn_id,
+                    input: job.input,
+                    started: job.started,
+                    cwd: job.cwd,
+                    sandbox: job.sandbox,
+                    policy: job.policy,
+                    sandbox_policy,
+                    may_leave_sandbox: self.config.max_sandbox
+                        == tether_proto::cmd::types::SandboxMode::DangerFullAccess,
+                    codex_thread,
+                    first_item: job.first_item,
+                    events: job.events,
+                    kill: job.kill,
+                };
+                tokio::spawn(job.run());
+            }
+            None => {
+                tokio::spawn(job.run());
+            }
+        }
         Ok(TurnStartResult { turn })
     }
 
@@ -965,7 +1009,7 @@ impl ThreadManager {
         }
         let cwd = Self::check_dir(method, &cwd.to_string_lossy())?;
         let cwd = Self::inside_project(method, &root, &cwd, &bundle.cwd_relative)?;
-        let report = self.config.sandbox_for(bundle.sandbox)?;
+        let report = self.config.thread_sandbox_for(bundle.sandbox)?;
         self.config.check_approval_policy(bundle.approval_policy)?; // SEC-15
         let id = self.new_thread_id()?;
         // Items get ids of the new thread (CMD-25); an item still in progress in the
@@ -1023,6 +1067,8 @@ impl ThreadManager {
             preview,
             next_item,
             turns,
+            // Spec 5.14: Codex starts a thread of its own on the first turn here.
+            codex_thread_id: None,
         };
         self.create(session, record, report)
     }
@@ -1053,6 +1099,16 @@ impl ThreadManager {
         let at_ms = now_ms();
         match kind {
             TurnEventKind::ItemStarted(item) => {
+                // CMD-25: an agent that uses more ids than the turn reserved (Codex) moves
+                // the thread's counter past them, so that none is used again.
+                if let Some(n) = item
+                    .id()
+                    .strip_prefix("item_")
+                    .and_then(|n| n.parse::<u64>().ok())
+                    && n >= entry.record.next_item
+                {
+                    entry.record.next_item = n.saturating_add(1);
+                }
                 if let Some(turn) = entry.record.turns.last_mut() {
                     turn.items.push(item.clone());
                 }
@@ -1103,6 +1159,11 @@ impl ThreadManager {
             }
             TurnEventKind::Approval { params, reply } => self.ask(&thread_id, params, reply),
             TurnEventKind::Opened(_) => {} // handled above
+            TurnEventKind::CodexThread(codex_thread) => {
+                // Spec 5.14: kept, so that a restarted host resumes it.
+                entry.record.codex_thread_id = Some(codex_thread);
+                self.save(&thread_id);
+            }
             TurnEventKind::Finished { status, duration } => {
                 let running = entry.running.take();
                 if self.approvals.is_pending(&thread_id) {

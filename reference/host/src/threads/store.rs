@@ -64,6 +64,10 @@ pub struct ThreadRecord {
     pub next_item: u64,
     /// The turns, oldest first.
     pub turns: Vec<Turn>,
+    /// The id of the Codex thread that plays this thread's agent, once the `codex`
+    /// agent backend started one (spec 5.14): a restarted host resumes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codex_thread_id: Option<String>,
 }
 
 impl ThreadRecord {
@@ -95,7 +99,7 @@ impl ThreadRecord {
             turns: Vec::new(),
             ephemeral: false,
             cli_version: env!("CARGO_PKG_VERSION").to_owned(),
-            model_provider: super::TEST_MODEL.to_owned(),
+            model_provider: super::clock::TEST_MODEL.to_owned(),
             source: "appServer".into(),
             project_id: None,
             tether: Some(ThreadTether {
@@ -337,6 +341,7 @@ mod tests {
             goal: None,
             preview: Some("$ true".to_owned()),
             next_item: 3,
+            codex_thread_id: None,
             turns: vec![Turn {
                 id: "turn_1".to_owned(),
                 status: TurnStatus::InProgress,
