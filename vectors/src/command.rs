@@ -678,17 +678,19 @@ fn valid_cases() -> Vec<Case> {
         (
             "string id of 256 bytes",
             vec!["Id", "MaxLength"],
-            format!(r#"{{"jsonrpc":"2.0","id":"{max_string_id}","method":"thread/list"}}"#),
+            format!(
+                r#"{{"jsonrpc":"2.0","id":"{max_string_id}","method":"thread/list","params":{{}}}}"#
+            ),
         ),
         (
             "largest integer id",
             vec!["Id", "MaxLength"],
-            r#"{"jsonrpc":"2.0","id":9007199254740991,"method":"thread/list"}"#.into(),
+            r#"{"jsonrpc":"2.0","id":9007199254740991,"method":"thread/list","params":{}}"#.into(),
         ),
         (
             "most negative integer id",
             vec!["Id"],
-            r#"{"jsonrpc":"2.0","id":-9007199254740991,"method":"thread/list"}"#.into(),
+            r#"{"jsonrpc":"2.0","id":-9007199254740991,"method":"thread/list","params":{}}"#.into(),
         ),
         (
             "members in any order, whitespace around and inside",

@@ -40,11 +40,15 @@ async fn shared_messages(cx: Arc<Context>) -> Res<()> {
     s.answer(&id, json!({"decision": "accept"})).await?;
     let msgs = until_completed(&mut s, &thread).await?;
     check(
-        msgs.iter().any(|m| m.method() == Some("serverRequest/resolved"))
+        msgs.iter()
+            .any(|m| m.method() == Some("serverRequest/resolved"))
             && msgs
                 .iter()
                 .any(|m| m.method() == Some("item/commandExecution/outputDelta")),
-        || "the accepted command's turn sent no serverRequest/resolved or no output delta".to_owned(),
+        || {
+            "the accepted command's turn sent no serverRequest/resolved or no output delta"
+                .to_owned()
+        },
     )?;
     // A turn interrupted while its approval is pending.
     let turn = start_turn(&mut s, &thread, "$ echo never-run").await?;
@@ -57,9 +61,13 @@ async fn shared_messages(cx: Arc<Context>) -> Res<()> {
     until_completed(&mut s, &thread).await?;
     // The thread's reads.
     s.call_ok("thread/list", json!({"limit": 1})).await?;
-    s.call_ok("thread/read", json!({"threadId": thread, "includeTurns": true}))
+    s.call_ok(
+        "thread/read",
+        json!({"threadId": thread, "includeTurns": true}),
+    )
+    .await?;
+    s.call_ok("thread/resume", json!({"threadId": thread}))
         .await?;
-    s.call_ok("thread/resume", json!({"threadId": thread})).await?;
     // command/exec: streamed, buffered, and terminated.
     let streamed = s
         .exec(exec_params(&["echo", "streamed"], &dir), HOST_WAIT)
@@ -74,7 +82,12 @@ async fn shared_messages(cx: Arc<Context>) -> Res<()> {
     let buffered = s.exec(buffered, HOST_WAIT).await?;
     check(
         buffered.answer.pointer("/result/stdout") == Some(&json!("buffered\n")),
-        || format!("a command/exec with its output in the result: {}", buffered.answer),
+        || {
+            format!(
+                "a command/exec with its output in the result: {}",
+                buffered.answer
+            )
+        },
     )?;
     let id = s.fresh_id();
     let mut long = exec_params(&["sleep", "30"], &dir);
