@@ -203,7 +203,7 @@ async fn codex_plays_the_agent_of_tether_threads() {
         .await
         .unwrap();
     // Spec 5.14: not the test agent.
-    let caps = &conn.init.capabilities;
+    let caps = &conn.init.tether.capabilities;
     assert!(!caps.iter().any(|c| c == "agent.test"), "{caps:?}");
     assert!(caps.iter().any(|c| c == "thread.handoff"), "{caps:?}");
 
