@@ -53,7 +53,12 @@ pub(crate) const CONNECT_HELP: &str = "\
 Example:
   $ tether connect --state ~/.tether build-box
   ws://127.0.0.1:41807
-  $ codex --remote ws://127.0.0.1:41807        (in another terminal)
+  (then point an app-server client at ws://127.0.0.1:41807)
+
+The messages the command protocol shares with Codex's app-server protocol are Codex's
+(spec section 5.1.4), so a client that uses those methods works through the bridge. The
+Codex terminal UI (codex --remote URL) also asks for methods only Codex has (account/read,
+model/list, config/read, ...), which a Tether host answers with -32601 today.
 
 The first line on stdout is the URL to give the client, printed once the bridge listens.
 Every WebSocket connection is a session of its own to the host, through its relay, as

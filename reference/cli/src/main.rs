@@ -52,7 +52,7 @@ enum Command {
     #[command(hide = true)]
     SandboxExec(sandbox::SandboxExecArgs),
     /// Bridge local Codex app-server clients to a paired host: a loopback WebSocket
-    /// server, one session to the host per connection (`codex --remote ws://127.0.0.1:PORT`).
+    /// server, one session to the host per connection.
     #[command(after_help = connect::CONNECT_HELP)]
     Connect(connect::ConnectArgs),
     /// Run the conformance suite against a relay or a host (with no target, the reference relay and host).
