@@ -4,6 +4,8 @@
 //! Every failure is one line on stderr naming the host, the thread and, for a refusal, the
 //! typed error's code and name (`-32013 ThreadNotFound`); exit status 1, usage errors 2.
 
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -735,16 +737,41 @@ fn write_out(text: &str) {
 
 /// Prints one turn event: command output (stdout and stderr merged, section 5.4) to stdout
 /// as it comes, the agent's messages to stdout, everything about approvals on stderr.
-fn print_event(event: &TurnEvent, prompting: &AtomicBool, scripted: bool) {
+///
+/// `streamed` holds the command items whose output came as deltas: a command that sent
+/// none has its `aggregatedOutput` printed when it completes (an external agent such as
+/// Codex may not stream a short command's output at all, section 5.14).
+fn print_event(
+    event: &TurnEvent,
+    prompting: &AtomicBool,
+    scripted: bool,
+    streamed: &RefCell<HashSet<String>>,
+) {
     let abandon = || {
         if prompting.swap(false, Ordering::SeqCst) {
             eprintln!();
         }
     };
     match event {
-        TurnEvent::Output { text, .. } => write_out(text),
+        TurnEvent::Output { item_id, text } => {
+            streamed.borrow_mut().insert(item_id.clone());
+            write_out(text);
+        }
         TurnEvent::ItemCompleted(ThreadItem::AgentMessage(m)) => println!("{}", clean(&m.text)),
         TurnEvent::ItemCompleted(ThreadItem::CommandExecution(c)) => match c.status {
+            _ if !streamed.borrow().contains(&c.id)
+                && c.aggregated_output.as_ref().is_some_and(|o| !o.is_empty()) =>
+            {
+                if let Some(output) = &c.aggregated_output {
+                    write_out(output);
+                }
+                if c.status == CommandExecutionStatus::Failed && c.exit_code.is_none() {
+                    eprintln!(
+                        "tether: `{}` failed without an exit status (killed, time limit or sandbox)",
+                        one_line(&c.command, 200)
+                    );
+                }
+            }
             CommandExecutionStatus::Declined => {
                 eprintln!(
                     "tether: `{}` was not run (declined)",
@@ -883,7 +910,8 @@ fn drive(
             conn.close().await;
             return Ok(None);
         }
-        let on_event = |event: &TurnEvent| print_event(event, &prompting, scripted);
+        let streamed = RefCell::new(HashSet::new());
+        let on_event = |event: &TurnEvent| print_event(event, &prompting, scripted, &streamed);
         let outcome = match text {
             Some(text) => {
                 let run = run_turn_until(
