@@ -24,7 +24,7 @@ use tether_proto::cmd::methods::{
 };
 use tether_proto::cmd::types::{
     ApprovalPolicy, Implementation, NetworkAccess, OutputStream, PathStyle, Platform, SandboxMode,
-    SandboxReport, SandboxSupport,
+    SandboxPolicy, SandboxReport, SandboxSupport,
 };
 use tether_proto::cmd::{
     CommandError, Id, Message, PROTOCOL_NAME, Params, ServerNotification, capability,
@@ -232,6 +232,20 @@ impl CommandConfig {
     /// The temporary directory commands get ([`CommandConfig::temp_dir`]).
     pub fn temp_dir(&self) -> std::path::PathBuf {
         self.temp_dir.clone().unwrap_or_else(std::env::temp_dir)
+    }
+
+    /// A thread's sandbox `mode` in Codex's `SandboxPolicy` form (section 5.3): for
+    /// `workspace-write`, writes under the project root of `cwd` and the temporary
+    /// directory (`CMD-44`, `CMD-48`), no network. The `thread/start` result reports it,
+    /// and a Codex turn is given the same (spec 5.14), so that both say one thing.
+    pub fn thread_sandbox_policy(&self, mode: SandboxMode, cwd: &str) -> SandboxPolicy {
+        let roots = vec![
+            tether_sandbox::project_root(Path::new(cwd))
+                .to_string_lossy()
+                .into_owned(),
+            self.temp_dir().to_string_lossy().into_owned(),
+        ];
+        SandboxPolicy::from_mode(mode, roots)
     }
 
     /// Whether a thread may have `policy` on this host (`SEC-15`).

@@ -36,8 +36,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tether_proto::cmd::methods::{ApprovalTether, CommandExecutionRequestApprovalParams};
 use tether_proto::cmd::types::{
-    AgentMessageItem, ApprovalDecision, ApprovalPolicy, CommandAction, SandboxMode, SandboxPolicy,
-    ThreadItem, TurnStatus, UserInput, UserMessageItem,
+    AgentMessageItem, ApprovalDecision, ApprovalPolicy, CommandAction, SandboxMode, ThreadItem,
+    TurnStatus, UserInput, UserMessageItem,
 };
 use tether_proto::limits::MAX_OUTPUT_CHUNK;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -52,17 +52,10 @@ use crate::exec::{CommandConfig, KillReason};
 pub const CODEX_MODEL: &str = "codex";
 
 /// The sandbox policy a turn gives Codex (`turn/start` `sandboxPolicy`): the one the host
-/// reports for the thread (section 5.3), so that Codex enforces what the host says — for
-/// `workspace-write`, writes under the thread's project root and the host's temporary
-/// directory (`CMD-44`, `CMD-48`), no network.
+/// reports for the thread ([`CommandConfig::thread_sandbox_policy`]), so that Codex
+/// enforces what the host says.
 pub(crate) fn sandbox_policy(config: &CommandConfig, mode: SandboxMode, cwd: &str) -> Value {
-    let roots = vec![
-        tether_sandbox::project_root(std::path::Path::new(cwd))
-            .to_string_lossy()
-            .into_owned(),
-        config.temp_dir().to_string_lossy().into_owned(),
-    ];
-    serde_json::to_value(SandboxPolicy::from_mode(mode, roots)).unwrap_or(Value::Null)
+    serde_json::to_value(config.thread_sandbox_policy(mode, cwd)).unwrap_or(Value::Null)
 }
 
 /// How long a turn waits for Codex's `turn/completed` after asking it to interrupt the

@@ -42,8 +42,8 @@ use tether_proto::cmd::methods::{
     TurnStartedParams,
 };
 use tether_proto::cmd::types::{
-    ApprovalDecision, BUNDLE_VERSION, SandboxPolicy, SandboxReport, Thread, ThreadBundle,
-    ThreadItem, Turn, TurnItemsView, TurnStatus, UserInput,
+    ApprovalDecision, BUNDLE_VERSION, SandboxReport, Thread, ThreadBundle, ThreadItem, Turn,
+    TurnItemsView, TurnStatus, UserInput,
 };
 use tether_proto::cmd::{CommandError, Id, Message, Params, Response, ServerNotification};
 use tether_proto::link::SessionId;
@@ -427,14 +427,6 @@ impl ThreadManager {
         record: &ThreadRecord,
         sandbox: SandboxReport,
     ) -> Opening {
-        // Section 5.3: the enforced mode as Codex's SandboxPolicy; a turn's commands may
-        // write under the thread's project root and the temporary directory (CMD-44).
-        let roots = vec![
-            tether_sandbox::project_root(Path::new(&record.cwd))
-                .to_string_lossy()
-                .into_owned(),
-            self.config.temp_dir().to_string_lossy().into_owned(),
-        ];
         Opening {
             session,
             thread_id: record.id.clone(),
@@ -447,7 +439,10 @@ impl ThreadManager {
                 cwd: record.cwd.clone(),
                 model: self.model().to_owned(),
                 model_provider: self.model().to_owned(),
-                sandbox: SandboxPolicy::from_mode(sandbox.enforced, roots),
+                // Section 5.3: the enforced mode as Codex's SandboxPolicy.
+                sandbox: self
+                    .config
+                    .thread_sandbox_policy(sandbox.enforced, &record.cwd),
                 instruction_sources: Vec::new(),
                 tether: Some(ThreadOpenedTether { sandbox }),
             },
